@@ -1,0 +1,13 @@
+//! hatrack: gives Kubernetes workloads AWS IAM roles instead of static keys.
+//!
+//! The crate is split between a pure core that needs neither a cluster nor AWS (CRD types,
+//! role naming, trust and permission policy documents, validation, diffs, static-key
+//! detection rules) and thin I/O edges (the IAM client, the controller, the webhook server,
+//! the offline CLI commands) that call it.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod crd;
+pub mod detect;
+pub mod manifest;
+pub mod webhook;

@@ -1,0 +1,280 @@
+//! Reading Kubernetes manifests from files, directories and stdin, for the offline commands
+//! (`plan`, `check`). Multi-document YAML and JSON; `kind: List` documents are unpacked.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// One object read from the input, with where it came from (for error messages).
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file it came from (`-` for stdin).
+    pub file: String,
+    /// Zero-based index of the YAML document in the file (items of a `List` share it).
+    pub index: usize,
+    /// The object.
+    pub object: Value,
+}
+
+impl Document {
+    pub fn kind(&self) -> &str {
+        self.object.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+    pub fn api_version(&self) -> &str {
+        self.object.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+    }
+    pub fn name(&self) -> &str {
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    pub fn namespace(&self) -> Option<&str> {
+        self.object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+    }
+    /// `file#doc` — where to look.
+    pub fn location(&self) -> String {
+        format!("{} (document {})", self.file, self.index + 1)
+    }
+}
+
+/// Input that cannot be read or parsed (exit code 2 in the CLI).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse {path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+/// Reads every path (file, directory searched recursively for *.yaml, *.yml and *.json, or `-`
+/// for stdin) and returns the objects in a stable order: paths in the given order, directory
+/// entries sorted by name, documents in file order.
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        if path == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| LoadError::Read {
+                    path: "-".into(),
+                    source,
+                })?;
+            docs.extend(parse_documents("-", &text)?);
+            continue;
+        }
+        for file in expand(path)? {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            docs.extend(parse_documents(&name, &text)?);
+        }
+    }
+    Ok(docs)
+}
+
+fn expand(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            out.extend(expand(&entry)?);
+        } else if is_manifest_file(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+fn is_manifest_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Parses multi-document YAML (JSON is YAML) into objects. Empty documents are skipped;
+/// `kind: List` (and `*List`) documents are replaced by their items.
+pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: Value = serde::Deserialize::deserialize(de).map_err(|e| LoadError::Parse {
+            path: file.to_string(),
+            message: yaml_error_message(index, &e),
+        })?;
+        match value {
+            Value::Null => continue,
+            Value::Object(_) => {}
+            other => {
+                return Err(LoadError::Parse {
+                    path: file.to_string(),
+                    message: format!(
+                        "document {}: expected a Kubernetes object (a mapping), got {}",
+                        index + 1,
+                        json_type_name(&other)
+                    ),
+                });
+            }
+        }
+        push_unpacking_lists(file, index, value, &mut docs)?;
+    }
+    Ok(docs)
+}
+
+fn push_unpacking_lists(
+    file: &str,
+    index: usize,
+    value: Value,
+    docs: &mut Vec<Document>,
+) -> Result<(), LoadError> {
+    let is_list = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || (k.ends_with("List") && value.get("items").is_some()));
+    if !is_list {
+        docs.push(Document {
+            file: file.to_string(),
+            index,
+            object: value,
+        });
+        return Ok(());
+    }
+    let items = match value.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => {
+            return Err(LoadError::Parse {
+                path: file.to_string(),
+                message: format!(
+                    "document {}: List items must be an array, got {}",
+                    index + 1,
+                    json_type_name(other)
+                ),
+            });
+        }
+    };
+    for item in items {
+        if !item.is_object() {
+            return Err(LoadError::Parse {
+                path: file.to_string(),
+                message: format!(
+                    "document {}: List item must be an object, got {}",
+                    index + 1,
+                    json_type_name(&item)
+                ),
+            });
+        }
+        push_unpacking_lists(file, index, item, docs)?;
+    }
+    Ok(())
+}
+
+fn yaml_error_message(index: usize, e: &serde_yaml::Error) -> String {
+    match e.location() {
+        Some(loc) => format!(
+            "document {}: line {} column {}: {}",
+            index + 1,
+            loc.line(),
+            loc.column(),
+            e
+        ),
+        None => format!("document {}: {}", index + 1, e),
+    }
+}
+
+pub fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_document_yaml_and_skips_empty_documents() {
+        let docs = parse_documents(
+            "f.yaml",
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n---\nkind: Pod\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        let names: Vec<_> = docs.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(docs[1].index, 2);
+    }
+
+    #[test]
+    fn unpacks_list_documents() {
+        let docs = parse_documents(
+            "f.json",
+            r#"{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"a"}},{"kind":"ConfigMapList","items":[{"kind":"ConfigMap","metadata":{"name":"b"}}]}]}"#,
+        )
+        .unwrap();
+        let kinds: Vec<_> = docs.iter().map(|d| d.kind()).collect();
+        assert_eq!(kinds, ["Pod", "ConfigMap"]);
+    }
+
+    #[test]
+    fn reports_file_and_line_of_a_parse_error() {
+        let err = parse_documents("bad.yaml", "kind: Pod\nmetadata: {name: a\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bad.yaml"), "{msg}");
+        assert!(msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_scalar_documents() {
+        let err = parse_documents("s.yaml", "just a string\n").unwrap_err();
+        assert!(err.to_string().contains("expected a Kubernetes object"));
+    }
+
+    #[test]
+    fn reads_directories_recursively_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "kind: Pod\nmetadata: {name: b}\n").unwrap();
+        std::fs::write(dir.path().join("a.yml"), "kind: Pod\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(dir.path().join("sub/c.json"), r#"{"kind":"Pod","metadata":{"name":"c"}}"#).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+        let docs = load_paths(&[dir.path()]).unwrap();
+        let names: Vec<_> = docs.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn missing_path_is_a_read_error() {
+        let err = load_paths(&["/nonexistent/x.yaml"]).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }));
+    }
+}
