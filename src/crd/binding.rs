@@ -1,0 +1,165 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Binds ServiceAccounts of its own namespace to one AWS IAM role that hatrack creates and keeps
+/// correct: a trust policy that lets exactly those ServiceAccounts assume the role (IRSA and/or
+/// EKS Pod Identity), its permission policies, permissions boundary and tags.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hatrack.dev",
+    version = "v1alpha1",
+    kind = "IAMRoleBinding",
+    plural = "iamrolebindings",
+    shortname = "irb",
+    namespaced,
+    status = "IAMRoleBindingStatus",
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.roleName"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"ARN","type":"string","priority":1,"jsonPath":".status.roleArn"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleBindingSpec {
+    /// Names of the ServiceAccounts, in the binding's own namespace, that may assume the role.
+    /// ServiceAccounts of other namespaces cannot be named.
+    #[x_kube(validation = Rule::new("self.all(sa, sa.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))").message("each serviceAccount must be a ServiceAccount name (lower-case DNS subdomain) of this namespace"))]
+    #[x_kube(validation = Rule::new("self.all(sa, self.exists_one(o, o == sa))").message("serviceAccounts must not repeat a name"))]
+    #[schemars(length(min = 1, max = 100))]
+    pub service_accounts: Vec<String>,
+
+    /// How the ServiceAccounts assume the role. Absent: the controller's default
+    /// (`--default-trust`, IRSA unless configured otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSpec>,
+
+    /// ARNs of managed IAM policies to attach, e.g. `arn:aws:iam::aws:policy/ReadOnlyAccess`.
+    /// At most 10 (the IAM default quota; see `--max-managed-policies`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$'))").message("each managedPolicyArn must be an IAM policy ARN (arn:<partition>:iam::<account>:policy/<name>)"))]
+    #[schemars(length(max = 20))]
+    pub managed_policy_arns: Vec<String>,
+
+    /// Inline permission policies: policy name → IAM policy document in AWS's own JSON form
+    /// (`Version`, `Statement` with `Effect`, `Action`/`NotAction`, `Resource`/`NotResource`,
+    /// optional `Condition`). The aggregate size of all inline policies is limited to 10,240
+    /// characters, whitespace not counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "inline_policies_schema")]
+    pub inline_policies: BTreeMap<String, serde_json::Value>,
+
+    /// ARN of a managed policy to set as the role's permissions boundary. hatrack never removes
+    /// a boundary once set; an IAMGuardrail may require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$')").message("permissionsBoundary must be an IAM policy ARN"))]
+    pub permissions_boundary: Option<String>,
+
+    /// Maximum session duration of the role in seconds, 3600 to 43200. Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3600, max = 43200))]
+    pub max_session_duration: Option<i32>,
+
+    /// Description of the IAM role (at most 1000 characters). Default: says which binding and
+    /// cluster own the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub description: Option<String>,
+
+    /// Extra tags for the IAM role. Keys may not start with `aws:` or `hatrack.dev/` (hatrack's
+    /// ownership tags). At most 47 (IAM allows 50 tags; hatrack uses 3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 47))]
+    pub tags: BTreeMap<String, String>,
+
+    /// What happens to the IAM role when this binding is deleted: `Delete` (default) removes the
+    /// role and its policies; `Retain` leaves the role in AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Which mechanisms may assume the role. At least one must be set.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.irsa) || has(self.podIdentity)").message("trust must enable irsa, podIdentity or both"))]
+pub struct TrustSpec {
+    /// IAM Roles for Service Accounts: web identity federation with the cluster's OIDC issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irsa: Option<IrsaTrust>,
+    /// EKS Pod Identity: the `pods.eks.amazonaws.com` service principal, limited to this
+    /// cluster, namespace and ServiceAccounts by session tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity: Option<PodIdentityTrust>,
+}
+
+/// IRSA trust settings.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IrsaTrust {
+    /// Audience the projected token must carry. Default: `--default-audience`
+    /// (`sts.amazonaws.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub audience: Option<String>,
+}
+
+/// EKS Pod Identity trust settings (none yet; the presence of the field enables it).
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+pub struct PodIdentityTrust {}
+
+/// What happens to the IAM role when the binding is deleted.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Delete the role, its inline policies and managed policy attachments.
+    #[default]
+    Delete,
+    /// Leave the role in AWS; only the binding goes.
+    Retain,
+}
+
+/// Observed state of an IAMRoleBinding.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleBindingStatus {
+    /// Name of the IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// ARN of the IAM role; what `eks.amazonaws.com/role-arn` points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` says whether the role in AWS matches the spec; its reason says why not
+    /// (`InvalidSpec`, `RoleNotOwned`, `ServiceAccountConflict`, `OidcProviderMissing`,
+    /// `GuardrailViolation`, `AwsError`, `Deleting`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the role was last found or made in sync with the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}
+
+fn inline_policies_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Inline permission policies: policy name → IAM policy document.",
+        "maxProperties": 50,
+        "propertyNames": {"pattern": "^[\\w+=,.@-]{1,128}$"},
+        "additionalProperties": {
+            "type": "object",
+            "required": ["Statement"],
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
+}
+
+impl IAMRoleBinding {
+    /// The deletion policy in force (default `Delete`).
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+}

@@ -1,0 +1,27 @@
+//! The custom resources hatrack defines, and the YAML that installs them.
+
+mod binding;
+
+pub use binding::*;
+
+use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// API group of every hatrack resource.
+pub const GROUP: &str = "hatrack.dev";
+
+/// Every CRD hatrack installs, in a stable order.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![IAMRoleBinding::crd()]
+}
+
+/// Every CRD as multi-document YAML: the exact content of `crds/hatrack.dev.yaml`.
+pub fn all_yaml() -> String {
+    let mut out = String::new();
+    for crd in all() {
+        out.push_str("---\n");
+        // A CRD built from our own types always serialises.
+        out.push_str(&serde_yaml::to_string(&crd).unwrap_or_default());
+    }
+    out
+}

@@ -1,0 +1,517 @@
+//! The IAM role a binding asks for (built, pure), the role AWS has (read by the IAM edge), and
+//! the smallest set of IAM calls that takes the second to the first (diffed, pure).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::crd::IAMRoleBinding;
+use crate::naming;
+use crate::policy::{self, DocumentKind};
+use crate::settings::{Settings, TrustKind};
+use crate::trust::{self, TrustInputs};
+use crate::validate;
+
+/// Aggregate size quota of a role's inline policies (characters, whitespace not counted).
+pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
+/// IAM allows 50 tags per role.
+pub const MAX_TAGS: usize = 50;
+/// Default maximum session duration.
+pub const DEFAULT_MAX_SESSION_SECONDS: i32 = 3600;
+
+/// A field of the binding that cannot become a valid role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Path in the object, e.g. `spec.inlinePolicies.put-receipts.Statement[0].Effect`.
+    pub field: String,
+    pub message: String,
+}
+
+fn spec_err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The role as a binding wants it. Serialises to the `plan` output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredRole {
+    pub namespace: String,
+    pub name: String,
+    pub role_name: String,
+    pub path: String,
+    pub arn: String,
+    pub assume_role_policy: Value,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub managed_policy_arns: BTreeSet<String>,
+    pub permissions_boundary: Option<String>,
+    pub max_session_duration: i32,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Builds the desired role, or every reason the binding cannot be one.
+pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<DesiredRole, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    if namespace.is_empty() {
+        errors.push(spec_err("metadata.namespace", "an IAMRoleBinding is namespaced; set metadata.namespace"));
+    }
+    if name.is_empty() {
+        errors.push(spec_err("metadata.name", "is required"));
+    }
+    let spec = &binding.spec;
+
+    // ServiceAccounts: names only (a name cannot reach into another namespace).
+    if spec.service_accounts.is_empty() {
+        errors.push(spec_err("spec.serviceAccounts", "bind at least one ServiceAccount"));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, sa) in spec.service_accounts.iter().enumerate() {
+        if !is_dns_subdomain(sa) {
+            errors.push(spec_err(
+                format!("spec.serviceAccounts[{i}]"),
+                format!("{sa:?} is not a ServiceAccount name of this namespace (lower-case DNS subdomain; no namespace prefix)"),
+            ));
+        }
+        if !seen.insert(sa) {
+            errors.push(spec_err(format!("spec.serviceAccounts[{i}]"), format!("{sa:?} is listed twice")));
+        }
+    }
+
+    // Trust.
+    let kinds: BTreeSet<TrustKind> = match &spec.trust {
+        Some(t) => {
+            let mut k = BTreeSet::new();
+            if t.irsa.is_some() {
+                k.insert(TrustKind::Irsa);
+            }
+            if t.pod_identity.is_some() {
+                k.insert(TrustKind::PodIdentity);
+            }
+            if k.is_empty() {
+                errors.push(spec_err("spec.trust", "enable irsa, podIdentity or both"));
+            }
+            k
+        }
+        None => settings.default_trust.iter().copied().collect(),
+    };
+    let audience = spec
+        .trust
+        .as_ref()
+        .and_then(|t| t.irsa.as_ref())
+        .and_then(|i| i.audience.clone())
+        .unwrap_or_else(|| settings.default_audience.clone());
+    if audience.is_empty() || audience.contains(char::is_whitespace) {
+        errors.push(spec_err("spec.trust.irsa.audience", format!("must be a non-empty token without spaces, got {audience:?}")));
+    }
+    let assume_role_policy = if errors.is_empty() {
+        match trust::trust_policy(
+            settings,
+            &TrustInputs {
+                namespace: &namespace,
+                service_accounts: &spec.service_accounts,
+                irsa_audience: kinds.contains(&TrustKind::Irsa).then_some(audience.as_str()),
+                pod_identity: kinds.contains(&TrustKind::PodIdentity),
+            },
+        ) {
+            Ok(doc) => doc,
+            Err(e) => {
+                errors.push(spec_err("spec.trust", e.to_string()));
+                Value::Null
+            }
+        }
+    } else {
+        Value::Null
+    };
+
+    // Inline policies.
+    let mut inline_size = 0;
+    for (pname, doc) in &spec.inline_policies {
+        let field = format!("spec.inlinePolicies.{pname}");
+        if let Err(m) = validate::inline_policy_name(pname) {
+            errors.push(spec_err(&field, m));
+        }
+        if let Err(errs) = policy::parse(doc, DocumentKind::Identity) {
+            for e in errs {
+                let f = if e.path.is_empty() { field.clone() } else { format!("{field}.{}", e.path) };
+                errors.push(spec_err(f, e.message));
+            }
+        }
+        inline_size += validate::policy_size(&doc.to_string());
+    }
+    if inline_size > INLINE_POLICIES_MAX_CHARS {
+        errors.push(spec_err(
+            "spec.inlinePolicies",
+            format!("inline policies total {inline_size} characters (whitespace not counted), over IAM's limit of {INLINE_POLICIES_MAX_CHARS} per role; move statements into a managed policy"),
+        ));
+    }
+
+    // Managed policies.
+    let mut managed = BTreeSet::new();
+    for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
+        if let Err(m) = validate::policy_arn(arn) {
+            errors.push(spec_err(format!("spec.managedPolicyArns[{i}]"), m));
+        }
+        managed.insert(arn.clone());
+    }
+    if managed.len() > settings.max_managed_policies {
+        errors.push(spec_err(
+            "spec.managedPolicyArns",
+            format!("{} managed policies, over the quota of {} per role (--max-managed-policies)", managed.len(), settings.max_managed_policies),
+        ));
+    }
+    if let Some(boundary) = &spec.permissions_boundary
+        && let Err(m) = validate::policy_arn(boundary)
+    {
+        errors.push(spec_err("spec.permissionsBoundary", m));
+    }
+
+    let max_session_duration = spec.max_session_duration.unwrap_or(DEFAULT_MAX_SESSION_SECONDS);
+    if let Err(m) = validate::max_session_duration(max_session_duration) {
+        errors.push(spec_err("spec.maxSessionDuration", m));
+    }
+
+    let description = spec.description.clone().unwrap_or_else(|| {
+        format!("Managed by hatrack for IAMRoleBinding {namespace}/{name} in cluster {}", settings.cluster_name)
+    });
+    if let Err(m) = validate::description(&description) {
+        errors.push(spec_err("spec.description", m));
+    }
+
+    // Tags: the user's, then ownership (which the user may not set).
+    let mut tags = BTreeMap::new();
+    for (k, v) in &spec.tags {
+        let field = format!("spec.tags.{k}");
+        if k.starts_with(naming::TAG_PREFIX) {
+            errors.push(spec_err(&field, format!("tag keys under {} are reserved for hatrack's ownership tags", naming::TAG_PREFIX)));
+            continue;
+        }
+        if let Err(m) = validate::tag_key(k) {
+            errors.push(spec_err(&field, m));
+        }
+        if let Err(m) = validate::tag_value(k, v) {
+            errors.push(spec_err(&field, m));
+        }
+        tags.insert(k.clone(), v.clone());
+    }
+    tags.extend(naming::ownership_tags(&settings.cluster_name, &namespace, &name));
+    if tags.len() > MAX_TAGS {
+        errors.push(spec_err("spec.tags", format!("{} tags with hatrack's 3 ownership tags, over IAM's limit of {MAX_TAGS}", tags.len())));
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let role_name = naming::role_name(&settings.cluster_name, &namespace, &name);
+    Ok(DesiredRole {
+        arn: settings.role_arn(&role_name),
+        namespace,
+        name,
+        role_name,
+        path: settings.role_path.clone(),
+        assume_role_policy,
+        inline_policies: spec.inline_policies.clone(),
+        managed_policy_arns: managed,
+        permissions_boundary: spec.permissions_boundary.clone(),
+        max_session_duration,
+        description,
+        tags,
+    })
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The role as IAM has it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActualRole {
+    pub role_name: String,
+    pub path: String,
+    pub arn: String,
+    pub assume_role_policy: Value,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub managed_policy_arns: BTreeSet<String>,
+    pub permissions_boundary: Option<String>,
+    pub max_session_duration: i32,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One IAM write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// CreateRole with trust, path, description, session, boundary and tags in one call.
+    CreateRole,
+    UpdateAssumeRolePolicy(Value),
+    /// UpdateRole (description and max session duration travel together).
+    UpdateRole { description: String, max_session_duration: i32 },
+    PutPermissionsBoundary(String),
+    TagRole(BTreeMap<String, String>),
+    UntagRole(Vec<String>),
+    PutRolePolicy { name: String, document: Value },
+    DeleteRolePolicy(String),
+    AttachRolePolicy(String),
+    DetachRolePolicy(String),
+}
+
+impl Change {
+    /// The IAM operation name, for logs, Events and metrics.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Change::CreateRole => "CreateRole",
+            Change::UpdateAssumeRolePolicy(_) => "UpdateAssumeRolePolicy",
+            Change::UpdateRole { .. } => "UpdateRole",
+            Change::PutPermissionsBoundary(_) => "PutRolePermissionsBoundary",
+            Change::TagRole(_) => "TagRole",
+            Change::UntagRole(_) => "UntagRole",
+            Change::PutRolePolicy { .. } => "PutRolePolicy",
+            Change::DeleteRolePolicy(_) => "DeleteRolePolicy",
+            Change::AttachRolePolicy(_) => "AttachRolePolicy",
+            Change::DetachRolePolicy(_) => "DetachRolePolicy",
+        }
+    }
+}
+
+/// What the diff found besides the writes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Diff {
+    pub changes: Vec<Change>,
+    /// The role has a boundary the spec no longer names. hatrack never removes boundaries (a
+    /// security control); this is reported, not acted on.
+    pub boundary_kept: Option<String>,
+}
+
+/// The IAM writes that take `actual` to `desired`. A role that does not exist needs
+/// CreateRole and then its policies; one in sync needs nothing.
+pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
+    let mut changes = Vec::new();
+    let Some(actual) = actual else {
+        changes.push(Change::CreateRole);
+        for (name, document) in &desired.inline_policies {
+            changes.push(Change::PutRolePolicy { name: name.clone(), document: document.clone() });
+        }
+        for arn in &desired.managed_policy_arns {
+            changes.push(Change::AttachRolePolicy(arn.clone()));
+        }
+        return Diff { changes, boundary_kept: None };
+    };
+    if !policy::equivalent(&actual.assume_role_policy, &desired.assume_role_policy) {
+        changes.push(Change::UpdateAssumeRolePolicy(desired.assume_role_policy.clone()));
+    }
+    if actual.description != desired.description || actual.max_session_duration != desired.max_session_duration {
+        changes.push(Change::UpdateRole {
+            description: desired.description.clone(),
+            max_session_duration: desired.max_session_duration,
+        });
+    }
+    let mut boundary_kept = None;
+    match (&actual.permissions_boundary, &desired.permissions_boundary) {
+        (a, Some(d)) if a.as_ref() != Some(d) => changes.push(Change::PutPermissionsBoundary(d.clone())),
+        (Some(a), None) => boundary_kept = Some(a.clone()),
+        _ => {}
+    }
+    // Tags: set what differs, remove what the spec does not have (aws: tags are AWS's own).
+    let to_set: BTreeMap<String, String> = desired
+        .tags
+        .iter()
+        .filter(|(k, v)| actual.tags.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !to_set.is_empty() {
+        changes.push(Change::TagRole(to_set));
+    }
+    let to_remove: Vec<String> = actual
+        .tags
+        .keys()
+        .filter(|k| !desired.tags.contains_key(*k) && !k.to_ascii_lowercase().starts_with("aws:"))
+        .cloned()
+        .collect();
+    if !to_remove.is_empty() {
+        changes.push(Change::UntagRole(to_remove));
+    }
+    for (name, document) in &desired.inline_policies {
+        let same = actual.inline_policies.get(name).is_some_and(|a| policy::equivalent(a, document));
+        if !same {
+            changes.push(Change::PutRolePolicy { name: name.clone(), document: document.clone() });
+        }
+    }
+    for name in actual.inline_policies.keys() {
+        if !desired.inline_policies.contains_key(name) {
+            changes.push(Change::DeleteRolePolicy(name.clone()));
+        }
+    }
+    for arn in desired.managed_policy_arns.difference(&actual.managed_policy_arns) {
+        changes.push(Change::AttachRolePolicy(arn.clone()));
+    }
+    for arn in actual.managed_policy_arns.difference(&desired.managed_policy_arns) {
+        changes.push(Change::DetachRolePolicy(arn.clone()));
+    }
+    Diff { changes, boundary_kept }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn binding(spec: Value) -> IAMRoleBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": "reader", "namespace": "payments"},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn full() -> IAMRoleBinding {
+        binding(json!({
+            "serviceAccounts": ["api", "worker"],
+            "trust": {"irsa": {"audience": "sts.amazonaws.com"}, "podIdentity": {}},
+            "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+            "inlinePolicies": {"put-receipts": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::receipts/*"]}]}},
+            "permissionsBoundary": "arn:aws:iam::111122223333:policy/boundary",
+            "maxSessionDuration": 7200,
+            "tags": {"team": "payments"}
+        }))
+    }
+
+    fn as_actual(d: &DesiredRole) -> ActualRole {
+        ActualRole {
+            role_name: d.role_name.clone(),
+            path: d.path.clone(),
+            arn: d.arn.clone(),
+            assume_role_policy: d.assume_role_policy.clone(),
+            inline_policies: d.inline_policies.clone(),
+            managed_policy_arns: d.managed_policy_arns.clone(),
+            permissions_boundary: d.permissions_boundary.clone(),
+            max_session_duration: d.max_session_duration,
+            description: d.description.clone(),
+            tags: d.tags.clone(),
+        }
+    }
+
+    #[test]
+    fn builds_the_full_role() {
+        let d = desired_role(&full(), &Settings::example()).unwrap();
+        assert!(d.role_name.starts_with("payments-reader-"));
+        assert_eq!(d.path, "/hatrack/");
+        assert_eq!(d.arn, format!("arn:aws:iam::111122223333:role/hatrack/{}", d.role_name));
+        assert_eq!(d.max_session_duration, 7200);
+        assert_eq!(d.tags["team"], "payments");
+        assert_eq!(d.tags[naming::TAG_NAMESPACE], "payments");
+        assert_eq!(d.tags[naming::TAG_CLUSTER], "prod-eu");
+        assert_eq!(d.assume_role_policy["Statement"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn defaults_to_the_controller_trust_and_session() {
+        let d = desired_role(&binding(json!({"serviceAccounts": ["api"]})), &Settings::example()).unwrap();
+        assert_eq!(d.max_session_duration, 3600);
+        let st = d.assume_role_policy["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0]["Action"], "sts:AssumeRoleWithWebIdentity");
+        assert!(d.description.contains("payments/reader"));
+    }
+
+    #[test]
+    fn collects_every_spec_error_with_its_field() {
+        let b = binding(json!({
+            "serviceAccounts": ["api", "other-ns:api", "api"],
+            "managedPolicyArns": ["ReadOnlyAccess"],
+            "inlinePolicies": {"bad": {"Statement": [{"Effect": "Perhaps", "Action": "s3:*", "Resource": "*"}]}},
+            "maxSessionDuration": 60,
+            "tags": {"hatrack.dev/name": "x", "aws:x": "y"}
+        }));
+        let errs: Vec<String> = desired_role(&b, &Settings::example()).unwrap_err().iter().map(|e| e.to_string()).collect();
+        let text = errs.join("\n");
+        for expected in [
+            "spec.serviceAccounts[1]:",
+            "spec.serviceAccounts[2]: \"api\" is listed twice",
+            "spec.managedPolicyArns[0]:",
+            "spec.inlinePolicies.bad.Statement[0].Effect: Effect must be Allow or Deny, got \"Perhaps\"",
+            "spec.maxSessionDuration:",
+            "spec.tags.hatrack.dev/name:",
+            "spec.tags.aws:x:",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn inline_policy_aggregate_size_is_limited() {
+        let statements: Vec<Value> = (0..120).map(|i| json!({"Effect":"Allow","Action":"s3:GetObject","Resource": format!("arn:aws:s3:::bucket-number-{i}/*")})).collect();
+        let b = binding(json!({"serviceAccounts": ["api"], "inlinePolicies": {"big": {"Version":"2012-10-17","Statement": statements}}}));
+        let errs = desired_role(&b, &Settings::example()).unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "spec.inlinePolicies" && e.message.contains("10240")), "{errs:?}");
+    }
+
+    #[test]
+    fn managed_policy_quota_is_enforced() {
+        let arns: Vec<String> = (0..11).map(|i| format!("arn:aws:iam::111122223333:policy/p{i}")).collect();
+        let b = binding(json!({"serviceAccounts": ["api"], "managedPolicyArns": arns}));
+        let errs = desired_role(&b, &Settings::example()).unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "spec.managedPolicyArns"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_missing_role_is_created_with_its_policies() {
+        let d = desired_role(&full(), &Settings::example()).unwrap();
+        let ops: Vec<_> = diff(None, &d).changes.iter().map(Change::operation).collect();
+        assert_eq!(ops, ["CreateRole", "PutRolePolicy", "AttachRolePolicy"]);
+    }
+
+    #[test]
+    fn a_role_in_sync_needs_no_writes_even_when_reordered() {
+        let d = desired_role(&full(), &Settings::example()).unwrap();
+        let mut actual = as_actual(&d);
+        // IAM may hand documents back with other ordering and singletons as strings.
+        actual.inline_policies.insert("put-receipts".into(), json!({"Statement": {"Resource": "arn:aws:s3:::receipts/*", "Action": "s3:PutObject", "Effect": "Allow"}, "Version": "2012-10-17"}));
+        let mut trust = actual.assume_role_policy.clone();
+        trust["Statement"].as_array_mut().unwrap().reverse();
+        actual.assume_role_policy = trust;
+        assert_eq!(diff(Some(&actual), &d), Diff::default());
+    }
+
+    #[test]
+    fn drift_in_every_field_is_corrected() {
+        let d = desired_role(&full(), &Settings::example()).unwrap();
+        let mut actual = as_actual(&d);
+        actual.assume_role_policy = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]});
+        actual.description = "edited".into();
+        actual.permissions_boundary = None;
+        actual.tags.insert("hand".into(), "made".into());
+        actual.tags.insert("team".into(), "other".into());
+        actual.inline_policies.insert("extra".into(), json!({}));
+        actual.inline_policies.insert("put-receipts".into(), json!({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}));
+        actual.managed_policy_arns.insert("arn:aws:iam::aws:policy/AdministratorAccess".into());
+        actual.managed_policy_arns.remove("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess");
+        let ops: Vec<_> = diff(Some(&actual), &d).changes.iter().map(Change::operation).collect();
+        assert_eq!(ops, [
+            "UpdateAssumeRolePolicy", "UpdateRole", "PutRolePermissionsBoundary", "TagRole", "UntagRole",
+            "PutRolePolicy", "DeleteRolePolicy", "AttachRolePolicy", "DetachRolePolicy",
+        ]);
+    }
+
+    #[test]
+    fn a_boundary_is_never_removed() {
+        let mut b = full();
+        b.spec.permissions_boundary = None;
+        let d = desired_role(&b, &Settings::example()).unwrap();
+        let mut actual = as_actual(&d);
+        actual.permissions_boundary = Some("arn:aws:iam::111122223333:policy/boundary".into());
+        let result = diff(Some(&actual), &d);
+        assert!(result.changes.is_empty());
+        assert_eq!(result.boundary_kept.as_deref(), Some("arn:aws:iam::111122223333:policy/boundary"));
+    }
+}

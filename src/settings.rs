@@ -1,0 +1,294 @@
+//! Cluster-wide settings shared by the controller and the offline commands: who the cluster is
+//! in AWS, where roles live, and the trust defaults. Parsed from flags (with env vars) and
+//! validated once, so everything downstream can rely on them.
+
+use std::fmt;
+
+/// A trust mechanism through which pods assume a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum TrustKind {
+    /// IAM Roles for Service Accounts (web identity on the cluster's OIDC issuer).
+    Irsa,
+    /// EKS Pod Identity (`pods.eks.amazonaws.com`).
+    PodIdentity,
+}
+
+impl fmt::Display for TrustKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrustKind::Irsa => "irsa",
+            TrustKind::PodIdentity => "podIdentity",
+        })
+    }
+}
+
+/// Flags shared by `controller` and `plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Name of this cluster. Part of every role's name hash and ownership tags, and of the
+    /// Pod Identity trust condition (`aws:RequestTag/eks-cluster-name`).
+    #[arg(long, env = "HATRACK_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// AWS account id (12 digits) the roles are created in.
+    #[arg(long, env = "HATRACK_ACCOUNT_ID")]
+    pub account_id: String,
+
+    /// AWS partition: aws, aws-cn, aws-us-gov.
+    #[arg(long, env = "HATRACK_PARTITION", default_value = "aws")]
+    pub partition: String,
+
+    /// The cluster's OIDC issuer URL (https://...), required for IRSA trust.
+    #[arg(long, env = "HATRACK_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// IAM path of every role hatrack manages (`/.../`).
+    #[arg(long, env = "HATRACK_ROLE_PATH", default_value = "/hatrack/")]
+    pub role_path: String,
+
+    /// Trust used when a binding has no `spec.trust` (comma-separated: irsa, pod-identity).
+    #[arg(long, env = "HATRACK_DEFAULT_TRUST", value_enum, value_delimiter = ',', default_value = "irsa")]
+    pub default_trust: Vec<TrustKind>,
+
+    /// IRSA audience used when a binding names none.
+    #[arg(long, env = "HATRACK_DEFAULT_AUDIENCE", default_value = "sts.amazonaws.com")]
+    pub default_audience: String,
+
+    /// The account's trust policy size quota in characters (whitespace not counted).
+    #[arg(long, env = "HATRACK_TRUST_POLICY_MAX_CHARS", default_value_t = 2048)]
+    pub trust_policy_max_chars: usize,
+
+    /// The account's quota of managed policies attached per role.
+    #[arg(long, env = "HATRACK_MAX_MANAGED_POLICIES", default_value_t = 10)]
+    pub max_managed_policies: usize,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub cluster_name: String,
+    pub account_id: String,
+    pub partition: String,
+    /// Issuer without the `https://` scheme and trailing slash, as IAM condition keys use it.
+    pub oidc_issuer_host_path: Option<String>,
+    pub role_path: String,
+    pub default_trust: Vec<TrustKind>,
+    pub default_audience: String,
+    pub trust_policy_max_chars: usize,
+    pub max_managed_policies: usize,
+}
+
+/// A flag value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("--{flag}: {message}")]
+pub struct SettingsError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+fn err(flag: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        flag,
+        message: message.into(),
+    }
+}
+
+impl ClusterArgs {
+    pub fn settings(&self) -> Result<Settings, SettingsError> {
+        let cluster_name = self.cluster_name.trim().to_string();
+        if cluster_name.is_empty()
+            || cluster_name.len() > 100
+            || !cluster_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                "cluster-name",
+                format!("must be 1-100 characters of letters, digits, - and _, got {cluster_name:?}"),
+            ));
+        }
+        if self.account_id.len() != 12 || !self.account_id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(err(
+                "account-id",
+                format!("must be 12 digits, got {:?}", self.account_id),
+            ));
+        }
+        if !matches!(self.partition.as_str(), "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
+        {
+            return Err(err(
+                "partition",
+                format!("must be aws, aws-cn, aws-us-gov, aws-iso or aws-iso-b, got {:?}", self.partition),
+            ));
+        }
+        let oidc_issuer_host_path = match &self.oidc_issuer {
+            None => None,
+            Some(url) if url.trim().is_empty() => None,
+            Some(url) => Some(parse_issuer(url)?),
+        };
+        crate::validate::role_path(&self.role_path).map_err(|m| err("role-path", m))?;
+        if self.default_trust.is_empty() {
+            return Err(err("default-trust", "must name irsa, pod-identity or both"));
+        }
+        if self.default_trust.contains(&TrustKind::Irsa) && oidc_issuer_host_path.is_none() {
+            return Err(err(
+                "oidc-issuer",
+                "is required when the default trust includes irsa (or set --default-trust pod-identity)",
+            ));
+        }
+        if self.default_audience.is_empty() {
+            return Err(err("default-audience", "must not be empty"));
+        }
+        if self.trust_policy_max_chars < 2048 || self.trust_policy_max_chars > 8192 {
+            return Err(err(
+                "trust-policy-max-chars",
+                "must be between 2048 (the IAM default) and 8192 (the IAM maximum)",
+            ));
+        }
+        if self.max_managed_policies == 0 || self.max_managed_policies > 20 {
+            return Err(err("max-managed-policies", "must be between 1 and 20 (the IAM maximum)"));
+        }
+        let mut default_trust = self.default_trust.clone();
+        default_trust.sort();
+        default_trust.dedup();
+        Ok(Settings {
+            cluster_name,
+            account_id: self.account_id.clone(),
+            partition: self.partition.clone(),
+            oidc_issuer_host_path,
+            role_path: self.role_path.clone(),
+            default_trust,
+            default_audience: self.default_audience.clone(),
+            trust_policy_max_chars: self.trust_policy_max_chars,
+            max_managed_policies: self.max_managed_policies,
+        })
+    }
+}
+
+/// `https://oidc.eks.us-east-1.amazonaws.com/id/ABC/` → `oidc.eks.us-east-1.amazonaws.com/id/ABC`.
+fn parse_issuer(url: &str) -> Result<String, SettingsError> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| err("oidc-issuer", format!("must be an https:// URL, got {url:?}")))?;
+    let rest = rest.trim_end_matches('/');
+    let valid = !rest.is_empty()
+        && !rest.starts_with('/')
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/:".contains(c))
+        && !rest.contains('?')
+        && !rest.contains('#');
+    if !valid {
+        return Err(err(
+            "oidc-issuer",
+            format!("must be an https URL with a host and optional path, got {url:?}"),
+        ));
+    }
+    Ok(rest.to_string())
+}
+
+impl Settings {
+    /// ARN of the IAM OIDC provider for the issuer, if IRSA is configured.
+    pub fn oidc_provider_arn(&self) -> Option<String> {
+        self.oidc_issuer_host_path.as_ref().map(|issuer| {
+            format!(
+                "arn:{}:iam::{}:oidc-provider/{}",
+                self.partition, self.account_id, issuer
+            )
+        })
+    }
+
+    /// ARN of a role with this name under the configured path.
+    pub fn role_arn(&self, role_name: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:role{}{}",
+            self.partition, self.account_id, self.role_path, role_name
+        )
+    }
+
+    /// Settings for tests and examples.
+    pub fn example() -> Settings {
+        Settings {
+            cluster_name: "prod-eu".into(),
+            account_id: "111122223333".into(),
+            partition: "aws".into(),
+            oidc_issuer_host_path: Some(
+                "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
+            ),
+            role_path: "/hatrack/".into(),
+            default_trust: vec![TrustKind::Irsa],
+            default_audience: "sts.amazonaws.com".into(),
+            trust_policy_max_chars: 2048,
+            max_managed_policies: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, SettingsError> {
+        let mut argv = vec!["x"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("clap parses").cluster.settings()
+    }
+
+    #[test]
+    fn parses_valid_flags_and_strips_issuer_scheme() {
+        let s = parse(&[
+            "--cluster-name=prod",
+            "--account-id=111122223333",
+            "--oidc-issuer=https://oidc.eks.us-east-1.amazonaws.com/id/ABC/",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.oidc_issuer_host_path.as_deref(),
+            Some("oidc.eks.us-east-1.amazonaws.com/id/ABC")
+        );
+        assert_eq!(
+            s.oidc_provider_arn().unwrap(),
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
+        );
+        assert_eq!(s.role_arn("r"), "arn:aws:iam::111122223333:role/hatrack/r");
+    }
+
+    #[test]
+    fn rejects_http_issuer_and_bad_account() {
+        let e = parse(&["--cluster-name=p", "--account-id=111122223333", "--oidc-issuer=http://x"]).unwrap_err();
+        assert_eq!(e.flag, "oidc-issuer");
+        let e = parse(&["--cluster-name=p", "--account-id=1234", "--oidc-issuer=https://x"]).unwrap_err();
+        assert_eq!(e.flag, "account-id");
+    }
+
+    #[test]
+    fn irsa_default_requires_an_issuer_but_pod_identity_does_not() {
+        let e = parse(&["--cluster-name=p", "--account-id=111122223333"]).unwrap_err();
+        assert_eq!(e.flag, "oidc-issuer");
+        let s = parse(&[
+            "--cluster-name=p",
+            "--account-id=111122223333",
+            "--default-trust=pod-identity",
+        ])
+        .unwrap();
+        assert_eq!(s.default_trust, vec![TrustKind::PodIdentity]);
+    }
+
+    #[test]
+    fn rejects_malformed_role_path() {
+        let e = parse(&[
+            "--cluster-name=p",
+            "--account-id=111122223333",
+            "--oidc-issuer=https://x",
+            "--role-path=hatrack",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "role-path");
+    }
+}
