@@ -1,1 +1,68 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hatrack::telemetry::{self, LogFormat};
+
+/// hatrack gives Kubernetes workloads AWS IAM roles instead of static keys.
+#[derive(Parser)]
+#[command(name = "hatrack", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format of the long-running commands.
+    #[arg(long, global = true, env = "HATRACK_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the IAMRoleBinding controller.
+    Controller(hatrack::controller::ControllerArgs),
+    /// Run the admission webhook that rejects static AWS keys.
+    Webhook(hatrack::webhook::WebhookArgs),
+    /// Print the IAM role each IAMRoleBinding in the given manifests would produce (offline).
+    Plan(hatrack::plan::PlanArgs),
+    /// Report what the webhook would deny in the given manifests (offline).
+    Check(hatrack::check::CheckArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan(args) => hatrack::plan::run(args),
+        Command::Check(args) => hatrack::check::run(args),
+        Command::Crd => {
+            print!("{}", hatrack::crd::all_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Controller(args) => {
+            telemetry::init(cli.log_format);
+            run_async(hatrack::controller::run(args))
+        }
+        Command::Webhook(args) => {
+            telemetry::init(cli.log_format);
+            run_async(async { hatrack::webhook::run(args).await.map_err(|e| e.to_string()) })
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(fut: F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hatrack: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            eprintln!("hatrack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
     shortname = "irb",
     namespaced,
     status = "IAMRoleBindingStatus",
+    doc = "Binds ServiceAccounts of its namespace to an AWS IAM role that hatrack creates and keeps correct.",
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.roleName"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
@@ -28,8 +29,7 @@ pub struct IAMRoleBindingSpec {
     /// Names of the ServiceAccounts, in the binding's own namespace, that may assume the role.
     /// ServiceAccounts of other namespaces cannot be named.
     #[x_kube(validation = Rule::new("self.all(sa, sa.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))").message("each serviceAccount must be a ServiceAccount name (lower-case DNS subdomain) of this namespace"))]
-    #[x_kube(validation = Rule::new("self.all(sa, self.exists_one(o, o == sa))").message("serviceAccounts must not repeat a name"))]
-    #[schemars(length(min = 1, max = 100))]
+    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
     pub service_accounts: Vec<String>,
 
     /// How the ServiceAccounts assume the role. Absent: the controller's default
@@ -41,7 +41,7 @@ pub struct IAMRoleBindingSpec {
     /// At most 10 (the IAM default quota; see `--max-managed-policies`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$'))").message("each managedPolicyArn must be an IAM policy ARN (arn:<partition>:iam::<account>:policy/<name>)"))]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = 20), inner(length(max = 2048)), extend("x-kubernetes-list-type" = "set"))]
     pub managed_policy_arns: Vec<String>,
 
     /// Inline permission policies: policy name → IAM policy document in AWS's own JSON form
@@ -56,6 +56,7 @@ pub struct IAMRoleBindingSpec {
     /// a boundary once set; an IAMGuardrail may require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$')").message("permissionsBoundary must be an IAM policy ARN"))]
+    #[schemars(length(max = 2048))]
     pub permissions_boundary: Option<String>,
 
     /// Maximum session duration of the role in seconds, 3600 to 43200. Default 3600.

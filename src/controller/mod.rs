@@ -1,0 +1,290 @@
+//! The IAMRoleBinding controller: wiring (watches, shared context, error policy, HTTP
+//! endpoints). The reconcile pipeline itself is in [`reconcile`].
+
+pub mod claims;
+pub mod reconcile;
+pub mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::IAMRoleBinding;
+use crate::iam::{Iam, IamArgs, IamError};
+use crate::metrics::Metrics;
+use crate::settings::{ClusterArgs, Settings};
+
+/// The finalizer that makes deletion wait for IAM cleanup.
+pub const FINALIZER: &str = "hatrack.dev/cleanup";
+/// The annotation IRSA reads on a ServiceAccount.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// Field manager and Event reporter name.
+pub const MANAGER: &str = "hatrack-controller";
+
+/// Flags of `hatrack controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub iam: IamArgs,
+    /// How often every binding is compared with IAM to repair drift (seconds; jittered ±10%).
+    #[arg(long, env = "HATRACK_RESYNC_SECONDS", default_value_t = 600)]
+    pub resync_seconds: u64,
+    /// Bindings reconciled at the same time.
+    #[arg(long, env = "HATRACK_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "HATRACK_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// Only watch bindings in this namespace (default: all namespaces).
+    #[arg(long, env = "HATRACK_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+}
+
+/// Failures of one reconcile (Kubernetes or AWS); spec problems are statuses, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("IAM: {0}")]
+    Iam(#[from] IamError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] Box<kube::Error>),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("role {role} cannot be deleted: it is held by {holders}; remove those, or set spec.deletionPolicy: Retain")]
+    RoleHeld { role: String, holders: String },
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Iam(e) => format!("iam_{}", e.label()),
+            Error::Kube(_) => "kube".into(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer".into(),
+            },
+            Error::RoleHeld { .. } => "role_held".into(),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub iam: Iam,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub resync: Duration,
+    /// All bindings (the controller's own cache), for ServiceAccount claims.
+    pub bindings: Store<IAMRoleBinding>,
+    /// All ServiceAccounts, to annotate the ones that exist.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Consecutive failures per binding, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<IAMRoleBinding>, u32>>,
+    /// OIDC provider existence, checked at most once per resync period.
+    oidc_provider_checked: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        iam: Iam,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+        bindings: Store<IAMRoleBinding>,
+        service_accounts: Store<ServiceAccount>,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            iam,
+            settings,
+            metrics,
+            resync,
+            bindings,
+            service_accounts,
+            failures: Mutex::new(HashMap::new()),
+            oidc_provider_checked: Mutex::new(None),
+        }
+    }
+
+    /// The resync period with ±10% jitter, so bindings created together do not resync together.
+    pub fn jittered_resync(&self) -> Duration {
+        self.resync.mul_f64(rand::random_range(0.9..1.1))
+    }
+
+    fn record_success(&self, obj: &ObjectRef<IAMRoleBinding>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(obj);
+        }
+    }
+
+    /// Backoff after a failure: 5 s doubling to 5 min, with ±50% jitter.
+    fn backoff(&self, obj: &ObjectRef<IAMRoleBinding>) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(obj.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let base = Duration::from_secs(5).saturating_mul(1u32 << (n - 1).min(6));
+        base.min(Duration::from_secs(300)).mul_f64(rand::random_range(0.5..1.5))
+    }
+
+    /// Whether the OIDC provider exists, asking IAM at most once per resync period.
+    pub async fn oidc_provider_exists(&self, arn: &str) -> Result<bool, IamError> {
+        if let Ok(cached) = self.oidc_provider_checked.lock()
+            && let Some((at, exists)) = *cached
+            && exists
+            && at.elapsed() < self.resync
+        {
+            return Ok(true);
+        }
+        let exists = self.iam.oidc_provider_exists(arn).await?;
+        if let Ok(mut cached) = self.oidc_provider_checked.lock() {
+            *cached = Some((Instant::now(), exists));
+        }
+        Ok(exists)
+    }
+}
+
+fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    let obj = ObjectRef::from_obj(binding.as_ref());
+    let wait = ctx.backoff(&obj);
+    tracing::warn!(binding = %obj, error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// The bindings in `sa`'s namespace that name it.
+fn bindings_naming(store: &Store<IAMRoleBinding>, sa: &ServiceAccount) -> Vec<ObjectRef<IAMRoleBinding>> {
+    let ns = sa.namespace();
+    let name = sa.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == ns && b.spec.service_accounts.contains(&name))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until SIGTERM/SIGINT. Returns a future so tests can run it in-process.
+pub async fn run_with(client: Client, iam: Iam, settings: Settings, metrics: Arc<Metrics>, args: &ControllerArgs) -> Result<(), String> {
+    let bindings: Api<IAMRoleBinding> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let sa_api: Api<ServiceAccount> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // Bindings must be readable at all before we start (a missing CRD is a clear error).
+    bindings
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| format!("cannot list IAMRoleBindings (are the CRDs installed? `hatrack crd | kubectl apply -f -`): {e}"))?;
+
+    let (sa_store, sa_writer) = reflector::store();
+    let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
+    let binding_store = controller.store();
+    let store_for_map = binding_store.clone();
+    let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|sa: &mut ServiceAccount| {
+            // Keep only what the controller reads.
+            sa.metadata.managed_fields = None;
+            sa.secrets = None;
+            sa.image_pull_secrets = None;
+        })
+        .reflect(sa_writer)
+        .applied_objects();
+    let ctx = Arc::new(Context::new(
+        client,
+        iam,
+        settings,
+        metrics.clone(),
+        Duration::from_secs(args.resync_seconds.max(1)),
+        binding_store,
+        sa_store,
+    ));
+    let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
+    tracing::info!("controller starting");
+    controller
+        .with_config(config)
+        .watches_stream(sa_stream, move |sa| bindings_naming(&store_for_map, &sa))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(binding = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// `hatrack controller`.
+pub async fn run(args: ControllerArgs) -> Result<(), String> {
+    let settings = args.cluster.settings().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let iam = Iam::from_args(&args.iam, metrics.clone()).await;
+    let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
+    let result = run_with(client, iam, settings, metrics, &args).await;
+    server.abort();
+    result
+}
+
+/// Serves /metrics, /healthz and /readyz.
+pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<tokio::task::JoinHandle<()>, String> {
+    use axum::{Router, routing::get};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let app = Router::new()
+        .route("/metrics", get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    m.encode(),
+                )
+            }
+        }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    }))
+}

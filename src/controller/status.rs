@@ -1,0 +1,103 @@
+//! Pure helpers for the status the controller writes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::IAMRoleBindingStatus;
+
+/// Reasons of the Ready condition.
+pub mod reason {
+    pub const SYNCED: &str = "Synced";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const ROLE_NOT_OWNED: &str = "RoleNotOwned";
+    pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
+    pub const OIDC_PROVIDER_MISSING: &str = "OidcProviderMissing";
+    pub const AWS_ERROR: &str = "AwsError";
+    pub const DELETING: &str = "Deleting";
+    pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+}
+
+/// The Ready condition, keeping `lastTransitionTime` when the status (True/False) is unchanged.
+pub fn ready_condition(
+    ready: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Time,
+) -> Condition {
+    let status = if ready { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(now);
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        // The API limits condition messages to 32768 bytes.
+        message: truncate(message, 32_000),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Whether writing `new` over `old` would change anything a reader cares about (so resyncs
+/// that find nothing new write nothing).
+pub fn status_changed(old: Option<&IAMRoleBindingStatus>, new: &IAMRoleBindingStatus) -> bool {
+    let Some(old) = old else { return true };
+    let strip = |s: &IAMRoleBindingStatus| {
+        let mut s = s.clone();
+        s.last_sync_time = None;
+        s
+    };
+    strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Time {
+        Time(jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_holds() {
+        let first = ready_condition(true, reason::SYNCED, "ok", Some(1), &[], t(10));
+        let second = ready_condition(true, reason::SYNCED, "ok", Some(2), std::slice::from_ref(&first), t(20));
+        assert_eq!(second.last_transition_time, t(10));
+        let third = ready_condition(false, reason::AWS_ERROR, "boom", Some(2), &[second], t(30));
+        assert_eq!(third.last_transition_time, t(30));
+        assert_eq!(third.status, "False");
+    }
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let msg = "é".repeat(20_000);
+        let c = ready_condition(false, reason::INVALID_SPEC, &msg, None, &[], t(0));
+        assert!(c.message.len() <= 32_004);
+    }
+
+    #[test]
+    fn only_last_sync_time_changing_is_no_change() {
+        let a = IAMRoleBindingStatus { role_name: Some("r".into()), last_sync_time: Some(t(1)), ..Default::default() };
+        let mut b = a.clone();
+        b.last_sync_time = Some(t(2));
+        assert!(!status_changed(Some(&a), &b));
+        b.role_name = Some("x".into());
+        assert!(status_changed(Some(&a), &b));
+        assert!(status_changed(None, &b));
+    }
+}

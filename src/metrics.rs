@@ -1,0 +1,115 @@
+//! Prometheus metrics of the controller.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IamCallLabels {
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    ready: String,
+}
+
+/// The controller's metrics, and a registry to serve them from.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_duration: Histogram,
+    iam_calls: Family<IamCallLabels, Counter>,
+    bindings: Family<ReadyLabels, Gauge>,
+    /// (operation, outcome) → count, readable by tests and benchmarks.
+    iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// binding key → ready, the source of the `bindings` gauge.
+    readiness: Mutex<BTreeMap<String, bool>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hatrack");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let iam_calls = Family::<IamCallLabels, Counter>::default();
+        let bindings = Family::<ReadyLabels, Gauge>::default();
+        registry.register("reconciles", "Reconciles of IAMRoleBindings by result (ok or an error reason)", reconciles.clone());
+        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
+        registry.register("iam_calls", "IAM API calls by operation and outcome (success, throttled, ...)", iam_calls.clone());
+        registry.register("bindings", "IAMRoleBindings by Ready state", bindings.clone());
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            iam_calls,
+            bindings,
+            iam_call_counts: Mutex::new(BTreeMap::new()),
+            readiness: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn iam_call(&self, operation: &str, outcome: &str) {
+        self.iam_calls
+            .get_or_create(&IamCallLabels { operation: operation.into(), outcome: outcome.into() })
+            .inc();
+        if let Ok(mut counts) = self.iam_call_counts.lock() {
+            *counts.entry((operation.to_string(), outcome.to_string())).or_default() += 1;
+        }
+    }
+
+    pub fn reconciled(&self, result: &str, took: Duration) {
+        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records a binding's Ready state (`None` when it is gone).
+    pub fn binding_ready(&self, key: &str, ready: Option<bool>) {
+        let Ok(mut readiness) = self.readiness.lock() else { return };
+        match ready {
+            Some(r) => readiness.insert(key.to_string(), r),
+            None => readiness.remove(key),
+        };
+        let ready_count = readiness.values().filter(|r| **r).count();
+        let total = readiness.len();
+        self.bindings.get_or_create(&ReadyLabels { ready: "true".into() }).set(ready_count as i64);
+        self.bindings.get_or_create(&ReadyLabels { ready: "false".into() }).set((total - ready_count) as i64);
+    }
+
+    /// IAM calls so far: (operation, outcome) → count.
+    pub fn iam_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.iam_call_counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Number of IAM calls of operations that change IAM (anything but Get*/List*).
+    pub fn iam_write_count(&self) -> u64 {
+        self.iam_call_counts()
+            .iter()
+            .filter(|((op, _), _)| !op.starts_with("Get") && !op.starts_with("List"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

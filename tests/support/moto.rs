@@ -1,0 +1,93 @@
+//! A real moto IAM server per test, over HTTP, and an `Iam` client pointed at it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hatrack::iam::Iam;
+use hatrack::metrics::Metrics;
+
+/// A running `moto_server`, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("HATRACK_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "moto_server not found: run scripts/test.sh (it installs moto into .venv), or set HATRACK_MOTO_SERVER"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn sdk_client(&self) -> aws_sdk_iam::Client {
+        let config = aws_sdk_iam::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "static"))
+            .http_client(hatrack::iam::http_client())
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// An `Iam` as the controller uses it, with its own metrics to count calls.
+    pub fn iam(&self) -> (Iam, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        (Iam::new(self.sdk_client(), 1000, metrics.clone()), metrics)
+    }
+
+    /// Creates the IAM OIDC provider for an issuer URL (IRSA needs it).
+    pub async fn create_oidc_provider(&self, issuer_url: &str) {
+        self.sdk_client()
+            .create_open_id_connect_provider()
+            .url(issuer_url)
+            .client_id_list("sts.amazonaws.com")
+            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+            .send()
+            .await
+            .expect("create OIDC provider");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
