@@ -36,21 +36,47 @@ pub struct IamArgs {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IamError {
     #[error("{operation}: not found: {message}")]
-    NotFound { operation: &'static str, message: String },
+    NotFound {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: already exists: {message}")]
-    AlreadyExists { operation: &'static str, message: String },
+    AlreadyExists {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: delete conflict: {message}")]
-    DeleteConflict { operation: &'static str, message: String },
+    DeleteConflict {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: throttled by IAM: {message}")]
-    Throttled { operation: &'static str, message: String },
+    Throttled {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: IAM refused the request ({code}): {message}")]
-    Refused { operation: &'static str, code: String, message: String },
+    Refused {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
     #[error("{operation}: IAM service error ({code}): {message}")]
-    Service { operation: &'static str, code: String, message: String },
+    Service {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
     #[error("{operation}: cannot reach IAM: {message}")]
-    Transport { operation: &'static str, message: String },
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: unreadable response: {message}")]
-    BadResponse { operation: &'static str, message: String },
+    BadResponse {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl IamError {
@@ -70,7 +96,10 @@ impl IamError {
 
     /// Whether waiting and trying again may help without a spec change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, IamError::Throttled { .. } | IamError::Service { .. } | IamError::Transport { .. })
+        matches!(
+            self,
+            IamError::Throttled { .. } | IamError::Service { .. } | IamError::Transport { .. }
+        )
     }
 }
 
@@ -95,9 +124,19 @@ where
         "NoSuchEntity" => IamError::NotFound { operation, message },
         "EntityAlreadyExists" => IamError::AlreadyExists { operation, message },
         "DeleteConflict" => IamError::DeleteConflict { operation, message },
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => IamError::Throttled { operation, message },
-        "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "" => IamError::Service { operation, code, message },
-        _ => IamError::Refused { operation, code, message },
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+            IamError::Throttled { operation, message }
+        }
+        "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "" => IamError::Service {
+            operation,
+            code,
+            message,
+        },
+        _ => IamError::Refused {
+            operation,
+            code,
+            message,
+        },
     }
 }
 
@@ -134,7 +173,10 @@ impl Iam {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client())
             .region(aws_config::Region::new(args.aws_region.clone()))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(args.iam_max_attempts.max(1)))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(args.iam_max_attempts.max(1)),
+            )
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout(Duration::from_secs(10))
@@ -145,7 +187,11 @@ impl Iam {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
-        Iam::new(aws_sdk_iam::Client::new(&config), args.iam_calls_per_second, metrics)
+        Iam::new(
+            aws_sdk_iam::Client::new(&config),
+            args.iam_calls_per_second,
+            metrics,
+        )
     }
 
     pub fn new(client: aws_sdk_iam::Client, calls_per_second: u32, metrics: Arc<Metrics>) -> Iam {
@@ -177,25 +223,44 @@ impl Iam {
     /// The role as IAM has it, or `None` when there is no role of that name.
     #[tracing::instrument(skip(self))]
     pub async fn get_role(&self, role_name: &str) -> Result<Option<ActualRole>, IamError> {
-        let out = match self.call("GetRole", self.client.get_role().role_name(role_name).send()).await {
+        let out = match self
+            .call(
+                "GetRole",
+                self.client.get_role().role_name(role_name).send(),
+            )
+            .await
+        {
             Ok(out) => out,
             Err(IamError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         let Some(role) = out.role() else {
-            return Err(IamError::BadResponse { operation: "GetRole", message: "response has no role".into() });
+            return Err(IamError::BadResponse {
+                operation: "GetRole",
+                message: "response has no role".into(),
+            });
         };
         let assume_role_policy = match role.assume_role_policy_document() {
-            Some(doc) => policy::decode_document(doc).map_err(|message| IamError::BadResponse { operation: "GetRole", message })?,
+            Some(doc) => policy::decode_document(doc).map_err(|message| IamError::BadResponse {
+                operation: "GetRole",
+                message,
+            })?,
             None => Value::Null,
         };
-        let tags: BTreeMap<String, String> = role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+        let tags: BTreeMap<String, String> = role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
         let mut actual = ActualRole {
             role_name: role.role_name().to_string(),
             path: role.path().to_string(),
             arn: role.arn().to_string(),
             assume_role_policy,
-            permissions_boundary: role.permissions_boundary().and_then(|b| b.permissions_boundary_arn()).map(str::to_string),
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
             max_session_duration: role.max_session_duration().unwrap_or(3600),
             description: role.description().unwrap_or("").to_string(),
             tags,
@@ -211,7 +276,14 @@ impl Iam {
         let mut marker: Option<String> = None;
         loop {
             let out = self
-                .call("ListRolePolicies", self.client.list_role_policies().role_name(role_name).set_marker(marker.clone()).send())
+                .call(
+                    "ListRolePolicies",
+                    self.client
+                        .list_role_policies()
+                        .role_name(role_name)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
                 .await?;
             names.extend(out.policy_names().iter().cloned());
             match (out.is_truncated(), out.marker()) {
@@ -225,10 +297,21 @@ impl Iam {
         let mut docs = BTreeMap::new();
         for name in self.inline_policy_names(role_name).await? {
             let out = self
-                .call("GetRolePolicy", self.client.get_role_policy().role_name(role_name).policy_name(&name).send())
+                .call(
+                    "GetRolePolicy",
+                    self.client
+                        .get_role_policy()
+                        .role_name(role_name)
+                        .policy_name(&name)
+                        .send(),
+                )
                 .await?;
-            let doc = policy::decode_document(out.policy_document())
-                .map_err(|message| IamError::BadResponse { operation: "GetRolePolicy", message })?;
+            let doc = policy::decode_document(out.policy_document()).map_err(|message| {
+                IamError::BadResponse {
+                    operation: "GetRolePolicy",
+                    message,
+                }
+            })?;
             docs.insert(name, doc);
         }
         Ok(docs)
@@ -241,10 +324,18 @@ impl Iam {
             let out = self
                 .call(
                     "ListAttachedRolePolicies",
-                    self.client.list_attached_role_policies().role_name(role_name).set_marker(marker.clone()).send(),
+                    self.client
+                        .list_attached_role_policies()
+                        .role_name(role_name)
+                        .set_marker(marker.clone())
+                        .send(),
                 )
                 .await?;
-            arns.extend(out.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)));
+            arns.extend(
+                out.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
             match (out.is_truncated(), out.marker()) {
                 (true, Some(m)) => marker = Some(m.to_string()),
                 _ => return Ok(arns),
@@ -276,44 +367,106 @@ impl Iam {
                 .map(drop)
             }
             Change::UpdateAssumeRolePolicy(doc) => self
-                .call("UpdateAssumeRolePolicy", c.update_assume_role_policy().role_name(role).policy_document(doc.to_string()).send())
+                .call(
+                    "UpdateAssumeRolePolicy",
+                    c.update_assume_role_policy()
+                        .role_name(role)
+                        .policy_document(doc.to_string())
+                        .send(),
+                )
                 .await
                 .map(drop),
-            Change::UpdateRole { description, max_session_duration } => self
+            Change::UpdateRole {
+                description,
+                max_session_duration,
+            } => self
                 .call(
                     "UpdateRole",
-                    c.update_role().role_name(role).description(description).max_session_duration(*max_session_duration).send(),
+                    c.update_role()
+                        .role_name(role)
+                        .description(description)
+                        .max_session_duration(*max_session_duration)
+                        .send(),
                 )
                 .await
                 .map(drop),
             Change::PutPermissionsBoundary(arn) => self
-                .call("PutRolePermissionsBoundary", c.put_role_permissions_boundary().role_name(role).permissions_boundary(arn).send())
+                .call(
+                    "PutRolePermissionsBoundary",
+                    c.put_role_permissions_boundary()
+                        .role_name(role)
+                        .permissions_boundary(arn)
+                        .send(),
+                )
                 .await
                 .map(drop),
             Change::TagRole(tags) => self
-                .call("TagRole", c.tag_role().role_name(role).set_tags(Some(to_tags(tags)?)).send())
+                .call(
+                    "TagRole",
+                    c.tag_role()
+                        .role_name(role)
+                        .set_tags(Some(to_tags(tags)?))
+                        .send(),
+                )
                 .await
                 .map(drop),
             Change::UntagRole(keys) => self
-                .call("UntagRole", c.untag_role().role_name(role).set_tag_keys(Some(keys.clone())).send())
+                .call(
+                    "UntagRole",
+                    c.untag_role()
+                        .role_name(role)
+                        .set_tag_keys(Some(keys.clone()))
+                        .send(),
+                )
                 .await
                 .map(drop),
             Change::PutRolePolicy { name, document } => self
-                .call("PutRolePolicy", c.put_role_policy().role_name(role).policy_name(name).policy_document(document.to_string()).send())
+                .call(
+                    "PutRolePolicy",
+                    c.put_role_policy()
+                        .role_name(role)
+                        .policy_name(name)
+                        .policy_document(document.to_string())
+                        .send(),
+                )
                 .await
                 .map(drop),
             Change::DeleteRolePolicy(name) => {
-                match self.call("DeleteRolePolicy", c.delete_role_policy().role_name(role).policy_name(name).send()).await {
+                match self
+                    .call(
+                        "DeleteRolePolicy",
+                        c.delete_role_policy()
+                            .role_name(role)
+                            .policy_name(name)
+                            .send(),
+                    )
+                    .await
+                {
                     Ok(_) | Err(IamError::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
             }
             Change::AttachRolePolicy(arn) => self
-                .call("AttachRolePolicy", c.attach_role_policy().role_name(role).policy_arn(arn).send())
+                .call(
+                    "AttachRolePolicy",
+                    c.attach_role_policy()
+                        .role_name(role)
+                        .policy_arn(arn)
+                        .send(),
+                )
                 .await
                 .map(drop),
             Change::DetachRolePolicy(arn) => {
-                match self.call("DetachRolePolicy", c.detach_role_policy().role_name(role).policy_arn(arn).send()).await {
+                match self
+                    .call(
+                        "DetachRolePolicy",
+                        c.detach_role_policy()
+                            .role_name(role)
+                            .policy_arn(arn)
+                            .send(),
+                    )
+                    .await
+                {
                     Ok(_) | Err(IamError::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
@@ -333,7 +486,17 @@ impl Iam {
                 Err(e) => return Err(e),
             };
             for arn in attached {
-                match self.call("DetachRolePolicy", self.client.detach_role_policy().role_name(role_name).policy_arn(&arn).send()).await {
+                match self
+                    .call(
+                        "DetachRolePolicy",
+                        self.client
+                            .detach_role_policy()
+                            .role_name(role_name)
+                            .policy_arn(&arn)
+                            .send(),
+                    )
+                    .await
+                {
                     Ok(_) | Err(IamError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -344,12 +507,28 @@ impl Iam {
                 Err(e) => return Err(e),
             };
             for name in inline {
-                match self.call("DeleteRolePolicy", self.client.delete_role_policy().role_name(role_name).policy_name(&name).send()).await {
+                match self
+                    .call(
+                        "DeleteRolePolicy",
+                        self.client
+                            .delete_role_policy()
+                            .role_name(role_name)
+                            .policy_name(&name)
+                            .send(),
+                    )
+                    .await
+                {
                     Ok(_) | Err(IamError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
-            match self.call("DeleteRole", self.client.delete_role().role_name(role_name).send()).await {
+            match self
+                .call(
+                    "DeleteRole",
+                    self.client.delete_role().role_name(role_name).send(),
+                )
+                .await
+            {
                 Ok(_) => return Ok(DeleteOutcome::Deleted),
                 Err(IamError::NotFound { .. }) => return Ok(DeleteOutcome::AlreadyGone),
                 Err(IamError::DeleteConflict { .. }) => {
@@ -370,7 +549,13 @@ impl Iam {
 
     async fn instance_profiles(&self, role_name: &str) -> Result<Vec<String>, IamError> {
         let out = self
-            .call("ListInstanceProfilesForRole", self.client.list_instance_profiles_for_role().role_name(role_name).send())
+            .call(
+                "ListInstanceProfilesForRole",
+                self.client
+                    .list_instance_profiles_for_role()
+                    .role_name(role_name)
+                    .send(),
+            )
             .await?;
         Ok(out
             .instance_profiles()
@@ -382,7 +567,13 @@ impl Iam {
     /// Whether the IAM OIDC provider exists (IRSA cannot work without it).
     pub async fn oidc_provider_exists(&self, arn: &str) -> Result<bool, IamError> {
         match self
-            .call("GetOpenIDConnectProvider", self.client.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send())
+            .call(
+                "GetOpenIDConnectProvider",
+                self.client
+                    .get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send(),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -395,11 +586,15 @@ impl Iam {
 fn to_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, IamError> {
     tags.iter()
         .map(|(k, v)| {
-            Tag::builder().key(k).value(v).build().map_err(|e| IamError::Refused {
-                operation: "TagRole",
-                code: "InvalidInput".into(),
-                message: e.to_string(),
-            })
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| IamError::Refused {
+                    operation: "TagRole",
+                    code: "InvalidInput".into(),
+                    message: e.to_string(),
+                })
         })
         .collect()
 }

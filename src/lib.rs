@@ -7,19 +7,19 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod controller;
 pub mod crd;
 pub mod detect;
+pub mod iam;
 pub mod manifest;
-pub mod webhook;
+pub mod metrics;
 pub mod naming;
+pub mod plan;
 pub mod policy;
 pub mod role;
 pub mod settings;
+pub mod sync;
+pub mod telemetry;
 pub mod trust;
 pub mod validate;
-pub mod iam;
-pub mod metrics;
-pub mod plan;
-pub mod telemetry;
-pub mod controller;
-pub mod sync;
+pub mod webhook;

@@ -8,7 +8,13 @@ use hatrack::telemetry::{self, LogFormat};
 #[command(name = "hatrack", version, about, propagate_version = true)]
 struct Cli {
     /// Log format of the long-running commands.
-    #[arg(long, global = true, env = "HATRACK_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "HATRACK_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -50,7 +56,10 @@ fn main() -> ExitCode {
 }
 
 fn run_async<F: std::future::Future<Output = Result<(), String>>>(fut: F) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hatrack: cannot start the async runtime: {e}");

@@ -47,10 +47,26 @@ impl Default for Metrics {
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let iam_calls = Family::<IamCallLabels, Counter>::default();
         let bindings = Family::<ReadyLabels, Gauge>::default();
-        registry.register("reconciles", "Reconciles of IAMRoleBindings by result (ok or an error reason)", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
-        registry.register("iam_calls", "IAM API calls by operation and outcome (success, throttled, ...)", iam_calls.clone());
-        registry.register("bindings", "IAMRoleBindings by Ready state", bindings.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of IAMRoleBindings by result (ok or an error reason)",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "iam_calls",
+            "IAM API calls by operation and outcome (success, throttled, ...)",
+            iam_calls.clone(),
+        );
+        registry.register(
+            "bindings",
+            "IAMRoleBindings by Ready state",
+            bindings.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -66,34 +82,56 @@ impl Default for Metrics {
 impl Metrics {
     pub fn iam_call(&self, operation: &str, outcome: &str) {
         self.iam_calls
-            .get_or_create(&IamCallLabels { operation: operation.into(), outcome: outcome.into() })
+            .get_or_create(&IamCallLabels {
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
             .inc();
         if let Ok(mut counts) = self.iam_call_counts.lock() {
-            *counts.entry((operation.to_string(), outcome.to_string())).or_default() += 1;
+            *counts
+                .entry((operation.to_string(), outcome.to_string()))
+                .or_default() += 1;
         }
     }
 
     pub fn reconciled(&self, result: &str, took: Duration) {
-        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
     /// Records a binding's Ready state (`None` when it is gone).
     pub fn binding_ready(&self, key: &str, ready: Option<bool>) {
-        let Ok(mut readiness) = self.readiness.lock() else { return };
+        let Ok(mut readiness) = self.readiness.lock() else {
+            return;
+        };
         match ready {
             Some(r) => readiness.insert(key.to_string(), r),
             None => readiness.remove(key),
         };
         let ready_count = readiness.values().filter(|r| **r).count();
         let total = readiness.len();
-        self.bindings.get_or_create(&ReadyLabels { ready: "true".into() }).set(ready_count as i64);
-        self.bindings.get_or_create(&ReadyLabels { ready: "false".into() }).set((total - ready_count) as i64);
+        self.bindings
+            .get_or_create(&ReadyLabels {
+                ready: "true".into(),
+            })
+            .set(ready_count as i64);
+        self.bindings
+            .get_or_create(&ReadyLabels {
+                ready: "false".into(),
+            })
+            .set((total - ready_count) as i64);
     }
 
     /// IAM calls so far: (operation, outcome) → count.
     pub fn iam_call_counts(&self) -> BTreeMap<(String, String), u64> {
-        self.iam_call_counts.lock().map(|c| c.clone()).unwrap_or_default()
+        self.iam_call_counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     /// Number of IAM calls of operations that change IAM (anything but Get*/List*).

@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn clusters_get_different_names() {
-        assert_ne!(role_name("prod", "ns", "n"), role_name("staging", "ns", "n"));
+        assert_ne!(
+            role_name("prod", "ns", "n"),
+            role_name("staging", "ns", "n")
+        );
     }
 
     #[test]

@@ -26,25 +26,42 @@ pub struct PlanArgs {
 
 /// Whether a manifest is an IAMRoleBinding of any hatrack.dev version.
 pub fn is_role_binding(doc: &Document) -> bool {
-    doc.kind() == "IAMRoleBinding" && doc.api_version().starts_with(&format!("{}/", crate::crd::GROUP))
+    doc.kind() == "IAMRoleBinding"
+        && doc
+            .api_version()
+            .starts_with(&format!("{}/", crate::crd::GROUP))
 }
 
 /// Reads an IAMRoleBinding manifest into the typed resource. Type errors name the field.
-pub fn read_binding(doc: &Document, default_namespace: &str) -> Result<IAMRoleBinding, Vec<SpecError>> {
-    let mut binding: IAMRoleBinding = serde_path_to_error::deserialize(&doc.object).map_err(|e| {
-        vec![SpecError {
-            field: e.path().to_string(),
-            message: e.inner().to_string(),
-        }]
-    })?;
-    if binding.metadata.namespace.as_deref().unwrap_or("").is_empty() {
+pub fn read_binding(
+    doc: &Document,
+    default_namespace: &str,
+) -> Result<IAMRoleBinding, Vec<SpecError>> {
+    let mut binding: IAMRoleBinding =
+        serde_path_to_error::deserialize(&doc.object).map_err(|e| {
+            vec![SpecError {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            }]
+        })?;
+    if binding
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         binding.metadata.namespace = Some(default_namespace.to_string());
     }
     Ok(binding)
 }
 
 /// The role a binding manifest would produce, or why it cannot.
-pub fn plan_document(doc: &Document, settings: &Settings, default_namespace: &str) -> Result<DesiredRole, Vec<SpecError>> {
+pub fn plan_document(
+    doc: &Document,
+    settings: &Settings,
+    default_namespace: &str,
+) -> Result<DesiredRole, Vec<SpecError>> {
     let binding = read_binding(doc, default_namespace)?;
     role::desired_role(&binding, settings)
 }

@@ -55,12 +55,18 @@ pub struct DesiredRole {
 }
 
 /// Builds the desired role, or every reason the binding cannot be one.
-pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<DesiredRole, Vec<SpecError>> {
+pub fn desired_role(
+    binding: &IAMRoleBinding,
+    settings: &Settings,
+) -> Result<DesiredRole, Vec<SpecError>> {
     let mut errors = Vec::new();
     let namespace = binding.metadata.namespace.clone().unwrap_or_default();
     let name = binding.metadata.name.clone().unwrap_or_default();
     if namespace.is_empty() {
-        errors.push(spec_err("metadata.namespace", "an IAMRoleBinding is namespaced; set metadata.namespace"));
+        errors.push(spec_err(
+            "metadata.namespace",
+            "an IAMRoleBinding is namespaced; set metadata.namespace",
+        ));
     }
     if name.is_empty() {
         errors.push(spec_err("metadata.name", "is required"));
@@ -69,7 +75,10 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
 
     // ServiceAccounts: names only (a name cannot reach into another namespace).
     if spec.service_accounts.is_empty() {
-        errors.push(spec_err("spec.serviceAccounts", "bind at least one ServiceAccount"));
+        errors.push(spec_err(
+            "spec.serviceAccounts",
+            "bind at least one ServiceAccount",
+        ));
     }
     let mut seen = BTreeSet::new();
     for (i, sa) in spec.service_accounts.iter().enumerate() {
@@ -80,7 +89,10 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
             ));
         }
         if !seen.insert(sa) {
-            errors.push(spec_err(format!("spec.serviceAccounts[{i}]"), format!("{sa:?} is listed twice")));
+            errors.push(spec_err(
+                format!("spec.serviceAccounts[{i}]"),
+                format!("{sa:?} is listed twice"),
+            ));
         }
     }
 
@@ -108,7 +120,10 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
         .and_then(|i| i.audience.clone())
         .unwrap_or_else(|| settings.default_audience.clone());
     if audience.is_empty() || audience.contains(char::is_whitespace) {
-        errors.push(spec_err("spec.trust.irsa.audience", format!("must be a non-empty token without spaces, got {audience:?}")));
+        errors.push(spec_err(
+            "spec.trust.irsa.audience",
+            format!("must be a non-empty token without spaces, got {audience:?}"),
+        ));
     }
     let assume_role_policy = if errors.is_empty() {
         match trust::trust_policy(
@@ -116,7 +131,9 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
             &TrustInputs {
                 namespace: &namespace,
                 service_accounts: &spec.service_accounts,
-                irsa_audience: kinds.contains(&TrustKind::Irsa).then_some(audience.as_str()),
+                irsa_audience: kinds
+                    .contains(&TrustKind::Irsa)
+                    .then_some(audience.as_str()),
                 pod_identity: kinds.contains(&TrustKind::PodIdentity),
             },
         ) {
@@ -139,7 +156,11 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
         }
         if let Err(errs) = policy::parse(doc, DocumentKind::Identity) {
             for e in errs {
-                let f = if e.path.is_empty() { field.clone() } else { format!("{field}.{}", e.path) };
+                let f = if e.path.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{field}.{}", e.path)
+                };
                 errors.push(spec_err(f, e.message));
             }
         }
@@ -163,7 +184,11 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
     if managed.len() > settings.max_managed_policies {
         errors.push(spec_err(
             "spec.managedPolicyArns",
-            format!("{} managed policies, over the quota of {} per role (--max-managed-policies)", managed.len(), settings.max_managed_policies),
+            format!(
+                "{} managed policies, over the quota of {} per role (--max-managed-policies)",
+                managed.len(),
+                settings.max_managed_policies
+            ),
         ));
     }
     if let Some(boundary) = &spec.permissions_boundary
@@ -172,13 +197,18 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
         errors.push(spec_err("spec.permissionsBoundary", m));
     }
 
-    let max_session_duration = spec.max_session_duration.unwrap_or(DEFAULT_MAX_SESSION_SECONDS);
+    let max_session_duration = spec
+        .max_session_duration
+        .unwrap_or(DEFAULT_MAX_SESSION_SECONDS);
     if let Err(m) = validate::max_session_duration(max_session_duration) {
         errors.push(spec_err("spec.maxSessionDuration", m));
     }
 
     let description = spec.description.clone().unwrap_or_else(|| {
-        format!("Managed by hatrack for IAMRoleBinding {namespace}/{name} in cluster {}", settings.cluster_name)
+        format!(
+            "Managed by hatrack for IAMRoleBinding {namespace}/{name} in cluster {}",
+            settings.cluster_name
+        )
     });
     if let Err(m) = validate::description(&description) {
         errors.push(spec_err("spec.description", m));
@@ -189,7 +219,13 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
     for (k, v) in &spec.tags {
         let field = format!("spec.tags.{k}");
         if k.starts_with(naming::TAG_PREFIX) {
-            errors.push(spec_err(&field, format!("tag keys under {} are reserved for hatrack's ownership tags", naming::TAG_PREFIX)));
+            errors.push(spec_err(
+                &field,
+                format!(
+                    "tag keys under {} are reserved for hatrack's ownership tags",
+                    naming::TAG_PREFIX
+                ),
+            ));
             continue;
         }
         if let Err(m) = validate::tag_key(k) {
@@ -200,9 +236,19 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
         }
         tags.insert(k.clone(), v.clone());
     }
-    tags.extend(naming::ownership_tags(&settings.cluster_name, &namespace, &name));
+    tags.extend(naming::ownership_tags(
+        &settings.cluster_name,
+        &namespace,
+        &name,
+    ));
     if tags.len() > MAX_TAGS {
-        errors.push(spec_err("spec.tags", format!("{} tags with hatrack's 3 ownership tags, over IAM's limit of {MAX_TAGS}", tags.len())));
+        errors.push(spec_err(
+            "spec.tags",
+            format!(
+                "{} tags with hatrack's 3 ownership tags, over IAM's limit of {MAX_TAGS}",
+                tags.len()
+            ),
+        ));
     }
 
     if !errors.is_empty() {
@@ -228,7 +274,8 @@ pub fn desired_role(binding: &IAMRoleBinding, settings: &Settings) -> Result<Des
 fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -255,11 +302,17 @@ pub enum Change {
     CreateRole,
     UpdateAssumeRolePolicy(Value),
     /// UpdateRole (description and max session duration travel together).
-    UpdateRole { description: String, max_session_duration: i32 },
+    UpdateRole {
+        description: String,
+        max_session_duration: i32,
+    },
     PutPermissionsBoundary(String),
     TagRole(BTreeMap<String, String>),
     UntagRole(Vec<String>),
-    PutRolePolicy { name: String, document: Value },
+    PutRolePolicy {
+        name: String,
+        document: Value,
+    },
     DeleteRolePolicy(String),
     AttachRolePolicy(String),
     DetachRolePolicy(String),
@@ -299,17 +352,27 @@ pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
     let Some(actual) = actual else {
         changes.push(Change::CreateRole);
         for (name, document) in &desired.inline_policies {
-            changes.push(Change::PutRolePolicy { name: name.clone(), document: document.clone() });
+            changes.push(Change::PutRolePolicy {
+                name: name.clone(),
+                document: document.clone(),
+            });
         }
         for arn in &desired.managed_policy_arns {
             changes.push(Change::AttachRolePolicy(arn.clone()));
         }
-        return Diff { changes, boundary_kept: None };
+        return Diff {
+            changes,
+            boundary_kept: None,
+        };
     };
     if !policy::equivalent(&actual.assume_role_policy, &desired.assume_role_policy) {
-        changes.push(Change::UpdateAssumeRolePolicy(desired.assume_role_policy.clone()));
+        changes.push(Change::UpdateAssumeRolePolicy(
+            desired.assume_role_policy.clone(),
+        ));
     }
-    if actual.description != desired.description || actual.max_session_duration != desired.max_session_duration {
+    if actual.description != desired.description
+        || actual.max_session_duration != desired.max_session_duration
+    {
         changes.push(Change::UpdateRole {
             description: desired.description.clone(),
             max_session_duration: desired.max_session_duration,
@@ -317,7 +380,9 @@ pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
     }
     let mut boundary_kept = None;
     match (&actual.permissions_boundary, &desired.permissions_boundary) {
-        (a, Some(d)) if a.as_ref() != Some(d) => changes.push(Change::PutPermissionsBoundary(d.clone())),
+        (a, Some(d)) if a.as_ref() != Some(d) => {
+            changes.push(Change::PutPermissionsBoundary(d.clone()))
+        }
         (Some(a), None) => boundary_kept = Some(a.clone()),
         _ => {}
     }
@@ -341,9 +406,15 @@ pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
         changes.push(Change::UntagRole(to_remove));
     }
     for (name, document) in &desired.inline_policies {
-        let same = actual.inline_policies.get(name).is_some_and(|a| policy::equivalent(a, document));
+        let same = actual
+            .inline_policies
+            .get(name)
+            .is_some_and(|a| policy::equivalent(a, document));
         if !same {
-            changes.push(Change::PutRolePolicy { name: name.clone(), document: document.clone() });
+            changes.push(Change::PutRolePolicy {
+                name: name.clone(),
+                document: document.clone(),
+            });
         }
     }
     for name in actual.inline_policies.keys() {
@@ -351,13 +422,22 @@ pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
             changes.push(Change::DeleteRolePolicy(name.clone()));
         }
     }
-    for arn in desired.managed_policy_arns.difference(&actual.managed_policy_arns) {
+    for arn in desired
+        .managed_policy_arns
+        .difference(&actual.managed_policy_arns)
+    {
         changes.push(Change::AttachRolePolicy(arn.clone()));
     }
-    for arn in actual.managed_policy_arns.difference(&desired.managed_policy_arns) {
+    for arn in actual
+        .managed_policy_arns
+        .difference(&desired.managed_policy_arns)
+    {
         changes.push(Change::DetachRolePolicy(arn.clone()));
     }
-    Diff { changes, boundary_kept }
+    Diff {
+        changes,
+        boundary_kept,
+    }
 }
 
 #[cfg(test)]
@@ -406,17 +486,27 @@ mod tests {
         let d = desired_role(&full(), &Settings::example()).unwrap();
         assert!(d.role_name.starts_with("payments-reader-"));
         assert_eq!(d.path, "/hatrack/");
-        assert_eq!(d.arn, format!("arn:aws:iam::111122223333:role/hatrack/{}", d.role_name));
+        assert_eq!(
+            d.arn,
+            format!("arn:aws:iam::111122223333:role/hatrack/{}", d.role_name)
+        );
         assert_eq!(d.max_session_duration, 7200);
         assert_eq!(d.tags["team"], "payments");
         assert_eq!(d.tags[naming::TAG_NAMESPACE], "payments");
         assert_eq!(d.tags[naming::TAG_CLUSTER], "prod-eu");
-        assert_eq!(d.assume_role_policy["Statement"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            d.assume_role_policy["Statement"].as_array().unwrap().len(),
+            2
+        );
     }
 
     #[test]
     fn defaults_to_the_controller_trust_and_session() {
-        let d = desired_role(&binding(json!({"serviceAccounts": ["api"]})), &Settings::example()).unwrap();
+        let d = desired_role(
+            &binding(json!({"serviceAccounts": ["api"]})),
+            &Settings::example(),
+        )
+        .unwrap();
         assert_eq!(d.max_session_duration, 3600);
         let st = d.assume_role_policy["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 1);
@@ -433,7 +523,11 @@ mod tests {
             "maxSessionDuration": 60,
             "tags": {"hatrack.dev/name": "x", "aws:x": "y"}
         }));
-        let errs: Vec<String> = desired_role(&b, &Settings::example()).unwrap_err().iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = desired_role(&b, &Settings::example())
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         let text = errs.join("\n");
         for expected in [
             "spec.serviceAccounts[1]:",
@@ -451,23 +545,38 @@ mod tests {
     #[test]
     fn inline_policy_aggregate_size_is_limited() {
         let statements: Vec<Value> = (0..120).map(|i| json!({"Effect":"Allow","Action":"s3:GetObject","Resource": format!("arn:aws:s3:::bucket-number-{i}/*")})).collect();
-        let b = binding(json!({"serviceAccounts": ["api"], "inlinePolicies": {"big": {"Version":"2012-10-17","Statement": statements}}}));
+        let b = binding(
+            json!({"serviceAccounts": ["api"], "inlinePolicies": {"big": {"Version":"2012-10-17","Statement": statements}}}),
+        );
         let errs = desired_role(&b, &Settings::example()).unwrap_err();
-        assert!(errs.iter().any(|e| e.field == "spec.inlinePolicies" && e.message.contains("10240")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.inlinePolicies" && e.message.contains("10240")),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn managed_policy_quota_is_enforced() {
-        let arns: Vec<String> = (0..11).map(|i| format!("arn:aws:iam::111122223333:policy/p{i}")).collect();
+        let arns: Vec<String> = (0..11)
+            .map(|i| format!("arn:aws:iam::111122223333:policy/p{i}"))
+            .collect();
         let b = binding(json!({"serviceAccounts": ["api"], "managedPolicyArns": arns}));
         let errs = desired_role(&b, &Settings::example()).unwrap_err();
-        assert!(errs.iter().any(|e| e.field == "spec.managedPolicyArns"), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.field == "spec.managedPolicyArns"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn a_missing_role_is_created_with_its_policies() {
         let d = desired_role(&full(), &Settings::example()).unwrap();
-        let ops: Vec<_> = diff(None, &d).changes.iter().map(Change::operation).collect();
+        let ops: Vec<_> = diff(None, &d)
+            .changes
+            .iter()
+            .map(Change::operation)
+            .collect();
         assert_eq!(ops, ["CreateRole", "PutRolePolicy", "AttachRolePolicy"]);
     }
 
@@ -493,14 +602,35 @@ mod tests {
         actual.tags.insert("hand".into(), "made".into());
         actual.tags.insert("team".into(), "other".into());
         actual.inline_policies.insert("extra".into(), json!({}));
-        actual.inline_policies.insert("put-receipts".into(), json!({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}));
-        actual.managed_policy_arns.insert("arn:aws:iam::aws:policy/AdministratorAccess".into());
-        actual.managed_policy_arns.remove("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess");
-        let ops: Vec<_> = diff(Some(&actual), &d).changes.iter().map(Change::operation).collect();
-        assert_eq!(ops, [
-            "UpdateAssumeRolePolicy", "UpdateRole", "PutRolePermissionsBoundary", "TagRole", "UntagRole",
-            "PutRolePolicy", "DeleteRolePolicy", "AttachRolePolicy", "DetachRolePolicy",
-        ]);
+        actual.inline_policies.insert(
+            "put-receipts".into(),
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+        );
+        actual
+            .managed_policy_arns
+            .insert("arn:aws:iam::aws:policy/AdministratorAccess".into());
+        actual
+            .managed_policy_arns
+            .remove("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess");
+        let ops: Vec<_> = diff(Some(&actual), &d)
+            .changes
+            .iter()
+            .map(Change::operation)
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "UpdateAssumeRolePolicy",
+                "UpdateRole",
+                "PutRolePermissionsBoundary",
+                "TagRole",
+                "UntagRole",
+                "PutRolePolicy",
+                "DeleteRolePolicy",
+                "AttachRolePolicy",
+                "DetachRolePolicy",
+            ]
+        );
     }
 
     #[test]
@@ -512,6 +642,9 @@ mod tests {
         actual.permissions_boundary = Some("arn:aws:iam::111122223333:policy/boundary".into());
         let result = diff(Some(&actual), &d);
         assert!(result.changes.is_empty());
-        assert_eq!(result.boundary_kept.as_deref(), Some("arn:aws:iam::111122223333:policy/boundary"));
+        assert_eq!(
+            result.boundary_kept.as_deref(),
+            Some("arn:aws:iam::111122223333:policy/boundary")
+        );
     }
 }

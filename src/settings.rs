@@ -47,11 +47,21 @@ pub struct ClusterArgs {
     pub role_path: String,
 
     /// Trust used when a binding has no `spec.trust` (comma-separated: irsa, pod-identity).
-    #[arg(long, env = "HATRACK_DEFAULT_TRUST", value_enum, value_delimiter = ',', default_value = "irsa")]
+    #[arg(
+        long,
+        env = "HATRACK_DEFAULT_TRUST",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "irsa"
+    )]
     pub default_trust: Vec<TrustKind>,
 
     /// IRSA audience used when a binding names none.
-    #[arg(long, env = "HATRACK_DEFAULT_AUDIENCE", default_value = "sts.amazonaws.com")]
+    #[arg(
+        long,
+        env = "HATRACK_DEFAULT_AUDIENCE",
+        default_value = "sts.amazonaws.com"
+    )]
     pub default_audience: String,
 
     /// The account's trust policy size quota in characters (whitespace not counted).
@@ -104,7 +114,9 @@ impl ClusterArgs {
         {
             return Err(err(
                 "cluster-name",
-                format!("must be 1-100 characters of letters, digits, - and _, got {cluster_name:?}"),
+                format!(
+                    "must be 1-100 characters of letters, digits, - and _, got {cluster_name:?}"
+                ),
             ));
         }
         if self.account_id.len() != 12 || !self.account_id.chars().all(|c| c.is_ascii_digit()) {
@@ -113,11 +125,16 @@ impl ClusterArgs {
                 format!("must be 12 digits, got {:?}", self.account_id),
             ));
         }
-        if !matches!(self.partition.as_str(), "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
-        {
+        if !matches!(
+            self.partition.as_str(),
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        ) {
             return Err(err(
                 "partition",
-                format!("must be aws, aws-cn, aws-us-gov, aws-iso or aws-iso-b, got {:?}", self.partition),
+                format!(
+                    "must be aws, aws-cn, aws-us-gov, aws-iso or aws-iso-b, got {:?}",
+                    self.partition
+                ),
             ));
         }
         let oidc_issuer_host_path = match &self.oidc_issuer {
@@ -145,7 +162,10 @@ impl ClusterArgs {
             ));
         }
         if self.max_managed_policies == 0 || self.max_managed_policies > 20 {
-            return Err(err("max-managed-policies", "must be between 1 and 20 (the IAM maximum)"));
+            return Err(err(
+                "max-managed-policies",
+                "must be between 1 and 20 (the IAM maximum)",
+            ));
         }
         let mut default_trust = self.default_trust.clone();
         default_trust.sort();
@@ -166,9 +186,12 @@ impl ClusterArgs {
 
 /// `https://oidc.eks.us-east-1.amazonaws.com/id/ABC/` → `oidc.eks.us-east-1.amazonaws.com/id/ABC`.
 fn parse_issuer(url: &str) -> Result<String, SettingsError> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| err("oidc-issuer", format!("must be an https:// URL, got {url:?}")))?;
+    let rest = url.strip_prefix("https://").ok_or_else(|| {
+        err(
+            "oidc-issuer",
+            format!("must be an https:// URL, got {url:?}"),
+        )
+    })?;
     let rest = rest.trim_end_matches('/');
     let valid = !rest.is_empty()
         && !rest.starts_with('/')
@@ -237,7 +260,10 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Settings, SettingsError> {
         let mut argv = vec!["x"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("clap parses").cluster.settings()
+        Cli::try_parse_from(argv)
+            .expect("clap parses")
+            .cluster
+            .settings()
     }
 
     #[test]
@@ -261,9 +287,19 @@ mod tests {
 
     #[test]
     fn rejects_http_issuer_and_bad_account() {
-        let e = parse(&["--cluster-name=p", "--account-id=111122223333", "--oidc-issuer=http://x"]).unwrap_err();
+        let e = parse(&[
+            "--cluster-name=p",
+            "--account-id=111122223333",
+            "--oidc-issuer=http://x",
+        ])
+        .unwrap_err();
         assert_eq!(e.flag, "oidc-issuer");
-        let e = parse(&["--cluster-name=p", "--account-id=1234", "--oidc-issuer=https://x"]).unwrap_err();
+        let e = parse(&[
+            "--cluster-name=p",
+            "--account-id=1234",
+            "--oidc-issuer=https://x",
+        ])
+        .unwrap_err();
         assert_eq!(e.flag, "account-id");
     }
 

@@ -34,7 +34,11 @@ pub enum SyncOutcome {
 }
 
 /// Brings the role to the desired state.
-pub async fn sync_role(iam: &Iam, desired: &DesiredRole, owner: &Owner) -> Result<SyncOutcome, IamError> {
+pub async fn sync_role(
+    iam: &Iam,
+    desired: &DesiredRole,
+    owner: &Owner,
+) -> Result<SyncOutcome, IamError> {
     let mut actual = iam.get_role(&desired.role_name).await?;
     let mut retried_create = false;
     loop {
@@ -51,7 +55,9 @@ pub async fn sync_role(iam: &Iam, desired: &DesiredRole, owner: &Owner) -> Resul
                 Ok(()) => writes.push(change.operation()),
                 // Created meanwhile (an interrupted earlier reconcile, or another replica):
                 // read it again and diff against what is really there.
-                Err(IamError::AlreadyExists { .. }) if *change == Change::CreateRole && !retried_create => {
+                Err(IamError::AlreadyExists { .. })
+                    if *change == Change::CreateRole && !retried_create =>
+                {
                     raced = true;
                     break;
                 }
@@ -83,7 +89,11 @@ pub enum CleanupOutcome {
 }
 
 /// Deletes the role if this owner owns it.
-pub async fn delete_owned_role(iam: &Iam, role_name: &str, owner: &Owner) -> Result<CleanupOutcome, IamError> {
+pub async fn delete_owned_role(
+    iam: &Iam,
+    role_name: &str,
+    owner: &Owner,
+) -> Result<CleanupOutcome, IamError> {
     match iam.get_role(role_name).await? {
         None => Ok(CleanupOutcome::AlreadyGone),
         Some(actual) if !owner.owns(&actual.tags) => Ok(CleanupOutcome::NotOwned),

@@ -23,7 +23,9 @@ pub struct TrustInputs<'a> {
 pub enum TrustError {
     #[error("IRSA trust needs the cluster's OIDC issuer: start hatrack with --oidc-issuer")]
     NoIssuer,
-    #[error("the trust policy would be {size} characters, over the account's quota of {limit} (whitespace not counted); bind fewer ServiceAccounts per role, or raise the quota in AWS and --trust-policy-max-chars")]
+    #[error(
+        "the trust policy would be {size} characters, over the account's quota of {limit} (whitespace not counted); bind fewer ServiceAccounts per role, or raise the quota in AWS and --trust-policy-max-chars"
+    )]
     TooLarge { size: usize, limit: usize },
 }
 
@@ -124,45 +126,170 @@ mod tests {
     fn irsa_admits_exactly_the_bound_service_accounts() {
         let s = Settings::example();
         let bound = sas(&["api", "worker"]);
-        let doc = trust_policy(&s, &TrustInputs { namespace: "payments", service_accounts: &bound, irsa_audience: Some("sts.amazonaws.com"), pod_identity: false }).unwrap();
+        let doc = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "payments",
+                service_accounts: &bound,
+                irsa_audience: Some("sts.amazonaws.com"),
+                pod_identity: false,
+            },
+        )
+        .unwrap();
         let provider = s.oidc_provider_arn().unwrap();
-        let may = |issuer: &str, provider: &str, aud: &str, sub: &str| evaluate(&doc, &web_identity(provider, issuer, aud, sub)).unwrap() == Decision::Allow;
-        assert!(may(ISSUER, &provider, "sts.amazonaws.com", "system:serviceaccount:payments:api"));
-        assert!(may(ISSUER, &provider, "sts.amazonaws.com", "system:serviceaccount:payments:worker"));
+        let may = |issuer: &str, provider: &str, aud: &str, sub: &str| {
+            evaluate(&doc, &web_identity(provider, issuer, aud, sub)).unwrap() == Decision::Allow
+        };
+        assert!(may(
+            ISSUER,
+            &provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:api"
+        ));
+        assert!(may(
+            ISSUER,
+            &provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:worker"
+        ));
         // an unbound SA, another namespace, a prefix trick, another audience
-        assert!(!may(ISSUER, &provider, "sts.amazonaws.com", "system:serviceaccount:payments:admin"));
-        assert!(!may(ISSUER, &provider, "sts.amazonaws.com", "system:serviceaccount:billing:api"));
-        assert!(!may(ISSUER, &provider, "sts.amazonaws.com", "system:serviceaccount:payments:api-x"));
-        assert!(!may(ISSUER, &provider, "other-audience", "system:serviceaccount:payments:api"));
+        assert!(!may(
+            ISSUER,
+            &provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:admin"
+        ));
+        assert!(!may(
+            ISSUER,
+            &provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:billing:api"
+        ));
+        assert!(!may(
+            ISSUER,
+            &provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:api-x"
+        ));
+        assert!(!may(
+            ISSUER,
+            &provider,
+            "other-audience",
+            "system:serviceaccount:payments:api"
+        ));
         // another cluster's issuer (a different provider, and its own condition keys)
         let other = "oidc.eks.us-east-1.amazonaws.com/id/OTHER";
         let other_provider = format!("arn:aws:iam::111122223333:oidc-provider/{other}");
-        assert!(!may(other, &other_provider, "sts.amazonaws.com", "system:serviceaccount:payments:api"));
+        assert!(!may(
+            other,
+            &other_provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:api"
+        ));
         // the right token presented through the wrong principal
-        assert!(!may(ISSUER, &other_provider, "sts.amazonaws.com", "system:serviceaccount:payments:api"));
+        assert!(!may(
+            ISSUER,
+            &other_provider,
+            "sts.amazonaws.com",
+            "system:serviceaccount:payments:api"
+        ));
         // pod identity is not enabled
-        assert_eq!(evaluate(&doc, &pod_identity("111122223333", "prod-eu", "payments", "api", "sts:AssumeRole")).unwrap(), Decision::ImplicitDeny);
-        assert!(!doc.to_string().contains('*'), "no wildcard in a trust policy: {doc}");
+        assert_eq!(
+            evaluate(
+                &doc,
+                &pod_identity(
+                    "111122223333",
+                    "prod-eu",
+                    "payments",
+                    "api",
+                    "sts:AssumeRole"
+                )
+            )
+            .unwrap(),
+            Decision::ImplicitDeny
+        );
+        assert!(
+            !doc.to_string().contains('*'),
+            "no wildcard in a trust policy: {doc}"
+        );
     }
 
     #[test]
     fn pod_identity_is_pinned_to_cluster_namespace_and_service_accounts() {
         let s = Settings::example();
         let bound = sas(&["api"]);
-        let doc = trust_policy(&s, &TrustInputs { namespace: "payments", service_accounts: &bound, irsa_audience: None, pod_identity: true }).unwrap();
-        let may = |account: &str, cluster: &str, ns: &str, sa: &str, action: &str| evaluate(&doc, &pod_identity(account, cluster, ns, sa, action)).unwrap() == Decision::Allow;
-        assert!(may("111122223333", "prod-eu", "payments", "api", "sts:AssumeRole"));
-        assert!(may("111122223333", "prod-eu", "payments", "api", "sts:TagSession"));
-        assert!(!may("111122223333", "staging", "payments", "api", "sts:AssumeRole"));
-        assert!(!may("111122223333", "prod-eu", "billing", "api", "sts:AssumeRole"));
-        assert!(!may("111122223333", "prod-eu", "payments", "worker", "sts:AssumeRole"));
-        assert!(!may("999999999999", "prod-eu", "payments", "api", "sts:AssumeRole"));
-        assert!(!may("111122223333", "prod-eu", "payments", "api", "sts:AssumeRoleWithWebIdentity"));
+        let doc = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "payments",
+                service_accounts: &bound,
+                irsa_audience: None,
+                pod_identity: true,
+            },
+        )
+        .unwrap();
+        let may = |account: &str, cluster: &str, ns: &str, sa: &str, action: &str| {
+            evaluate(&doc, &pod_identity(account, cluster, ns, sa, action)).unwrap()
+                == Decision::Allow
+        };
+        assert!(may(
+            "111122223333",
+            "prod-eu",
+            "payments",
+            "api",
+            "sts:AssumeRole"
+        ));
+        assert!(may(
+            "111122223333",
+            "prod-eu",
+            "payments",
+            "api",
+            "sts:TagSession"
+        ));
+        assert!(!may(
+            "111122223333",
+            "staging",
+            "payments",
+            "api",
+            "sts:AssumeRole"
+        ));
+        assert!(!may(
+            "111122223333",
+            "prod-eu",
+            "billing",
+            "api",
+            "sts:AssumeRole"
+        ));
+        assert!(!may(
+            "111122223333",
+            "prod-eu",
+            "payments",
+            "worker",
+            "sts:AssumeRole"
+        ));
+        assert!(!may(
+            "999999999999",
+            "prod-eu",
+            "payments",
+            "api",
+            "sts:AssumeRole"
+        ));
+        assert!(!may(
+            "111122223333",
+            "prod-eu",
+            "payments",
+            "api",
+            "sts:AssumeRoleWithWebIdentity"
+        ));
         // a request without the cluster tag is refused
-        let untagged = Request { principal: Some(Principal::Service(POD_IDENTITY_PRINCIPAL.into())), action: "sts:AssumeRole".into(), ..Request::default() }
-            .with("aws:SourceAccount", "111122223333")
-            .with("aws:RequestTag/kubernetes-namespace", "payments")
-            .with("aws:RequestTag/kubernetes-service-account", "api");
+        let untagged = Request {
+            principal: Some(Principal::Service(POD_IDENTITY_PRINCIPAL.into())),
+            action: "sts:AssumeRole".into(),
+            ..Request::default()
+        }
+        .with("aws:SourceAccount", "111122223333")
+        .with("aws:RequestTag/kubernetes-namespace", "payments")
+        .with("aws:RequestTag/kubernetes-service-account", "api");
         assert_eq!(evaluate(&doc, &untagged).unwrap(), Decision::ImplicitDeny);
     }
 
@@ -170,7 +297,16 @@ mod tests {
     fn both_mechanisms_together() {
         let s = Settings::example();
         let bound = sas(&["api"]);
-        let doc = trust_policy(&s, &TrustInputs { namespace: "ns", service_accounts: &bound, irsa_audience: Some("aud"), pod_identity: true }).unwrap();
+        let doc = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "ns",
+                service_accounts: &bound,
+                irsa_audience: Some("aud"),
+                pod_identity: true,
+            },
+        )
+        .unwrap();
         assert_eq!(doc["Statement"].as_array().unwrap().len(), 2);
     }
 
@@ -179,7 +315,16 @@ mod tests {
         let mut s = Settings::example();
         s.oidc_issuer_host_path = None;
         let bound = sas(&["api"]);
-        let err = trust_policy(&s, &TrustInputs { namespace: "ns", service_accounts: &bound, irsa_audience: Some("a"), pod_identity: false }).unwrap_err();
+        let err = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "ns",
+                service_accounts: &bound,
+                irsa_audience: Some("a"),
+                pod_identity: false,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err, TrustError::NoIssuer);
     }
 
@@ -187,10 +332,33 @@ mod tests {
     fn too_many_service_accounts_is_an_error_never_a_wider_trust() {
         let s = Settings::example();
         let many: Vec<String> = (0..60).map(|i| format!("service-account-{i}")).collect();
-        let err = trust_policy(&s, &TrustInputs { namespace: "payments", service_accounts: &many, irsa_audience: Some("sts.amazonaws.com"), pod_identity: false }).unwrap_err();
-        assert!(matches!(err, TrustError::TooLarge { limit: 2048, .. }), "{err:?}");
+        let err = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "payments",
+                service_accounts: &many,
+                irsa_audience: Some("sts.amazonaws.com"),
+                pod_identity: false,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TrustError::TooLarge { limit: 2048, .. }),
+            "{err:?}"
+        );
         let mut raised = s.clone();
         raised.trust_policy_max_chars = 8192;
-        assert!(trust_policy(&raised, &TrustInputs { namespace: "payments", service_accounts: &many, irsa_audience: Some("sts.amazonaws.com"), pod_identity: false }).is_ok());
+        assert!(
+            trust_policy(
+                &raised,
+                &TrustInputs {
+                    namespace: "payments",
+                    service_accounts: &many,
+                    irsa_audience: Some("sts.amazonaws.com"),
+                    pod_identity: false
+                }
+            )
+            .is_ok()
+        );
     }
 }

@@ -43,12 +43,17 @@ pub fn role_path(path: &str) -> Result<(), String> {
 pub fn description(text: &str) -> Result<(), String> {
     let count = text.chars().count();
     if count > 1000 {
-        return Err(format!("description must be at most 1000 characters, got {count}"));
+        return Err(format!(
+            "description must be at most 1000 characters, got {count}"
+        ));
     }
-    if let Some(c) = text.chars().find(|c| {
-        !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}')
-    }) {
-        return Err(format!("description contains a character IAM refuses: {c:?}"));
+    if let Some(c) = text
+        .chars()
+        .find(|c| !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}'))
+    {
+        return Err(format!(
+            "description contains a character IAM refuses: {c:?}"
+        ));
     }
     Ok(())
 }
@@ -61,13 +66,17 @@ fn is_tag_char(c: char) -> bool {
 pub fn tag_key(key: &str) -> Result<(), String> {
     let count = key.chars().count();
     if count == 0 || count > 128 {
-        return Err(format!("tag key must be 1-128 characters, got {count} ({key:?})"));
+        return Err(format!(
+            "tag key must be 1-128 characters, got {count} ({key:?})"
+        ));
     }
     if key.to_ascii_lowercase().starts_with("aws:") {
         return Err(format!("tag key {key:?} uses the reserved prefix aws:"));
     }
     if let Some(c) = key.chars().find(|c| !is_tag_char(*c)) {
-        return Err(format!("tag key {key:?} contains {c:?}; allowed: letters, digits, spaces and _.:/=+-@"));
+        return Err(format!(
+            "tag key {key:?} contains {c:?}; allowed: letters, digits, spaces and _.:/=+-@"
+        ));
     }
     Ok(())
 }
@@ -76,10 +85,14 @@ pub fn tag_key(key: &str) -> Result<(), String> {
 pub fn tag_value(key: &str, value: &str) -> Result<(), String> {
     let count = value.chars().count();
     if count > 256 {
-        return Err(format!("tag {key:?}: value must be at most 256 characters, got {count}"));
+        return Err(format!(
+            "tag {key:?}: value must be at most 256 characters, got {count}"
+        ));
     }
     if let Some(c) = value.chars().find(|c| !is_tag_char(*c)) {
-        return Err(format!("tag {key:?}: value contains {c:?}; allowed: letters, digits, spaces and _.:/=+-@"));
+        return Err(format!(
+            "tag {key:?}: value contains {c:?}; allowed: letters, digits, spaces and _.:/=+-@"
+        ));
     }
     Ok(())
 }
@@ -101,11 +114,14 @@ pub fn policy_arn(arn: &str) -> Result<(), String> {
         return Err(bad());
     };
     let partition_ok = partition.starts_with("aws");
-    let account_ok = account == "aws" || (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()));
+    let account_ok =
+        account == "aws" || (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()));
     let name = resource.strip_prefix("policy/").unwrap_or("");
     let name_ok = !name.is_empty()
         && name.len() <= 512 + 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
         && !name.ends_with('/');
     if partition_ok && account_ok && name_ok {
         Ok(())
@@ -119,7 +135,9 @@ pub fn max_session_duration(seconds: i32) -> Result<(), String> {
     if (3600..=43200).contains(&seconds) {
         Ok(())
     } else {
-        Err(format!("maxSessionDuration must be 3600..43200 seconds, got {seconds}"))
+        Err(format!(
+            "maxSessionDuration must be 3600..43200 seconds, got {seconds}"
+        ))
     }
 }
 

@@ -5,7 +5,10 @@ use crate::crd::IAMRoleBinding;
 
 /// The first (binding name, ServiceAccount) where an older binding in the same namespace already
 /// claims one of `me`'s ServiceAccounts.
-pub fn conflicting_claim<'a>(me: &IAMRoleBinding, others: impl IntoIterator<Item = &'a IAMRoleBinding>) -> Option<(String, String)> {
+pub fn conflicting_claim<'a>(
+    me: &IAMRoleBinding,
+    others: impl IntoIterator<Item = &'a IAMRoleBinding>,
+) -> Option<(String, String)> {
     let my_ns = me.metadata.namespace.as_deref();
     let my_key = age_key(me);
     let mut found: Option<((Option<String>, String), String, String)> = None;
@@ -20,7 +23,12 @@ pub fn conflicting_claim<'a>(me: &IAMRoleBinding, others: impl IntoIterator<Item
         if key >= my_key {
             continue;
         }
-        if let Some(sa) = me.spec.service_accounts.iter().find(|sa| other.spec.service_accounts.contains(sa)) {
+        if let Some(sa) = me
+            .spec
+            .service_accounts
+            .iter()
+            .find(|sa| other.spec.service_accounts.contains(sa))
+        {
             let better = found.as_ref().is_none_or(|(k, _, _)| key < *k);
             if better {
                 found = Some((key.clone(), key.1.clone(), sa.clone()));
@@ -59,7 +67,10 @@ mod tests {
     fn the_later_binding_loses() {
         let old = b("old", "ns", "2026-01-01T00:00:00Z", &["api", "x"]);
         let new = b("new", "ns", "2026-02-01T00:00:00Z", &["web", "api"]);
-        assert_eq!(conflicting_claim(&new, [&old, &new]), Some(("old".into(), "api".into())));
+        assert_eq!(
+            conflicting_claim(&new, [&old, &new]),
+            Some(("old".into(), "api".into()))
+        );
         assert_eq!(conflicting_claim(&old, [&old, &new]), None);
     }
 

@@ -60,7 +60,9 @@ pub enum Error {
     Kube(#[source] Box<kube::Error>),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("role {role} cannot be deleted: it is held by {holders}; remove those, or set spec.deletionPolicy: Retain")]
+    #[error(
+        "role {role} cannot be deleted: it is held by {holders}; remove those, or set spec.deletionPolicy: Retain"
+    )]
     RoleHeld { role: String, holders: String },
 }
 
@@ -77,7 +79,8 @@ impl Error {
             Error::Iam(e) => format!("iam_{}", e.label()),
             Error::Kube(_) => "kube".into(),
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer".into(),
             },
             Error::RoleHeld { .. } => "role_held".into(),
@@ -154,7 +157,8 @@ impl Context {
             })
             .unwrap_or(1);
         let base = Duration::from_secs(5).saturating_mul(1u32 << (n - 1).min(6));
-        base.min(Duration::from_secs(300)).mul_f64(rand::random_range(0.5..1.5))
+        base.min(Duration::from_secs(300))
+            .mul_f64(rand::random_range(0.5..1.5))
     }
 
     /// Whether the OIDC provider exists, asking IAM at most once per resync period.
@@ -182,7 +186,10 @@ fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Context>) 
 }
 
 /// The bindings in `sa`'s namespace that name it.
-fn bindings_naming(store: &Store<IAMRoleBinding>, sa: &ServiceAccount) -> Vec<ObjectRef<IAMRoleBinding>> {
+fn bindings_naming(
+    store: &Store<IAMRoleBinding>,
+    sa: &ServiceAccount,
+) -> Vec<ObjectRef<IAMRoleBinding>> {
     let ns = sa.namespace();
     let name = sa.name_any();
     store
@@ -194,7 +201,13 @@ fn bindings_naming(store: &Store<IAMRoleBinding>, sa: &ServiceAccount) -> Vec<Ob
 }
 
 /// Runs the controller until SIGTERM/SIGINT. Returns a future so tests can run it in-process.
-pub async fn run_with(client: Client, iam: Iam, settings: Settings, metrics: Arc<Metrics>, args: &ControllerArgs) -> Result<(), String> {
+pub async fn run_with(
+    client: Client,
+    iam: Iam,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    args: &ControllerArgs,
+) -> Result<(), String> {
     let bindings: Api<IAMRoleBinding> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -265,21 +278,30 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
 }
 
 /// Serves /metrics, /healthz and /readyz.
-pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<tokio::task::JoinHandle<()>, String> {
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
     use axum::{Router, routing::get};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let app = Router::new()
-        .route("/metrics", get(move || {
-            let m = metrics.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    m.encode(),
-                )
-            }
-        }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }));
     Ok(tokio::spawn(async move {

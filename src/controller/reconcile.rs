@@ -18,10 +18,9 @@ use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::iam::IamError;
-use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
 use crate::naming;
 use crate::role::{self, DesiredRole};
-
+use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
 
 /// Entry point called by the kube-runtime Controller.
 #[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", binding.namespace().unwrap_or_default(), binding.name_any()), generation = binding.metadata.generation))]
@@ -43,7 +42,9 @@ pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Resul
     };
     ctx.metrics.reconciled(&label, started.elapsed());
     if result.is_ok() {
-        ctx.record_success(&kube::runtime::reflector::ObjectRef::from_obj(binding.as_ref()));
+        ctx.record_success(&kube::runtime::reflector::ObjectRef::from_obj(
+            binding.as_ref(),
+        ));
     }
     result
 }
@@ -61,7 +62,11 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     let desired = match role::desired_role(binding, settings) {
         Ok(d) => d,
         Err(errors) => {
-            let message = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            let message = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
             not_ready(binding, ctx, reason::INVALID_SPEC, &message, None).await?;
             return Ok(Action::await_change());
         }
@@ -69,20 +74,46 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 2. A ServiceAccount belongs to the oldest binding that claims it.
     let bindings = ctx.bindings.state();
-    if let Some((other, sa)) = super::claims::conflicting_claim(binding, bindings.iter().map(|b| b.as_ref())) {
-        let message = format!("ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role");
-        not_ready(binding, ctx, reason::SERVICE_ACCOUNT_CONFLICT, &message, Some(&desired)).await?;
-        return Ok(Action::requeue(ctx.jittered_resync().min(std::time::Duration::from_secs(60))));
+    if let Some((other, sa)) =
+        super::claims::conflicting_claim(binding, bindings.iter().map(|b| b.as_ref()))
+    {
+        let message = format!(
+            "ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role"
+        );
+        not_ready(
+            binding,
+            ctx,
+            reason::SERVICE_ACCOUNT_CONFLICT,
+            &message,
+            Some(&desired),
+        )
+        .await?;
+        return Ok(Action::requeue(
+            ctx.jittered_resync()
+                .min(std::time::Duration::from_secs(60)),
+        ));
     }
 
     // 3. IRSA needs the cluster's OIDC provider in IAM.
-    let uses_irsa = desired.assume_role_policy.to_string().contains("AssumeRoleWithWebIdentity");
+    let uses_irsa = desired
+        .assume_role_policy
+        .to_string()
+        .contains("AssumeRoleWithWebIdentity");
     if uses_irsa && let Some(provider) = settings.oidc_provider_arn() {
         match ctx.oidc_provider_exists(&provider).await {
             Ok(true) => {}
             Ok(false) => {
-                let message = format!("the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust");
-                not_ready(binding, ctx, reason::OIDC_PROVIDER_MISSING, &message, Some(&desired)).await?;
+                let message = format!(
+                    "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
+                );
+                not_ready(
+                    binding,
+                    ctx,
+                    reason::OIDC_PROVIDER_MISSING,
+                    &message,
+                    Some(&desired),
+                )
+                .await?;
                 return Ok(Action::requeue(std::time::Duration::from_secs(300)));
             }
             Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
@@ -90,18 +121,39 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     }
 
     // 4. Read the role, diff, write; never touch a role hatrack does not own.
-    let owner = Owner { cluster: settings.cluster_name.clone(), namespace: ns.clone(), name: name.clone() };
+    let owner = Owner {
+        cluster: settings.cluster_name.clone(),
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
     let (made, created, boundary_kept) = match sync_role(&ctx.iam, &desired, &owner).await {
-        Ok(SyncOutcome::Synced { writes, created, boundary_kept }) => (writes, created, boundary_kept),
+        Ok(SyncOutcome::Synced {
+            writes,
+            created,
+            boundary_kept,
+        }) => (writes, created, boundary_kept),
         Ok(SyncOutcome::NotOwned) => {
-            let message = format!("IAM role {} exists but is not owned by this binding (its {} tags do not name cluster {:?}, namespace {ns:?}, name {name:?}); hatrack will not modify or delete it. Delete or retag the role, or rename the binding.", desired.role_name, naming::TAG_PREFIX, settings.cluster_name);
-            not_ready(binding, ctx, reason::ROLE_NOT_OWNED, &message, Some(&desired)).await?;
+            let message = format!(
+                "IAM role {} exists but is not owned by this binding (its {} tags do not name cluster {:?}, namespace {ns:?}, name {name:?}); hatrack will not modify or delete it. Delete or retag the role, or rename the binding.",
+                desired.role_name,
+                naming::TAG_PREFIX,
+                settings.cluster_name
+            );
+            not_ready(
+                binding,
+                ctx,
+                reason::ROLE_NOT_OWNED,
+                &message,
+                Some(&desired),
+            )
+            .await?;
             return Ok(Action::requeue(ctx.jittered_resync()));
         }
         Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
     };
     if !made.is_empty() {
-        let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation) == binding.metadata.generation
+        let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation)
+            == binding.metadata.generation
             && is_ready(binding);
         let (reason, verb) = if created {
             ("RoleCreated", "Created")
@@ -111,7 +163,19 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             ("RoleUpdated", "Updated")
         };
         tracing::info!(role = %desired.role_name, calls = ?made, "{verb} IAM role");
-        publish(ctx, binding, EventType::Normal, reason, "Reconcile", format!("{verb} IAM role {} ({})", desired.role_name, made.join(", "))).await;
+        publish(
+            ctx,
+            binding,
+            EventType::Normal,
+            reason,
+            "Reconcile",
+            format!(
+                "{verb} IAM role {} ({})",
+                desired.role_name,
+                made.join(", ")
+            ),
+        )
+        .await;
     }
     if let Some(kept) = &boundary_kept {
         tracing::info!(role = %desired.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
@@ -123,22 +187,37 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     // 7. Status.
     let mut message = format!("IAM role {} is in sync", desired.role_name);
     if let Some(kept) = &boundary_kept {
-        message.push_str(&format!("; it keeps permissions boundary {kept} (hatrack never removes a boundary)"));
+        message.push_str(&format!(
+            "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
+        ));
     }
-    let new_status = build_status(binding, true, reason::SYNCED, &message, Some(&desired), !made.is_empty());
+    let new_status = build_status(
+        binding,
+        true,
+        reason::SYNCED,
+        &message,
+        Some(&desired),
+        !made.is_empty(),
+    );
     write_status(binding, ctx, new_status).await?;
     ctx.metrics.binding_ready(&binding_key(binding), Some(true));
     Ok(Action::requeue(ctx.jittered_resync()))
 }
 
 fn is_ready(binding: &IAMRoleBinding) -> bool {
-    binding
-        .status
-        .as_ref()
-        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    binding.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
 }
 
-async fn annotate_service_accounts(binding: &IAMRoleBinding, ctx: &Context, desired: &DesiredRole, uses_irsa: bool) -> Result<(), Error> {
+async fn annotate_service_accounts(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    desired: &DesiredRole,
+    uses_irsa: bool,
+) -> Result<(), Error> {
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
     for sa in ctx.service_accounts.state() {
@@ -155,7 +234,14 @@ async fn annotate_service_accounts(binding: &IAMRoleBinding, ctx: &Context, desi
         } else {
             continue;
         };
-        match api.patch(&sa.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(
+                &sa.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             // Deleted since the cache saw it: nothing to annotate.
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -165,13 +251,30 @@ async fn annotate_service_accounts(binding: &IAMRoleBinding, ctx: &Context, desi
     Ok(())
 }
 
-async fn remove_annotations(binding: &IAMRoleBinding, ctx: &Context, arn: &str) -> Result<(), Error> {
+async fn remove_annotations(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    arn: &str,
+) -> Result<(), Error> {
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
     for sa in ctx.service_accounts.state() {
-        if sa.namespace().as_deref() == Some(ns.as_str()) && sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str) == Some(arn) {
+        if sa.namespace().as_deref() == Some(ns.as_str())
+            && sa
+                .annotations()
+                .get(ROLE_ARN_ANNOTATION)
+                .map(String::as_str)
+                == Some(arn)
+        {
             let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
-            match api.patch(&sa.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(
+                    &sa.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -190,28 +293,82 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let arn = settings.role_arn(&role_name);
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
-        publish(ctx, binding, EventType::Normal, "RoleRetained", "Delete", format!("Binding deleted; IAM role {role_name} retained (deletionPolicy: Retain)")).await;
+        publish(
+            ctx,
+            binding,
+            EventType::Normal,
+            "RoleRetained",
+            "Delete",
+            format!("Binding deleted; IAM role {role_name} retained (deletionPolicy: Retain)"),
+        )
+        .await;
         ctx.metrics.binding_ready(&binding_key(binding), None);
         return Ok(Action::await_change());
     }
-    let owner = Owner { cluster: settings.cluster_name.clone(), namespace: ns.clone(), name: name.clone() };
+    let owner = Owner {
+        cluster: settings.cluster_name.clone(),
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
     match delete_owned_role(&ctx.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
-            publish(ctx, binding, EventType::Normal, "RoleDeleted", "Delete", format!("Deleted IAM role {role_name}")).await;
+            publish(
+                ctx,
+                binding,
+                EventType::Normal,
+                "RoleDeleted",
+                "Delete",
+                format!("Deleted IAM role {role_name}"),
+            )
+            .await;
         }
         Ok(CleanupOutcome::AlreadyGone) => {}
         Ok(CleanupOutcome::NotOwned) => {
-            publish(ctx, binding, EventType::Warning, reason::ROLE_NOT_OWNED, "Delete", format!("IAM role {role_name} is not owned by this binding; left in place")).await;
+            publish(
+                ctx,
+                binding,
+                EventType::Warning,
+                reason::ROLE_NOT_OWNED,
+                "Delete",
+                format!("IAM role {role_name} is not owned by this binding; left in place"),
+            )
+            .await;
         }
         Ok(CleanupOutcome::HeldBy(holders)) => {
-            let err = Error::RoleHeld { role: role_name.clone(), holders: holders.join(", ") };
-            publish(ctx, binding, EventType::Warning, "DeleteBlocked", "Delete", err.to_string()).await;
-            let st = build_status(binding, false, reason::DELETING, &err.to_string(), None, false);
+            let err = Error::RoleHeld {
+                role: role_name.clone(),
+                holders: holders.join(", "),
+            };
+            publish(
+                ctx,
+                binding,
+                EventType::Warning,
+                "DeleteBlocked",
+                "Delete",
+                err.to_string(),
+            )
+            .await;
+            let st = build_status(
+                binding,
+                false,
+                reason::DELETING,
+                &err.to_string(),
+                None,
+                false,
+            );
             write_status(binding, ctx, st).await?;
             return Err(err);
         }
         Err(e) => {
-            publish(ctx, binding, EventType::Warning, reason::AWS_ERROR, "Delete", e.to_string()).await;
+            publish(
+                ctx,
+                binding,
+                EventType::Warning,
+                reason::AWS_ERROR,
+                "Delete",
+                e.to_string(),
+            )
+            .await;
             return Err(e.into());
         }
     }
@@ -221,40 +378,104 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
 
 /// Records an AWS failure in status and Events, and hands the error to the error policy
 /// (which backs off with jitter).
-async fn aws_failure(binding: &IAMRoleBinding, ctx: &Context, e: IamError, desired: &DesiredRole) -> Error {
+async fn aws_failure(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    e: IamError,
+    desired: &DesiredRole,
+) -> Error {
     let message = e.to_string();
-    publish(ctx, binding, EventType::Warning, reason::AWS_ERROR, "Reconcile", message.clone()).await;
-    let st = build_status(binding, false, reason::AWS_ERROR, &message, Some(desired), false);
+    publish(
+        ctx,
+        binding,
+        EventType::Warning,
+        reason::AWS_ERROR,
+        "Reconcile",
+        message.clone(),
+    )
+    .await;
+    let st = build_status(
+        binding,
+        false,
+        reason::AWS_ERROR,
+        &message,
+        Some(desired),
+        false,
+    );
     if let Err(write_err) = write_status(binding, ctx, st).await {
         tracing::warn!(error = %write_err, "cannot write status");
     }
-    ctx.metrics.binding_ready(&binding_key(binding), Some(false));
+    ctx.metrics
+        .binding_ready(&binding_key(binding), Some(false));
     e.into()
 }
 
-async fn not_ready(binding: &IAMRoleBinding, ctx: &Context, reason: &str, message: &str, desired: Option<&DesiredRole>) -> Result<(), Error> {
-    let was = binding.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone())));
+async fn not_ready(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+    desired: Option<&DesiredRole>,
+) -> Result<(), Error> {
+    let was = binding.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    });
     if was.as_ref() != Some(&(reason.to_string(), message.to_string())) {
-        publish(ctx, binding, EventType::Warning, reason, "Reconcile", message.to_string()).await;
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            reason,
+            "Reconcile",
+            message.to_string(),
+        )
+        .await;
     }
     let st = build_status(binding, false, reason, message, desired, false);
     write_status(binding, ctx, st).await?;
-    ctx.metrics.binding_ready(&binding_key(binding), Some(false));
+    ctx.metrics
+        .binding_ready(&binding_key(binding), Some(false));
     Ok(())
 }
 
-fn build_status(binding: &IAMRoleBinding, ready: bool, reason: &str, message: &str, desired: Option<&DesiredRole>, synced_now: bool) -> IAMRoleBindingStatus {
+fn build_status(
+    binding: &IAMRoleBinding,
+    ready: bool,
+    reason: &str,
+    message: &str,
+    desired: Option<&DesiredRole>,
+    synced_now: bool,
+) -> IAMRoleBindingStatus {
     let old = binding.status.clone().unwrap_or_default();
     let now = Time(jiff::Timestamp::now());
-    let condition = status::ready_condition(ready, reason, message, binding.metadata.generation, &old.conditions, now.clone());
-    let mut conditions: Vec<_> = old.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+    let condition = status::ready_condition(
+        ready,
+        reason,
+        message,
+        binding.metadata.generation,
+        &old.conditions,
+        now.clone(),
+    );
+    let mut conditions: Vec<_> = old
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .cloned()
+        .collect();
     conditions.push(condition);
     IAMRoleBindingStatus {
-        role_name: desired.map(|d| d.role_name.clone()).or(old.role_name.clone()),
+        role_name: desired
+            .map(|d| d.role_name.clone())
+            .or(old.role_name.clone()),
         role_arn: desired.map(|d| d.arn.clone()).or(old.role_arn.clone()),
         observed_generation: binding.metadata.generation,
         conditions,
-        last_sync_time: if ready && (synced_now || old.last_sync_time.is_none() || !is_ready(binding)) {
+        last_sync_time: if ready
+            && (synced_now || old.last_sync_time.is_none() || !is_ready(binding))
+        {
             Some(now)
         } else {
             old.last_sync_time
@@ -264,18 +485,40 @@ fn build_status(binding: &IAMRoleBinding, ready: bool, reason: &str, message: &s
 
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
-async fn write_status(binding: &IAMRoleBinding, ctx: &Context, new: IAMRoleBindingStatus) -> Result<(), Error> {
-    if !status::status_changed(binding.status.as_ref(), &new) && binding.status.as_ref().and_then(|s| s.last_sync_time.clone()) == new.last_sync_time {
+async fn write_status(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    new: IAMRoleBindingStatus,
+) -> Result<(), Error> {
+    if !status::status_changed(binding.status.as_ref(), &new)
+        && binding
+            .status
+            .as_ref()
+            .and_then(|s| s.last_sync_time.clone())
+            == new.last_sync_time
+    {
         return Ok(());
     }
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({"status": new});
-    api.patch_status(&binding.name_any(), &PatchParams::apply(MANAGER), &Patch::Merge(&patch)).await?;
+    api.patch_status(
+        &binding.name_any(),
+        &PatchParams::apply(MANAGER),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
-async fn publish(ctx: &Context, binding: &IAMRoleBinding, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    binding: &IAMRoleBinding,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -288,4 +531,3 @@ async fn publish(ctx: &Context, binding: &IAMRoleBinding, type_: EventType, reas
         tracing::warn!(error = %e, "cannot publish event");
     }
 }
-

@@ -76,7 +76,14 @@ mod tests {
     #[test]
     fn transition_time_is_kept_while_status_holds() {
         let first = ready_condition(true, reason::SYNCED, "ok", Some(1), &[], t(10));
-        let second = ready_condition(true, reason::SYNCED, "ok", Some(2), std::slice::from_ref(&first), t(20));
+        let second = ready_condition(
+            true,
+            reason::SYNCED,
+            "ok",
+            Some(2),
+            std::slice::from_ref(&first),
+            t(20),
+        );
         assert_eq!(second.last_transition_time, t(10));
         let third = ready_condition(false, reason::AWS_ERROR, "boom", Some(2), &[second], t(30));
         assert_eq!(third.last_transition_time, t(30));
@@ -92,7 +99,11 @@ mod tests {
 
     #[test]
     fn only_last_sync_time_changing_is_no_change() {
-        let a = IAMRoleBindingStatus { role_name: Some("r".into()), last_sync_time: Some(t(1)), ..Default::default() };
+        let a = IAMRoleBindingStatus {
+            role_name: Some("r".into()),
+            last_sync_time: Some(t(1)),
+            ..Default::default()
+        };
         let mut b = a.clone();
         b.last_sync_time = Some(t(2));
         assert!(!status_changed(Some(&a), &b));

@@ -4,8 +4,8 @@ mod binding;
 
 pub use binding::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every hatrack resource.
 pub const GROUP: &str = "hatrack.dev";

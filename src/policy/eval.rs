@@ -70,7 +70,11 @@ pub fn evaluate(doc: &Value, req: &Request) -> Result<Decision, String> {
             }
         }
     }
-    Ok(if allowed { Decision::Allow } else { Decision::ImplicitDeny })
+    Ok(if allowed {
+        Decision::Allow
+    } else {
+        Decision::ImplicitDeny
+    })
 }
 
 /// Whether every statement-level match (principal, action, resource, conditions) holds.
@@ -85,7 +89,11 @@ fn statement_applies(st: &Value, req: &Request) -> Result<bool, String> {
             return Ok(false);
         }
     }
-    let action_hit = |v: &Value| strings(v).iter().any(|p| wildcard::matches(p, &req.action, true));
+    let action_hit = |v: &Value| {
+        strings(v)
+            .iter()
+            .any(|p| wildcard::matches(p, &req.action, true))
+    };
     let action_ok = match (st.get("Action"), st.get("NotAction")) {
         (Some(a), None) => action_hit(a),
         (None, Some(a)) => !action_hit(a),
@@ -95,7 +103,11 @@ fn statement_applies(st: &Value, req: &Request) -> Result<bool, String> {
         return Ok(false);
     }
     if let Some(resource) = &req.resource {
-        let hit = |v: &Value| strings(v).iter().any(|p| wildcard::matches(p, resource, false));
+        let hit = |v: &Value| {
+            strings(v)
+                .iter()
+                .any(|p| wildcard::matches(p, resource, false))
+        };
         let ok = match (st.get("Resource"), st.get("NotResource")) {
             (Some(r), None) => hit(r),
             (None, Some(r)) => !hit(r),
@@ -152,7 +164,12 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-fn condition_holds(op: &str, key: &str, expected: &[String], req: &Request) -> Result<bool, String> {
+fn condition_holds(
+    op: &str,
+    key: &str,
+    expected: &[String],
+    req: &Request,
+) -> Result<bool, String> {
     let (set_op, rest) = if let Some(r) = op.strip_prefix("ForAnyValue:") {
         (Some(true), r)
     } else if let Some(r) = op.strip_prefix("ForAllValues:") {
@@ -177,7 +194,11 @@ fn condition_holds(op: &str, key: &str, expected: &[String], req: &Request) -> R
         "StringLike" | "ArnLike" => (false, |e, a| wildcard::matches(e, a, false)),
         "StringNotLike" | "ArnNotLike" => (true, |e, a| wildcard::matches(e, a, false)),
         "Bool" => (false, |e, a| e.eq_ignore_ascii_case(a)),
-        other => return Err(format!("condition operator {other} is not supported by this evaluator")),
+        other => {
+            return Err(format!(
+                "condition operator {other} is not supported by this evaluator"
+            ));
+        }
     };
     let value_matches = |a: &String| expected.iter().any(|e| matcher(e, a));
     let Some(values) = actual.filter(|v| !v.is_empty()) else {
@@ -209,17 +230,35 @@ mod tests {
         let doc = json!({"Statement":[
             {"Effect":"Allow","Action":"s3:*","Resource":"*"},
             {"Effect":"Deny","Action":"s3:DeleteObject","Resource":"*"}]});
-        assert_eq!(evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::b/k")).unwrap(), Decision::Allow);
-        assert_eq!(evaluate(&doc, &s3_request("s3:deleteobject", "arn:aws:s3:::b/k")).unwrap(), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&doc, &s3_request("ec2:RunInstances", "*")).unwrap(), Decision::ImplicitDeny);
+        assert_eq!(
+            evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::b/k")).unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(&doc, &s3_request("s3:deleteobject", "arn:aws:s3:::b/k")).unwrap(),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(&doc, &s3_request("ec2:RunInstances", "*")).unwrap(),
+            Decision::ImplicitDeny
+        );
     }
 
     #[test]
     fn not_action_and_not_resource() {
         let doc = json!({"Statement":{"Effect":"Allow","NotAction":"iam:*","NotResource":"arn:aws:s3:::secret/*"}});
-        assert_eq!(evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::b/k")).unwrap(), Decision::Allow);
-        assert_eq!(evaluate(&doc, &s3_request("iam:CreateRole", "*")).unwrap(), Decision::ImplicitDeny);
-        assert_eq!(evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::secret/k")).unwrap(), Decision::ImplicitDeny);
+        assert_eq!(
+            evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::b/k")).unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(&doc, &s3_request("iam:CreateRole", "*")).unwrap(),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate(&doc, &s3_request("s3:GetObject", "arn:aws:s3:::secret/k")).unwrap(),
+            Decision::ImplicitDeny
+        );
     }
 
     #[test]
@@ -228,9 +267,23 @@ mod tests {
             "Condition":{"StringEquals":{"aws:RequestTag/team":"a"},"StringNotEquals":{"aws:PrincipalTag/x":"y"}}}});
         let req = s3_request("s3:GetObject", "*");
         assert_eq!(evaluate(&doc, &req).unwrap(), Decision::ImplicitDeny);
-        assert_eq!(evaluate(&doc, &req.clone().with("aws:RequestTag/team", "a")).unwrap(), Decision::Allow);
-        assert_eq!(evaluate(&doc, &req.clone().with("aws:RequestTag/team", "b")).unwrap(), Decision::ImplicitDeny);
-        assert_eq!(evaluate(&doc, &req.with("aws:requesttag/TEAM", "a").with("aws:PrincipalTag/x", "y")).unwrap(), Decision::ImplicitDeny);
+        assert_eq!(
+            evaluate(&doc, &req.clone().with("aws:RequestTag/team", "a")).unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(&doc, &req.clone().with("aws:RequestTag/team", "b")).unwrap(),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate(
+                &doc,
+                &req.with("aws:requesttag/TEAM", "a")
+                    .with("aws:PrincipalTag/x", "y")
+            )
+            .unwrap(),
+            Decision::ImplicitDeny
+        );
     }
 
     #[test]
@@ -238,8 +291,19 @@ mod tests {
         let doc = json!({"Statement":{"Effect":"Allow","Action":"iam:TagRole","Resource":"*",
             "Condition":{"ForAllValues:StringLike":{"aws:TagKeys":["team","env"]},"Null":{"aws:RequestTag/owner":"false"}}}});
         let req = s3_request("iam:TagRole", "*").with("aws:RequestTag/owner", "me");
-        assert_eq!(evaluate(&doc, &req.clone().with("aws:TagKeys", "team")).unwrap(), Decision::Allow);
-        assert_eq!(evaluate(&doc, &req.with("aws:TagKeys", "team").with("aws:TagKeys", "secret")).unwrap(), Decision::ImplicitDeny);
+        assert_eq!(
+            evaluate(&doc, &req.clone().with("aws:TagKeys", "team")).unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(
+                &doc,
+                &req.with("aws:TagKeys", "team")
+                    .with("aws:TagKeys", "secret")
+            )
+            .unwrap(),
+            Decision::ImplicitDeny
+        );
         let no_owner = s3_request("iam:TagRole", "*").with("aws:TagKeys", "team");
         assert_eq!(evaluate(&doc, &no_owner).unwrap(), Decision::ImplicitDeny);
     }
@@ -247,13 +311,23 @@ mod tests {
     #[test]
     fn unknown_operator_is_an_error() {
         let doc = json!({"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01"}}}});
-        assert!(evaluate(&doc, &s3_request("s3:GetObject", "*").with("aws:CurrentTime", "x")).is_err());
+        assert!(
+            evaluate(
+                &doc,
+                &s3_request("s3:GetObject", "*").with("aws:CurrentTime", "x")
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn principals_are_matched_by_kind() {
         let doc = json!({"Statement":{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}});
-        let mut req = Request { action: "sts:AssumeRole".into(), principal: Some(Principal::Service("pods.eks.amazonaws.com".into())), ..Request::default() };
+        let mut req = Request {
+            action: "sts:AssumeRole".into(),
+            principal: Some(Principal::Service("pods.eks.amazonaws.com".into())),
+            ..Request::default()
+        };
         assert_eq!(evaluate(&doc, &req).unwrap(), Decision::Allow);
         req.principal = Some(Principal::Aws("pods.eks.amazonaws.com".into()));
         assert_eq!(evaluate(&doc, &req).unwrap(), Decision::ImplicitDeny);

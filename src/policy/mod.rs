@@ -49,12 +49,18 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
     let Some(obj) = doc.as_object() else {
         return Err(vec![perr(
             "",
-            format!("a policy document must be a JSON object, got {}", crate::manifest::json_type_name(doc)),
+            format!(
+                "a policy document must be a JSON object, got {}",
+                crate::manifest::json_type_name(doc)
+            ),
         )]);
     };
     for key in obj.keys() {
         if !matches!(key.as_str(), "Version" | "Id" | "Statement") {
-            errors.push(perr(key.clone(), "unknown element; a policy has Version, Id and Statement"));
+            errors.push(perr(
+                key.clone(),
+                "unknown element; a policy has Version, Id and Statement",
+            ));
         }
     }
     match obj.get("Version") {
@@ -75,7 +81,10 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
         Some(other) => {
             errors.push(perr(
                 "Statement",
-                format!("Statement must be an object or a list of objects, got {}", crate::manifest::json_type_name(other)),
+                format!(
+                    "Statement must be an object or a list of objects, got {}",
+                    crate::manifest::json_type_name(other)
+                ),
             ));
             vec![]
         }
@@ -92,18 +101,40 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
             Err(mut e) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
-fn parse_statement(st: &Value, path: &str, kind: DocumentKind) -> Result<Statement, Vec<PolicyError>> {
+fn parse_statement(
+    st: &Value,
+    path: &str,
+    kind: DocumentKind,
+) -> Result<Statement, Vec<PolicyError>> {
     let mut errors = Vec::new();
     let Some(obj) = st.as_object() else {
-        return Err(vec![perr(path, format!("a statement must be an object, got {}", crate::manifest::json_type_name(st)))]);
+        return Err(vec![perr(
+            path,
+            format!(
+                "a statement must be an object, got {}",
+                crate::manifest::json_type_name(st)
+            ),
+        )]);
     };
     for key in obj.keys() {
         let known = matches!(
             key.as_str(),
-            "Sid" | "Effect" | "Action" | "NotAction" | "Resource" | "NotResource" | "Condition" | "Principal" | "NotPrincipal"
+            "Sid"
+                | "Effect"
+                | "Action"
+                | "NotAction"
+                | "Resource"
+                | "NotResource"
+                | "Condition"
+                | "Principal"
+                | "NotPrincipal"
         );
         if !known {
             errors.push(perr(format!("{path}.{key}"), "unknown element; a statement has Sid, Effect, Action or NotAction, Resource or NotResource, Condition"));
@@ -113,7 +144,10 @@ fn parse_statement(st: &Value, path: &str, kind: DocumentKind) -> Result<Stateme
         None => None,
         Some(Value::String(s)) if s.chars().all(|c| c.is_ascii_alphanumeric()) => Some(s.clone()),
         Some(other) => {
-            errors.push(perr(format!("{path}.Sid"), format!("Sid must be a string of letters and digits, got {other}")));
+            errors.push(perr(
+                format!("{path}.Sid"),
+                format!("Sid must be a string of letters and digits, got {other}"),
+            ));
             None
         }
     };
@@ -121,11 +155,17 @@ fn parse_statement(st: &Value, path: &str, kind: DocumentKind) -> Result<Stateme
         Some(Value::String(e)) if e == "Allow" => true,
         Some(Value::String(e)) if e == "Deny" => false,
         Some(other) => {
-            errors.push(perr(format!("{path}.Effect"), format!("Effect must be Allow or Deny, got {other}")));
+            errors.push(perr(
+                format!("{path}.Effect"),
+                format!("Effect must be Allow or Deny, got {other}"),
+            ));
             false
         }
         None => {
-            errors.push(perr(format!("{path}.Effect"), "Effect is required (Allow or Deny)"));
+            errors.push(perr(
+                format!("{path}.Effect"),
+                "Effect is required (Allow or Deny)",
+            ));
             false
         }
     };
@@ -140,21 +180,30 @@ fn parse_statement(st: &Value, path: &str, kind: DocumentKind) -> Result<Stateme
         DocumentKind::Identity => {
             for key in ["Principal", "NotPrincipal"] {
                 if obj.contains_key(key) {
-                    errors.push(perr(format!("{path}.{key}"), format!("{key} is not allowed in a permission policy")));
+                    errors.push(perr(
+                        format!("{path}.{key}"),
+                        format!("{key} is not allowed in a permission policy"),
+                    ));
                 }
             }
             let r = one_of(obj, path, "Resource", "NotResource", true, &mut errors);
             for (j, res) in r.0.iter().enumerate() {
                 if res != "*" && !res.starts_with("arn:") {
                     let field = if r.1 { "NotResource" } else { "Resource" };
-                    errors.push(perr(format!("{path}.{field}[{j}]"), format!("Resource must be \"*\" or an ARN, got {res:?}")));
+                    errors.push(perr(
+                        format!("{path}.{field}[{j}]"),
+                        format!("Resource must be \"*\" or an ARN, got {res:?}"),
+                    ));
                 }
             }
             r
         }
         DocumentKind::Trust => {
             if !obj.contains_key("Principal") && !obj.contains_key("NotPrincipal") {
-                errors.push(perr(format!("{path}.Principal"), "Principal is required in a trust policy"));
+                errors.push(perr(
+                    format!("{path}.Principal"),
+                    "Principal is required in a trust policy",
+                ));
             }
             (Vec::new(), false)
         }
@@ -163,7 +212,14 @@ fn parse_statement(st: &Value, path: &str, kind: DocumentKind) -> Result<Stateme
         check_condition(cond, &format!("{path}.Condition"), &mut errors);
     }
     if errors.is_empty() {
-        Ok(Statement { sid, allow, actions, not_action, resources, not_resource })
+        Ok(Statement {
+            sid,
+            allow,
+            actions,
+            not_action,
+            resources,
+            not_resource,
+        })
     } else {
         Err(errors)
     }
@@ -180,14 +236,20 @@ fn one_of(
 ) -> (Vec<String>, bool) {
     match (obj.get(plain), obj.get(negated)) {
         (Some(_), Some(_)) => {
-            errors.push(perr(format!("{path}.{plain}"), format!("a statement has {plain} or {negated}, not both")));
+            errors.push(perr(
+                format!("{path}.{plain}"),
+                format!("a statement has {plain} or {negated}, not both"),
+            ));
             (Vec::new(), false)
         }
         (Some(v), None) => (string_list(v, &format!("{path}.{plain}"), errors), false),
         (None, Some(v)) => (string_list(v, &format!("{path}.{negated}"), errors), true),
         (None, None) => {
             if required {
-                errors.push(perr(format!("{path}.{plain}"), format!("{plain} or {negated} is required")));
+                errors.push(perr(
+                    format!("{path}.{plain}"),
+                    format!("{plain} or {negated} is required"),
+                ));
             }
             (Vec::new(), false)
         }
@@ -202,7 +264,13 @@ fn string_list(v: &Value, path: &str, errors: &mut Vec<PolicyError>) -> Vec<Stri
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(s) => out.push(s.clone()),
-                    other => errors.push(perr(format!("{path}[{i}]"), format!("must be a string, got {}", crate::manifest::json_type_name(other)))),
+                    other => errors.push(perr(
+                        format!("{path}[{i}]"),
+                        format!(
+                            "must be a string, got {}",
+                            crate::manifest::json_type_name(other)
+                        ),
+                    )),
                 }
             }
             out
@@ -212,7 +280,13 @@ fn string_list(v: &Value, path: &str, errors: &mut Vec<PolicyError>) -> Vec<Stri
             Vec::new()
         }
         other => {
-            errors.push(perr(path, format!("must be a string or a list of strings, got {}", crate::manifest::json_type_name(other))));
+            errors.push(perr(
+                path,
+                format!(
+                    "must be a string or a list of strings, got {}",
+                    crate::manifest::json_type_name(other)
+                ),
+            ));
             Vec::new()
         }
     }
@@ -224,35 +298,56 @@ fn action_pattern(a: &str) -> Result<(), String> {
         return Ok(());
     }
     let Some((service, action)) = a.split_once(':') else {
-        return Err(format!("action must be \"*\" or \"service:Action\", got {a:?}"));
+        return Err(format!(
+            "action must be \"*\" or \"service:Action\", got {a:?}"
+        ));
     };
-    let service_ok = !service.is_empty() && service.chars().all(|c| c.is_ascii_alphanumeric() || "-*?".contains(c));
-    let action_ok = !action.is_empty() && action.chars().all(|c| c.is_ascii_alphanumeric() || "*?-_".contains(c));
+    let service_ok = !service.is_empty()
+        && service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-*?".contains(c));
+    let action_ok = !action.is_empty()
+        && action
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*?-_".contains(c));
     if service_ok && action_ok {
         Ok(())
     } else {
-        Err(format!("action must be \"*\" or \"service:Action\", got {a:?}"))
+        Err(format!(
+            "action must be \"*\" or \"service:Action\", got {a:?}"
+        ))
     }
 }
 
 fn check_condition(cond: &Value, path: &str, errors: &mut Vec<PolicyError>) {
     let Some(ops) = cond.as_object() else {
-        errors.push(perr(path, "Condition must be an object of operator → {key: value}"));
+        errors.push(perr(
+            path,
+            "Condition must be an object of operator → {key: value}",
+        ));
         return;
     };
     for (op, block) in ops {
         let Some(keys) = block.as_object() else {
-            errors.push(perr(format!("{path}.{op}"), "must be an object of condition key → value"));
+            errors.push(perr(
+                format!("{path}.{op}"),
+                "must be an object of condition key → value",
+            ));
             continue;
         };
         for (key, value) in keys {
             let ok = match value {
                 Value::String(_) | Value::Bool(_) | Value::Number(_) => true,
-                Value::Array(items) => items.iter().all(|i| matches!(i, Value::String(_) | Value::Bool(_) | Value::Number(_))),
+                Value::Array(items) => items
+                    .iter()
+                    .all(|i| matches!(i, Value::String(_) | Value::Bool(_) | Value::Number(_))),
                 _ => false,
             };
             if !ok {
-                errors.push(perr(format!("{path}.{op}.{key}"), "condition value must be a string, boolean, number or a list of them"));
+                errors.push(perr(
+                    format!("{path}.{op}.{key}"),
+                    "condition value must be a string, boolean, number or a list of them",
+                ));
             }
         }
     }
@@ -410,20 +505,39 @@ mod tests {
 
     #[test]
     fn names_the_field_of_a_bad_effect() {
-        let errs = identity_errors(json!({"Statement":[{"Effect":"Perhaps","Action":"s3:*","Resource":"*"}]}));
-        assert_eq!(errs, [r#"Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#]);
+        let errs = identity_errors(
+            json!({"Statement":[{"Effect":"Perhaps","Action":"s3:*","Resource":"*"}]}),
+        );
+        assert_eq!(
+            errs,
+            [r#"Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#]
+        );
     }
 
     #[test]
     fn reports_every_problem() {
-        let errs = identity_errors(json!({"Version":"2020","Statement":[{"Effect":"Allow","Action":"s3:*","NotAction":"x:y"},{"Effect":"Deny","Action":"nocolon","Resource":"bucket","Principal":"*"}]}));
+        let errs = identity_errors(
+            json!({"Version":"2020","Statement":[{"Effect":"Allow","Action":"s3:*","NotAction":"x:y"},{"Effect":"Deny","Action":"nocolon","Resource":"bucket","Principal":"*"}]}),
+        );
         let text = errs.join("\n");
         assert!(text.contains("Version must be"), "{text}");
-        assert!(text.contains("Statement[0].Action: a statement has Action or NotAction, not both"), "{text}");
-        assert!(text.contains("Statement[0].Resource: Resource or NotResource is required"), "{text}");
+        assert!(
+            text.contains("Statement[0].Action: a statement has Action or NotAction, not both"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Statement[0].Resource: Resource or NotResource is required"),
+            "{text}"
+        );
         assert!(text.contains("Statement[1].Action[0]"), "{text}");
-        assert!(text.contains("Statement[1].Resource[0]: Resource must be"), "{text}");
-        assert!(text.contains("Statement[1].Principal: Principal is not allowed"), "{text}");
+        assert!(
+            text.contains("Statement[1].Resource[0]: Resource must be"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Statement[1].Principal: Principal is not allowed"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -435,7 +549,11 @@ mod tests {
 
     #[test]
     fn trust_policies_need_a_principal() {
-        let err = parse(&json!({"Statement":{"Effect":"Allow","Action":"sts:AssumeRole"}}), DocumentKind::Trust).unwrap_err();
+        let err = parse(
+            &json!({"Statement":{"Effect":"Allow","Action":"sts:AssumeRole"}}),
+            DocumentKind::Trust,
+        )
+        .unwrap_err();
         assert_eq!(err[0].path, "Statement[0].Principal");
     }
 

@@ -46,10 +46,16 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         moto
@@ -60,7 +66,9 @@ impl Moto {
             .behavior_version_latest()
             .endpoint_url(&self.endpoint)
             .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "static"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "static",
+            ))
             .http_client(hatrack::iam::http_client())
             .build();
         aws_sdk_iam::Client::from_conf(config)

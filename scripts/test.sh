@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs its own test dependencies, then runs
+# formatting, lints and every test (unit, moto IAM, API stand-in controller, CLI, chart).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+export HATRACK_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+export HATRACK_HELM="$PWD/.tools/helm"
+export HATRACK_KUBERNETES_VALIDATE="$PWD/.venv/bin/kubernetes-validate"
+
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --all-targets --locked

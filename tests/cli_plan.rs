@@ -1,0 +1,183 @@
+//! The `hatrack plan` command-line contract: output shape, exit codes, messages.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CLUSTER: [&str; 3] = [
+    "--cluster-name=prod-eu",
+    "--account-id=111122223333",
+    "--oidc-issuer=https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
+];
+
+fn hatrack(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hatrack"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
+    // Flags come from the command line only, never from the developer's environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HATRACK_") {
+            cmd.env_remove(k);
+        }
+    }
+    match stdin {
+        None => cmd.output().expect("hatrack runs"),
+        Some(text) => {
+            use std::io::Write;
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().expect("hatrack runs");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+    }
+}
+
+fn plan(paths: &[&str]) -> Output {
+    let mut args = vec!["plan"];
+    args.extend(CLUSTER);
+    args.extend(paths);
+    hatrack(&args, None)
+}
+
+#[test]
+fn plans_every_binding_in_a_directory() {
+    let out = plan(&["examples"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(roles.len(), 2);
+    let names: Vec<&str> = roles.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["exporter", "reader"]);
+    let reader = &roles[1];
+    for key in [
+        "namespace",
+        "name",
+        "roleName",
+        "path",
+        "arn",
+        "assumeRolePolicy",
+        "inlinePolicies",
+        "managedPolicyArns",
+        "permissionsBoundary",
+        "maxSessionDuration",
+        "description",
+        "tags",
+    ] {
+        assert!(reader.get(key).is_some(), "missing {key} in {reader}");
+    }
+    assert_eq!(reader["path"], "/hatrack/");
+    assert!(
+        reader["arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:iam::111122223333:role/hatrack/payments-reader-")
+    );
+    assert_eq!(
+        reader["assumeRolePolicy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        reader["inlinePolicies"]["put-receipts"]["Statement"][0]["Action"][0],
+        "s3:PutObject"
+    );
+    assert_eq!(reader["tags"]["hatrack.dev/namespace"], "payments");
+    assert_eq!(roles[0]["permissionsBoundary"], Value::Null);
+    assert_eq!(roles[0]["maxSessionDuration"], 3600);
+}
+
+#[test]
+fn reads_stdin_and_applies_the_default_namespace() {
+    let manifest = "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: solo}\nspec: {serviceAccounts: [app]}\n";
+    let mut args = vec!["plan", "--default-namespace=team-a"];
+    args.extend(CLUSTER);
+    args.push("-");
+    let out = hatrack(&args, Some(manifest));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(roles[0]["namespace"], "team-a");
+    let sub = roles[0]["assumeRolePolicy"]["Statement"][0]["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"].clone();
+    assert_eq!(sub, "system:serviceaccount:team-a:app");
+}
+
+#[test]
+fn an_invalid_binding_exits_1_naming_file_object_and_field() {
+    let out = plan(&["tests/data/plan/invalid-effect.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tests/data/plan/invalid-effect.yaml"), "{err}");
+    assert!(err.contains("IAMRoleBinding payments/maybe"), "{err}");
+    assert!(err.contains(r#"spec.inlinePolicies.undecided.Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_wrongly_typed_field_exits_1_with_its_path() {
+    let out = plan(&["tests/data/plan/wrong-type.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.serviceAccounts"), "{err}");
+}
+
+#[test]
+fn unreadable_or_unparseable_input_exits_2() {
+    let out = plan(&["tests/data/plan/does-not-exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does-not-exist.yaml"));
+    let out = plan(&["tests/data/plan/unparseable.yaml.txt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unparseable.yaml.txt") && err.contains("line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_the_flag_named() {
+    let out = hatrack(
+        &[
+            "plan",
+            "--cluster-name=prod",
+            "--account-id=12",
+            "--oidc-issuer=https://x",
+            "examples",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--account-id"));
+}
+
+#[test]
+fn crd_subcommand_prints_the_checked_in_crds() {
+    let out = hatrack(&["crd"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/hatrack.dev.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        checked_in,
+        "crds/ drifted from the Rust types: run `cargo run -- crd > crds/hatrack.dev.yaml`"
+    );
+}
