@@ -200,14 +200,35 @@ fn bindings_naming(
         .collect()
 }
 
-/// Runs the controller until SIGTERM/SIGINT. Returns a future so tests can run it in-process.
+/// How the controller loop runs (the parts of [`ControllerArgs`] that are not settings).
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub resync: Duration,
+    pub concurrency: u16,
+    pub watch_namespace: Option<String>,
+}
+
+impl From<&ControllerArgs> for ControllerOptions {
+    fn from(args: &ControllerArgs) -> Self {
+        ControllerOptions {
+            resync: Duration::from_secs(args.resync_seconds.max(1)),
+            concurrency: args.concurrency.max(1),
+            watch_namespace: args.watch_namespace.clone(),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes (in-flight reconciles finish first).
+/// Tests run it in-process against the API stand-in and moto.
 pub async fn run_with(
     client: Client,
     iam: Iam,
     settings: Settings,
     metrics: Arc<Metrics>,
-    args: &ControllerArgs,
+    options: ControllerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), String> {
+    let args = &options;
     let bindings: Api<IAMRoleBinding> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -241,7 +262,7 @@ pub async fn run_with(
         iam,
         settings,
         metrics.clone(),
-        Duration::from_secs(args.resync_seconds.max(1)),
+        args.resync,
         binding_store,
         sa_store,
     ));
@@ -250,7 +271,7 @@ pub async fn run_with(
     controller
         .with_config(config)
         .watches_stream(sa_stream, move |sa| bindings_naming(&store_for_map, &sa))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -272,7 +293,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
     let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
-    let result = run_with(client, iam, settings, metrics, &args).await;
+    let result = run_with(client, iam, settings, metrics, ControllerOptions::from(&args), shutdown_signal()).await;
     server.abort();
     result
 }
@@ -309,4 +330,28 @@ pub async fn serve_metrics(
             tracing::error!(error = %e, "metrics server failed");
         }
     }))
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
 }

@@ -1,0 +1,226 @@
+//! The real kube-runtime Controller, end to end: the in-process Kubernetes API stand-in, a real
+//! moto IAM server, and hatrack's controller running in-process between them.
+
+mod support;
+
+use std::time::Duration;
+
+use hatrack::naming;
+use serde_json::json;
+use support::apiserver::ApiServer;
+use support::controller::*;
+use support::moto::Moto;
+
+const NS: &str = "payments";
+
+async fn setup(resync: Duration) -> (ApiServer, Moto, RunningController) {
+    let server = ApiServer::start().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}")).await;
+    let controller = RunningController::start(server.client(), &moto, resync);
+    (server, moto, controller)
+}
+
+fn role_name(name: &str) -> String {
+    naming::role_name(&settings().cluster_name, NS, name)
+}
+
+#[tokio::test]
+async fn apply_edit_drift_and_delete() {
+    let (server, moto, controller) = setup(Duration::from_secs(2)).await;
+    let client = server.client();
+    create_service_account(&client, NS, "api").await;
+    create_binding(&client, NS, "reader", json!({
+        "serviceAccounts": ["api", "worker"],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+        "inlinePolicies": {"put-receipts": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::receipts/*"}]}}
+    }))
+    .await;
+
+    // apply → role, status Ready, finalizer, SA annotated
+    let b = wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    let status = b.status.clone().unwrap();
+    let name = role_name("reader");
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{name}");
+    assert_eq!(status.role_name.as_deref(), Some(name.as_str()));
+    assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(status.last_sync_time.is_some());
+    assert_eq!(b.metadata.finalizers.clone().unwrap_or_default(), vec![hatrack::controller::FINALIZER.to_string()]);
+    assert_eq!(hatrack_roles(&moto).await, vec![name.clone()]);
+    let (iam, _) = moto.iam();
+    let actual = iam.get_role(&name).await.unwrap().unwrap();
+    assert_eq!(actual.managed_policy_arns.len(), 1);
+    assert_eq!(actual.inline_policies.len(), 1);
+    wait_for(10, "api annotated", || async { (role_arn_annotation(&client, NS, "api").await.as_deref() == Some(arn.as_str())).then_some(()) }).await;
+
+    // a bound ServiceAccount that appears later is annotated then
+    create_service_account(&client, NS, "worker").await;
+    wait_for(10, "worker annotated", || async { (role_arn_annotation(&client, NS, "worker").await.as_deref() == Some(arn.as_str())).then_some(()) }).await;
+
+    // edit → role updated, observedGeneration advances
+    patch_spec(&client, NS, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
+    let b = wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    assert_eq!(b.status.as_ref().unwrap().observed_generation, Some(2));
+    let actual = iam.get_role(&name).await.unwrap().unwrap();
+    assert_eq!(actual.description, "edited");
+    assert_eq!(actual.managed_policy_arns.iter().collect::<Vec<_>>(), ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+
+    // drift made by hand → repaired at the next resync, with an Event
+    moto.sdk_client().attach_role_policy().role_name(&name).policy_arn("arn:aws:iam::aws:policy/AdministratorAccess").send().await.unwrap();
+    wait_for(20, "AdministratorAccess detached", || async {
+        let a = iam.get_role(&name).await.unwrap().unwrap();
+        (!a.managed_policy_arns.contains("arn:aws:iam::aws:policy/AdministratorAccess")).then_some(())
+    })
+    .await;
+    wait_for(10, "DriftCorrected event", || async {
+        server.objects("/apis/events.k8s.io/v1/namespaces/payments/events").iter().any(|e| e["reason"] == "DriftCorrected").then_some(())
+    })
+    .await;
+
+    // delete → role gone, finalizer removed, annotations removed
+    delete_binding(&client, NS, "reader").await;
+    wait_for(20, "binding gone", || async { get_binding(&client, NS, "reader").await.is_none().then_some(()) }).await;
+    assert!(hatrack_roles(&moto).await.is_empty());
+    assert_eq!(role_arn_annotation(&client, NS, "api").await, None);
+    assert_eq!(role_arn_annotation(&client, NS, "worker").await, None);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_resync_of_bindings_in_sync_writes_nothing() {
+    let (server, moto, controller) = setup(Duration::from_secs(1)).await;
+    let client = server.client();
+    for name in ["a", "b", "c"] {
+        create_binding(&client, NS, name, json!({"serviceAccounts": [format!("sa-{name}")]})).await;
+    }
+    for name in ["a", "b", "c"] {
+        wait_ready_reason(&client, NS, name, "Synced", 20).await;
+    }
+    let iam_writes = controller.metrics.iam_write_count();
+    server.clear_requests();
+    tokio::time::sleep(Duration::from_secs(4)).await; // several resyncs of every binding
+    assert_eq!(controller.metrics.iam_write_count(), iam_writes, "IAM writes on resync: {:?}", controller.metrics.iam_call_counts());
+    let api_writes: Vec<_> = server.requests().into_iter().filter(|r| r.method != "GET").collect();
+    assert!(api_writes.is_empty(), "Kubernetes writes on resync: {api_writes:?}");
+    let reads = controller.metrics.iam_call_counts().iter().filter(|((op, _), _)| op == "GetRole").map(|(_, n)| *n).sum::<u64>();
+    assert!(reads >= 6, "expected resync reads, got {reads}");
+    assert_eq!(hatrack_roles(&moto).await.len(), 3);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_gets_invalid_spec_and_no_role() {
+    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
+    let client = server.client();
+    create_binding(&client, NS, "maybe", json!({
+        "serviceAccounts": ["api"],
+        "inlinePolicies": {"undecided": {"Statement": [{"Effect": "Perhaps", "Action": "s3:GetObject", "Resource": "*"}]}}
+    }))
+    .await;
+    let b = wait_ready_reason(&client, NS, "maybe", "InvalidSpec", 20).await;
+    let (status, _, message) = ready(&b).unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains(r#"spec.inlinePolicies.undecided.Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#), "{message}");
+    assert!(hatrack_roles(&moto).await.is_empty());
+    assert_eq!(controller.metrics.iam_write_count(), 0);
+    // fixing the spec makes it Ready
+    patch_spec(&client, NS, "maybe", json!({"inlinePolicies": {"undecided": {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
+    wait_ready_reason(&client, NS, "maybe", "Synced", 20).await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn two_bindings_claiming_one_service_account_conflict() {
+    let (server, _moto, controller) = setup(Duration::from_secs(600)).await;
+    let client = server.client();
+    create_binding(&client, NS, "first", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, NS, "first", "Synced", 20).await;
+    // creationTimestamp has one-second resolution: make the second visibly later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    create_binding(&client, NS, "second", json!({"serviceAccounts": ["web", "api"]})).await;
+    let b = wait_ready_reason(&client, NS, "second", "ServiceAccountConflict", 20).await;
+    assert!(ready(&b).unwrap().2.contains("\"first\""));
+    let first = get_binding(&client, NS, "first").await.unwrap();
+    assert_eq!(ready(&first).unwrap().1, "Synced");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn an_unowned_role_is_reported_and_left_alone() {
+    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
+    let client = server.client();
+    let name = role_name("squatter");
+    moto.sdk_client().create_role().role_name(&name).path("/hatrack/")
+        .assume_role_policy_document(json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}).to_string())
+        .send().await.unwrap();
+    create_binding(&client, NS, "squatter", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, NS, "squatter", "RoleNotOwned", 20).await;
+    assert_eq!(controller.metrics.iam_write_count(), 0);
+    // deleting the binding leaves the foreign role in place
+    delete_binding(&client, NS, "squatter").await;
+    wait_for(20, "binding gone", || async { get_binding(&client, NS, "squatter").await.is_none().then_some(()) }).await;
+    assert_eq!(hatrack_roles(&moto).await, vec![name]);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn retain_keeps_the_role_and_drops_the_finalizer() {
+    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
+    let client = server.client();
+    create_binding(&client, NS, "keeper", json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"})).await;
+    wait_ready_reason(&client, NS, "keeper", "Synced", 20).await;
+    delete_binding(&client, NS, "keeper").await;
+    wait_for(20, "binding gone", || async { get_binding(&client, NS, "keeper").await.is_none().then_some(()) }).await;
+    assert_eq!(hatrack_roles(&moto).await, vec![role_name("keeper")]);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_oidc_provider_is_reported() {
+    let server = ApiServer::start().await;
+    let moto = Moto::start(); // no OIDC provider created
+    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
+    let client = server.client();
+    create_binding(&client, NS, "irsa", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_ready_reason(&client, NS, "irsa", "OidcProviderMissing", 20).await;
+    assert!(ready(&b).unwrap().2.contains(ISSUER_HOST_PATH));
+    assert!(hatrack_roles(&moto).await.is_empty());
+    // Pod Identity needs no OIDC provider.
+    create_binding(&client, NS, "pod-identity", json!({"serviceAccounts": ["web"], "trust": {"podIdentity": {}}})).await;
+    wait_ready_reason(&client, NS, "pod-identity", "Synced", 20).await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
+    let server = ApiServer::start().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}")).await;
+    let client = server.client();
+    let names: Vec<String> = (0..6).map(|i| format!("b{i}")).collect();
+    for n in &names {
+        create_binding(&client, NS, n, json!({"serviceAccounts": [format!("sa-{n}")], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+    }
+    // First controller: killed as soon as it has created some role, mid-way through the batch.
+    let first = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+    wait_for(20, "a first role", || async { (!hatrack_roles(&moto).await.is_empty()).then_some(()) }).await;
+    first.kill();
+    // Delete one binding while no controller runs; its finalizer holds it.
+    delete_binding(&client, NS, "b0").await;
+    let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+    for n in &names[1..] {
+        wait_ready_reason(&client, NS, n, "Synced", 30).await;
+    }
+    wait_for(20, "b0 gone", || async { get_binding(&client, NS, "b0").await.is_none().then_some(()) }).await;
+    let mut roles = hatrack_roles(&moto).await;
+    roles.sort();
+    let mut expected: Vec<String> = names[1..].iter().map(|n| role_name(n)).collect();
+    expected.sort();
+    assert_eq!(roles, expected, "exactly one role per live binding, none for the deleted one");
+    let (iam, _) = moto.iam();
+    for r in &roles {
+        assert_eq!(iam.get_role(r).await.unwrap().unwrap().managed_policy_arns.len(), 1);
+    }
+    second.stop().await;
+}

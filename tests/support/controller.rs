@@ -1,0 +1,152 @@
+//! Running the real controller in-process against a Kubernetes API (the stand-in or a real
+//! cluster) and a moto IAM server, and waiting for what it should do.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hatrack::crd::IAMRoleBinding;
+use hatrack::metrics::Metrics;
+use hatrack::settings::Settings;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::moto::Moto;
+
+/// moto's account, so ARNs we compute match the ones it returns.
+pub const ACCOUNT: &str = "123456789012";
+pub const ISSUER_HOST_PATH: &str = "oidc.eks.eu-west-1.amazonaws.com/id/E2ETEST";
+
+pub fn settings() -> Settings {
+    let mut s = Settings::example();
+    s.account_id = ACCOUNT.into();
+    s.oidc_issuer_host_path = Some(ISSUER_HOST_PATH.into());
+    s
+}
+
+/// A controller running in a tokio task; stopped gracefully by `stop`, or killed by `kill`.
+pub struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl RunningController {
+    pub fn start(client: kube::Client, moto: &Moto, resync: Duration) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = hatrack::controller::ControllerOptions { resync, concurrency: 4, watch_namespace: None };
+        let task = tokio::spawn(hatrack::controller::run_with(client, iam, settings(), metrics.clone(), options, async move {
+            let _ = rx.await;
+        }));
+        RunningController { stop: Some(tx), task, metrics }
+    }
+
+    /// Graceful shutdown: in-flight reconciles finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        assert!(result.is_ok(), "controller did not stop within 20 s");
+    }
+
+    /// A crash: the task is dropped wherever it is, mid-reconcile or not.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails the test after `secs` seconds
+/// with `what` and the last value seen.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn binding_manifest(ns: &str, name: &str, spec: Value) -> IAMRoleBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec
+    }))
+    .expect("valid binding manifest")
+}
+
+pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: Value) -> IAMRoleBinding {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &binding_manifest(ns, name, spec)).await.expect("create binding")
+}
+
+pub async fn patch_spec(client: &kube::Client, ns: &str, name: &str, spec: Value) {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await.expect("patch binding");
+}
+
+pub async fn delete_binding(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.delete(name, &DeleteParams::default()).await.expect("delete binding");
+}
+
+pub async fn create_service_account(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}})).unwrap();
+    api.create(&PostParams::default(), &sa).await.expect("create service account");
+}
+
+pub async fn get_binding(client: &kube::Client, ns: &str, name: &str) -> Option<IAMRoleBinding> {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.expect("get binding")
+}
+
+pub async fn role_arn_annotation(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name)
+        .await
+        .expect("get service account")
+        .and_then(|sa| sa.metadata.annotations.and_then(|a| a.get(hatrack::controller::ROLE_ARN_ANNOTATION).cloned()))
+}
+
+/// (status, reason, message) of the Ready condition, if the binding has one for its current
+/// generation.
+pub fn ready(b: &IAMRoleBinding) -> Option<(String, String, String)> {
+    let status = b.status.as_ref()?;
+    if status.observed_generation != b.metadata.generation {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the binding's Ready condition has `reason` for its current generation.
+pub async fn wait_ready_reason(client: &kube::Client, ns: &str, name: &str, reason: &str, secs: u64) -> IAMRoleBinding {
+    let what = format!("{ns}/{name} Ready reason {reason}");
+    wait_for(secs, &what, || async {
+        let b = get_binding(client, ns, name).await?;
+        let (_, r, _) = ready(&b)?;
+        (r == reason).then_some(b)
+    })
+    .await
+}
+
+/// Roles under hatrack's path in IAM.
+pub async fn hatrack_roles(moto: &Moto) -> Vec<String> {
+    let out = moto.sdk_client().list_roles().path_prefix("/hatrack/").send().await.expect("list roles");
+    out.roles().iter().map(|r| r.role_name().to_string()).collect()
+}
