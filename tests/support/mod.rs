@@ -1,2 +1,5 @@
+//! Shared helpers for the integration tests. Each test crate includes this with `mod support;`.
 #![allow(dead_code)]
+
+pub mod apiserver;
 pub mod moto;
