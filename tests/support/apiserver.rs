@@ -13,6 +13,18 @@
 //! - the `/status` subresource, `metadata.generation` and no-op writes that change nothing;
 //! - a request log and fault injection ([`Faults`]).
 //!
+//! ```ignore
+//! mod support;
+//! use support::apiserver::ApiServer;
+//!
+//! let server = ApiServer::start().await;
+//! let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+//! server.put_object("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "a"}}));
+//! server.faults().fail_next_status_writes(1, "/iamrolebindings/", 409);
+//! let cm = server.get_object("/api/v1/namespaces/default/configmaps/a").unwrap();
+//! let writes = server.requests().iter().filter(|r| r.method == "PATCH").count();
+//! ```
+//!
 //! Simplifications, on purpose:
 //! - Every resource behaves like a custom resource with the status subresource enabled:
 //!   writes to the main resource (and create) keep the stored `.status`; `/status` writes
