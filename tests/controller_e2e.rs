@@ -16,7 +16,8 @@ const NS: &str = "payments";
 async fn setup(resync: Duration) -> (ApiServer, Moto, RunningController) {
     let server = ApiServer::start().await;
     let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}")).await;
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
     let controller = RunningController::start(server.client(), &moto, resync);
     (server, moto, controller)
 }
@@ -46,17 +47,28 @@ async fn apply_edit_drift_and_delete() {
     assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
     assert_eq!(status.observed_generation, Some(1));
     assert!(status.last_sync_time.is_some());
-    assert_eq!(b.metadata.finalizers.clone().unwrap_or_default(), vec![hatrack::controller::FINALIZER.to_string()]);
+    assert_eq!(
+        b.metadata.finalizers.clone().unwrap_or_default(),
+        vec![hatrack::controller::FINALIZER.to_string()]
+    );
     assert_eq!(hatrack_roles(&moto).await, vec![name.clone()]);
     let (iam, _) = moto.iam();
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.managed_policy_arns.len(), 1);
     assert_eq!(actual.inline_policies.len(), 1);
-    wait_for(10, "api annotated", || async { (role_arn_annotation(&client, NS, "api").await.as_deref() == Some(arn.as_str())).then_some(()) }).await;
+    wait_for(10, "api annotated", || async {
+        (role_arn_annotation(&client, NS, "api").await.as_deref() == Some(arn.as_str()))
+            .then_some(())
+    })
+    .await;
 
     // a bound ServiceAccount that appears later is annotated then
     create_service_account(&client, NS, "worker").await;
-    wait_for(10, "worker annotated", || async { (role_arn_annotation(&client, NS, "worker").await.as_deref() == Some(arn.as_str())).then_some(()) }).await;
+    wait_for(10, "worker annotated", || async {
+        (role_arn_annotation(&client, NS, "worker").await.as_deref() == Some(arn.as_str()))
+            .then_some(())
+    })
+    .await;
 
     // edit → role updated, observedGeneration advances
     patch_spec(&client, NS, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
@@ -64,23 +76,44 @@ async fn apply_edit_drift_and_delete() {
     assert_eq!(b.status.as_ref().unwrap().observed_generation, Some(2));
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.description, "edited");
-    assert_eq!(actual.managed_policy_arns.iter().collect::<Vec<_>>(), ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+    assert_eq!(
+        actual.managed_policy_arns.iter().collect::<Vec<_>>(),
+        ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    );
 
     // drift made by hand → repaired at the next resync, with an Event
-    moto.sdk_client().attach_role_policy().role_name(&name).policy_arn("arn:aws:iam::aws:policy/AdministratorAccess").send().await.unwrap();
+    moto.sdk_client()
+        .attach_role_policy()
+        .role_name(&name)
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .unwrap();
     wait_for(20, "AdministratorAccess detached", || async {
         let a = iam.get_role(&name).await.unwrap().unwrap();
-        (!a.managed_policy_arns.contains("arn:aws:iam::aws:policy/AdministratorAccess")).then_some(())
+        (!a.managed_policy_arns
+            .contains("arn:aws:iam::aws:policy/AdministratorAccess"))
+        .then_some(())
     })
     .await;
     wait_for(10, "DriftCorrected event", || async {
-        server.objects("/apis/events.k8s.io/v1/namespaces/payments/events").iter().any(|e| e["reason"] == "DriftCorrected").then_some(())
+        server
+            .objects("/apis/events.k8s.io/v1/namespaces/payments/events")
+            .iter()
+            .any(|e| e["reason"] == "DriftCorrected")
+            .then_some(())
     })
     .await;
 
     // delete → role gone, finalizer removed, annotations removed
     delete_binding(&client, NS, "reader").await;
-    wait_for(20, "binding gone", || async { get_binding(&client, NS, "reader").await.is_none().then_some(()) }).await;
+    wait_for(20, "binding gone", || async {
+        get_binding(&client, NS, "reader")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert!(hatrack_roles(&moto).await.is_empty());
     assert_eq!(role_arn_annotation(&client, NS, "api").await, None);
     assert_eq!(role_arn_annotation(&client, NS, "worker").await, None);
@@ -92,7 +125,13 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
     let (server, moto, controller) = setup(Duration::from_secs(1)).await;
     let client = server.client();
     for name in ["a", "b", "c"] {
-        create_binding(&client, NS, name, json!({"serviceAccounts": [format!("sa-{name}")]})).await;
+        create_binding(
+            &client,
+            NS,
+            name,
+            json!({"serviceAccounts": [format!("sa-{name}")]}),
+        )
+        .await;
     }
     for name in ["a", "b", "c"] {
         wait_ready_reason(&client, NS, name, "Synced", 20).await;
@@ -100,10 +139,28 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
     let iam_writes = controller.metrics.iam_write_count();
     server.clear_requests();
     tokio::time::sleep(Duration::from_secs(4)).await; // several resyncs of every binding
-    assert_eq!(controller.metrics.iam_write_count(), iam_writes, "IAM writes on resync: {:?}", controller.metrics.iam_call_counts());
-    let api_writes: Vec<_> = server.requests().into_iter().filter(|r| r.method != "GET").collect();
-    assert!(api_writes.is_empty(), "Kubernetes writes on resync: {api_writes:?}");
-    let reads = controller.metrics.iam_call_counts().iter().filter(|((op, _), _)| op == "GetRole").map(|(_, n)| *n).sum::<u64>();
+    assert_eq!(
+        controller.metrics.iam_write_count(),
+        iam_writes,
+        "IAM writes on resync: {:?}",
+        controller.metrics.iam_call_counts()
+    );
+    let api_writes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(
+        api_writes.is_empty(),
+        "Kubernetes writes on resync: {api_writes:?}"
+    );
+    let reads = controller
+        .metrics
+        .iam_call_counts()
+        .iter()
+        .filter(|((op, _), _)| op == "GetRole")
+        .map(|(_, n)| *n)
+        .sum::<u64>();
     assert!(reads >= 6, "expected resync reads, got {reads}");
     assert_eq!(hatrack_roles(&moto).await.len(), 3);
     controller.stop().await;
@@ -125,7 +182,7 @@ async fn an_invalid_spec_gets_invalid_spec_and_no_role() {
     assert!(hatrack_roles(&moto).await.is_empty());
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // fixing the spec makes it Ready
-    patch_spec(&client, NS, "maybe", json!({"inlinePolicies": {"undecided": {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
+    patch_spec(&client, NS, "maybe", json!({"inlinePolicies": {"undecided": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
     wait_ready_reason(&client, NS, "maybe", "Synced", 20).await;
     controller.stop().await;
 }
@@ -138,7 +195,13 @@ async fn two_bindings_claiming_one_service_account_conflict() {
     wait_ready_reason(&client, NS, "first", "Synced", 20).await;
     // creationTimestamp has one-second resolution: make the second visibly later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    create_binding(&client, NS, "second", json!({"serviceAccounts": ["web", "api"]})).await;
+    create_binding(
+        &client,
+        NS,
+        "second",
+        json!({"serviceAccounts": ["web", "api"]}),
+    )
+    .await;
     let b = wait_ready_reason(&client, NS, "second", "ServiceAccountConflict", 20).await;
     assert!(ready(&b).unwrap().2.contains("\"first\""));
     let first = get_binding(&client, NS, "first").await.unwrap();
@@ -159,7 +222,13 @@ async fn an_unowned_role_is_reported_and_left_alone() {
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // deleting the binding leaves the foreign role in place
     delete_binding(&client, NS, "squatter").await;
-    wait_for(20, "binding gone", || async { get_binding(&client, NS, "squatter").await.is_none().then_some(()) }).await;
+    wait_for(20, "binding gone", || async {
+        get_binding(&client, NS, "squatter")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert_eq!(hatrack_roles(&moto).await, vec![name]);
     controller.stop().await;
 }
@@ -168,10 +237,22 @@ async fn an_unowned_role_is_reported_and_left_alone() {
 async fn retain_keeps_the_role_and_drops_the_finalizer() {
     let (server, moto, controller) = setup(Duration::from_secs(600)).await;
     let client = server.client();
-    create_binding(&client, NS, "keeper", json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"})).await;
+    create_binding(
+        &client,
+        NS,
+        "keeper",
+        json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
+    )
+    .await;
     wait_ready_reason(&client, NS, "keeper", "Synced", 20).await;
     delete_binding(&client, NS, "keeper").await;
-    wait_for(20, "binding gone", || async { get_binding(&client, NS, "keeper").await.is_none().then_some(()) }).await;
+    wait_for(20, "binding gone", || async {
+        get_binding(&client, NS, "keeper")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert_eq!(hatrack_roles(&moto).await, vec![role_name("keeper")]);
     controller.stop().await;
 }
@@ -187,7 +268,13 @@ async fn a_missing_oidc_provider_is_reported() {
     assert!(ready(&b).unwrap().2.contains(ISSUER_HOST_PATH));
     assert!(hatrack_roles(&moto).await.is_empty());
     // Pod Identity needs no OIDC provider.
-    create_binding(&client, NS, "pod-identity", json!({"serviceAccounts": ["web"], "trust": {"podIdentity": {}}})).await;
+    create_binding(
+        &client,
+        NS,
+        "pod-identity",
+        json!({"serviceAccounts": ["web"], "trust": {"podIdentity": {}}}),
+    )
+    .await;
     wait_ready_reason(&client, NS, "pod-identity", "Synced", 20).await;
     controller.stop().await;
 }
@@ -196,7 +283,8 @@ async fn a_missing_oidc_provider_is_reported() {
 async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
     let server = ApiServer::start().await;
     let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}")).await;
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
     let client = server.client();
     let names: Vec<String> = (0..6).map(|i| format!("b{i}")).collect();
     for n in &names {
@@ -204,7 +292,10 @@ async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
     }
     // First controller: killed as soon as it has created some role, mid-way through the batch.
     let first = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
-    wait_for(20, "a first role", || async { (!hatrack_roles(&moto).await.is_empty()).then_some(()) }).await;
+    wait_for(20, "a first role", || async {
+        (!hatrack_roles(&moto).await.is_empty()).then_some(())
+    })
+    .await;
     first.kill();
     // Delete one binding while no controller runs; its finalizer holds it.
     delete_binding(&client, NS, "b0").await;
@@ -212,15 +303,29 @@ async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
     for n in &names[1..] {
         wait_ready_reason(&client, NS, n, "Synced", 30).await;
     }
-    wait_for(20, "b0 gone", || async { get_binding(&client, NS, "b0").await.is_none().then_some(()) }).await;
+    wait_for(20, "b0 gone", || async {
+        get_binding(&client, NS, "b0").await.is_none().then_some(())
+    })
+    .await;
     let mut roles = hatrack_roles(&moto).await;
     roles.sort();
     let mut expected: Vec<String> = names[1..].iter().map(|n| role_name(n)).collect();
     expected.sort();
-    assert_eq!(roles, expected, "exactly one role per live binding, none for the deleted one");
+    assert_eq!(
+        roles, expected,
+        "exactly one role per live binding, none for the deleted one"
+    );
     let (iam, _) = moto.iam();
     for r in &roles {
-        assert_eq!(iam.get_role(r).await.unwrap().unwrap().managed_policy_arns.len(), 1);
+        assert_eq!(
+            iam.get_role(r)
+                .await
+                .unwrap()
+                .unwrap()
+                .managed_policy_arns
+                .len(),
+            1
+        );
     }
     second.stop().await;
 }

@@ -293,7 +293,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
     let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
-    let result = run_with(client, iam, settings, metrics, ControllerOptions::from(&args), shutdown_signal()).await;
+    let result = run_with(
+        client,
+        iam,
+        settings,
+        metrics,
+        ControllerOptions::from(&args),
+        shutdown_signal(),
+    )
+    .await;
     server.abort();
     result
 }
@@ -337,13 +345,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -63,12 +63,17 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
             ));
         }
     }
+    // IAM reads a missing Version as 2008-10-17, which silently disables policy variables;
+    // IAM-compatible servers refuse it. Require the current version.
     match obj.get("Version") {
-        None => {}
-        Some(Value::String(v)) if v == "2012-10-17" || v == "2008-10-17" => {}
+        Some(Value::String(v)) if v == "2012-10-17" => {}
+        None => errors.push(perr(
+            "Version",
+            "Version is required and must be \"2012-10-17\"",
+        )),
         Some(other) => errors.push(perr(
             "Version",
-            format!("Version must be \"2012-10-17\" (or \"2008-10-17\"), got {other}"),
+            format!("Version must be \"2012-10-17\", got {other}"),
         )),
     }
     let statements: Vec<&Value> = match obj.get("Statement") {
@@ -506,7 +511,7 @@ mod tests {
     #[test]
     fn names_the_field_of_a_bad_effect() {
         let errs = identity_errors(
-            json!({"Statement":[{"Effect":"Perhaps","Action":"s3:*","Resource":"*"}]}),
+            json!({"Version":"2012-10-17","Statement":[{"Effect":"Perhaps","Action":"s3:*","Resource":"*"}]}),
         );
         assert_eq!(
             errs,
@@ -541,8 +546,15 @@ mod tests {
     }
 
     #[test]
-    fn rejects_non_object_documents_and_empty_statements() {
+    fn rejects_non_object_documents_empty_statements_and_old_versions() {
         assert!(!identity_errors(json!("x")).is_empty());
+        assert!(
+            !identity_errors(
+                json!({"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}})
+            )
+            .is_empty()
+        );
+        assert!(!identity_errors(json!({"Version":"2008-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}})).is_empty());
         assert!(!identity_errors(json!({"Statement":[]})).is_empty());
         assert!(!identity_errors(json!({"Version":"2012-10-17"})).is_empty());
     }
@@ -550,7 +562,7 @@ mod tests {
     #[test]
     fn trust_policies_need_a_principal() {
         let err = parse(
-            &json!({"Statement":{"Effect":"Allow","Action":"sts:AssumeRole"}}),
+            &json!({"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"sts:AssumeRole"}}),
             DocumentKind::Trust,
         )
         .unwrap_err();

@@ -38,11 +38,26 @@ impl RunningController {
     pub fn start(client: kube::Client, moto: &Moto, resync: Duration) -> RunningController {
         let (iam, metrics) = moto.iam();
         let (tx, rx) = oneshot::channel::<()>();
-        let options = hatrack::controller::ControllerOptions { resync, concurrency: 4, watch_namespace: None };
-        let task = tokio::spawn(hatrack::controller::run_with(client, iam, settings(), metrics.clone(), options, async move {
-            let _ = rx.await;
-        }));
-        RunningController { stop: Some(tx), task, metrics }
+        let options = hatrack::controller::ControllerOptions {
+            resync,
+            concurrency: 4,
+            watch_namespace: None,
+        };
+        let task = tokio::spawn(hatrack::controller::run_with(
+            client,
+            iam,
+            settings(),
+            metrics.clone(),
+            options,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        RunningController {
+            stop: Some(tx),
+            task,
+            metrics,
+        }
     }
 
     /// Graceful shutdown: in-flight reconciles finish.
@@ -72,7 +87,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -86,25 +104,43 @@ pub fn binding_manifest(ns: &str, name: &str, spec: Value) -> IAMRoleBinding {
     .expect("valid binding manifest")
 }
 
-pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: Value) -> IAMRoleBinding {
+pub async fn create_binding(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+) -> IAMRoleBinding {
     let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &binding_manifest(ns, name, spec)).await.expect("create binding")
+    api.create(&PostParams::default(), &binding_manifest(ns, name, spec))
+        .await
+        .expect("create binding")
 }
 
 pub async fn patch_spec(client: &kube::Client, ns: &str, name: &str, spec: Value) {
     let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
-    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await.expect("patch binding");
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec})),
+    )
+    .await
+    .expect("patch binding");
 }
 
 pub async fn delete_binding(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
-    api.delete(name, &DeleteParams::default()).await.expect("delete binding");
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete binding");
 }
 
 pub async fn create_service_account(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}})).unwrap();
-    api.create(&PostParams::default(), &sa).await.expect("create service account");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}})).unwrap();
+    api.create(&PostParams::default(), &sa)
+        .await
+        .expect("create service account");
 }
 
 pub async fn get_binding(client: &kube::Client, ns: &str, name: &str) -> Option<IAMRoleBinding> {
@@ -117,7 +153,11 @@ pub async fn role_arn_annotation(client: &kube::Client, ns: &str, name: &str) ->
     api.get_opt(name)
         .await
         .expect("get service account")
-        .and_then(|sa| sa.metadata.annotations.and_then(|a| a.get(hatrack::controller::ROLE_ARN_ANNOTATION).cloned()))
+        .and_then(|sa| {
+            sa.metadata
+                .annotations
+                .and_then(|a| a.get(hatrack::controller::ROLE_ARN_ANNOTATION).cloned())
+        })
 }
 
 /// (status, reason, message) of the Ready condition, if the binding has one for its current
@@ -135,18 +175,42 @@ pub fn ready(b: &IAMRoleBinding) -> Option<(String, String, String)> {
 }
 
 /// Waits until the binding's Ready condition has `reason` for its current generation.
-pub async fn wait_ready_reason(client: &kube::Client, ns: &str, name: &str, reason: &str, secs: u64) -> IAMRoleBinding {
-    let what = format!("{ns}/{name} Ready reason {reason}");
-    wait_for(secs, &what, || async {
-        let b = get_binding(client, ns, name).await?;
-        let (_, r, _) = ready(&b)?;
-        (r == reason).then_some(b)
-    })
-    .await
+pub async fn wait_ready_reason(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    secs: u64,
+) -> IAMRoleBinding {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let b = get_binding(client, ns, name).await;
+        if let Some(b) = &b
+            && ready(b).is_some_and(|(_, r, _)| r == reason)
+        {
+            return b.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {ns}/{name} Ready reason {reason}; last seen: generation {:?}, status {:?}",
+            b.as_ref().and_then(|b| b.metadata.generation),
+            b.as_ref().and_then(|b| b.status.as_ref()),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Roles under hatrack's path in IAM.
 pub async fn hatrack_roles(moto: &Moto) -> Vec<String> {
-    let out = moto.sdk_client().list_roles().path_prefix("/hatrack/").send().await.expect("list roles");
-    out.roles().iter().map(|r| r.role_name().to_string()).collect()
+    let out = moto
+        .sdk_client()
+        .list_roles()
+        .path_prefix("/hatrack/")
+        .send()
+        .await
+        .expect("list roles");
+    out.roles()
+        .iter()
+        .map(|r| r.role_name().to_string())
+        .collect()
 }

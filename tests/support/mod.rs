@@ -2,5 +2,5 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
-pub mod moto;
 pub mod controller;
+pub mod moto;
