@@ -10,6 +10,7 @@ pub mod check;
 pub mod controller;
 pub mod crd;
 pub mod detect;
+pub mod guardrail;
 pub mod iam;
 pub mod manifest;
 pub mod metrics;

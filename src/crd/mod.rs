@@ -1,8 +1,10 @@
 //! The custom resources hatrack defines, and the YAML that installs them.
 
 mod binding;
+mod guardrail;
 
 pub use binding::*;
+pub use guardrail::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -12,7 +14,7 @@ pub const GROUP: &str = "hatrack.dev";
 
 /// Every CRD hatrack installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![IAMRoleBinding::crd()]
+    vec![IAMRoleBinding::crd(), IAMGuardrail::crd()]
 }
 
 /// Every CRD as multi-document YAML: the exact content of `crds/hatrack.dev.yaml`.

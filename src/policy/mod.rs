@@ -2,6 +2,7 @@
 //! canonical form for comparison, and evaluating them (for tests and guardrails).
 
 pub mod eval;
+pub mod intersect;
 pub mod wildcard;
 
 use serde_json::{Map, Value};

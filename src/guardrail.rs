@@ -1,0 +1,444 @@
+//! Guardrails: what a namespace may grant through its IAMRoleBindings. One pure
+//! implementation, called by the admission webhook, the controller (before any IAM write) and
+//! the offline commands.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::crd::{IAMGuardrail, IAMRoleBinding, TrustMechanism};
+use crate::policy::intersect::patterns_intersect;
+use crate::policy::wildcard;
+use crate::role::{DEFAULT_MAX_SESSION_SECONDS, DesiredRole};
+use crate::settings::{Settings, TrustKind};
+
+/// One way a binding breaks a guardrail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("IAMGuardrail {guardrail}: {field}: {message}")]
+pub struct Violation {
+    pub guardrail: String,
+    /// Where in the binding, e.g. `spec.inlinePolicies.admin.Statement[0].Action[1]`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Whether a label selector selects an object with these labels (`None` and `{}` select all).
+pub fn selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let Some(sel) = selector else { return true };
+    if let Some(ml) = &sel.match_labels
+        && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        return false;
+    }
+    for expr in sel.match_expressions.iter().flatten() {
+        let value = labels.get(&expr.key);
+        let values = expr.values.as_deref().unwrap_or(&[]);
+        let ok = match expr.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            // An operator the API server would refuse: select nothing rather than everything.
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The guardrails that apply to a namespace with these labels.
+pub fn applicable<'a>(
+    guardrails: &'a [IAMGuardrail],
+    namespace_labels: &BTreeMap<String, String>,
+) -> Vec<&'a IAMGuardrail> {
+    guardrails
+        .iter()
+        .filter(|g| selector_matches(g.spec.namespace_selector.as_ref(), namespace_labels))
+        .collect()
+}
+
+/// The trust mechanisms a binding uses (its own, or the controller default).
+pub fn trust_mechanisms(binding: &IAMRoleBinding, settings: &Settings) -> Vec<TrustMechanism> {
+    match &binding.spec.trust {
+        Some(t) => {
+            let mut m = Vec::new();
+            if t.irsa.is_some() {
+                m.push(TrustMechanism::Irsa);
+            }
+            if t.pod_identity.is_some() {
+                m.push(TrustMechanism::PodIdentity);
+            }
+            m
+        }
+        None => settings
+            .default_trust
+            .iter()
+            .map(|k| match k {
+                TrustKind::Irsa => TrustMechanism::Irsa,
+                TrustKind::PodIdentity => TrustMechanism::PodIdentity,
+            })
+            .collect(),
+    }
+}
+
+/// Every violation of the applicable guardrails. `bindings_in_namespace` counts the bindings
+/// of the namespace including this one.
+pub fn check(
+    binding: &IAMRoleBinding,
+    settings: &Settings,
+    applicable: &[&IAMGuardrail],
+    bindings_in_namespace: usize,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let spec = &binding.spec;
+    for g in applicable {
+        let gname = g.name_any();
+        let v = |field: String, message: String| Violation {
+            guardrail: gname.clone(),
+            field,
+            message,
+        };
+        if let Some(allowed) = &g.spec.allowed_managed_policy_arns {
+            for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
+                if !allowed.iter().any(|p| wildcard::matches(p, arn, false)) {
+                    let message = if allowed.is_empty() {
+                        format!(
+                            "managed policy {arn} is not allowed: this guardrail allows no managed policies"
+                        )
+                    } else {
+                        format!(
+                            "managed policy {arn} is not allowed; allowed: {}",
+                            allowed.join(", ")
+                        )
+                    };
+                    out.push(v(format!("spec.managedPolicyArns[{i}]"), message));
+                }
+            }
+        }
+        if let Some(denied) = g.spec.denied_actions.as_ref().filter(|d| !d.is_empty()) {
+            for (pname, doc) in &spec.inline_policies {
+                for (field, message) in denied_action_grants(doc, denied) {
+                    out.push(v(format!("spec.inlinePolicies.{pname}.{field}"), message));
+                }
+            }
+        }
+        if let Some(required) = &g.spec.required_permissions_boundary
+            && let Some(named) = &spec.permissions_boundary
+            && named != required
+        {
+            out.push(v(
+                "spec.permissionsBoundary".into(),
+                format!("must be {required} (or left out, and hatrack sets it), got {named}"),
+            ));
+        }
+        if let Some(max) = g.spec.max_session_duration {
+            let asked = spec
+                .max_session_duration
+                .unwrap_or(DEFAULT_MAX_SESSION_SECONDS);
+            if asked > max {
+                out.push(v(
+                    "spec.maxSessionDuration".into(),
+                    format!("{asked} seconds exceeds the maximum of {max}"),
+                ));
+            }
+        }
+        if let Some(max) = g.spec.max_bindings_per_namespace
+            && bindings_in_namespace > max as usize
+        {
+            out.push(v(
+                "metadata.namespace".into(),
+                format!("namespace would hold {bindings_in_namespace} IAMRoleBindings; at most {max} are allowed"),
+            ));
+        }
+        if let Some(allowed) = &g.spec.allowed_trust {
+            for m in trust_mechanisms(binding, settings) {
+                if !allowed.contains(&m) {
+                    let name = match m {
+                        TrustMechanism::Irsa => "irsa",
+                        TrustMechanism::PodIdentity => "podIdentity",
+                    };
+                    out.push(v(
+                        format!("spec.trust.{name}"),
+                        format!("trust mechanism {name} is not allowed here"),
+                    ));
+                }
+            }
+        }
+    }
+    // Two guardrails requiring different boundaries cannot both be met.
+    let mut required: Vec<(&str, String)> = applicable
+        .iter()
+        .filter_map(|g| {
+            g.spec
+                .required_permissions_boundary
+                .as_deref()
+                .map(|b| (b, g.name_any()))
+        })
+        .collect();
+    required.sort();
+    required.dedup_by(|a, b| a.0 == b.0);
+    if required.len() > 1 {
+        out.push(Violation {
+            guardrail: required.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
+            field: "spec.permissionsBoundary".into(),
+            message: format!(
+                "guardrails require different permissions boundaries ({}); no role can satisfy them all",
+                required.iter().map(|(b, _)| *b).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    out
+}
+
+/// (field, message) for each Allow statement of a policy document that could grant a denied
+/// action. The document is assumed valid (checked elsewhere); odd shapes are skipped.
+fn denied_action_grants(doc: &Value, denied: &[String]) -> Vec<(String, String)> {
+    let statements: Vec<&Value> = match doc.get("Statement") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(s @ Value::Object(_)) => vec![s],
+        _ => return Vec::new(),
+    };
+    let as_list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    for (i, st) in statements.iter().enumerate() {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        if st.get("NotAction").is_some() {
+            out.push((
+                format!("Statement[{i}].NotAction"),
+                format!("an Allow with NotAction grants nearly every action, including denied ones ({})", denied.join(", ")),
+            ));
+            continue;
+        }
+        let Some(actions) = st.get("Action") else {
+            continue;
+        };
+        for (j, action) in as_list(actions).iter().enumerate() {
+            if let Some(d) = denied.iter().find(|d| patterns_intersect(action, d, true)) {
+                out.push((
+                    format!("Statement[{i}].Action[{j}]"),
+                    format!("{action:?} could grant {d:?}, which is denied"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Sets the boundary the applicable guardrails require on a role whose binding names none.
+pub fn enforce_boundary(desired: &mut DesiredRole, applicable: &[&IAMGuardrail]) {
+    if desired.permissions_boundary.is_none()
+        && let Some(b) = applicable
+            .iter()
+            .find_map(|g| g.spec.required_permissions_boundary.clone())
+    {
+        desired.permissions_boundary = Some(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn guardrail(name: &str, spec: Value) -> IAMGuardrail {
+        serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": name}, "spec": spec})).unwrap()
+    }
+
+    fn binding(spec: Value) -> IAMRoleBinding {
+        serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding", "metadata": {"name": "b", "namespace": "ns"}, "spec": spec})).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn violations(g: &IAMGuardrail, b: &IAMRoleBinding) -> Vec<String> {
+        check(b, &Settings::example(), &[g], 1)
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    fn inline(actions: Value) -> Value {
+        json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}}})
+    }
+
+    #[test]
+    fn selectors_pick_namespaces() {
+        let g = guardrail(
+            "g",
+            json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}, "matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["platform"]}]}}),
+        );
+        let all = [g];
+        assert_eq!(applicable(&all, &labels(&[("tier", "sandbox")])).len(), 1);
+        assert_eq!(
+            applicable(&all, &labels(&[("tier", "sandbox"), ("team", "platform")])).len(),
+            0
+        );
+        assert_eq!(applicable(&all, &labels(&[("tier", "prod")])).len(), 0);
+        let everywhere = [guardrail("all", json!({}))];
+        assert_eq!(applicable(&everywhere, &labels(&[])).len(), 1);
+        let exists = LabelSelector {
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "x".into(),
+                    operator: "Exists".into(),
+                    values: None,
+                },
+            ]),
+            ..Default::default()
+        };
+        assert!(selector_matches(Some(&exists), &labels(&[("x", "")])));
+        assert!(!selector_matches(Some(&exists), &labels(&[])));
+    }
+
+    #[test]
+    fn denied_actions_catch_every_spelling() {
+        let g = guardrail(
+            "no-iam",
+            json!({"deniedActions": ["iam:*", "organizations:*", "sts:AssumeRole"]}),
+        );
+        for action in [
+            "*",
+            "iam:*",
+            "IAM:createrole",
+            "i*:Create*",
+            "sts:Assume*",
+            "org*:List*",
+        ] {
+            let v = violations(&g, &binding(inline(json!([action]))));
+            assert_eq!(v.len(), 1, "{action}: {v:?}");
+            assert!(
+                v[0].contains("IAMGuardrail no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"),
+                "{v:?}"
+            );
+        }
+        for action in [
+            "s3:GetObject",
+            "sts:AssumeRoleWithWebIdentity",
+            "ec2:Describe*",
+        ] {
+            assert!(
+                violations(&g, &binding(inline(json!([action])))).is_empty(),
+                "{action}"
+            );
+        }
+    }
+
+    #[test]
+    fn deny_statements_never_violate_and_not_action_always_does() {
+        let g = guardrail("no-iam", json!({"deniedActions": ["iam:*"]}));
+        let deny = json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}}});
+        assert!(violations(&g, &binding(deny)).is_empty());
+        let not_action = json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]}}});
+        let v = violations(&g, &binding(not_action));
+        assert!(v[0].contains("NotAction"), "{v:?}");
+    }
+
+    #[test]
+    fn managed_policies_must_be_allowed_and_empty_list_allows_none() {
+        let g = guardrail(
+            "arns",
+            json!({"allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess", "arn:aws:iam::111122223333:policy/team-*"]}),
+        );
+        let ok = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess", "arn:aws:iam::111122223333:policy/team-payments"]}),
+        );
+        assert!(violations(&g, &ok).is_empty());
+        let admin = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+        );
+        let v = violations(&g, &admin);
+        assert!(
+            v[0].contains("spec.managedPolicyArns[0]") && v[0].contains("AdministratorAccess"),
+            "{v:?}"
+        );
+        let none = guardrail("none", json!({"allowedManagedPolicyArns": []}));
+        assert!(violations(&none, &ok).len() == 2);
+        // absent field: no restriction
+        assert!(violations(&guardrail("open", json!({})), &admin).is_empty());
+    }
+
+    #[test]
+    fn boundary_session_trust_and_count() {
+        let g = guardrail(
+            "strict",
+            json!({"requiredPermissionsBoundary": "arn:aws:iam::111122223333:policy/hatrack-boundary", "maxSessionDuration": 3600, "allowedTrust": ["podIdentity"], "maxBindingsPerNamespace": 2}),
+        );
+        let b = binding(
+            json!({"serviceAccounts": ["a"], "permissionsBoundary": "arn:aws:iam::111122223333:policy/other", "maxSessionDuration": 7200}),
+        );
+        let v: Vec<Violation> = check(&b, &Settings::example(), &[&g], 3);
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.permissionsBoundary",
+                "spec.maxSessionDuration",
+                "metadata.namespace",
+                "spec.trust.irsa"
+            ]
+        );
+        let fine = binding(json!({"serviceAccounts": ["a"], "trust": {"podIdentity": {}}}));
+        assert!(check(&fine, &Settings::example(), &[&g], 2).is_empty());
+    }
+
+    #[test]
+    fn conflicting_required_boundaries_are_a_violation() {
+        let a = guardrail(
+            "a",
+            json!({"requiredPermissionsBoundary": "arn:aws:iam::111122223333:policy/a"}),
+        );
+        let b = guardrail(
+            "b",
+            json!({"requiredPermissionsBoundary": "arn:aws:iam::111122223333:policy/b"}),
+        );
+        let v = check(
+            &binding(json!({"serviceAccounts": ["x"]})),
+            &Settings::example(),
+            &[&a, &b],
+            1,
+        );
+        assert_eq!(v.len(), 1);
+        assert!(v[0].message.contains("different permissions boundaries"));
+    }
+
+    #[test]
+    fn the_required_boundary_is_set_on_roles_that_name_none() {
+        let g = guardrail(
+            "g",
+            json!({"requiredPermissionsBoundary": "arn:aws:iam::111122223333:policy/hatrack-boundary"}),
+        );
+        let mut d = crate::role::desired_role(
+            &binding(json!({"serviceAccounts": ["x"]})),
+            &Settings::example(),
+        )
+        .unwrap();
+        enforce_boundary(&mut d, &[&g]);
+        assert_eq!(
+            d.permissions_boundary.as_deref(),
+            Some("arn:aws:iam::111122223333:policy/hatrack-boundary")
+        );
+    }
+}
