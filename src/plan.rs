@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::crd::IAMRoleBinding;
+use std::collections::BTreeMap;
+
+use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::guardrail;
 use crate::manifest::{self, Document};
 use crate::role::{self, DesiredRole, SpecError};
 use crate::settings::{ClusterArgs, Settings};
@@ -56,29 +59,78 @@ pub fn read_binding(
     Ok(binding)
 }
 
-/// The role a binding manifest would produce, or why it cannot.
-pub fn plan_document(
-    doc: &Document,
-    settings: &Settings,
-    default_namespace: &str,
-) -> Result<DesiredRole, Vec<SpecError>> {
-    let binding = read_binding(doc, default_namespace)?;
-    role::desired_role(&binding, settings)
+/// What the offline commands know besides the bindings: the IAMGuardrails and Namespaces
+/// found in the same input, and how many bindings each namespace holds there.
+#[derive(Debug, Default)]
+pub struct OfflineContext {
+    pub guardrails: Vec<IAMGuardrail>,
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    pub bindings_per_namespace: BTreeMap<String, usize>,
+    pub default_namespace: String,
 }
 
-/// Formats spec errors as `FILE (document N): Kind ns/name: field: message` lines.
-pub fn describe_errors(doc: &Document, errors: &[SpecError]) -> String {
-    let object = format!(
-        "{} {}/{}",
-        doc.kind(),
-        doc.namespace().unwrap_or("-"),
-        doc.name()
-    );
-    errors
-        .iter()
-        .map(|e| format!("{}: {object}: {e}", doc.location()))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Whether a manifest is an IAMGuardrail of any hatrack.dev version.
+pub fn is_guardrail(doc: &Document) -> bool {
+    doc.kind() == "IAMGuardrail" && doc.api_version().starts_with(&format!("{}/", crate::crd::GROUP))
+}
+
+impl OfflineContext {
+    /// Collects guardrails, namespace labels and binding counts. Guardrails that cannot be read
+    /// are returned as errors (with their document), so they are never silently skipped.
+    pub fn from_documents(docs: &[Document], default_namespace: &str) -> (OfflineContext, Vec<(Document, Vec<SpecError>)>) {
+        let mut ctx = OfflineContext { default_namespace: default_namespace.to_string(), ..Default::default() };
+        let mut errors = Vec::new();
+        for doc in docs {
+            if is_guardrail(doc) {
+                match serde_path_to_error::deserialize::<_, IAMGuardrail>(&doc.object) {
+                    Ok(g) => ctx.guardrails.push(g),
+                    Err(e) => errors.push((doc.clone(), vec![SpecError { field: e.path().to_string(), message: e.inner().to_string() }])),
+                }
+            } else if doc.kind() == "Namespace" && doc.api_version() == "v1" {
+                let labels: BTreeMap<String, String> = doc
+                    .object
+                    .pointer("/metadata/labels")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default();
+                ctx.namespace_labels.insert(doc.name().to_string(), labels);
+            } else if is_role_binding(doc) {
+                let ns = doc.namespace().filter(|n| !n.is_empty()).unwrap_or(default_namespace).to_string();
+                *ctx.bindings_per_namespace.entry(ns).or_default() += 1;
+            }
+        }
+        (ctx, errors)
+    }
+
+    /// The role a binding manifest would produce with the guardrails applied (a required
+    /// boundary set), or every reason it cannot.
+    pub fn plan(&self, doc: &Document, settings: &Settings) -> Result<DesiredRole, Vec<String>> {
+        let as_strings = |errs: Vec<SpecError>| errs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let binding = read_binding(doc, &self.default_namespace).map_err(as_strings)?;
+        let built = role::desired_role(&binding, settings);
+        let ns = binding.metadata.namespace.clone().unwrap_or_default();
+        let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
+        let applicable = guardrail::applicable(&self.guardrails, &labels);
+        let count = self.bindings_per_namespace.get(&ns).copied().unwrap_or(1);
+        let violations: Vec<String> = guardrail::check(&binding, settings, &applicable, count).iter().map(ToString::to_string).collect();
+        match built {
+            Ok(mut desired) if violations.is_empty() => {
+                guardrail::enforce_boundary(&mut desired, &applicable);
+                Ok(desired)
+            }
+            Ok(_) => Err(violations),
+            Err(errs) => {
+                let mut all = as_strings(errs);
+                all.extend(violations);
+                Err(all)
+            }
+        }
+    }
+}
+
+/// Formats problems as `FILE (document N): Kind ns/name: problem` lines.
+pub fn describe_errors(doc: &Document, problems: &[String]) -> String {
+    let object = format!("{} {}/{}", doc.kind(), doc.namespace().unwrap_or("-"), doc.name());
+    problems.iter().map(|p| format!("{}: {object}: {p}", doc.location())).collect::<Vec<_>>().join("\n")
 }
 
 pub fn run(args: PlanArgs) -> ExitCode {
@@ -96,14 +148,19 @@ pub fn run(args: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut roles = Vec::new();
+    let (offline, guardrail_errors) = OfflineContext::from_documents(&docs, &args.default_namespace);
     let mut invalid = false;
+    for (doc, errors) in &guardrail_errors {
+        invalid = true;
+        eprintln!("{}", describe_errors(doc, &errors.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    }
+    let mut roles = Vec::new();
     for doc in docs.iter().filter(|d| is_role_binding(d)) {
-        match plan_document(doc, &settings, &args.default_namespace) {
+        match offline.plan(doc, &settings) {
             Ok(role) => roles.push(role),
-            Err(errors) => {
+            Err(problems) => {
                 invalid = true;
-                eprintln!("{}", describe_errors(doc, &errors));
+                eprintln!("{}", describe_errors(doc, &problems));
             }
         }
     }

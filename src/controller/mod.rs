@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::crd::IAMRoleBinding;
+use crate::crd::{IAMGuardrail, IAMRoleBinding};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
@@ -88,6 +88,14 @@ impl Error {
     }
 }
 
+/// The caches a reconcile reads.
+pub struct Stores {
+    pub bindings: Store<IAMRoleBinding>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub guardrails: Store<IAMGuardrail>,
+    pub namespaces: Store<Namespace>,
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -96,10 +104,14 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
-    /// All bindings (the controller's own cache), for ServiceAccount claims.
+    /// All bindings (the controller's own cache), for ServiceAccount claims and counts.
     pub bindings: Store<IAMRoleBinding>,
     /// All ServiceAccounts, to annotate the ones that exist.
     pub service_accounts: Store<ServiceAccount>,
+    /// All guardrails, re-checked before every IAM write.
+    pub guardrails: Store<IAMGuardrail>,
+    /// Namespaces (labels only), to know which guardrails apply.
+    pub namespaces: Store<Namespace>,
     /// Consecutive failures per binding, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<IAMRoleBinding>, u32>>,
     /// OIDC provider existence, checked at most once per resync period.
@@ -113,8 +125,7 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
         resync: Duration,
-        bindings: Store<IAMRoleBinding>,
-        service_accounts: Store<ServiceAccount>,
+        stores: Stores,
     ) -> Context {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -127,8 +138,10 @@ impl Context {
             settings,
             metrics,
             resync,
-            bindings,
-            service_accounts,
+            bindings: stores.bindings,
+            service_accounts: stores.service_accounts,
+            guardrails: stores.guardrails,
+            namespaces: stores.namespaces,
             failures: Mutex::new(HashMap::new()),
             oidc_provider_checked: Mutex::new(None),
         }
@@ -218,6 +231,31 @@ impl From<&ControllerArgs> for ControllerOptions {
     }
 }
 
+/// The bindings in namespaces that a guardrail selects.
+fn bindings_selected_by(bindings: &Store<IAMRoleBinding>, namespaces: &Store<Namespace>, g: &IAMGuardrail) -> Vec<ObjectRef<IAMRoleBinding>> {
+    let selected: std::collections::HashSet<String> = namespaces
+        .state()
+        .iter()
+        .filter(|ns| crate::guardrail::selector_matches(g.spec.namespace_selector.as_ref(), ns.labels()))
+        .map(|ns| ns.name_any())
+        .collect();
+    bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace().is_some_and(|ns| selected.contains(&ns)))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+fn bindings_in_namespace(bindings: &Store<IAMRoleBinding>, ns: &str) -> Vec<ObjectRef<IAMRoleBinding>> {
+    bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(ns))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 /// Runs the controller until `shutdown` completes (in-flight reconciles finish first).
 /// Tests run it in-process against the API stand-in and moto.
 pub async fn run_with(
@@ -244,9 +282,29 @@ pub async fn run_with(
         .map_err(|e| format!("cannot list IAMRoleBindings (are the CRDs installed? `hatrack crd | kubectl apply -f -`): {e}"))?;
 
     let (sa_store, sa_writer) = reflector::store();
+    let (guardrail_store, guardrail_writer) = reflector::store();
+    let (namespace_store, namespace_writer) = reflector::store();
     let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
     let binding_store = controller.store();
     let store_for_map = binding_store.clone();
+    let guardrail_map = (binding_store.clone(), namespace_store.clone());
+    let namespace_map = binding_store.clone();
+    let guardrail_stream = watcher(Api::<IAMGuardrail>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
+        .reflect(guardrail_writer)
+        .touched_objects();
+    let namespace_stream = watcher(Api::<Namespace>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|ns: &mut Namespace| {
+            // Only labels decide which guardrails apply.
+            ns.metadata.managed_fields = None;
+            ns.metadata.annotations = None;
+            ns.spec = None;
+            ns.status = None;
+        })
+        .reflect(namespace_writer)
+        .applied_objects();
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|sa: &mut ServiceAccount| {
@@ -263,14 +321,22 @@ pub async fn run_with(
         settings,
         metrics.clone(),
         args.resync,
-        binding_store,
-        sa_store,
+        Stores {
+            bindings: binding_store,
+            service_accounts: sa_store,
+            guardrails: guardrail_store,
+            namespaces: namespace_store,
+        },
     ));
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
     tracing::info!("controller starting");
     controller
         .with_config(config)
         .watches_stream(sa_stream, move |sa| bindings_naming(&store_for_map, &sa))
+        // A guardrail change (deletion included) re-queues the bindings it selects.
+        .watches_stream(guardrail_stream, move |g| bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g))
+        // A namespace's labels decide which guardrails apply to its bindings.
+        .watches_stream(namespace_stream, move |ns| bindings_in_namespace(&namespace_map, &ns.name_any()))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {

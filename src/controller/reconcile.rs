@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
-use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::crd::{DeletionPolicy, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::guardrail;
 use crate::iam::IamError;
 use crate::naming;
 use crate::role::{self, DesiredRole};
@@ -72,7 +73,28 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         }
     };
 
-    // 2. A ServiceAccount belongs to the oldest binding that claims it.
+    // 2. Guardrails, re-checked before any IAM write (one may have been added after the
+    //    binding was admitted). A violating binding's existing role is left as it is.
+    let guardrails: Vec<IAMGuardrail> = ctx.guardrails.state().iter().map(|g| g.as_ref().clone()).collect();
+    let ns_labels = ctx
+        .namespaces
+        .state()
+        .iter()
+        .find(|n| n.name_any() == ns)
+        .map(|n| n.labels().clone())
+        .unwrap_or_default();
+    let applicable = guardrail::applicable(&guardrails, &ns_labels);
+    let in_namespace = ctx.bindings.state().iter().filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && b.metadata.deletion_timestamp.is_none()).count().max(1);
+    let violations = guardrail::check(binding, settings, &applicable, in_namespace);
+    if !violations.is_empty() {
+        let message = violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ");
+        not_ready(binding, ctx, reason::GUARDRAIL_VIOLATION, &message, Some(&desired)).await?;
+        return Ok(Action::requeue(ctx.jittered_resync()));
+    }
+    let mut desired = desired;
+    guardrail::enforce_boundary(&mut desired, &applicable);
+
+    // 3. A ServiceAccount belongs to the oldest binding that claims it.
     let bindings = ctx.bindings.state();
     if let Some((other, sa)) =
         super::claims::conflicting_claim(binding, bindings.iter().map(|b| b.as_ref()))
