@@ -140,6 +140,28 @@ where
     }
 }
 
+/// Every IAM operation hatrack calls: what the operator's own IAM policy must allow
+/// (`docs/operator-iam-policy.json`, tested in `tests/operator_policy.rs`).
+pub const IAM_OPERATIONS: &[&str] = &[
+    "GetRole",
+    "ListRolePolicies",
+    "GetRolePolicy",
+    "ListAttachedRolePolicies",
+    "ListInstanceProfilesForRole",
+    "GetOpenIDConnectProvider",
+    "CreateRole",
+    "UpdateAssumeRolePolicy",
+    "UpdateRole",
+    "PutRolePermissionsBoundary",
+    "TagRole",
+    "UntagRole",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "DeleteRole",
+];
+
 /// The HTTPS client for AWS: rustls with the ring provider (one TLS stack in the binary).
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()

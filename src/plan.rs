@@ -71,20 +71,35 @@ pub struct OfflineContext {
 
 /// Whether a manifest is an IAMGuardrail of any hatrack.dev version.
 pub fn is_guardrail(doc: &Document) -> bool {
-    doc.kind() == "IAMGuardrail" && doc.api_version().starts_with(&format!("{}/", crate::crd::GROUP))
+    doc.kind() == "IAMGuardrail"
+        && doc
+            .api_version()
+            .starts_with(&format!("{}/", crate::crd::GROUP))
 }
 
 impl OfflineContext {
     /// Collects guardrails, namespace labels and binding counts. Guardrails that cannot be read
     /// are returned as errors (with their document), so they are never silently skipped.
-    pub fn from_documents(docs: &[Document], default_namespace: &str) -> (OfflineContext, Vec<(Document, Vec<SpecError>)>) {
-        let mut ctx = OfflineContext { default_namespace: default_namespace.to_string(), ..Default::default() };
+    pub fn from_documents(
+        docs: &[Document],
+        default_namespace: &str,
+    ) -> (OfflineContext, Vec<(Document, Vec<SpecError>)>) {
+        let mut ctx = OfflineContext {
+            default_namespace: default_namespace.to_string(),
+            ..Default::default()
+        };
         let mut errors = Vec::new();
         for doc in docs {
             if is_guardrail(doc) {
                 match serde_path_to_error::deserialize::<_, IAMGuardrail>(&doc.object) {
                     Ok(g) => ctx.guardrails.push(g),
-                    Err(e) => errors.push((doc.clone(), vec![SpecError { field: e.path().to_string(), message: e.inner().to_string() }])),
+                    Err(e) => errors.push((
+                        doc.clone(),
+                        vec![SpecError {
+                            field: e.path().to_string(),
+                            message: e.inner().to_string(),
+                        }],
+                    )),
                 }
             } else if doc.kind() == "Namespace" && doc.api_version() == "v1" {
                 let labels: BTreeMap<String, String> = doc
@@ -94,7 +109,11 @@ impl OfflineContext {
                     .unwrap_or_default();
                 ctx.namespace_labels.insert(doc.name().to_string(), labels);
             } else if is_role_binding(doc) {
-                let ns = doc.namespace().filter(|n| !n.is_empty()).unwrap_or(default_namespace).to_string();
+                let ns = doc
+                    .namespace()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(default_namespace)
+                    .to_string();
                 *ctx.bindings_per_namespace.entry(ns).or_default() += 1;
             }
         }
@@ -104,14 +123,18 @@ impl OfflineContext {
     /// The role a binding manifest would produce with the guardrails applied (a required
     /// boundary set), or every reason it cannot.
     pub fn plan(&self, doc: &Document, settings: &Settings) -> Result<DesiredRole, Vec<String>> {
-        let as_strings = |errs: Vec<SpecError>| errs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let as_strings =
+            |errs: Vec<SpecError>| errs.iter().map(ToString::to_string).collect::<Vec<_>>();
         let binding = read_binding(doc, &self.default_namespace).map_err(as_strings)?;
         let built = role::desired_role(&binding, settings);
         let ns = binding.metadata.namespace.clone().unwrap_or_default();
         let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
         let applicable = guardrail::applicable(&self.guardrails, &labels);
         let count = self.bindings_per_namespace.get(&ns).copied().unwrap_or(1);
-        let violations: Vec<String> = guardrail::check(&binding, settings, &applicable, count).iter().map(ToString::to_string).collect();
+        let violations: Vec<String> = guardrail::check(&binding, settings, &applicable, count)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         match built {
             Ok(mut desired) if violations.is_empty() => {
                 guardrail::enforce_boundary(&mut desired, &applicable);
@@ -129,8 +152,17 @@ impl OfflineContext {
 
 /// Formats problems as `FILE (document N): Kind ns/name: problem` lines.
 pub fn describe_errors(doc: &Document, problems: &[String]) -> String {
-    let object = format!("{} {}/{}", doc.kind(), doc.namespace().unwrap_or("-"), doc.name());
-    problems.iter().map(|p| format!("{}: {object}: {p}", doc.location())).collect::<Vec<_>>().join("\n")
+    let object = format!(
+        "{} {}/{}",
+        doc.kind(),
+        doc.namespace().unwrap_or("-"),
+        doc.name()
+    );
+    problems
+        .iter()
+        .map(|p| format!("{}: {object}: {p}", doc.location()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn run(args: PlanArgs) -> ExitCode {
@@ -148,11 +180,18 @@ pub fn run(args: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (offline, guardrail_errors) = OfflineContext::from_documents(&docs, &args.default_namespace);
+    let (offline, guardrail_errors) =
+        OfflineContext::from_documents(&docs, &args.default_namespace);
     let mut invalid = false;
     for (doc, errors) in &guardrail_errors {
         invalid = true;
-        eprintln!("{}", describe_errors(doc, &errors.iter().map(ToString::to_string).collect::<Vec<_>>()));
+        eprintln!(
+            "{}",
+            describe_errors(
+                doc,
+                &errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+            )
+        );
     }
     let mut roles = Vec::new();
     for doc in docs.iter().filter(|d| is_role_binding(d)) {

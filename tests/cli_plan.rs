@@ -185,10 +185,18 @@ fn crd_subcommand_prints_the_checked_in_crds() {
 #[test]
 fn plan_applies_guardrails_found_in_the_input_and_shows_the_enforced_boundary() {
     let out = plan(&["tests/data/guardrails"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(roles.len(), 1);
-    assert_eq!(roles[0]["permissionsBoundary"], "arn:aws:iam::111122223333:policy/hatrack-boundary");
+    assert_eq!(
+        roles[0]["permissionsBoundary"],
+        "arn:aws:iam::111122223333:policy/hatrack-boundary"
+    );
 }
 
 #[test]
@@ -197,5 +205,10 @@ fn plan_exits_1_on_guardrail_violations_naming_guardrail_and_field() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("IAMRoleBinding sandbox/escalate: IAMGuardrail platform-defaults: spec.managedPolicyArns[0]: managed policy arn:aws:iam::aws:policy/AdministratorAccess is not allowed"), "{err}");
-    assert!(err.contains(r#"spec.inlinePolicies.sneaky.Statement[0].Action[1]: "i*:Create*" could grant "iam:*""#), "{err}");
+    assert!(
+        err.contains(
+            r#"spec.inlinePolicies.sneaky.Statement[0].Action[1]: "i*:Create*" could grant "iam:*""#
+        ),
+        "{err}"
+    );
 }

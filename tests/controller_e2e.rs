@@ -333,16 +333,25 @@ async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
 async fn create_guardrail(client: &kube::Client, name: &str, spec: serde_json::Value) {
     let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
     let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": name}, "spec": spec})).unwrap();
-    api.create(&kube::api::PostParams::default(), &g).await.expect("create guardrail");
+    api.create(&kube::api::PostParams::default(), &g)
+        .await
+        .expect("create guardrail");
 }
 
 #[tokio::test]
 async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
     let (server, moto, controller) = setup(Duration::from_secs(600)).await;
     let client = server.client();
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
     namespaces
-        .create(&kube::api::PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS, "labels": {"tier": "sandbox"}}})).unwrap())
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": NS, "labels": {"tier": "sandbox"}}}),
+            )
+            .unwrap(),
+        )
         .await
         .unwrap();
     create_guardrail(&client, "no-iam", json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"]})).await;
@@ -351,18 +360,42 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
 
     create_binding(&client, NS, "escalate", json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "IAM:createrole", "Resource": "*"}]}}})).await;
     let b = wait_ready_reason(&client, NS, "escalate", "GuardrailViolation", 20).await;
-    assert!(ready(&b).unwrap().2.contains("IAMGuardrail no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"), "{:?}", ready(&b));
-    assert!(hatrack_roles(&moto).await.is_empty(), "no IAM writes for a violating binding");
+    assert!(
+        ready(&b)
+            .unwrap()
+            .2
+            .contains("IAMGuardrail no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"),
+        "{:?}",
+        ready(&b)
+    );
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "no IAM writes for a violating binding"
+    );
 
     // A binding admitted before a guardrail existed: the new guardrail re-queues it.
     create_binding(&client, NS, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
     wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
-    create_guardrail(&client, "no-managed", json!({"allowedManagedPolicyArns": []})).await;
+    create_guardrail(
+        &client,
+        "no-managed",
+        json!({"allowedManagedPolicyArns": []}),
+    )
+    .await;
     let b = wait_ready_reason(&client, NS, "reader", "GuardrailViolation", 20).await;
-    assert!(ready(&b).unwrap().2.contains("IAMGuardrail no-managed: spec.managedPolicyArns[0]"));
+    assert!(
+        ready(&b)
+            .unwrap()
+            .2
+            .contains("IAMGuardrail no-managed: spec.managedPolicyArns[0]")
+    );
     // Its existing role is left as it is.
     let (iam, _) = moto.iam();
-    let role = iam.get_role(&role_name("reader")).await.unwrap().expect("role kept");
+    let role = iam
+        .get_role(&role_name("reader"))
+        .await
+        .unwrap()
+        .expect("role kept");
     assert_eq!(role.managed_policy_arns.len(), 1);
     // Deleting the guardrail re-queues it again.
     let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
@@ -375,12 +408,20 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
 async fn a_required_boundary_is_set_on_the_role() {
     let (server, moto, controller) = setup(Duration::from_secs(600)).await;
     let client = server.client();
-    create_guardrail(&client, "boundary", json!({"requiredPermissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess"})).await;
+    create_guardrail(
+        &client,
+        "boundary",
+        json!({"requiredPermissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess"}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     create_binding(&client, NS, "bounded", json!({"serviceAccounts": ["api"]})).await;
     wait_ready_reason(&client, NS, "bounded", "Synced", 20).await;
     let (iam, _) = moto.iam();
     let role = iam.get_role(&role_name("bounded")).await.unwrap().unwrap();
-    assert_eq!(role.permissions_boundary.as_deref(), Some("arn:aws:iam::aws:policy/PowerUserAccess"));
+    assert_eq!(
+        role.permissions_boundary.as_deref(),
+        Some("arn:aws:iam::aws:policy/PowerUserAccess")
+    );
     controller.stop().await;
 }

@@ -232,11 +232,17 @@ impl From<&ControllerArgs> for ControllerOptions {
 }
 
 /// The bindings in namespaces that a guardrail selects.
-fn bindings_selected_by(bindings: &Store<IAMRoleBinding>, namespaces: &Store<Namespace>, g: &IAMGuardrail) -> Vec<ObjectRef<IAMRoleBinding>> {
+fn bindings_selected_by(
+    bindings: &Store<IAMRoleBinding>,
+    namespaces: &Store<Namespace>,
+    g: &IAMGuardrail,
+) -> Vec<ObjectRef<IAMRoleBinding>> {
     let selected: std::collections::HashSet<String> = namespaces
         .state()
         .iter()
-        .filter(|ns| crate::guardrail::selector_matches(g.spec.namespace_selector.as_ref(), ns.labels()))
+        .filter(|ns| {
+            crate::guardrail::selector_matches(g.spec.namespace_selector.as_ref(), ns.labels())
+        })
         .map(|ns| ns.name_any())
         .collect();
     bindings
@@ -247,7 +253,10 @@ fn bindings_selected_by(bindings: &Store<IAMRoleBinding>, namespaces: &Store<Nam
         .collect()
 }
 
-fn bindings_in_namespace(bindings: &Store<IAMRoleBinding>, ns: &str) -> Vec<ObjectRef<IAMRoleBinding>> {
+fn bindings_in_namespace(
+    bindings: &Store<IAMRoleBinding>,
+    ns: &str,
+) -> Vec<ObjectRef<IAMRoleBinding>> {
     bindings
         .state()
         .iter()
@@ -289,22 +298,28 @@ pub async fn run_with(
     let store_for_map = binding_store.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
     let namespace_map = binding_store.clone();
-    let guardrail_stream = watcher(Api::<IAMGuardrail>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
-        .reflect(guardrail_writer)
-        .touched_objects();
-    let namespace_stream = watcher(Api::<Namespace>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|ns: &mut Namespace| {
-            // Only labels decide which guardrails apply.
-            ns.metadata.managed_fields = None;
-            ns.metadata.annotations = None;
-            ns.spec = None;
-            ns.status = None;
-        })
-        .reflect(namespace_writer)
-        .applied_objects();
+    let guardrail_stream = watcher(
+        Api::<IAMGuardrail>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
+    .reflect(guardrail_writer)
+    .touched_objects();
+    let namespace_stream = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|ns: &mut Namespace| {
+        // Only labels decide which guardrails apply.
+        ns.metadata.managed_fields = None;
+        ns.metadata.annotations = None;
+        ns.spec = None;
+        ns.status = None;
+    })
+    .reflect(namespace_writer)
+    .applied_objects();
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|sa: &mut ServiceAccount| {
@@ -334,9 +349,13 @@ pub async fn run_with(
         .with_config(config)
         .watches_stream(sa_stream, move |sa| bindings_naming(&store_for_map, &sa))
         // A guardrail change (deletion included) re-queues the bindings it selects.
-        .watches_stream(guardrail_stream, move |g| bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g))
+        .watches_stream(guardrail_stream, move |g| {
+            bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g)
+        })
         // A namespace's labels decide which guardrails apply to its bindings.
-        .watches_stream(namespace_stream, move |ns| bindings_in_namespace(&namespace_map, &ns.name_any()))
+        .watches_stream(namespace_stream, move |ns| {
+            bindings_in_namespace(&namespace_map, &ns.name_any())
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -75,7 +75,12 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 2. Guardrails, re-checked before any IAM write (one may have been added after the
     //    binding was admitted). A violating binding's existing role is left as it is.
-    let guardrails: Vec<IAMGuardrail> = ctx.guardrails.state().iter().map(|g| g.as_ref().clone()).collect();
+    let guardrails: Vec<IAMGuardrail> = ctx
+        .guardrails
+        .state()
+        .iter()
+        .map(|g| g.as_ref().clone())
+        .collect();
     let ns_labels = ctx
         .namespaces
         .state()
@@ -84,11 +89,30 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         .map(|n| n.labels().clone())
         .unwrap_or_default();
     let applicable = guardrail::applicable(&guardrails, &ns_labels);
-    let in_namespace = ctx.bindings.state().iter().filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && b.metadata.deletion_timestamp.is_none()).count().max(1);
+    let in_namespace = ctx
+        .bindings
+        .state()
+        .iter()
+        .filter(|b| {
+            b.namespace().as_deref() == Some(ns.as_str()) && b.metadata.deletion_timestamp.is_none()
+        })
+        .count()
+        .max(1);
     let violations = guardrail::check(binding, settings, &applicable, in_namespace);
     if !violations.is_empty() {
-        let message = violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ");
-        not_ready(binding, ctx, reason::GUARDRAIL_VIOLATION, &message, Some(&desired)).await?;
+        let message = violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        not_ready(
+            binding,
+            ctx,
+            reason::GUARDRAIL_VIOLATION,
+            &message,
+            Some(&desired),
+        )
+        .await?;
         return Ok(Action::requeue(ctx.jittered_resync()));
     }
     let mut desired = desired;
