@@ -5,6 +5,8 @@
 //! detection rules) and thin I/O edges (the IAM client, the controller, the webhook server,
 //! the offline CLI commands) that call it.
 #![forbid(unsafe_code)]
+// Input from the cluster, AWS or a user must never panic the process.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod check;
 pub mod controller;
