@@ -6,7 +6,10 @@
 //! the offline CLI commands) that call it.
 #![forbid(unsafe_code)]
 // Input from the cluster, AWS or a user must never panic the process.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod check;
 pub mod controller;

@@ -37,6 +37,15 @@ pub struct RunningController {
 impl RunningController {
     pub fn start(client: kube::Client, moto: &Moto, resync: Duration) -> RunningController {
         let (iam, metrics) = moto.iam();
+        Self::start_with(client, iam, metrics, resync)
+    }
+
+    pub fn start_with(
+        client: kube::Client,
+        iam: hatrack::iam::Iam,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+    ) -> RunningController {
         let (tx, rx) = oneshot::channel::<()>();
         let options = hatrack::controller::ControllerOptions {
             resync,

@@ -3,4 +3,5 @@
 
 pub mod apiserver;
 pub mod controller;
+pub mod faults;
 pub mod moto;

@@ -62,7 +62,12 @@ impl Moto {
     }
 
     pub fn sdk_client(&self) -> aws_sdk_iam::Client {
-        let config = aws_sdk_iam::Config::builder()
+        aws_sdk_iam::Client::from_conf(self.sdk_config().build())
+    }
+
+    /// SDK config for this server, to add interceptors to.
+    pub fn sdk_config(&self) -> aws_sdk_iam::config::Builder {
+        aws_sdk_iam::Config::builder()
             .behavior_version_latest()
             .endpoint_url(&self.endpoint)
             .region(aws_sdk_iam::config::Region::new("us-east-1"))
@@ -70,8 +75,31 @@ impl Moto {
                 "testing", "testing", None, None, "static",
             ))
             .http_client(hatrack::iam::http_client())
-            .build();
-        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// Clears all IAM state (moto's reset endpoint), for tests that reuse one server.
+    pub fn reset(&self) {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).expect("moto reachable");
+        write!(stream, "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "moto reset: {response}"
+        );
+    }
+
+    /// An `Iam` whose SDK client carries an interceptor (fault injection).
+    pub fn iam_with(
+        &self,
+        interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
+    ) -> (Iam, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let client =
+            aws_sdk_iam::Client::from_conf(self.sdk_config().interceptor(interceptor).build());
+        (Iam::new(client, 1000, metrics.clone()), metrics)
     }
 
     /// An `Iam` as the controller uses it, with its own metrics to count calls.

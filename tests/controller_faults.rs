@@ -1,0 +1,101 @@
+//! The controller recovers from API server faults without a restart: 409 conflicts on status
+//! writes, watch streams dropped and expired (410 Gone → re-list), 500s.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::apiserver::ApiServer;
+use support::controller::*;
+use support::moto::Moto;
+
+const NS: &str = "payments";
+
+async fn setup() -> (ApiServer, Moto, RunningController) {
+    let server = ApiServer::start().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
+    (server, moto, controller)
+}
+
+#[tokio::test]
+async fn status_write_conflicts_are_retried() {
+    let (server, moto, controller) = setup().await;
+    server
+        .faults()
+        .fail_next_status_writes(3, "/iamrolebindings/", 409);
+    create_binding(
+        &server.client(),
+        NS,
+        "a",
+        json!({"serviceAccounts": ["api"]}),
+    )
+    .await;
+    wait_ready_reason(&server.client(), NS, "a", "Synced", 60).await;
+    let failed = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/status") && r.method != "GET")
+        .count();
+    assert!(
+        failed >= 4,
+        "expected the 3 refused status writes and a successful one, saw {failed}"
+    );
+    assert_eq!(hatrack_roles(&moto).await.len(), 1);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_and_expired_watches_are_relisted() {
+    let (server, moto, controller) = setup().await;
+    let client = server.client();
+    create_binding(&client, NS, "a", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, NS, "a", "Synced", 30).await;
+    let lists_before = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings"))
+        .count();
+    // History compacted, then every watch cut: resuming gets 410 Gone and must re-list.
+    server.faults().expire_history();
+    server.faults().drop_watches();
+    create_binding(&client, NS, "b", json!({"serviceAccounts": ["web"]})).await;
+    wait_ready_reason(&client, NS, "b", "Synced", 60).await;
+    let lists_after = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings"))
+        .count();
+    assert!(
+        lists_after > lists_before,
+        "the controller did not re-list after 410 Gone"
+    );
+    assert_eq!(hatrack_roles(&moto).await.len(), 2);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let (server, moto, controller) = setup().await;
+    let client = server.client();
+    // Refuse the next writes to bindings (finalizer patch, status) with 500s.
+    server
+        .faults()
+        .fail_next(2, "PATCH", "/iamrolebindings/", 500);
+    create_binding(&client, NS, "a", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, NS, "a", "Synced", 60).await;
+    let refused = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/iamrolebindings/"))
+        .count();
+    assert!(
+        refused >= 3,
+        "expected 2 refused PATCHes and later successful ones, saw {refused}"
+    );
+    assert_eq!(hatrack_roles(&moto).await.len(), 1);
+    controller.stop().await;
+}

@@ -1,0 +1,195 @@
+//! Crash consistency: the controller dies at every step boundary of a create, an update and a
+//! delete (after N IAM writes nothing more reaches IAM and the process is killed), a new one
+//! starts, and the end state must be right: no duplicate role, no orphaned role, no leaked
+//! finalizer, status eventually right.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hatrack::role;
+use serde_json::{Value, json};
+use support::apiserver::ApiServer;
+use support::controller::*;
+use support::faults::{CrashAfterWrites, CrashState};
+use support::moto::Moto;
+
+const NS: &str = "payments";
+
+fn spec_v1() -> Value {
+    json!({
+        "serviceAccounts": ["api"],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+        "inlinePolicies": {"put": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}}
+    })
+}
+
+fn spec_v2() -> Value {
+    json!({
+        "serviceAccounts": ["api", "worker"],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+        "inlinePolicies": {"put": null, "get": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}},
+        "description": "v2"
+    })
+}
+
+/// A controller that crashes after `n` IAM writes; returns it and its crash state.
+fn crashing_controller(
+    server: &ApiServer,
+    moto: &Moto,
+    n: usize,
+) -> (RunningController, Arc<CrashState>) {
+    let state = Arc::new(CrashState::default());
+    let (iam, metrics) = moto.iam_with(CrashAfterWrites {
+        allowed_writes: n,
+        state: state.clone(),
+    });
+    (
+        RunningController::start_with(server.client(), iam, metrics, Duration::from_secs(600)),
+        state,
+    )
+}
+
+/// Waits until the crashing controller either crashed or reached `done`, then kills it. A
+/// crash point before the last write must really crash (else the test proves nothing).
+async fn run_until_crash_or(
+    state: &CrashState,
+    controller: RunningController,
+    n: usize,
+    writes_in_flow: usize,
+    done: impl AsyncFn() -> bool,
+) {
+    wait_for(30, "crash or completion", || async {
+        (state.crashed.load(Ordering::SeqCst) || done().await).then_some(())
+    })
+    .await;
+    controller.kill();
+    assert_eq!(
+        state.crashed.load(Ordering::SeqCst),
+        n < writes_in_flow,
+        "crash point {n} of {writes_in_flow}: {:?}",
+        state.operations.lock().unwrap()
+    );
+    assert_eq!(
+        state.writes_done.load(Ordering::SeqCst),
+        n.min(writes_in_flow)
+    );
+}
+
+async fn assert_role_matches(client: &kube::Client, moto: &Moto, name: &str) {
+    let binding = get_binding(client, NS, name).await.expect("binding exists");
+    let desired = role::desired_role(&binding, &settings()).unwrap();
+    let (iam, _) = moto.iam();
+    let actual = iam
+        .get_role(&desired.role_name)
+        .await
+        .unwrap()
+        .expect("role exists");
+    assert_eq!(role::diff(Some(&actual), &desired), role::Diff::default());
+    assert_eq!(
+        hatrack_roles(moto).await,
+        vec![desired.role_name.clone()],
+        "exactly one role"
+    );
+    let finalizers = binding.metadata.finalizers.unwrap_or_default();
+    assert_eq!(
+        finalizers,
+        vec![hatrack::controller::FINALIZER.to_string()],
+        "one finalizer, once"
+    );
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_create() {
+    let moto = Moto::start();
+    // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
+    for n in 0..=3 {
+        moto.reset();
+        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+            .await;
+        let server = ApiServer::start().await;
+        let client = server.client();
+        create_binding(&client, NS, "b", spec_v1()).await;
+        let (first, state) = crashing_controller(&server, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || {
+            get_binding(&client, NS, "b")
+                .await
+                .and_then(|b| ready(&b))
+                .is_some_and(|r| r.1 == "Synced")
+        })
+        .await;
+        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
+        assert_role_matches(&client, &moto, "b").await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_an_update() {
+    let moto = Moto::start();
+    // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
+    // AttachRolePolicy, DetachRolePolicy.
+    for n in 0..=6 {
+        moto.reset();
+        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+            .await;
+        let server = ApiServer::start().await;
+        let client = server.client();
+        create_binding(&client, NS, "b", spec_v1()).await;
+        let healthy = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
+        healthy.stop().await;
+
+        patch_spec(&client, NS, "b", spec_v2()).await;
+        let (first, state) = crashing_controller(&server, &moto, n);
+        run_until_crash_or(&state, first, n, 6, async || {
+            get_binding(&client, NS, "b")
+                .await
+                .and_then(|b| ready(&b))
+                .is_some_and(|r| r.1 == "Synced")
+        })
+        .await;
+        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        let b = wait_ready_reason(&client, NS, "b", "Synced", 30).await;
+        assert_eq!(b.status.unwrap().observed_generation, Some(2));
+        assert_role_matches(&client, &moto, "b").await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_delete() {
+    let moto = Moto::start();
+    // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
+    for n in 0..=3 {
+        moto.reset();
+        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+            .await;
+        let server = ApiServer::start().await;
+        let client = server.client();
+        create_binding(&client, NS, "b", spec_v1()).await;
+        let healthy = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
+        healthy.stop().await;
+
+        delete_binding(&client, NS, "b").await;
+        let (first, state) = crashing_controller(&server, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || {
+            get_binding(&client, NS, "b").await.is_none()
+        })
+        .await;
+        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        wait_for(30, "binding gone", || async {
+            get_binding(&client, NS, "b").await.is_none().then_some(())
+        })
+        .await;
+        assert!(
+            hatrack_roles(&moto).await.is_empty(),
+            "orphaned role after a crash at step {n}"
+        );
+        second.stop().await;
+    }
+}

@@ -1,0 +1,71 @@
+//! Fault injection for IAM: an SDK interceptor that lets the first N IAM writes through and
+//! then fails every call, as if the controller process had died at that step boundary.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Shared view of a crash point.
+#[derive(Debug, Default)]
+pub struct CrashState {
+    pub writes_done: AtomicUsize,
+    pub crashed: AtomicBool,
+    /// Every IAM operation attempted, in order, for failure messages.
+    pub operations: std::sync::Mutex<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CrashAfterWrites {
+    pub allowed_writes: usize,
+    pub state: Arc<CrashState>,
+}
+
+fn is_write(op: &str) -> bool {
+    !(op.starts_with("Get") || op.starts_with("List"))
+}
+
+impl Intercept for CrashAfterWrites {
+    fn name(&self) -> &'static str {
+        "CrashAfterWrites"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.state.crashed.load(Ordering::SeqCst) {
+            return Err("simulated crash: this controller is dead".into());
+        }
+        // The IAM query protocol names the operation in the form body: `Action=CreateRole&...`.
+        let body = ctx
+            .request()
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let op = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .unwrap_or("")
+            .to_string();
+        if let Ok(mut ops) = self.state.operations.lock() {
+            ops.push(op.clone());
+        }
+        if is_write(&op) {
+            if self.state.writes_done.load(Ordering::SeqCst) >= self.allowed_writes {
+                self.state.crashed.store(true, Ordering::SeqCst);
+                return Err(format!("simulated crash before {op}").into());
+            }
+            self.state.writes_done.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
