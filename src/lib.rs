@@ -6,11 +6,13 @@
 //! the offline CLI commands) that call it.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod check;
 pub mod controller;
 pub mod crd;
 pub mod detect;
 pub mod iam;
+pub mod leader;
 pub mod manifest;
 pub mod metrics;
 pub mod naming;
