@@ -757,3 +757,70 @@ fn notes_tell_what_to_do_next() {
         "no hint on the controller's IAM role: {text}"
     );
 }
+
+/// The flags the chart passes must parse with the real clap types: a renamed flag fails
+/// here, not in a crash-looping pod. (The webhook's own flags belong to `WebhookArgs`,
+/// parsed by the webhook's tests; here its certificate flags.)
+#[test]
+fn chart_flags_parse_with_the_real_command_line_types() {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Controller {
+        #[command(flatten)]
+        controller: hatrack::controller::ControllerArgs,
+        #[command(flatten)]
+        leader: hatrack::leader::LeaderArgs,
+    }
+    #[derive(Parser)]
+    struct WebhookCerts {
+        #[command(flatten)]
+        certs: hatrack::certs::CertArgs,
+    }
+    const CERT_FLAGS: [&str; 7] = [
+        "--self-managed-certs",
+        "--cert-secret=",
+        "--webhook-service=",
+        "--webhook-configuration=",
+        "--cert-dir=",
+        "--cert-renew-before-days=",
+        "--cert-check-seconds=",
+    ];
+
+    for file in ["required.yaml", "custom.yaml"] {
+        let d = docs(&render_file(file, &[]));
+        let deployments = of_kind(&d, "Deployment");
+        let controller = deployments
+            .iter()
+            .find(|x| args_of(x).first().map(String::as_str) == Some("controller"))
+            .expect("controller deployment");
+        let args = args_of(controller);
+        let parsed = Controller::try_parse_from(
+            std::iter::once("hatrack-controller".to_string()).chain(args[1..].iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("{file}: controller flags {args:?}: {e}"));
+        assert!(parsed.leader.leader_election);
+
+        let webhook = deployments
+            .iter()
+            .find(|x| args_of(x).first().map(String::as_str) == Some("webhook"))
+            .expect("webhook deployment");
+        let cert_args: Vec<String> = args_of(webhook)
+            .into_iter()
+            .filter(|a| CERT_FLAGS.iter().any(|f| a.starts_with(f)))
+            .collect();
+        assert_eq!(cert_args.len(), CERT_FLAGS.len(), "{file}: {cert_args:?}");
+        let parsed = WebhookCerts::try_parse_from(
+            std::iter::once("hatrack-webhook".to_string()).chain(cert_args.iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("{file}: certificate flags {cert_args:?}: {e}"));
+        assert!(parsed.certs.self_managed_certs);
+        assert_eq!(
+            parsed.certs.cert_path(),
+            std::path::Path::new("/certs/tls.crt"),
+            "the chart's --tls-cert is where the certificate manager writes"
+        );
+        assert!(args_of(webhook).contains(&"--tls-cert=/certs/tls.crt".to_string()));
+        assert!(args_of(webhook).contains(&"--tls-key=/certs/tls.key".to_string()));
+    }
+}
