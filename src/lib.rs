@@ -11,12 +11,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod certs;
 pub mod check;
 pub mod controller;
 pub mod crd;
 pub mod detect;
 pub mod guardrail;
 pub mod iam;
+pub mod leader;
 pub mod manifest;
 pub mod metrics;
 pub mod naming;

@@ -1,0 +1,143 @@
+{{/* Chart name, truncated to leave room for the "-controller"/"-webhook" suffixes. */}}
+{{- define "hatrack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hatrack.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains (include "hatrack.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "hatrack.name" .) | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hatrack.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "hatrack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hatrack
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "ctx" $ "component" "controller") */}}
+{{- define "hatrack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hatrack.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hatrack.componentLabels" -}}
+{{ include "hatrack.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hatrack.annotations" -}}
+{{- with .Values.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "hatrack.controller.fullname" -}}{{ include "hatrack.fullname" . }}-controller{{- end -}}
+{{- define "hatrack.webhook.fullname" -}}{{ include "hatrack.fullname" . }}-webhook{{- end -}}
+
+{{- define "hatrack.controller.serviceAccountName" -}}
+{{- if .Values.controller.serviceAccount.create -}}
+{{- default (include "hatrack.controller.fullname" .) .Values.controller.serviceAccount.name -}}
+{{- else -}}
+{{- required "controller.serviceAccount.name is required when controller.serviceAccount.create is false" .Values.controller.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hatrack.webhook.serviceAccountName" -}}
+{{- if .Values.webhook.serviceAccount.create -}}
+{{- default (include "hatrack.webhook.fullname" .) .Values.webhook.serviceAccount.name -}}
+{{- else -}}
+{{- required "webhook.serviceAccount.name is required when webhook.serviceAccount.create is false" .Values.webhook.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hatrack.leaseName" -}}
+{{- default (include "hatrack.controller.fullname" .) .Values.controller.leaderElection.leaseName -}}
+{{- end -}}
+
+{{- define "hatrack.certSecretName" -}}
+{{- if .Values.certManager.enabled -}}
+{{- include "hatrack.webhook.fullname" . }}-tls
+{{- else -}}
+{{- default (printf "%s-tls" (include "hatrack.webhook.fullname" .)) .Values.selfManagedCerts.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ValidatingWebhookConfiguration is cluster-scoped: its name carries the namespace. */}}
+{{- define "hatrack.webhookConfigurationName" -}}
+{{- printf "%s-%s" (include "hatrack.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hatrack.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* webhook.lookups as "on"/"off" (unquoted YAML on/off arrive as booleans). */}}
+{{- define "hatrack.lookups" -}}
+{{- if or (eq (toString .Values.webhook.lookups) "on") (eq (toString .Values.webhook.lookups) "true") -}}on{{- else -}}off{{- end -}}
+{{- end -}}
+
+{{/* Namespaces the webhook never sees: the cluster's own and the release's, so it can never block its own recovery. */}}
+{{- define "hatrack.exemptNamespaces" -}}
+{{- $ns := list "kube-system" .Release.Namespace -}}
+{{- range .Values.webhook.exemptNamespaces }}{{- $ns = append $ns . -}}{{- end -}}
+{{- toJson (uniq $ns) -}}
+{{- end -}}
+
+{{- define "hatrack.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hatrack.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hatrack.downwardEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end -}}
+
+{{/* Settings shared by both webhooks of the ValidatingWebhookConfiguration. */}}
+{{- define "hatrack.webhookCommon" -}}
+admissionReviewVersions: [v1]
+sideEffects: None
+matchPolicy: Equivalent
+timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+failurePolicy: {{ .Values.webhook.failurePolicy }}
+# Never the cluster's own namespaces nor hatrack's: the webhook can never block its own recovery.
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "hatrack.exemptNamespaces" . }}
+{{- end -}}
