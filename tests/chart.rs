@@ -769,8 +769,6 @@ fn chart_flags_parse_with_the_real_command_line_types() {
     struct Controller {
         #[command(flatten)]
         controller: hatrack::controller::ControllerArgs,
-        #[command(flatten)]
-        leader: hatrack::leader::LeaderArgs,
     }
     #[derive(Parser)]
     struct WebhookCerts {
@@ -799,7 +797,7 @@ fn chart_flags_parse_with_the_real_command_line_types() {
             std::iter::once("hatrack-controller".to_string()).chain(args[1..].iter().cloned()),
         )
         .unwrap_or_else(|e| panic!("{file}: controller flags {args:?}: {e}"));
-        assert!(parsed.leader.leader_election);
+        assert!(parsed.controller.leader.leader_election);
 
         let webhook = deployments
             .iter()

@@ -37,6 +37,8 @@ pub struct ControllerArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub iam: IamArgs,
+    #[command(flatten)]
+    pub leader: crate::leader::LeaderArgs,
     /// How often every binding is compared with IAM to repair drift (seconds; jittered ±10%).
     #[arg(long, env = "HATRACK_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
@@ -378,15 +380,30 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
     let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
-    let result = run_with(
-        client,
-        iam,
-        settings,
-        metrics,
-        ControllerOptions::from(&args),
-        shutdown_signal(),
-    )
-    .await;
+    let options = ControllerOptions::from(&args);
+    let result = if args.leader.leader_election {
+        // Only the replica holding the Lease reconciles; the others wait, serving /readyz.
+        crate::leader::run_as_leader(
+            client.clone(),
+            args.leader.lease_config(),
+            shutdown_signal(),
+            |stop| {
+                run_with(
+                    client.clone(),
+                    iam.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    options.clone(),
+                    stop.cancelled_owned(),
+                )
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(Ok(()))
+    } else {
+        run_with(client, iam, settings, metrics, options, shutdown_signal()).await
+    };
     server.abort();
     result
 }
