@@ -1,0 +1,133 @@
+//! Admission of IAMRoleBindings: spec validation, guardrails and ServiceAccount claims, as a
+//! pure function the webhook calls with what its watch caches know.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::guardrail;
+use crate::role;
+use crate::settings::Settings;
+
+/// What the caches know around one binding.
+#[derive(Debug, Default, Clone)]
+pub struct BindingContext {
+    pub guardrails: Vec<IAMGuardrail>,
+    /// Labels of the binding's namespace (empty when unknown).
+    pub namespace_labels: BTreeMap<String, String>,
+    /// The other bindings of the binding's namespace.
+    pub others_in_namespace: Vec<IAMRoleBinding>,
+}
+
+/// Every reason to deny a CREATE or UPDATE of `binding`. An UPDATE that leaves the spec as it
+/// was (finalizer removal, labels, a binding being deleted) is always admitted, so a guardrail
+/// added later can never wedge deletion or the controller's own writes.
+pub fn admit(
+    binding: &IAMRoleBinding,
+    old: Option<&IAMRoleBinding>,
+    settings: &Settings,
+    ctx: &BindingContext,
+) -> Vec<String> {
+    if let Some(old) = old
+        && (old.spec == binding.spec || binding.metadata.deletion_timestamp.is_some())
+    {
+        return Vec::new();
+    }
+    let mut problems: Vec<String> = match role::desired_role(binding, settings) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    };
+    let name = binding.name_any();
+    let others: Vec<&IAMRoleBinding> = ctx
+        .others_in_namespace
+        .iter()
+        .filter(|b| b.name_any() != name && b.metadata.deletion_timestamp.is_none())
+        .collect();
+    for sa in &binding.spec.service_accounts {
+        if let Some(other) = others.iter().find(|b| b.spec.service_accounts.contains(sa)) {
+            problems.push(format!(
+                "spec.serviceAccounts: ServiceAccount {sa:?} is already bound by IAMRoleBinding {:?}; a ServiceAccount can wear one role",
+                other.name_any()
+            ));
+        }
+    }
+    let applicable = guardrail::applicable(&ctx.guardrails, &ctx.namespace_labels);
+    let count = others.len() + 1;
+    problems.extend(
+        guardrail::check(binding, settings, &applicable, count)
+            .iter()
+            .map(ToString::to_string),
+    );
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn binding(name: &str, spec: Value) -> IAMRoleBinding {
+        serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding", "metadata": {"name": name, "namespace": "ns"}, "spec": spec})).unwrap()
+    }
+
+    fn guardrail(spec: Value) -> IAMGuardrail {
+        serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": "g"}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn admits_a_valid_binding() {
+        assert!(
+            admit(
+                &binding("a", json!({"serviceAccounts": ["api"]})),
+                None,
+                &Settings::example(),
+                &BindingContext::default()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn denies_invalid_specs_claimed_service_accounts_and_guardrail_violations() {
+        let ctx = BindingContext {
+            guardrails: vec![guardrail(
+                json!({"deniedActions": ["iam:*"], "maxBindingsPerNamespace": 1}),
+            )],
+            namespace_labels: BTreeMap::new(),
+            others_in_namespace: vec![binding("first", json!({"serviceAccounts": ["api"]}))],
+        };
+        let b = binding(
+            "second",
+            json!({"serviceAccounts": ["api"], "maxSessionDuration": 60, "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}}}}),
+        );
+        let problems = admit(&b, None, &Settings::example(), &ctx).join("\n");
+        assert!(problems.contains("spec.maxSessionDuration"), "{problems}");
+        assert!(
+            problems.contains(r#"ServiceAccount "api" is already bound by IAMRoleBinding "first""#),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("IAMGuardrail g: spec.inlinePolicies.p.Statement[0].Action[0]"),
+            "{problems}"
+        );
+        assert!(problems.contains("at most 1 are allowed"), "{problems}");
+    }
+
+    #[test]
+    fn updates_that_keep_the_spec_are_always_admitted() {
+        let ctx = BindingContext {
+            guardrails: vec![guardrail(json!({"allowedManagedPolicyArns": []}))],
+            ..Default::default()
+        };
+        let old = binding(
+            "a",
+            json!({"serviceAccounts": ["api"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        );
+        let mut new = old.clone();
+        new.metadata.finalizers = Some(vec![]);
+        assert!(admit(&new, Some(&old), &Settings::example(), &ctx).is_empty());
+        new.spec.description = Some("changed".into());
+        assert!(!admit(&new, Some(&old), &Settings::example(), &ctx).is_empty());
+    }
+}
