@@ -280,21 +280,26 @@ async fn annotate_service_accounts(
         } else {
             continue;
         };
-        match api
-            .patch(
-                &sa.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // Deleted since the cache saw it: nothing to annotate.
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
     }
     Ok(())
+}
+
+/// Applies an annotation patch to a ServiceAccount; one deleted since the cache saw it needs
+/// nothing.
+async fn set_role_arn_annotation(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn remove_annotations(
@@ -313,18 +318,7 @@ async fn remove_annotations(
                 == Some(arn)
         {
             let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
-            match api
-                .patch(
-                    &sa.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
         }
     }
     Ok(())
