@@ -19,10 +19,16 @@ pub struct Document {
 
 impl Document {
     pub fn kind(&self) -> &str {
-        self.object.get("kind").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
     pub fn api_version(&self) -> &str {
-        self.object.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
     pub fn name(&self) -> &str {
         self.object
@@ -263,9 +269,17 @@ mod tests {
     fn reads_directories_recursively_in_sorted_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("b.yaml"), "kind: Pod\nmetadata: {name: b}\n").unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "kind: Pod\nmetadata: {name: b}\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("a.yml"), "kind: Pod\nmetadata: {name: a}\n").unwrap();
-        std::fs::write(dir.path().join("sub/c.json"), r#"{"kind":"Pod","metadata":{"name":"c"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("sub/c.json"),
+            r#"{"kind":"Pod","metadata":{"name":"c"}}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
         let docs = load_paths(&[dir.path()]).unwrap();
         let names: Vec<_> = docs.iter().map(|d| d.name()).collect();
