@@ -53,10 +53,10 @@ pub(super) fn evaluate(
                 .unwrap_or("");
             let mounts = cx.mounts(c, ckind, ci)?;
             for m in &mounts {
-                if let Some(vi) = volumes.iter().position(|v| v.name == m.volume) {
-                    if !mounted_by[vi].contains(&name) {
-                        mounted_by[vi].push(name);
-                    }
+                if let Some(vi) = volumes.iter().position(|v| v.name == m.volume)
+                    && !mounted_by[vi].contains(&name)
+                {
+                    mounted_by[vi].push(name);
                 }
             }
             cx.container(c, ckind, ci, name, &mounts, &volumes)?;
@@ -432,10 +432,10 @@ impl<'r> Cx<'r> {
             let value = self.opt_str(e, "value", || format!("{}.value", at()))?;
             let value_from = self.opt_obj(e, "valueFrom", || format!("{}.valueFrom", at()))?;
 
-            if var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE) {
-                if let Some(v) = value.filter(|v| !v.is_empty()) {
-                    credentials_file = Some((ei, v));
-                }
+            if var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE)
+                && let Some(v) = value.filter(|v| !v.is_empty())
+            {
+                credentials_file = Some((ei, v));
             }
 
             if scan::is_credential_name(var) {
@@ -456,10 +456,10 @@ impl<'r> Cx<'r> {
                 continue;
             }
 
-            if let Some(v) = value {
-                if let Some(hit) = scan::find_credentials(v) {
-                    self.literal(hit, cont, at(), &format!("env {var} value"), "env", var);
-                }
+            if let Some(v) = value
+                && let Some(hit) = scan::find_credentials(v)
+            {
+                self.literal(hit, cont, at(), &format!("env {var} value"), "env", var);
             }
             if let Some(vf) = value_from {
                 self.key_ref(vf, var, cont, at)?;
@@ -509,15 +509,15 @@ impl<'r> Cx<'r> {
 
         // A shared credentials file: the one AWS_SHARED_CREDENTIALS_FILE names, or the SDKs'
         // default location (~/.aws/credentials) when a Secret is mounted there.
-        if let Some((ei, path)) = credentials_file {
-            if let Some((m, vol)) = mount_holding(path, mounts, volumes) {
-                let at = format!("{ckind}[{ci}].env[{ei}]");
-                let what = format!(
-                    "{SHARED_CREDENTIALS_FILE}={path} points into volume '{}'",
-                    m.volume
-                );
-                self.credentials_file(vol, cont, at, what, true);
-            }
+        if let Some((ei, path)) = credentials_file
+            && let Some((m, vol)) = mount_holding(path, mounts, volumes)
+        {
+            let at = format!("{ckind}[{ci}].env[{ei}]");
+            let what = format!(
+                "{SHARED_CREDENTIALS_FILE}={path} points into volume '{}'",
+                m.volume
+            );
+            self.credentials_file(vol, cont, at, what, true);
         }
         for (mi, m) in mounts.iter().enumerate() {
             if !is_default_credentials_location(m.path) {
@@ -601,20 +601,20 @@ impl<'r> Cx<'r> {
             let optional = self.opt_bool(r, "optional", || {
                 format!("{}.valueFrom.{field}.optional", at())
             })?;
-            if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at) {
-                if let Some(k) = facts.key(key).filter(|k| k.class.is_credential()) {
-                    self.push(
-                        ref_rule(kind),
-                        cont,
-                        at(),
-                        format!(
-                            "env {var} takes key '{key}' of {} '{name}', which holds {}",
-                            kind.as_str(),
-                            k.class.describe()
-                        ),
-                        format!("env {var} {} {name} {key}", kind.as_str()),
-                    );
-                }
+            if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at)
+                && let Some(k) = facts.key(key).filter(|k| k.class.is_credential())
+            {
+                self.push(
+                    ref_rule(kind),
+                    cont,
+                    at(),
+                    format!(
+                        "env {var} takes key '{key}' of {} '{name}', which holds {}",
+                        kind.as_str(),
+                        k.class.describe()
+                    ),
+                    format!("env {var} {} {name} {key}", kind.as_str()),
+                );
             }
         }
         Ok(())
