@@ -681,9 +681,9 @@ spec:
         let input = "kind: Pod\nmetadata: {name: p}\nspec: {containers: 5}\n";
         let report = check_documents(&docs(input), &CheckOptions::default());
         assert_eq!(report.exit_code(), 2);
-        let text = render_text(&report, false);
+        let text = render_errors(&report, false);
         assert!(
-            text.contains("t.yaml (document 1): Pod p: spec.containers: expected an array"),
+            text.contains("error: t.yaml (document 1): Pod p: spec.containers: expected an array"),
             "{text}"
         );
     }

@@ -164,6 +164,11 @@ pub trait ReferenceView: Send + Sync {
     fn namespace_mode(&self, _namespace: &str) -> Option<Mode> {
         None
     }
+
+    /// Whether the view has what it needs to answer (a watch cache has listed everything).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// No Kubernetes API access at all (`--lookups off`).
@@ -176,10 +181,68 @@ impl ReferenceView for NoLookups {
     }
 }
 
+/// Facts of Secrets and ConfigMaps by namespace and name. Lookups borrow `&str` keys (no
+/// allocation per lookup). Used by [`InMemoryView`] and the webhook's watch cache.
+#[derive(Debug, Clone, Default)]
+pub struct FactsIndex {
+    secrets: HashMap<String, HashMap<String, Arc<ObjectFacts>>>,
+    configmaps: HashMap<String, HashMap<String, Arc<ObjectFacts>>>,
+}
+
+impl FactsIndex {
+    fn map(&self, kind: RefKind) -> &HashMap<String, HashMap<String, Arc<ObjectFacts>>> {
+        match kind {
+            RefKind::Secret => &self.secrets,
+            RefKind::ConfigMap => &self.configmaps,
+        }
+    }
+
+    fn map_mut(
+        &mut self,
+        kind: RefKind,
+    ) -> &mut HashMap<String, HashMap<String, Arc<ObjectFacts>>> {
+        match kind {
+            RefKind::Secret => &mut self.secrets,
+            RefKind::ConfigMap => &mut self.configmaps,
+        }
+    }
+
+    pub fn get(&self, kind: RefKind, namespace: &str, name: &str) -> Option<&Arc<ObjectFacts>> {
+        self.map(kind).get(namespace)?.get(name)
+    }
+
+    pub fn insert(&mut self, kind: RefKind, namespace: &str, name: &str, facts: Arc<ObjectFacts>) {
+        self.map_mut(kind)
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(name.to_string(), facts);
+    }
+
+    pub fn remove(&mut self, kind: RefKind, namespace: &str, name: &str) {
+        let map = self.map_mut(kind);
+        if let Some(names) = map.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                map.remove(namespace);
+            }
+        }
+    }
+
+    /// Replaces every object of `kind` with those of `other` (after a watch re-list).
+    pub fn replace_kind(&mut self, kind: RefKind, other: FactsIndex) {
+        let mut other = other;
+        *self.map_mut(kind) = std::mem::take(other.map_mut(kind));
+    }
+
+    pub fn len(&self, kind: RefKind) -> usize {
+        self.map(kind).values().map(HashMap::len).sum()
+    }
+}
+
 /// An in-memory view, filled from manifests or by tests.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryView {
-    objects: HashMap<(RefKind, String, String), Arc<ObjectFacts>>,
+    objects: FactsIndex,
     modes: HashMap<String, Mode>,
 }
 
@@ -189,30 +252,26 @@ impl InMemoryView {
     }
 
     pub fn insert(&mut self, kind: RefKind, namespace: &str, name: &str, facts: ObjectFacts) {
-        self.objects
-            .insert((kind, namespace.into(), name.into()), Arc::new(facts));
+        self.objects.insert(kind, namespace, name, Arc::new(facts));
     }
 
     pub fn set_namespace_mode(&mut self, namespace: &str, mode: Mode) {
         self.modes.insert(namespace.into(), mode);
     }
 
+    /// Number of Secrets and ConfigMaps known.
     pub fn len(&self) -> usize {
-        self.objects.len()
+        self.objects.len(RefKind::Secret) + self.objects.len(RefKind::ConfigMap)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.len() == 0
     }
 }
 
 impl ReferenceView for InMemoryView {
     fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
-        // The key is owned; a lookup builds it once. Cheap next to the request's own parsing.
-        match self
-            .objects
-            .get(&(kind, namespace.to_string(), name.to_string()))
-        {
+        match self.objects.get(kind, namespace, name) {
             Some(facts) => Lookup::Found(facts.clone()),
             None => Lookup::Missing,
         }

@@ -16,8 +16,8 @@ use std::fmt;
 use serde_json::Value;
 
 pub use facts::{
-    InMemoryView, KeyClass, KeyFact, Lookup, MODE_LABEL, NoLookups, ObjectFacts, RefKind,
-    ReferenceView, classify_data, classify_value,
+    FactsIndex, InMemoryView, KeyClass, KeyFact, Lookup, MODE_LABEL, NoLookups, ObjectFacts,
+    RefKind, ReferenceView, classify_data, classify_value,
 };
 pub use policy::{Decision, Mode, Verdict, decide};
 
