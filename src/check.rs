@@ -155,7 +155,8 @@ fn is_role_binding(doc: &Document) -> bool {
 /// Judges documents (the library entry point of `check`; pure).
 pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
     let mut report = CheckReport::default();
-    let view = build_view(docs, opts, &mut report.errors);
+    let (view, errors) = view_from_documents(docs, &opts.default_namespace);
+    report.errors = errors;
 
     for doc in docs {
         let kind = doc.kind();
@@ -234,15 +235,16 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
     report
 }
 
-/// The Secrets, ConfigMaps and Namespace modes of the input, as facts.
-fn build_view(
+/// The Secrets, ConfigMaps and Namespace modes of the input, as facts (what the webhook's
+/// watch caches would hold), and the documents among them that cannot be read.
+pub fn view_from_documents(
     docs: &[Document],
-    opts: &CheckOptions,
-    errors: &mut Vec<InputError>,
-) -> InMemoryView {
+    default_namespace: &str,
+) -> (InMemoryView, Vec<InputError>) {
     let mut view = InMemoryView::new();
+    let mut errors = Vec::new();
     for doc in docs {
-        let ns = doc.namespace().unwrap_or(&opts.default_namespace);
+        let ns = doc.namespace().unwrap_or(default_namespace);
         let mut fail = |message: String| {
             errors.push(InputError {
                 file: doc.file.clone(),
@@ -289,7 +291,7 @@ fn build_view(
             _ => {}
         }
     }
-    view
+    (view, errors)
 }
 
 type Data = Vec<(String, Vec<u8>)>;
