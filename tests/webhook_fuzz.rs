@@ -170,10 +170,10 @@ fn mutate(mut review: Value, picks: &[(usize, Mutation)]) -> Value {
                 map.remove(&last.replace("~1", "/").replace("~0", "~"));
             }
             (Mutation::Remove, Value::Array(a)) => {
-                if let Ok(i) = last.parse::<usize>() {
-                    if i < a.len() {
-                        a.remove(i);
-                    }
+                if let Ok(i) = last.parse::<usize>()
+                    && i < a.len()
+                {
+                    a.remove(i);
                 }
             }
             (Mutation::Duplicate, Value::Array(a)) => {
