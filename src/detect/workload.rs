@@ -658,9 +658,9 @@ impl<'r> Cx<'r> {
                 cont,
                 at,
                 format!(
-                    "envFrom imports {} '{name}', whose keys {} hold AWS key material",
+                    "envFrom imports {} '{name}', whose {} AWS key material",
                     kind.as_str(),
-                    material.join(", ")
+                    keys_hold(&material)
                 ),
                 format!("envFrom {} {name} material", kind.as_str()),
             );
@@ -738,15 +738,25 @@ impl<'r> Cx<'r> {
                 None,
                 vpath,
                 format!(
-                    "volume '{}' ({who}) mounts {} '{}', whose keys {} hold AWS key material",
+                    "volume '{}' ({who}) mounts {} '{}', whose {} AWS key material",
                     vol.name,
                     r.kind.as_str(),
                     r.name,
-                    keys.join(", ")
+                    keys_hold(&keys)
                 ),
                 format!("volume {} {} {}", vol.name, r.kind.as_str(), r.name),
             );
         }
+    }
+}
+
+/// `key 'a' holds` / `keys 'a', 'b' hold`.
+fn keys_hold<S: AsRef<str>>(keys: &[S]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("'{}'", k.as_ref())).collect();
+    if quoted.len() == 1 {
+        format!("key {} holds", quoted[0])
+    } else {
+        format!("keys {} hold", quoted.join(", "))
     }
 }
 

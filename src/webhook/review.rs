@@ -45,7 +45,8 @@ pub struct Outcome {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    /// `enforce`, `warn`, `audit`, or `exempt` / `skipped` when nothing was judged.
+    /// `enforce`, `warn`, `audit`; `controller` for children created by a built-in controller
+    /// (judged as audit); `exempt` / `skipped` when nothing was judged.
     pub mode: &'static str,
     pub verdict: Verdict,
     /// Rules of the findings (all findings, old ones included), one entry per rule.
@@ -136,6 +137,34 @@ fn unreadable_review(
     Ok((response.into_review(), outcome))
 }
 
+/// The identities of Kubernetes' built-in workload controllers (kube-controller-manager, with
+/// and without `--use-service-account-credentials`).
+const CONTROLLER_USERS: [&str; 8] = [
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+];
+
+/// A Pod, ReplicaSet or Job that a built-in controller creates for its owner (a Deployment's
+/// ReplicaSets and Pods, a CronJob's Jobs). The owner was judged when it was created or
+/// updated; judging its children again would stop an existing violator from scaling or
+/// rolling out, so their findings are only logged and counted.
+fn created_by_controller(req: &AdmissionRequest<DynamicObject>, obj: &DynamicObject) -> bool {
+    let user = req.user_info.username.as_deref().unwrap_or("");
+    CONTROLLER_USERS.contains(&user)
+        && obj
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true))
+}
+
 fn mode_for(namespace: &str, policy: &Policy, refs: &dyn ReferenceView) -> Mode {
     refs.namespace_mode(namespace).unwrap_or(policy.mode)
 }
@@ -201,6 +230,12 @@ pub fn decide_request(
             mode,
             format!("{kind} {namespace}/{}: the request has no object", req.name),
         );
+    };
+    let mode = if created_by_controller(req, obj) {
+        outcome.mode = "controller";
+        Mode::Audit
+    } else {
+        mode
     };
     let new_target = target(kind, namespace, &req.name, obj);
     outcome.name = new_target.name.to_string();
@@ -389,6 +424,43 @@ mod tests {
             msg.contains("AWS_SECRET_ACCESS_KEY") && !msg.contains("env AWS_ACCESS_KEY_ID"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn children_created_by_builtin_controllers_are_audited_not_denied() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app-7d9f", "namespace": "team", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9f", "uid": "1", "controller": true}]},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]}]}});
+        let body = |pod: &Value, user: &str| {
+            let mut v: Value =
+                serde_json::from_slice(&review_body("CREATE", "team", pod.clone(), None)).unwrap();
+            v["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+            v["request"]["userInfo"] = json!({"username": user});
+            serde_json::to_vec(&v).unwrap()
+        };
+        let (r, outcome) = response(
+            &body(
+                &pod,
+                "system:serviceaccount:kube-system:replicaset-controller",
+            ),
+            Mode::Enforce,
+        );
+        assert_eq!(r["response"]["allowed"], true);
+        assert_eq!(outcome.mode, "controller");
+        assert_eq!(outcome.findings, 1);
+        // The same Pod from a person, or from the controller without an owner, is denied.
+        let (r, _) = response(&body(&pod, "alice"), Mode::Enforce);
+        assert_eq!(r["response"]["allowed"], false);
+        pod["metadata"]["ownerReferences"] = json!([]);
+        let (r, _) = response(
+            &body(
+                &pod,
+                "system:serviceaccount:kube-system:replicaset-controller",
+            ),
+            Mode::Enforce,
+        );
+        assert_eq!(r["response"]["allowed"], false);
     }
 
     #[test]
