@@ -80,8 +80,8 @@ pub fn is_access_key_id(value: &str) -> bool {
 /// Whether the whole (trimmed) value has the shape of a secret access key or session token.
 pub fn is_secret_shaped(value: &str) -> bool {
     let v = value.trim().as_bytes();
-    (v.len() == SECRET_KEY_LEN && secret_token_len(v) == v.len() && looks_like_secret(v))
-        || (v.len() >= MIN_SESSION_TOKEN_LEN && token_len(v) == v.len())
+    (v.len() == SECRET_KEY_LEN && v.iter().all(|c| is_secret_char(*c)) && looks_like_secret(v))
+        || (v.len() >= MIN_SESSION_TOKEN_LEN && v.iter().all(|c| is_token_char(*c)))
 }
 
 /// The first access key id in `text`: one of the credential prefixes, then 16 upper-case
@@ -133,14 +133,15 @@ fn mask(id: &str) -> String {
 }
 
 /// Normalised suffixes (lower case, without `_`, `-`, `.`) of names that hold a secret access
-/// key or a session token in configuration files of any format.
-const SECRET_NAME_SUFFIXES: [&[u8]; 5] = [
-    b"secretaccesskey",
-    b"secretkey",
-    b"seckey",
-    b"sessiontoken",
-    b"securitytoken",
-];
+/// key, and of names that hold a session token, in configuration files of any format.
+const SECRET_NAME_SUFFIXES: [&[u8]; 3] = [b"secretaccesskey", b"secretkey", b"seckey"];
+const TOKEN_NAME_SUFFIXES: [&[u8]; 2] = [b"sessiontoken", b"securitytoken"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    SecretKey,
+    SessionToken,
+}
 
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
@@ -169,7 +170,14 @@ pub fn find_secret_assignment(text: &str) -> Option<Hit> {
         let name = &b[start..i];
         // Every suffix ends in `key` or `token`: cheap filter before the normalised compare.
         let last = name[name.len() - 1] | 0x20;
-        if (last == b'y' || last == b'n') && secret_name(name) && value_follows(&b[i..]) {
+        let kind = match last {
+            b'y' => name_ends_with(name, &SECRET_NAME_SUFFIXES).then_some(NameKind::SecretKey),
+            b'n' => name_ends_with(name, &TOKEN_NAME_SUFFIXES).then_some(NameKind::SessionToken),
+            _ => None,
+        };
+        if let Some(kind) = kind
+            && value_follows(&b[i..], kind)
+        {
             return Some(Hit::SecretAssignment {
                 name: String::from_utf8_lossy(name).into_owned(),
             });
@@ -178,8 +186,8 @@ pub fn find_secret_assignment(text: &str) -> Option<Hit> {
     None
 }
 
-fn secret_name(name: &[u8]) -> bool {
-    SECRET_NAME_SUFFIXES.iter().any(|suffix| {
+fn name_ends_with(name: &[u8], suffixes: &[&[u8]]) -> bool {
+    suffixes.iter().any(|suffix| {
         let mut chars = name
             .iter()
             .rev()
@@ -189,7 +197,7 @@ fn secret_name(name: &[u8]) -> bool {
     })
 }
 
-fn value_follows(rest: &[u8]) -> bool {
+fn value_follows(rest: &[u8], kind: NameKind) -> bool {
     let mut j = 0;
     let mut blanks = false;
     while j < rest.len() && matches!(rest[j], b'"' | b'\'' | b' ' | b'\t') {
@@ -211,14 +219,18 @@ fn value_follows(rest: &[u8]) -> bool {
         j += 1;
     }
     let value = &rest[j..];
-    let secret = secret_token_len(value);
-    if secret == SECRET_KEY_LEN
-        && value.get(secret).is_none_or(|c| !is_token_char(*c))
-        && looks_like_secret(&value[..secret])
-    {
-        return true;
+    match kind {
+        NameKind::SecretKey => {
+            let secret = secret_token_len(value);
+            secret == SECRET_KEY_LEN
+                && value.get(secret).is_none_or(|c| !is_token_char(*c))
+                && looks_like_secret(&value[..secret])
+        }
+        NameKind::SessionToken => {
+            let token = token_len(value);
+            token >= MIN_SESSION_TOKEN_LEN && looks_like_secret(&value[..token])
+        }
     }
-    token_len(value) >= MIN_SESSION_TOKEN_LEN
 }
 
 fn is_secret_char(c: u8) -> bool {
@@ -229,12 +241,22 @@ fn is_token_char(c: u8) -> bool {
     is_secret_char(c) || c == b'='
 }
 
+/// Length of the secret-alphabet run at the start of `b`, counted up to one past a secret key
+/// (enough to tell "exactly 40"): bounded so that many candidate names in one text cost linear
+/// time, not quadratic.
 fn secret_token_len(b: &[u8]) -> usize {
-    b.iter().take_while(|c| is_secret_char(**c)).count()
+    b.iter()
+        .take(SECRET_KEY_LEN + 1)
+        .take_while(|c| is_secret_char(**c))
+        .count()
 }
 
+/// Length of the token run at the start of `b`, counted up to the session token threshold.
 fn token_len(b: &[u8]) -> usize {
-    b.iter().take_while(|c| is_token_char(**c)).count()
+    b.iter()
+        .take(MIN_SESSION_TOKEN_LEN)
+        .take_while(|c| is_token_char(**c))
+        .count()
 }
 
 /// Real secrets mix character classes; `xxxxxxxx…` or `AAAA…` placeholders do not.
@@ -376,6 +398,15 @@ mod tests {
         assert!(!is_access_key_id(&format!("id={ID}")));
         assert!(is_secret_shaped(SECRET));
         assert!(!is_secret_shaped("password123"));
+    }
+
+    #[test]
+    fn long_tokens_after_many_names_are_still_recognised() {
+        // Token scans are bounded; long runs still count as session tokens.
+        let text = format!("aws_session_token={}", "A1b2".repeat(10_000));
+        assert!(find_secret_assignment(&text).is_some());
+        let chain = "seckey=".repeat(10_000);
+        assert_eq!(find_secret_assignment(&chain), None);
     }
 
     #[test]

@@ -41,7 +41,13 @@ pub(super) fn evaluate(
     cx.service_account = sa.to_string();
 
     let volumes = cx.volumes(spec)?;
+    let volume_index: std::collections::HashMap<&str, usize> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name, i))
+        .collect();
     let mut mounted_by: Vec<Vec<&str>> = vec![Vec::new(); volumes.len()];
+    let mut seen_mounts: HashSet<(usize, &str)> = HashSet::new();
 
     for ckind in CONTAINER_KINDS {
         let containers = cx.arr(spec, ckind, || ckind.to_string())?;
@@ -53,8 +59,8 @@ pub(super) fn evaluate(
                 .unwrap_or("");
             let mounts = cx.mounts(c, ckind, ci)?;
             for m in &mounts {
-                if let Some(vi) = volumes.iter().position(|v| v.name == m.volume)
-                    && !mounted_by[vi].contains(&name)
+                if let Some(&vi) = volume_index.get(m.volume)
+                    && seen_mounts.insert((vi, name))
                 {
                     mounted_by[vi].push(name);
                 }
