@@ -204,11 +204,12 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             report.results.push(result);
             continue;
         }
+        let json = detect::Json::from(&doc.object);
         let target = detect::Target {
             kind,
             namespace,
             name,
-            object: &doc.object,
+            object: &json,
         };
         match detect::evaluate(&target, &view) {
             Ok(Some(eval)) => {

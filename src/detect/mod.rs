@@ -7,6 +7,7 @@
 //! [`Evaluation`] into an admission [`Decision`].
 
 pub mod facts;
+pub mod json;
 pub mod policy;
 pub mod scan;
 mod workload;
@@ -19,6 +20,7 @@ pub use facts::{
     FactsIndex, InMemoryView, KeyClass, KeyFact, Lookup, MODE_LABEL, NoLookups, ObjectFacts,
     RefKind, ReferenceView, classify_data, classify_value,
 };
+pub use json::Json;
 pub use policy::{Decision, Mode, Verdict, decide};
 
 /// Stable rule ids, used in messages, JSON output and metrics labels.
@@ -193,15 +195,15 @@ pub fn is_workload_kind(kind: &str) -> bool {
     pod_spec_path(kind).is_some()
 }
 
-/// A workload to evaluate. `object` holds at least `spec` (a whole manifest, or the body of a
-/// `DynamicObject`); kind, namespace and name come from the caller (the admission request, or
-/// the manifest).
+/// A workload to evaluate. `object` holds at least `spec` (a whole manifest, or the object of
+/// an admission request, possibly pruned to what the rules read); kind, namespace and name come
+/// from the caller (the admission request, or the manifest).
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
     pub kind: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
-    pub object: &'a Value,
+    pub object: &'a Json<'a>,
 }
 
 /// Evaluates a workload. `Ok(None)` for kinds that are not workloads; an error for a workload
@@ -229,12 +231,13 @@ pub fn evaluate_object(
         .and_then(Value::as_str)
         .unwrap_or(default_namespace);
     let name = object_name(object);
+    let json = Json::from(object);
     evaluate(
         &Target {
             kind,
             namespace,
             name,
-            object,
+            object: &json,
         },
         refs,
     )

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use super::json::{Json, Object, field};
 
 use super::facts::{KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
 use super::scan::{self, Hit};
@@ -115,29 +115,6 @@ struct Cx<'r> {
     unreadable: HashSet<(RefKind, String)>,
 }
 
-/// A field of a JSON object. Kubernetes objects are small maps (an env entry has two or three
-/// keys, a container a dozen): comparing keys in order beats hashing them with the map's
-/// SipHash, which dominated the rules' time.
-#[inline]
-fn field<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    if m.len() <= 16 {
-        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-    } else {
-        m.get(key)
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "a mapping",
-    }
-}
-
 /// What a lookup told us, after warnings were issued.
 enum Known {
     /// Nothing could be learned (lookups off, or not found).
@@ -150,82 +127,82 @@ enum Known {
 impl<'r> Cx<'r> {
     // ---- typed access with errors that name the field -------------------------------------
 
-    fn malformed(&self, path: String, expected: &'static str, found: &Value) -> DetectError {
+    fn malformed(&self, path: String, expected: &'static str, found: &Json<'_>) -> DetectError {
         DetectError::Malformed {
             kind: self.object.kind.clone(),
             name: self.object.name.clone(),
             path: format!("{}.{}", self.prefix, path),
             expected,
-            found: type_name(found),
+            found: found.type_name(),
         }
     }
 
     fn obj<'v>(
         &self,
-        v: &'v Value,
+        v: &'v Json<'v>,
         at: impl FnOnce() -> String,
-    ) -> Result<&'v Map<String, Value>, DetectError> {
+    ) -> Result<&'v Object<'v>, DetectError> {
         v.as_object()
             .ok_or_else(|| self.malformed(at(), "a mapping", v))
     }
 
     fn arr<'v>(
         &self,
-        m: &'v Map<String, Value>,
+        m: &'v Object<'v>,
         key: &str,
         at: impl FnOnce() -> String,
-    ) -> Result<&'v [Value], DetectError> {
+    ) -> Result<&'v [Json<'v>], DetectError> {
         match field(m, key) {
-            None | Some(Value::Null) => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
+            None | Some(Json::Null) => Ok(&[]),
+            Some(Json::Array(a)) => Ok(a),
             Some(other) => Err(self.malformed(at(), "an array", other)),
         }
     }
 
     fn opt_obj<'v>(
         &self,
-        m: &'v Map<String, Value>,
+        m: &'v Object<'v>,
         key: &str,
         at: impl FnOnce() -> String,
-    ) -> Result<Option<&'v Map<String, Value>>, DetectError> {
+    ) -> Result<Option<&'v Object<'v>>, DetectError> {
         match field(m, key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(o)),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(o)) => Ok(Some(o)),
             Some(other) => Err(self.malformed(at(), "a mapping", other)),
         }
     }
 
     fn opt_str<'v>(
         &self,
-        m: &'v Map<String, Value>,
+        m: &'v Object<'v>,
         key: &str,
         at: impl FnOnce() -> String,
     ) -> Result<Option<&'v str>, DetectError> {
         match field(m, key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Str(s)) => Ok(Some(s)),
             Some(other) => Err(self.malformed(at(), "a string", other)),
         }
     }
 
     fn opt_bool(
         &self,
-        m: &Map<String, Value>,
+        m: &Object<'_>,
         key: &str,
         at: impl FnOnce() -> String,
     ) -> Result<bool, DetectError> {
         match field(m, key) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
+            None | Some(Json::Null) => Ok(false),
+            Some(Json::Bool(b)) => Ok(*b),
             Some(other) => Err(self.malformed(at(), "a boolean", other)),
         }
     }
 
     fn pod_spec<'v>(
         &self,
-        object: &'v Value,
+        object: &'v Json<'v>,
         path: &[&str],
-    ) -> Result<&'v Map<String, Value>, DetectError> {
+    ) -> Result<&'v Object<'v>, DetectError> {
         let mut cur = object;
         for (i, seg) in path.iter().enumerate() {
             let here = || path[..=i].join(".");
@@ -238,7 +215,7 @@ impl<'r> Cx<'r> {
                     path[..i].join(".")
                 },
                 expected: "a mapping",
-                found: type_name(cur),
+                found: cur.type_name(),
             })?;
             cur = match field(m, seg) {
                 Some(v) if !v.is_null() => v,
@@ -256,7 +233,7 @@ impl<'r> Cx<'r> {
             name: self.object.name.clone(),
             path: path.join("."),
             expected: "a mapping",
-            found: type_name(cur),
+            found: cur.type_name(),
         })
     }
 
@@ -321,7 +298,7 @@ impl<'r> Cx<'r> {
 
     // ---- pod-level parsing -----------------------------------------------------------------
 
-    fn volumes<'v>(&self, spec: &'v Map<String, Value>) -> Result<Vec<Volume<'v>>, DetectError> {
+    fn volumes<'v>(&self, spec: &'v Object<'v>) -> Result<Vec<Volume<'v>>, DetectError> {
         let list = self.arr(spec, "volumes", || "volumes".into())?;
         let mut out = Vec::with_capacity(list.len());
         for (i, v) in list.iter().enumerate() {
@@ -369,7 +346,7 @@ impl<'r> Cx<'r> {
 
     fn vol_ref<'v>(
         &self,
-        s: &'v Map<String, Value>,
+        s: &'v Object<'v>,
         kind: RefKind,
         name_field: &str,
         source: Option<usize>,
@@ -380,7 +357,7 @@ impl<'r> Cx<'r> {
             .unwrap_or("");
         let optional = self.opt_bool(s, "optional", || format!("{}.optional", at()))?;
         let items = match field(s, "items") {
-            None | Some(Value::Null) => None,
+            None | Some(Json::Null) => None,
             Some(_) => {
                 let list = self.arr(s, "items", || format!("{}.items", at()))?;
                 let mut keys = Vec::with_capacity(list.len());
@@ -406,7 +383,7 @@ impl<'r> Cx<'r> {
 
     fn mounts<'v>(
         &self,
-        c: &'v Map<String, Value>,
+        c: &'v Object<'v>,
         ckind: &str,
         ci: usize,
     ) -> Result<Vec<Mount<'v>>, DetectError> {
@@ -430,7 +407,7 @@ impl<'r> Cx<'r> {
 
     fn container(
         &mut self,
-        c: &Map<String, Value>,
+        c: &Object<'_>,
         ckind: &str,
         ci: usize,
         name: &str,
@@ -577,7 +554,7 @@ impl<'r> Cx<'r> {
     /// How a credential-named env var gets its value, for messages.
     fn value_from_text(
         &self,
-        vf: &Map<String, Value>,
+        vf: &Object<'_>,
         at: impl Fn() -> String,
     ) -> Result<String, DetectError> {
         for (field, kind) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")] {
@@ -598,7 +575,7 @@ impl<'r> Cx<'r> {
     /// judged by what the referenced value holds.
     fn key_ref(
         &mut self,
-        vf: &Map<String, Value>,
+        vf: &Object<'_>,
         var: &str,
         cont: Option<&str>,
         at: impl Fn() -> String + Copy,

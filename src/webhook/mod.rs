@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod metrics;
+pub mod prune;
 pub mod review;
 pub mod server;
 pub mod tls;

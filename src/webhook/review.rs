@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
-use kube::core::DynamicObject;
+use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use serde_json::Value;
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 
+use crate::detect::json::{self, Json, Object};
 use crate::detect::{self, Evaluation, Mode, ReferenceView, RuleId, Target, Verdict};
 
 /// The webhook's global settings.
@@ -77,64 +78,181 @@ impl Outcome {
 }
 
 /// Answers one AdmissionReview body.
+///
+/// The body is parsed into a borrowed, pruned JSON tree ([`Json`], [`super::prune::REVIEW`]):
+/// only the request's identity and the parts of the objects that the rules read are built.
+/// The answer is kube's `AdmissionResponse` for the request, as an `AdmissionReview`.
 pub fn review(
     body: &[u8],
     policy: &Policy,
     refs: &dyn ReferenceView,
 ) -> Result<(AdmissionReview<DynamicObject>, Outcome), ReviewError> {
-    let parsed: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return unreadable_review(body, &e, policy, refs),
+    let json = super::prune::parse(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let Json::Object(top) = &json else {
+        return Err(ReviewError::NotAReview(format!(
+            "expected an AdmissionReview object, found {}",
+            json.type_name()
+        )));
     };
-    let req: AdmissionRequest<DynamicObject> =
-        parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
-    Ok(decide_request(&req, policy, refs))
+    let request = match json::field(top, "request") {
+        None | Some(Json::Null) => return Err(ReviewError::NoRequest),
+        Some(Json::Object(r)) => r,
+        Some(other) => {
+            return Err(ReviewError::NotAReview(format!(
+                "request: expected a mapping, found {}",
+                other.type_name()
+            )));
+        }
+    };
+    let Some(uid) = json::field(request, "uid").and_then(Json::as_str) else {
+        return Err(ReviewError::NotAReview(
+            "request.uid: expected a string".into(),
+        ));
+    };
+    let types = TypeMeta {
+        api_version: str_field(top, "apiVersion")
+            .unwrap_or("admission.k8s.io/v1")
+            .to_string(),
+        kind: str_field(top, "kind")
+            .unwrap_or("AdmissionReview")
+            .to_string(),
+    };
+    let namespace_hint = str_field(request, "namespace").unwrap_or("");
+    match read_request(request, uid, types.clone()) {
+        Ok((req, object, old_object)) => Ok(decide(&req, object, old_object, policy, refs)),
+        Err(problem) => Ok(unreadable_request(
+            uid,
+            types,
+            namespace_hint,
+            &problem,
+            policy,
+            refs,
+        )),
+    }
 }
 
-/// A body that did not parse as `AdmissionReview<DynamicObject>`: if it still names a request
-/// uid, answer that request (the object cannot be read); otherwise it is not a review.
-fn unreadable_review(
-    body: &[u8],
-    err: &serde_json::Error,
+fn str_field<'a>(obj: &'a Object<'_>, key: &str) -> Option<&'a str> {
+    json::field(obj, key).and_then(Json::as_str)
+}
+
+/// An optional string field; `Err` names the field when it has another type.
+fn opt_string<'a>(obj: &'a Object<'_>, key: &str, at: &str) -> Result<Option<&'a str>, String> {
+    match json::field(obj, key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "{at}{key}: expected a string, found {}",
+            other.type_name()
+        )),
+    }
+}
+
+type ReadRequest<'j, 'a> = (
+    AdmissionRequest<DynamicObject>,
+    Option<&'j Json<'a>>,
+    Option<&'j Json<'a>>,
+);
+
+/// The request's fields as kube's `AdmissionRequest` (without the objects, which stay JSON for
+/// the rules). `Err` says what cannot be read.
+fn read_request<'j, 'a>(
+    request: &'j Object<'a>,
+    uid: &str,
+    types: TypeMeta,
+) -> Result<ReadRequest<'j, 'a>, String> {
+    let gvk = |key: &str, last: &str| -> Result<(String, String, String), String> {
+        match json::field(request, key) {
+            None | Some(Json::Null) => Ok(Default::default()),
+            Some(Json::Object(o)) => Ok((
+                opt_string(o, "group", &format!("request.{key}."))?
+                    .unwrap_or("")
+                    .to_string(),
+                opt_string(o, "version", &format!("request.{key}."))?
+                    .unwrap_or("")
+                    .to_string(),
+                opt_string(o, last, &format!("request.{key}."))?
+                    .unwrap_or("")
+                    .to_string(),
+            )),
+            Some(other) => Err(format!(
+                "request.{key}: expected a mapping, found {}",
+                other.type_name()
+            )),
+        }
+    };
+    let (group, version, kind) = gvk("kind", "kind")?;
+    let (rgroup, rversion, resource) = gvk("resource", "resource")?;
+    let operation = match opt_string(request, "operation", "request.")? {
+        Some("CREATE") => Operation::Create,
+        Some("UPDATE") => Operation::Update,
+        Some("DELETE") => Operation::Delete,
+        Some("CONNECT") => Operation::Connect,
+        Some(other) => return Err(format!("request.operation: unknown operation {other:?}")),
+        None => return Err("request.operation: missing".into()),
+    };
+    let username = match json::field(request, "userInfo") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(u)) => opt_string(u, "username", "request.userInfo.")?,
+        Some(other) => {
+            return Err(format!(
+                "request.userInfo: expected a mapping, found {}",
+                other.type_name()
+            ));
+        }
+    };
+    let dry_run = matches!(json::field(request, "dryRun"), Some(Json::Bool(true)));
+    let object = json::field(request, "object").filter(|o| !o.is_null());
+    let old_object = json::field(request, "oldObject").filter(|o| !o.is_null());
+    let req = AdmissionRequest {
+        types,
+        uid: uid.to_string(),
+        kind: GroupVersionKind::gvk(&group, &version, &kind),
+        resource: GroupVersionResource::gvr(&rgroup, &rversion, &resource),
+        sub_resource: opt_string(request, "subResource", "request.")?.map(str::to_string),
+        request_kind: None,
+        request_resource: None,
+        request_sub_resource: None,
+        name: opt_string(request, "name", "request.")?
+            .unwrap_or("")
+            .to_string(),
+        namespace: opt_string(request, "namespace", "request.")?.map(str::to_string),
+        operation,
+        user_info: UserInfo {
+            username: username.map(str::to_string),
+            ..Default::default()
+        },
+        object: None,
+        old_object: None,
+        dry_run,
+        options: None,
+    };
+    Ok((req, object, old_object))
+}
+
+/// A request that names its uid but cannot be read otherwise: answered, denied (allowed in
+/// audit mode).
+fn unreadable_request(
+    uid: &str,
+    types: TypeMeta,
+    namespace: &str,
+    problem: &str,
     policy: &Policy,
     refs: &dyn ReferenceView,
-) -> Result<(AdmissionReview<DynamicObject>, Outcome), ReviewError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
-    let Some(request) = value.get("request").filter(|r| r.is_object()) else {
-        return Err(
-            if value.get("request").is_none() && value.get("kind").is_some() {
-                ReviewError::NoRequest
-            } else {
-                ReviewError::NotAReview(err.to_string())
-            },
-        );
-    };
-    let Some(uid) = request.get("uid").and_then(Value::as_str) else {
-        return Err(ReviewError::NotAReview(err.to_string()));
-    };
-    let s = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or("");
-    let kind = request
-        .pointer("/kind/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let namespace = s("namespace");
-    let mut outcome = Outcome::new(uid, kind, namespace, s("name"));
-    let message = format!("hatrack: cannot read the reviewed request: {err}");
+) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let mut outcome = Outcome::new(uid, "", namespace, "");
+    let message = format!("hatrack: cannot read the reviewed request: {problem}");
     let mode = mode_for(namespace, policy, refs);
     outcome.mode = mode.as_str();
     outcome.unreadable = Some(message.clone());
     let mut response = AdmissionResponse::invalid(&message);
     response.uid = uid.to_string();
-    if let Some(api_version) = value.get("apiVersion").and_then(Value::as_str) {
-        response.types.api_version = api_version.to_string();
-    }
+    response.types = types;
     if mode == Mode::Audit {
         response.allowed = true;
     } else {
         outcome.verdict = Verdict::Deny;
     }
-    Ok((response.into_review(), outcome))
+    (response.into_review(), outcome)
 }
 
 /// The identities of Kubernetes' built-in workload controllers (kube-controller-manager, with
@@ -150,63 +268,100 @@ const CONTROLLER_USERS: [&str; 8] = [
     "system:serviceaccount:kube-system:replication-controller",
 ];
 
+/// What the review reads of an object's metadata.
+struct Meta<'j> {
+    name: Option<&'j str>,
+    generate_name: Option<&'j str>,
+    namespace: Option<&'j str>,
+    controlled: bool,
+}
+
+/// Reads an object's metadata; `Err` says which field has the wrong type.
+fn read_meta<'j>(object: &'j Json<'_>) -> Result<Meta<'j>, String> {
+    let Json::Object(o) = object else {
+        return Err(format!("expected a mapping, found {}", object.type_name()));
+    };
+    let meta = match json::field(o, "metadata") {
+        None | Some(Json::Null) => {
+            return Ok(Meta {
+                name: None,
+                generate_name: None,
+                namespace: None,
+                controlled: false,
+            });
+        }
+        Some(Json::Object(m)) => m,
+        Some(other) => {
+            return Err(format!(
+                "metadata: expected a mapping, found {}",
+                other.type_name()
+            ));
+        }
+    };
+    let controlled = match json::field(meta, "ownerReferences") {
+        None | Some(Json::Null) => false,
+        Some(Json::Array(refs)) => {
+            let mut controlled = false;
+            for (i, r) in refs.iter().enumerate() {
+                match r.get("controller") {
+                    None | Some(Json::Null) => {}
+                    Some(Json::Bool(b)) => controlled |= *b,
+                    Some(other) => {
+                        return Err(format!(
+                            "metadata.ownerReferences[{i}].controller: expected a boolean, found {}",
+                            other.type_name()
+                        ));
+                    }
+                }
+            }
+            controlled
+        }
+        Some(other) => {
+            return Err(format!(
+                "metadata.ownerReferences: expected an array, found {}",
+                other.type_name()
+            ));
+        }
+    };
+    Ok(Meta {
+        name: opt_string(meta, "name", "metadata.")?,
+        generate_name: opt_string(meta, "generateName", "metadata.")?,
+        namespace: opt_string(meta, "namespace", "metadata.")?,
+        controlled,
+    })
+}
+
 /// A Pod, ReplicaSet or Job that a built-in controller creates for its owner (a Deployment's
 /// ReplicaSets and Pods, a CronJob's Jobs). The owner was judged when it was created or
 /// updated; judging its children again would stop an existing violator from scaling or
 /// rolling out, so their findings are only logged and counted.
-fn created_by_controller(req: &AdmissionRequest<DynamicObject>, obj: &DynamicObject) -> bool {
+fn created_by_controller(req: &AdmissionRequest<DynamicObject>, meta: &Meta<'_>) -> bool {
     let user = req.user_info.username.as_deref().unwrap_or("");
-    CONTROLLER_USERS.contains(&user)
-        && obj
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true))
+    CONTROLLER_USERS.contains(&user) && meta.controlled
 }
 
 fn mode_for(namespace: &str, policy: &Policy, refs: &dyn ReferenceView) -> Mode {
     refs.namespace_mode(namespace).unwrap_or(policy.mode)
 }
 
-fn target<'a>(
-    kind: &'a str,
-    namespace: &'a str,
-    req_name: &'a str,
-    obj: &'a DynamicObject,
-) -> Target<'a> {
-    let name = if req_name.is_empty() {
-        obj.metadata
-            .name
-            .as_deref()
-            .or(obj.metadata.generate_name.as_deref())
-            .unwrap_or("")
-    } else {
-        req_name
-    };
-    Target {
-        kind,
-        namespace,
-        name,
-        object: &obj.data,
-    }
-}
-
-/// Decides a parsed request.
-pub fn decide_request(
+/// Decides a request whose identity was read; `object`/`old_object` are its (pruned) objects.
+fn decide(
     req: &AdmissionRequest<DynamicObject>,
+    object: Option<&Json<'_>>,
+    old_object: Option<&Json<'_>>,
     policy: &Policy,
     refs: &dyn ReferenceView,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let kind = req.kind.kind.as_str();
+    let meta = object.map(read_meta);
+    let object_namespace = match &meta {
+        Some(Ok(m)) => m.namespace,
+        _ => None,
+    };
     let namespace = req
         .namespace
         .as_deref()
-        .or_else(|| {
-            req.object
-                .as_ref()
-                .and_then(|o| o.metadata.namespace.as_deref())
-        })
+        .or(object_namespace)
         .unwrap_or("default");
     let mut outcome = Outcome::new(&req.uid, kind, namespace, &req.name);
     let response = AdmissionResponse::from(req);
@@ -223,7 +378,7 @@ pub fn decide_request(
     let mode = mode_for(namespace, policy, refs);
     outcome.mode = mode.as_str();
 
-    let Some(obj) = req.object.as_ref() else {
+    let (Some(obj), Some(meta)) = (object, meta) else {
         return cannot_read(
             response,
             outcome,
@@ -231,26 +386,36 @@ pub fn decide_request(
             format!("{kind} {namespace}/{}: the request has no object", req.name),
         );
     };
-    let mode = if created_by_controller(req, obj) {
+    let meta = match meta {
+        Ok(meta) => meta,
+        Err(e) => return cannot_read(response, outcome, mode, format!("object: {e}")),
+    };
+    let mode = if created_by_controller(req, &meta) {
         outcome.mode = "controller";
         Mode::Audit
     } else {
         mode
     };
-    let new_target = target(kind, namespace, &req.name, obj);
-    outcome.name = new_target.name.to_string();
-    let eval = match detect::evaluate(&new_target, refs) {
+    let name = if req.name.is_empty() {
+        meta.name.or(meta.generate_name).unwrap_or("")
+    } else {
+        &req.name
+    };
+    outcome.name = name.to_string();
+    let target = |object| Target {
+        kind,
+        namespace,
+        name,
+        object,
+    };
+    let eval = match detect::evaluate(&target(obj), refs) {
         Ok(Some(eval)) => eval,
         Ok(None) => return (response.into_review(), outcome),
         Err(e) => return cannot_read(response, outcome, mode, e.to_string()),
     };
     // The old object of an UPDATE: if it cannot be read, every finding counts as new.
-    let old: Option<Evaluation> = match (&req.operation, req.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => {
-            detect::evaluate(&target(kind, namespace, &req.name, old), refs)
-                .ok()
-                .flatten()
-        }
+    let old: Option<Evaluation> = match (&req.operation, old_object) {
+        (Operation::Update, Some(old)) => detect::evaluate(&target(old), refs).ok().flatten(),
         _ => None,
     };
     let decision = detect::decide(mode, &eval, old.as_ref());
@@ -308,7 +473,7 @@ fn cannot_read(
 mod tests {
     use super::*;
     use crate::detect::NoLookups;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn policy(mode: Mode) -> Policy {
         Policy {
