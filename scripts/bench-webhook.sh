@@ -7,7 +7,7 @@
 #
 #   scripts/bench-webhook.sh                      # typical Deployment, 16 connections, 20 s
 #   CONNECTIONS=32 DURATION=30s scripts/bench-webhook.sh
-#   REVIEW=path/to/review.json scripts/bench-webhook.sh
+#   REVIEW=benches/data/small-pod-review.json scripts/bench-webhook.sh
 #
 # Targets on a 2-core machine: >= 25k reviews/s, p99 <= 2 ms at 16 connections.
 set -euo pipefail
