@@ -142,10 +142,28 @@ impl CheckReport {
 }
 
 /// Validates an IAMRoleBinding found in the input, like `plan` does; any finding denies it.
+/// Build each finding with [`role_binding_finding`].
 fn validate_role_binding(doc: &Document) -> Vec<Finding> {
     // TODO(lead): wire to crate::plan validation
     let _ = doc;
     Vec::new()
+}
+
+/// A finding of rule `invalid-role-binding` for an IAMRoleBinding document: `path` is the
+/// field (`spec.policies[0].arn`), `message` what is wrong and how to fix it.
+pub fn role_binding_finding(doc: &Document, path: &str, message: String) -> Finding {
+    Finding {
+        rule: RuleId::InvalidRoleBinding,
+        object: ObjectRef {
+            kind: doc.kind().to_string(),
+            namespace: doc.namespace().map(str::to_string),
+            name: doc.name().to_string(),
+        },
+        container: None,
+        path: path.to_string(),
+        message,
+        subject: path.to_string(),
+    }
 }
 
 fn is_role_binding(doc: &Document) -> bool {
@@ -668,6 +686,20 @@ spec:
                 .contains("data.k: not valid base64")
         );
         assert_eq!(report.errors[0].document, Some(1));
+    }
+
+    #[test]
+    fn role_binding_findings_deny_and_render() {
+        let d = docs(
+            "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: rb, namespace: team}\n",
+        );
+        let f = role_binding_finding(&d[0], "spec.serviceAccountName", "must not be empty".into());
+        assert_eq!(f.rule, RuleId::InvalidRoleBinding);
+        assert_eq!(f.object.name, "rb");
+        // Until plan validation is wired, a binding passes.
+        let report = check_documents(&d, &CheckOptions::default());
+        assert_eq!(report.results[0].kind, "IAMRoleBinding");
+        assert_eq!(report.results[0].verdict, Verdict::Allow);
     }
 
     #[test]
