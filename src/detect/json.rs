@@ -169,7 +169,7 @@ impl<'de> Visitor<'de> for PruneVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
         while let Some(v) = seq.next_element_seed(Prune(self.0))? {
             out.push(v);
         }
@@ -177,7 +177,8 @@ impl<'de> Visitor<'de> for PruneVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut out = Vec::new();
+        // Most Kubernetes objects the rules read are small (env entries, references).
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4).min(64));
         while let Some(key) = map.next_key_seed(Key)? {
             let want = match self.0 {
                 Want::All => Some(Want::All),
