@@ -1,17 +1,725 @@
 //! `hatrack check`: what the webhook would deny in a set of manifests, offline.
+//!
+//! The rules are the webhook's ([`crate::detect`]); Secrets, ConfigMaps and Namespaces found
+//! in the input are resolved like the webhook's cluster caches would resolve them.
+//! Exit codes: 0 nothing would be denied, 1 something would, 2 input cannot be read or parsed.
 
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use base64::Engine;
+use serde_json::Value;
+
+use crate::detect::{
+    self, Evaluation, Finding, InMemoryView, MODE_LABEL, Mode, ObjectRef, RefKind, RuleId, Verdict,
+    Warning,
+};
+use crate::manifest::{self, Document};
+
+/// Output formats of `hatrack check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 /// Flags of `hatrack check`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
     /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text", env = "HATRACK_CHECK_FORMAT")]
+    pub format: Format,
+
+    /// The mode to judge with, as the webhook's `--mode` (a Namespace in the input with the
+    /// `hatrack.dev/static-keys` label overrides it for its workloads).
+    #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
+    pub mode: Mode,
+
+    /// Namespaces whose workloads are not judged, as the webhook's `--exempt-namespaces`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kube-system,hatrack-system",
+        env = "HATRACK_EXEMPT_NAMESPACES"
+    )]
+    pub exempt_namespaces: Vec<String>,
+
+    /// Namespace of objects that do not set `metadata.namespace`.
+    #[arg(long, default_value = "default", env = "HATRACK_CHECK_NAMESPACE")]
+    pub namespace: String,
 }
 
-pub fn run(_args: CheckArgs) -> ExitCode {
-    eprintln!("hatrack check: not implemented yet");
-    ExitCode::from(2)
+/// What `check` judges with.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub mode: Mode,
+    pub exempt_namespaces: HashSet<String>,
+    pub default_namespace: String,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            exempt_namespaces: ["kube-system", "hatrack-system"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            default_namespace: "default".into(),
+        }
+    }
+}
+
+impl From<&CheckArgs> for CheckOptions {
+    fn from(args: &CheckArgs) -> Self {
+        Self {
+            mode: args.mode,
+            exempt_namespaces: args
+                .exempt_namespaces
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            default_namespace: args.namespace.clone(),
+        }
+    }
+}
+
+/// The judgement of one object.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckResult {
+    pub file: String,
+    /// One-based document number in the file.
+    pub document: usize,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub verdict: Verdict,
+    /// The mode the object was judged in (`null` when exempt).
+    pub mode: Option<Mode>,
+    pub exempt: bool,
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Input that cannot be judged (exit 2).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputError {
+    pub file: String,
+    pub document: Option<usize>,
+    pub message: String,
+}
+
+/// Everything `check` found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub results: Vec<CheckResult>,
+    pub errors: Vec<InputError>,
+    /// Objects that are neither workloads nor IAMRoleBindings (Secrets, Services, …).
+    pub ignored: usize,
+}
+
+impl CheckReport {
+    pub fn exit_code(&self) -> u8 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.results.iter().any(|r| r.verdict == Verdict::Deny) {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn count(&self, v: Verdict) -> usize {
+        self.results.iter().filter(|r| r.verdict == v).count()
+    }
+}
+
+/// Validates an IAMRoleBinding found in the input, like `plan` does; any finding denies it.
+/// Build each finding with [`role_binding_finding`].
+fn validate_role_binding(doc: &Document) -> Vec<Finding> {
+    // TODO(lead): wire to crate::plan validation
+    let _ = doc;
+    Vec::new()
+}
+
+/// A finding of rule `invalid-role-binding` for an IAMRoleBinding document: `path` is the
+/// field (`spec.policies[0].arn`), `message` what is wrong and how to fix it.
+pub fn role_binding_finding(doc: &Document, path: &str, message: String) -> Finding {
+    Finding {
+        rule: RuleId::InvalidRoleBinding,
+        object: ObjectRef {
+            kind: doc.kind().to_string(),
+            namespace: doc.namespace().map(str::to_string),
+            name: doc.name().to_string(),
+        },
+        container: None,
+        path: path.to_string(),
+        message,
+        subject: path.to_string(),
+    }
+}
+
+fn is_role_binding(doc: &Document) -> bool {
+    doc.kind() == "IAMRoleBinding"
+}
+
+/// Judges documents (the library entry point of `check`; pure).
+pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
+    let mut report = CheckReport::default();
+    let (view, errors) = view_from_documents(docs, &opts.default_namespace);
+    report.errors = errors;
+
+    for doc in docs {
+        let kind = doc.kind();
+        let namespace = doc.namespace().unwrap_or(&opts.default_namespace);
+        if is_role_binding(doc) {
+            let findings = validate_role_binding(doc);
+            let verdict = if findings.is_empty() {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            };
+            report.results.push(CheckResult {
+                file: doc.file.clone(),
+                document: doc.index + 1,
+                kind: kind.into(),
+                namespace: Some(namespace.into()),
+                name: doc.name().into(),
+                verdict,
+                mode: Some(Mode::Enforce),
+                exempt: false,
+                findings,
+                warnings: Vec::new(),
+            });
+            continue;
+        }
+        if !detect::is_workload_kind(kind) {
+            report.ignored += 1;
+            continue;
+        }
+        let name = detect::object_name(&doc.object);
+        let mut result = CheckResult {
+            file: doc.file.clone(),
+            document: doc.index + 1,
+            kind: kind.into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+            verdict: Verdict::Allow,
+            mode: None,
+            exempt: false,
+            findings: Vec::new(),
+            warnings: Vec::new(),
+        };
+        if opts.exempt_namespaces.contains(namespace) {
+            result.exempt = true;
+            report.results.push(result);
+            continue;
+        }
+        let json = detect::Json::from(&doc.object);
+        let target = detect::Target {
+            kind,
+            namespace,
+            name,
+            object: &json,
+        };
+        match detect::evaluate(&target, &view) {
+            Ok(Some(eval)) => {
+                let mode =
+                    detect::ReferenceView::namespace_mode(&view, namespace).unwrap_or(opts.mode);
+                let decision = detect::decide(mode, &eval, None);
+                let Evaluation {
+                    findings, warnings, ..
+                } = eval;
+                result.verdict = decision.verdict;
+                result.mode = Some(mode);
+                result.findings = findings;
+                result.warnings = warnings;
+                report.results.push(result);
+            }
+            Ok(None) => report.ignored += 1,
+            Err(e) => report.errors.push(InputError {
+                file: doc.file.clone(),
+                document: Some(doc.index + 1),
+                message: e.to_string(),
+            }),
+        }
+    }
+    report
+}
+
+/// The Secrets, ConfigMaps and Namespace modes of the input, as facts (what the webhook's
+/// watch caches would hold), and the documents among them that cannot be read.
+pub fn view_from_documents(
+    docs: &[Document],
+    default_namespace: &str,
+) -> (InMemoryView, Vec<InputError>) {
+    let mut view = InMemoryView::new();
+    let mut errors = Vec::new();
+    for doc in docs {
+        let ns = doc.namespace().unwrap_or(default_namespace);
+        let mut fail = |message: String| {
+            errors.push(InputError {
+                file: doc.file.clone(),
+                document: Some(doc.index + 1),
+                message,
+            })
+        };
+        match doc.kind() {
+            "Secret" => match secret_data(&doc.object) {
+                Ok(data) => view.insert(
+                    RefKind::Secret,
+                    ns,
+                    doc.name(),
+                    detect::classify_data(data.iter().map(|(k, v)| (k.as_str(), v.as_slice()))),
+                ),
+                Err(msg) => fail(format!("Secret {}: {msg}", doc.name())),
+            },
+            "ConfigMap" => match configmap_data(&doc.object) {
+                Ok(data) => view.insert(
+                    RefKind::ConfigMap,
+                    ns,
+                    doc.name(),
+                    detect::classify_data(data.iter().map(|(k, v)| (k.as_str(), v.as_slice()))),
+                ),
+                Err(msg) => fail(format!("ConfigMap {}: {msg}", doc.name())),
+            },
+            "Namespace" => {
+                let label = doc
+                    .object
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(MODE_LABEL));
+                match label.map(|l| l.as_str().map(str::parse::<Mode>)) {
+                    None => {}
+                    Some(Some(Ok(mode))) => view.set_namespace_mode(doc.name(), mode),
+                    Some(Some(Err(e))) => {
+                        fail(format!("Namespace {}: label {MODE_LABEL}: {e}", doc.name()))
+                    }
+                    Some(None) => fail(format!(
+                        "Namespace {}: label {MODE_LABEL} must be a string",
+                        doc.name()
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    (view, errors)
+}
+
+type Data = Vec<(String, Vec<u8>)>;
+
+fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Result<(), String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let Some(s) = v.as_str() else {
+                    return Err(format!(
+                        "{field}.{k}: expected a string, found {}",
+                        manifest::json_type_name(v)
+                    ));
+                };
+                let bytes = if decode {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.trim())
+                        .map_err(|e| format!("{field}.{k}: not valid base64: {e}"))?
+                } else {
+                    s.as_bytes().to_vec()
+                };
+                out.push((k.clone(), bytes));
+            }
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "{field}: expected a mapping, found {}",
+            manifest::json_type_name(other)
+        )),
+    }
+}
+
+fn secret_data(object: &Value) -> Result<Data, String> {
+    let mut out = Vec::new();
+    string_map(object, "data", &mut out, true)?;
+    string_map(object, "stringData", &mut out, false)?;
+    Ok(out)
+}
+
+fn configmap_data(object: &Value) -> Result<Data, String> {
+    let mut out = Vec::new();
+    string_map(object, "data", &mut out, false)?;
+    string_map(object, "binaryData", &mut out, true)?;
+    Ok(out)
+}
+
+// ---- output --------------------------------------------------------------------------------
+
+/// The JSON document of `--format json`.
+pub fn render_json(report: &CheckReport) -> String {
+    #[derive(serde::Serialize)]
+    struct JsonFinding<'a> {
+        rule: RuleId,
+        container: &'a Option<String>,
+        path: &'a str,
+        message: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct JsonResult<'a> {
+        file: &'a str,
+        document: usize,
+        kind: &'a str,
+        namespace: &'a Option<String>,
+        name: &'a str,
+        verdict: Verdict,
+        mode: Option<Mode>,
+        exempt: bool,
+        findings: Vec<JsonFinding<'a>>,
+        warnings: &'a [Warning],
+    }
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        results: Vec<JsonResult<'a>>,
+        errors: &'a [InputError],
+        summary: Summary,
+    }
+    #[derive(serde::Serialize)]
+    struct Summary {
+        deny: usize,
+        warn: usize,
+        allow: usize,
+        ignored: usize,
+        exit_code: u8,
+    }
+    let json = Json {
+        results: report
+            .results
+            .iter()
+            .map(|r| JsonResult {
+                file: &r.file,
+                document: r.document,
+                kind: &r.kind,
+                namespace: &r.namespace,
+                name: &r.name,
+                verdict: r.verdict,
+                mode: r.mode,
+                exempt: r.exempt,
+                findings: r
+                    .findings
+                    .iter()
+                    .map(|f| JsonFinding {
+                        rule: f.rule,
+                        container: &f.container,
+                        path: &f.path,
+                        message: &f.message,
+                    })
+                    .collect(),
+                warnings: &r.warnings,
+            })
+            .collect(),
+        errors: &report.errors,
+        summary: Summary {
+            deny: report.count(Verdict::Deny),
+            warn: report.count(Verdict::Warn),
+            allow: report.count(Verdict::Allow),
+            ignored: report.ignored,
+            exit_code: report.exit_code(),
+        },
+    };
+    // Serialising plain structs of strings cannot fail; fall back to an empty document anyway.
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| "{}".into())
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// The human-readable report of `--format text`.
+pub fn render_text(report: &CheckReport, color: bool) -> String {
+    use std::fmt::Write as _;
+    let st = Style { color };
+    let mut out = String::new();
+    for r in &report.results {
+        let (label, code) = match r.verdict {
+            Verdict::Deny => ("DENY ", "1;31"),
+            Verdict::Warn => ("WARN ", "1;33"),
+            Verdict::Allow => ("ok   ", "32"),
+        };
+        let obj = ObjectRef {
+            kind: r.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        };
+        let mut note = String::new();
+        if r.exempt {
+            note.push_str("  (exempt namespace, not judged)");
+        } else if let Some(mode) = r.mode.filter(|m| *m != Mode::Enforce) {
+            let _ = write!(note, "  (mode {mode})");
+        }
+        let _ = writeln!(
+            out,
+            "{} {} {}  {}{}",
+            st.paint(code, label),
+            obj.kind,
+            st.paint("1", &obj.display_name()),
+            st.paint("2", &format!("{} (document {})", r.file, r.document)),
+            note
+        );
+        for f in &r.findings {
+            let container = f
+                .container
+                .as_deref()
+                .map(|c| format!("  container {c}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      {} {}{}  {}",
+                st.paint(code, "✗"),
+                st.paint("1", f.rule.as_str()),
+                container,
+                st.paint("2", &f.path)
+            );
+            match f.message.rsplit_once("; ") {
+                Some((what, fix)) => {
+                    let _ = writeln!(out, "        {what}");
+                    let _ = writeln!(out, "        {} {fix}", st.paint("36", "fix:"));
+                }
+                None => {
+                    let _ = writeln!(out, "        {}", f.message);
+                }
+            }
+        }
+        for w in &r.warnings {
+            let _ = writeln!(
+                out,
+                "      {} {}  {}",
+                st.paint("33", "!"),
+                st.paint("33", "warning"),
+                st.paint("2", &w.path)
+            );
+            let _ = writeln!(out, "        {}", w.message);
+        }
+    }
+    let findings: usize = report.results.iter().map(|r| r.findings.len()).sum();
+    let _ = writeln!(
+        out,
+        "\n{} objects judged: {} denied, {} warned, {} allowed; {} finding{}{}{}",
+        report.results.len(),
+        report.count(Verdict::Deny),
+        report.count(Verdict::Warn),
+        report.count(Verdict::Allow),
+        findings,
+        if findings == 1 { "" } else { "s" },
+        if report.ignored > 0 {
+            format!("; other objects ignored: {}", report.ignored)
+        } else {
+            String::new()
+        },
+        if report.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; input errors: {}", report.errors.len())
+        },
+    );
+    out
+}
+
+/// Input errors, one a line: `error: FILE (document N): MESSAGE`.
+pub fn render_errors(report: &CheckReport, color: bool) -> String {
+    let st = Style { color };
+    report
+        .errors
+        .iter()
+        .map(|e| {
+            match e.document {
+                Some(d) => format!(
+                    "{} {} (document {d}): {}\n",
+                    st.paint("1;31", "error:"),
+                    e.file,
+                    e.message
+                ),
+                // Load errors already name the file.
+                None => format!("{} {}\n", st.paint("1;31", "error:"), e.message),
+            }
+        })
+        .collect()
+}
+
+/// Runs `hatrack check`.
+pub fn run(args: CheckArgs) -> ExitCode {
+    let stdout = std::io::stdout();
+    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = stdout.lock();
+    let mut err = std::io::stderr().lock();
+    ExitCode::from(run_to(&args, &mut out, &mut err, color))
+}
+
+/// Runs `hatrack check`, writing the report to `out` and input errors to `err` (in JSON
+/// output they are part of the document); returns the exit code.
+pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color: bool) -> u8 {
+    let docs = match manifest::load_paths(&args.paths) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let report = CheckReport {
+                errors: vec![InputError {
+                    file: match &e {
+                        manifest::LoadError::Read { path, .. }
+                        | manifest::LoadError::Parse { path, .. } => path.clone(),
+                    },
+                    document: None,
+                    message: e.to_string(),
+                }],
+                ..Default::default()
+            };
+            write_report(args.format, &report, out, err, color);
+            return 2;
+        }
+    };
+    let report = check_documents(&docs, &CheckOptions::from(args));
+    write_report(args.format, &report, out, err, color);
+    report.exit_code()
+}
+
+fn write_report(
+    format: Format,
+    report: &CheckReport,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    color: bool,
+) {
+    // A closed stdout (e.g. `| head`) must not turn into a panic: write errors are ignored.
+    match format {
+        Format::Json => {
+            let _ = out.write_all((render_json(report) + "\n").as_bytes());
+        }
+        Format::Text => {
+            if !report.results.is_empty() || report.errors.is_empty() {
+                let _ = out.write_all(render_text(report, color).as_bytes());
+            }
+            let _ = err.write_all(render_errors(report, false).as_bytes());
+        }
+    }
+    let _ = out.flush();
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(yaml: &str) -> Vec<Document> {
+        manifest::parse_documents("t.yaml", yaml).unwrap()
+    }
+
+    const WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: team}
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        envFrom:
+        - secretRef: {name: creds}
+"#;
+
+    #[test]
+    fn resolves_secrets_from_the_input_and_denies() {
+        let input = format!(
+            "{WORKLOAD}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: team}}\ndata:\n  AWS_ACCESS_KEY_ID: {}\n",
+            base64::engine::general_purpose::STANDARD.encode("AKIAZ7Q3EXAMPLEK3Y4N")
+        );
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.results[0].verdict, Verdict::Deny);
+        assert_eq!(
+            report.results[0].findings[0].rule,
+            RuleId::EnvFromCredentialKeys
+        );
+        assert_eq!(report.ignored, 1);
+        assert_eq!(report.exit_code(), 1);
+    }
+
+    #[test]
+    fn warns_when_a_referenced_secret_is_not_in_the_input() {
+        let report = check_documents(&docs(WORKLOAD), &CheckOptions::default());
+        assert_eq!(report.results[0].verdict, Verdict::Warn);
+        assert_eq!(report.exit_code(), 0);
+        assert!(render_text(&report, false).contains("could not be read"));
+    }
+
+    #[test]
+    fn namespace_label_in_the_input_sets_the_mode() {
+        let input = format!(
+            "{WORKLOAD}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n  labels: {{hatrack.dev/static-keys: audit}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: team}}\nstringData: {{aws_secret_access_key: x}}\n"
+        );
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert_eq!(report.results[0].mode, Some(Mode::Audit));
+        assert_eq!(report.results[0].verdict, Verdict::Allow);
+        assert_eq!(report.results[0].findings.len(), 1);
+    }
+
+    #[test]
+    fn invalid_base64_in_a_secret_is_an_input_error() {
+        let input = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '!!!'}\n";
+        let report = check_documents(&docs(input), &CheckOptions::default());
+        assert_eq!(report.exit_code(), 2);
+        assert!(
+            report.errors[0]
+                .message
+                .contains("data.k: not valid base64")
+        );
+        assert_eq!(report.errors[0].document, Some(1));
+    }
+
+    #[test]
+    fn role_binding_findings_deny_and_render() {
+        let d = docs(
+            "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: rb, namespace: team}\n",
+        );
+        let f = role_binding_finding(&d[0], "spec.serviceAccountName", "must not be empty".into());
+        assert_eq!(f.rule, RuleId::InvalidRoleBinding);
+        assert_eq!(f.object.name, "rb");
+        // Until plan validation is wired, a binding passes.
+        let report = check_documents(&d, &CheckOptions::default());
+        assert_eq!(report.results[0].kind, "IAMRoleBinding");
+        assert_eq!(report.results[0].verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn exempt_namespaces_are_not_judged() {
+        let input = WORKLOAD.replace("namespace: team", "namespace: kube-system");
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert!(report.results[0].exempt);
+        assert_eq!(report.results[0].verdict, Verdict::Allow);
+        assert!(report.results[0].warnings.is_empty());
+    }
+
+    #[test]
+    fn malformed_workload_is_an_input_error_with_position() {
+        let input = "kind: Pod\nmetadata: {name: p}\nspec: {containers: 5}\n";
+        let report = check_documents(&docs(input), &CheckOptions::default());
+        assert_eq!(report.exit_code(), 2);
+        let text = render_errors(&report, false);
+        assert!(
+            text.contains("error: t.yaml (document 1): Pod p: spec.containers: expected an array"),
+            "{text}"
+        );
+    }
 }

@@ -1,15 +1,309 @@
-//! `hatrack webhook`: the admission webhook server.
+//! `hatrack webhook`: the admission webhook that refuses workloads with static AWS keys.
+//!
+//! - [`review`]: pure AdmissionReview bytes → answer (modes, exemptions, UPDATE handling).
+//! - [`server`]: the axum routers and error mapping; [`metrics`]: Prometheus metrics.
+//! - [`tls`]: rustls (ring) configuration from PEM files, reloaded when they change.
+//! - [`cache`]: watch caches of Secret/ConfigMap facts and namespace modes.
+//!
+//! [`start`] binds and serves (used by tests with port 0); [`run`] is the subcommand.
+
+pub mod cache;
+pub mod metrics;
+pub mod prune;
+pub mod review;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+
+use crate::detect::{Mode, NoLookups, ReferenceView};
+pub use cache::WatchCache;
+pub use metrics::Metrics;
+pub use review::{Outcome, Policy, ReviewError};
+pub use server::{AppState, metrics_router, router};
+pub use tls::{TlsError, TlsFiles};
+
+/// Whether the webhook reads Secrets, ConfigMaps and Namespaces from the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lookups {
+    /// Watch Secrets, ConfigMaps and Namespaces (keeping only derived facts).
+    On,
+    /// No Kubernetes API access at all: references are judged by env var names only, and
+    /// namespace labels are not read (the global mode applies everywhere).
+    Off,
+}
 
 /// Flags of `hatrack webhook`.
-#[derive(Debug, clap::Args)]
-pub struct WebhookArgs {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Address of the HTTPS server (admission reviews, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:8443", env = "HATRACK_WEBHOOK_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain; reloaded when the file changes.
+    #[arg(long, env = "HATRACK_WEBHOOK_TLS_CERT")]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key; reloaded when the file changes.
+    #[arg(long, env = "HATRACK_WEBHOOK_TLS_KEY")]
+    pub tls_key: PathBuf,
+
+    /// Address of the plain-HTTP Prometheus endpoint (/metrics).
+    #[arg(
+        long,
+        default_value = "0.0.0.0:9090",
+        env = "HATRACK_WEBHOOK_METRICS_LISTEN"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// What to do with findings; a namespace label `hatrack.dev/static-keys` overrides it.
+    #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
+    pub mode: Mode,
+
+    /// Namespaces whose workloads are never judged (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kube-system,hatrack-system",
+        env = "HATRACK_EXEMPT_NAMESPACES"
+    )]
+    pub exempt_namespaces: Vec<String>,
+
+    /// Read referenced Secrets/ConfigMaps and namespace labels from the API (`off`: no API
+    /// access at all).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "on",
+        env = "HATRACK_WEBHOOK_LOOKUPS"
+    )]
+    pub lookups: Lookups,
+
+    /// Largest AdmissionReview body accepted (bytes); larger ones get HTTP 413.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "HATRACK_WEBHOOK_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+
+    /// How often the certificate files are checked for changes (e.g. `10s`, `500ms`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HATRACK_WEBHOOK_TLS_RELOAD_INTERVAL")]
+    pub tls_reload_interval: Duration,
+}
+
+/// Parses `500ms`, `10s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 500ms, 10s, 2m)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err("duration must be greater than zero".into());
+    }
+    Ok(d)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("not implemented yet")]
-    NotImplemented,
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create a Kubernetes client (use --lookups off to run without API access): {0}")]
+    Client(#[source] kube::Error),
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
-pub async fn run(_args: WebhookArgs) -> Result<(), WebhookError> {
-    Err(WebhookError::NotImplemented)
+impl WebhookArgs {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            mode: self.mode,
+            exempt_namespaces: self
+                .exempt_namespaces
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// A running webhook.
+pub struct Running {
+    /// Where the HTTPS server listens (the real port when `--listen` used port 0).
+    pub addr: SocketAddr,
+    /// Where /metrics is served.
+    pub metrics_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    handle: Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (up to `grace`), and waits for the server.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), WebhookError> {
+        self.handle.graceful_shutdown(Some(grace));
+        for task in &self.background {
+            task.abort();
+        }
+        match self.server.await {
+            Ok(result) => result.map_err(WebhookError::Serve),
+            Err(join) => Err(WebhookError::Serve(std::io::Error::other(join))),
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, WebhookError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| WebhookError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| WebhookError::Bind { addr, source })?;
+    Ok(listener)
+}
+
+/// Binds both listeners, loads the certificate and serves, with `refs` as the view of the
+/// cluster. Returns once listening.
+pub async fn start(
+    args: &WebhookArgs,
+    refs: Arc<dyn ReferenceView>,
+) -> Result<Running, WebhookError> {
+    let files = TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+    };
+    let (tls_config, loaded) = files.load().await?;
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState {
+        policy: Arc::new(args.policy()),
+        refs,
+        metrics: metrics.clone(),
+    };
+
+    let listener = bind(args.listen)?;
+    let addr = listener.local_addr().map_err(|source| WebhookError::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    let metrics_listener = bind(args.metrics_listen)?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| WebhookError::Bind {
+            addr: args.metrics_listen,
+            source,
+        })?;
+    let metrics_listener =
+        tokio::net::TcpListener::from_std(metrics_listener).map_err(|source| {
+            WebhookError::Bind {
+                addr: metrics_addr,
+                source,
+            }
+        })?;
+
+    let handle = Handle::new();
+    let app = router(state, args.max_body_bytes);
+    let server = axum_server::from_tcp_rustls(listener, tls_config.clone())
+        .map_err(|source| WebhookError::Bind { addr, source })?
+        .handle(handle.clone());
+    let server = tokio::spawn(server.serve(app.into_make_service()));
+
+    let metrics_app = metrics_router(metrics.clone());
+    let metrics_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    });
+    let reload = tokio::spawn(files.watch(
+        tls_config,
+        loaded,
+        args.tls_reload_interval,
+        metrics.clone(),
+    ));
+    tracing::info!(%addr, %metrics_addr, mode = %args.mode, lookups = ?args.lookups, "webhook listening");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        metrics,
+        handle,
+        server,
+        background: vec![metrics_task, reload],
+    })
+}
+
+/// Runs `hatrack webhook` until SIGTERM or Ctrl-C.
+pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
+    let mut background = Vec::new();
+    let refs: Arc<dyn ReferenceView> = match args.lookups {
+        Lookups::Off => Arc::new(NoLookups),
+        Lookups::On => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(WebhookError::Client)?;
+            let (cache, watches) = WatchCache::start(client);
+            background.push(tokio::spawn(watches));
+            cache
+        }
+    };
+    let running = start(&args, refs).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    for task in background {
+        task.abort();
+    }
+    running.shutdown(Duration::from_secs(10)).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
 }

@@ -1,0 +1,343 @@
+//! What hatrack knows of the Secrets and ConfigMaps a workload references: key names and a
+//! classification of each value, derived once when the object enters a cache. Values are never
+//! stored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::policy::Mode;
+use super::scan;
+
+/// The label on a Namespace that overrides the webhook's mode for workloads in it.
+pub const MODE_LABEL: &str = "hatrack.dev/static-keys";
+
+/// Which kind of object a reference points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefKind {
+    Secret,
+    ConfigMap,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Secret => "Secret",
+            RefKind::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// The classification of one value of a Secret or ConfigMap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClass {
+    /// The value is an AWS access key id.
+    AwsAccessKeyId,
+    /// The value is a secret access key or session token (its shape, under a secret-looking
+    /// key name).
+    AwsSecretKey,
+    /// The key is named like a credential env var (`aws_secret_access_key`, …) and is not
+    /// empty.
+    CredentialNamed,
+    /// The value is a file or text that contains key material (a credentials file, an object
+    /// store config, a URL with an access key id).
+    CredentialsFile,
+    /// Nothing that looks like an AWS key.
+    Clean,
+}
+
+impl KeyClass {
+    pub fn is_credential(self) -> bool {
+        !matches!(self, KeyClass::Clean)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyClass::AwsAccessKeyId => "an AWS access key id",
+            KeyClass::AwsSecretKey => "an AWS secret access key",
+            KeyClass::CredentialNamed => "an AWS credential (by its key name)",
+            KeyClass::CredentialsFile => "a file with AWS key material",
+            KeyClass::Clean => "nothing AWS-related",
+        }
+    }
+}
+
+/// One key of a Secret or ConfigMap: its name and what its value looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFact {
+    pub name: Box<str>,
+    pub class: KeyClass,
+}
+
+/// The facts kept about one Secret or ConfigMap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectFacts {
+    pub keys: Vec<KeyFact>,
+}
+
+impl ObjectFacts {
+    pub fn key(&self, name: &str) -> Option<&KeyFact> {
+        self.keys.iter().find(|k| &*k.name == name)
+    }
+
+    /// Whether no key holds anything that looks like an AWS key.
+    pub fn is_clean(&self) -> bool {
+        self.keys.iter().all(|k| !k.class.is_credential())
+    }
+}
+
+/// Classifies the values of a Secret (decoded) or ConfigMap. Called once when an object
+/// enters a cache; the values can be dropped afterwards.
+pub fn classify_data<'a, I>(data: I) -> ObjectFacts
+where
+    I: IntoIterator<Item = (&'a str, &'a [u8])>,
+{
+    let keys = data
+        .into_iter()
+        .map(|(name, value)| KeyFact {
+            name: name.into(),
+            class: classify_value(name, value),
+        })
+        .collect();
+    ObjectFacts { keys }
+}
+
+/// Classifies one value under its key name.
+pub fn classify_value(name: &str, value: &[u8]) -> KeyClass {
+    let text = String::from_utf8_lossy(value);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return KeyClass::Clean;
+    }
+    if scan::is_access_key_id(trimmed) {
+        return KeyClass::AwsAccessKeyId;
+    }
+    if scan::is_credential_name(name) {
+        return KeyClass::CredentialNamed;
+    }
+    if scan::is_secret_shaped(trimmed) && secret_key_name(name) {
+        return KeyClass::AwsSecretKey;
+    }
+    if scan::find_credentials(trimmed).is_some() {
+        return KeyClass::CredentialsFile;
+    }
+    KeyClass::Clean
+}
+
+/// A key name under which a bare secret-shaped value is a secret access key
+/// (`secret_key`, `secretAccessKey`, `aws-secret-key`, …).
+fn secret_key_name(name: &str) -> bool {
+    let normalized: String = name
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    [
+        "secretaccesskey",
+        "secretkey",
+        "seckey",
+        "sessiontoken",
+        "securitytoken",
+    ]
+    .iter()
+    .any(|s| normalized.ends_with(s))
+}
+
+/// What is known of a referenced object.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Lookups are off: the reference is judged by env names only, silently.
+    Disabled,
+    /// Lookups are on but the object is not known (does not exist yet, or was not in the
+    /// input): judged by names, with a warning.
+    Missing,
+    /// The object's facts.
+    Found(Arc<ObjectFacts>),
+}
+
+/// What hatrack can see of the cluster: referenced Secrets and ConfigMaps, and the mode
+/// label of namespaces. Implemented by the webhook's watch caches, by an in-memory view of
+/// manifests (`hatrack check`, tests), and by [`NoLookups`].
+pub trait ReferenceView: Send + Sync {
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup;
+
+    /// The mode set by the namespace's `hatrack.dev/static-keys` label, if any.
+    fn namespace_mode(&self, _namespace: &str) -> Option<Mode> {
+        None
+    }
+
+    /// Whether the view has what it needs to answer (a watch cache has listed everything).
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// No Kubernetes API access at all (`--lookups off`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLookups;
+
+impl ReferenceView for NoLookups {
+    fn lookup(&self, _kind: RefKind, _namespace: &str, _name: &str) -> Lookup {
+        Lookup::Disabled
+    }
+}
+
+/// Facts of Secrets and ConfigMaps by namespace and name. Lookups borrow `&str` keys (no
+/// allocation per lookup). Used by [`InMemoryView`] and the webhook's watch cache.
+#[derive(Debug, Clone, Default)]
+pub struct FactsIndex {
+    secrets: HashMap<String, HashMap<String, Arc<ObjectFacts>>>,
+    configmaps: HashMap<String, HashMap<String, Arc<ObjectFacts>>>,
+}
+
+impl FactsIndex {
+    fn map(&self, kind: RefKind) -> &HashMap<String, HashMap<String, Arc<ObjectFacts>>> {
+        match kind {
+            RefKind::Secret => &self.secrets,
+            RefKind::ConfigMap => &self.configmaps,
+        }
+    }
+
+    fn map_mut(
+        &mut self,
+        kind: RefKind,
+    ) -> &mut HashMap<String, HashMap<String, Arc<ObjectFacts>>> {
+        match kind {
+            RefKind::Secret => &mut self.secrets,
+            RefKind::ConfigMap => &mut self.configmaps,
+        }
+    }
+
+    pub fn get(&self, kind: RefKind, namespace: &str, name: &str) -> Option<&Arc<ObjectFacts>> {
+        self.map(kind).get(namespace)?.get(name)
+    }
+
+    pub fn insert(&mut self, kind: RefKind, namespace: &str, name: &str, facts: Arc<ObjectFacts>) {
+        self.map_mut(kind)
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(name.to_string(), facts);
+    }
+
+    pub fn remove(&mut self, kind: RefKind, namespace: &str, name: &str) {
+        let map = self.map_mut(kind);
+        if let Some(names) = map.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                map.remove(namespace);
+            }
+        }
+    }
+
+    /// Replaces every object of `kind` with those of `other` (after a watch re-list).
+    pub fn replace_kind(&mut self, kind: RefKind, other: FactsIndex) {
+        let mut other = other;
+        *self.map_mut(kind) = std::mem::take(other.map_mut(kind));
+    }
+
+    pub fn len(&self, kind: RefKind) -> usize {
+        self.map(kind).values().map(HashMap::len).sum()
+    }
+}
+
+/// An in-memory view, filled from manifests or by tests.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryView {
+    objects: FactsIndex,
+    modes: HashMap<String, Mode>,
+}
+
+impl InMemoryView {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, kind: RefKind, namespace: &str, name: &str, facts: ObjectFacts) {
+        self.objects.insert(kind, namespace, name, Arc::new(facts));
+    }
+
+    pub fn set_namespace_mode(&mut self, namespace: &str, mode: Mode) {
+        self.modes.insert(namespace.into(), mode);
+    }
+
+    /// Number of Secrets and ConfigMaps known.
+    pub fn len(&self) -> usize {
+        self.objects.len(RefKind::Secret) + self.objects.len(RefKind::ConfigMap)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReferenceView for InMemoryView {
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
+        match self.objects.get(kind, namespace, name) {
+            Some(facts) => Lookup::Found(facts.clone()),
+            None => Lookup::Missing,
+        }
+    }
+
+    fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
+        self.modes.get(namespace).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_values_without_keeping_them() {
+        let facts = classify_data([
+            ("id", b"AKIAZ7Q3EXAMPLEK3Y4N\n".as_slice()),
+            ("aws_secret_access_key", b"short".as_slice()),
+            (
+                "secret_key",
+                b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE".as_slice(),
+            ),
+            (
+                "credentials",
+                b"[default]\naws_access_key_id=AKIAZ7Q3EXAMPLEK3Y4N\n".as_slice(),
+            ),
+            (
+                "password",
+                b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE".as_slice(),
+            ),
+            ("region", b"eu-west-1".as_slice()),
+            ("AWS_ACCESS_KEY_ID", b"".as_slice()),
+        ]);
+        let classes: Vec<_> = facts.keys.iter().map(|k| k.class).collect();
+        assert_eq!(
+            classes,
+            [
+                KeyClass::AwsAccessKeyId,
+                KeyClass::CredentialNamed,
+                KeyClass::AwsSecretKey,
+                KeyClass::CredentialsFile,
+                KeyClass::Clean,
+                KeyClass::Clean,
+                KeyClass::Clean,
+            ]
+        );
+        assert!(!facts.is_clean());
+        assert!(format!("{facts:?}").find("wJalr").is_none());
+    }
+
+    #[test]
+    fn in_memory_view_reports_missing_objects() {
+        let mut view = InMemoryView::new();
+        view.insert(RefKind::Secret, "ns", "a", ObjectFacts::default());
+        assert!(matches!(
+            view.lookup(RefKind::Secret, "ns", "a"),
+            Lookup::Found(_)
+        ));
+        assert!(matches!(
+            view.lookup(RefKind::ConfigMap, "ns", "a"),
+            Lookup::Missing
+        ));
+        assert!(matches!(
+            NoLookups.lookup(RefKind::Secret, "ns", "a"),
+            Lookup::Disabled
+        ));
+    }
+}

@@ -1,0 +1,422 @@
+//! Text scanners: AWS access key ids and credential assignments in free text (env values,
+//! `args`, `command`, and the values of Secrets and ConfigMaps), whatever the format: INI,
+//! YAML, HCL, JSON, properties, shell, URLs.
+//!
+//! Both scanners are single passes over the bytes with no allocation; texts shorter than the
+//! shortest possible match are skipped at once.
+
+/// Prefixes of AWS access key ids that are credentials: `AKIA` (long-term user keys), `ASIA`
+/// (temporary STS keys), `ABIA` (STS service bearer tokens), `ACCA` (context-specific
+/// credentials). Principal ids (`AIDA`, `AROA`, `AGPA`, …) identify users and roles and are not
+/// secrets; they appear legitimately in policies and are not matched.
+const ACCESS_KEY_PREFIXES: [&[u8; 4]; 4] = [b"AKIA", b"ASIA", b"ABIA", b"ACCA"];
+const ACCESS_KEY_LEN: usize = 20;
+/// AWS secret access keys are exactly 40 characters of base64 alphabet (no padding).
+const SECRET_KEY_LEN: usize = 40;
+/// STS session tokens are several hundred characters; anything this long is token-shaped.
+const MIN_SESSION_TOKEN_LEN: usize = 100;
+/// Shortest text that can hold a credential assignment: `seckey=` and a 40-char secret.
+const MIN_ASSIGNMENT_LEN: usize = 6 + SECRET_KEY_LEN;
+
+/// Env var names that carry static AWS credentials to the SDKs (and the Java SDK's names).
+const CREDENTIAL_NAMES: [&str; 6] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+];
+
+/// Something that looks like AWS key material, found in a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hit {
+    /// An access key id, masked for messages (`AKIA…MPLE`).
+    AccessKeyId { masked: String },
+    /// A secret access key or session token assigned to a credential-looking name
+    /// (`aws_secret_access_key = …`, `"SecretAccessKey": "…"`, `secret_key: …`).
+    SecretAssignment { name: String },
+}
+
+impl Hit {
+    /// A short, value-free description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Hit::AccessKeyId { masked } => format!("an AWS access key id ({masked})"),
+            Hit::SecretAssignment { name } => format!("a secret access key assigned to `{name}`"),
+        }
+    }
+}
+
+/// Whether `name` is one of the env var names that carry static AWS credentials, compared
+/// case-insensitively, also as the suffix of a longer name after `_` (`TF_VAR_aws_access_key_id`,
+/// `LOKI_AWS_SECRET_ACCESS_KEY`).
+pub fn is_credential_name(name: &str) -> bool {
+    CREDENTIAL_NAMES.iter().any(|c| {
+        if name.len() == c.len() {
+            name.eq_ignore_ascii_case(c)
+        } else if name.len() > c.len() + 1 {
+            let split = name.len() - c.len();
+            name.is_char_boundary(split)
+                && name[split..].eq_ignore_ascii_case(c)
+                && name.as_bytes()[split - 1] == b'_'
+        } else {
+            false
+        }
+    })
+}
+
+/// The first AWS key material found in `text`, if any.
+pub fn find_credentials(text: &str) -> Option<Hit> {
+    find_access_key_id(text).or_else(|| find_secret_assignment(text))
+}
+
+/// Whether the whole (trimmed) value is an access key id.
+pub fn is_access_key_id(value: &str) -> bool {
+    let v = value.trim().as_bytes();
+    v.len() == ACCESS_KEY_LEN && access_key_at(v, 0)
+}
+
+/// Whether the whole (trimmed) value has the shape of a secret access key or session token.
+pub fn is_secret_shaped(value: &str) -> bool {
+    let v = value.trim().as_bytes();
+    (v.len() == SECRET_KEY_LEN && v.iter().all(|c| is_secret_char(*c)) && looks_like_secret(v))
+        || (v.len() >= MIN_SESSION_TOKEN_LEN && v.iter().all(|c| is_token_char(*c)))
+}
+
+/// The first access key id in `text`: one of the credential prefixes, then 16 upper-case
+/// letters or digits, not inside a longer alphanumeric word (a preceding percent-encoded byte,
+/// as in `X-Amz-Credential%3DAKIA…`, counts as a boundary).
+pub fn find_access_key_id(text: &str) -> Option<Hit> {
+    let b = text.as_bytes();
+    if b.len() < ACCESS_KEY_LEN {
+        return None;
+    }
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'A', &b[from..]) {
+        let i = from + off;
+        if i + ACCESS_KEY_LEN > b.len() {
+            return None;
+        }
+        if access_key_at(b, i) && left_boundary(b, i) {
+            return Some(Hit::AccessKeyId {
+                masked: mask(&text[i..i + ACCESS_KEY_LEN]),
+            });
+        }
+        from = i + 1;
+    }
+    None
+}
+
+fn access_key_at(b: &[u8], i: usize) -> bool {
+    let Some(window) = b.get(i..i + ACCESS_KEY_LEN) else {
+        return false;
+    };
+    ACCESS_KEY_PREFIXES.iter().any(|p| &window[..4] == *p)
+        && window[4..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && b.get(i + ACCESS_KEY_LEN)
+            .is_none_or(|c| !c.is_ascii_alphanumeric())
+}
+
+fn left_boundary(b: &[u8], i: usize) -> bool {
+    if i == 0 || !b[i - 1].is_ascii_alphanumeric() {
+        return true;
+    }
+    i >= 3 && b[i - 3] == b'%' && b[i - 2].is_ascii_hexdigit() && b[i - 1].is_ascii_hexdigit()
+}
+
+fn mask(id: &str) -> String {
+    let n = id.len();
+    format!("{}…{}", &id[..4], &id[n.saturating_sub(4)..])
+}
+
+/// Normalised suffixes (lower case, without `_`, `-`, `.`) of names that hold a secret access
+/// key, and of names that hold a session token, in configuration files of any format.
+const SECRET_NAME_SUFFIXES: [&[u8]; 3] = [b"secretaccesskey", b"secretkey", b"seckey"];
+const TOKEN_NAME_SUFFIXES: [&[u8]; 2] = [b"sessiontoken", b"securitytoken"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    SecretKey,
+    SessionToken,
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
+}
+
+/// The first assignment of a secret-shaped value to a secret-looking name: the name, optional
+/// quotes, a separator (`=`, `:`, `=>`, `:=` or blanks), optional quotes, then a value of 40
+/// base64 characters (a secret access key) or of 100 or more (a session token). Prose that
+/// only mentions a name, and placeholders (`<your key>`, `${SECRET}`, `changeme`), do not
+/// match.
+pub fn find_secret_assignment(text: &str) -> Option<Hit> {
+    let b = text.as_bytes();
+    if b.len() < MIN_ASSIGNMENT_LEN {
+        return None;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if !is_ident(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && is_ident(b[i]) {
+            i += 1;
+        }
+        let name = &b[start..i];
+        // Every suffix ends in `key` or `token`: cheap filter before the normalised compare.
+        let last = name[name.len() - 1] | 0x20;
+        let kind = match last {
+            b'y' => name_ends_with(name, &SECRET_NAME_SUFFIXES).then_some(NameKind::SecretKey),
+            b'n' => name_ends_with(name, &TOKEN_NAME_SUFFIXES).then_some(NameKind::SessionToken),
+            _ => None,
+        };
+        if let Some(kind) = kind
+            && value_follows(&b[i..], kind)
+        {
+            return Some(Hit::SecretAssignment {
+                name: String::from_utf8_lossy(name).into_owned(),
+            });
+        }
+    }
+    None
+}
+
+fn name_ends_with(name: &[u8], suffixes: &[&[u8]]) -> bool {
+    suffixes.iter().any(|suffix| {
+        let mut chars = name
+            .iter()
+            .rev()
+            .filter(|c| !matches!(c, b'_' | b'-' | b'.'))
+            .map(|c| c.to_ascii_lowercase());
+        suffix.iter().rev().all(|s| chars.next() == Some(*s))
+    })
+}
+
+fn value_follows(rest: &[u8], kind: NameKind) -> bool {
+    let mut j = 0;
+    let mut blanks = false;
+    while j < rest.len() && matches!(rest[j], b'"' | b'\'' | b' ' | b'\t') {
+        blanks |= rest[j] != b'"' && rest[j] != b'\'';
+        j += 1;
+    }
+    let sep = match rest.get(j..j + 2) {
+        Some(b"=>") | Some(b":=") => 2,
+        _ => match rest.get(j) {
+            Some(b'=') | Some(b':') => 1,
+            _ => 0,
+        },
+    };
+    if sep == 0 && !blanks {
+        return false;
+    }
+    j += sep;
+    while j < rest.len() && matches!(rest[j], b'"' | b'\'' | b' ' | b'\t') {
+        j += 1;
+    }
+    let value = &rest[j..];
+    match kind {
+        NameKind::SecretKey => {
+            let secret = secret_token_len(value);
+            secret == SECRET_KEY_LEN
+                && value.get(secret).is_none_or(|c| !is_token_char(*c))
+                && looks_like_secret(&value[..secret])
+        }
+        NameKind::SessionToken => {
+            let token = token_len(value);
+            token >= MIN_SESSION_TOKEN_LEN && looks_like_secret(&value[..token])
+        }
+    }
+}
+
+fn is_secret_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'/' || c == b'+'
+}
+
+fn is_token_char(c: u8) -> bool {
+    is_secret_char(c) || c == b'='
+}
+
+/// Length of the secret-alphabet run at the start of `b`, counted up to one past a secret key
+/// (enough to tell "exactly 40"): bounded so that many candidate names in one text cost linear
+/// time, not quadratic.
+fn secret_token_len(b: &[u8]) -> usize {
+    b.iter()
+        .take(SECRET_KEY_LEN + 1)
+        .take_while(|c| is_secret_char(**c))
+        .count()
+}
+
+/// Length of the token run at the start of `b`, counted up to the session token threshold.
+fn token_len(b: &[u8]) -> usize {
+    b.iter()
+        .take(MIN_SESSION_TOKEN_LEN)
+        .take_while(|c| is_token_char(**c))
+        .count()
+}
+
+/// Real secrets mix character classes; `xxxxxxxx…` or `AAAA…` placeholders do not.
+fn looks_like_secret(v: &[u8]) -> bool {
+    let upper = v.iter().any(u8::is_ascii_uppercase);
+    let lower = v.iter().any(u8::is_ascii_lowercase);
+    let digit = v.iter().any(u8::is_ascii_digit);
+    (upper as u8 + lower as u8 + digit as u8) >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "AKIAZ7Q3EXAMPLEK3Y4N";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE";
+
+    #[test]
+    fn secret_fixture_has_the_length_of_a_real_secret() {
+        assert_eq!(SECRET.len(), 40);
+        assert_eq!(ID.len(), 20);
+    }
+
+    #[test]
+    fn finds_access_key_ids_in_many_formats() {
+        for text in [
+            ID.to_string(),
+            format!("aws_access_key_id = {ID}"),
+            format!("s3://{ID}:{SECRET}@bucket/path"),
+            format!("{{\"AccessKeyId\":\"{ID}\"}}"),
+            format!("https://b.s3.amazonaws.com/k?X-Amz-Credential%3D{ID}%2F2024"),
+            format!("export AWS_ACCESS_KEY_ID={ID}; aws s3 ls"),
+            "ASIAQWERTYUIOPASDFGH".to_string(),
+        ] {
+            assert!(
+                matches!(find_credentials(&text), Some(Hit::AccessKeyId { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ignores_principal_ids_and_longer_words() {
+        for text in [
+            "AROAZ7Q3EXAMPLEK3Y4N",
+            "AIDAZ7Q3EXAMPLEK3Y4N",
+            "XAKIAZ7Q3EXAMPLEK3Y4N",
+            "AKIAZ7Q3EXAMPLEK3Y4NX",
+            "AKIAz7q3examplek3y4n",
+            "AKIAZ7Q3",
+        ] {
+            assert_eq!(find_credentials(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn masks_access_key_ids() {
+        assert_eq!(
+            find_access_key_id(ID),
+            Some(Hit::AccessKeyId {
+                masked: "AKIA…3Y4N".to_string()
+            })
+        );
+    }
+
+    #[test]
+    fn finds_secret_assignments_in_many_formats() {
+        for text in [
+            format!("[default]\naws_secret_access_key = {SECRET}\n"),
+            format!("secret_key: {SECRET}\n"),
+            format!("secret_access_key: \"{SECRET}\""),
+            format!("{{\"SecretAccessKey\": \"{SECRET}\"}}"),
+            format!("secret_key = \"{SECRET}\""),
+            format!("-Dfs.s3a.secret.key={SECRET}"),
+            format!("aws_sec_key {SECRET}"),
+            format!("secret_access_key => \"{SECRET}\""),
+            format!("AWS_SECRET_ACCESS_KEY={SECRET} ./run.sh"),
+            format!("aws_session_token = {}", "IQoJb3JpZ2luX2VjE".repeat(8)),
+        ] {
+            assert!(
+                matches!(find_credentials(&text), Some(Hit::SecretAssignment { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn prose_and_placeholders_are_not_secrets() {
+        for text in [
+            "Put aws_secret_access_key in ~/.aws/credentials and aws_access_key_id next to it.",
+            "aws_secret_access_key = <your secret access key goes here, 40 chars>",
+            "aws_secret_access_key = ${AWS_SECRET_ACCESS_KEY} # read from the environment",
+            "secret_key: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "secret_key: changeme-please-use-a-real-secret-from-vault",
+            "export AWS_SECRET_ACCESS_KEY=$(cat /var/run/secrets/aws/key) && run",
+            "role_arn = arn:aws:iam::123456789012:role/app\nweb_identity_token_file = /var/run/token",
+        ] {
+            assert_eq!(find_credentials(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn secret_must_be_exactly_forty_characters() {
+        let long = format!("secret_key: {SECRET}A");
+        assert_eq!(find_credentials(&long), None);
+        let short = format!("secret_key: {}", &SECRET[..39]);
+        assert_eq!(find_credentials(&short), None);
+    }
+
+    #[test]
+    fn credential_names_match_case_insensitively_and_as_suffix() {
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "aws_secret_access_key",
+            "AWS_SESSION_TOKEN",
+            "AWS_ACCESS_KEY",
+            "AWS_SECRET_KEY",
+            "TF_VAR_aws_access_key_id",
+            "LOKI_AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(is_credential_name(name), "{name}");
+        }
+        for name in [
+            "AWS_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_ACCESS_KEY_ID_FILE",
+            "MYAWS_ACCESS_KEY_ID",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "S3_SECRET_KEY",
+            "éAWS_ACCESS_KEY_ID",
+        ] {
+            assert!(!is_credential_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn whole_value_shapes() {
+        assert!(is_access_key_id(&format!(" {ID}\n")));
+        assert!(!is_access_key_id(&format!("id={ID}")));
+        assert!(is_secret_shaped(SECRET));
+        assert!(!is_secret_shaped("password123"));
+    }
+
+    #[test]
+    fn long_tokens_after_many_names_are_still_recognised() {
+        // Token scans are bounded; long runs still count as session tokens.
+        let text = format!("aws_session_token={}", "A1b2".repeat(10_000));
+        assert!(find_secret_assignment(&text).is_some());
+        let chain = "seckey=".repeat(10_000);
+        assert_eq!(find_secret_assignment(&chain), None);
+    }
+
+    #[test]
+    fn never_panics_on_multibyte_text() {
+        for text in [
+            "é".repeat(60),
+            format!("€{ID}€"),
+            format!("ключ secret_key: {SECRET}"),
+        ] {
+            let _ = find_credentials(&text);
+        }
+    }
+}

@@ -1,0 +1,809 @@
+//! Walking a pod spec (as JSON) and applying the rules. Field paths are built only when a
+//! finding, warning or error needs one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::json::{Json, Object, field};
+
+use super::facts::{KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
+use super::scan::{self, Hit};
+use super::{DetectError, Evaluation, Finding, ObjectRef, RuleId, Target, Warning};
+
+const CONTAINER_KINDS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+const SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+
+pub(super) fn evaluate(
+    target: &Target<'_>,
+    spec_path: &[&str],
+    refs: &dyn ReferenceView,
+) -> Result<Evaluation, DetectError> {
+    let mut cx = Cx {
+        refs,
+        object: ObjectRef {
+            kind: target.kind.to_string(),
+            namespace: Some(target.namespace.to_string()),
+            name: target.name.to_string(),
+        },
+        namespace: target.namespace,
+        prefix: spec_path.join("."),
+        service_account: String::new(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+        unreadable: HashSet::new(),
+    };
+    let spec = cx.pod_spec(target.object, spec_path)?;
+    let sa = cx
+        .opt_str(spec, "serviceAccountName", || "serviceAccountName".into())?
+        .or(cx.opt_str(spec, "serviceAccount", || "serviceAccount".into())?)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    cx.service_account = sa.to_string();
+
+    let volumes = cx.volumes(spec)?;
+    let volume_index: std::collections::HashMap<&str, usize> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name, i))
+        .collect();
+    let mut mounted_by: Vec<Vec<&str>> = vec![Vec::new(); volumes.len()];
+    let mut seen_mounts: HashSet<(usize, &str)> = HashSet::new();
+
+    for ckind in CONTAINER_KINDS {
+        let containers = cx.arr(spec, ckind, || ckind.to_string())?;
+        for (ci, c) in containers.iter().enumerate() {
+            let at = || format!("{ckind}[{ci}]");
+            let c = cx.obj(c, at)?;
+            let name = cx
+                .opt_str(c, "name", || format!("{ckind}[{ci}].name"))?
+                .unwrap_or("");
+            let mounts = cx.mounts(c, ckind, ci)?;
+            for m in &mounts {
+                if let Some(&vi) = volume_index.get(m.volume)
+                    && seen_mounts.insert((vi, name))
+                {
+                    mounted_by[vi].push(name);
+                }
+            }
+            cx.container(c, ckind, ci, name, &mounts, &volumes)?;
+        }
+    }
+
+    for (vol, users) in volumes.iter().zip(&mounted_by) {
+        cx.volume(vol, users);
+    }
+
+    Ok(Evaluation {
+        object: cx.object,
+        service_account: cx.service_account,
+        findings: cx.findings,
+        warnings: cx.warnings,
+    })
+}
+
+/// A reference from a volume to a Secret or ConfigMap.
+struct VolRef<'a> {
+    kind: RefKind,
+    name: &'a str,
+    /// Keys projected by `items` (all keys when `None`).
+    items: Option<Vec<&'a str>>,
+    optional: bool,
+    /// Index in `projected.sources`.
+    source: Option<usize>,
+}
+
+struct Volume<'a> {
+    index: usize,
+    name: &'a str,
+    refs: Vec<VolRef<'a>>,
+}
+
+struct Mount<'a> {
+    volume: &'a str,
+    path: &'a str,
+}
+
+struct Cx<'r> {
+    refs: &'r dyn ReferenceView,
+    object: ObjectRef,
+    namespace: &'r str,
+    prefix: String,
+    service_account: String,
+    findings: Vec<Finding>,
+    warnings: Vec<Warning>,
+    /// Objects already warned about as unreadable.
+    unreadable: HashSet<(RefKind, String)>,
+}
+
+/// What a lookup told us, after warnings were issued.
+enum Known {
+    /// Nothing could be learned (lookups off, or not found).
+    Unknown,
+    /// Optional reference to an object that does not exist: nothing reaches the pod.
+    Absent,
+    Found(Arc<ObjectFacts>),
+}
+
+impl<'r> Cx<'r> {
+    // ---- typed access with errors that name the field -------------------------------------
+
+    fn malformed(&self, path: String, expected: &'static str, found: &Json<'_>) -> DetectError {
+        DetectError::Malformed {
+            kind: self.object.kind.clone(),
+            name: self.object.name.clone(),
+            path: format!("{}.{}", self.prefix, path),
+            expected,
+            found: found.type_name(),
+        }
+    }
+
+    fn obj<'v>(
+        &self,
+        v: &'v Json<'v>,
+        at: impl FnOnce() -> String,
+    ) -> Result<&'v Object<'v>, DetectError> {
+        v.as_object()
+            .ok_or_else(|| self.malformed(at(), "a mapping", v))
+    }
+
+    fn arr<'v>(
+        &self,
+        m: &'v Object<'v>,
+        key: &str,
+        at: impl FnOnce() -> String,
+    ) -> Result<&'v [Json<'v>], DetectError> {
+        match field(m, key) {
+            None | Some(Json::Null) => Ok(&[]),
+            Some(Json::Array(a)) => Ok(a),
+            Some(other) => Err(self.malformed(at(), "an array", other)),
+        }
+    }
+
+    fn opt_obj<'v>(
+        &self,
+        m: &'v Object<'v>,
+        key: &str,
+        at: impl FnOnce() -> String,
+    ) -> Result<Option<&'v Object<'v>>, DetectError> {
+        match field(m, key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(o)) => Ok(Some(o)),
+            Some(other) => Err(self.malformed(at(), "a mapping", other)),
+        }
+    }
+
+    fn opt_str<'v>(
+        &self,
+        m: &'v Object<'v>,
+        key: &str,
+        at: impl FnOnce() -> String,
+    ) -> Result<Option<&'v str>, DetectError> {
+        match field(m, key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Str(s)) => Ok(Some(s)),
+            Some(other) => Err(self.malformed(at(), "a string", other)),
+        }
+    }
+
+    fn opt_bool(
+        &self,
+        m: &Object<'_>,
+        key: &str,
+        at: impl FnOnce() -> String,
+    ) -> Result<bool, DetectError> {
+        match field(m, key) {
+            None | Some(Json::Null) => Ok(false),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.malformed(at(), "a boolean", other)),
+        }
+    }
+
+    fn pod_spec<'v>(
+        &self,
+        object: &'v Json<'v>,
+        path: &[&str],
+    ) -> Result<&'v Object<'v>, DetectError> {
+        let mut cur = object;
+        for (i, seg) in path.iter().enumerate() {
+            let here = || path[..=i].join(".");
+            let m = cur.as_object().ok_or_else(|| DetectError::Malformed {
+                kind: self.object.kind.clone(),
+                name: self.object.name.clone(),
+                path: if i == 0 {
+                    "(object)".into()
+                } else {
+                    path[..i].join(".")
+                },
+                expected: "a mapping",
+                found: cur.type_name(),
+            })?;
+            cur = match field(m, seg) {
+                Some(v) if !v.is_null() => v,
+                _ => {
+                    return Err(DetectError::NoPodTemplate {
+                        kind: self.object.kind.clone(),
+                        name: self.object.name.clone(),
+                        path: here(),
+                    });
+                }
+            };
+        }
+        cur.as_object().ok_or_else(|| DetectError::Malformed {
+            kind: self.object.kind.clone(),
+            name: self.object.name.clone(),
+            path: path.join("."),
+            expected: "a mapping",
+            found: cur.type_name(),
+        })
+    }
+
+    // ---- findings -------------------------------------------------------------------------
+
+    fn fix(&self) -> String {
+        format!(
+            "give ServiceAccount '{}' an IAM role with an IAMRoleBinding instead",
+            self.service_account
+        )
+    }
+
+    fn push(
+        &mut self,
+        rule: RuleId,
+        container: Option<&str>,
+        path: String,
+        what: String,
+        subject: String,
+    ) {
+        let message = format!("{what}; {}", self.fix());
+        self.findings.push(Finding {
+            rule,
+            object: self.object.clone(),
+            container: container.map(str::to_string),
+            path: format!("{}.{}", self.prefix, path),
+            message,
+            subject,
+        });
+    }
+
+    /// Looks a reference up; warns (once per object) when it cannot be read.
+    fn lookup(
+        &mut self,
+        kind: RefKind,
+        name: &str,
+        optional: bool,
+        container: Option<&str>,
+        path: impl FnOnce() -> String,
+    ) -> Known {
+        match self.refs.lookup(kind, self.namespace, name) {
+            Lookup::Found(f) => Known::Found(f),
+            Lookup::Disabled => Known::Unknown,
+            Lookup::Missing if optional => Known::Absent,
+            Lookup::Missing => {
+                if self.unreadable.insert((kind, name.to_string())) {
+                    self.warnings.push(Warning {
+                        container: container.map(str::to_string),
+                        path: format!("{}.{}", self.prefix, path()),
+                        message: format!(
+                            "{} {}/{} could not be read (it does not exist yet, or is not in the input); references to it are judged by env var names only",
+                            kind.as_str(),
+                            self.namespace,
+                            name
+                        ),
+                    });
+                }
+                Known::Unknown
+            }
+        }
+    }
+
+    // ---- pod-level parsing -----------------------------------------------------------------
+
+    fn volumes<'v>(&self, spec: &'v Object<'v>) -> Result<Vec<Volume<'v>>, DetectError> {
+        let list = self.arr(spec, "volumes", || "volumes".into())?;
+        let mut out = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let v = self.obj(v, || format!("volumes[{i}]"))?;
+            let name = self
+                .opt_str(v, "name", || format!("volumes[{i}].name"))?
+                .unwrap_or("");
+            let mut refs = Vec::new();
+            if let Some(s) = self.opt_obj(v, "secret", || format!("volumes[{i}].secret"))? {
+                let at = || format!("volumes[{i}].secret");
+                refs.push(self.vol_ref(s, RefKind::Secret, "secretName", None, at)?);
+            }
+            if let Some(s) = self.opt_obj(v, "configMap", || format!("volumes[{i}].configMap"))? {
+                let at = || format!("volumes[{i}].configMap");
+                refs.push(self.vol_ref(s, RefKind::ConfigMap, "name", None, at)?);
+            }
+            if let Some(p) = self.opt_obj(v, "projected", || format!("volumes[{i}].projected"))? {
+                let sources =
+                    self.arr(p, "sources", || format!("volumes[{i}].projected.sources"))?;
+                for (j, src) in sources.iter().enumerate() {
+                    let at = || format!("volumes[{i}].projected.sources[{j}]");
+                    let src = self.obj(src, at)?;
+                    if let Some(s) = self.opt_obj(src, "secret", || format!("{}.secret", at()))? {
+                        refs.push(self.vol_ref(s, RefKind::Secret, "name", Some(j), || {
+                            format!("{}.secret", at())
+                        })?);
+                    }
+                    if let Some(s) =
+                        self.opt_obj(src, "configMap", || format!("{}.configMap", at()))?
+                    {
+                        refs.push(self.vol_ref(s, RefKind::ConfigMap, "name", Some(j), || {
+                            format!("{}.configMap", at())
+                        })?);
+                    }
+                }
+            }
+            out.push(Volume {
+                index: i,
+                name,
+                refs,
+            });
+        }
+        Ok(out)
+    }
+
+    fn vol_ref<'v>(
+        &self,
+        s: &'v Object<'v>,
+        kind: RefKind,
+        name_field: &str,
+        source: Option<usize>,
+        at: impl Fn() -> String,
+    ) -> Result<VolRef<'v>, DetectError> {
+        let name = self
+            .opt_str(s, name_field, || format!("{}.{name_field}", at()))?
+            .unwrap_or("");
+        let optional = self.opt_bool(s, "optional", || format!("{}.optional", at()))?;
+        let items = match field(s, "items") {
+            None | Some(Json::Null) => None,
+            Some(_) => {
+                let list = self.arr(s, "items", || format!("{}.items", at()))?;
+                let mut keys = Vec::with_capacity(list.len());
+                for (k, item) in list.iter().enumerate() {
+                    let item = self.obj(item, || format!("{}.items[{k}]", at()))?;
+                    if let Some(key) =
+                        self.opt_str(item, "key", || format!("{}.items[{k}].key", at()))?
+                    {
+                        keys.push(key);
+                    }
+                }
+                Some(keys)
+            }
+        };
+        Ok(VolRef {
+            kind,
+            name,
+            items,
+            optional,
+            source,
+        })
+    }
+
+    fn mounts<'v>(
+        &self,
+        c: &'v Object<'v>,
+        ckind: &str,
+        ci: usize,
+    ) -> Result<Vec<Mount<'v>>, DetectError> {
+        let list = self.arr(c, "volumeMounts", || format!("{ckind}[{ci}].volumeMounts"))?;
+        let mut out = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let at = || format!("{ckind}[{ci}].volumeMounts[{i}]");
+            let m = self.obj(m, at)?;
+            let volume = self
+                .opt_str(m, "name", || format!("{}.name", at()))?
+                .unwrap_or("");
+            let path = self
+                .opt_str(m, "mountPath", || format!("{}.mountPath", at()))?
+                .unwrap_or("");
+            out.push(Mount { volume, path });
+        }
+        Ok(out)
+    }
+
+    // ---- containers ------------------------------------------------------------------------
+
+    fn container(
+        &mut self,
+        c: &Object<'_>,
+        ckind: &str,
+        ci: usize,
+        name: &str,
+        mounts: &[Mount<'_>],
+        volumes: &[Volume<'_>],
+    ) -> Result<(), DetectError> {
+        let cont = Some(name);
+        let mut credentials_file: Option<(usize, &str)> = None;
+
+        let env = self.arr(c, "env", || format!("{ckind}[{ci}].env"))?;
+        for (ei, e) in env.iter().enumerate() {
+            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            let e = self.obj(e, at)?;
+            let var = self
+                .opt_str(e, "name", || format!("{}.name", at()))?
+                .unwrap_or("");
+            let value = self.opt_str(e, "value", || format!("{}.value", at()))?;
+            let value_from = self.opt_obj(e, "valueFrom", || format!("{}.valueFrom", at()))?;
+
+            if var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE)
+                && let Some(v) = value.filter(|v| !v.is_empty())
+            {
+                credentials_file = Some((ei, v));
+            }
+
+            if scan::is_credential_name(var) {
+                let source = match (value, value_from) {
+                    (_, Some(vf)) => Some(self.value_from_text(vf, at)?),
+                    (Some(v), None) if !v.trim().is_empty() => Some("a literal value".into()),
+                    _ => None,
+                };
+                if let Some(source) = source {
+                    self.push(
+                        RuleId::EnvStaticKey,
+                        cont,
+                        at(),
+                        format!("env {var} sets a static AWS credential from {source}"),
+                        format!("env {var}"),
+                    );
+                }
+                continue;
+            }
+
+            if let Some(v) = value
+                && let Some(hit) = scan::find_credentials(v)
+            {
+                self.literal(hit, cont, at(), &format!("env {var} value"), "env", var);
+            }
+            if let Some(vf) = value_from {
+                self.key_ref(vf, var, cont, at)?;
+            }
+        }
+
+        let env_from = self.arr(c, "envFrom", || format!("{ckind}[{ci}].envFrom"))?;
+        for (ei, e) in env_from.iter().enumerate() {
+            let at = || format!("{ckind}[{ci}].envFrom[{ei}]");
+            let e = self.obj(e, at)?;
+            let prefix = self
+                .opt_str(e, "prefix", || format!("{}.prefix", at()))?
+                .unwrap_or("");
+            for (field, kind) in [
+                ("secretRef", RefKind::Secret),
+                ("configMapRef", RefKind::ConfigMap),
+            ] {
+                if let Some(r) = self.opt_obj(e, field, || format!("{}.{field}", at()))? {
+                    let name = self
+                        .opt_str(r, "name", || format!("{}.{field}.name", at()))?
+                        .unwrap_or("");
+                    let optional =
+                        self.opt_bool(r, "optional", || format!("{}.{field}.optional", at()))?;
+                    if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at) {
+                        self.env_from(&facts, kind, name, prefix, cont, at());
+                    }
+                }
+            }
+        }
+
+        for field in ["command", "args"] {
+            let list = self.arr(c, field, || format!("{ckind}[{ci}].{field}"))?;
+            for (ai, a) in list.iter().enumerate() {
+                let Some(text) = a.as_str() else {
+                    return Err(self.malformed(
+                        format!("{ckind}[{ci}].{field}[{ai}]"),
+                        "a string",
+                        a,
+                    ));
+                };
+                if let Some(hit) = scan::find_credentials(text) {
+                    let at = format!("{ckind}[{ci}].{field}[{ai}]");
+                    self.literal(hit, cont, at, field, field, "");
+                }
+            }
+        }
+
+        // A shared credentials file: the one AWS_SHARED_CREDENTIALS_FILE names, or the SDKs'
+        // default location (~/.aws/credentials) when a Secret is mounted there.
+        if let Some((ei, path)) = credentials_file
+            && let Some((m, vol)) = mount_holding(path, mounts, volumes)
+        {
+            let at = format!("{ckind}[{ci}].env[{ei}]");
+            let what = format!(
+                "{SHARED_CREDENTIALS_FILE}={path} points into volume '{}'",
+                m.volume
+            );
+            self.credentials_file(vol, cont, at, what, true);
+        }
+        for (mi, m) in mounts.iter().enumerate() {
+            if !is_default_credentials_location(m.path) {
+                continue;
+            }
+            if let Some(vol) = volumes.iter().find(|v| v.name == m.volume) {
+                let at = format!("{ckind}[{ci}].volumeMounts[{mi}]");
+                let what = format!(
+                    "volume '{}' is mounted at {}, where the AWS SDKs read a shared credentials file",
+                    m.volume, m.path
+                );
+                self.credentials_file(vol, cont, at, what, false);
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(
+        &mut self,
+        hit: Hit,
+        cont: Option<&str>,
+        at: String,
+        place: &str,
+        subject_kind: &str,
+        var: &str,
+    ) {
+        let rule = match hit {
+            Hit::AccessKeyId { .. } => RuleId::LiteralAccessKey,
+            Hit::SecretAssignment { .. } => RuleId::LiteralSecretKey,
+        };
+        let what = format!("{place} contains {}", hit.describe());
+        let subject = match &hit {
+            Hit::AccessKeyId { masked } => format!("{subject_kind} {var} {masked}"),
+            Hit::SecretAssignment { name } => format!("{subject_kind} {var} {name}"),
+        };
+        self.push(rule, cont, at, what, subject);
+    }
+
+    /// How a credential-named env var gets its value, for messages.
+    fn value_from_text(
+        &self,
+        vf: &Object<'_>,
+        at: impl Fn() -> String,
+    ) -> Result<String, DetectError> {
+        for (field, kind) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")] {
+            if let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? {
+                let name = self
+                    .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
+                    .unwrap_or("");
+                let key = self
+                    .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
+                    .unwrap_or("");
+                return Ok(format!("{kind} '{name}' key '{key}'"));
+            }
+        }
+        Ok("valueFrom".into())
+    }
+
+    /// `env[].valueFrom.secretKeyRef` / `configMapKeyRef` of a var whose name is harmless:
+    /// judged by what the referenced value holds.
+    fn key_ref(
+        &mut self,
+        vf: &Object<'_>,
+        var: &str,
+        cont: Option<&str>,
+        at: impl Fn() -> String + Copy,
+    ) -> Result<(), DetectError> {
+        for (field, kind) in [
+            ("secretKeyRef", RefKind::Secret),
+            ("configMapKeyRef", RefKind::ConfigMap),
+        ] {
+            let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? else {
+                continue;
+            };
+            let name = self
+                .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
+                .unwrap_or("");
+            let key = self
+                .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
+                .unwrap_or("");
+            let optional = self.opt_bool(r, "optional", || {
+                format!("{}.valueFrom.{field}.optional", at())
+            })?;
+            if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at)
+                && let Some(k) = facts.key(key).filter(|k| k.class.is_credential())
+            {
+                self.push(
+                    ref_rule(kind),
+                    cont,
+                    at(),
+                    format!(
+                        "env {var} takes key '{key}' of {} '{name}', which holds {}",
+                        kind.as_str(),
+                        k.class.describe()
+                    ),
+                    format!("env {var} {} {name} {key}", kind.as_str()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn env_from(
+        &mut self,
+        facts: &ObjectFacts,
+        kind: RefKind,
+        name: &str,
+        prefix: &str,
+        cont: Option<&str>,
+        at: String,
+    ) {
+        let mut named = Vec::new();
+        let mut material = Vec::new();
+        for k in &facts.keys {
+            let full = format!("{prefix}{}", k.name);
+            if scan::is_credential_name(&k.name) || scan::is_credential_name(&full) {
+                named.push(full);
+            } else if k.class.is_credential() {
+                material.push(full);
+            }
+        }
+        if !named.is_empty() {
+            self.push(
+                RuleId::EnvFromCredentialKeys,
+                cont,
+                at.clone(),
+                format!(
+                    "envFrom imports {} '{name}', which sets the AWS credential env vars {}",
+                    kind.as_str(),
+                    named.join(", ")
+                ),
+                format!("envFrom {} {name} names", kind.as_str()),
+            );
+        }
+        if !material.is_empty() {
+            self.push(
+                ref_rule(kind),
+                cont,
+                at,
+                format!(
+                    "envFrom imports {} '{name}', whose {} AWS key material",
+                    kind.as_str(),
+                    keys_hold(&material)
+                ),
+                format!("envFrom {} {name} material", kind.as_str()),
+            );
+        }
+    }
+
+    /// A shared credentials file in a Secret- or ConfigMap-backed volume is static keys unless
+    /// every object behind the volume can be read and holds no AWS key.
+    fn credentials_file(
+        &mut self,
+        vol: &Volume<'_>,
+        cont: Option<&str>,
+        at: String,
+        what: String,
+        configmaps_count: bool,
+    ) {
+        let mut unread = Vec::new();
+        let mut with_keys = Vec::new();
+        for r in &vol.refs {
+            if r.kind == RefKind::ConfigMap && !configmaps_count {
+                continue;
+            }
+            let vpath = volume_path(vol, r);
+            match self.lookup(r.kind, r.name, r.optional, cont, || vpath) {
+                Known::Absent => {}
+                Known::Unknown => unread.push(format!("{} '{}'", r.kind.as_str(), r.name)),
+                Known::Found(facts) => {
+                    if selected_keys(&facts, r).any(|k| k.class.is_credential()) {
+                        with_keys.push(format!("{} '{}'", r.kind.as_str(), r.name));
+                    }
+                }
+            }
+        }
+        let why = if !with_keys.is_empty() {
+            format!("{}, which holds AWS keys", with_keys.join(", "))
+        } else if !unread.is_empty() {
+            format!(
+                "{}, which hatrack cannot read (a credentials file is static keys unless shown otherwise)",
+                unread.join(", ")
+            )
+        } else {
+            return;
+        };
+        self.push(
+            RuleId::SharedCredentialsFile,
+            cont,
+            at,
+            format!("{what} backed by {why}"),
+            format!("credentials file volume {}", vol.name),
+        );
+    }
+
+    /// Secret, ConfigMap and projected volumes: the mounted keys must hold no AWS key.
+    fn volume(&mut self, vol: &Volume<'_>, users: &[&str]) {
+        for r in &vol.refs {
+            let vpath = volume_path(vol, r);
+            let vp = vpath.clone();
+            let Known::Found(facts) = self.lookup(r.kind, r.name, r.optional, None, || vp) else {
+                continue;
+            };
+            let keys: Vec<&str> = selected_keys(&facts, r)
+                .filter(|k| k.class.is_credential())
+                .map(|k| &*k.name)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let who = match users {
+                [] => "not mounted by any container".to_string(),
+                [one] => format!("mounted by container '{one}'"),
+                many => format!("mounted by containers '{}'", many.join("', '")),
+            };
+            self.push(
+                ref_rule(r.kind),
+                None,
+                vpath,
+                format!(
+                    "volume '{}' ({who}) mounts {} '{}', whose {} AWS key material",
+                    vol.name,
+                    r.kind.as_str(),
+                    r.name,
+                    keys_hold(&keys)
+                ),
+                format!("volume {} {} {}", vol.name, r.kind.as_str(), r.name),
+            );
+        }
+    }
+}
+
+/// `key 'a' holds` / `keys 'a', 'b' hold`.
+fn keys_hold<S: AsRef<str>>(keys: &[S]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("'{}'", k.as_ref())).collect();
+    if quoted.len() == 1 {
+        format!("key {} holds", quoted[0])
+    } else {
+        format!("keys {} hold", quoted.join(", "))
+    }
+}
+
+fn ref_rule(kind: RefKind) -> RuleId {
+    match kind {
+        RefKind::Secret => RuleId::CredentialsInReferencedSecret,
+        RefKind::ConfigMap => RuleId::CredentialsInReferencedConfigMap,
+    }
+}
+
+fn volume_path(vol: &Volume<'_>, r: &VolRef<'_>) -> String {
+    match r.source {
+        Some(j) => format!("volumes[{}].projected.sources[{j}]", vol.index),
+        None => format!("volumes[{}]", vol.index),
+    }
+}
+
+fn selected_keys<'f>(facts: &'f ObjectFacts, r: &VolRef<'_>) -> impl Iterator<Item = &'f KeyFact> {
+    let items = r.items.clone();
+    facts
+        .keys
+        .iter()
+        .filter(move |k| items.as_ref().is_none_or(|i| i.contains(&&*k.name)))
+}
+
+/// The mount (and its volume, if backed by Secrets or ConfigMaps) whose path holds `file`.
+fn mount_holding<'m, 'v>(
+    file: &str,
+    mounts: &'m [Mount<'m>],
+    volumes: &'v [Volume<'v>],
+) -> Option<(&'m Mount<'m>, &'v Volume<'v>)> {
+    mounts
+        .iter()
+        .filter(|m| path_within(file, m.path))
+        .max_by_key(|m| m.path.len())
+        .and_then(|m| {
+            volumes
+                .iter()
+                .find(|v| v.name == m.volume && !v.refs.is_empty())
+                .map(|v| (m, v))
+        })
+}
+
+fn path_within(file: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    if dir.is_empty() {
+        return false;
+    }
+    file == dir || (file.starts_with(dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
+}
+
+fn is_default_credentials_location(mount_path: &str) -> bool {
+    let p = mount_path.trim_end_matches('/');
+    p.ends_with("/.aws") || p.ends_with("/.aws/credentials") || p == ".aws"
+}

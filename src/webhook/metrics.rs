@@ -1,0 +1,131 @@
+//! Prometheus metrics of the webhook (served on `--metrics-listen`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::review::Outcome;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// enforce, warn, audit, exempt or skipped.
+    pub mode: &'static str,
+    /// allow, warn or deny.
+    pub decision: &'static str,
+    /// The rule of a finding, `none` for reviews without findings, `unreadable` for objects
+    /// that could not be read.
+    pub rule: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// The webhook's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub review_duration: Histogram,
+    pub bad_requests: Family<ReasonLabels, Counter>,
+    pub tls_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hatrack_webhook");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Admission decisions by mode, decision and rule (one count per rule found in a review)",
+            decisions.clone(),
+        );
+        // 50 µs .. ~1.6 s
+        let review_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register(
+            "review_duration_seconds",
+            "Time to answer an AdmissionReview, from body received to response serialised",
+            review_duration.clone(),
+        );
+        let bad_requests = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "bad_requests",
+            "Requests refused before a decision (not JSON, not an AdmissionReview, too large)",
+            bad_requests.clone(),
+        );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads after the files changed, by result",
+            tls_reloads.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            review_duration,
+            bad_requests,
+            tls_reloads,
+        }
+    }
+
+    /// Counts one decided review.
+    pub fn record(&self, outcome: &Outcome, seconds: f64) {
+        self.review_duration.observe(seconds);
+        let decision = outcome.verdict.as_str();
+        let mode = outcome.mode;
+        if outcome.unreadable.is_some() {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    mode,
+                    decision,
+                    rule: "unreadable",
+                })
+                .inc();
+        } else if outcome.rules.is_empty() {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    mode,
+                    decision,
+                    rule: "none",
+                })
+                .inc();
+        }
+        for rule in &outcome.rules {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    mode,
+                    decision,
+                    rule: rule.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn bad_request(&self, reason: &'static str) {
+        self.bad_requests
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

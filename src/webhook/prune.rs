@@ -1,0 +1,146 @@
+//! What of an AdmissionReview the webhook reads: the request's identity, the objects'
+//! metadata and the parts of the pod spec the rules look at (containers' names, env, envFrom,
+//! args, command, volume mounts; volumes; the ServiceAccount). Everything else —
+//! managedFields, labels, annotations, probes, resources, status — is skipped by the parser
+//! without allocating ([`crate::detect::json::parse_pruned`]).
+//!
+//! Building a full `serde_json::Value` (an IndexMap per object, every key hashed) is about ten
+//! times slower than scanning the same bytes, and most of a Deployment's bytes are fields no
+//! rule reads. A field that is kept is kept whole, whatever its type, so malformed objects
+//! still reach the rules and get their error with the field path.
+
+use crate::detect::json::{self, Json, Want};
+
+const MOUNT: Want = Want::Fields(&[("name", Want::All), ("mountPath", Want::All)]);
+
+const CONTAINER: Want = Want::Fields(&[
+    ("name", Want::All),
+    ("env", Want::All),
+    ("envFrom", Want::All),
+    ("args", Want::All),
+    ("command", Want::All),
+    ("volumeMounts", MOUNT),
+]);
+
+const POD_SPEC: Want = Want::Fields(&[
+    ("serviceAccountName", Want::All),
+    ("serviceAccount", Want::All),
+    ("containers", CONTAINER),
+    ("initContainers", CONTAINER),
+    ("ephemeralContainers", CONTAINER),
+    ("volumes", Want::All),
+]);
+
+const TEMPLATE: Want = Want::Fields(&[("spec", POD_SPEC)]);
+
+/// The spec of any workload kind: a Pod's own fields, `template.spec` (Deployment, Job, …) and
+/// `jobTemplate.spec.template.spec` (CronJob). Only the ones present end up in the value.
+const WORKLOAD_SPEC: Want = Want::Fields(&[
+    ("serviceAccountName", Want::All),
+    ("serviceAccount", Want::All),
+    ("containers", CONTAINER),
+    ("initContainers", CONTAINER),
+    ("ephemeralContainers", CONTAINER),
+    ("volumes", Want::All),
+    ("template", TEMPLATE),
+    (
+        "jobTemplate",
+        Want::Fields(&[("spec", Want::Fields(&[("template", TEMPLATE)]))]),
+    ),
+]);
+
+const METADATA: Want = Want::Fields(&[
+    ("name", Want::All),
+    ("generateName", Want::All),
+    ("namespace", Want::All),
+    ("ownerReferences", Want::All),
+]);
+
+const OBJECT: Want = Want::Fields(&[
+    ("apiVersion", Want::All),
+    ("kind", Want::All),
+    ("metadata", METADATA),
+    ("spec", WORKLOAD_SPEC),
+]);
+
+const USER_INFO: Want = Want::Fields(&[("username", Want::All)]);
+
+const REQUEST: Want = Want::Fields(&[
+    ("uid", Want::All),
+    ("kind", Want::All),
+    ("resource", Want::All),
+    ("subResource", Want::All),
+    ("requestKind", Want::All),
+    ("requestResource", Want::All),
+    ("requestSubResource", Want::All),
+    ("name", Want::All),
+    ("namespace", Want::All),
+    ("operation", Want::All),
+    ("userInfo", USER_INFO),
+    ("object", OBJECT),
+    ("oldObject", OBJECT),
+    ("dryRun", Want::All),
+]);
+
+/// What an AdmissionReview body is pruned to.
+pub const REVIEW: Want = Want::Fields(&[
+    ("apiVersion", Want::All),
+    ("kind", Want::All),
+    ("request", REQUEST),
+]);
+
+/// Parses an AdmissionReview body, keeping only what [`REVIEW`] asks for.
+pub fn parse(body: &[u8]) -> Result<Json<'_>, serde_json::Error> {
+    json::parse_pruned(body, REVIEW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_what_the_rules_read_and_drops_the_rest() {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE", "userInfo": {"username": "a", "groups": ["x"]},
+                "object": {"kind": "Deployment",
+                    "metadata": {"name": "d", "labels": {"a": "b"}, "managedFields": [{"manager": "m"}]},
+                    "spec": {"replicas": 3, "template": {"metadata": {"labels": {}}, "spec": {
+                        "serviceAccountName": "sa",
+                        "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
+                            "resources": {"limits": {}}, "volumeMounts": [{"name": "v", "mountPath": "/p", "readOnly": true}]}],
+                        "volumes": [{"name": "v", "secret": {"secretName": "s"}}],
+                        "affinity": {}}}},
+                    "status": {"replicas": 3}}}
+        });
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let pruned = parse(&bytes).unwrap();
+        let expected = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE", "userInfo": {"username": "a"},
+                "object": {"kind": "Deployment", "metadata": {"name": "d"},
+                    "spec": {"template": {"spec": {
+                        "serviceAccountName": "sa",
+                        "containers": [{"name": "c", "env": [{"name": "A", "value": "1"}],
+                            "volumeMounts": [{"name": "v", "mountPath": "/p"}]}],
+                        "volumes": [{"name": "v", "secret": {"secretName": "s"}}]}}}}}
+        });
+        assert_eq!(pruned, Json::from(&expected));
+    }
+
+    #[test]
+    fn keeps_malformed_kept_fields_whole_and_rejects_bad_json() {
+        let body = br#"{"request":{"object":{"spec":{"containers":"oops","volumes":7}}}}"#;
+        let pruned = parse(body).unwrap();
+        let spec = pruned
+            .get("request")
+            .and_then(|r| r.get("object"))
+            .and_then(|o| o.get("spec"))
+            .unwrap();
+        assert_eq!(spec.get("containers").and_then(Json::as_str), Some("oops"));
+        assert_eq!(spec.get("volumes"), Some(&Json::Number));
+        assert!(parse(b"{\"request\": ").is_err());
+        assert!(parse(b"{} trailing").is_err());
+    }
+}

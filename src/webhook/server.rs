@@ -1,0 +1,150 @@
+//! HTTP side of the webhook: the router (`/validate/workloads`, `/healthz`, `/readyz`), the
+//! metrics router, and error-to-response mapping.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::metrics::Metrics;
+use super::review::{self, Policy, ReviewError};
+use crate::detect::ReferenceView;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub policy: Arc<Policy>,
+    pub refs: Arc<dyn ReferenceView>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Errors answered before a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    #[error("request body too large or unreadable: {0}")]
+    Body(String),
+    #[error("cannot serialise the response: {0}")]
+    Serialise(String),
+}
+
+impl ApiError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            ApiError::Review(e) => e.metric_label(),
+            ApiError::Body(_) => "body",
+            ApiError::Serialise(_) => "serialise",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Review(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Serialise(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = serde_json::json!({"error": self.to_string()}).to_string();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// The webhook's router: `POST /validate/workloads`, `GET /healthz`, `GET /readyz`. Bodies
+/// over `max_body_bytes` are refused with 413.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/validate/workloads", post(validate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The metrics router: `GET /metrics`.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.refs.ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+    }
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = answer(&state, body);
+    match &result {
+        Ok(_) => {}
+        Err(e) => {
+            state.metrics.bad_request(e.metric_label());
+            tracing::warn!(error = %e, "refused a request that is not a readable AdmissionReview");
+        }
+    }
+    let (bytes, outcome) = result?;
+    state
+        .metrics
+        .record(&outcome, started.elapsed().as_secs_f64());
+    let span = tracing::info_span!("review", uid = %outcome.uid, kind = %outcome.kind,
+        namespace = %outcome.namespace, name = %outcome.name);
+    let _guard = span.enter();
+    if let Some(why) = &outcome.unreadable {
+        tracing::warn!(
+            mode = outcome.mode,
+            verdict = outcome.verdict.as_str(),
+            "{why}"
+        );
+    } else if outcome.findings > 0 {
+        tracing::info!(
+            mode = outcome.mode,
+            verdict = outcome.verdict.as_str(),
+            findings = outcome.findings,
+            "static AWS keys: {}",
+            outcome.summaries.join(" | ")
+        );
+    } else {
+        tracing::debug!(
+            mode = outcome.mode,
+            verdict = outcome.verdict.as_str(),
+            "no static keys"
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+fn answer(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Vec<u8>, review::Outcome), ApiError> {
+    let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
+    let (review, outcome) = review::review(&body, &state.policy, state.refs.as_ref())?;
+    let bytes = serde_json::to_vec(&review).map_err(|e| ApiError::Serialise(e.to_string()))?;
+    Ok((bytes, outcome))
+}
