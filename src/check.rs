@@ -17,6 +17,8 @@ use crate::detect::{
     Warning,
 };
 use crate::manifest::{self, Document};
+use crate::plan::OfflineContext;
+use crate::settings::{ClusterArgs, Settings, SettingsError, TrustKind};
 
 /// Output formats of `hatrack check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +55,27 @@ pub struct CheckArgs {
     /// Namespace of objects that do not set `metadata.namespace`.
     #[arg(long, default_value = "default", env = "HATRACK_CHECK_NAMESPACE")]
     pub namespace: String,
+
+    /// Cluster name used to validate IAMRoleBindings as `plan` does (it only affects names).
+    #[arg(long, env = "HATRACK_CLUSTER_NAME", default_value = "cluster")]
+    pub cluster_name: String,
+
+    /// AWS account id used to validate IAMRoleBindings.
+    #[arg(long, env = "HATRACK_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+
+    /// OIDC issuer used to validate IAMRoleBindings (its length counts towards the trust
+    /// policy size quota; the default is as long as an EKS issuer).
+    #[arg(
+        long,
+        env = "HATRACK_OIDC_ISSUER",
+        default_value = "https://oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
+    )]
+    pub oidc_issuer: String,
+
+    /// The account's trust policy size quota, as for `plan`.
+    #[arg(long, env = "HATRACK_TRUST_POLICY_MAX_CHARS", default_value_t = 2048)]
+    pub trust_policy_max_chars: usize,
 }
 
 /// What `check` judges with.
@@ -61,6 +84,8 @@ pub struct CheckOptions {
     pub mode: Mode,
     pub exempt_namespaces: HashSet<String>,
     pub default_namespace: String,
+    /// Cluster settings for validating IAMRoleBindings as `plan` does.
+    pub settings: Settings,
 }
 
 impl Default for CheckOptions {
@@ -72,13 +97,26 @@ impl Default for CheckOptions {
                 .map(String::from)
                 .collect(),
             default_namespace: "default".into(),
+            settings: Settings::example(),
         }
     }
 }
 
-impl From<&CheckArgs> for CheckOptions {
-    fn from(args: &CheckArgs) -> Self {
-        Self {
+impl CheckOptions {
+    /// The options of a `check` command line; cluster flags that cannot work are an error.
+    pub fn from_args(args: &CheckArgs) -> Result<Self, SettingsError> {
+        let cluster = ClusterArgs {
+            cluster_name: args.cluster_name.clone(),
+            account_id: args.account_id.clone(),
+            partition: "aws".into(),
+            oidc_issuer: Some(args.oidc_issuer.clone()),
+            role_path: "/hatrack/".into(),
+            default_trust: vec![TrustKind::Irsa],
+            default_audience: "sts.amazonaws.com".into(),
+            trust_policy_max_chars: args.trust_policy_max_chars,
+            max_managed_policies: 10,
+        };
+        Ok(Self {
             mode: args.mode,
             exempt_namespaces: args
                 .exempt_namespaces
@@ -87,7 +125,8 @@ impl From<&CheckArgs> for CheckOptions {
                 .filter(|s| !s.is_empty())
                 .collect(),
             default_namespace: args.namespace.clone(),
-        }
+            settings: cluster.settings()?,
+        })
     }
 }
 
@@ -141,12 +180,26 @@ impl CheckReport {
     }
 }
 
-/// Validates an IAMRoleBinding found in the input, like `plan` does; any finding denies it.
-/// Build each finding with [`role_binding_finding`].
-fn validate_role_binding(doc: &Document) -> Vec<Finding> {
-    // TODO(lead): wire to crate::plan validation
-    let _ = doc;
-    Vec::new()
+/// Validates an IAMRoleBinding found in the input exactly as `plan` does (spec, IAM limits,
+/// and the IAMGuardrails and Namespaces of the input); any problem denies it.
+fn validate_role_binding(
+    doc: &Document,
+    offline: &OfflineContext,
+    settings: &Settings,
+) -> Vec<Finding> {
+    match offline.plan(doc, settings) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .map(|p| {
+                let message = match &p.guardrail {
+                    Some(g) => format!("violates IAMGuardrail {g}: {}", p.message),
+                    None => p.message,
+                };
+                role_binding_finding(doc, &p.field, message)
+            })
+            .collect(),
+    }
 }
 
 /// A finding of rule `invalid-role-binding` for an IAMRoleBinding document: `path` is the
@@ -167,7 +220,7 @@ pub fn role_binding_finding(doc: &Document, path: &str, message: String) -> Find
 }
 
 fn is_role_binding(doc: &Document) -> bool {
-    doc.kind() == "IAMRoleBinding"
+    crate::plan::is_role_binding(doc)
 }
 
 /// Judges documents (the library entry point of `check`; pure).
@@ -175,12 +228,27 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
     let mut report = CheckReport::default();
     let (view, errors) = view_from_documents(docs, &opts.default_namespace);
     report.errors = errors;
+    let (offline, guardrail_errors) = OfflineContext::from_documents(docs, &opts.default_namespace);
+    for (doc, errs) in guardrail_errors {
+        report.errors.push(InputError {
+            file: doc.file.clone(),
+            document: Some(doc.index + 1),
+            message: format!(
+                "IAMGuardrail {}: {}",
+                doc.name(),
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
 
     for doc in docs {
         let kind = doc.kind();
         let namespace = doc.namespace().unwrap_or(&opts.default_namespace);
         if is_role_binding(doc) {
-            let findings = validate_role_binding(doc);
+            let findings = validate_role_binding(doc, &offline, &opts.settings);
             let verdict = if findings.is_empty() {
                 Verdict::Allow
             } else {
@@ -590,7 +658,14 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
             return 2;
         }
     };
-    let report = check_documents(&docs, &CheckOptions::from(args));
+    let opts = match CheckOptions::from_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "hatrack check: {e}");
+            return 2;
+        }
+    };
+    let report = check_documents(&docs, &opts);
     write_report(args.format, &report, out, err, color);
     report.exit_code()
 }
@@ -696,10 +771,41 @@ spec:
         let f = role_binding_finding(&d[0], "spec.serviceAccountName", "must not be empty".into());
         assert_eq!(f.rule, RuleId::InvalidRoleBinding);
         assert_eq!(f.object.name, "rb");
-        // Until plan validation is wired, a binding passes.
+        // A binding without a spec is invalid, as `plan` says.
         let report = check_documents(&d, &CheckOptions::default());
         assert_eq!(report.results[0].kind, "IAMRoleBinding");
+        assert_eq!(report.results[0].verdict, Verdict::Deny);
+        let finding = &report.results[0].findings[0];
+        assert_eq!(
+            (finding.path.as_str(), finding.message.as_str()),
+            ("object", "missing field `spec`")
+        );
+    }
+
+    #[test]
+    fn role_bindings_are_validated_like_plan_including_guardrails() {
+        let valid = "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: rb, namespace: team}\nspec: {serviceAccounts: [api], managedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]}\n";
+        let report = check_documents(&docs(valid), &CheckOptions::default());
         assert_eq!(report.results[0].verdict, Verdict::Allow);
+        let guarded = format!(
+            "{valid}---\napiVersion: hatrack.dev/v1alpha1\nkind: IAMGuardrail\nmetadata: {{name: no-admin}}\nspec: {{allowedManagedPolicyArns: [\"arn:aws:iam::aws:policy/ReadOnly*\"]}}\n"
+        );
+        let report = check_documents(&docs(&guarded), &CheckOptions::default());
+        let rb = report
+            .results
+            .iter()
+            .find(|r| r.kind == "IAMRoleBinding")
+            .unwrap();
+        assert_eq!(rb.verdict, Verdict::Deny);
+        assert_eq!(rb.findings[0].path, "spec.managedPolicyArns[0]");
+        assert!(
+            rb.findings[0]
+                .message
+                .contains("violates IAMGuardrail no-admin"),
+            "{}",
+            rb.findings[0].message
+        );
+        assert_eq!(report.exit_code(), 1);
     }
 
     #[test]

@@ -42,8 +42,10 @@ pub fn read_binding(
 ) -> Result<IAMRoleBinding, Vec<SpecError>> {
     let mut binding: IAMRoleBinding =
         serde_path_to_error::deserialize(&doc.object).map_err(|e| {
+            let path = e.path().to_string();
             vec![SpecError {
-                field: e.path().to_string(),
+                // serde_path_to_error names the root ".": say "object" instead.
+                field: if path == "." { "object".into() } else { path },
                 message: e.inner().to_string(),
             }]
         })?;
@@ -122,18 +124,29 @@ impl OfflineContext {
 
     /// The role a binding manifest would produce with the guardrails applied (a required
     /// boundary set), or every reason it cannot.
-    pub fn plan(&self, doc: &Document, settings: &Settings) -> Result<DesiredRole, Vec<String>> {
-        let as_strings =
-            |errs: Vec<SpecError>| errs.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let binding = read_binding(doc, &self.default_namespace).map_err(as_strings)?;
+    pub fn plan(&self, doc: &Document, settings: &Settings) -> Result<DesiredRole, Vec<Problem>> {
+        let from_spec = |errs: Vec<SpecError>| {
+            errs.into_iter()
+                .map(|e| Problem {
+                    guardrail: None,
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect::<Vec<_>>()
+        };
+        let binding = read_binding(doc, &self.default_namespace).map_err(from_spec)?;
         let built = role::desired_role(&binding, settings);
         let ns = binding.metadata.namespace.clone().unwrap_or_default();
         let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
         let applicable = guardrail::applicable(&self.guardrails, &labels);
         let count = self.bindings_per_namespace.get(&ns).copied().unwrap_or(1);
-        let violations: Vec<String> = guardrail::check(&binding, settings, &applicable, count)
-            .iter()
-            .map(ToString::to_string)
+        let violations: Vec<Problem> = guardrail::check(&binding, settings, &applicable, count)
+            .into_iter()
+            .map(|v| Problem {
+                guardrail: Some(v.guardrail),
+                field: v.field,
+                message: v.message,
+            })
             .collect();
         match built {
             Ok(mut desired) if violations.is_empty() => {
@@ -142,7 +155,7 @@ impl OfflineContext {
             }
             Ok(_) => Err(violations),
             Err(errs) => {
-                let mut all = as_strings(errs);
+                let mut all = from_spec(errs);
                 all.extend(violations);
                 Err(all)
             }
@@ -150,8 +163,25 @@ impl OfflineContext {
     }
 }
 
+/// Why a binding cannot become a role: a spec error, or a guardrail it violates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub guardrail: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.guardrail {
+            Some(g) => write!(f, "IAMGuardrail {g}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
 /// Formats problems as `FILE (document N): Kind ns/name: problem` lines.
-pub fn describe_errors(doc: &Document, problems: &[String]) -> String {
+pub fn describe_errors(doc: &Document, problems: &[impl std::fmt::Display]) -> String {
     let object = format!(
         "{} {}/{}",
         doc.kind(),
