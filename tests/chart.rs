@@ -201,6 +201,25 @@ fn rendering_without_cluster_name_or_account_id_fails_with_a_clear_message() {
     assert!(err.contains("cluster.name is required"), "{err}");
     let err = try_render(&["--set", "cluster.name=demo"]).expect_err("rendered without accountId");
     assert!(err.contains("cluster.accountId"), "{err}");
+    // IRSA (the default trust) cannot work without the issuer: the controller would refuse
+    // to start, so the chart refuses to render.
+    let err = try_render(&[
+        "--set",
+        "cluster.name=demo",
+        "--set-string",
+        "cluster.accountId=111122223333",
+    ])
+    .expect_err("rendered without oidcIssuer");
+    assert!(err.contains("cluster.oidcIssuer is required"), "{err}");
+    try_render(&[
+        "--set",
+        "cluster.name=demo",
+        "--set-string",
+        "cluster.accountId=111122223333",
+        "--set",
+        "controller.defaultTrust={pod-identity}",
+    ])
+    .expect("Pod Identity needs no issuer");
 }
 
 #[test]
@@ -775,6 +794,11 @@ fn chart_flags_parse_with_the_real_command_line_types() {
         #[command(flatten)]
         certs: hatrack::certs::CertArgs,
     }
+    #[derive(Parser)]
+    struct Webhook {
+        #[command(flatten)]
+        webhook: hatrack::webhook::WebhookArgs,
+    }
     const CERT_FLAGS: [&str; 7] = [
         "--self-managed-certs",
         "--cert-secret=",
@@ -818,6 +842,19 @@ fn chart_flags_parse_with_the_real_command_line_types() {
             std::path::Path::new("/certs/tls.crt"),
             "the chart's --tls-cert is where the certificate manager writes"
         );
+        // Every webhook flag the chart passes parses with the real type, and the cluster
+        // settings it passes are valid.
+        let all = args_of(webhook);
+        let parsed = Webhook::try_parse_from(
+            std::iter::once("hatrack-webhook".to_string()).chain(all[1..].iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("{file}: webhook flags {all:?}: {e}"));
+        parsed
+            .webhook
+            .cluster
+            .settings()
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(parsed.webhook.certs.self_managed_certs);
         assert!(args_of(webhook).contains(&"--tls-cert=/certs/tls.crt".to_string()));
         assert!(args_of(webhook).contains(&"--tls-key=/certs/tls.key".to_string()));
     }

@@ -419,16 +419,24 @@ async fn rotated_certificate_is_picked_up_without_restart() {
 async fn start_fails_clearly_without_a_usable_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let args = harness::args(dir.path(), Mode::Enforce, hatrack::webhook::Lookups::Off);
-    let err = hatrack::webhook::start(&args, Arc::new(NoLookups))
-        .await
-        .err()
-        .expect("fails");
+    let err = hatrack::webhook::start(
+        &args,
+        Arc::new(NoLookups),
+        Arc::new(hatrack::webhook::bindings::StaticBindingView::default()),
+    )
+    .await
+    .err()
+    .expect("fails");
     assert!(err.to_string().contains("tls.crt"), "{err}");
     std::fs::write(dir.path().join("tls.crt"), "garbage").unwrap();
     std::fs::write(dir.path().join("tls.key"), "garbage").unwrap();
-    let err = hatrack::webhook::start(&args, Arc::new(NoLookups))
-        .await
-        .err()
-        .expect("fails");
+    let err = hatrack::webhook::start(
+        &args,
+        Arc::new(NoLookups),
+        Arc::new(hatrack::webhook::bindings::StaticBindingView::default()),
+    )
+    .await
+    .err()
+    .expect("fails");
     assert!(err.to_string().contains("no PEM certificate"), "{err}");
 }

@@ -7,6 +7,7 @@
 //!
 //! [`start`] binds and serves (used by tests with port 0); [`run`] is the subcommand.
 
+pub mod bindings;
 pub mod cache;
 pub mod metrics;
 pub mod prune;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use axum_server::Handle;
 
 use crate::detect::{Mode, NoLookups, ReferenceView};
+pub use bindings::BindingView;
 pub use cache::WatchCache;
 pub use metrics::Metrics;
 pub use review::{Outcome, Policy, ReviewError};
@@ -91,6 +93,15 @@ pub struct WebhookArgs {
     /// How often the certificate files are checked for changes (e.g. `10s`, `500ms`).
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HATRACK_WEBHOOK_TLS_RELOAD_INTERVAL")]
     pub tls_reload_interval: Duration,
+
+    /// The cluster, as the controller knows it: IAMRoleBindings are validated at admission
+    /// exactly as the controller would build their roles.
+    #[command(flatten)]
+    pub cluster: crate::settings::ClusterArgs,
+
+    /// Self-managed serving certificates (instead of cert-manager).
+    #[command(flatten)]
+    pub certs: crate::certs::CertArgs,
 }
 
 /// Parses `500ms`, `10s`, `2m`.
@@ -129,6 +140,10 @@ pub enum WebhookError {
     Client(#[source] kube::Error),
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Settings(crate::settings::SettingsError),
+    #[error("self-managed certificates: {0}")]
+    Certs(String),
 }
 
 impl WebhookArgs {
@@ -185,7 +200,9 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, WebhookError> {
 pub async fn start(
     args: &WebhookArgs,
     refs: Arc<dyn ReferenceView>,
+    binding_view: Arc<dyn BindingView>,
 ) -> Result<Running, WebhookError> {
+    let settings = args.cluster.settings().map_err(WebhookError::Settings)?;
     let files = TlsFiles {
         cert: args.tls_cert.clone(),
         key: args.tls_key.clone(),
@@ -196,6 +213,10 @@ pub async fn start(
         policy: Arc::new(args.policy()),
         refs,
         metrics: metrics.clone(),
+        bindings: Arc::new(server::BindingAdmission {
+            settings,
+            view: binding_view,
+        }),
     };
 
     let listener = bind(args.listen)?;
@@ -251,18 +272,45 @@ pub async fn start(
 /// Runs `hatrack webhook` until SIGTERM or Ctrl-C.
 pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let mut background = Vec::new();
-    let refs: Arc<dyn ReferenceView> = match args.lookups {
-        Lookups::Off => Arc::new(NoLookups),
-        Lookups::On => {
-            let client = kube::Client::try_default()
+    let needs_client = args.lookups == Lookups::On || args.certs.self_managed_certs;
+    let client = if needs_client {
+        Some(
+            kube::Client::try_default()
                 .await
-                .map_err(WebhookError::Client)?;
-            let (cache, watches) = WatchCache::start(client);
-            background.push(tokio::spawn(watches));
-            cache
-        }
+                .map_err(WebhookError::Client)?,
+        )
+    } else {
+        None
     };
-    let running = start(&args, refs).await?;
+    let (refs, binding_view): (Arc<dyn ReferenceView>, Arc<dyn BindingView>) =
+        match (&client, args.lookups) {
+            (Some(client), Lookups::On) => {
+                let (cache, watches) = WatchCache::start(client.clone());
+                background.push(tokio::spawn(watches));
+                let (bindings, binding_watches) = bindings::BindingCache::start(client.clone());
+                background.push(tokio::spawn(binding_watches));
+                (cache, bindings)
+            }
+            _ => (
+                Arc::new(NoLookups),
+                Arc::new(bindings::StaticBindingView::default()),
+            ),
+        };
+    if let (Some(client), true) = (&client, args.certs.self_managed_certs) {
+        // The Secret, the caBundle and the files must exist before TLS can start.
+        let config = args.certs.config();
+        crate::certs::prepare(client, &config, &args.certs.cert_dir)
+            .await
+            .map_err(|e| WebhookError::Certs(e.to_string()))?;
+        background.push(tokio::spawn(crate::certs::run(
+            client.clone(),
+            config,
+            args.certs.cert_dir.clone(),
+            args.certs.check_every(),
+            std::future::pending::<()>(),
+        )));
+    }
+    let running = start(&args, refs, binding_view).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     for task in background {

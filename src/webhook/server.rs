@@ -12,9 +12,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::bindings::{BindingView, review_binding};
 use super::metrics::Metrics;
 use super::review::{self, Policy, ReviewError};
 use crate::detect::ReferenceView;
+use crate::settings::Settings;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -22,6 +24,14 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub refs: Arc<dyn ReferenceView>,
     pub metrics: Arc<Metrics>,
+    /// Cluster settings and caches for `/validate/iamrolebindings`.
+    pub bindings: Arc<BindingAdmission>,
+}
+
+/// What IAMRoleBinding admission needs.
+pub struct BindingAdmission {
+    pub settings: Settings,
+    pub view: Arc<dyn BindingView>,
 }
 
 /// Errors answered before a decision.
@@ -62,6 +72,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/validate/workloads", post(validate))
+        .route("/validate/iamrolebindings", post(validate_binding))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -85,6 +96,36 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
             }
         }),
     )
+}
+
+async fn validate_binding(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return ApiError::Body(e.to_string()).into_response(),
+    };
+    match review_binding(
+        &body,
+        &state.bindings.settings,
+        state.bindings.view.as_ref(),
+    ) {
+        Ok(review) => match serde_json::to_vec(&review) {
+            Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(e) => ApiError::Serialise(e.to_string()).into_response(),
+        },
+        Err(reason) => {
+            state.metrics.bad_request("binding_review");
+            let body = serde_json::json!({"error": reason}).to_string();
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

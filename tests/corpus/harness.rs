@@ -90,6 +90,20 @@ impl TestServer {
         (status, resp.text().await.expect("body"))
     }
 
+    /// Posts a body to any path; returns status and body.
+    pub async fn post_to(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the webhook");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
     /// Posts a review and returns its `response`.
     pub async fn admit(&self, review: &Value) -> Value {
         let (status, body) = self.post(serde_json::to_vec(review).unwrap()).await;
@@ -146,16 +160,53 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         lookups,
         max_body_bytes: 256 * 1024,
         tls_reload_interval: Duration::from_millis(100),
+        cluster: hatrack::settings::ClusterArgs {
+            cluster_name: "test".into(),
+            account_id: "111122223333".into(),
+            partition: "aws".into(),
+            oidc_issuer: Some("https://oidc.eks.eu-west-1.amazonaws.com/id/TEST".into()),
+            role_path: "/hatrack/".into(),
+            default_trust: vec![hatrack::settings::TrustKind::Irsa],
+            default_audience: "sts.amazonaws.com".into(),
+            trust_policy_max_chars: 2048,
+            max_managed_policies: 10,
+        },
+        certs: hatrack::certs::CertArgs {
+            self_managed_certs: false,
+            cert_secret: "hatrack-webhook-tls".into(),
+            cert_namespace: "hatrack-system".into(),
+            webhook_service: "hatrack-webhook".into(),
+            webhook_configuration: "hatrack".into(),
+            cert_dir: dir.to_path_buf(),
+            cert_renew_before_days: 30,
+            cert_check_seconds: 3600,
+        },
     }
 }
 
 pub async fn start(mode: Mode, refs: Arc<dyn ReferenceView>) -> TestServer {
+    start_with_bindings(
+        mode,
+        refs,
+        Arc::new(webhook::bindings::StaticBindingView::default()),
+    )
+    .await
+}
+
+/// As [`start`], with a view of guardrails and bindings for `/validate/iamrolebindings`.
+pub async fn start_with_bindings(
+    mode: Mode,
+    refs: Arc<dyn ReferenceView>,
+    bindings: Arc<dyn webhook::BindingView>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki("hatrack test CA");
     std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), &pki.key_pem).unwrap();
     let a = args(dir.path(), mode, Lookups::Off);
-    let running = webhook::start(&a, refs).await.expect("webhook starts");
+    let running = webhook::start(&a, refs, bindings)
+        .await
+        .expect("webhook starts");
     TestServer {
         running,
         cert_path: a.tls_cert.clone(),

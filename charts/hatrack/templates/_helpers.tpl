@@ -141,3 +141,14 @@ namespaceSelector:
       operator: NotIn
       values: {{ include "hatrack.exemptNamespaces" . }}
 {{- end -}}
+
+{{/*
+--oidc-issuer, required when IRSA is the default trust (the controller would refuse to start).
+*/}}
+{{- define "hatrack.oidcIssuerArg" -}}
+{{- if .Values.cluster.oidcIssuer -}}
+- --oidc-issuer={{ .Values.cluster.oidcIssuer }}
+{{- else if has "irsa" .Values.controller.defaultTrust -}}
+{{- fail "cluster.oidcIssuer is required when controller.defaultTrust includes irsa (or set controller.defaultTrust: [pod-identity])" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,175 @@
+//! `POST /validate/iamrolebindings`: spec validation, ServiceAccount claims and guardrails for
+//! CREATE and UPDATE of IAMRoleBindings, with what watch caches know of guardrails, bindings
+//! and namespace labels. The decision itself is [`crate::binding_admission::admit`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::binding_admission::{BindingContext, admit};
+use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::settings::Settings;
+
+/// What the webhook knows around a binding.
+pub trait BindingView: Send + Sync {
+    fn context(&self, namespace: &str) -> BindingContext;
+}
+
+/// A fixed view: tests, and `--lookups off` (no guardrails or other bindings known, so only
+/// the spec is checked at admission; the controller still enforces guardrails).
+#[derive(Debug, Default, Clone)]
+pub struct StaticBindingView(pub BindingContext);
+
+impl BindingView for StaticBindingView {
+    fn context(&self, _namespace: &str) -> BindingContext {
+        self.0.clone()
+    }
+}
+
+/// Watch caches of IAMGuardrails, IAMRoleBindings and Namespace labels.
+pub struct BindingCache {
+    guardrails: Store<IAMGuardrail>,
+    bindings: Store<IAMRoleBinding>,
+    namespaces: Store<Namespace>,
+}
+
+impl BindingCache {
+    /// Starts the caches; spawn the returned future. Needs get/list/watch on iamguardrails,
+    /// iamrolebindings and namespaces.
+    pub fn start(
+        client: kube::Client,
+    ) -> (Arc<BindingCache>, impl Future<Output = ()> + Send + 'static) {
+        let (guardrails, gw) = reflector::store();
+        let (bindings, bw) = reflector::store();
+        let (namespaces, nw) = reflector::store();
+        let g = watcher(
+            Api::<IAMGuardrail>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
+        .reflect(gw)
+        .for_each(|_| async {});
+        let b = watcher(
+            Api::<IAMRoleBinding>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|b: &mut IAMRoleBinding| {
+            // Claims and counts need names and ServiceAccounts only.
+            b.metadata.managed_fields = None;
+            b.metadata.annotations = None;
+            b.spec.inline_policies.clear();
+            b.status = None;
+        })
+        .reflect(bw)
+        .for_each(|_| async {});
+        let n = watcher(
+            Api::<Namespace>::all(client),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|ns: &mut Namespace| {
+            ns.metadata.managed_fields = None;
+            ns.metadata.annotations = None;
+            ns.spec = None;
+            ns.status = None;
+        })
+        .reflect(nw)
+        .for_each(|_| async {});
+        let cache = Arc::new(BindingCache {
+            guardrails,
+            bindings,
+            namespaces,
+        });
+        (cache, async move {
+            futures::join!(g, b, n);
+        })
+    }
+}
+
+impl BindingView for BindingCache {
+    fn context(&self, namespace: &str) -> BindingContext {
+        BindingContext {
+            guardrails: self
+                .guardrails
+                .state()
+                .iter()
+                .map(|g| g.as_ref().clone())
+                .collect(),
+            namespace_labels: self
+                .namespaces
+                .state()
+                .iter()
+                .find(|n| n.name_any() == namespace)
+                .map(|n| n.labels().clone())
+                .unwrap_or_default(),
+            others_in_namespace: self
+                .bindings
+                .state()
+                .iter()
+                .filter(|b| b.namespace().as_deref() == Some(namespace))
+                .map(|b| b.as_ref().clone())
+                .collect(),
+        }
+    }
+}
+
+/// Answers one AdmissionReview of an IAMRoleBinding. `Err` is a body that is not an
+/// AdmissionReview (HTTP 400).
+pub fn review_binding(
+    body: &[u8],
+    settings: &Settings,
+    view: &dyn BindingView,
+) -> Result<AdmissionReview<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|e| format!("AdmissionReview without a request: {e}"))?;
+    let response = AdmissionResponse::from(&request);
+    let span = tracing::info_span!("binding_review", uid = %request.uid, namespace = request.namespace.as_deref().unwrap_or(""), name = %request.name);
+    let _guard = span.enter();
+    let read = |o: &Option<DynamicObject>| -> Result<Option<IAMRoleBinding>, String> {
+        match o {
+            None => Ok(None),
+            Some(obj) => {
+                let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+                serde_path_to_error::deserialize(&value)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+            }
+        }
+    };
+    let answer = match (read(&request.object), read(&request.old_object)) {
+        (Ok(Some(mut binding)), Ok(old)) => {
+            if binding.metadata.namespace.is_none() {
+                binding.metadata.namespace = request.namespace.clone();
+            }
+            let ns = binding.namespace().unwrap_or_default();
+            let problems = admit(&binding, old.as_ref(), settings, &view.context(&ns));
+            if problems.is_empty() {
+                response
+            } else {
+                tracing::info!(problems = problems.len(), "denied IAMRoleBinding");
+                response.deny(format!(
+                    "IAMRoleBinding {ns}/{} denied by hatrack:\n- {}",
+                    binding.name_any(),
+                    problems.join("\n- ")
+                ))
+            }
+        }
+        // DELETE and CONNECT carry no new object: nothing to judge.
+        (Ok(None), _) => response,
+        (Err(e), _) | (_, Err(e)) => response.deny(format!("cannot read the IAMRoleBinding: {e}")),
+    };
+    Ok(answer.into_review())
+}
