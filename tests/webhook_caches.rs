@@ -25,7 +25,10 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
     let server = ApiServer::start().await;
     let (cache, watches) = WatchCache::start(server.client());
     let task = tokio::spawn(watches);
-    wait_for(10, "caches synced", || async { cache.ready().then_some(()) }).await;
+    wait_for(10, "caches synced", || async {
+        cache.ready().then_some(())
+    })
+    .await;
 
     server.put_object("/api/v1/namespaces/team/secrets", json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": "team"},
@@ -43,20 +46,44 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
         }
     })
     .await;
-    assert!(!facts.is_clean(), "the credentials file must be classified as holding keys");
+    assert!(
+        !facts.is_clean(),
+        "the credentials file must be classified as holding keys"
+    );
     assert!(facts.key("password").is_some());
-    wait_for(10, "namespace mode", || async { (cache.namespace_mode("team") == Some(Mode::Warn)).then_some(()) }).await;
-    assert!(matches!(cache.lookup(RefKind::Secret, "team", "missing"), Lookup::Missing));
+    wait_for(10, "namespace mode", || async {
+        (cache.namespace_mode("team") == Some(Mode::Warn)).then_some(())
+    })
+    .await;
+    assert!(matches!(
+        cache.lookup(RefKind::Secret, "team", "missing"),
+        Lookup::Missing
+    ));
 
     // Nothing of the values is kept: not the secret key, not the key id, not other values.
     let dump = format!("{cache:?}");
-    for value in [SECRET_KEY_VALUE, ACCESS_KEY_ID, "hunter2-not-aws", &b64(SECRET_KEY_VALUE)] {
-        assert!(!dump.contains(value), "the cache holds a Secret value: {value}");
+    for value in [
+        SECRET_KEY_VALUE,
+        ACCESS_KEY_ID,
+        "hunter2-not-aws",
+        &b64(SECRET_KEY_VALUE),
+    ] {
+        assert!(
+            !dump.contains(value),
+            "the cache holds a Secret value: {value}"
+        );
     }
 
     // A deleted Secret is forgotten.
     server.delete_object("/api/v1/namespaces/team/secrets/aws");
-    wait_for(10, "secret forgotten", || async { matches!(cache.lookup(RefKind::Secret, "team", "aws"), Lookup::Missing).then_some(()) }).await;
+    wait_for(10, "secret forgotten", || async {
+        matches!(
+            cache.lookup(RefKind::Secret, "team", "aws"),
+            Lookup::Missing
+        )
+        .then_some(())
+    })
+    .await;
     task.abort();
 }
 
@@ -70,10 +97,16 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
     let task = tokio::spawn(watches);
     let ctx = wait_for(10, "binding caches filled", || async {
         let ctx = cache.context("sandbox");
-        (ctx.guardrails.len() == 1 && ctx.others_in_namespace.len() == 1 && !ctx.namespace_labels.is_empty()).then_some(ctx)
+        (ctx.guardrails.len() == 1
+            && ctx.others_in_namespace.len() == 1
+            && !ctx.namespace_labels.is_empty())
+        .then_some(ctx)
     })
     .await;
-    assert_eq!(ctx.namespace_labels.get("tier").map(String::as_str), Some("sandbox"));
+    assert_eq!(
+        ctx.namespace_labels.get("tier").map(String::as_str),
+        Some("sandbox")
+    );
     assert_eq!(ctx.others_in_namespace[0].spec.service_accounts, ["api"]);
     assert!(cache.context("elsewhere").others_in_namespace.is_empty());
     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -324,6 +324,15 @@ async fn health_readiness_and_metrics_by_mode_and_rule() {
         text.contains("hatrack_webhook_review_duration_seconds_count 3"),
         "{text}"
     );
+    let expiry = hatrack::certs::not_after(&server.pki.cert_pem)
+        .unwrap()
+        .as_second();
+    assert!(
+        text.contains(&format!(
+            "hatrack_webhook_certificate_expiry_timestamp_seconds {expiry}"
+        )),
+        "{text}"
+    );
     server
         .running
         .shutdown(Duration::from_secs(1))
@@ -393,6 +402,16 @@ async fn rotated_certificate_is_picked_up_without_restart() {
     let text = server.metrics().await;
     assert!(
         text.contains(r#"hatrack_webhook_tls_reloads_total{result="ok"} 1"#),
+        "{text}"
+    );
+    // The expiry gauge follows the certificate actually served.
+    let expiry = hatrack::certs::not_after(&rotated.cert_pem)
+        .unwrap()
+        .as_second();
+    assert!(
+        text.contains(&format!(
+            "hatrack_webhook_certificate_expiry_timestamp_seconds {expiry}"
+        )),
         "{text}"
     );
 

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub review_duration: Histogram,
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub tls_reloads: Family<ResultLabels, Counter>,
+    /// notAfter of the certificate being served, as a Unix timestamp (alert well before it).
+    pub certificate_expiry: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -73,12 +75,28 @@ impl Metrics {
             "Certificate reloads after the files changed, by result",
             tls_reloads.clone(),
         );
+        let certificate_expiry = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate expires (Unix time)",
+            certificate_expiry.clone(),
+        );
         Self {
             registry,
             decisions,
             review_duration,
             bad_requests,
             tls_reloads,
+            certificate_expiry,
+        }
+    }
+
+    /// Records the expiry of the certificate now served (ignores a certificate it cannot read).
+    pub fn served_certificate(&self, cert_pem: &[u8]) {
+        if let Ok(pem) = std::str::from_utf8(cert_pem)
+            && let Ok(not_after) = crate::certs::not_after(pem)
+        {
+            self.certificate_expiry.set(not_after.as_second());
         }
     }
 

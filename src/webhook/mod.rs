@@ -209,6 +209,7 @@ pub async fn start(
     };
     let (tls_config, loaded) = files.load().await?;
     let metrics = Arc::new(Metrics::new());
+    metrics.served_certificate(loaded.cert());
     let state = AppState {
         policy: Arc::new(args.policy()),
         refs,

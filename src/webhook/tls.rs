@@ -130,6 +130,7 @@ impl TlsFiles {
             match self.config(&cert, &key) {
                 Ok(new) => {
                     config.reload_from_config(Arc::new(new));
+                    metrics.served_certificate(&cert);
                     loaded = Loaded { cert, key };
                     metrics
                         .tls_reloads
@@ -156,4 +157,11 @@ impl TlsFiles {
 pub struct Loaded {
     cert: Vec<u8>,
     key: Vec<u8>,
+}
+
+impl Loaded {
+    /// The certificate chain (PEM) loaded.
+    pub fn cert(&self) -> &[u8] {
+        &self.cert
+    }
 }
