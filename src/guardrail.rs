@@ -253,6 +253,53 @@ pub fn enforce_boundary(desired: &mut DesiredRole, applicable: &[&IAMGuardrail])
     }
 }
 
+/// What is wrong with a guardrail itself (reported in its status). A guardrail with problems
+/// still applies as written; this only tells the platform team.
+pub fn guardrail_problems(g: &IAMGuardrail) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(sel) = &g.spec.namespace_selector {
+        for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+            let values = e.values.as_deref().unwrap_or(&[]);
+            let ok = match e.operator.as_str() {
+                "In" | "NotIn" => !values.is_empty(),
+                "Exists" | "DoesNotExist" => values.is_empty(),
+                _ => false,
+            };
+            if !ok {
+                out.push(format!(
+                    "spec.namespaceSelector.matchExpressions[{i}]: operator {:?} with {} values is not a valid requirement (In/NotIn need values, Exists/DoesNotExist none); it selects nothing",
+                    e.operator,
+                    values.len()
+                ));
+            }
+        }
+    }
+    for (i, p) in g
+        .spec
+        .allowed_managed_policy_arns
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        if !p.starts_with("arn:") && p != "*" {
+            out.push(format!(
+                "spec.allowedManagedPolicyArns[{i}]: {p:?} is not an ARN pattern (arn:...)"
+            ));
+        }
+    }
+    for (i, p) in g.spec.denied_actions.iter().flatten().enumerate() {
+        if p != "*" && !p.contains(':') {
+            out.push(format!("spec.deniedActions[{i}]: {p:?} is not an action pattern (service:Action, wildcards allowed)"));
+        }
+    }
+    if let Some(b) = &g.spec.required_permissions_boundary
+        && let Err(m) = crate::validate::policy_arn(b)
+    {
+        out.push(format!("spec.requiredPermissionsBoundary: {m}"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +469,29 @@ mod tests {
         );
         assert_eq!(v.len(), 1);
         assert!(v[0].message.contains("different permissions boundaries"));
+    }
+
+    #[test]
+    fn malformed_guardrails_are_reported() {
+        let g = guardrail(
+            "bad",
+            json!({
+                "namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In"}]},
+                "allowedManagedPolicyArns": ["ReadOnlyAccess"],
+                "deniedActions": ["iam"],
+                "requiredPermissionsBoundary": "arn:aws:s3:::bucket"
+            }),
+        );
+        let p = guardrail_problems(&g).join("\n");
+        for field in [
+            "matchExpressions[0]",
+            "allowedManagedPolicyArns[0]",
+            "deniedActions[0]",
+            "requiredPermissionsBoundary",
+        ] {
+            assert!(p.contains(field), "{field} missing in {p}");
+        }
+        assert!(guardrail_problems(&guardrail("ok", json!({"deniedActions": ["iam:*"], "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/*"]}))).is_empty());
     }
 
     #[test]

@@ -423,5 +423,27 @@ async fn a_required_boundary_is_set_on_the_role() {
         role.permissions_boundary.as_deref(),
         Some("arn:aws:iam::aws:policy/PowerUserAccess")
     );
+    // The controller reports each guardrail's own health in its status.
+    let guardrails: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
+    wait_for(10, "guardrail status Valid", || async {
+        let g = guardrails.get("boundary").await.ok()?;
+        let s = g.status?;
+        (s.observed_generation == g.metadata.generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Valid"))
+        .then_some(())
+    })
+    .await;
+    create_guardrail(&client, "broken", json!({"deniedActions": ["iam"]})).await;
+    let message = wait_for(10, "guardrail status Invalid", || async {
+        let s = guardrails.get("broken").await.ok()?.status?;
+        s.conditions
+            .iter()
+            .find(|c| c.reason == "Invalid")
+            .map(|c| c.message.clone())
+    })
+    .await;
+    assert!(message.contains("spec.deniedActions[0]"), "{message}");
     controller.stop().await;
 }

@@ -300,6 +300,8 @@ pub async fn run_with(
     let store_for_map = binding_store.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
     let namespace_map = binding_store.clone();
+    let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel::<IAMGuardrail>();
+    let status_task = tokio::spawn(guardrail_status_writer(client.clone(), status_rx));
     let guardrail_stream = watcher(
         Api::<IAMGuardrail>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -307,7 +309,13 @@ pub async fn run_with(
     .default_backoff()
     .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
     .reflect(guardrail_writer)
-    .touched_objects();
+    .touched_objects()
+    .inspect(move |g| {
+        if let Ok(g) = g {
+            // Status writes happen off the watch path.
+            let _ = status_tx.send(g.clone());
+        }
+    });
     let namespace_stream = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -367,8 +375,68 @@ pub async fn run_with(
             }
         })
         .await;
+    status_task.abort();
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// Writes each guardrail's status: `Ready` True (`Valid`) or False (`Invalid`, with what is
+/// wrong), and the generation seen; only when that changes.
+async fn guardrail_status_writer(
+    client: Client,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<IAMGuardrail>,
+) {
+    use crate::crd::IAMGuardrailStatus;
+    let api: Api<IAMGuardrail> = Api::all(client);
+    while let Some(g) = rx.recv().await {
+        if g.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let problems = crate::guardrail::guardrail_problems(&g);
+        let (ready, reason, message) = if problems.is_empty() {
+            (
+                true,
+                "Valid",
+                "enforced on IAMRoleBindings of the namespaces it selects".to_string(),
+            )
+        } else {
+            (false, "Invalid", problems.join("; "))
+        };
+        let old = g.status.clone().unwrap_or_default();
+        let current = old.conditions.iter().find(|c| c.type_ == "Ready");
+        let unchanged = old.observed_generation == g.metadata.generation
+            && current.is_some_and(|c| {
+                c.status == if ready { "True" } else { "False" }
+                    && c.reason == reason
+                    && c.message == message
+            });
+        if unchanged {
+            continue;
+        }
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+        let status = IAMGuardrailStatus {
+            observed_generation: g.metadata.generation,
+            conditions: vec![status::ready_condition(
+                ready,
+                reason,
+                &message,
+                g.metadata.generation,
+                &old.conditions,
+                now,
+            )],
+        };
+        let patch = serde_json::json!({"status": status});
+        if let Err(e) = api
+            .patch_status(
+                &g.name_any(),
+                &kube::api::PatchParams::apply(MANAGER),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::warn!(guardrail = %g.name_any(), error = %e, "cannot write guardrail status");
+        }
+    }
 }
 
 /// `hatrack controller`.
