@@ -31,4 +31,5 @@ pub mod sync;
 pub mod telemetry;
 pub mod trust;
 pub mod validate;
+pub mod watch;
 pub mod webhook;

@@ -302,34 +302,14 @@ pub async fn run_with(
     let namespace_map = binding_store.clone();
     let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel::<IAMGuardrail>();
     let status_task = tokio::spawn(guardrail_status_writer(client.clone(), status_rx));
-    let guardrail_stream = watcher(
-        Api::<IAMGuardrail>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
-    .reflect(guardrail_writer)
-    .touched_objects()
-    .inspect(move |g| {
-        if let Ok(g) = g {
-            // Status writes happen off the watch path.
-            let _ = status_tx.send(g.clone());
-        }
-    });
-    let namespace_stream = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|ns: &mut Namespace| {
-        // Only labels decide which guardrails apply.
-        ns.metadata.managed_fields = None;
-        ns.metadata.annotations = None;
-        ns.spec = None;
-        ns.status = None;
-    })
-    .reflect(namespace_writer)
-    .applied_objects();
+    let guardrail_stream =
+        crate::watch::guardrails(client.clone(), guardrail_writer).inspect(move |g| {
+            if let Ok(g) = g {
+                // Status writes happen off the watch path.
+                let _ = status_tx.send(g.clone());
+            }
+        });
+    let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|sa: &mut ServiceAccount| {

@@ -50,14 +50,7 @@ impl BindingCache {
         let (guardrails, gw) = reflector::store();
         let (bindings, bw) = reflector::store();
         let (namespaces, nw) = reflector::store();
-        let g = watcher(
-            Api::<IAMGuardrail>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
-        .reflect(gw)
-        .for_each(|_| async {});
+        let g = crate::watch::guardrails(client.clone(), gw).for_each(|_| async {});
         let b = watcher(
             Api::<IAMRoleBinding>::all(client.clone()),
             watcher::Config::default().any_semantic(),
@@ -72,19 +65,7 @@ impl BindingCache {
         })
         .reflect(bw)
         .for_each(|_| async {});
-        let n = watcher(
-            Api::<Namespace>::all(client),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(|ns: &mut Namespace| {
-            ns.metadata.managed_fields = None;
-            ns.metadata.annotations = None;
-            ns.spec = None;
-            ns.status = None;
-        })
-        .reflect(nw)
-        .for_each(|_| async {});
+        let n = crate::watch::namespace_labels(client, nw).for_each(|_| async {});
         let cache = Arc::new(BindingCache {
             guardrails,
             bindings,
