@@ -113,8 +113,8 @@ impl ControllerProcess {
 
     /// (VmRSS, VmHWM) in KiB.
     fn rss_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -251,7 +251,7 @@ fn binding(ns: &str, name: &str) -> Value {
         "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "serviceAccounts": ["app", "worker"],
+            "serviceAccounts": [name, format!("{name}-worker")],
             "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
             "inlinePolicies": {"put-receipts": {
                 "Version": "2012-10-17",
@@ -288,6 +288,29 @@ fn count_synced(api: &ApiServer) -> (usize, usize) {
     (all.iter().filter(|b| is_synced(b)).count(), all.len())
 }
 
+/// Counts of (Ready status, reason) among bindings that are not synced, with one message.
+fn not_ready_summary(api: &ApiServer) -> String {
+    let mut counts: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for b in api.objects(ALL_BINDINGS).iter().filter(|b| !is_synced(b)) {
+        let ready = b["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+        let key = match ready {
+            Some(c) => format!("{}/{}", c["status"], c["reason"]),
+            None => "no status".into(),
+        };
+        let msg = ready
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        let e = counts.entry(key).or_insert((0, msg));
+        e.0 += 1;
+    }
+    format!("{counts:?}")
+}
+
 /// Waits until `want` bindings are synced or `limit` passes; returns (synced, elapsed).
 async fn wait_synced(api: &ApiServer, want: usize, start: Instant, limit: Duration) -> usize {
     let mut last_print = Instant::now();
@@ -298,8 +321,9 @@ async fn wait_synced(api: &ApiServer, want: usize, start: Instant, limit: Durati
         }
         if last_print.elapsed() >= Duration::from_secs(15) {
             eprintln!(
-                "  ... {synced}/{total} Ready after {:.0} s",
-                start.elapsed().as_secs_f64()
+                "  ... {synced}/{total} Ready after {:.0} s; not ready: {}",
+                start.elapsed().as_secs_f64(),
+                not_ready_summary(api)
             );
             last_print = Instant::now();
         }
@@ -314,17 +338,21 @@ fn print_calls(title: &str, calls: &Scrape, per: usize) {
         println!("| {op} | {n} | {:.2} |", n as f64 / per as f64);
     }
     let total: u64 = calls.by_operation().values().sum();
-    println!(
-        "| **total** | {total} | {:.2} |",
-        total as f64 / per as f64
-    );
-    let failed: u64 = calls
+    println!("| **total** | {total} | {:.2} |", total as f64 / per as f64);
+    let failed: Vec<String> = calls
         .iam
         .iter()
-        .filter(|((_, outcome), _)| outcome != "success")
-        .map(|(_, n)| n)
-        .sum();
-    println!("\nIAM calls with an outcome other than success: {failed}");
+        .filter(|((_, outcome), n)| outcome != "success" && **n > 0)
+        .map(|((op, outcome), n)| format!("{op} {outcome}: {n}"))
+        .collect();
+    println!(
+        "\nCalls with an outcome other than success: {}",
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join(", ")
+        }
+    );
 }
 
 fn mib(kib: u64) -> String {
@@ -433,10 +461,10 @@ async fn scale(dir: &Path) {
     let calls = after.minus(&before);
     let (rss, hwm) = controller.rss_kib();
     println!(
-        "- {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.0} bindings/s); storing them in the stand-in took {:.2} s",
+        "- {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.0} bindings/s); storing them in the stand-in took {:.0} ms",
         took.as_secs_f64(),
         synced as f64 / took.as_secs_f64(),
-        stored.as_secs_f64()
+        stored.as_secs_f64() * 1000.0
     );
     println!(
         "- reconciles: {} ({:?})",

@@ -22,12 +22,38 @@ mod harness;
 mod fixtures;
 
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b",", b":", b"\"", b"null", b"true", b"-1", b"1e999", b"\\u0000",
-    b"\"env\"", b"\"envFrom\"", b"\"valueFrom\"", b"\"secretKeyRef\"", b"\"containers\"",
-    b"\"spec\"", b"\"template\"", b"\"kind\":\"Pod\"", b"\"kind\":\"CronJob\"",
-    b"\"AWS_ACCESS_KEY_ID\"", b"AKIAIOSFODNN7EXAMPLE", b"aws_secret_access_key=",
-    b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", b"\"object\"", b"\"oldObject\"",
-    b"\"request\"", b"\"uid\"", b"\"volumes\"", b"\"projected\"", b"/.aws",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\"",
+    b"null",
+    b"true",
+    b"-1",
+    b"1e999",
+    b"\\u0000",
+    b"\"env\"",
+    b"\"envFrom\"",
+    b"\"valueFrom\"",
+    b"\"secretKeyRef\"",
+    b"\"containers\"",
+    b"\"spec\"",
+    b"\"template\"",
+    b"\"kind\":\"Pod\"",
+    b"\"kind\":\"CronJob\"",
+    b"\"AWS_ACCESS_KEY_ID\"",
+    b"AKIAIOSFODNN7EXAMPLE",
+    b"aws_secret_access_key=",
+    b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    b"\"object\"",
+    b"\"oldObject\"",
+    b"\"request\"",
+    b"\"uid\"",
+    b"\"volumes\"",
+    b"\"projected\"",
+    b"/.aws",
 ];
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -109,7 +135,8 @@ fn main() {
             Ok(n) => evaluations += n as u64,
             Err(_) => {
                 panics += 1;
-                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
+                let dir =
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
                 let _ = std::fs::create_dir_all(&dir);
                 let _ = std::fs::write(dir.join(format!("crash-{execs}")), &input);
             }
@@ -127,7 +154,14 @@ fn main() {
         "- inputs that were still valid JSON: {parsed} ({:.1}%); review/rule evaluations: {evaluations}",
         100.0 * parsed as f64 / execs.max(1) as f64
     );
-    println!("- panics: **{panics}**{}", if panics > 0 { " (inputs in target/fuzz-crashes/)" } else { "" });
+    println!(
+        "- panics: **{panics}**{}",
+        if panics > 0 {
+            " (inputs in target/fuzz-crashes/)"
+        } else {
+            ""
+        }
+    );
     println!(
         "- cargo-fuzz target: fuzz/fuzz_targets/review.rs (same harness); not run here: cargo-fuzz needs a nightly toolchain and this machine has only stable Rust"
     );

@@ -51,16 +51,18 @@ pub fn run(data: &[u8]) -> usize {
             None => vec![object.clone()],
         };
         for mut candidate in candidates {
-            if let Some(map) = candidate.as_object_mut() {
-                for kind in KINDS {
+            if !candidate.is_object() {
+                continue;
+            }
+            for kind in KINDS {
+                if let Some(map) = candidate.as_object_mut() {
                     map.insert("kind".into(), Value::from(kind));
-                    evaluations += 1;
-                    if let Ok(Some(eval)) = detect::evaluate_object(&candidate, "default", &NoLookups)
-                    {
-                        let _ = detect::decide(Mode::Enforce, &eval, None);
-                        for f in &eval.findings {
-                            assert!(!f.message.is_empty());
-                        }
+                }
+                evaluations += 1;
+                if let Ok(Some(eval)) = detect::evaluate_object(&candidate, "default", &NoLookups) {
+                    let _ = detect::decide(Mode::Enforce, &eval, None);
+                    for f in &eval.findings {
+                        assert!(!f.message.is_empty());
                     }
                 }
             }
