@@ -1,0 +1,602 @@
+//! Controller at scale: the real `hatrack controller` binary (release build, its own process,
+//! so its RSS is its own) against the in-process Kubernetes API stand-in
+//! (tests/support/apiserver.rs, over a kubeconfig file) and a moto IAM server.
+//!
+//!     scripts/install-test-deps.sh   # once: moto into .venv
+//!     cargo bench --bench controller
+//!
+//! Phases (each prints a markdown section):
+//! 1. `CONTROLLER_BINDINGS` (1,000) IAMRoleBindings stored at once → time until all are
+//!    Ready=True/Synced; IAM calls by operation per binding (the controller's own
+//!    `hatrack_iam_calls_total`, scraped from its /metrics); controller RSS.
+//! 2. One resync window with no changes (resync period `CONTROLLER_RESYNC` = 20 s; the
+//!    window is that period plus 5 s) → IAM write and read calls, reconciles.
+//! 3. Up to `CONTROLLER_HOLD` (10,000) bindings held → controller RSS (VmRSS and VmHWM from
+//!    /proc), with how many were Ready when measured (bounded by `CONTROLLER_HOLD_SECONDS`).
+//! 4. Throttling: an HTTP proxy in front of a fresh moto answers 50% of IAM requests (seeded
+//!    random) with HTTP 400 `Throttling` → time until `CONTROLLER_THROTTLE_BINDINGS` (200)
+//!    bindings are Ready, SDK attempts vs hatrack's calls, reconcile errors.
+//!
+//! Every wait is bounded in time; nothing here asserts a timing.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use support::apiserver::ApiServer;
+use support::controller::{ACCOUNT, ISSUER_HOST_PATH};
+use support::moto::Moto;
+
+const ALL_BINDINGS: &str = "/apis/hatrack.dev/v1alpha1/iamrolebindings";
+const NAMESPACES: usize = 20;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+// ---------------------------------------------------------------------------------------
+// The controller process
+
+struct ControllerProcess {
+    child: Child,
+    metrics_port: u16,
+    log: PathBuf,
+}
+
+impl ControllerProcess {
+    fn start(dir: &Path, api_url: &str, iam_endpoint: &str, resync_secs: u64) -> Self {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster: {{server: \"{api_url}\"}}\nusers:\n- name: bench\n  user: {{}}\ncontexts:\n- name: bench\n  context: {{cluster: standin, user: bench, namespace: default}}\ncurrent-context: bench\n"
+            ),
+        )
+        .expect("write kubeconfig");
+        let metrics_port = free_port();
+        let log = dir.join(format!("controller-{metrics_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+            .arg("controller")
+            .args(["--cluster-name", "bench", "--account-id", ACCOUNT])
+            .args(["--oidc-issuer", &format!("https://{ISSUER_HOST_PATH}")])
+            .args(["--iam-endpoint", iam_endpoint])
+            .args(["--iam-calls-per-second", "2000"])
+            .args(["--concurrency", "16"])
+            .args(["--resync-seconds", &resync_secs.to_string()])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("KUBECONFIG", &kubeconfig)
+            // moto's dummy credentials; the SDK needs some to sign requests.
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("controller log"))
+            .spawn()
+            .expect("start hatrack controller");
+        let p = ControllerProcess {
+            child,
+            metrics_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(metrics_port, "/metrics").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "controller metrics did not come up; log: {}",
+                std::fs::read_to_string(&p.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    fn metrics(&self) -> Scrape {
+        Scrape::parse(&http_get(self.metrics_port, "/metrics").unwrap_or_default())
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// hatrack's own metrics, from its Prometheus text.
+#[derive(Default, Clone)]
+struct Scrape {
+    /// (operation, outcome) → count
+    iam: BTreeMap<(String, String), u64>,
+    /// result → count
+    reconciles: BTreeMap<String, u64>,
+}
+
+fn label<'a>(labels: &'a str, name: &str) -> &'a str {
+    labels
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
+        .map(|v| v.trim_end_matches('"'))
+        .unwrap_or("")
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let mut s = Scrape::default();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let value = value as u64;
+            if let Some(labels) = series.strip_prefix("hatrack_iam_calls_total{") {
+                let labels = labels.trim_end_matches('}');
+                s.iam.insert(
+                    (
+                        label(labels, "operation").to_string(),
+                        label(labels, "outcome").to_string(),
+                    ),
+                    value,
+                );
+            } else if let Some(labels) = series.strip_prefix("hatrack_reconciles_total{") {
+                s.reconciles.insert(
+                    label(labels.trim_end_matches('}'), "result").to_string(),
+                    value,
+                );
+            }
+        }
+        s
+    }
+
+    fn minus(&self, before: &Scrape) -> Scrape {
+        let mut d = self.clone();
+        for (k, v) in d.iam.iter_mut() {
+            *v -= before.iam.get(k).copied().unwrap_or(0);
+        }
+        for (k, v) in d.reconciles.iter_mut() {
+            *v -= before.reconciles.get(k).copied().unwrap_or(0);
+        }
+        d
+    }
+
+    fn by_operation(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for ((op, _), n) in &self.iam {
+            *m.entry(op.clone()).or_default() += n;
+        }
+        m
+    }
+
+    fn writes(&self) -> u64 {
+        self.by_operation()
+            .iter()
+            .filter(|(op, _)| !is_read(op))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn reads(&self) -> u64 {
+        self.by_operation()
+            .iter()
+            .filter(|(op, _)| is_read(op))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn total_reconciles(&self) -> u64 {
+        self.reconciles.values().sum()
+    }
+}
+
+fn is_read(op: &str) -> bool {
+    op.starts_with("Get") || op.starts_with("List")
+}
+
+// ---------------------------------------------------------------------------------------
+// Bindings in the stand-in
+
+fn binding(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "serviceAccounts": [name, format!("{name}-worker")],
+            "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+            "inlinePolicies": {"put-receipts": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"],
+                               "Resource": [format!("arn:aws:s3:::receipts-{ns}/{name}/*")]}]
+            }},
+            "tags": {"team": ns}
+        }
+    })
+}
+
+/// Stores bindings `from..to` directly in the stand-in (each fires ADDED), spread over
+/// `NAMESPACES` namespaces.
+fn add_bindings(api: &ApiServer, from: usize, to: usize) {
+    for i in from..to {
+        let ns = format!("team-{:02}", i % NAMESPACES);
+        api.put_object(
+            &format!("/apis/hatrack.dev/v1alpha1/namespaces/{ns}/iamrolebindings"),
+            binding(&ns, &format!("app-{i:05}")),
+        );
+    }
+}
+
+fn is_synced(b: &Value) -> bool {
+    b["status"]["observedGeneration"] == b["metadata"]["generation"]
+        && b["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True" && c["reason"] == "Synced")
+        })
+}
+
+fn count_synced(api: &ApiServer) -> (usize, usize) {
+    let all = api.objects(ALL_BINDINGS);
+    (all.iter().filter(|b| is_synced(b)).count(), all.len())
+}
+
+/// Counts of (Ready status, reason) among bindings that are not synced, with one message.
+fn not_ready_summary(api: &ApiServer) -> String {
+    let mut counts: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for b in api.objects(ALL_BINDINGS).iter().filter(|b| !is_synced(b)) {
+        let ready = b["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+        let key = match ready {
+            Some(c) => format!("{}/{}", c["status"], c["reason"]),
+            None => "no status".into(),
+        };
+        let msg = ready
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        let e = counts.entry(key).or_insert((0, msg));
+        e.0 += 1;
+    }
+    format!("{counts:?}")
+}
+
+/// Waits until `want` bindings are synced or `limit` passes; returns (synced, elapsed).
+async fn wait_synced(api: &ApiServer, want: usize, start: Instant, limit: Duration) -> usize {
+    let mut last_print = Instant::now();
+    loop {
+        let (synced, total) = count_synced(api);
+        if synced >= want || start.elapsed() >= limit {
+            return synced;
+        }
+        if last_print.elapsed() >= Duration::from_secs(15) {
+            eprintln!(
+                "  ... {synced}/{total} Ready after {:.0} s; not ready: {}",
+                start.elapsed().as_secs_f64(),
+                not_ready_summary(api)
+            );
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_calls(title: &str, calls: &Scrape, per: usize) {
+    println!("| {title} | calls | per binding |");
+    println!("|---|---|---|");
+    for (op, n) in calls.by_operation() {
+        println!("| {op} | {n} | {:.2} |", n as f64 / per as f64);
+    }
+    let total: u64 = calls.by_operation().values().sum();
+    println!("| **total** | {total} | {:.2} |", total as f64 / per as f64);
+    let failed: Vec<String> = calls
+        .iam
+        .iter()
+        .filter(|((_, outcome), n)| outcome != "success" && **n > 0)
+        .map(|((op, outcome), n)| format!("{op} {outcome}: {n}"))
+        .collect();
+    println!(
+        "\nCalls with an outcome other than success: {}",
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join(", ")
+        }
+    );
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Throttling proxy
+
+#[derive(Default)]
+struct ProxyStats {
+    requests: AtomicU64,
+    throttled: AtomicU64,
+}
+
+const THROTTLING_BODY: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>";
+
+async fn start_throttling_proxy(upstream: String, stats: Arc<ProxyStats>) -> String {
+    use axum::body::{Body, Bytes};
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::Response;
+
+    let client = reqwest::Client::builder()
+        .build()
+        .expect("proxy HTTP client");
+    let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(6)));
+    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let client = client.clone();
+        let upstream = upstream.clone();
+        let stats = stats.clone();
+        let rng = rng.clone();
+        async move {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let throttle = rng.lock().map(|mut r| r.random_bool(0.5)).unwrap_or(false);
+            if throttle {
+                stats.throttled.fetch_add(1, Ordering::Relaxed);
+                return Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .header("content-type", "text/xml")
+                    .body(Body::from(THROTTLING_BODY))
+                    .unwrap();
+            }
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut req = client.request(method, format!("{upstream}{path}"));
+            for (k, v) in &headers {
+                if k != "host" && k != "content-length" {
+                    req = req.header(k, v);
+                }
+            }
+            match req.body(body).send().await {
+                Ok(resp) => {
+                    let mut out = Response::builder().status(resp.status());
+                    if let Some(ct) = resp.headers().get("content-type") {
+                        out = out.header("content-type", ct);
+                    }
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    out.body(Body::from(bytes)).unwrap()
+                }
+                Err(e) => Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Body::from(e.to_string()))
+                    .unwrap(),
+            }
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn scale(dir: &Path) {
+    let n = env_num("CONTROLLER_BINDINGS", 1000) as usize;
+    let hold = env_num("CONTROLLER_HOLD", 10_000) as usize;
+    let hold_limit = Duration::from_secs(env_num("CONTROLLER_HOLD_SECONDS", 300));
+    let resync = env_num("CONTROLLER_RESYNC", 20);
+
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let api = ApiServer::start().await;
+    let controller = ControllerProcess::start(dir, &api.url(), &moto.endpoint, resync);
+    // Wait for the controller's watches before storing anything.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.open_watches() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss, _) = controller.rss_kib();
+    let before = controller.metrics();
+
+    println!("## Controller: {n} IAMRoleBindings applied at once\n");
+    let start = Instant::now();
+    add_bindings(&api, 0, n);
+    let stored = start.elapsed();
+    let synced = wait_synced(&api, n, start, Duration::from_secs(600)).await;
+    let took = start.elapsed();
+    let after = controller.metrics();
+    let calls = after.minus(&before);
+    let (rss, hwm) = controller.rss_kib();
+    println!(
+        "- {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.0} bindings/s); storing them in the stand-in took {:.0} ms",
+        took.as_secs_f64(),
+        synced as f64 / took.as_secs_f64(),
+        stored.as_secs_f64() * 1000.0
+    );
+    println!(
+        "- reconciles: {} ({:?})",
+        calls.total_reconciles(),
+        calls.reconciles
+    );
+    println!(
+        "- controller RSS: idle {} → {} after {n} bindings (peak {})\n",
+        mib(idle_rss),
+        mib(rss),
+        mib(hwm)
+    );
+    print_calls("IAM operation (creation)", &calls, synced.max(1));
+
+    println!("\n## Controller: one resync window with no changes\n");
+    // Let in-flight work settle, then measure one resync period plus 5 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r0 = controller.metrics();
+    let window = Duration::from_secs(resync + 5);
+    tokio::time::sleep(window).await;
+    let r1 = controller.metrics();
+    let d = r1.minus(&r0);
+    println!(
+        "- resync period {resync} s, window measured {} s, {n} bindings",
+        window.as_secs()
+    );
+    println!(
+        "- IAM **write** calls: **{}**; read calls: {} ({:.2} per reconcile); reconciles in the window: {} ({:?})\n",
+        d.writes(),
+        d.reads(),
+        d.reads() as f64 / d.total_reconciles().max(1) as f64,
+        d.total_reconciles(),
+        d.reconciles
+    );
+    print_calls("IAM operation (resync window)", &d, n);
+
+    println!("\n## Controller: {hold} IAMRoleBindings held\n");
+    let start = Instant::now();
+    add_bindings(&api, n, hold);
+    let synced = wait_synced(&api, hold, start, hold_limit).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss, hwm) = controller.rss_kib();
+    let (synced_now, total) = count_synced(&api);
+    println!(
+        "- added {} bindings; {synced}/{hold} Ready after {:.0} s (limit {} s); at measurement {synced_now}/{total} Ready",
+        hold - n,
+        start.elapsed().as_secs_f64(),
+        hold_limit.as_secs()
+    );
+    println!(
+        "- controller RSS with {total} bindings held: **{}** (VmRSS), peak {} (VmHWM); idle was {}",
+        mib(rss),
+        mib(hwm),
+        mib(idle_rss)
+    );
+    let total_calls = controller.metrics().minus(&before);
+    println!(
+        "- IAM calls in all phases: {} ({} writes)\n",
+        total_calls.reads() + total_calls.writes(),
+        total_calls.writes()
+    );
+    drop(controller);
+}
+
+async fn throttling(dir: &Path) {
+    let n = env_num("CONTROLLER_THROTTLE_BINDINGS", 200) as usize;
+    println!("## Controller: 50% of IAM requests throttled\n");
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let stats = Arc::new(ProxyStats::default());
+    let proxy = start_throttling_proxy(moto.endpoint.clone(), stats.clone()).await;
+    let api = ApiServer::start().await;
+    let controller = ControllerProcess::start(dir, &api.url(), &proxy, 600);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.open_watches() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = controller.metrics();
+    let start = Instant::now();
+    add_bindings(&api, 0, n);
+    let synced = wait_synced(&api, n, start, Duration::from_secs(600)).await;
+    let took = start.elapsed();
+    let calls = controller.metrics().minus(&before);
+    let requests = stats.requests.load(Ordering::Relaxed);
+    let throttled = stats.throttled.load(Ordering::Relaxed);
+    let logical: u64 = calls.by_operation().values().sum();
+    let throttled_calls: u64 = calls
+        .iam
+        .iter()
+        .filter(|((_, o), _)| o != "success")
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "- {synced}/{n} bindings Ready=True (Synced) after **{:.1} s** (all converged: {})",
+        took.as_secs_f64(),
+        synced == n
+    );
+    println!(
+        "- HTTP requests reaching the proxy: {requests}, answered Throttling: {throttled} ({:.1}%)",
+        100.0 * throttled as f64 / requests.max(1) as f64
+    );
+    println!(
+        "- hatrack IAM calls (after the SDK's retries): {logical}; SDK attempts per call: {:.2}; retries (attempts - calls): {}",
+        requests as f64 / logical.max(1) as f64,
+        requests.saturating_sub(logical)
+    );
+    println!(
+        "- calls that still failed after the SDK's attempts (requeued by the controller): {throttled_calls}"
+    );
+    println!(
+        "- reconciles: {} ({:?})\n",
+        calls.total_reconciles(),
+        calls.reconciles
+    );
+    print_calls("IAM operation (throttled run)", &calls, n);
+    drop(controller);
+}
+
+#[tokio::main]
+async fn main() {
+    // reqwest (the throttling proxy's client) needs a process-wide rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t0 = Instant::now();
+    let only = std::env::var("CONTROLLER_PHASES").unwrap_or_else(|_| "scale,throttling".into());
+    if only.contains("scale") {
+        scale(dir.path()).await;
+    }
+    if only.contains("throttling") {
+        throttling(dir.path()).await;
+    }
+    println!("controller bench took {:.0} s", t0.elapsed().as_secs_f64());
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The benchmark run of issue 6: builds in release mode, runs every benchmark on this machine
+# and writes BENCHMARKS.md (the machine, the command, each figure and how it was measured).
+# Not part of the test suite and not in CI; takes about 15 minutes on 2 cores.
+#
+#   scripts/bench.sh                  # everything, writes BENCHMARKS.md
+#   OUT=/tmp/b.md scripts/bench.sh    # write elsewhere
+#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller fuzz
+#
+# Needs: wrk (apt-get, installed by scripts/bench-webhook.sh when missing), moto in .venv
+# (scripts/install-test-deps.sh, run here), python3, openssl, curl. Load goes to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT="${OUT:-BENCHMARKS.md}"
+PARTS="${PARTS:-webhook detect peers controller fuzz}"
+LOGDIR="$(mktemp -d)"
+START=$(date +%s)
+has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+echo "==> release build (bins and benches)" >&2
+cargo build --release --bins --benches >&2
+if has controller; then scripts/install-test-deps.sh >&2; fi
+
+section() { # title, log file
+  { echo; echo "$1"; echo; cat "$2"; } >> "$LOGDIR/body.md"
+}
+: > "$LOGDIR/body.md"
+
+if has webhook; then
+  echo "==> webhook load (wrk, TLS, loopback)" >&2
+  if scripts/bench-webhook.sh > "$LOGDIR/webhook.md"; then :; else echo "(bench-webhook.sh failed: exit $?)" >> "$LOGDIR/webhook.md"; fi
+  section "## Webhook: throughput and latency over TLS (scripts/bench-webhook.sh)" "$LOGDIR/webhook.md"
+fi
+
+if has detect; then
+  echo "==> rules vs parse (criterion, benches/detect.rs)" >&2
+  cargo bench --bench detect -- --warm-up-time 1 --measurement-time 3 > "$LOGDIR/detect.txt" 2>&1 || echo "(detect bench failed)" >> "$LOGDIR/detect.txt"
+  { echo '```text'; sed -n '/^Summary/,$p' "$LOGDIR/detect.txt"; echo '```'; } > "$LOGDIR/detect.md"
+  section "## Rules vs the parse floor (cargo bench --bench detect -- --warm-up-time 1 --measurement-time 3)" "$LOGDIR/detect.md"
+fi
+
+if has peers; then
+  echo "==> hatrack vs Rego (regorus) vs CEL (benches/peers.rs)" >&2
+  cargo bench --bench peers > "$LOGDIR/peers.md" 2> "$LOGDIR/peers.err" || { echo "(peers bench failed)"; tail -20 "$LOGDIR/peers.err"; } >> "$LOGDIR/peers.md"
+  section "## Peers on the same corpus and reviews (cargo bench --bench peers)" "$LOGDIR/peers.md"
+fi
+
+if has controller; then
+  echo "==> controller at scale and under throttling (benches/controller.rs)" >&2
+  cargo bench --bench controller > "$LOGDIR/controller.md" 2> "$LOGDIR/controller.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller.err"; } >> "$LOGDIR/controller.md"
+  section "## Controller (cargo bench --bench controller)" "$LOGDIR/controller.md"
+fi
+
+if has fuzz; then
+  echo "==> bounded fuzz loop of the cargo-fuzz harness (benches/fuzz_review.rs)" >&2
+  cargo bench --bench fuzz_review > "$LOGDIR/fuzz.md" 2> "$LOGDIR/fuzz.err" || { echo "(fuzz loop failed)"; tail -20 "$LOGDIR/fuzz.err"; } >> "$LOGDIR/fuzz.md"
+  section "## Fuzzing the review path (cargo bench --bench fuzz_review)" "$LOGDIR/fuzz.md"
+fi
+
+END=$(date +%s)
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`scripts/bench.sh\` (parts: $PARTS) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches bench scripts Cargo.toml || echo ' + uncommitted changes'); the run took $(( (END - START) / 60 )) min $(( (END - START) % 60 )) s including the build."
+  echo "Not part of the test suite or CI. Method notes for each part are in [the end of this file](#how-each-figure-is-measured)."
+  echo
+  echo "Machine: $(nproc) cores ($(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr), $(rustc --version), load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+  cat "$LOGDIR/body.md"
+  echo
+  cat bench/METHOD.md
+} > "$OUT"
+rm -rf "$LOGDIR"
+echo "wrote $OUT in $(( END - START )) s" >&2
