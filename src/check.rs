@@ -18,7 +18,7 @@ use crate::detect::{
 };
 use crate::manifest::{self, Document};
 use crate::plan::OfflineContext;
-use crate::settings::{ClusterArgs, Settings, SettingsError, TrustKind};
+use crate::settings::{ClusterArgs, PolicyArgs, Settings, SettingsError};
 
 /// Output formats of `hatrack check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,7 +28,17 @@ pub enum Format {
 }
 
 /// Flags of `hatrack check`.
+///
+/// The cluster flags are `plan`'s, but optional: `check` runs without a cluster, and only role
+/// names and the trust policy size depend on them, so placeholders of realistic length do.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("cluster_name", |a| a.required(false).default_value("cluster")),
+    mut_arg("account_id", |a| a.required(false).default_value("000000000000")),
+    mut_arg("oidc_issuer", |a| a.default_value(
+        "https://oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
+    ))
+)]
 pub struct CheckArgs {
     /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
     #[arg(required = true)]
@@ -38,44 +48,17 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value = "text", env = "HATRACK_CHECK_FORMAT")]
     pub format: Format,
 
-    /// The mode to judge with, as the webhook's `--mode` (a Namespace in the input with the
-    /// `hatrack.dev/static-keys` label overrides it for its workloads).
-    #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
-    pub mode: Mode,
-
-    /// Namespaces whose workloads are not judged, as the webhook's `--exempt-namespaces`.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "kube-system,hatrack-system",
-        env = "HATRACK_EXEMPT_NAMESPACES"
-    )]
-    pub exempt_namespaces: Vec<String>,
+    /// `--mode` and `--exempt-namespaces`, as the webhook's.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Namespace of objects that do not set `metadata.namespace`.
     #[arg(long, default_value = "default", env = "HATRACK_CHECK_NAMESPACE")]
     pub namespace: String,
 
-    /// Cluster name used to validate IAMRoleBindings as `plan` does (it only affects names).
-    #[arg(long, env = "HATRACK_CLUSTER_NAME", default_value = "cluster")]
-    pub cluster_name: String,
-
-    /// AWS account id used to validate IAMRoleBindings.
-    #[arg(long, env = "HATRACK_ACCOUNT_ID", default_value = "000000000000")]
-    pub account_id: String,
-
-    /// OIDC issuer used to validate IAMRoleBindings (its length counts towards the trust
-    /// policy size quota; the default is as long as an EKS issuer).
-    #[arg(
-        long,
-        env = "HATRACK_OIDC_ISSUER",
-        default_value = "https://oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
-    )]
-    pub oidc_issuer: String,
-
-    /// The account's trust policy size quota, as for `plan`.
-    #[arg(long, env = "HATRACK_TRUST_POLICY_MAX_CHARS", default_value_t = 2048)]
-    pub trust_policy_max_chars: usize,
+    /// The cluster, to validate IAMRoleBindings as `plan` does.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// What `check` judges with.
@@ -105,27 +88,11 @@ impl Default for CheckOptions {
 impl CheckOptions {
     /// The options of a `check` command line; cluster flags that cannot work are an error.
     pub fn from_args(args: &CheckArgs) -> Result<Self, SettingsError> {
-        let cluster = ClusterArgs {
-            cluster_name: args.cluster_name.clone(),
-            account_id: args.account_id.clone(),
-            partition: "aws".into(),
-            oidc_issuer: Some(args.oidc_issuer.clone()),
-            role_path: "/hatrack/".into(),
-            default_trust: vec![TrustKind::Irsa],
-            default_audience: "sts.amazonaws.com".into(),
-            trust_policy_max_chars: args.trust_policy_max_chars,
-            max_managed_policies: 10,
-        };
         Ok(Self {
-            mode: args.mode,
-            exempt_namespaces: args
-                .exempt_namespaces
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            mode: args.policy.mode,
+            exempt_namespaces: args.policy.exempt_namespace_set(),
             default_namespace: args.namespace.clone(),
-            settings: cluster.settings()?,
+            settings: args.cluster.settings()?,
         })
     }
 }
@@ -806,6 +773,57 @@ spec:
             rb.findings[0].message
         );
         assert_eq!(report.exit_code(), 1);
+    }
+
+    #[derive(clap::Parser)]
+    struct CheckCli {
+        #[command(flatten)]
+        args: CheckArgs,
+    }
+
+    fn parse_check(argv: &[&str]) -> CheckOptions {
+        use clap::Parser;
+        let cli =
+            CheckCli::try_parse_from(std::iter::once("check").chain(argv.iter().copied())).unwrap();
+        CheckOptions::from_args(&cli.args).unwrap()
+    }
+
+    #[test]
+    fn check_flags_default_to_the_offline_options_and_share_the_webhook_policy_flags() {
+        let defaults = parse_check(&["deploy/"]);
+        let expected = CheckOptions::default();
+        assert_eq!(defaults.mode, expected.mode);
+        assert_eq!(defaults.exempt_namespaces, expected.exempt_namespaces);
+        assert_eq!(defaults.default_namespace, expected.default_namespace);
+        // The cluster flags are optional for `check` and default to placeholders.
+        assert_eq!(defaults.settings.cluster_name, "cluster");
+        assert_eq!(defaults.settings.account_id, "000000000000");
+        assert_eq!(
+            defaults.settings.oidc_issuer_host_path.as_deref(),
+            Some("oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000")
+        );
+
+        let set = parse_check(&[
+            "--mode",
+            "warn",
+            "--exempt-namespaces",
+            "a, ,b",
+            "--cluster-name",
+            "prod",
+            "--account-id",
+            "111122223333",
+            "--trust-policy-max-chars",
+            "4096",
+            "x.yaml",
+        ]);
+        assert_eq!(set.mode, Mode::Warn);
+        assert_eq!(
+            set.exempt_namespaces,
+            HashSet::from(["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(set.settings.cluster_name, "prod");
+        assert_eq!(set.settings.account_id, "111122223333");
+        assert_eq!(set.settings.trust_policy_max_chars, 4096);
     }
 
     #[test]

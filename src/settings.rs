@@ -2,7 +2,10 @@
 //! in AWS, where roles live, and the trust defaults. Parsed from flags (with env vars) and
 //! validated once, so everything downstream can rely on them.
 
+use std::collections::HashSet;
 use std::fmt;
+
+use crate::detect::Mode;
 
 /// A trust mechanism through which pods assume a role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -71,6 +74,36 @@ pub struct ClusterArgs {
     /// The account's quota of managed policies attached per role.
     #[arg(long, env = "HATRACK_MAX_MANAGED_POLICIES", default_value_t = 10)]
     pub max_managed_policies: usize,
+}
+
+/// The admission policy flags shared by `webhook` and `check`, so `check` judges exactly as the
+/// webhook would with the same flags and environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// What to do with findings: enforce (deny), warn (allow with warnings) or audit (allow,
+    /// log); a Namespace's `hatrack.dev/static-keys` label overrides it for its workloads.
+    #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
+    pub mode: Mode,
+
+    /// Namespaces whose workloads are never judged (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kube-system,hatrack-system",
+        env = "HATRACK_EXEMPT_NAMESPACES"
+    )]
+    pub exempt_namespaces: Vec<String>,
+}
+
+impl PolicyArgs {
+    /// `--exempt-namespaces` as a set, without blanks (`a, ,b` is `a` and `b`).
+    pub fn exempt_namespace_set(&self) -> HashSet<String> {
+        self.exempt_namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
 }
 
 /// Validated settings.

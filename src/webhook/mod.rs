@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum_server::Handle;
 
-use crate::detect::{Mode, NoLookups, ReferenceView};
+use crate::detect::{NoLookups, ReferenceView};
 pub use bindings::BindingView;
 pub use cache::WatchCache;
 pub use metrics::Metrics;
@@ -63,18 +63,9 @@ pub struct WebhookArgs {
     )]
     pub metrics_listen: SocketAddr,
 
-    /// What to do with findings; a namespace label `hatrack.dev/static-keys` overrides it.
-    #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
-    pub mode: Mode,
-
-    /// Namespaces whose workloads are never judged (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "kube-system,hatrack-system",
-        env = "HATRACK_EXEMPT_NAMESPACES"
-    )]
-    pub exempt_namespaces: Vec<String>,
+    /// `--mode` and `--exempt-namespaces`.
+    #[command(flatten)]
+    pub policy: crate::settings::PolicyArgs,
 
     /// Read referenced Secrets/ConfigMaps and namespace labels from the API (`off`: no API
     /// access at all).
@@ -149,13 +140,8 @@ pub enum WebhookError {
 impl WebhookArgs {
     pub fn policy(&self) -> Policy {
         Policy {
-            mode: self.mode,
-            exempt_namespaces: self
-                .exempt_namespaces
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            mode: self.policy.mode,
+            exempt_namespaces: self.policy.exempt_namespace_set(),
         }
     }
 }
@@ -259,7 +245,7 @@ pub async fn start(
         args.tls_reload_interval,
         metrics.clone(),
     ));
-    tracing::info!(%addr, %metrics_addr, mode = %args.mode, lookups = ?args.lookups, "webhook listening");
+    tracing::info!(%addr, %metrics_addr, mode = %args.policy.mode, lookups = ?args.lookups, "webhook listening");
     Ok(Running {
         addr,
         metrics_addr,

@@ -155,8 +155,10 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        mode,
-        exempt_namespaces: vec!["kube-system".into(), "hatrack-system".into()],
+        policy: hatrack::settings::PolicyArgs {
+            mode,
+            exempt_namespaces: vec!["kube-system".into(), "hatrack-system".into()],
+        },
         lookups,
         max_body_bytes: 256 * 1024,
         tls_reload_interval: Duration::from_millis(100),
