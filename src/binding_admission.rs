@@ -2,6 +2,7 @@
 //! pure function the webhook calls with what its watch caches know.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 
@@ -10,14 +11,15 @@ use crate::guardrail;
 use crate::role;
 use crate::settings::Settings;
 
-/// What the caches know around one binding.
+/// What the caches know around one binding. The objects are shared with the caches (`Arc`),
+/// so building a context per admission request copies pointers, not guardrails and bindings.
 #[derive(Debug, Default, Clone)]
 pub struct BindingContext {
-    pub guardrails: Vec<IAMGuardrail>,
+    pub guardrails: Vec<Arc<IAMGuardrail>>,
     /// Labels of the binding's namespace (empty when unknown).
     pub namespace_labels: BTreeMap<String, String>,
     /// The other bindings of the binding's namespace.
-    pub others_in_namespace: Vec<IAMRoleBinding>,
+    pub others_in_namespace: Vec<Arc<IAMRoleBinding>>,
 }
 
 /// Every reason to deny a CREATE or UPDATE of `binding`. An UPDATE that leaves the spec as it
@@ -42,6 +44,7 @@ pub fn admit(
     let others: Vec<&IAMRoleBinding> = ctx
         .others_in_namespace
         .iter()
+        .map(Arc::as_ref)
         .filter(|b| b.name_any() != name && b.metadata.deletion_timestamp.is_none())
         .collect();
     for sa in &binding.spec.service_accounts {
@@ -52,7 +55,10 @@ pub fn admit(
             ));
         }
     }
-    let applicable = guardrail::applicable(&ctx.guardrails, &ctx.namespace_labels);
+    let applicable = guardrail::applicable_in(
+        ctx.guardrails.iter().map(Arc::as_ref),
+        &ctx.namespace_labels,
+    );
     let count = others.len() + 1;
     problems.extend(
         guardrail::check(binding, settings, &applicable, count)
@@ -91,11 +97,14 @@ mod tests {
     #[test]
     fn denies_invalid_specs_claimed_service_accounts_and_guardrail_violations() {
         let ctx = BindingContext {
-            guardrails: vec![guardrail(
+            guardrails: vec![Arc::new(guardrail(
                 json!({"deniedActions": ["iam:*"], "maxBindingsPerNamespace": 1}),
-            )],
+            ))],
             namespace_labels: BTreeMap::new(),
-            others_in_namespace: vec![binding("first", json!({"serviceAccounts": ["api"]}))],
+            others_in_namespace: vec![Arc::new(binding(
+                "first",
+                json!({"serviceAccounts": ["api"]}),
+            ))],
         };
         let b = binding(
             "second",
@@ -117,7 +126,7 @@ mod tests {
     #[test]
     fn updates_that_keep_the_spec_are_always_admitted() {
         let ctx = BindingContext {
-            guardrails: vec![guardrail(json!({"allowedManagedPolicyArns": []}))],
+            guardrails: vec![Arc::new(guardrail(json!({"allowedManagedPolicyArns": []})))],
             ..Default::default()
         };
         let old = binding(

@@ -58,8 +58,16 @@ pub fn applicable<'a>(
     guardrails: &'a [IAMGuardrail],
     namespace_labels: &BTreeMap<String, String>,
 ) -> Vec<&'a IAMGuardrail> {
+    applicable_in(guardrails, namespace_labels)
+}
+
+/// [`applicable`] over any collection of guardrails (e.g. `Arc`s shared with a watch cache).
+pub fn applicable_in<'a>(
+    guardrails: impl IntoIterator<Item = &'a IAMGuardrail>,
+    namespace_labels: &BTreeMap<String, String>,
+) -> Vec<&'a IAMGuardrail> {
     guardrails
-        .iter()
+        .into_iter()
         .filter(|g| selector_matches(g.spec.namespace_selector.as_ref(), namespace_labels))
         .collect()
 }

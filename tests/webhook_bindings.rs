@@ -17,13 +17,13 @@ fn binding(name: &str, spec: Value) -> Value {
 
 async fn server() -> harness::TestServer {
     let ctx = BindingContext {
-        guardrails: vec![serde_json::from_value(json!({
+        guardrails: vec![Arc::new(serde_json::from_value(json!({
             "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": "platform-defaults"},
             "spec": {"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"], "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}
         }))
-        .unwrap()],
+        .unwrap())],
         namespace_labels: [("tier".to_string(), "sandbox".to_string())].into(),
-        others_in_namespace: vec![serde_json::from_value(binding("first", json!({"serviceAccounts": ["api"]}))).unwrap()],
+        others_in_namespace: vec![Arc::new(serde_json::from_value(binding("first", json!({"serviceAccounts": ["api"]}))).unwrap())],
     };
     harness::start_with_bindings(
         Mode::Enforce,

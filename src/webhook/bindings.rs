@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::binding_admission::{BindingContext, admit};
@@ -78,28 +78,19 @@ impl BindingCache {
 }
 
 impl BindingView for BindingCache {
+    /// Pointers into the caches: guardrails (few, all needed for selector matching), this
+    /// namespace's labels by key, and only this namespace's bindings.
     fn context(&self, namespace: &str) -> BindingContext {
         BindingContext {
-            guardrails: self
-                .guardrails
-                .state()
-                .iter()
-                .map(|g| g.as_ref().clone())
-                .collect(),
+            guardrails: self.guardrails.state(),
             namespace_labels: self
                 .namespaces
-                .state()
-                .iter()
-                .find(|n| n.name_any() == namespace)
+                .get(&ObjectRef::new(namespace))
                 .map(|n| n.labels().clone())
                 .unwrap_or_default(),
             others_in_namespace: self
                 .bindings
-                .state()
-                .iter()
-                .filter(|b| b.namespace().as_deref() == Some(namespace))
-                .map(|b| b.as_ref().clone())
-                .collect(),
+                .state_filter(|b| b.metadata.namespace.as_deref() == Some(namespace)),
         }
     }
 }
