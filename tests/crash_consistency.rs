@@ -101,26 +101,46 @@ async fn assert_role_matches(client: &kube::Client, moto: &Moto, name: &str) {
     );
 }
 
+/// A fresh IAM (with the cluster's OIDC provider) and API server holding binding `b` at v1.
+async fn fresh_cluster_with_binding(moto: &Moto) -> (ApiServer, kube::Client) {
+    moto.reset();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let server = ApiServer::start().await;
+    let client = server.client();
+    create_binding(&client, NS, "b", spec_v1()).await;
+    (server, client)
+}
+
+/// A controller that does not crash, with a long resync so only watch events drive it.
+fn healthy_controller(client: &kube::Client, moto: &Moto) -> RunningController {
+    RunningController::start(client.clone(), moto, Duration::from_secs(600))
+}
+
+/// Lets a healthy controller sync binding `b`, then stops it.
+async fn sync_with_healthy_controller(client: &kube::Client, moto: &Moto) {
+    let healthy = healthy_controller(client, moto);
+    wait_ready_reason(client, NS, "b", "Synced", 30).await;
+    healthy.stop().await;
+}
+
+/// Whether binding `b` reports Ready with reason Synced.
+async fn is_synced(client: &kube::Client) -> bool {
+    get_binding(client, NS, "b")
+        .await
+        .and_then(|b| ready(&b))
+        .is_some_and(|r| r.1 == "Synced")
+}
+
 #[tokio::test]
 async fn crash_at_every_step_of_a_create() {
     let moto = Moto::start();
     // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
     for n in 0..=3 {
-        moto.reset();
-        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-            .await;
-        let server = ApiServer::start().await;
-        let client = server.client();
-        create_binding(&client, NS, "b", spec_v1()).await;
+        let (server, client) = fresh_cluster_with_binding(&moto).await;
         let (first, state) = crashing_controller(&server, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || {
-            get_binding(&client, NS, "b")
-                .await
-                .and_then(|b| ready(&b))
-                .is_some_and(|r| r.1 == "Synced")
-        })
-        .await;
-        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        run_until_crash_or(&state, first, n, 3, async || is_synced(&client).await).await;
+        let second = healthy_controller(&client, &moto);
         wait_ready_reason(&client, NS, "b", "Synced", 30).await;
         assert_role_matches(&client, &moto, "b").await;
         second.stop().await;
@@ -133,26 +153,13 @@ async fn crash_at_every_step_of_an_update() {
     // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
     // AttachRolePolicy, DetachRolePolicy.
     for n in 0..=6 {
-        moto.reset();
-        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-            .await;
-        let server = ApiServer::start().await;
-        let client = server.client();
-        create_binding(&client, NS, "b", spec_v1()).await;
-        let healthy = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
-        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
-        healthy.stop().await;
+        let (server, client) = fresh_cluster_with_binding(&moto).await;
+        sync_with_healthy_controller(&client, &moto).await;
 
         patch_spec(&client, NS, "b", spec_v2()).await;
         let (first, state) = crashing_controller(&server, &moto, n);
-        run_until_crash_or(&state, first, n, 6, async || {
-            get_binding(&client, NS, "b")
-                .await
-                .and_then(|b| ready(&b))
-                .is_some_and(|r| r.1 == "Synced")
-        })
-        .await;
-        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        run_until_crash_or(&state, first, n, 6, async || is_synced(&client).await).await;
+        let second = healthy_controller(&client, &moto);
         let b = wait_ready_reason(&client, NS, "b", "Synced", 30).await;
         assert_eq!(b.status.unwrap().observed_generation, Some(2));
         assert_role_matches(&client, &moto, "b").await;
@@ -165,15 +172,8 @@ async fn crash_at_every_step_of_a_delete() {
     let moto = Moto::start();
     // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
     for n in 0..=3 {
-        moto.reset();
-        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-            .await;
-        let server = ApiServer::start().await;
-        let client = server.client();
-        create_binding(&client, NS, "b", spec_v1()).await;
-        let healthy = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
-        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
-        healthy.stop().await;
+        let (server, client) = fresh_cluster_with_binding(&moto).await;
+        sync_with_healthy_controller(&client, &moto).await;
 
         delete_binding(&client, NS, "b").await;
         let (first, state) = crashing_controller(&server, &moto, n);
@@ -181,7 +181,7 @@ async fn crash_at_every_step_of_a_delete() {
             get_binding(&client, NS, "b").await.is_none()
         })
         .await;
-        let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+        let second = healthy_controller(&client, &moto);
         wait_for(30, "binding gone", || async {
             get_binding(&client, NS, "b").await.is_none().then_some(())
         })

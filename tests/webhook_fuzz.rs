@@ -7,7 +7,6 @@ mod expect;
 mod harness;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use hatrack::check::view_from_documents;
 use hatrack::detect::{InMemoryView, Mode, is_workload_kind};
@@ -265,9 +264,9 @@ proptest! {
                     assert!(v["response"]["allowed"].is_boolean());
                 }
             }
-            let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+            let health = server.get("/healthz").await;
             assert_eq!(health.status(), 200);
-            server.running.shutdown(Duration::from_secs(1)).await.unwrap();
+            server.stop().await;
         });
     }
 }

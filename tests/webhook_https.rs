@@ -94,11 +94,7 @@ async fn corpus_decisions_over_https_match_the_expectations() {
                 ));
             }
         }
-        server
-            .running
-            .shutdown(Duration::from_secs(1))
-            .await
-            .unwrap();
+        server.stop().await;
     }
     assert!(reviewed >= 40, "only {reviewed} reviews");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -145,11 +141,7 @@ async fn denies_pod_with_access_key_in_env_and_allows_update_of_existing_violato
         .admit(&review_for("UPDATE", &worse, Some(&bad), "u-3"))
         .await;
     assert_eq!(resp["allowed"], false);
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -188,11 +180,7 @@ async fn namespace_label_overrides_the_global_mode() {
         .await;
     assert_eq!(resp["allowed"], true);
     assert!(resp.get("warnings").is_none());
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -229,12 +217,7 @@ async fn bad_input_gets_clear_http_errors_and_the_server_survives() {
         "{resp}"
     );
 
-    let health = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
     let metrics = server.metrics().await;
     assert!(
@@ -245,11 +228,7 @@ async fn bad_input_gets_clear_http_errors_and_the_server_survives() {
         metrics.contains("hatrack_webhook_bad_requests_total{reason=\"body\"} 1"),
         "{metrics}"
     );
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -264,43 +243,12 @@ async fn health_readiness_and_metrics_by_mode_and_rule() {
         }
     }
     let server = start(Mode::Enforce, Arc::new(NotSynced)).await;
-    assert_eq!(
-        server
-            .client
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        server
-            .client
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    assert_eq!(server.get("/readyz").await.status(), 503);
+    server.stop().await;
 
     let server = start(Mode::Enforce, Arc::new(NoLookups)).await;
-    assert_eq!(
-        server
-            .client
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(server.get("/readyz").await.status(), 200);
     let bad = deployment("team", json!([{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]));
     server.admit(&review_for("CREATE", &bad, None, "m-1")).await;
     server
@@ -333,47 +281,26 @@ async fn health_readiness_and_metrics_by_mode_and_rule() {
         )),
         "{text}"
     );
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn http2_and_http1_clients_are_both_served() {
     let server = start(Mode::Enforce, Arc::new(NoLookups)).await;
-    let resp = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.get("/healthz").await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let h1 = harness::client_with_alpn(&server.pki.ca_pem, &[b"http/1.1"]);
-    let resp = h1.get(server.url("/healthz")).send().await.unwrap();
+    let resp = server.get_with(&h1, "/healthz").await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.status(), 200);
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn rotated_certificate_is_picked_up_without_restart() {
     let server = start(Mode::Enforce, Arc::new(NoLookups)).await;
     let old_client = harness::client_trusting(&server.pki.ca_pem);
-    assert_eq!(
-        old_client
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(server.get_with(&old_client, "/healthz").await.status(), 200);
 
     // A new CA and certificate, written the way kubelet updates a Secret volume: new files
     // then a rename, so the reloader never sees a half-written file.
@@ -418,44 +345,31 @@ async fn rotated_certificate_is_picked_up_without_restart() {
     // A broken certificate file is refused; the server keeps serving the last good one.
     std::fs::write(&server.cert_path, "-----BEGIN CERTIFICATE-----\nnope\n").unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        new_client
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    server
-        .running
-        .shutdown(Duration::from_secs(1))
-        .await
-        .unwrap();
+    assert_eq!(server.get_with(&new_client, "/healthz").await.status(), 200);
+    server.stop().await;
+}
+
+/// Why `webhook::start` refuses these arguments (it must refuse them).
+async fn start_error(args: &hatrack::webhook::WebhookArgs) -> String {
+    hatrack::webhook::start(
+        args,
+        Arc::new(NoLookups),
+        Arc::new(hatrack::webhook::bindings::StaticBindingView::default()),
+    )
+    .await
+    .err()
+    .expect("start fails")
+    .to_string()
 }
 
 #[tokio::test]
 async fn start_fails_clearly_without_a_usable_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let args = harness::args(dir.path(), Mode::Enforce, hatrack::webhook::Lookups::Off);
-    let err = hatrack::webhook::start(
-        &args,
-        Arc::new(NoLookups),
-        Arc::new(hatrack::webhook::bindings::StaticBindingView::default()),
-    )
-    .await
-    .err()
-    .expect("fails");
-    assert!(err.to_string().contains("tls.crt"), "{err}");
+    let err = start_error(&args).await;
+    assert!(err.contains("tls.crt"), "{err}");
     std::fs::write(dir.path().join("tls.crt"), "garbage").unwrap();
     std::fs::write(dir.path().join("tls.key"), "garbage").unwrap();
-    let err = hatrack::webhook::start(
-        &args,
-        Arc::new(NoLookups),
-        Arc::new(hatrack::webhook::bindings::StaticBindingView::default()),
-    )
-    .await
-    .err()
-    .expect("fails");
-    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    let err = start_error(&args).await;
+    assert!(err.contains("no PEM certificate"), "{err}");
 }

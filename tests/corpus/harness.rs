@@ -78,16 +78,7 @@ impl TestServer {
 
     /// Posts a body to /validate/workloads; returns status and body.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let resp = self
-            .client
-            .post(self.url("/validate/workloads"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request reaches the webhook");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.expect("body"))
+        self.post_to("/validate/workloads", body).await
     }
 
     /// Posts a body to any path; returns status and body.
@@ -102,6 +93,29 @@ impl TestServer {
             .expect("request reaches the webhook");
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
+    }
+
+    /// GET `path` with the client trusting the server's CA.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_with(&self.client, path).await
+    }
+
+    /// GET `path` with another client (other ALPN protocols, other trusted CA); the request
+    /// must get an answer.
+    pub async fn get_with(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the webhook")
+    }
+
+    /// Shuts the server down; it must stop within a second.
+    pub async fn stop(self) {
+        self.running
+            .shutdown(Duration::from_secs(1))
+            .await
+            .expect("the webhook shuts down");
     }
 
     /// Posts a review and returns its `response`.
