@@ -47,9 +47,7 @@ async fn corpus_decisions_over_https_match_the_expectations() {
             let mut object = doc.object.clone();
             object["metadata"]["namespace"] = json!(ns);
             let uid = format!("corpus-{i}-{}", doc.name());
-            let resp = server
-                .admit(&review_for("CREATE", &object, None, &uid))
-                .await;
+            let resp = server.admit_create(&object, &uid).await;
             reviewed += 1;
             let allowed = resp["allowed"].as_bool().unwrap();
             let warnings = resp["warnings"].as_array().map(Vec::len).unwrap_or(0);
@@ -107,7 +105,7 @@ async fn denies_pod_with_access_key_in_env_and_allows_update_of_existing_violato
         "team",
         json!([{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA2E3PLKXQ7RMD4VNW"}]),
     );
-    let resp = server.admit(&review_for("CREATE", &bad, None, "u-1")).await;
+    let resp = server.admit_create(&bad, "u-1").await;
     assert_eq!(resp["allowed"], false);
     let msg = resp["status"]["message"].as_str().unwrap();
     assert!(
@@ -152,12 +150,7 @@ async fn namespace_label_overrides_the_global_mode() {
     let server = start(Mode::Audit, Arc::new(view)).await;
     let env = json!([{"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}]);
     let resp = server
-        .admit(&review_for(
-            "CREATE",
-            &deployment("migrating", env.clone()),
-            None,
-            "a",
-        ))
+        .admit_create(&deployment("migrating", env.clone()), "a")
         .await;
     assert_eq!(
         (
@@ -167,17 +160,10 @@ async fn namespace_label_overrides_the_global_mode() {
         (Some(true), Some(1))
     );
     let resp = server
-        .admit(&review_for(
-            "CREATE",
-            &deployment("strict", env.clone()),
-            None,
-            "b",
-        ))
+        .admit_create(&deployment("strict", env.clone()), "b")
         .await;
     assert_eq!(resp["allowed"], false);
-    let resp = server
-        .admit(&review_for("CREATE", &deployment("other", env), None, "c"))
-        .await;
+    let resp = server.admit_create(&deployment("other", env), "c").await;
     assert_eq!(resp["allowed"], true);
     assert!(resp.get("warnings").is_none());
     server.stop().await;
@@ -250,16 +236,11 @@ async fn health_readiness_and_metrics_by_mode_and_rule() {
     let server = start(Mode::Enforce, Arc::new(NoLookups)).await;
     assert_eq!(server.get("/readyz").await.status(), 200);
     let bad = deployment("team", json!([{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]));
-    server.admit(&review_for("CREATE", &bad, None, "m-1")).await;
+    server.admit_create(&bad, "m-1").await;
     server
-        .admit(&review_for(
-            "CREATE",
-            &deployment("team", json!([])),
-            None,
-            "m-2",
-        ))
+        .admit_create(&deployment("team", json!([])), "m-2")
         .await;
-    server.admit(&review_for("CREATE", &bad, None, "m-3")).await;
+    server.admit_create(&bad, "m-3").await;
     let text = server.metrics().await;
     assert!(text.contains(r#"hatrack_webhook_decisions_total{mode="enforce",decision="deny",rule="env-static-key"} 2"#), "{text}");
     assert!(

@@ -118,6 +118,11 @@ impl TestServer {
             .expect("the webhook shuts down");
     }
 
+    /// Posts a CREATE review of `object` and returns its `response`.
+    pub async fn admit_create(&self, object: &Value, uid: &str) -> Value {
+        self.admit(&review_for("CREATE", object, None, uid)).await
+    }
+
     /// Posts a review and returns its `response`.
     pub async fn admit(&self, review: &Value) -> Value {
         let (status, body) = self.post(serde_json::to_vec(review).unwrap()).await;
