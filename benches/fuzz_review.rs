@@ -1,5 +1,6 @@
 //! The cargo-fuzz harness (fuzz/fuzz_targets/harness.rs) as a bounded loop on stable Rust:
-//! cargo-fuzz needs a nightly toolchain (sanitizer flags); this loop needs only stable.
+//! cargo-fuzz (scripts/fuzz.sh) needs a nightly toolchain (sanitizer flags); this loop, its
+//! fallback in scripts/bench.sh, needs only stable.
 //!
 //!     cargo bench --bench fuzz_review                     # 60 s
 //!     FUZZ_SECONDS=600 FUZZ_MAX_EXECS=50000000 cargo bench --bench fuzz_review
@@ -163,6 +164,6 @@ fn main() {
         }
     );
     println!(
-        "- cargo-fuzz target: fuzz/fuzz_targets/review.rs (same harness); not run here: it needs nightly (`-Zsanitizer`); a nightly toolchain is installed on this machine (rustc 1.97.0-nightly, with the ASan runtime) but building every dependency with sanitizers did not fit this session, so the same harness ran as this bounded loop"
+        "- coverage-guided fuzzing of the same harness: fuzz/fuzz_targets/review.rs with cargo-fuzz (scripts/fuzz.sh, needs nightly); this loop is the stable-only fallback"
     );
 }
