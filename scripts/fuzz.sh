@@ -21,8 +21,9 @@ fi
 command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked >&2
 
 CORPUS="$PWD/fuzz/corpus/review"
-python3 fuzz/seeds.py "$CORPUS" >&2
-SEEDS=$(find "$CORPUS" -type f | wc -l)
+SEEDS=$(python3 fuzz/seeds.py "$CORPUS" | cut -d' ' -f1)
+# The corpus is kept between runs: seeds plus what earlier runs added.
+CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
 cargo +nightly fuzz build review >&2
 
 LOG=$(mktemp)
@@ -38,7 +39,7 @@ cov=$(sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\)\/\([^ ]*\).*/
 read -r edges features units size <<< "${cov:-? ? ? ?}"
 crashes=$(find fuzz/artifacts/review -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'slow-unit-*' \) 2> /dev/null | wc -l)
 
-echo "- cargo-fuzz (libFuzzer + AddressSanitizer, $(rustup run nightly rustc --version)): \`cargo +nightly fuzz run review fuzz/corpus/review -- -max_total_time=$FUZZ_SECONDS -timeout=10 -dict=fuzz/review.dict\`, $SEEDS seed files (fuzz/seeds.py) plus what earlier runs kept"
+echo "- cargo-fuzz (libFuzzer + AddressSanitizer, $(rustup run nightly rustc --version)): \`cargo +nightly fuzz run review fuzz/corpus/review -- -max_total_time=$FUZZ_SECONDS -timeout=10 -dict=fuzz/review.dict\`, $SEEDS seeds (fuzz/seeds.py), $CORPUS_FILES files in fuzz/corpus/review at the start"
 # "Done N runs in T second(s)" is only printed when the time budget ran out.
 took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$LOG" | tail -1)
 echo "- executions: $(final_stat number_of_executed_units) in ${took:-?} s, $(final_stat average_exec_per_sec) exec/s, peak RSS $(final_stat peak_rss_mb) MB"
