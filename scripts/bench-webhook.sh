@@ -49,8 +49,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
   -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -days 1 -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 
+# The cluster flags are required since the webhook also validates IAMRoleBindings; they play
+# no part in workload reviews.
 RUST_LOG=warn "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
+  --cluster-name bench --account-id 123456789012 --default-trust pod-identity \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

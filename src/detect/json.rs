@@ -107,7 +107,19 @@ pub enum Want {
 
 /// Parses `body`, keeping only what `want` asks for. Errors are JSON syntax errors.
 pub fn parse_pruned(body: &[u8], want: Want) -> Result<Json<'_>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // Checking all of a (valid) body for UTF-8 once is cheaper than the byte parser checking
+    // every string it reads, key by key. A body that is not UTF-8 goes to the byte parser, as
+    // before: it rejects bad UTF-8 only in the strings it reads, so answers do not change.
+    match std::str::from_utf8(body) {
+        Ok(text) => parse_from(serde_json::Deserializer::from_str(text), want),
+        Err(_) => parse_from(serde_json::Deserializer::from_slice(body), want),
+    }
+}
+
+fn parse_from<'a, R: serde_json::de::Read<'a>>(
+    mut de: serde_json::Deserializer<R>,
+    want: Want,
+) -> Result<Json<'a>, serde_json::Error> {
     let value = Prune(want).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
@@ -254,6 +266,16 @@ mod tests {
         ));
         assert_eq!(j.get("e").and_then(Json::as_str), Some("tab\there"));
         assert_eq!(j.get("uid").and_then(Json::as_str), Some("x"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_only_where_it_is_read() {
+        let skipped = b"{\"keep\": \"k\", \"drop\": \"\xff\"}";
+        let j = parse_pruned(skipped, INNER).unwrap();
+        assert_eq!(j.get("keep").and_then(Json::as_str), Some("k"));
+        let kept = b"{\"keep\": \"\xff\"}";
+        assert!(parse_pruned(kept, INNER).is_err());
+        assert!(parse(b"\"\xff\"").is_err());
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 
 use crate::detect::{NoLookups, ReferenceView};
 pub use bindings::BindingView;
@@ -228,8 +230,12 @@ pub async fn start(
 
     let handle = Handle::new();
     let app = router(state, args.max_body_bytes);
-    let server = axum_server::from_tcp_rustls(listener, tls_config.clone())
+    // TCP_NODELAY: a response is one TLS record written at once; Nagle would only hold back
+    // a short tail segment until the API server ACKs, which shows up in p99.
+    let acceptor = RustlsAcceptor::new(tls_config.clone()).acceptor(NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener)
         .map_err(|source| WebhookError::Bind { addr, source })?
+        .acceptor(acceptor)
         .handle(handle.clone());
     let server = tokio::spawn(server.serve(app.into_make_service()));
 
