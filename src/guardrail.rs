@@ -55,11 +55,11 @@ pub fn selector_matches(
 
 /// The guardrails that apply to a namespace with these labels.
 pub fn applicable<'a>(
-    guardrails: &'a [IAMGuardrail],
+    guardrails: impl IntoIterator<Item = &'a IAMGuardrail>,
     namespace_labels: &BTreeMap<String, String>,
 ) -> Vec<&'a IAMGuardrail> {
     guardrails
-        .iter()
+        .into_iter()
         .filter(|g| selector_matches(g.spec.namespace_selector.as_ref(), namespace_labels))
         .collect()
 }

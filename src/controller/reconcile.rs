@@ -11,12 +11,13 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
-use crate::crd::{DeletionPolicy, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::guardrail;
 use crate::iam::IamError;
 use crate::naming;
@@ -43,9 +44,7 @@ pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Resul
     };
     ctx.metrics.reconciled(&label, started.elapsed());
     if result.is_ok() {
-        ctx.record_success(&kube::runtime::reflector::ObjectRef::from_obj(
-            binding.as_ref(),
-        ));
+        ctx.record_success(&ObjectRef::from_obj(binding.as_ref()));
     }
     result
 }
@@ -75,28 +74,19 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 2. Guardrails, re-checked before any IAM write (one may have been added after the
     //    binding was admitted). A violating binding's existing role is left as it is.
-    let guardrails: Vec<IAMGuardrail> = ctx
-        .guardrails
-        .state()
-        .iter()
-        .map(|g| g.as_ref().clone())
-        .collect();
+    //    The cache's guardrails are shared, not copied.
+    let guardrails = ctx.guardrails.state();
     let ns_labels = ctx
         .namespaces
-        .state()
-        .iter()
-        .find(|n| n.name_any() == ns)
+        .get(&ObjectRef::new(&ns))
         .map(|n| n.labels().clone())
         .unwrap_or_default();
-    let applicable = guardrail::applicable(&guardrails, &ns_labels);
+    let applicable = guardrail::applicable(guardrails.iter().map(|g| g.as_ref()), &ns_labels);
     let in_namespace = ctx
-        .bindings
-        .state()
-        .iter()
-        .filter(|b| {
-            b.namespace().as_deref() == Some(ns.as_str()) && b.metadata.deletion_timestamp.is_none()
-        })
-        .count()
+        .claims
+        .read()
+        .map(|c| c.live_in_namespace(&ns))
+        .unwrap_or(0)
         .max(1);
     let violations = guardrail::check(binding, settings, &applicable, in_namespace);
     if !violations.is_empty() {
@@ -119,10 +109,12 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     guardrail::enforce_boundary(&mut desired, &applicable);
 
     // 3. A ServiceAccount belongs to the oldest binding that claims it.
-    let bindings = ctx.bindings.state();
-    if let Some((other, sa)) =
-        super::claims::conflicting_claim(binding, bindings.iter().map(|b| b.as_ref()))
-    {
+    let conflict = ctx
+        .claims
+        .read()
+        .ok()
+        .and_then(|c| c.conflicting_claim(binding));
+    if let Some((other, sa)) = conflict {
         let message = format!(
             "ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role"
         );
