@@ -128,7 +128,10 @@ pub struct Context {
     pub client: Client,
     pub iam: Iam,
     pub settings: Settings,
+    /// Warning Events (folded into series while a problem repeats).
     pub recorder: Recorder,
+    /// `reportingInstance` of the Normal Events written without the Recorder.
+    pub event_instance: String,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
     /// All bindings (the controller's own cache).
@@ -160,8 +163,13 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let event_instance = reporter
+            .instance
+            .clone()
+            .unwrap_or_else(|| MANAGER.to_string());
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            event_instance,
             client,
             iam,
             settings,
