@@ -55,7 +55,7 @@ pub fn selector_matches(
 
 /// The guardrails that apply to a namespace with these labels.
 pub fn applicable<'a>(
-    guardrails: &'a [IAMGuardrail],
+    guardrails: impl IntoIterator<Item = &'a IAMGuardrail>,
     namespace_labels: &BTreeMap<String, String>,
 ) -> Vec<&'a IAMGuardrail> {
     applicable_in(guardrails, namespace_labels)

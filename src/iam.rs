@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -14,6 +15,7 @@ use serde_json::Value;
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::role::{ActualRole, Change, DesiredRole};
+use crate::throttle::ThrottlePause;
 
 /// Flags for reaching IAM.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,7 +29,8 @@ pub struct IamArgs {
     /// Client-side limit on IAM calls per second, shared by all reconciles.
     #[arg(long, env = "HATRACK_IAM_CALLS_PER_SECOND", default_value_t = 10)]
     pub iam_calls_per_second: u32,
-    /// Attempts per IAM call (the SDK retries throttling and 5xx with jittered backoff).
+    /// Attempts per IAM call (the SDK retries throttling and 5xx with jittered backoff; its
+    /// retry quota is not capped, the calls-per-second limit bounds the load instead).
     #[arg(long, env = "HATRACK_IAM_MAX_ATTEMPTS", default_value_t = 5)]
     pub iam_max_attempts: u32,
 }
@@ -176,6 +179,8 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 pub struct Iam {
     client: aws_sdk_iam::Client,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// Pause of all calls after IAM throttles one past the SDK's retries.
+    pause: Arc<Mutex<ThrottlePause>>,
     metrics: Arc<Metrics>,
 }
 
@@ -209,8 +214,20 @@ impl Iam {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
+        // The SDK's standard retry quota (500 tokens, 5 per retry, 1 back per first-try
+        // success) runs dry under sustained throttling and then stops retrying at all, which
+        // turns throttling into failed reconciles. hatrack bounds its load itself (the shared
+        // calls-per-second limit and a shared pause on throttling), so retries are limited only
+        // by --iam-max-attempts.
+        let iam_config = aws_sdk_iam::config::Builder::from(&config)
+            .retry_partition(
+                RetryPartition::custom("hatrack-iam")
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            )
+            .build();
         Iam::new(
-            aws_sdk_iam::Client::new(&config),
+            aws_sdk_iam::Client::from_conf(iam_config),
             args.iam_calls_per_second,
             metrics,
         )
@@ -221,19 +238,40 @@ impl Iam {
         Iam {
             client,
             limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            pause: Arc::new(Mutex::new(ThrottlePause::default())),
             metrics,
         }
     }
 
-    /// Waits for the rate limiter, runs one IAM call and counts its outcome.
+    /// Waits out a throttling pause and the rate limiter, runs one IAM call and counts its
+    /// outcome.
     async fn call<T, E, R, F>(&self, operation: &'static str, fut: F) -> Result<T, IamError>
     where
         F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        // The pause may be extended while we sleep, so look again after each.
+        while let Some(wait) = self
+            .pause
+            .lock()
+            .ok()
+            .and_then(|p| p.remaining(Instant::now()))
+        {
+            tokio::time::sleep(wait).await;
+        }
         self.limiter.until_ready().await;
         let result = fut.await.map_err(|e| classify(operation, e));
+        if let Ok(mut pause) = self.pause.lock() {
+            match &result {
+                Err(IamError::Throttled { .. }) => {
+                    let wait = pause.throttled(Instant::now(), rand::random::<f64>());
+                    tracing::debug!(operation, pause = ?wait, "IAM throttled past the SDK's retries; pausing IAM calls");
+                }
+                Err(_) => {}
+                Ok(_) => pause.succeeded(),
+            }
+        }
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e.label(),

@@ -29,6 +29,7 @@ pub mod role;
 pub mod settings;
 pub mod sync;
 pub mod telemetry;
+pub mod throttle;
 pub mod trust;
 pub mod validate;
 pub mod watch;

@@ -37,7 +37,7 @@ pub struct Metrics {
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// binding key → ready, the source of the `bindings` gauge.
-    readiness: Mutex<BTreeMap<String, bool>>,
+    readiness: Mutex<std::collections::HashMap<Box<str>, bool>>,
 }
 
 impl Default for Metrics {
@@ -74,7 +74,7 @@ impl Default for Metrics {
             iam_calls,
             bindings,
             iam_call_counts: Mutex::new(BTreeMap::new()),
-            readiness: Mutex::new(BTreeMap::new()),
+            readiness: Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -108,22 +108,28 @@ impl Metrics {
         let Ok(mut readiness) = self.readiness.lock() else {
             return;
         };
-        match ready {
-            Some(r) => readiness.insert(key.to_string(), r),
+        // Adjust the two gauges by the change of this one binding (no pass over all).
+        let was = match ready {
+            Some(r) => match readiness.get_mut(key) {
+                Some(old) => Some(std::mem::replace(old, r)),
+                None => {
+                    readiness.insert(key.into(), r);
+                    None
+                }
+            },
             None => readiness.remove(key),
         };
-        let ready_count = readiness.values().filter(|r| **r).count();
-        let total = readiness.len();
-        self.bindings
-            .get_or_create(&ReadyLabels {
-                ready: "true".into(),
+        let gauge = |ready: bool| {
+            self.bindings.get_or_create(&ReadyLabels {
+                ready: if ready { "true" } else { "false" }.into(),
             })
-            .set(ready_count as i64);
-        self.bindings
-            .get_or_create(&ReadyLabels {
-                ready: "false".into(),
-            })
-            .set((total - ready_count) as i64);
+        };
+        if let Some(old) = was {
+            gauge(old).dec();
+        }
+        if let Some(new) = ready {
+            gauge(new).inc();
+        }
     }
 
     /// IAM calls so far: (operation, outcome) → count.
@@ -149,5 +155,35 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges(m: &Metrics) -> (String, String) {
+        let text = m.encode();
+        let value = |ready: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("hatrack_bindings{{ready=\"{ready}\"}} ")))
+                .unwrap_or("absent")
+                .to_string()
+        };
+        (value("true"), value("false"))
+    }
+
+    #[test]
+    fn the_ready_gauges_follow_each_binding() {
+        let m = Metrics::default();
+        m.binding_ready("ns/a", Some(false));
+        m.binding_ready("ns/b", Some(true));
+        m.binding_ready("ns/b", Some(true));
+        assert_eq!(gauges(&m), ("1".into(), "1".into()));
+        m.binding_ready("ns/a", Some(true));
+        assert_eq!(gauges(&m), ("2".into(), "0".into()));
+        m.binding_ready("ns/b", None);
+        m.binding_ready("ns/gone", None);
+        assert_eq!(gauges(&m), ("1".into(), "0".into()));
     }
 }

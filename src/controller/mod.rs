@@ -3,21 +3,25 @@
 
 pub mod claims;
 pub mod reconcile;
+pub mod requeue;
 pub mod status;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
+use self::claims::ClaimIndex;
+use self::requeue::{FailureClass, retry_delay};
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
@@ -88,14 +92,35 @@ impl Error {
             Error::RoleHeld { .. } => "role_held".into(),
         }
     }
+
+    /// How soon trying again is worthwhile.
+    pub fn failure_class(&self) -> FailureClass {
+        match self {
+            Error::Iam(IamError::Throttled { .. }) => FailureClass::Throttled,
+            Error::Iam(e) if e.is_transient() => FailureClass::Transient,
+            Error::Iam(_) | Error::RoleHeld { .. } => FailureClass::Persistent,
+            // Conflicts, timeouts and unavailability of the API server pass.
+            Error::Kube(_) => FailureClass::Transient,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.failure_class(),
+                _ => FailureClass::Transient,
+            },
+        }
+    }
 }
+
+/// A ServiceAccount as the controller caches it: metadata only, with only the role ARN
+/// annotation.
+pub type CachedServiceAccount = PartialObjectMeta<ServiceAccount>;
 
 /// The caches a reconcile reads.
 pub struct Stores {
     pub bindings: Store<IAMRoleBinding>,
-    pub service_accounts: Store<ServiceAccount>,
+    pub service_accounts: Store<CachedServiceAccount>,
     pub guardrails: Store<IAMGuardrail>,
     pub namespaces: Store<Namespace>,
+    pub claims: Arc<RwLock<ClaimIndex>>,
 }
 
 /// What every reconcile shares.
@@ -103,13 +128,18 @@ pub struct Context {
     pub client: Client,
     pub iam: Iam,
     pub settings: Settings,
+    /// Warning Events (folded into series while a problem repeats).
     pub recorder: Recorder,
+    /// `reportingInstance` of the Normal Events written without the Recorder.
+    pub event_instance: String,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
-    /// All bindings (the controller's own cache), for ServiceAccount claims and counts.
+    /// All bindings (the controller's own cache).
     pub bindings: Store<IAMRoleBinding>,
-    /// All ServiceAccounts, to annotate the ones that exist.
-    pub service_accounts: Store<ServiceAccount>,
+    /// ServiceAccount claims and bindings per namespace, kept in step with `bindings`.
+    pub claims: Arc<RwLock<ClaimIndex>>,
+    /// ServiceAccounts (metadata only), to annotate the ones that exist.
+    pub service_accounts: Store<CachedServiceAccount>,
     /// All guardrails, re-checked before every IAM write.
     pub guardrails: Store<IAMGuardrail>,
     /// Namespaces (labels only), to know which guardrails apply.
@@ -133,14 +163,20 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let event_instance = reporter
+            .instance
+            .clone()
+            .unwrap_or_else(|| MANAGER.to_string());
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            event_instance,
             client,
             iam,
             settings,
             metrics,
             resync,
             bindings: stores.bindings,
+            claims: stores.claims,
             service_accounts: stores.service_accounts,
             guardrails: stores.guardrails,
             namespaces: stores.namespaces,
@@ -160,8 +196,8 @@ impl Context {
         }
     }
 
-    /// Backoff after a failure: 5 s doubling to 5 min, with ±50% jitter.
-    fn backoff(&self, obj: &ObjectRef<IAMRoleBinding>) -> Duration {
+    /// Backoff after a failure, by its class (see [`requeue`]).
+    fn backoff(&self, obj: &ObjectRef<IAMRoleBinding>, class: FailureClass) -> Duration {
         let n = self
             .failures
             .lock()
@@ -171,9 +207,7 @@ impl Context {
                 *n
             })
             .unwrap_or(1);
-        let base = Duration::from_secs(5).saturating_mul(1u32 << (n - 1).min(6));
-        base.min(Duration::from_secs(300))
-            .mul_f64(rand::random_range(0.5..1.5))
+        retry_delay(class, n, rand::random::<f64>())
     }
 
     /// Whether the OIDC provider exists, asking IAM at most once per resync period.
@@ -195,24 +229,92 @@ impl Context {
 
 fn error_policy(binding: Arc<IAMRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
     let obj = ObjectRef::from_obj(binding.as_ref());
-    let wait = ctx.backoff(&obj);
+    let wait = ctx.backoff(&obj, error.failure_class());
     tracing::warn!(binding = %obj, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }
 
 /// The bindings in `sa`'s namespace that name it.
 fn bindings_naming(
-    store: &Store<IAMRoleBinding>,
-    sa: &ServiceAccount,
+    claims: &RwLock<ClaimIndex>,
+    sa: &CachedServiceAccount,
 ) -> Vec<ObjectRef<IAMRoleBinding>> {
-    let ns = sa.namespace();
-    let name = sa.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|b| b.namespace() == ns && b.spec.service_accounts.contains(&name))
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
+    let ns = sa.namespace().unwrap_or_default();
+    claims
+        .read()
+        .map(|c| c.claimants(&ns, &sa.name_any()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|name| ObjectRef::new(&name).within(&ns))
         .collect()
+}
+
+/// Keeps a [`ClaimIndex`] in step with the bindings' watch events; a re-list builds a fresh
+/// index and swaps it in when complete, as the reflector does with its store.
+#[derive(Default)]
+struct ClaimIndexWriter {
+    relisting: Option<ClaimIndex>,
+}
+
+impl ClaimIndexWriter {
+    fn apply(&mut self, index: &RwLock<ClaimIndex>, event: &watcher::Event<IAMRoleBinding>) {
+        use watcher::Event;
+        match event {
+            Event::Init => self.relisting = Some(ClaimIndex::default()),
+            Event::InitApply(b) => {
+                if let Some(fresh) = self.relisting.as_mut() {
+                    fresh.upsert(b);
+                }
+            }
+            Event::InitDone => {
+                if let (Some(fresh), Ok(mut live)) = (self.relisting.take(), index.write()) {
+                    *live = fresh;
+                }
+            }
+            Event::Apply(b) => {
+                if let Ok(mut live) = index.write() {
+                    live.upsert(b);
+                }
+            }
+            Event::Delete(b) => {
+                if let Ok(mut live) = index.write() {
+                    live.remove(b);
+                }
+            }
+        }
+    }
+}
+
+/// What of a binding decides whether a watch event needs a reconcile: the spec (generation;
+/// deletion bumps it too), finalizers and deletion. Status-only updates (our own status
+/// writes among them) are filtered out: they would re-read the role from IAM for nothing.
+fn reconcile_inputs(b: &IAMRoleBinding) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.metadata.generation.hash(&mut h);
+    b.metadata.finalizers.hash(&mut h);
+    b.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Drops what the controller never reads from a cached binding: managedFields and
+/// annotations (kubectl's last-applied-configuration is a second copy of the spec).
+fn strip_binding(b: &mut IAMRoleBinding) {
+    b.metadata.managed_fields = None;
+    b.metadata.annotations = None;
+}
+
+/// Keeps of a ServiceAccount only its identity and the role ARN annotation.
+fn strip_service_account(sa: &mut CachedServiceAccount) {
+    sa.metadata.managed_fields = None;
+    sa.metadata.labels = None;
+    sa.metadata.owner_references = None;
+    if let Some(annotations) = sa.metadata.annotations.as_mut() {
+        annotations.retain(|k, _| k == ROLE_ARN_ANNOTATION);
+        if annotations.is_empty() {
+            sa.metadata.annotations = None;
+        }
+    }
 }
 
 /// How the controller loop runs (the parts of [`ControllerArgs`] that are not settings).
@@ -282,7 +384,8 @@ pub async fn run_with(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let sa_api: Api<ServiceAccount> = match &args.watch_namespace {
+    // Metadata-only requests: the controller reads ServiceAccounts' names and annotations.
+    let sa_api: Api<CachedServiceAccount> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -295,9 +398,23 @@ pub async fn run_with(
     let (sa_store, sa_writer) = reflector::store();
     let (guardrail_store, guardrail_writer) = reflector::store();
     let (namespace_store, namespace_writer) = reflector::store();
-    let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
-    let binding_store = controller.store();
-    let store_for_map = binding_store.clone();
+    let (binding_store, binding_writer) = reflector::store();
+    let claims = Arc::new(RwLock::new(ClaimIndex::default()));
+    let claims_for_stream = claims.clone();
+    let mut claim_writer = ClaimIndexWriter::default();
+    let binding_stream = watcher(bindings, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(strip_binding)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                claim_writer.apply(&claims_for_stream, event);
+            }
+        })
+        .reflect(binding_writer)
+        .applied_objects()
+        .predicate_filter(reconcile_inputs, Default::default());
+    let controller = Controller::for_stream(binding_stream, binding_store.clone());
+    let claims_for_map = claims.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
     let namespace_map = binding_store.clone();
     let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel::<IAMGuardrail>();
@@ -312,12 +429,7 @@ pub async fn run_with(
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|sa: &mut ServiceAccount| {
-            // Keep only what the controller reads.
-            sa.metadata.managed_fields = None;
-            sa.secrets = None;
-            sa.image_pull_secrets = None;
-        })
+        .modify(strip_service_account)
         .reflect(sa_writer)
         .applied_objects();
     let ctx = Arc::new(Context::new(
@@ -331,13 +443,14 @@ pub async fn run_with(
             service_accounts: sa_store,
             guardrails: guardrail_store,
             namespaces: namespace_store,
+            claims,
         },
     ));
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
     tracing::info!("controller starting");
     controller
         .with_config(config)
-        .watches_stream(sa_stream, move |sa| bindings_naming(&store_for_map, &sa))
+        .watches_stream(sa_stream, move |sa| bindings_naming(&claims_for_map, &sa))
         // A guardrail change (deletion included) re-queues the bindings it selects.
         .watches_stream(guardrail_stream, move |g| {
             bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g)
@@ -513,4 +626,83 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn binding(name: &str, sas: &[&str]) -> IAMRoleBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": name, "namespace": "ns", "generation": 1,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"serviceAccounts": sas}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_relist_replaces_the_claim_index_when_complete() {
+        let index = RwLock::new(ClaimIndex::default());
+        let mut writer = ClaimIndexWriter::default();
+        writer.apply(&index, &watcher::Event::Apply(binding("gone", &["api"])));
+        writer.apply(&index, &watcher::Event::Init);
+        writer.apply(
+            &index,
+            &watcher::Event::InitApply(binding("kept", &["web"])),
+        );
+        // Until the relist is done, the old index answers.
+        assert_eq!(index.read().unwrap().claimants("ns", "api"), vec!["gone"]);
+        writer.apply(&index, &watcher::Event::InitDone);
+        let live = index.read().unwrap();
+        assert!(live.claimants("ns", "api").is_empty());
+        assert_eq!(live.claimants("ns", "web"), vec!["kept"]);
+    }
+
+    #[test]
+    fn deletion_removes_claims() {
+        let index = RwLock::new(ClaimIndex::default());
+        let mut writer = ClaimIndexWriter::default();
+        writer.apply(&index, &watcher::Event::Apply(binding("a", &["api"])));
+        writer.apply(&index, &watcher::Event::Delete(binding("a", &["api"])));
+        assert_eq!(index.read().unwrap().live_in_namespace("ns"), 0);
+    }
+
+    #[test]
+    fn status_only_updates_do_not_trigger_a_reconcile() {
+        let b = binding("a", &["api"]);
+        let mut with_status = b.clone();
+        with_status.status = Some(Default::default());
+        assert_eq!(reconcile_inputs(&b), reconcile_inputs(&with_status));
+        let mut finalized = b.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_ne!(reconcile_inputs(&b), reconcile_inputs(&finalized));
+        let mut edited = b.clone();
+        edited.metadata.generation = Some(2);
+        assert_ne!(reconcile_inputs(&b), reconcile_inputs(&edited));
+        let mut deleting = b.clone();
+        deleting.metadata.deletion_timestamp = b.metadata.creation_timestamp.clone();
+        assert_ne!(reconcile_inputs(&b), reconcile_inputs(&deleting));
+    }
+
+    #[test]
+    fn throttling_requeues_sooner_than_a_refusal() {
+        let throttled = Error::Iam(IamError::Throttled {
+            operation: "GetRole",
+            message: String::new(),
+        });
+        let refused = Error::Iam(IamError::Refused {
+            operation: "CreateRole",
+            code: "AccessDenied".into(),
+            message: String::new(),
+        });
+        assert_eq!(throttled.failure_class(), FailureClass::Throttled);
+        assert_eq!(refused.failure_class(), FailureClass::Persistent);
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            throttled,
+        )));
+        assert_eq!(wrapped.failure_class(), FailureClass::Throttled);
+    }
 }

@@ -6,17 +6,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
-use crate::crd::{DeletionPolicy, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::guardrail;
 use crate::iam::IamError;
 use crate::naming;
@@ -43,9 +46,7 @@ pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Resul
     };
     ctx.metrics.reconciled(&label, started.elapsed());
     if result.is_ok() {
-        ctx.record_success(&kube::runtime::reflector::ObjectRef::from_obj(
-            binding.as_ref(),
-        ));
+        ctx.record_success(&ObjectRef::from_obj(binding.as_ref()));
     }
     result
 }
@@ -75,28 +76,19 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 2. Guardrails, re-checked before any IAM write (one may have been added after the
     //    binding was admitted). A violating binding's existing role is left as it is.
-    let guardrails: Vec<IAMGuardrail> = ctx
-        .guardrails
-        .state()
-        .iter()
-        .map(|g| g.as_ref().clone())
-        .collect();
+    //    The cache's guardrails are shared, not copied.
+    let guardrails = ctx.guardrails.state();
     let ns_labels = ctx
         .namespaces
-        .state()
-        .iter()
-        .find(|n| n.name_any() == ns)
+        .get(&ObjectRef::new(&ns))
         .map(|n| n.labels().clone())
         .unwrap_or_default();
-    let applicable = guardrail::applicable(&guardrails, &ns_labels);
+    let applicable = guardrail::applicable(guardrails.iter().map(|g| g.as_ref()), &ns_labels);
     let in_namespace = ctx
-        .bindings
-        .state()
-        .iter()
-        .filter(|b| {
-            b.namespace().as_deref() == Some(ns.as_str()) && b.metadata.deletion_timestamp.is_none()
-        })
-        .count()
+        .claims
+        .read()
+        .map(|c| c.live_in_namespace(&ns))
+        .unwrap_or(0)
         .max(1);
     let violations = guardrail::check(binding, settings, &applicable, in_namespace);
     if !violations.is_empty() {
@@ -119,10 +111,12 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     guardrail::enforce_boundary(&mut desired, &applicable);
 
     // 3. A ServiceAccount belongs to the oldest binding that claims it.
-    let bindings = ctx.bindings.state();
-    if let Some((other, sa)) =
-        super::claims::conflicting_claim(binding, bindings.iter().map(|b| b.as_ref()))
-    {
+    let conflict = ctx
+        .claims
+        .read()
+        .ok()
+        .and_then(|c| c.conflicting_claim(binding));
+    if let Some((other, sa)) = conflict {
         let message = format!(
             "ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role"
         );
@@ -559,15 +553,93 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
+    let reference = binding.object_ref(&());
+    let result = match type_ {
+        // Warnings repeat while a problem lasts: the Recorder folds repeats into one Event
+        // with a count. Normal events are one-off outcomes (created, updated, deleted), written
+        // directly: the Recorder would keep each in its cache for 6 minutes and rescan the whole
+        // cache on every publish, which a burst of thousands of creations makes large.
+        EventType::Warning => {
+            let event = Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: action.into(),
+                secondary: None,
+            };
+            ctx.recorder.publish(&event, &reference).await
+        }
+        EventType::Normal => {
+            let event = one_off_event(&reference, reason, action, note, &ctx.event_instance);
+            let api: Api<K8sEvent> = Api::namespaced(
+                ctx.client.clone(),
+                reference.namespace.as_deref().unwrap_or("default"),
+            );
+            api.create(&PostParams::default(), &event).await.map(drop)
+        }
     };
-    if let Err(e) = ctx.recorder.publish(&event, &binding.object_ref(&())).await {
+    if let Err(e) = result {
         // Events are best effort; never fail a reconcile over one.
         tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// A Normal Event as the Recorder would write it the first time (events.k8s.io/v1).
+fn one_off_event(
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reason: &str,
+    action: &str,
+    note: String,
+    instance: &str,
+) -> K8sEvent {
+    let now = jiff::Timestamp::now();
+    K8sEvent {
+        action: Some(action.into()),
+        reason: Some(reason.into()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        note: Some(note),
+        metadata: kube::api::ObjectMeta {
+            namespace: reference.namespace.clone(),
+            name: Some(format!(
+                "{}.{:x}",
+                reference.name.as_deref().unwrap_or(MANAGER),
+                now.as_nanosecond()
+            )),
+            ..Default::default()
+        },
+        reporting_controller: Some(MANAGER.into()),
+        reporting_instance: Some(instance.into()),
+        type_: Some("Normal".into()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_off_events_name_the_binding_and_the_reporter() {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            name: Some("app".into()),
+            namespace: Some("team".into()),
+            ..Default::default()
+        };
+        let e = one_off_event(
+            &reference,
+            "RoleCreated",
+            "Reconcile",
+            "made".into(),
+            "pod-1",
+        );
+        assert_eq!(e.metadata.namespace.as_deref(), Some("team"));
+        assert!(e.metadata.name.unwrap().starts_with("app."));
+        assert_eq!(e.regarding, Some(reference));
+        assert_eq!(e.type_.as_deref(), Some("Normal"));
+        assert_eq!(e.reason.as_deref(), Some("RoleCreated"));
+        assert_eq!(e.reporting_controller.as_deref(), Some(MANAGER));
+        assert_eq!(e.reporting_instance.as_deref(), Some("pod-1"));
+        assert!(e.series.is_none() && e.event_time.is_some());
     }
 }
