@@ -37,17 +37,7 @@ echo "building release binary..." >&2
 cargo build --release --bin hatrack >&2
 BIN="$TARGET_DIR/release/hatrack"
 
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -days 1 -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+. scripts/webhook-scratch.sh
 
 # The cluster flags are required since the webhook also validates IAMRoleBindings; they play
 # no part in workload reviews.

@@ -21,17 +21,7 @@ for tool in valgrind callgrind_control openssl curl python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool (apt-get install valgrind)" >&2; exit 2; }
 done
 
-WORK="$(mktemp -d)"
-VG_PID=""
-cleanup() {
-  if [ -n "$VG_PID" ]; then kill "$VG_PID" 2>/dev/null || true; wait "$VG_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -days 1 -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+. scripts/webhook-scratch.sh
 python3 -c 'import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), separators=(",",":")))' "$REVIEW" > "$WORK/body.json"
 
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
@@ -39,7 +29,7 @@ RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.ou
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
   --cluster-name bench --account-id 123456789012 --default-trust pod-identity \
   >"$WORK/server.log" 2>&1 &
-VG_PID=$!
+SERVER_PID=$!
 for _ in $(seq 1 300); do
   if curl -sk --http1.1 "https://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
   sleep 0.2
@@ -54,9 +44,9 @@ post() {
     --data-binary @"$WORK/body.json" -K "$WORK/urls" -w '%{http_code}\n'
 }
 post 20 >/dev/null
-callgrind_control --zero "$VG_PID" >/dev/null 2>&1
+callgrind_control --zero "$SERVER_PID" >/dev/null 2>&1
 codes="$(post "$N" | sort | uniq -c | tr -s ' ')"
-callgrind_control --dump=reviews "$VG_PID" >/dev/null 2>&1
+callgrind_control --dump=reviews "$SERVER_PID" >/dev/null 2>&1
 sleep 1
 dump="$(ls "$WORK"/callgrind.out.* | head -1)"
 total="$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")"
