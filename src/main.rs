@@ -3,9 +3,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hatrack::telemetry::{self, LogFormat};
 
-// mimalloc instead of the libc allocator: per-thread free lists make the small, short-lived
-// allocations of each admission review cheaper than glibc's malloc, and much cheaper than
-// musl's (the Dockerfile's static build), whose allocator is slow under threads.
+// Opt-in mimalloc instead of the libc allocator: per-thread free lists make the small,
+// short-lived allocations of each admission review cheaper (about 10% fewer instructions per
+// review), but it raised the controller's RSS from 30 to 51 MiB with 1,000 bindings cached, so
+// the default build keeps the libc allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
