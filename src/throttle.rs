@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::backoff::jittered_doubling;
+
 /// The first pause after a throttled call.
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// The longest pause, however long throttling lasts.
@@ -24,9 +26,7 @@ impl ThrottlePause {
     /// together.
     pub fn throttled(&mut self, now: Instant, jitter: f64) -> Duration {
         self.throttled_in_a_row = self.throttled_in_a_row.saturating_add(1);
-        let doublings = self.throttled_in_a_row.saturating_sub(1).min(16);
-        let nominal = FIRST_PAUSE.saturating_mul(1u32 << doublings).min(MAX_PAUSE);
-        let pause = nominal.mul_f64(0.5 + jitter.clamp(0.0, 1.0));
+        let pause = jittered_doubling(FIRST_PAUSE, MAX_PAUSE, self.throttled_in_a_row, jitter);
         let until = now + pause;
         // A pause already running longer is kept.
         if self.until.is_none_or(|u| u < until) {

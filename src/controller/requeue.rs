@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::backoff::jittered_doubling;
+
 /// What kind of failure a reconcile ended with, for how soon to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
@@ -31,11 +33,7 @@ impl FailureClass {
 /// bindings that failed together do not come back together.
 pub fn retry_delay(class: FailureClass, consecutive_failures: u32, jitter: f64) -> Duration {
     let (first, longest) = class.bounds();
-    let doublings = consecutive_failures.saturating_sub(1).min(16);
-    first
-        .saturating_mul(1u32 << doublings)
-        .min(longest)
-        .mul_f64(0.5 + jitter.clamp(0.0, 1.0))
+    jittered_doubling(first, longest, consecutive_failures, jitter)
 }
 
 #[cfg(test)]
