@@ -26,7 +26,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
 use support::controller::{ACCOUNT, ISSUER_HOST_PATH};
-use support::moto::Moto;
+use support::moto::{Moto, free_port};
 
 const ALL_BINDINGS: &str = "/apis/hatrack.dev/v1alpha1/iamrolebindings";
 const NAMESPACES: usize = 20;
@@ -47,13 +46,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 // ---------------------------------------------------------------------------------------
