@@ -350,7 +350,8 @@ fn time_fixture(
     assert_eq!(rego.judge_bytes(text), 0, "{name}: Rego flags the fixture");
     assert_eq!(cel.judge_bytes(body), 0, "{name}: CEL flags the fixture");
 
-    let pruned = hatrack::webhook::prune::parse(body).unwrap();
+    let arena = bumpalo::Bump::new();
+    let pruned = hatrack::webhook::prune::parse(body, &arena).unwrap();
     let obj = pruned.get("request").and_then(|r| r.get("object")).unwrap();
     let meta = obj.get("metadata").unwrap();
     let target = Target {

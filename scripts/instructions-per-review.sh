@@ -9,6 +9,7 @@
 # Starts BIN under callgrind (--lookups off --mode enforce, as scripts/bench-webhook.sh), warms
 # it up with 20 reviews on one keep-alive HTTPS/1.1 connection, zeroes the counters, sends N
 # reviews on one connection with curl, dumps, and prints total instructions / N.
+# CALLGRIND_OUT=FILE keeps the dump (for callgrind_annotate).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,5 +50,6 @@ codes="$(post "$N" | sort | uniq -c | tr -s ' ')"
 callgrind_control --dump=reviews "$SERVER_PID" >/dev/null 2>&1
 sleep 1
 dump="$(ls "$WORK"/callgrind.out.* | head -1)"
+if [ -n "${CALLGRIND_OUT:-}" ]; then cp "$dump" "$CALLGRIND_OUT"; fi
 total="$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")"
 echo "$(basename "$REVIEW" .json): $N reviews (HTTP status counts:$codes), $total instructions, $((total / N)) per review"

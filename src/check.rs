@@ -257,7 +257,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             report.results.push(result);
             continue;
         }
-        let json = detect::Json::from(&doc.object);
+        let arena = bumpalo::Bump::new();
+        let json = detect::Json::from_value(&doc.object, &arena);
         let target = detect::Target {
             kind,
             namespace,

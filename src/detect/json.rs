@@ -1,28 +1,30 @@
 //! A borrowed JSON tree for the rules: strings borrow from the input (request body or a
-//! parsed manifest), objects are small vectors of pairs (no hashing). Building it costs a
-//! fraction of a `serde_json::Value`, and [`parse_pruned`] builds only the parts a [`Want`]
-//! asks for, skipping the rest of the bytes without allocating.
+//! parsed manifest), objects are slices of pairs (no hashing), and every node lives in a
+//! per-review arena ([`Bump`]), so building the tree is a few pointer bumps instead of a heap
+//! allocation per object and array, and dropping it is one free of the arena's chunks.
+//! [`parse_pruned`] builds only the parts a [`Want`] asks for, skipping the rest of the bytes.
 
-use std::borrow::Cow;
 use std::fmt;
 
+use bumpalo::Bump;
+use bumpalo::collections::Vec as ArenaVec;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-/// A JSON value borrowing its strings.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON value borrowing its strings from the input and its nodes from an arena.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Json<'a> {
     Null,
     Bool(bool),
     /// Numbers are kept only as a kind: no rule reads them.
     Number,
-    Str(Cow<'a, str>),
-    Array(Vec<Json<'a>>),
-    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+    Str(&'a str),
+    Array(&'a [Json<'a>]),
+    Object(&'a Object<'a>),
 }
 
 /// The entries of a JSON object.
-pub type Object<'a> = [(Cow<'a, str>, Json<'a>)];
+pub type Object<'a> = [(&'a str, Json<'a>)];
 
 impl<'a> Json<'a> {
     /// A field of an object (`None` for other kinds). The first one wins on duplicate keys.
@@ -33,21 +35,21 @@ impl<'a> Json<'a> {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub fn as_str(&self) -> Option<&'a str> {
         match self {
             Json::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_object(&self) -> Option<&Object<'a>> {
+    pub fn as_object(&self) -> Option<&'a Object<'a>> {
         match self {
             Json::Object(entries) => Some(entries),
             _ => None,
         }
     }
 
-    pub fn as_array(&self) -> Option<&[Json<'a>]> {
+    pub fn as_array(&self) -> Option<&'a [Json<'a>]> {
         match self {
             Json::Array(items) => Some(items),
             _ => None,
@@ -69,31 +71,31 @@ impl<'a> Json<'a> {
             Json::Object(_) => "a mapping",
         }
     }
-}
 
-/// A field of an object's entries.
-pub fn field<'o, 'a>(entries: &'o Object<'a>, key: &str) -> Option<&'o Json<'a>> {
-    entries
-        .iter()
-        .find(|(k, _)| k.as_ref() == key)
-        .map(|(_, v)| v)
-}
-
-impl<'a> From<&'a Value> for Json<'a> {
-    fn from(v: &'a Value) -> Self {
+    /// The same tree over a `serde_json::Value` (a manifest read by `check`), strings borrowed
+    /// from it, nodes in `arena`.
+    pub fn from_value(v: &'a Value, arena: &'a Bump) -> Json<'a> {
         match v {
             Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),
             Value::Number(_) => Json::Number,
-            Value::String(s) => Json::Str(Cow::Borrowed(s)),
-            Value::Array(a) => Json::Array(a.iter().map(Json::from).collect()),
+            Value::String(s) => Json::Str(s),
+            Value::Array(a) => Json::Array(
+                arena.alloc_slice_fill_iter(a.iter().map(|v| Json::from_value(v, arena))),
+            ),
             Value::Object(m) => Json::Object(
-                m.iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Json::from(v)))
-                    .collect(),
+                arena.alloc_slice_fill_iter(
+                    m.iter()
+                        .map(|(k, v)| (k.as_str(), Json::from_value(v, arena))),
+                ),
             ),
         }
     }
+}
+
+/// A field of an object's entries.
+pub fn field<'o, 'a>(entries: &'o Object<'a>, key: &str) -> Option<&'o Json<'a>> {
+    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 /// Which parts of a JSON value to keep. `Fields` applies to an object, and to every element of
@@ -105,44 +107,50 @@ pub enum Want {
     Fields(&'static [(&'static str, Want)]),
 }
 
-/// Parses `body`, keeping only what `want` asks for. Errors are JSON syntax errors.
-pub fn parse_pruned(body: &[u8], want: Want) -> Result<Json<'_>, serde_json::Error> {
+/// Parses `body`, keeping only what `want` asks for, into `arena`. Errors are JSON syntax
+/// errors.
+pub fn parse_pruned<'a>(
+    body: &'a [u8],
+    want: Want,
+    arena: &'a Bump,
+) -> Result<Json<'a>, serde_json::Error> {
     // Checking all of a (valid) body for UTF-8 once is cheaper than the byte parser checking
     // every string it reads, key by key. A body that is not UTF-8 goes to the byte parser, as
     // before: it rejects bad UTF-8 only in the strings it reads, so answers do not change.
     match std::str::from_utf8(body) {
-        Ok(text) => parse_from(serde_json::Deserializer::from_str(text), want),
-        Err(_) => parse_from(serde_json::Deserializer::from_slice(body), want),
+        Ok(text) => parse_from(serde_json::Deserializer::from_str(text), want, arena),
+        Err(_) => parse_from(serde_json::Deserializer::from_slice(body), want, arena),
     }
 }
 
 fn parse_from<'a, R: serde_json::de::Read<'a>>(
     mut de: serde_json::Deserializer<R>,
     want: Want,
+    arena: &'a Bump,
 ) -> Result<Json<'a>, serde_json::Error> {
-    let value = Prune(want).deserialize(&mut de)?;
+    let value = Prune(want, arena).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
 
-/// Parses all of `body`.
-pub fn parse(body: &[u8]) -> Result<Json<'_>, serde_json::Error> {
-    parse_pruned(body, Want::All)
+/// Parses all of `body` into `arena`.
+pub fn parse<'a>(body: &'a [u8], arena: &'a Bump) -> Result<Json<'a>, serde_json::Error> {
+    parse_pruned(body, Want::All, arena)
 }
 
-struct Prune(Want);
+struct Prune<'a>(Want, &'a Bump);
 
-impl<'de> DeserializeSeed<'de> for Prune {
+impl<'de> DeserializeSeed<'de> for Prune<'de> {
     type Value = Json<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        d.deserialize_any(PruneVisitor(self.0))
+        d.deserialize_any(PruneVisitor(self.0, self.1))
     }
 }
 
-struct PruneVisitor(Want);
+struct PruneVisitor<'a>(Want, &'a Bump);
 
-impl<'de> Visitor<'de> for PruneVisitor {
+impl<'de> Visitor<'de> for PruneVisitor<'de> {
     type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,13 +170,11 @@ impl<'de> Visitor<'de> for PruneVisitor {
         Ok(Json::Number)
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Borrowed(v)))
+        Ok(Json::Str(v))
     }
+    // A string with escapes, unescaped by the parser into a scratch buffer: copied to the arena.
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Owned(v)))
+        Ok(Json::Str(self.1.alloc_str(v)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
@@ -177,31 +183,30 @@ impl<'de> Visitor<'de> for PruneVisitor {
         Ok(Json::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        Prune(self.0).deserialize(d)
+        Prune(self.0, self.1).deserialize(d)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
-        while let Some(v) = seq.next_element_seed(Prune(self.0))? {
+        let mut out = ArenaVec::new_in(self.1);
+        while let Some(v) = seq.next_element_seed(Prune(self.0, self.1))? {
             out.push(v);
         }
-        Ok(Json::Array(out))
+        Ok(Json::Array(out.into_bump_slice()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        // Most Kubernetes objects the rules read are small (env entries, references).
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4).min(64));
-        while let Some(key) = map.next_key_seed(Key)? {
+        let mut out = ArenaVec::new_in(self.1);
+        while let Some(key) = map.next_key_seed(Key(self.1))? {
             let want = match self.0 {
                 Want::All => Some(Want::All),
                 Want::Fields(fields) => fields
                     .iter()
-                    .find(|(name, _)| *name == key.as_ref())
+                    .find(|(name, _)| *name == key)
                     .map(|(_, w)| *w),
             };
             match want {
                 Some(w) => {
-                    let v = map.next_value_seed(Prune(w))?;
+                    let v = map.next_value_seed(Prune(w, self.1))?;
                     out.push((key, v));
                 }
                 None => {
@@ -209,34 +214,31 @@ impl<'de> Visitor<'de> for PruneVisitor {
                 }
             }
         }
-        Ok(Json::Object(out))
+        Ok(Json::Object(out.into_bump_slice()))
     }
 }
 
-struct Key;
+struct Key<'a>(&'a Bump);
 
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(KeyVisitor)
+impl<'de> DeserializeSeed<'de> for Key<'de> {
+    type Value = &'de str;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de str, D::Error> {
+        d.deserialize_str(KeyVisitor(self.0))
     }
 }
 
-struct KeyVisitor;
+struct KeyVisitor<'a>(&'a Bump);
 
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Cow<'de, str>;
+impl<'de> Visitor<'de> for KeyVisitor<'de> {
+    type Value = &'de str;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<&'de str, E> {
+        Ok(v)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<&'de str, E> {
+        Ok(self.0.alloc_str(v))
     }
 }
 
@@ -251,19 +253,20 @@ mod tests {
     #[test]
     fn prunes_to_the_wanted_fields_and_applies_fields_to_array_items() {
         let body = br#"{"a": {"x": [1, "s"]}, "b": {"big": [1,2,3]}, "list": [{"keep": "k", "drop": 1}, "odd", 5]}"#;
-        let j = parse_pruned(body, OUTER).unwrap();
+        let arena = Bump::new();
+        let j = parse_pruned(body, OUTER, &arena).unwrap();
         let expected = json!({"a": {"x": [1, "s"]}, "list": [{"keep": "k"}, "odd", 5]});
-        assert_eq!(j, Json::from(&expected));
+        assert_eq!(j, Json::from_value(&expected, &arena));
     }
 
     #[test]
     fn borrows_plain_strings_and_unescapes_others() {
         let body = br#"{"k": "plain", "e": "tab\there", "u\u0069d": "x"}"#;
-        let j = parse(body).unwrap();
-        assert!(matches!(
-            j.get("k"),
-            Some(Json::Str(Cow::Borrowed("plain")))
-        ));
+        let arena = Bump::new();
+        let j = parse(body, &arena).unwrap();
+        // Borrowed: the very bytes of the body.
+        let plain = j.get("k").and_then(Json::as_str).unwrap();
+        assert!(body.as_ptr_range().contains(&plain.as_ptr()));
         assert_eq!(j.get("e").and_then(Json::as_str), Some("tab\there"));
         assert_eq!(j.get("uid").and_then(Json::as_str), Some("x"));
     }
@@ -271,18 +274,20 @@ mod tests {
     #[test]
     fn invalid_utf8_is_rejected_only_where_it_is_read() {
         let skipped = b"{\"keep\": \"k\", \"drop\": \"\xff\"}";
-        let j = parse_pruned(skipped, INNER).unwrap();
+        let arena = Bump::new();
+        let j = parse_pruned(skipped, INNER, &arena).unwrap();
         assert_eq!(j.get("keep").and_then(Json::as_str), Some("k"));
         let kept = b"{\"keep\": \"\xff\"}";
-        assert!(parse_pruned(kept, INNER).is_err());
-        assert!(parse(b"\"\xff\"").is_err());
+        assert!(parse_pruned(kept, INNER, &arena).is_err());
+        assert!(parse(b"\"\xff\"", &arena).is_err());
     }
 
     #[test]
     fn rejects_invalid_json() {
-        assert!(parse(b"{\"a\": ").is_err());
-        assert!(parse(b"{} trailing").is_err());
-        assert!(parse(b"").is_err());
-        assert_eq!(parse(b"\"s\"").unwrap().type_name(), "a string");
+        let arena = Bump::new();
+        assert!(parse(b"{\"a\": ", &arena).is_err());
+        assert!(parse(b"{} trailing", &arena).is_err());
+        assert!(parse(b"", &arena).is_err());
+        assert_eq!(parse(b"\"s\"", &arena).unwrap().type_name(), "a string");
     }
 }

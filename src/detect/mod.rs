@@ -231,7 +231,8 @@ pub fn evaluate_object(
         .and_then(Value::as_str)
         .unwrap_or(default_namespace);
     let name = object_name(object);
-    let json = Json::from(object);
+    let arena = bumpalo::Bump::new();
+    let json = Json::from_value(object, &arena);
     evaluate(
         &Target {
             kind,

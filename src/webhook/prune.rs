@@ -2,12 +2,14 @@
 //! metadata and the parts of the pod spec the rules look at (containers' names, env, envFrom,
 //! args, command, volume mounts; volumes; the ServiceAccount). Everything else —
 //! managedFields, labels, annotations, probes, resources, status — is skipped by the parser
-//! without allocating ([`crate::detect::json::parse_pruned`]).
+//! without building anything ([`crate::detect::json::parse_pruned`]).
 //!
 //! Building a full `serde_json::Value` (an IndexMap per object, every key hashed) is about ten
 //! times slower than scanning the same bytes, and most of a Deployment's bytes are fields no
 //! rule reads. A field that is kept is kept whole, whatever its type, so malformed objects
 //! still reach the rules and get their error with the field path.
+
+use bumpalo::Bump;
 
 use crate::detect::json::{self, Json, Want};
 
@@ -89,9 +91,9 @@ pub const REVIEW: Want = Want::Fields(&[
     ("request", REQUEST),
 ]);
 
-/// Parses an AdmissionReview body, keeping only what [`REVIEW`] asks for.
-pub fn parse(body: &[u8]) -> Result<Json<'_>, serde_json::Error> {
-    json::parse_pruned(body, REVIEW)
+/// Parses an AdmissionReview body into `arena`, keeping only what [`REVIEW`] asks for.
+pub fn parse<'a>(body: &'a [u8], arena: &'a Bump) -> Result<Json<'a>, serde_json::Error> {
+    json::parse_pruned(body, REVIEW, arena)
 }
 
 #[cfg(test)]
@@ -115,7 +117,8 @@ mod tests {
                     "status": {"replicas": 3}}}
         });
         let bytes = serde_json::to_vec(&body).unwrap();
-        let pruned = parse(&bytes).unwrap();
+        let arena = Bump::new();
+        let pruned = parse(&bytes, &arena).unwrap();
         let expected = json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u", "operation": "CREATE", "userInfo": {"username": "a"},
@@ -126,13 +129,14 @@ mod tests {
                             "volumeMounts": [{"name": "v", "mountPath": "/p"}]}],
                         "volumes": [{"name": "v", "secret": {"secretName": "s"}}]}}}}}
         });
-        assert_eq!(pruned, Json::from(&expected));
+        assert_eq!(pruned, Json::from_value(&expected, &arena));
     }
 
     #[test]
     fn keeps_malformed_kept_fields_whole_and_rejects_bad_json() {
         let body = br#"{"request":{"object":{"spec":{"containers":"oops","volumes":7}}}}"#;
-        let pruned = parse(body).unwrap();
+        let arena = Bump::new();
+        let pruned = parse(body, &arena).unwrap();
         let spec = pruned
             .get("request")
             .and_then(|r| r.get("object"))
@@ -140,7 +144,7 @@ mod tests {
             .unwrap();
         assert_eq!(spec.get("containers").and_then(Json::as_str), Some("oops"));
         assert_eq!(spec.get("volumes"), Some(&Json::Number));
-        assert!(parse(b"{\"request\": ").is_err());
-        assert!(parse(b"{} trailing").is_err());
+        assert!(parse(b"{\"request\": ", &arena).is_err());
+        assert!(parse(b"{} trailing", &arena).is_err());
     }
 }

@@ -3,12 +3,16 @@
 
 use std::collections::HashSet;
 
+use bumpalo::Bump;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 
 use crate::detect::json::{self, Json, Object};
 use crate::detect::{self, Evaluation, Mode, ReferenceView, RuleId, Target, Verdict};
+
+/// The largest arena a review starts with (a bigger body grows it as its tree is built).
+const ARENA_START_MAX: usize = 64 * 1024;
 
 /// The webhook's global settings.
 #[derive(Debug, Clone)]
@@ -87,7 +91,11 @@ pub fn review(
     policy: &Policy,
     refs: &dyn ReferenceView,
 ) -> Result<(AdmissionReview<DynamicObject>, Outcome), ReviewError> {
-    let json = super::prune::parse(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    // The pruned tree of a review takes about as many bytes as the body, usually fewer; a larger
+    // one grows the arena by a few chunks.
+    let arena = Bump::with_capacity(body.len().min(ARENA_START_MAX));
+    let json =
+        super::prune::parse(body, &arena).map_err(|e| ReviewError::NotJson(e.to_string()))?;
     let Json::Object(top) = &json else {
         return Err(ReviewError::NotAReview(format!(
             "expected an AdmissionReview object, found {}",
@@ -136,7 +144,11 @@ fn str_field<'a>(obj: &'a Object<'_>, key: &str) -> Option<&'a str> {
 }
 
 /// An optional string field; `Err` names the field when it has another type.
-fn opt_string<'a>(obj: &'a Object<'_>, key: &str, at: &str) -> Result<Option<&'a str>, String> {
+fn opt_string<'a>(
+    obj: &'a Object<'_>,
+    key: &str,
+    at: impl std::fmt::Display,
+) -> Result<Option<&'a str>, String> {
     match json::field(obj, key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Str(s)) => Ok(Some(s)),
@@ -163,17 +175,14 @@ fn read_request<'j, 'a>(
     let gvk = |key: &str, last: &str| -> Result<(String, String, String), String> {
         match json::field(request, key) {
             None | Some(Json::Null) => Ok(Default::default()),
-            Some(Json::Object(o)) => Ok((
-                opt_string(o, "group", &format!("request.{key}."))?
-                    .unwrap_or("")
-                    .to_string(),
-                opt_string(o, "version", &format!("request.{key}."))?
-                    .unwrap_or("")
-                    .to_string(),
-                opt_string(o, last, &format!("request.{key}."))?
-                    .unwrap_or("")
-                    .to_string(),
-            )),
+            Some(Json::Object(o)) => {
+                // The path is formatted only when a field has the wrong type.
+                let field = |name: &str| {
+                    opt_string(o, name, format_args!("request.{key}."))
+                        .map(|s| s.unwrap_or("").to_string())
+                };
+                Ok((field("group")?, field("version")?, field(last)?))
+            }
             Some(other) => Err(format!(
                 "request.{key}: expected a mapping, found {}",
                 other.type_name()
