@@ -4,10 +4,10 @@
 //! allocation per object and array, and dropping it is one free of the arena's chunks.
 //! [`parse_pruned`] builds only the parts a [`Want`] asks for, skipping the rest of the bytes.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use bumpalo::Bump;
-use bumpalo::collections::Vec as ArenaVec;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -128,7 +128,12 @@ fn parse_from<'a, R: serde_json::de::Read<'a>>(
     want: Want,
     arena: &'a Bump,
 ) -> Result<Json<'a>, serde_json::Error> {
-    let value = Prune(want, arena).deserialize(&mut de)?;
+    let builder = Builder {
+        arena,
+        items: RefCell::default(),
+        entries: RefCell::default(),
+    };
+    let value = Prune(want, &builder).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -138,9 +143,28 @@ pub fn parse<'a>(body: &'a [u8], arena: &'a Bump) -> Result<Json<'a>, serde_json
     parse_pruned(body, Want::All, arena)
 }
 
-struct Prune<'a>(Want, &'a Bump);
+/// Where a parse puts its nodes. An array's items (an object's entries) are first pushed on
+/// one scratch stack shared by the whole parse, then copied to the arena in one allocation of
+/// the exact size when the array ends: no grown-out vectors left behind in the arena.
+struct Builder<'a> {
+    arena: &'a Bump,
+    items: RefCell<Vec<Json<'a>>>,
+    entries: RefCell<Vec<(&'a str, Json<'a>)>>,
+}
 
-impl<'de> DeserializeSeed<'de> for Prune<'de> {
+impl<'a> Builder<'a> {
+    /// Moves what was pushed on `stack` since `start` into the arena.
+    fn finish<T: Copy>(&self, stack: &RefCell<Vec<T>>, start: usize) -> &'a [T] {
+        let mut stack = stack.borrow_mut();
+        let slice = self.arena.alloc_slice_copy(&stack[start..]);
+        stack.truncate(start);
+        slice
+    }
+}
+
+struct Prune<'b, 'a>(Want, &'b Builder<'a>);
+
+impl<'de> DeserializeSeed<'de> for Prune<'_, 'de> {
     type Value = Json<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
@@ -148,9 +172,9 @@ impl<'de> DeserializeSeed<'de> for Prune<'de> {
     }
 }
 
-struct PruneVisitor<'a>(Want, &'a Bump);
+struct PruneVisitor<'b, 'a>(Want, &'b Builder<'a>);
 
-impl<'de> Visitor<'de> for PruneVisitor<'de> {
+impl<'de> Visitor<'de> for PruneVisitor<'_, 'de> {
     type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,7 +198,7 @@ impl<'de> Visitor<'de> for PruneVisitor<'de> {
     }
     // A string with escapes, unescaped by the parser into a scratch buffer: copied to the arena.
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(self.1.alloc_str(v)))
+        Ok(Json::Str(self.1.arena.alloc_str(v)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
@@ -187,16 +211,16 @@ impl<'de> Visitor<'de> for PruneVisitor<'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut out = ArenaVec::new_in(self.1);
+        let start = self.1.items.borrow().len();
         while let Some(v) = seq.next_element_seed(Prune(self.0, self.1))? {
-            out.push(v);
+            self.1.items.borrow_mut().push(v);
         }
-        Ok(Json::Array(out.into_bump_slice()))
+        Ok(Json::Array(self.1.finish(&self.1.items, start)))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut out = ArenaVec::new_in(self.1);
-        while let Some(key) = map.next_key_seed(Key(self.1))? {
+        let start = self.1.entries.borrow().len();
+        while let Some(key) = map.next_key_seed(Key(self.1.arena))? {
             let want = match self.0 {
                 Want::All => Some(Want::All),
                 Want::Fields(fields) => fields
@@ -207,14 +231,14 @@ impl<'de> Visitor<'de> for PruneVisitor<'de> {
             match want {
                 Some(w) => {
                     let v = map.next_value_seed(Prune(w, self.1))?;
-                    out.push((key, v));
+                    self.1.entries.borrow_mut().push((key, v));
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Json::Object(out.into_bump_slice()))
+        Ok(Json::Object(self.1.finish(&self.1.entries, start)))
     }
 }
 
