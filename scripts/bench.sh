@@ -31,7 +31,11 @@ section() { # title, log file
 if has webhook; then
   echo "==> webhook load (wrk, TLS, loopback)" >&2
   if scripts/bench-webhook.sh > "$LOGDIR/webhook.md"; then :; else echo "(bench-webhook.sh failed: exit $?)" >> "$LOGDIR/webhook.md"; fi
-  section "## Webhook: throughput and latency over TLS (scripts/bench-webhook.sh)" "$LOGDIR/webhook.md"
+  section "## Webhook: throughput and latency over TLS, wrk and the webhook sharing all cores (scripts/bench-webhook.sh)" "$LOGDIR/webhook.md"
+  if [ "$(nproc)" -ge 2 ]; then
+    if CPU_SPLIT=1 scripts/bench-webhook.sh > "$LOGDIR/webhook-split.md"; then :; else echo "(CPU_SPLIT=1 bench-webhook.sh failed: exit $?)" >> "$LOGDIR/webhook-split.md"; fi
+    section "## Webhook: the same with one core each (CPU_SPLIT=1 scripts/bench-webhook.sh: webhook on one core with one worker, wrk on the other)" "$LOGDIR/webhook-split.md"
+  fi
 fi
 
 if has detect; then
