@@ -252,12 +252,12 @@ fn denied_action_grants(doc: &Value, denied: &[String]) -> Vec<(String, String)>
 
 /// Sets the boundary the applicable guardrails require on a role whose binding names none.
 pub fn enforce_boundary(desired: &mut DesiredRole, applicable: &[&IAMGuardrail]) {
-    if desired.permissions_boundary.is_none()
+    if desired.role.permissions_boundary.is_none()
         && let Some(b) = applicable
             .iter()
             .find_map(|g| g.spec.required_permissions_boundary.clone())
     {
-        desired.permissions_boundary = Some(b);
+        desired.role.permissions_boundary = Some(b);
     }
 }
 
@@ -515,7 +515,7 @@ mod tests {
         .unwrap();
         enforce_boundary(&mut d, &[&g]);
         assert_eq!(
-            d.permissions_boundary.as_deref(),
+            d.role.permissions_boundary.as_deref(),
             Some("arn:aws:iam::111122223333:policy/hatrack-boundary")
         );
     }

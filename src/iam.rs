@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::metrics::Metrics;
 use crate::policy;
-use crate::role::{ActualRole, Change, DesiredRole};
+use crate::role::{ActualRole, Change, Role};
 use crate::throttle::ThrottlePause;
 
 /// Flags for reaching IAM.
@@ -405,7 +405,7 @@ impl Iam {
 
     /// Makes one write.
     #[tracing::instrument(skip(self, desired, change), fields(role = %desired.role_name, operation = change.operation()))]
-    pub async fn apply(&self, desired: &DesiredRole, change: &Change) -> Result<(), IamError> {
+    pub async fn apply(&self, desired: &Role, change: &Change) -> Result<(), IamError> {
         let role = desired.role_name.as_str();
         let c = &self.client;
         match change {

@@ -36,12 +36,11 @@ fn spec_err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     }
 }
 
-/// The role as a binding wants it. Serialises to the `plan` output.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An IAM role's definition: what a binding wants ([`DesiredRole::role`]) or what IAM has
+/// ([`ActualRole`]); [`diff`] compares the two.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DesiredRole {
-    pub namespace: String,
-    pub name: String,
+pub struct Role {
     pub role_name: String,
     pub path: String,
     pub arn: String,
@@ -53,6 +52,20 @@ pub struct DesiredRole {
     pub description: String,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The role as a binding wants it, with the binding it comes from. Serialises to the `plan`
+/// output (the role's fields beside `namespace` and `name`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredRole {
+    pub namespace: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub role: Role,
+}
+
+/// The role as IAM has it.
+pub type ActualRole = Role;
 
 /// Builds the desired role, or every reason the binding cannot be one.
 pub fn desired_role(
@@ -256,18 +269,20 @@ pub fn desired_role(
     }
     let role_name = naming::role_name(&settings.cluster_name, &namespace, &name);
     Ok(DesiredRole {
-        arn: settings.role_arn(&role_name),
         namespace,
         name,
-        role_name,
-        path: settings.role_path.clone(),
-        assume_role_policy,
-        inline_policies: spec.inline_policies.clone(),
-        managed_policy_arns: managed,
-        permissions_boundary: spec.permissions_boundary.clone(),
-        max_session_duration,
-        description,
-        tags,
+        role: Role {
+            arn: settings.role_arn(&role_name),
+            role_name,
+            path: settings.role_path.clone(),
+            assume_role_policy,
+            inline_policies: spec.inline_policies.clone(),
+            managed_policy_arns: managed,
+            permissions_boundary: spec.permissions_boundary.clone(),
+            max_session_duration,
+            description,
+            tags,
+        },
     })
 }
 
@@ -278,21 +293,6 @@ fn is_dns_subdomain(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-/// The role as IAM has it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ActualRole {
-    pub role_name: String,
-    pub path: String,
-    pub arn: String,
-    pub assume_role_policy: Value,
-    pub inline_policies: BTreeMap<String, Value>,
-    pub managed_policy_arns: BTreeSet<String>,
-    pub permissions_boundary: Option<String>,
-    pub max_session_duration: i32,
-    pub description: String,
-    pub tags: BTreeMap<String, String>,
 }
 
 /// One IAM write.
@@ -347,7 +347,7 @@ pub struct Diff {
 
 /// The IAM writes that take `actual` to `desired`. A role that does not exist needs
 /// CreateRole and then its policies; one in sync needs nothing.
-pub fn diff(actual: Option<&ActualRole>, desired: &DesiredRole) -> Diff {
+pub fn diff(actual: Option<&ActualRole>, desired: &Role) -> Diff {
     let mut changes = Vec::new();
     let Some(actual) = actual else {
         changes.push(Change::CreateRole);
@@ -466,36 +466,27 @@ mod tests {
         }))
     }
 
-    fn as_actual(d: &DesiredRole) -> ActualRole {
-        ActualRole {
-            role_name: d.role_name.clone(),
-            path: d.path.clone(),
-            arn: d.arn.clone(),
-            assume_role_policy: d.assume_role_policy.clone(),
-            inline_policies: d.inline_policies.clone(),
-            managed_policy_arns: d.managed_policy_arns.clone(),
-            permissions_boundary: d.permissions_boundary.clone(),
-            max_session_duration: d.max_session_duration,
-            description: d.description.clone(),
-            tags: d.tags.clone(),
-        }
-    }
-
     #[test]
     fn builds_the_full_role() {
         let d = desired_role(&full(), &Settings::example()).unwrap();
-        assert!(d.role_name.starts_with("payments-reader-"));
-        assert_eq!(d.path, "/hatrack/");
+        assert!(d.role.role_name.starts_with("payments-reader-"));
+        assert_eq!(d.role.path, "/hatrack/");
         assert_eq!(
-            d.arn,
-            format!("arn:aws:iam::111122223333:role/hatrack/{}", d.role_name)
+            d.role.arn,
+            format!(
+                "arn:aws:iam::111122223333:role/hatrack/{}",
+                d.role.role_name
+            )
         );
-        assert_eq!(d.max_session_duration, 7200);
-        assert_eq!(d.tags["team"], "payments");
-        assert_eq!(d.tags[naming::TAG_NAMESPACE], "payments");
-        assert_eq!(d.tags[naming::TAG_CLUSTER], "prod-eu");
+        assert_eq!(d.role.max_session_duration, 7200);
+        assert_eq!(d.role.tags["team"], "payments");
+        assert_eq!(d.role.tags[naming::TAG_NAMESPACE], "payments");
+        assert_eq!(d.role.tags[naming::TAG_CLUSTER], "prod-eu");
         assert_eq!(
-            d.assume_role_policy["Statement"].as_array().unwrap().len(),
+            d.role.assume_role_policy["Statement"]
+                .as_array()
+                .unwrap()
+                .len(),
             2
         );
     }
@@ -507,11 +498,11 @@ mod tests {
             &Settings::example(),
         )
         .unwrap();
-        assert_eq!(d.max_session_duration, 3600);
-        let st = d.assume_role_policy["Statement"].as_array().unwrap();
+        assert_eq!(d.role.max_session_duration, 3600);
+        let st = d.role.assume_role_policy["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 1);
         assert_eq!(st[0]["Action"], "sts:AssumeRoleWithWebIdentity");
-        assert!(d.description.contains("payments/reader"));
+        assert!(d.role.description.contains("payments/reader"));
     }
 
     #[test]
@@ -572,7 +563,7 @@ mod tests {
     #[test]
     fn a_missing_role_is_created_with_its_policies() {
         let d = desired_role(&full(), &Settings::example()).unwrap();
-        let ops: Vec<_> = diff(None, &d)
+        let ops: Vec<_> = diff(None, &d.role)
             .changes
             .iter()
             .map(Change::operation)
@@ -583,19 +574,19 @@ mod tests {
     #[test]
     fn a_role_in_sync_needs_no_writes_even_when_reordered() {
         let d = desired_role(&full(), &Settings::example()).unwrap();
-        let mut actual = as_actual(&d);
+        let mut actual = d.role.clone();
         // IAM may hand documents back with other ordering and singletons as strings.
         actual.inline_policies.insert("put-receipts".into(), json!({"Statement": {"Resource": "arn:aws:s3:::receipts/*", "Action": "s3:PutObject", "Effect": "Allow"}, "Version": "2012-10-17"}));
         let mut trust = actual.assume_role_policy.clone();
         trust["Statement"].as_array_mut().unwrap().reverse();
         actual.assume_role_policy = trust;
-        assert_eq!(diff(Some(&actual), &d), Diff::default());
+        assert_eq!(diff(Some(&actual), &d.role), Diff::default());
     }
 
     #[test]
     fn drift_in_every_field_is_corrected() {
         let d = desired_role(&full(), &Settings::example()).unwrap();
-        let mut actual = as_actual(&d);
+        let mut actual = d.role.clone();
         actual.assume_role_policy = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]});
         actual.description = "edited".into();
         actual.permissions_boundary = None;
@@ -612,7 +603,7 @@ mod tests {
         actual
             .managed_policy_arns
             .remove("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess");
-        let ops: Vec<_> = diff(Some(&actual), &d)
+        let ops: Vec<_> = diff(Some(&actual), &d.role)
             .changes
             .iter()
             .map(Change::operation)
@@ -638,9 +629,9 @@ mod tests {
         let mut b = full();
         b.spec.permissions_boundary = None;
         let d = desired_role(&b, &Settings::example()).unwrap();
-        let mut actual = as_actual(&d);
+        let mut actual = d.role.clone();
         actual.permissions_boundary = Some("arn:aws:iam::111122223333:policy/boundary".into());
-        let result = diff(Some(&actual), &d);
+        let result = diff(Some(&actual), &d.role);
         assert!(result.changes.is_empty());
         assert_eq!(
             result.boundary_kept.as_deref(),

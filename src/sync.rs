@@ -39,7 +39,7 @@ pub async fn sync_role(
     desired: &DesiredRole,
     owner: &Owner,
 ) -> Result<SyncOutcome, IamError> {
-    let mut actual = iam.get_role(&desired.role_name).await?;
+    let mut actual = iam.get_role(&desired.role.role_name).await?;
     let mut retried_create = false;
     loop {
         if let Some(a) = &actual
@@ -47,11 +47,11 @@ pub async fn sync_role(
         {
             return Ok(SyncOutcome::NotOwned);
         }
-        let diff = role::diff(actual.as_ref(), desired);
+        let diff = role::diff(actual.as_ref(), &desired.role);
         let mut writes = Vec::new();
         let mut raced = false;
         for change in &diff.changes {
-            match iam.apply(desired, change).await {
+            match iam.apply(&desired.role, change).await {
                 Ok(()) => writes.push(change.operation()),
                 // Created meanwhile (an interrupted earlier reconcile, or another replica):
                 // read it again and diff against what is really there.
@@ -66,7 +66,7 @@ pub async fn sync_role(
         }
         if raced {
             retried_create = true;
-            actual = iam.get_role(&desired.role_name).await?;
+            actual = iam.get_role(&desired.role.role_name).await?;
             continue;
         }
         return Ok(SyncOutcome::Synced {

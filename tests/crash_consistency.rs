@@ -83,14 +83,17 @@ async fn assert_role_matches(client: &kube::Client, moto: &Moto, name: &str) {
     let desired = role::desired_role(&binding, &settings()).unwrap();
     let (iam, _) = moto.iam();
     let actual = iam
-        .get_role(&desired.role_name)
+        .get_role(&desired.role.role_name)
         .await
         .unwrap()
         .expect("role exists");
-    assert_eq!(role::diff(Some(&actual), &desired), role::Diff::default());
+    assert_eq!(
+        role::diff(Some(&actual), &desired.role),
+        role::Diff::default()
+    );
     assert_eq!(
         hatrack_roles(moto).await,
-        vec![desired.role_name.clone()],
+        vec![desired.role.role_name.clone()],
         "exactly one role"
     );
     let finalizers = binding.metadata.finalizers.unwrap_or_default();

@@ -59,21 +59,21 @@ fn writes(outcome: &SyncOutcome) -> Vec<&'static str> {
 /// Asserts IAM now holds exactly the desired role.
 async fn assert_in_iam(iam: &hatrack::iam::Iam, d: &DesiredRole) {
     let actual = iam
-        .get_role(&d.role_name)
+        .get_role(&d.role.role_name)
         .await
         .unwrap()
         .expect("role exists");
     assert_eq!(
-        role::diff(Some(&actual), d),
+        role::diff(Some(&actual), &d.role),
         role::Diff::default(),
         "IAM differs from desired: {actual:#?}"
     );
     assert_eq!(actual.path, "/hatrack/");
-    assert_eq!(actual.tags, d.tags);
-    assert_eq!(actual.managed_policy_arns, d.managed_policy_arns);
-    assert_eq!(actual.permissions_boundary, d.permissions_boundary);
-    assert_eq!(actual.max_session_duration, d.max_session_duration);
-    assert_eq!(actual.description, d.description);
+    assert_eq!(actual.tags, d.role.tags);
+    assert_eq!(actual.managed_policy_arns, d.role.managed_policy_arns);
+    assert_eq!(actual.permissions_boundary, d.role.permissions_boundary);
+    assert_eq!(actual.max_session_duration, d.role.max_session_duration);
+    assert_eq!(actual.description, d.role.description);
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn drift_made_out_of_band_is_repaired() {
     let d = desired("reader", full_spec());
     sync_role(&iam, &d, &owner("reader")).await.unwrap();
     let sdk = moto.sdk_client();
-    let role = d.role_name.as_str();
+    let role = d.role.role_name.as_str();
     sdk.attach_role_policy()
         .role_name(role)
         .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
@@ -204,14 +204,14 @@ async fn a_role_without_ownership_tags_is_never_modified_or_deleted() {
     let sdk = moto.sdk_client();
     let foreign_trust = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]});
     sdk.create_role()
-        .role_name(&d.role_name)
+        .role_name(&d.role.role_name)
         .assume_role_policy_document(foreign_trust.to_string())
         .send()
         .await
         .unwrap();
     // Tagged for another binding: still not ours.
     sdk.tag_role()
-        .role_name(&d.role_name)
+        .role_name(&d.role.role_name)
         .tags(
             aws_sdk_iam::types::Tag::builder()
                 .key("hatrack.dev/name")
@@ -228,7 +228,7 @@ async fn a_role_without_ownership_tags_is_never_modified_or_deleted() {
         SyncOutcome::NotOwned
     );
     assert_eq!(
-        delete_owned_role(&iam, &d.role_name, &owner("reader"))
+        delete_owned_role(&iam, &d.role.role_name, &owner("reader"))
             .await
             .unwrap(),
         CleanupOutcome::NotOwned
@@ -240,7 +240,7 @@ async fn a_role_without_ownership_tags_is_never_modified_or_deleted() {
         metrics.iam_call_counts()
     );
     let actual = iam
-        .get_role(&d.role_name)
+        .get_role(&d.role.role_name)
         .await
         .unwrap()
         .expect("role still there");
@@ -259,20 +259,20 @@ async fn delete_detaches_and_deletes_policies_first() {
     // Another policy attached by hand: IAM refuses DeleteRole while any remain.
     moto.sdk_client()
         .attach_role_policy()
-        .role_name(&d.role_name)
+        .role_name(&d.role.role_name)
         .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
         .send()
         .await
         .unwrap();
     assert_eq!(
-        delete_owned_role(&iam, &d.role_name, &owner("reader"))
+        delete_owned_role(&iam, &d.role.role_name, &owner("reader"))
             .await
             .unwrap(),
         CleanupOutcome::Deleted
     );
-    assert_eq!(iam.get_role(&d.role_name).await.unwrap(), None);
+    assert_eq!(iam.get_role(&d.role.role_name).await.unwrap(), None);
     assert_eq!(
-        delete_owned_role(&iam, &d.role_name, &owner("reader"))
+        delete_owned_role(&iam, &d.role.role_name, &owner("reader"))
             .await
             .unwrap(),
         CleanupOutcome::AlreadyGone
@@ -293,18 +293,18 @@ async fn an_instance_profile_holding_the_role_is_reported_not_removed() {
         .unwrap();
     sdk.add_role_to_instance_profile()
         .instance_profile_name("foreign-profile")
-        .role_name(&d.role_name)
+        .role_name(&d.role.role_name)
         .send()
         .await
         .unwrap();
-    let out = delete_owned_role(&iam, &d.role_name, &owner("reader"))
+    let out = delete_owned_role(&iam, &d.role.role_name, &owner("reader"))
         .await
         .unwrap();
     assert_eq!(
         out,
         CleanupOutcome::HeldBy(vec!["instance profile foreign-profile".into()])
     );
-    assert!(iam.get_role(&d.role_name).await.unwrap().is_some());
+    assert!(iam.get_role(&d.role.role_name).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -313,7 +313,7 @@ async fn a_role_created_by_an_interrupted_reconcile_is_adopted_not_duplicated() 
     let (iam, _) = moto.iam();
     let d = desired("reader", full_spec());
     // A previous run got as far as CreateRole and died.
-    iam.apply(&d, &hatrack::role::Change::CreateRole)
+    iam.apply(&d.role, &hatrack::role::Change::CreateRole)
         .await
         .unwrap();
     let out = sync_role(&iam, &d, &owner("reader")).await.unwrap();

@@ -136,6 +136,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 3. IRSA needs the cluster's OIDC provider in IAM.
     let uses_irsa = desired
+        .role
         .assume_role_policy
         .to_string()
         .contains("AssumeRoleWithWebIdentity");
@@ -175,7 +176,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         Ok(SyncOutcome::NotOwned) => {
             let message = format!(
                 "IAM role {} exists but is not owned by this binding (its {} tags do not name cluster {:?}, namespace {ns:?}, name {name:?}); hatrack will not modify or delete it. Delete or retag the role, or rename the binding.",
-                desired.role_name,
+                desired.role.role_name,
                 naming::TAG_PREFIX,
                 settings.cluster_name
             );
@@ -202,7 +203,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         } else {
             ("RoleUpdated", "Updated")
         };
-        tracing::info!(role = %desired.role_name, calls = ?made, "{verb} IAM role");
+        tracing::info!(role = %desired.role.role_name, calls = ?made, "{verb} IAM role");
         publish(
             ctx,
             binding,
@@ -211,21 +212,21 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             "Reconcile",
             format!(
                 "{verb} IAM role {} ({})",
-                desired.role_name,
+                desired.role.role_name,
                 made.join(", ")
             ),
         )
         .await;
     }
     if let Some(kept) = &boundary_kept {
-        tracing::info!(role = %desired.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
+        tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
     // 6. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
     // 7. Status.
-    let mut message = format!("IAM role {} is in sync", desired.role_name);
+    let mut message = format!("IAM role {} is in sync", desired.role.role_name);
     if let Some(kept) = &boundary_kept {
         message.push_str(&format!(
             "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
@@ -266,9 +267,9 @@ async fn annotate_service_accounts(
         }
         let current = sa.annotations().get(ROLE_ARN_ANNOTATION);
         let bound = binding.spec.service_accounts.contains(&sa.name_any());
-        let patch = if bound && uses_irsa && current != Some(&desired.arn) {
-            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: desired.arn}}})
-        } else if (!bound || !uses_irsa) && current == Some(&desired.arn) {
+        let patch = if bound && uses_irsa && current != Some(&desired.role.arn) {
+            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: desired.role.arn}}})
+        } else if (!bound || !uses_irsa) && current == Some(&desired.role.arn) {
             // No longer bound: take our annotation back, but never someone else's.
             json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}})
         } else {
@@ -502,9 +503,9 @@ fn build_status(
     conditions.push(condition);
     IAMRoleBindingStatus {
         role_name: desired
-            .map(|d| d.role_name.clone())
+            .map(|d| d.role.role_name.clone())
             .or(old.role_name.clone()),
-        role_arn: desired.map(|d| d.arn.clone()).or(old.role_arn.clone()),
+        role_arn: desired.map(|d| d.role.arn.clone()).or(old.role_arn.clone()),
         observed_generation: binding.metadata.generation,
         conditions,
         last_sync_time: if ready
