@@ -25,6 +25,12 @@ struct Cli {
     )]
     log_format: LogFormat,
 
+    /// Async worker threads of `controller` and `webhook`. Default: the CPUs the process may
+    /// use (its CPU affinity and cgroup CPU limit), so a pod limited to one CPU runs one.
+    /// Read here, not by tokio, so a bad value is a usage error instead of a panic.
+    #[arg(long, global = true, env = "TOKIO_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -54,20 +60,27 @@ fn main() -> ExitCode {
         }
         Command::Controller(args) => {
             telemetry::init(cli.log_format);
-            run_async(hatrack::controller::run(args))
+            run_async(cli.worker_threads, hatrack::controller::run(args))
         }
         Command::Webhook(args) => {
             telemetry::init(cli.log_format);
-            run_async(async { hatrack::webhook::run(args).await.map_err(|e| e.to_string()) })
+            run_async(cli.worker_threads, async {
+                hatrack::webhook::run(args).await.map_err(|e| e.to_string())
+            })
         }
     }
 }
 
-fn run_async<F: std::future::Future<Output = Result<(), String>>>(fut: F) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(
+    worker_threads: Option<u16>,
+    fut: F,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n.into());
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hatrack: cannot start the async runtime: {e}");

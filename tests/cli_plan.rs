@@ -15,7 +15,7 @@ fn hatrack(args: &[&str], stdin: Option<&str>) -> Output {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
     // Flags come from the command line only, never from the developer's environment.
     for (k, _) in std::env::vars() {
-        if k.starts_with("HATRACK_") {
+        if k.starts_with("HATRACK_") || k == "TOKIO_WORKER_THREADS" {
             cmd.env_remove(k);
         }
     }
@@ -211,4 +211,24 @@ fn plan_exits_1_on_guardrail_violations_naming_guardrail_and_field() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_bad_worker_thread_count_is_a_usage_error_not_a_panic() {
+    for bad in ["abc", "0", "-1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+            .arg("crd")
+            .env("TOKIO_WORKER_THREADS", bad)
+            .output()
+            .expect("hatrack runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--worker-threads"), "{bad}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{bad}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args(["--worker-threads", "2", "crd"])
+        .output()
+        .expect("hatrack runs");
+    assert!(out.status.success());
 }
