@@ -46,8 +46,8 @@ pub(super) fn evaluate(
         .enumerate()
         .map(|(i, v)| (v.name, i))
         .collect();
+    // Per volume, the containers mounting it (each once: a pod has a handful of containers).
     let mut mounted_by: Vec<Vec<&str>> = vec![Vec::new(); volumes.len()];
-    let mut seen_mounts: HashSet<(usize, &str)> = HashSet::new();
 
     for ckind in CONTAINER_KINDS {
         let containers = cx.arr(spec, ckind, || ckind.to_string())?;
@@ -60,7 +60,7 @@ pub(super) fn evaluate(
             let mounts = cx.mounts(c, ckind, ci)?;
             for m in &mounts {
                 if let Some(&vi) = volume_index.get(m.volume)
-                    && seen_mounts.insert((vi, name))
+                    && !mounted_by[vi].contains(&name)
                 {
                     mounted_by[vi].push(name);
                 }
