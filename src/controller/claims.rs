@@ -107,9 +107,10 @@ impl ClaimIndex {
             if claimed.iter().any(|c| **c == **sa) {
                 continue;
             }
+            // Almost every ServiceAccount has one claimant: room for one, not Vec's default 4.
             self.by_service_account
                 .entry((key.0.clone(), sa.as_str().into()))
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push(Claimant::of(b));
             claimed.push(sa.as_str().into());
         }
