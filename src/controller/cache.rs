@@ -1,5 +1,6 @@
 //! The IAMRoleBinding as the controller's cache holds it: the metadata as it came (less what
-//! `strip_binding` drops), the spec and status as one compact JSON text.
+//! `strip_binding` drops, and the resourceVersion), the spec and status as one compact JSON
+//! text.
 //!
 //! Why: a deserialized spec is mostly allocator overhead. Each `BTreeMap` (inline policies,
 //! tags) costs a whole B-tree node (about 1.1 KiB and 0.5 KiB) even with one entry, and each
@@ -16,8 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleBindingStatus};
 
-/// A cached IAMRoleBinding. Same kind, group, version and metadata as the binding it was made
-/// from; [`CachedBinding::to_binding`] gives that binding back.
+/// A cached IAMRoleBinding. Same kind, group, version and metadata (but the resourceVersion)
+/// as the binding it was made from; [`CachedBinding::to_binding`] gives that binding back.
 #[derive(Clone, Debug)]
 pub struct CachedBinding {
     pub metadata: ObjectMeta,
@@ -57,15 +58,20 @@ impl From<IAMRoleBinding> for CachedBinding {
         })
         // Serialising our own spec and status types (string keys only) cannot fail.
         .unwrap_or_default();
+        let mut metadata = b.metadata;
+        // Nothing reads a cached binding's resourceVersion (the watcher resumes from the
+        // events it parsed itself; status and finalizer patches do not send one), and kube
+        // copies it into the store's and the scheduler's key of every binding.
+        metadata.resource_version = None;
         CachedBinding {
-            metadata: b.metadata,
+            metadata,
             body: body.into_boxed_str(),
         }
     }
 }
 
 impl CachedBinding {
-    /// The binding this was made from.
+    /// The binding this was made from, without its resourceVersion.
     pub fn to_binding(&self) -> Result<IAMRoleBinding, CacheError> {
         let body: Body = serde_json::from_str(&self.body).map_err(|source| CacheError {
             name: format!(
@@ -153,9 +159,12 @@ mod tests {
         .unwrap()
     }
 
-    /// IAMRoleBinding itself has no PartialEq (kube's derive); its parts do.
+    /// IAMRoleBinding itself has no PartialEq (kube's derive); its parts do. The cache drops
+    /// the resourceVersion, and only that.
     fn assert_same(a: &IAMRoleBinding, b: &IAMRoleBinding) {
-        assert_eq!(a.metadata, b.metadata);
+        let mut b_meta = b.metadata.clone();
+        b_meta.resource_version = None;
+        assert_eq!(a.metadata, b_meta);
         assert_eq!(a.spec, b.spec);
         assert_eq!(a.status, b.status);
     }
@@ -206,7 +215,14 @@ mod tests {
     fn the_cache_keeps_the_spec_and_status_as_text_and_the_metadata_as_it_is() {
         let b = rich_binding();
         let cached = CachedBinding::from(b.clone());
-        assert_eq!(cached.metadata, b.metadata);
+        assert_eq!(cached.metadata.resource_version, None);
+        assert_eq!(
+            ObjectMeta {
+                resource_version: b.metadata.resource_version.clone(),
+                ..cached.metadata.clone()
+            },
+            b.metadata
+        );
         let body: serde_json::Value = serde_json::from_str(&cached.body).unwrap();
         assert_eq!(
             body,
