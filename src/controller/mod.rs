@@ -302,6 +302,51 @@ fn reconcile_inputs(b: &CachedBinding) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Passes a binding on only when its [`reconcile_inputs`] changed: kube's `predicate_filter`
+/// (same rule: a key not seen for `ttl` counts as new), with one "namespace/name/uid" text
+/// as the key instead of three strings in a wider entry: ~110 instead of ~270 bytes a binding.
+struct InputsFilter {
+    seen: HashMap<Box<str>, (u64, Instant)>,
+    ttl: Duration,
+    last_evicted: Instant,
+}
+
+impl InputsFilter {
+    /// kube's default memory of an object's last inputs.
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn new(ttl: Duration, now: Instant) -> Self {
+        InputsFilter {
+            seen: HashMap::new(),
+            ttl,
+            last_evicted: now,
+        }
+    }
+
+    fn changed(&mut self, b: &CachedBinding, now: Instant) -> bool {
+        if now.duration_since(self.last_evicted) >= self.ttl {
+            let ttl = self.ttl;
+            self.seen
+                .retain(|_, (_, seen)| now.duration_since(*seen) < ttl);
+            self.last_evicted = now;
+        }
+        let Some(inputs) = reconcile_inputs(b) else {
+            return true;
+        };
+        let m = &b.metadata;
+        let key = format!(
+            "{}/{}/{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+            m.uid.as_deref().unwrap_or_default()
+        );
+        match self.seen.insert(key.into_boxed_str(), (inputs, now)) {
+            Some((old, seen)) => old != inputs || now.duration_since(seen) >= self.ttl,
+            None => true,
+        }
+    }
+}
+
 /// The binding events as the cache and the controller take them: compacted.
 fn compact_event(event: watcher::Event<IAMRoleBinding>) -> watcher::Event<CachedBinding> {
     use watcher::Event;
@@ -430,7 +475,10 @@ pub async fn run_with(
         .map_ok(compact_event)
         .reflect(binding_writer)
         .applied_objects()
-        .predicate_filter(reconcile_inputs, Default::default());
+        .try_filter({
+            let mut filter = InputsFilter::new(InputsFilter::TTL, Instant::now());
+            move |b| std::future::ready(filter.changed(b, Instant::now()))
+        });
     let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let claims_for_map = claims.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
@@ -715,6 +763,31 @@ mod tests {
             reconcile_inputs(&b.clone().into()),
             reconcile_inputs(&deleting.into())
         );
+    }
+
+    #[test]
+    fn the_inputs_filter_passes_changes_new_objects_and_forgotten_ones() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut f = InputsFilter::new(ttl, t0);
+        let mut b = binding("a", &["api"]);
+        b.metadata.uid = Some("u1".into());
+        let cached = |b: &IAMRoleBinding| CachedBinding::from(b.clone());
+        assert!(f.changed(&cached(&b), t0), "first sight");
+        let mut with_status = b.clone();
+        with_status.status = Some(Default::default());
+        assert!(!f.changed(&cached(&with_status), t0), "status only");
+        let mut edited = b.clone();
+        edited.metadata.generation = Some(2);
+        assert!(f.changed(&cached(&edited), t0), "spec edited");
+        assert!(!f.changed(&cached(&edited), t0 + ttl / 2), "unchanged");
+        // Re-created under the same name: a new uid is a new object.
+        let mut recreated = edited.clone();
+        recreated.metadata.uid = Some("u2".into());
+        assert!(f.changed(&cached(&recreated), t0 + ttl / 2));
+        // Not seen for the ttl: passed again, and eviction forgets what is that old.
+        assert!(f.changed(&cached(&edited), t0 + ttl / 2 + ttl));
+        assert_eq!(f.seen.len(), 1);
     }
 
     #[test]
