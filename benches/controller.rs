@@ -19,6 +19,9 @@
 //!    random) with HTTP 400 `Throttling` → time until `CONTROLLER_THROTTLE_BINDINGS` (200)
 //!    bindings are Ready, SDK attempts vs hatrack's calls, reconcile errors.
 //!
+//! `CONTROLLER_WRAPPER` runs the controller under a command (a heap profiler, say:
+//! `CONTROLLER_WRAPPER="heaptrack -o /tmp/ht"`); its RSS figures are then not the controller's.
+//!
 //! Every wait is bounded in time; nothing here asserts a timing.
 
 #[path = "../tests/support/mod.rs"]
@@ -69,7 +72,19 @@ impl ControllerProcess {
         .expect("write kubeconfig");
         let metrics_port = free_port();
         let log = dir.join(format!("controller-{metrics_port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        // `CONTROLLER_WRAPPER` (e.g. "heaptrack -o /tmp/ht") runs the binary under a profiler;
+        // the RSS figures are then the wrapper's, not the controller's.
+        let wrapper = std::env::var("CONTROLLER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_hatrack"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hatrack")),
+        };
+        let child = command
             .arg("controller")
             .args(["--cluster-name", "bench", "--account-id", ACCOUNT])
             .args(["--oidc-issuer", &format!("https://{ISSUER_HOST_PATH}")])

@@ -17,6 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::cache::CachedBinding;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
@@ -26,27 +27,30 @@ use crate::naming;
 use crate::role::{self, DesiredRole};
 use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
 
-/// Entry point called by the kube-runtime Controller.
-#[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", binding.namespace().unwrap_or_default(), binding.name_any()), generation = binding.metadata.generation))]
-pub async fn reconcile(binding: Arc<IAMRoleBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Entry point called by the kube-runtime Controller, with the binding from its cache.
+#[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()), generation = cached.metadata.generation))]
+pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let ns = binding.namespace().unwrap_or_default();
+    let ns = cached.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, binding.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(b) => apply(&b, &ctx).await,
-            FinalizerEvent::Cleanup(b) => cleanup(&b, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = match cached.to_binding() {
+        Ok(binding) => finalizer(&api, FINALIZER, Arc::new(binding), |event| async {
+            match event {
+                FinalizerEvent::Apply(b) => apply(&b, &ctx).await,
+                FinalizerEvent::Cleanup(b) => cleanup(&b, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(e) => Err(e.into()),
+    };
     let label = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) => e.metric_label(),
     };
     ctx.metrics.reconciled(&label, started.elapsed());
     if result.is_ok() {
-        ctx.record_success(&ObjectRef::from_obj(binding.as_ref()));
+        ctx.record_success(&ObjectRef::from_obj(cached.as_ref()));
     }
     result
 }
