@@ -4,9 +4,9 @@ use clap::{Parser, Subcommand};
 use hatrack::telemetry::{self, LogFormat};
 
 // Opt-in mimalloc instead of the libc allocator: per-thread free lists make the small,
-// short-lived allocations of each admission review cheaper (about 10% fewer instructions per
-// review), but it raises the controller's RSS with 1,000 bindings cached from 27 to 56 MiB, so
-// the default build keeps the libc allocator.
+// short-lived allocations of each admission review cheaper (5–12% fewer instructions per
+// review since the review's JSON tree moved to an arena), but it raises the controller's RSS
+// with 1,000 bindings cached from 27 to 56 MiB, so the default build keeps the libc allocator.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

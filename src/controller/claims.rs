@@ -6,53 +6,6 @@ use std::sync::Arc;
 
 use crate::crd::IAMRoleBinding;
 
-/// The first (binding name, ServiceAccount) where an older binding in the same namespace already
-/// claims one of `me`'s ServiceAccounts, by scanning `others`: the definition that
-/// [`ClaimIndex::conflicting_claim`] answers without a scan (the controller uses the index).
-pub fn conflicting_claim<'a>(
-    me: &IAMRoleBinding,
-    others: impl IntoIterator<Item = &'a IAMRoleBinding>,
-) -> Option<(String, String)> {
-    let my_ns = me.metadata.namespace.as_deref();
-    let my_key = age_key(me);
-    let mut found: Option<((Option<String>, String), String, String)> = None;
-    for other in others {
-        if other.metadata.namespace.as_deref() != my_ns
-            || other.metadata.name == me.metadata.name
-            || other.metadata.deletion_timestamp.is_some()
-        {
-            continue;
-        }
-        let key = age_key(other);
-        if key >= my_key {
-            continue;
-        }
-        if let Some(sa) = me
-            .spec
-            .service_accounts
-            .iter()
-            .find(|sa| other.spec.service_accounts.contains(sa))
-        {
-            let better = found.as_ref().is_none_or(|(k, _, _)| key < *k);
-            if better {
-                found = Some((key.clone(), key.1.clone(), sa.clone()));
-            }
-        }
-    }
-    found.map(|(_, name, sa)| (name, sa))
-}
-
-fn age_key(b: &IAMRoleBinding) -> (Option<String>, String) {
-    // RFC 3339 timestamps of one server compare correctly as strings; a missing one sorts first,
-    // which only happens offline.
-    let created = b
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string());
-    (created, b.metadata.name.clone().unwrap_or_default())
-}
-
 /// A binding that claims a ServiceAccount, ordered by age.
 #[derive(Debug, Clone)]
 struct Claimant {
@@ -202,6 +155,53 @@ impl ClaimIndex {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The first (binding name, ServiceAccount) where an older binding in the same namespace
+    /// already claims one of `me`'s ServiceAccounts, by scanning `others`: the definition that
+    /// [`ClaimIndex::conflicting_claim`] answers without a scan, kept as the tests' reference.
+    fn conflicting_claim<'a>(
+        me: &IAMRoleBinding,
+        others: impl IntoIterator<Item = &'a IAMRoleBinding>,
+    ) -> Option<(String, String)> {
+        let my_ns = me.metadata.namespace.as_deref();
+        let my_key = age_key(me);
+        let mut found: Option<((Option<String>, String), String, String)> = None;
+        for other in others {
+            if other.metadata.namespace.as_deref() != my_ns
+                || other.metadata.name == me.metadata.name
+                || other.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            let key = age_key(other);
+            if key >= my_key {
+                continue;
+            }
+            if let Some(sa) = me
+                .spec
+                .service_accounts
+                .iter()
+                .find(|sa| other.spec.service_accounts.contains(sa))
+            {
+                let better = found.as_ref().is_none_or(|(k, _, _)| key < *k);
+                if better {
+                    found = Some((key.clone(), key.1.clone(), sa.clone()));
+                }
+            }
+        }
+        found.map(|(_, name, sa)| (name, sa))
+    }
+
+    fn age_key(b: &IAMRoleBinding) -> (Option<String>, String) {
+        // RFC 3339 timestamps of one server compare correctly as strings; a missing one sorts
+        // first, which only happens offline.
+        let created = b
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string());
+        (created, b.metadata.name.clone().unwrap_or_default())
+    }
 
     fn b(name: &str, ns: &str, created: &str, sas: &[&str]) -> IAMRoleBinding {
         serde_json::from_value(json!({

@@ -293,13 +293,13 @@ impl ClaimIndexWriter {
 /// What of a binding decides whether a watch event needs a reconcile: the spec (generation;
 /// deletion bumps it too), finalizers and deletion. Status-only updates (our own status
 /// writes among them) are filtered out: they would re-read the role from IAM for nothing.
-fn reconcile_inputs(b: &CachedBinding) -> Option<u64> {
+fn reconcile_inputs(b: &CachedBinding) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     b.metadata.generation.hash(&mut h);
     b.metadata.finalizers.hash(&mut h);
     b.metadata.deletion_timestamp.is_some().hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 /// Passes a binding on only when its [`reconcile_inputs`] changed: kube's `predicate_filter`
@@ -330,9 +330,7 @@ impl InputsFilter {
                 .retain(|_, (_, seen)| now.duration_since(*seen) < ttl);
             self.last_evicted = now;
         }
-        let Some(inputs) = reconcile_inputs(b) else {
-            return true;
-        };
+        let inputs = reconcile_inputs(b);
         let m = &b.metadata;
         let key = format!(
             "{}/{}/{}",
