@@ -17,3 +17,9 @@ echo "==> cargo test"
 # Benchmarks are compiled by clippy above but not run here: they are measurements
 # (scripts/bench.sh), not tests.
 cargo test --locked --lib --bins --tests
+
+echo "==> release image: scripts/build-image.sh (buildah, no Docker daemon) + scripts/check-image.sh"
+# The layout, user, entrypoint and DNS are checked with the debug binary cargo test built
+# above; releases pass target/release/hatrack (README, "Image").
+scripts/build-image.sh "${CARGO_TARGET_DIR:-target}/debug/hatrack"
+scripts/check-image.sh
