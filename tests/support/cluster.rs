@@ -50,6 +50,10 @@ pub struct TestCluster {
     pub is_local: bool,
     /// Directory with certificates, kubeconfigs, logs and etcd's data (kept for the run).
     pub dir: PathBuf,
+    /// The API server's audit log (one JSON line per request, Metadata level), when the
+    /// cluster was started with `HATRACK_TEST_AUDIT=1` (the controller benchmark counts the
+    /// controller's API requests with it).
+    pub audit_log: Option<PathBuf>,
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
@@ -234,6 +238,35 @@ fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
 }
 
+fn audit_enabled() -> bool {
+    std::env::var_os("HATRACK_TEST_AUDIT").is_some_and(|v| v == "1")
+}
+
+/// Requests in the audit log made by `username`, by verb (`list`, `watch`, `patch`, ...).
+pub fn audited_requests(
+    audit_log: &Path,
+    username: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut by_verb = std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let verb = event["verb"].as_str().unwrap_or("?").to_string();
+        // A watch is counted when it starts (it completes only when it ends); others once done.
+        let stage = if verb == "watch" {
+            "ResponseStarted"
+        } else {
+            "ResponseComplete"
+        };
+        if event["user"]["username"] == username && event["stage"] == stage {
+            *by_verb.entry(verb).or_insert(0) += 1;
+        }
+    }
+    by_verb
+}
+
 static REMOVE_AT_EXIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Removes the cluster's directory (etcd's data, certificates, logs) when the test process
@@ -326,12 +359,14 @@ impl TestCluster {
                 ),
             ),
         );
+        let audit_log = audit_enabled().then(|| dir.join("audit.log"));
         TestCluster {
             kubeconfig,
             server,
             ca_pem: pki.ca_pem,
             is_local: true,
             dir,
+            audit_log,
         }
     }
 
@@ -374,6 +409,7 @@ impl TestCluster {
             ca_pem,
             is_local,
             dir,
+            audit_log: None,
         }
     }
 
@@ -535,8 +571,22 @@ fn start_processes(
 
         let port = free_port();
         let log = dir.join("kube-apiserver.log");
+        let mut audit_args = Vec::new();
+        if audit_enabled() {
+            let policy = dir.join("audit-policy.yaml");
+            write(
+                &policy,
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            );
+            audit_args.push(format!("--audit-policy-file={}", policy.display()));
+            audit_args.push(format!(
+                "--audit-log-path={}",
+                dir.join("audit.log").display()
+            ));
+        }
         let mut apiserver = spawn_tied_to_this_thread(
             Command::new(apiserver_bin)
+                .args(&audit_args)
                 .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_client}"))
                 .arg(format!("--secure-port={port}"))
                 .args([
