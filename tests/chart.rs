@@ -240,6 +240,14 @@ fn schema_rejects_bad_values() {
         ("controller.trustPolicyMaxChars=100", "trustPolicyMaxChars"),
         ("controller.leaderElection.bogus=true", "bogus"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        // The API server refuses these webhook URLs only after every other object of the
+        // release was created (tests/real_chart.rs): the schema refuses them first.
+        ("webhook.url=http://127.0.0.1:8443", "webhook.url"),
+        ("webhook.url=https://me@127.0.0.1:8443", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:8443/?x=1", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:8443/#top", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:https", "webhook.url"),
+        ("webhook.url=https://", "webhook.url"),
     ] {
         // --set-string would hide type errors; --set parses "two" as a string, 30 as a number.
         let setter = if set.starts_with("cluster.accountId") {

@@ -87,7 +87,7 @@ impl<'a> Release<'a> {
     /// `helm install NAME charts/hatrack -n NAMESPACE --wait=false <args>`; panics with helm's
     /// output when it fails.
     fn install(cluster: &'a TestCluster, name: &str, namespace: &str, args: &[&str]) -> Self {
-        let (ok, out, err) = run(&mut helm(
+        let (ok, out, err) = run(helm(
             cluster,
             &[
                 "install",
@@ -113,7 +113,7 @@ impl<'a> Release<'a> {
     }
 
     fn upgrade(&self, args: &[&str]) {
-        let (ok, out, err) = run(&mut helm(
+        let (ok, out, err) = run(helm(
             self.cluster,
             &[
                 "upgrade",
@@ -188,7 +188,7 @@ impl<'a> Release<'a> {
     /// nothing to change and no field to fight over: no field the chart sets is rewritten by
     /// the API server's defaulting.
     fn assert_server_side_apply_changes_nothing(&self, args: &[&str]) {
-        let (ok, rendered, err) = run(&mut helm(
+        let (ok, rendered, err) = run(helm(
             self.cluster,
             &[
                 "template",
@@ -400,6 +400,16 @@ fn kinds(objects: &BTreeMap<String, (String, Option<i64>)>) -> Vec<String> {
     kinds
 }
 
+/// The first container's args of a Deployment.
+fn container_args(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("container args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
 fn get_json(cluster: &TestCluster, args: &[&str]) -> Value {
     let (ok, out, err) = run(kubectl(cluster).args(args).args(["-o", "json"]));
     assert!(ok, "kubectl {args:?}: {err}");
@@ -442,7 +452,9 @@ async fn install_upgrade_uninstall(prefix: &str, release: &str, args: &[&str]) -
 /// is created; the webhook pod's certificate step, run as the webhook's ServiceAccount, makes
 /// the Secret and writes the caBundle; `helm upgrade` (same values, and README's
 /// `--reuse-values`) changes nothing; a changed value touches only its object and keeps the
-/// caBundle; `helm uninstall` leaves the CRDs and the certificate Secret, as README says.
+/// caBundle; `helm uninstall` leaves the CRDs, and the certificate Secret and the leader
+/// Lease that hatrack's pods create (here: their first steps, run as their ServiceAccounts),
+/// as README says.
 #[tokio::test]
 async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_readme_keeps() {
     let _serial = serial().await;
@@ -516,12 +528,7 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
             cluster,
             &["get", "deployment", "hatrack-webhook", "-n", &ns],
         );
-        let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_array()
-            .expect("webhook args")
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        let args = container_args(&deployment);
         let parsed = Webhook::try_parse_from(
             std::iter::once("hatrack-webhook".to_string()).chain(args[1..].iter().cloned()),
         )
@@ -549,6 +556,45 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
                 "no caBundle written: {w}"
             );
         }
+    }
+
+    // What a controller pod does first: take the leader-election Lease, with the chart's
+    // flags, as the chart's controller ServiceAccount (then release it: the work is empty).
+    {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Controller {
+            #[command(flatten)]
+            controller: hatrack::controller::ControllerArgs,
+        }
+        let deployment = get_json(
+            cluster,
+            &["get", "deployment", "hatrack-controller", "-n", &ns],
+        );
+        let args = container_args(&deployment);
+        let parsed = Controller::try_parse_from(
+            std::iter::once("hatrack-controller".to_string()).chain(args[1..].iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("controller flags {args:?}: {e}"));
+        assert!(parsed.controller.leader.leader_election);
+        let mut config = parsed.controller.leader.lease_config();
+        // POD_NAMESPACE and POD_NAME in the pod (downward API).
+        config.namespace = ns.clone();
+        config.identity = "hatrack-controller-0".into();
+        assert_eq!(config.name, "hatrack-controller");
+        let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .expect("controller ServiceAccount");
+        let client = cluster.service_account_client(&ns, sa).await;
+        let led = hatrack::leader::run_as_leader(
+            client,
+            config,
+            std::future::pending::<()>(),
+            |_| async {},
+        )
+        .await
+        .expect("leader election as the controller's ServiceAccount");
+        assert_eq!(led, Some(()));
     }
 
     let before = release.objects();
@@ -603,11 +649,18 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
 
     // README: the CRDs stay, and so does the self-managed certificate Secret, until deleted
     // with README's command.
-    let secret = format!("Secret/{ns}/hatrack-webhook-tls");
-    release.uninstall(std::slice::from_ref(&secret));
+    release.uninstall(&[
+        format!("Lease/{ns}/hatrack-controller"),
+        format!("Secret/{ns}/hatrack-webhook-tls"),
+    ]);
     assert_crds_established(cluster);
-    let (ok, out, err) =
-        run(kubectl(cluster).args(["-n", &ns, "delete", "secret", "hatrack-webhook-tls"]));
+    let (ok, out, err) = run(kubectl(cluster).args([
+        "-n",
+        &ns,
+        "delete",
+        "secret/hatrack-webhook-tls",
+        "lease/hatrack-controller",
+    ]));
     assert!(ok, "{out}{err}");
     assert!(namespace_contents(cluster, &ns).is_empty());
 }
@@ -645,7 +698,8 @@ async fn custom_values_install_upgrade_without_change_and_uninstall() {
 #[tokio::test]
 async fn no_leader_election_no_lookups_network_policies_install_and_uninstall() {
     let _serial = serial().await;
-    let url_value = format!("webhook.url={}", unreachable_url());
+    // A URL with a path (and a trailing slash the chart trims).
+    let url_value = format!("webhook.url={}/hooks/", unreachable_url());
     let mut args: Vec<&str> = REQUIRED.to_vec();
     args.extend([
         "--set",
@@ -735,7 +789,7 @@ async fn service_monitor_without_its_crd_fails_before_creating_anything() {
         "--set",
         "metrics.serviceMonitor.enabled=true",
     ]);
-    let (ok, out, err) = run(&mut helm(
+    let (ok, out, err) = run(helm(
         cluster,
         &[
             "install",
@@ -772,7 +826,7 @@ async fn service_based_webhook_configuration_passes_a_server_dry_run() {
     let ns = cluster.namespace("chart-dry-run").await;
     let chart_path = chart();
     let chart_path = chart_path.to_str().expect("utf-8 path");
-    let (ok, out, err) = run(&mut helm(
+    let (ok, out, err) = run(helm(
         cluster,
         &[
             "install",
@@ -794,7 +848,7 @@ async fn service_based_webhook_configuration_passes_a_server_dry_run() {
         "the dry run stored objects"
     );
 
-    let (ok, rendered, err) = run(&mut helm(
+    let (ok, rendered, err) = run(helm(
         cluster,
         &["template", "hatrack", chart_path, "--namespace", &ns],
     )
@@ -819,4 +873,81 @@ async fn service_based_webhook_configuration_passes_a_server_dry_run() {
             .iter()
             .all(|k| !k.contains(&ns))
     );
+}
+
+/// Every form of `webhook.url` the values schema lets through is stored by the API server
+/// (as a dry run), and the forms it refuses are refused by the API server too, which would
+/// otherwise fail the install only after every other object was created.
+#[tokio::test]
+async fn webhook_urls_the_schema_accepts_are_the_ones_the_api_server_accepts() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("chart-urls").await;
+    let chart_path = chart();
+    let chart_path = chart_path.to_str().expect("utf-8 path");
+    let render = |url: &str| -> String {
+        let url_value = format!("webhook.url={url}");
+        let (ok, out, err) = run(helm(
+            cluster,
+            &[
+                "template",
+                "hatrack",
+                chart_path,
+                "--namespace",
+                &ns,
+                "--show-only",
+                "templates/webhook-configuration.yaml",
+                "--set",
+                &url_value,
+            ],
+        )
+        .args(REQUIRED));
+        assert!(ok, "helm template --set {url_value}: {err}");
+        out
+    };
+    let dry_run = |name: &str, rendered: &str| -> (bool, String) {
+        let file = temp_file(cluster, &format!("vwc-{ns}-{name}.yaml"), rendered);
+        let (ok, out, err) = run(kubectl(cluster)
+            .args(["create", "--dry-run=server", "-f"])
+            .arg(&file));
+        (ok, format!("{out}{err}"))
+    };
+    for (i, url) in [
+        "https://127.0.0.1:8443",
+        "https://[::1]:8443/hooks/",
+        "https://hatrack-webhook.example.com",
+        "https://hatrack-webhook.example.com:443/a/b",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (ok, out) = dry_run(&format!("ok{i}"), &render(url));
+        assert!(ok, "{url}: {out}");
+    }
+    // What the schema refuses, slipped past it: the API server refuses it as well.
+    let rendered = render("https://127.0.0.1:8443");
+    for (i, (bad, message)) in [
+        (
+            "https://me@127.0.0.1:8443",
+            "user information is not permitted",
+        ),
+        (
+            "http://127.0.0.1:8443",
+            "'https' is the only allowed URL scheme",
+        ),
+        (
+            "https://127.0.0.1:8443/?x=1",
+            "query parameters are not permitted",
+        ),
+        ("https://127.0.0.1:8443/#top", "fragments are not permitted"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (ok, out) = dry_run(
+            &format!("bad{i}"),
+            &rendered.replace("https://127.0.0.1:8443", bad),
+        );
+        assert!(!ok, "{bad} was accepted: {out}");
+        assert!(out.contains(message), "{bad}: {out}");
+    }
 }
