@@ -99,10 +99,14 @@ impl<'a> Release<'a> {
             ],
         )
         .args(args));
-        assert!(
-            ok,
-            "helm install {name} -n {namespace} {args:?}:\n{out}{err}"
-        );
+        if !ok {
+            // A failed install keeps what it created: remove it before failing.
+            let _ = run(&mut helm(
+                cluster,
+                &["uninstall", name, "--namespace", namespace],
+            ));
+            panic!("helm install {name} -n {namespace} {args:?}:\n{out}{err}");
+        }
         assert!(out.contains("STATUS: deployed"), "{out}");
         Release {
             cluster,
@@ -184,7 +188,7 @@ impl<'a> Release<'a> {
         objects
     }
 
-    /// A server-side apply of the same rendering (what helm 4, Flux or Argo CD do) finds
+    /// A server-side apply of the same rendering (helm 4, or a GitOps tool applying it) finds
     /// nothing to change and no field to fight over: no field the chart sets is rewritten by
     /// the API server's defaulting.
     fn assert_server_side_apply_changes_nothing(&self, args: &[&str]) {
