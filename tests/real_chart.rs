@@ -60,6 +60,14 @@ fn values_file(name: &str) -> String {
 fn helm(cluster: &TestCluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(tool_path("HATRACK_HELM", "helm"));
     cmd.args(args).arg("--kubeconfig").arg(&cluster.kubeconfig);
+    // Keep helm's caches and configuration out of $HOME.
+    for (var, sub) in [
+        ("HELM_CACHE_HOME", "helm/cache"),
+        ("HELM_CONFIG_HOME", "helm/config"),
+        ("HELM_DATA_HOME", "helm/data"),
+    ] {
+        cmd.env(var, cluster.dir.join(sub));
+    }
     cmd
 }
 
