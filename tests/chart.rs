@@ -11,8 +11,9 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-/// Kubernetes versions the chart supports (docs/deploy.md says the same).
-const KUBERNETES_VERSIONS: [&str; 2] = ["1.31.0", "1.33.0"];
+/// Kubernetes versions the chart supports (README, "Installing with Helm", says the same; the
+/// real-API tests in tests/real_chart.rs install it into kube-apiserver 1.34).
+const KUBERNETES_VERSIONS: [&str; 4] = ["1.31.0", "1.32.0", "1.33.0", "1.34.0"];
 const NAMESPACE: &str = "hatrack-system";
 
 fn root() -> &'static Path {
@@ -239,6 +240,14 @@ fn schema_rejects_bad_values() {
         ("controller.trustPolicyMaxChars=100", "trustPolicyMaxChars"),
         ("controller.leaderElection.bogus=true", "bogus"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        // The API server refuses these webhook URLs only after every other object of the
+        // release was created (tests/real_chart.rs): the schema refuses them first.
+        ("webhook.url=http://127.0.0.1:8443", "webhook.url"),
+        ("webhook.url=https://me@127.0.0.1:8443", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:8443/?x=1", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:8443/#top", "webhook.url"),
+        ("webhook.url=https://127.0.0.1:https", "webhook.url"),
+        ("webhook.url=https://", "webhook.url"),
     ] {
         // --set-string would hide type errors; --set parses "two" as a string, 30 as a number.
         let setter = if set.starts_with("cluster.accountId") {
@@ -296,10 +305,54 @@ fn rbac_has_no_wildcards_and_no_cluster_wide_secret_writes() {
     }
 }
 
+/// Releases of the same name in two namespaces share no cluster-scoped object: helm refuses
+/// to install over an object another release owns (tests/real_chart.rs shows it on a real
+/// API server).
+#[test]
+fn cluster_scoped_names_carry_the_release_namespace() {
+    const CLUSTER_SCOPED: [&str; 3] = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingWebhookConfiguration",
+    ];
+    let names = |ns: &str| -> Vec<String> {
+        let file = values("required.yaml");
+        let rendered = try_render(&["-f", file.to_str().unwrap(), "--namespace", ns])
+            .unwrap_or_else(|e| panic!("helm template --namespace {ns}: {e}"));
+        let d = docs(&rendered);
+        let names: Vec<String> = d
+            .iter()
+            .filter(|x| CLUSTER_SCOPED.iter().any(|k| x["kind"] == *k))
+            .map(|x| {
+                let name = x["metadata"]["name"].as_str().unwrap_or_default();
+                format!("{}/{name}", x["kind"].as_str().unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(names.len(), 5, "{ns}: {names:?}");
+        names
+    };
+    let (a, b) = (names("team-a"), names("team-b"));
+    for name in &a {
+        assert!(
+            name.contains("team-a"),
+            "{name} does not name its namespace"
+        );
+        assert!(!b.contains(name), "{name} rendered in both namespaces");
+    }
+    // The ClusterRoleBindings point at their own namespace's ClusterRoles.
+    let file = values("required.yaml");
+    let d = docs(&try_render(&["-f", file.to_str().unwrap(), "--namespace", "team-a"]).unwrap());
+    for crb in of_kind(&d, "ClusterRoleBinding") {
+        let role = crb["roleRef"]["name"].as_str().unwrap_or_default();
+        named(&d, "ClusterRole", role);
+        assert_eq!(crb["subjects"][0]["namespace"], "team-a");
+    }
+}
+
 #[test]
 fn controller_rbac_is_what_the_controller_uses() {
     let d = docs(&render_file("required.yaml", &[]));
-    let cr = named(&d, "ClusterRole", "hr-hatrack-controller");
+    let cr = named(&d, "ClusterRole", "hr-hatrack-hatrack-system-controller");
     let find = |resource: &str| -> Vec<String> {
         cr["rules"]
             .as_sequence()
@@ -373,7 +426,7 @@ fn self_managed_certs_get_flags_an_emptydir_and_rbac_by_name() {
         ["hr-hatrack-webhook-tls"]
     );
 
-    let cr = named(&d, "ClusterRole", "hr-hatrack-webhook");
+    let cr = named(&d, "ClusterRole", "hr-hatrack-hatrack-system-webhook");
     let vwc_rule = cr["rules"]
         .as_sequence()
         .into_iter()
@@ -424,9 +477,13 @@ fn cert_manager_mode_injects_the_ca_and_mounts_the_issued_secret() {
             .all(|r| { r["metadata"]["name"] != "hr-hatrack-webhook-certs" })
     );
     assert!(
-        !serde_yaml::to_string(named(&d, "ClusterRole", "hr-hatrack-webhook"))
-            .expect("yaml")
-            .contains("validatingwebhookconfigurations")
+        !serde_yaml::to_string(named(
+            &d,
+            "ClusterRole",
+            "hr-hatrack-hatrack-system-webhook"
+        ))
+        .expect("yaml")
+        .contains("validatingwebhookconfigurations")
     );
 
     let d = docs(&render_file("cert-manager-issuer.yaml", &[]));
@@ -693,7 +750,7 @@ fn custom_values_reach_flags_labels_and_scheduling() {
             .is_sequence()
     );
     // lookups off: no Secret or ConfigMap reads anywhere outside the certificate Role.
-    let cr = named(&d, "ClusterRole", "acme-hatrack-webhook");
+    let cr = named(&d, "ClusterRole", "acme-hatrack-hatrack-system-webhook");
     let text = serde_yaml::to_string(cr).expect("yaml");
     assert!(
         !text.contains("secrets") && !text.contains("configmaps"),
@@ -715,7 +772,7 @@ fn lookups_on_grants_read_only_secret_and_configmap_access() {
     let d = docs(&render_file("required.yaml", &[]));
     let webhook = named(&d, "Deployment", "hr-hatrack-webhook");
     assert!(args_of(webhook).contains(&"--lookups=on".to_string()));
-    let cr = named(&d, "ClusterRole", "hr-hatrack-webhook");
+    let cr = named(&d, "ClusterRole", "hr-hatrack-hatrack-system-webhook");
     let rule = cr["rules"]
         .as_sequence()
         .into_iter()

@@ -75,6 +75,18 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/*
+Cluster-scoped objects (ClusterRoles, their bindings, the ValidatingWebhookConfiguration) are
+shared by every namespace: their names carry the release namespace, so that releases of the
+same name in two namespaces (e.g. one per controller.watchNamespace) do not collide.
+*/}}
+{{- define "hatrack.controller.clusterRoleName" -}}
+{{- printf "%s-%s-controller" (include "hatrack.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- define "hatrack.webhook.clusterRoleName" -}}
+{{- printf "%s-%s-webhook" (include "hatrack.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{/* The ValidatingWebhookConfiguration is cluster-scoped: its name carries the namespace. */}}
 {{- define "hatrack.webhookConfigurationName" -}}
 {{- printf "%s-%s" (include "hatrack.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
@@ -116,14 +128,21 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+fieldRef is an atomic struct: its apiVersion, which the API server fills in, is written out, so
+that a server-side apply of this rendering (helm 4, Flux, Argo CD) matches what is stored
+instead of conflicting with it.
+*/}}
 {{- define "hatrack.downwardEnv" -}}
 - name: POD_NAME
   valueFrom:
     fieldRef:
+      apiVersion: v1
       fieldPath: metadata.name
 - name: POD_NAMESPACE
   valueFrom:
     fieldRef:
+      apiVersion: v1
       fieldPath: metadata.namespace
 {{- end -}}
 
