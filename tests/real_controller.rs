@@ -562,6 +562,21 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .create(&PostParams::default(), &guardrail)
         .await
         .expect("create guardrail");
+    let guardrail_name = guardrail.metadata.name.clone().expect("name");
+    wait_for(
+        60,
+        "the guardrail's status written (Ready, Valid)",
+        || async {
+            let g = guardrails.get(&guardrail_name).await.ok()?;
+            let ready = g
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "True" && ready.reason == "Valid").then_some(())
+        },
+    )
+    .await;
     let wide: Vec<String> = [
         "AmazonEC2FullAccess",
         "AmazonDynamoDBFullAccess",
