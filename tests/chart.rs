@@ -362,12 +362,10 @@ fn controller_rbac_is_what_the_controller_uses() {
             .map(|r| strings(&r["verbs"]))
             .unwrap_or_default()
     };
-    assert_eq!(
-        find("iamrolebindings"),
-        ["get", "list", "watch", "patch", "update"]
-    );
-    assert_eq!(find("iamrolebindings/status"), ["get", "patch", "update"]);
-    assert_eq!(find("iamrolebindings/finalizers"), ["update"]);
+    assert_eq!(find("iamrolebindings"), ["get", "list", "watch", "patch"]);
+    assert_eq!(find("iamrolebindings/status"), ["get", "patch"]);
+    assert!(find("iamrolebindings/finalizers").is_empty());
+    assert_eq!(find("iamguardrails/status"), ["get", "patch"]);
     assert_eq!(find("iamguardrails"), ["get", "list", "watch"]);
     assert_eq!(find("serviceaccounts"), ["get", "list", "watch", "patch"]);
     assert_eq!(find("events"), ["create", "patch"]);
@@ -381,7 +379,7 @@ fn controller_rbac_is_what_the_controller_uses() {
     assert_eq!(strings(&lease_role["rules"][0]["resources"]), ["leases"]);
     assert_eq!(
         strings(&lease_role["rules"][0]["verbs"]),
-        ["get", "create", "update", "patch"]
+        ["get", "create", "update"]
     );
 }
 

@@ -559,12 +559,20 @@ async fn publish(
     note: String,
 ) {
     let reference = binding.object_ref(&());
+    let note = status::event_note(note);
+    // The Recorder names its Events `<binding>.<hex time>`, which for the longest binding
+    // names exceeds the 253 characters an Event name may have (the API server rejects it):
+    // those bindings' Warnings are written one-off, under a shortened name, like Normal ones.
+    let recorder_can_name = reference
+        .name
+        .as_deref()
+        .is_some_and(|n| n.len() <= EVENT_NAME_OBJECT_MAX);
     let result = match type_ {
         // Warnings repeat while a problem lasts: the Recorder folds repeats into one Event
         // with a count. Normal events are one-off outcomes (created, updated, deleted), written
         // directly: the Recorder would keep each in its cache for 6 minutes and rescan the whole
         // cache on every publish, which a burst of thousands of creations makes large.
-        EventType::Warning => {
+        EventType::Warning if recorder_can_name => {
             let event = Event {
                 type_,
                 reason: reason.into(),
@@ -574,8 +582,8 @@ async fn publish(
             };
             ctx.recorder.publish(&event, &reference).await
         }
-        EventType::Normal => {
-            let event = one_off_event(&reference, reason, action, note, &ctx.event_instance);
+        _ => {
+            let event = one_off_event(&reference, type_, reason, action, note, &ctx.event_instance);
             let api: Api<K8sEvent> = Api::namespaced(
                 ctx.client.clone(),
                 reference.namespace.as_deref().unwrap_or("default"),
@@ -589,9 +597,25 @@ async fn publish(
     }
 }
 
-/// A Normal Event as the Recorder would write it the first time (events.k8s.io/v1).
+/// The longest object name that still leaves room for `.<16 hex digits>` in an Event name
+/// (at most 253 characters, a DNS subdomain).
+const EVENT_NAME_OBJECT_MAX: usize = 253 - 17;
+
+/// `<object>.<hex time>` as the Recorder names Events, the object's name cut short when
+/// needed so the whole stays a valid Event name (no label may end in `-` or `.`).
+fn event_name(object: &str, nanos: i128) -> String {
+    let mut end = object.len().min(EVENT_NAME_OBJECT_MAX);
+    while !object.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = object[..end].trim_end_matches(['-', '.']);
+    format!("{prefix}.{nanos:x}")
+}
+
+/// An Event as the Recorder would write it the first time (events.k8s.io/v1).
 fn one_off_event(
     reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
     reason: &str,
     action: &str,
     note: String,
@@ -606,16 +630,21 @@ fn one_off_event(
         note: Some(note),
         metadata: kube::api::ObjectMeta {
             namespace: reference.namespace.clone(),
-            name: Some(format!(
-                "{}.{:x}",
+            name: Some(event_name(
                 reference.name.as_deref().unwrap_or(MANAGER),
-                now.as_nanosecond()
+                now.as_nanosecond(),
             )),
             ..Default::default()
         },
         reporting_controller: Some(MANAGER.into()),
         reporting_instance: Some(instance.into()),
-        type_: Some("Normal".into()),
+        type_: Some(
+            match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }
@@ -633,6 +662,7 @@ mod tests {
         };
         let e = one_off_event(
             &reference,
+            EventType::Normal,
             "RoleCreated",
             "Reconcile",
             "made".into(),
@@ -646,5 +676,29 @@ mod tests {
         assert_eq!(e.reporting_controller.as_deref(), Some(MANAGER));
         assert_eq!(e.reporting_instance.as_deref(), Some("pod-1"));
         assert!(e.series.is_none() && e.event_time.is_some());
+    }
+
+    #[test]
+    fn event_names_stay_valid_for_the_longest_object_names() {
+        let nanos = 0x18ec_8b2d_849c_5a0e_i128;
+        assert_eq!(event_name("app", nanos), "app.18ec8b2d849c5a0e");
+        for object in [
+            "a".repeat(253),
+            format!(
+                "{}-{}",
+                "a".repeat(EVENT_NAME_OBJECT_MAX - 1),
+                "b".repeat(20)
+            ),
+            format!(
+                "{}.{}",
+                "a".repeat(EVENT_NAME_OBJECT_MAX - 1),
+                "b".repeat(20)
+            ),
+        ] {
+            let name = event_name(&object, nanos);
+            assert!(name.len() <= 253, "{} characters", name.len());
+            assert!(!name.contains("-.") && !name.contains(".."), "{name}");
+            assert!(name.ends_with(".18ec8b2d849c5a0e"));
+        }
     }
 }

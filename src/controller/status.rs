@@ -53,6 +53,20 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The most bytes the API server accepts in an events.k8s.io/v1 Event's `note` (longer notes
+/// are rejected with 422, and the Event is lost).
+pub const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
+/// An Event note the API server accepts: cut on a char boundary, with `…` marking the cut,
+/// to at most [`EVENT_NOTE_MAX_BYTES`] bytes in all (the status condition keeps the whole
+/// message).
+pub fn event_note(note: String) -> String {
+    if note.len() <= EVENT_NOTE_MAX_BYTES {
+        return note;
+    }
+    truncate(&note, EVENT_NOTE_MAX_BYTES - '…'.len_utf8())
+}
+
 /// Whether writing `new` over `old` would change anything a reader cares about (so resyncs
 /// that find nothing new write nothing).
 pub fn status_changed(old: Option<&IAMRoleBindingStatus>, new: &IAMRoleBindingStatus) -> bool {
@@ -95,6 +109,23 @@ mod tests {
         let msg = "é".repeat(20_000);
         let c = ready_condition(false, reason::INVALID_SPEC, &msg, None, &[], t(0));
         assert!(c.message.len() <= 32_004);
+    }
+
+    #[test]
+    fn event_notes_fit_the_api_servers_limit() {
+        assert_eq!(event_note("short".into()), "short");
+        let exact = "a".repeat(EVENT_NOTE_MAX_BYTES);
+        assert_eq!(event_note(exact.clone()), exact);
+        for long in [
+            "a".repeat(5000),
+            "é".repeat(3000),
+            format!("a{}", "€".repeat(2000)),
+        ] {
+            let note = event_note(long.clone());
+            assert!(note.len() <= EVENT_NOTE_MAX_BYTES, "{} bytes", note.len());
+            assert!(note.len() >= EVENT_NOTE_MAX_BYTES - 6);
+            assert!(long.starts_with(note.trim_end_matches('…')) && note.ends_with('…'));
+        }
     }
 
     #[test]

@@ -219,9 +219,11 @@ fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// Starts `cmd` so that the kernel kills it when the calling thread ends (PR_SET_PDEATHSIG).
-/// Called only from the cluster's own thread, which lives as long as the test process.
-fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
+/// Starts `cmd` so that the kernel kills it when the calling thread ends (PR_SET_PDEATHSIG),
+/// its stdout and stderr going to `log`. The cluster calls it from its own thread, which
+/// lives as long as the test process; a test calling it from its own thread gets the child
+/// killed when the test ends, even by a panic.
+pub fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
