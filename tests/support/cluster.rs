@@ -219,9 +219,11 @@ fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// Starts `cmd` so that the kernel kills it when the calling thread ends (PR_SET_PDEATHSIG).
-/// Called only from the cluster's own thread, which lives as long as the test process.
-fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
+/// Starts `cmd` so that the kernel kills it when the calling thread ends (PR_SET_PDEATHSIG),
+/// with stdout and stderr in `log`. The cluster's own thread lives as long as the test
+/// process; a test's thread (a `#[tokio::test]` body runs on it) ends with the test, passed
+/// or panicked, so a process it starts cannot outlive it.
+pub fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
