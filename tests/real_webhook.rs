@@ -939,3 +939,126 @@ async fn a_stored_certificate_without_the_url_host_is_reissued_and_served() {
         tail(&webhook.log)
     );
 }
+
+#[tokio::test]
+async fn an_update_of_an_existing_violator_is_denied_only_for_new_keys() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // A violator admitted while its namespace was in warn mode, then the namespace enforced.
+    let ns = namespace_with_labels(
+        cluster,
+        "update",
+        json!({"hatrack.dev/static-keys": "warn"}),
+    )
+    .await;
+    let webhook = Webhook::start(cluster, release).await;
+    assert_admitted(
+        apply(cluster, &ns, &deployment("leaky", static_keys())),
+        "a violator in warn mode",
+    );
+    let (ok, _, err) = run(kubectl(cluster).args([
+        "label",
+        "namespace",
+        &ns,
+        "--overwrite",
+        "hatrack.dev/static-keys=enforce",
+    ]));
+    assert!(ok, "{err}");
+    // The webhook's namespace cache follows the label: a new violator is refused once it has.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while apply(cluster, &ns, &deployment("probe-leaky", static_keys())).0 {
+        run(kubectl(cluster).args(["delete", "deploy", "probe-leaky", "-n", &ns]));
+        assert!(
+            Instant::now() < deadline,
+            "the webhook never saw the enforce label; its log:\n{}",
+            tail(&webhook.log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A new image (a strategic merge patch the API server applies, reviewed as UPDATE with
+    // the old object): admitted, with the old findings as warnings.
+    let (ok, out, err) = run(kubectl(cluster).args([
+        "set",
+        "image",
+        "deployment/leaky",
+        "app=registry.example/app:2",
+        "-n",
+        &ns,
+    ]));
+    assert!(ok, "new image of an existing violator refused: {out}{err}");
+    assert!(
+        err.contains("Warning: hatrack (already present, not denied)"),
+        "{err}"
+    );
+    // A new key: refused, naming only the new finding.
+    let token = "FwoGZXIvYXdzE".to_string() + &"x7Q".repeat(40);
+    let (ok, out, err) = run(kubectl(cluster).args([
+        "set",
+        "env",
+        "deployment/leaky",
+        &format!("AWS_SESSION_TOKEN={token}"),
+        "-n",
+        &ns,
+    ]));
+    assert!(!ok, "a new key was admitted: {out}{err}");
+    assert!(
+        err.contains(&format!(
+            "hatrack: Deployment {ns}/leaky carries static AWS keys (1 finding)"
+        )) && err.contains("AWS_SESSION_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains(&token), "no secret value in the message");
+}
+
+#[tokio::test]
+async fn pods_the_replicaset_controller_creates_for_an_owner_are_not_denied() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let ns = app_namespace(cluster, "children").await;
+    let webhook = Webhook::start(cluster, release).await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "leaky-child", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "leaky-123",
+            "uid": "6c1d1a3e-3f55-4a43-9d8e-5a1c2f0b7e11", "controller": true,
+        }]},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+            "env": static_keys()}]},
+    });
+    let file = temp_file(cluster, "leaky-child.json", &pod.to_string());
+    // Anyone else creating the same Pod is judged normally.
+    assert_refused(
+        run(kubectl(cluster)
+            .args(["create", "-n", &ns, "-f"])
+            .arg(&file)),
+        "a controlled Pod with keys created by a person",
+        &["hatrack: Pod"],
+    );
+    // The replicaset-controller's identity (as kube-controller-manager with
+    // --use-service-account-credentials creates Pods; its RBAC is the API server's bootstrap
+    // policy): judged as audit, admitted and counted.
+    let before = webhook.decisions(&["mode=\"controller\""]);
+    let stderr = assert_admitted(
+        run(kubectl(cluster)
+            .args([
+                "create",
+                "-n",
+                &ns,
+                "--as=system:serviceaccount:kube-system:replicaset-controller",
+                "-f",
+            ])
+            .arg(&file)),
+        "a Pod with keys created by the replicaset-controller for its ReplicaSet",
+    );
+    assert!(!stderr.contains("Warning"), "{stderr}");
+    assert!(
+        webhook.decisions(&["mode=\"controller\""]) > before,
+        "{}",
+        webhook.metrics()
+    );
+}
