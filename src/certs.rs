@@ -9,9 +9,16 @@
 //!
 //! Secret keys (all PEM): `ca.crt` (the current CA, then a previous CA still valid during a
 //! CA rotation), `ca.key`, `tls.crt`, `tls.key`.
+//!
+//! The serving certificate names the Service (`<service>.<namespace>.svc`) and every
+//! `--cert-extra-names` entry (DNS names, and IP addresses as IP SANs): the host of a
+//! `url:` webhook configuration. A stored certificate that lacks a requested name is
+//! reissued from the same CA; names no longer requested stay until the next renewal, so
+//! replicas of two versions during a rollout never take turns replacing it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::time::Duration;
@@ -80,6 +87,16 @@ pub struct CertArgs {
     /// ValidatingWebhookConfiguration whose webhooks get the caBundle.
     #[arg(long, env = "HATRACK_WEBHOOK_CONFIGURATION", default_value = "hatrack")]
     pub webhook_configuration: String,
+    /// More names for the serving certificate, comma-separated: DNS names, and IP addresses
+    /// (as IP SANs). The host of the webhook configuration's `url:` when the API server
+    /// reaches the webhook by URL instead of through the Service.
+    #[arg(
+        long,
+        env = "HATRACK_CERT_EXTRA_NAMES",
+        value_delimiter = ',',
+        value_parser = parse_extra_name
+    )]
+    pub cert_extra_names: Vec<String>,
     /// Directory where tls.crt and tls.key are written (an emptyDir in the chart).
     #[arg(long, env = "HATRACK_CERT_DIR", default_value = "/certs")]
     pub cert_dir: PathBuf,
@@ -99,6 +116,7 @@ impl CertArgs {
             service_name: self.webhook_service.clone(),
             webhook_configuration_name: self.webhook_configuration.clone(),
             renew_before: Duration::from_secs(self.cert_renew_before_days.max(1) * 24 * 3600),
+            extra_names: self.cert_extra_names.clone(),
         }
     }
     pub fn check_every(&self) -> Duration {
@@ -121,6 +139,64 @@ pub struct CertConfig {
     pub service_name: String,
     pub webhook_configuration_name: String,
     pub renew_before: Duration,
+    /// DNS names and IP addresses the serving certificate names besides the Service's.
+    pub extra_names: Vec<String>,
+}
+
+impl CertConfig {
+    /// Every name the serving certificate must carry: the Service's DNS names, then the
+    /// extra names (duplicates dropped).
+    pub fn serving_names(&self) -> Vec<String> {
+        let mut names = service_dns_names(&self.service_name, &self.namespace);
+        for name in &self.extra_names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+}
+
+/// A `--cert-extra-names` entry: an IP address (written in its canonical form) or a DNS name
+/// (lower-cased; letters, digits and hyphens in dot-separated labels of 1..63 characters,
+/// at most 253 in all; a leading `*.` wildcard label is allowed).
+pub fn parse_extra_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    let invalid = |why: &str| Err(format!("{s:?} is not an IP address or a DNS name: {why}"));
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > 253 {
+        return invalid("longer than 253 characters");
+    }
+    let labels = name.strip_prefix("*.").unwrap_or(&name);
+    for label in labels.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return invalid("each label must have 1 to 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return invalid("only letters, digits, '-' and '.' (and a leading '*.') are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return invalid("a label cannot start or end with '-'");
+        }
+    }
+    // An all-numeric last label would read as an IP address to clients.
+    if labels
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return invalid("not a valid IP address, and a DNS name cannot end in a numeric label");
+    }
+    Ok(name)
 }
 
 /// A CA: certificate and private key, PEM.
@@ -204,13 +280,27 @@ pub fn generate_serving(
     now: Timestamp,
     not_after: Timestamp,
 ) -> Result<(String, String), CertError> {
+    generate_serving_for(ca, &service_dns_names(service, namespace), now, not_after)
+}
+
+/// A serving certificate for `names` (DNS names, and IP addresses as IP SANs; the first is
+/// also the common name), signed by `ca`, valid until `not_after`.
+/// Returns (certificate PEM, key PEM).
+pub fn generate_serving_for(
+    ca: &Ca,
+    names: &[String],
+    now: Timestamp,
+    not_after: Timestamp,
+) -> Result<(String, String), CertError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let key = KeyPair::generate()?;
-    let names = service_dns_names(service, namespace);
-    let mut params = CertificateParams::new(names.clone())?;
+    // rcgen makes an IP SAN of every name that parses as an IP address.
+    let mut params = CertificateParams::new(names.to_vec())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, names[0].clone());
+    if let Some(first) = names.first() {
+        dn.push(DnType::CommonName, first.clone());
+    }
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -265,6 +355,53 @@ pub fn not_after(pem: &str) -> Result<Timestamp, CertError> {
         .map_err(|e| CertError::Parse(e.to_string()))
 }
 
+/// The DNS names (lower-cased) and IP addresses (canonical form) of the first certificate
+/// in `pem`'s subjectAltName extension.
+pub fn subject_alt_names(pem: &str) -> Result<Vec<String>, CertError> {
+    use x509_parser::extensions::GeneralName;
+    let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|p| p.label == "CERTIFICATE")
+        .ok_or_else(|| CertError::Parse("no PEM certificate".into()))?;
+    let cert = block
+        .parse_x509()
+        .map_err(|e| CertError::Parse(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| CertError::Parse(e.to_string()))?;
+    let names = san
+        .map(|ext| ext.value.general_names.iter())
+        .into_iter()
+        .flatten()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    Ok(names)
+}
+
+/// True when the first certificate in `pem` names every one of `names` (compared as
+/// [`parse_extra_name`] writes them). An unreadable certificate names nothing.
+pub fn names_all(pem: &str, names: &[String]) -> bool {
+    let Ok(have) = subject_alt_names(pem) else {
+        return false;
+    };
+    names.iter().all(|wanted| {
+        let wanted = parse_extra_name(wanted).unwrap_or_else(|_| wanted.to_ascii_lowercase());
+        have.contains(&wanted)
+    })
+}
+
 /// True when a certificate expiring at `not_after` is within `renew_before` of `now`.
 pub fn needs_renewal(not_after: Timestamp, now: Timestamp, renew_before: Duration) -> bool {
     match jiff::SignedDuration::try_from(renew_before) {
@@ -287,8 +424,7 @@ fn serving_bundle(
 ) -> Result<CertBundle, CertError> {
     // A serving certificate never outlives its CA.
     let until = after(now, SERVING_VALIDITY)?.min(not_after(&ca.cert_pem)?);
-    let (cert_pem, key_pem) =
-        generate_serving(ca, &config.service_name, &config.namespace, now, until)?;
+    let (cert_pem, key_pem) = generate_serving_for(ca, &config.serving_names(), now, until)?;
     Ok(CertBundle {
         ca_bundle,
         ca_key_pem: ca.key_pem.clone(),
@@ -301,7 +437,8 @@ fn serving_bundle(
 ///
 /// - CA near expiry: a new CA, the old one kept in the bundle until it expires, and a
 ///   serving certificate from the new CA;
-/// - serving certificate near expiry (or unreadable): a new one from the same CA;
+/// - serving certificate near expiry (or unreadable), or lacking one of
+///   [`CertConfig::serving_names`]: a new one from the same CA;
 /// - an expired previous CA is dropped from the bundle.
 pub fn plan_renewal(
     stored: &CertBundle,
@@ -330,7 +467,8 @@ pub fn plan_renewal(
     let ca_bundle = kept.concat();
     let serving_ok = not_after(&stored.cert_pem)
         .is_ok_and(|t| !needs_renewal(t, now, config.renew_before))
-        && KeyPair::from_pem(&stored.key_pem).is_ok();
+        && KeyPair::from_pem(&stored.key_pem).is_ok()
+        && names_all(&stored.cert_pem, &config.serving_names());
     if !serving_ok {
         return serving_bundle(&ca, ca_bundle, config, now).map(Some);
     }
@@ -571,5 +709,192 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use x509_parser::extensions::GeneralName;
+
+    fn config(extra: &[&str]) -> CertConfig {
+        CertConfig {
+            namespace: "hatrack-system".into(),
+            secret_name: "hatrack-webhook-tls".into(),
+            service_name: "hatrack-webhook".into(),
+            webhook_configuration_name: "hatrack".into(),
+            renew_before: DEFAULT_RENEW_BEFORE,
+            extra_names: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// (DNS names, IP addresses) of a certificate, straight from its DER.
+    fn sans(pem: &str) -> (Vec<String>, Vec<Vec<u8>>) {
+        let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+            .next()
+            .expect("a PEM block")
+            .expect("PEM");
+        let cert = block.parse_x509().expect("X.509");
+        let ext = cert
+            .subject_alternative_name()
+            .expect("SAN extension readable")
+            .expect("SAN extension present");
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(b) => ips.push(b.to_vec()),
+                other => panic!("unexpected SAN {other:?}"),
+            }
+        }
+        (dns, ips)
+    }
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        certs: CertArgs,
+    }
+
+    #[test]
+    fn extra_names_flag_takes_a_comma_separated_list_of_dns_names_and_ips() {
+        let flags = Flags::try_parse_from([
+            "hatrack",
+            "--cert-extra-names=127.0.0.1,Webhook.Example.com,::1",
+        ])
+        .expect("parses");
+        assert_eq!(
+            flags.certs.cert_extra_names,
+            ["127.0.0.1", "webhook.example.com", "::1"]
+        );
+        assert_eq!(
+            flags.certs.config().extra_names,
+            ["127.0.0.1", "webhook.example.com", "::1"]
+        );
+        let none = Flags::try_parse_from(["hatrack"]).expect("parses");
+        assert!(none.certs.cert_extra_names.is_empty(), "default: none");
+        for bad in [
+            "under_score.example.com",
+            "-a.example.com",
+            "1.2.3.999",
+            "a..b",
+            "",
+        ] {
+            assert!(
+                Flags::try_parse_from(["hatrack", &format!("--cert-extra-names={bad}")]).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn extra_names_are_canonical() {
+        assert_eq!(parse_extra_name(" 10.0.0.1 ").as_deref(), Ok("10.0.0.1"));
+        assert_eq!(
+            parse_extra_name("2001:DB8:0::1").as_deref(),
+            Ok("2001:db8::1")
+        );
+        assert_eq!(
+            parse_extra_name("Hook.Example.COM.").as_deref(),
+            Ok("hook.example.com")
+        );
+        assert_eq!(
+            parse_extra_name("*.example.com").as_deref(),
+            Ok("*.example.com")
+        );
+        assert_eq!(parse_extra_name("localhost").as_deref(), Ok("localhost"));
+        assert!(parse_extra_name(&format!("{}.com", "a".repeat(64))).is_err());
+        assert!(parse_extra_name("a.*.example.com").is_err());
+        assert!(parse_extra_name("https://hook.example.com").is_err());
+    }
+
+    #[test]
+    fn serving_certificate_names_the_service_and_the_extra_names_with_ip_sans_for_ips() {
+        let now = Timestamp::now();
+        let bundle =
+            fresh_bundle(&config(&["127.0.0.1", "hook.example.com", "::1"]), now).expect("bundle");
+        let (dns, ips) = sans(&bundle.cert_pem);
+        assert_eq!(
+            dns,
+            [
+                "hatrack-webhook.hatrack-system.svc",
+                "hatrack-webhook.hatrack-system.svc.cluster.local",
+                "hook.example.com"
+            ]
+        );
+        let mut v6 = vec![0u8; 16];
+        v6[15] = 1;
+        assert_eq!(
+            ips,
+            [vec![127, 0, 0, 1], v6],
+            "IP addresses are IP SANs, not DNS names"
+        );
+        assert!(names_all(
+            &bundle.cert_pem,
+            &config(&["127.0.0.1", "HOOK.example.com"]).serving_names()
+        ));
+        assert!(!names_all(&bundle.cert_pem, &["10.0.0.1".to_string()]));
+
+        let plain = fresh_bundle(&config(&[]), now).expect("bundle");
+        let (dns, ips) = sans(&plain.cert_pem);
+        assert_eq!(dns.len(), 2);
+        assert!(ips.is_empty());
+    }
+
+    #[test]
+    fn a_stored_certificate_lacking_a_requested_name_is_reissued_from_the_same_ca() {
+        let now = Timestamp::now();
+        let stored = fresh_bundle(&config(&[]), now).expect("bundle");
+        assert_eq!(
+            plan_renewal(&stored, &config(&[]), now).expect("plan"),
+            None
+        );
+
+        let wanted = config(&["127.0.0.1"]);
+        let renewed = plan_renewal(&stored, &wanted, now)
+            .expect("plan")
+            .expect("a certificate without 127.0.0.1 is reissued");
+        assert_eq!(
+            renewed.ca_bundle, stored.ca_bundle,
+            "same CA: the caBundle stays"
+        );
+        assert_eq!(renewed.ca_key_pem, stored.ca_key_pem);
+        assert_ne!(renewed.cert_pem, stored.cert_pem);
+        assert!(names_all(&renewed.cert_pem, &wanted.serving_names()));
+        // Settled: the next check changes nothing.
+        assert_eq!(plan_renewal(&renewed, &wanted, now).expect("plan"), None);
+
+        // Another name added later is added too.
+        let more = config(&["127.0.0.1", "hook.example.com"]);
+        let again = plan_renewal(&renewed, &more, now)
+            .expect("plan")
+            .expect("reissued for the new name");
+        assert!(names_all(&again.cert_pem, &more.serving_names()));
+    }
+
+    #[test]
+    fn a_name_no_longer_requested_does_not_reissue() {
+        // Replicas of the old and the new version run side by side during a rollout: a
+        // certificate with more names than one of them asks for must satisfy both.
+        let now = Timestamp::now();
+        let stored = fresh_bundle(&config(&["127.0.0.1"]), now).expect("bundle");
+        assert_eq!(
+            plan_renewal(&stored, &config(&[]), now).expect("plan"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_service_is_reissued() {
+        let now = Timestamp::now();
+        let stored = fresh_bundle(&config(&[]), now).expect("bundle");
+        let mut other = config(&[]);
+        other.service_name = "renamed-webhook".into();
+        let renewed = plan_renewal(&stored, &other, now)
+            .expect("plan")
+            .expect("reissued");
+        assert!(names_all(&renewed.cert_pem, &other.serving_names()));
     }
 }

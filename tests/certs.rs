@@ -23,6 +23,7 @@ fn config() -> CertConfig {
         service_name: "hatrack-webhook".into(),
         webhook_configuration_name: "hatrack".into(),
         renew_before: certs::DEFAULT_RENEW_BEFORE,
+        extra_names: Vec::new(),
     }
 }
 

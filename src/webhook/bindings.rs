@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -21,6 +22,12 @@ use crate::settings::Settings;
 /// What the webhook knows around a binding.
 pub trait BindingView: Send + Sync {
     fn context(&self, namespace: &str) -> BindingContext;
+
+    /// Whether the view is complete (watch caches listed): `/readyz` waits for it, so a new
+    /// replica never admits a binding before it knows the guardrails.
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// A fixed view: tests, and `--lookups off` (no guardrails or other bindings known, so only
@@ -39,6 +46,7 @@ pub struct BindingCache {
     guardrails: Store<IAMGuardrail>,
     bindings: Store<IAMRoleBinding>,
     namespaces: Store<Namespace>,
+    synced: Arc<AtomicBool>,
 }
 
 impl BindingCache {
@@ -66,13 +74,28 @@ impl BindingCache {
         .reflect(bw)
         .for_each(|_| async {});
         let n = crate::watch::namespace_labels(client, nw).for_each(|_| async {});
+        let synced = Arc::new(AtomicBool::new(false));
+        let stores = (guardrails.clone(), bindings.clone(), namespaces.clone());
+        let flag = synced.clone();
+        let ready = async move {
+            let (g, b, n) = futures::join!(
+                stores.0.wait_until_ready(),
+                stores.1.wait_until_ready(),
+                stores.2.wait_until_ready()
+            );
+            if g.is_ok() && b.is_ok() && n.is_ok() {
+                flag.store(true, Ordering::Release);
+                tracing::info!("binding caches synced");
+            }
+        };
         let cache = Arc::new(BindingCache {
             guardrails,
             bindings,
             namespaces,
+            synced,
         });
         (cache, async move {
-            futures::join!(g, b, n);
+            futures::join!(g, b, n, ready);
         })
     }
 }
@@ -92,6 +115,10 @@ impl BindingView for BindingCache {
                 .bindings
                 .state_filter(|b| b.metadata.namespace.as_deref() == Some(namespace)),
         }
+    }
+
+    fn ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 }
 
@@ -132,16 +159,32 @@ pub fn review_binding(
                 response
             } else {
                 tracing::info!(problems = problems.len(), "denied IAMRoleBinding");
-                response.deny(format!(
-                    "IAMRoleBinding {ns}/{} denied by hatrack:\n- {}",
-                    binding.name_any(),
-                    problems.join("\n- ")
-                ))
+                // 403 Forbidden, as for workloads: a bare deny carries code 400 and no
+                // reason, which kubectl shows as a reason-less "Error from server".
+                with_status(
+                    response.deny(format!(
+                        "IAMRoleBinding {ns}/{} denied by hatrack:\n- {}",
+                        binding.name_any(),
+                        problems.join("\n- ")
+                    )),
+                    403,
+                    "Forbidden",
+                )
             }
         }
         // DELETE and CONNECT carry no new object: nothing to judge.
         (Ok(None), _) => response,
-        (Err(e), _) | (_, Err(e)) => response.deny(format!("cannot read the IAMRoleBinding: {e}")),
+        (Err(e), _) | (_, Err(e)) => with_status(
+            response.deny(format!("cannot read the IAMRoleBinding: {e}")),
+            400,
+            "BadRequest",
+        ),
     };
     Ok(answer.into_review())
+}
+
+fn with_status(mut response: AdmissionResponse, code: u16, reason: &str) -> AdmissionResponse {
+    response.result.code = code;
+    response.result.reason = reason.into();
+    response
 }

@@ -129,7 +129,7 @@ async fn validate_binding(
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.refs.ready() {
+    if state.refs.ready() && state.bindings.view.ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()

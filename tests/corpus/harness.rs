@@ -198,6 +198,7 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
             cert_namespace: "hatrack-system".into(),
             webhook_service: "hatrack-webhook".into(),
             webhook_configuration: "hatrack".into(),
+            cert_extra_names: Vec::new(),
             cert_dir: dir.to_path_buf(),
             cert_renew_before_days: 30,
             cert_check_seconds: 3600,
