@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                  # everything, writes BENCHMARKS.md
 #   OUT=/tmp/b.md scripts/bench.sh    # write elsewhere
-#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller fuzz
+#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real fuzz
 #   FUZZ_SECONDS=600 scripts/bench.sh         # cargo-fuzz time budget (default 300 s)
 #
 # Needs: wrk (apt-get, installed by scripts/bench-webhook.sh when missing), moto in .venv
@@ -14,14 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-BENCHMARKS.md}"
-PARTS="${PARTS:-webhook detect peers controller fuzz}"
+PARTS="${PARTS:-webhook detect peers controller controller-real fuzz}"
 LOGDIR="$(mktemp -d)"
 START=$(date +%s)
 has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 echo "==> release build (bins and benches)" >&2
 cargo build --release --bins --benches >&2
-if has controller; then scripts/install-test-deps.sh >&2; fi
+if has controller || has controller-real; then scripts/install-test-deps.sh >&2; fi
 
 section() { # title, log file
   { echo; echo "$1"; echo; cat "$2"; } >> "$LOGDIR/body.md"
@@ -63,6 +63,19 @@ if has controller; then
   CONTROLLER_PHASES=scale,throttling CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 CONTROLLER_HOLD_SECONDS="${CONTROLLER_HOLD_SECONDS:-900}" \
     cargo bench --bench controller > "$LOGDIR/controller-b.md" 2> "$LOGDIR/controller-b.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-b.err"; } >> "$LOGDIR/controller-b.md"
   section "## Controller, run b: creation without resyncs, 10,000 held, throttling (CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 cargo bench --bench controller)" "$LOGDIR/controller-b.md"
+fi
+
+if has controller-real; then
+  echo "==> controller on a real kube-apiserver (CONTROLLER_API=real benches/controller.rs)" >&2
+  # The same two runs against etcd + kube-apiserver built by scripts/install-test-deps.sh; the
+  # controller acts as its own ServiceAccount and the API server's audit log counts its
+  # requests. Each phase runs in a process (and an API server) of its own.
+  CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_HOLD=1000 \
+    cargo bench --bench controller > "$LOGDIR/controller-real-a.md" 2> "$LOGDIR/controller-real-a.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-real-a.err"; } >> "$LOGDIR/controller-real-a.md"
+  section "## Controller on kube-apiserver, run a: 1,000 bindings and a resync window (CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_HOLD=1000 cargo bench --bench controller)" "$LOGDIR/controller-real-a.md"
+  CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 CONTROLLER_HOLD_SECONDS="${CONTROLLER_HOLD_SECONDS:-900}" \
+    cargo bench --bench controller > "$LOGDIR/controller-real-b.md" 2> "$LOGDIR/controller-real-b.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-real-b.err"; } >> "$LOGDIR/controller-real-b.md"
+  section "## Controller on kube-apiserver, run b: creation without resyncs, 10,000 held (CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 cargo bench --bench controller)" "$LOGDIR/controller-real-b.md"
 fi
 
 if has fuzz; then

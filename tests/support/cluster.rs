@@ -444,8 +444,10 @@ impl TestCluster {
         client_from_kubeconfig(&self.kubeconfig).await
     }
 
-    /// A fresh namespace named `<prefix>-<n>` with its `default` ServiceAccount (there is no
-    /// controller-manager to make it, and the ServiceAccount admission plugin wants it for Pods).
+    /// A fresh namespace named `<prefix>-<n>` with what kube-controller-manager would put in it
+    /// (there is none here): the `default` ServiceAccount, which the ServiceAccount admission
+    /// plugin wants for Pods, and the `kube-root-ca.crt` ConfigMap every Pod's token volume
+    /// projects.
     pub async fn namespace(&self, prefix: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -463,11 +465,22 @@ impl TestCluster {
             )
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
-        let sas: Api<ServiceAccount> = Api::namespaced(client, &name);
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
         let _ = sas
             .create(
                 &PostParams::default(),
                 &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
+            )
+            .await;
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client, &name);
+        let _ = config_maps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": self.ca_pem}}),
+                )
+                .unwrap(),
             )
             .await;
         name
