@@ -1,5 +1,6 @@
 //! The in-process API server stand-in, driven through real kube clients, watchers and a
-//! `Controller`, so that the integration tests built on it can trust what it does.
+//! `Controller`, so that the fault-injection tests built on it can trust what it does, and
+//! that it refuses what it does not serve (those tests run against the real API server).
 mod support;
 
 use std::sync::Arc;
@@ -181,17 +182,37 @@ async fn create_get_list_and_errors_behave_like_the_api_server() {
 }
 
 #[tokio::test]
-async fn generate_name_creates_distinct_objects() {
+async fn what_is_not_served_is_refused() {
     let server = ApiServer::start().await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    let mut cm = config_map("", json!({}));
-    cm.metadata.name = None;
-    cm.metadata.generate_name = Some("gen-".into());
-    let first = cms.create(&PostParams::default(), &cm).await.unwrap();
-    let second = cms.create(&PostParams::default(), &cm).await.unwrap();
-    assert!(first.name_any().starts_with("gen-"));
-    assert_ne!(first.name_any(), second.name_any());
-    assert_eq!(server.objects(CM_PATH).len(), 2);
+    cms.create(&PostParams::default(), &config_map("a", json!({})))
+        .await
+        .unwrap();
+
+    let mut generated = config_map("", json!({}));
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let err = cms.create(&PostParams::default(), &generated).await;
+    assert_eq!(api_code(err.unwrap_err()).0, 422);
+
+    for params in [
+        ListParams::default().labels("app=x"),
+        ListParams::default().fields("metadata.name=a"),
+    ] {
+        assert_eq!(api_code(cms.list(&params).await.unwrap_err()).0, 400);
+    }
+    let err = cms.delete("a", &DeleteParams::default()).await;
+    assert_eq!(api_code(err.unwrap_err()).0, 405);
+    let strategic = Patch::Strategic(json!({"data": {"k": "v"}}));
+    let err = cms.patch("a", &PatchParams::default(), &strategic).await;
+    assert_eq!(api_code(err.unwrap_err()).0, 415);
+    let apply = Patch::Apply(config_map("a", json!({"k": "v"})));
+    let err = cms
+        .patch("a", &PatchParams::apply("m").force(), &apply)
+        .await;
+    assert_eq!(api_code(err.unwrap_err()).0, 415);
+    assert_eq!(server.objects(CM_PATH).len(), 1);
+    assert!(server.get_object(&format!("{CM_PATH}/a")).unwrap()["data"]["k"].is_null());
 }
 
 #[tokio::test]
@@ -286,7 +307,7 @@ async fn replace_with_stale_resource_version_conflicts() {
 }
 
 #[tokio::test]
-async fn merge_json_and_apply_patches_change_the_object() {
+async fn merge_and_json_patches_change_the_object() {
     let server = ApiServer::start().await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
     cms.create(
@@ -331,30 +352,19 @@ async fn merge_json_and_apply_patches_change_the_object() {
     assert_eq!(api_code(err).0, 422);
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["keep"], "one");
 
-    let apply = PatchParams::apply("test-manager").force();
-    let applied = cms
-        .patch(
-            "a",
-            &apply,
-            &Patch::Apply(config_map("a", json!({"applied": "3"}))),
-        )
+    // A JSON patch `test` of a missing path against null passes (kube's finalizer helper).
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+    ]))
+    .unwrap();
+    let finalized = cms
+        .patch("a", &PatchParams::default(), &Patch::<()>::Json(ops))
         .await
         .unwrap();
-    let data = applied.data.unwrap();
-    assert_eq!(data["applied"], "3");
-    assert_eq!(data["keep"], "one", "apply is simplified to a merge");
+    assert_eq!(finalized.finalizers(), ["f"]);
 
-    // Apply creates an absent object; a merge patch does not.
-    let created = cms
-        .patch(
-            "fresh",
-            &apply,
-            &Patch::Apply(config_map("fresh", json!({"k": "v"}))),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.metadata.generation, Some(1));
-    assert!(server.get_object(&format!("{CM_PATH}/fresh")).is_some());
+    // A merge patch does not create an absent object.
     let err = cms
         .patch(
             "ghost",
@@ -395,19 +405,8 @@ async fn status_writes_do_not_bump_generation_and_main_writes_keep_status() {
     assert_eq!(generation(&after_status), 1);
     assert_ne!(after_status.resource_version(), created.resource_version());
 
-    // Server-side apply and replace on the status subresource work the same way.
-    let mut applied = binding("app", json!({}));
-    applied.data["status"] = json!({"phase": "Applied"});
-    let after_apply = api
-        .patch_status(
-            "app",
-            &PatchParams::apply("m").force(),
-            &Patch::Apply(&applied),
-        )
-        .await
-        .unwrap();
-    assert_eq!(after_apply.data["status"]["phase"], "Applied");
-    let mut replaced = after_apply.clone();
+    // Replace on the status subresource works the same way.
+    let mut replaced = after_status.clone();
     replaced.data["status"] = json!({"phase": "Replaced"});
     let after_replace = api
         .replace_status("app", &PostParams::default(), &replaced)
@@ -462,131 +461,7 @@ async fn spec_change_bumps_generation_and_no_op_writes_change_nothing() {
 }
 
 #[tokio::test]
-async fn deletion_with_finalizer_only_sets_deletion_timestamp() {
-    let server = ApiServer::start().await;
-    let api = bindings(server.client(), "default");
-    let mut obj = binding("app", json!({"roleName": "r"}));
-    obj.metadata.finalizers = Some(vec!["hatrack.dev/cleanup".into()]);
-    api.create(&PostParams::default(), &obj).await.unwrap();
-
-    let deleted = api.delete("app", &DeleteParams::default()).await.unwrap();
-    let marked = deleted
-        .left()
-        .expect("object still being deleted is returned");
-    assert!(marked.metadata.deletion_timestamp.is_some());
-    assert_eq!(
-        generation(&marked),
-        2,
-        "marking for deletion bumps generation"
-    );
-    let still_there = api.get("app").await.unwrap();
-    assert!(still_there.metadata.deletion_timestamp.is_some());
-
-    // A second delete changes nothing; new finalizers are refused while deleting.
-    api.delete("app", &DeleteParams::default()).await.unwrap();
-    let add = json!({"metadata": {"finalizers": ["hatrack.dev/cleanup", "other"]}});
-    let err = api
-        .patch("app", &PatchParams::default(), &Patch::Merge(&add))
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(err), (422, "Invalid".into()));
-    // Clients cannot clear deletionTimestamp either.
-    let clear = json!({"metadata": {"deletionTimestamp": null}});
-    let kept = api
-        .patch("app", &PatchParams::default(), &Patch::Merge(&clear))
-        .await
-        .unwrap();
-    assert!(kept.metadata.deletion_timestamp.is_some());
-
-    let remove = json!({"metadata": {"finalizers": null}});
-    api.patch("app", &PatchParams::default(), &Patch::Merge(&remove))
-        .await
-        .unwrap();
-    assert_eq!(api_code(api.get("app").await.unwrap_err()).0, 404);
-    assert!(
-        server
-            .objects("/apis/hatrack.dev/v1alpha1/iamrolebindings")
-            .is_empty()
-    );
-}
-
-#[tokio::test]
-async fn deletion_without_finalizers_removes_at_once() {
-    let server = ApiServer::start().await;
-    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    cms.create(&PostParams::default(), &config_map("a", json!({})))
-        .await
-        .unwrap();
-    let deleted = cms.delete("a", &DeleteParams::default()).await.unwrap();
-    assert_eq!(deleted.left().expect("deleted object").name_any(), "a");
-    assert_eq!(api_code(cms.get("a").await.unwrap_err()).0, 404);
-    let again = cms.delete("a", &DeleteParams::default()).await.unwrap_err();
-    assert_eq!(api_code(again), (404, "NotFound".into()));
-
-    // Preconditions are checked.
-    let cm = cms
-        .create(&PostParams::default(), &config_map("b", json!({})))
-        .await
-        .unwrap();
-    let stale = DeleteParams {
-        preconditions: Some(kube::api::Preconditions {
-            resource_version: Some("1".into()),
-            uid: cm.metadata.uid.clone(),
-        }),
-        ..DeleteParams::default()
-    };
-    assert_eq!(api_code(cms.delete("b", &stale).await.unwrap_err()).0, 409);
-}
-
-#[tokio::test]
-async fn label_and_field_selectors_filter_lists() {
-    let server = ApiServer::start().await;
-    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    for (name, labels) in [
-        ("a", json!({"app": "x", "tier": "web"})),
-        ("b", json!({"app": "y"})),
-        ("c", json!({})),
-    ] {
-        let mut cm = config_map(name, json!({}));
-        cm.metadata.labels = Some(serde_json::from_value(labels).unwrap());
-        cms.create(&PostParams::default(), &cm).await.unwrap();
-    }
-    let names = |selector: &'static str, fields: &'static str| {
-        let cms = cms.clone();
-        async move {
-            let mut lp = ListParams::default();
-            if !selector.is_empty() {
-                lp = lp.labels(selector);
-            }
-            if !fields.is_empty() {
-                lp = lp.fields(fields);
-            }
-            let list = cms.list(&lp).await.unwrap();
-            list.items
-                .iter()
-                .map(ResourceExt::name_any)
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-    };
-    assert_eq!(names("app=x", "").await, "a");
-    assert_eq!(names("app==y", "").await, "b");
-    assert_eq!(names("app!=x", "").await, "b,c");
-    assert_eq!(names("app", "").await, "a,b");
-    assert_eq!(names("!app", "").await, "c");
-    assert_eq!(names("app in (x,y),tier", "").await, "a");
-    assert_eq!(names("app notin (x)", "").await, "b,c");
-    assert_eq!(names("", "metadata.name=b").await, "b");
-    assert_eq!(names("", "metadata.name!=b").await, "a,c");
-    assert_eq!(
-        names("app", "metadata.namespace=default,metadata.name!=a").await,
-        "b"
-    );
-    assert_eq!(names("", "metadata.namespace=other").await, "");
-}
-
-#[tokio::test]
-async fn watcher_sees_added_modified_and_deleted() {
+async fn watcher_sees_added_and_modified() {
     let server = ApiServer::start().await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
     cms.create(
@@ -617,13 +492,6 @@ async fn watcher_sees_added_modified_and_deleted() {
     .await
     .unwrap();
     wait_for(&mut events, "a modified", |e| applied(e, "a", "k", "2")).await;
-    cms.delete("a", &DeleteParams::default()).await.unwrap();
-    wait_for(
-        &mut events,
-        "a deleted",
-        |e| matches!(e, watcher::Event::Delete(cm) if cm.name_any() == "a"),
-    )
-    .await;
 
     // Objects seeded directly on the server are seen too.
     server.put_object(
@@ -763,47 +631,6 @@ async fn watch_from_expired_resource_version_gets_410_gone_event() {
 }
 
 #[tokio::test]
-async fn label_selector_filters_watch_events() {
-    let server = ApiServer::start().await;
-    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    let config = watcher::Config::default().labels("app=x");
-    let mut events = watcher(cms.clone(), config).boxed();
-    wait_for(&mut events, "the initial list", |e| {
-        matches!(e, watcher::Event::InitDone)
-    })
-    .await;
-
-    let mut other = config_map("other", json!({"k": "1"}));
-    other.metadata.labels = Some([("app".to_string(), "y".to_string())].into());
-    cms.create(&PostParams::default(), &other).await.unwrap();
-    let mut mine = config_map("mine", json!({"k": "1"}));
-    mine.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
-    cms.create(&PostParams::default(), &mine).await.unwrap();
-    // The first event must be "mine": "other" was filtered out.
-    let first = timeout(WAIT, events.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(
-        applied(&first, "mine", "k", "1"),
-        "unexpected event {first:?}"
-    );
-
-    // Leaving the selection is a deletion for this watcher.
-    let relabel = json!({"metadata": {"labels": {"app": "z"}}});
-    cms.patch("mine", &PatchParams::default(), &Patch::Merge(&relabel))
-        .await
-        .unwrap();
-    wait_for(
-        &mut events,
-        "mine leaving the selection",
-        |e| matches!(e, watcher::Event::Delete(cm) if cm.name_any() == "mine"),
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn injected_conflict_fails_next_status_write_only() {
     let server = ApiServer::start().await;
     let api = bindings(server.client(), "default");
@@ -856,18 +683,15 @@ async fn injected_server_errors_and_request_log() {
         .collect();
     assert_eq!(posts.len(), 3);
     assert_eq!(posts[2].path, CM_PATH);
-    assert_eq!(posts[2].body.as_ref().unwrap()["data"]["k"], "v");
-
-    server.clear_requests();
-    server.faults().fail_next(5, "*", "/configmaps", 503);
-    server.faults().clear();
-    cms.get("a").await.unwrap();
-    assert_eq!(server.requests().len(), 1);
+    assert_eq!(
+        server.get_object(&format!("{CM_PATH}/a")).unwrap()["data"]["k"],
+        "v"
+    );
 }
 
 struct Ctx {
     client: Client,
-    cleanups: AtomicUsize,
+    applies: AtomicUsize,
 }
 
 async fn reconcile(
@@ -878,6 +702,7 @@ async fn reconcile(
     finalizer(&api, "hatrack.dev/test", cm, |event| async {
         match event {
             finalizer::Event::Apply(cm) => {
+                ctx.applies.fetch_add(1, Ordering::SeqCst);
                 let done = json!({"data": {"reconciled": "yes"}});
                 api.patch(
                     &cm.name_any(),
@@ -887,10 +712,7 @@ async fn reconcile(
                 .await?;
                 Ok(Action::await_change())
             }
-            finalizer::Event::Cleanup(_) => {
-                ctx.cleanups.fetch_add(1, Ordering::SeqCst);
-                Ok(Action::await_change())
-            }
+            finalizer::Event::Cleanup(_) => Ok(Action::await_change()),
         }
     })
     .await
@@ -901,13 +723,13 @@ fn error_policy(_: Arc<ConfigMap>, _: &finalizer::Error<kube::Error>, _: Arc<Ctx
 }
 
 #[tokio::test]
-async fn controller_runs_finalizer_flow_against_the_standin() {
+async fn controller_adds_its_finalizer_and_reconciles_against_the_standin() {
     let server = ApiServer::start().await;
     let client = server.client();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        cleanups: AtomicUsize::new(0),
+        applies: AtomicUsize::new(0),
     });
     let controller = Controller::new(cms.clone(), watcher::Config::default())
         .run(reconcile, error_policy, ctx.clone())
@@ -926,11 +748,6 @@ async fn controller_runs_finalizer_flow_against_the_standin() {
     })
     .await;
 
-    cms.delete("a", &DeleteParams::default()).await.unwrap();
-    eventually("the object to be gone after cleanup", || {
-        server.get_object(&path).is_none()
-    })
-    .await;
-    assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
+    assert!(ctx.applies.load(Ordering::SeqCst) >= 1);
     controller.abort();
 }

@@ -1,5 +1,7 @@
 //! Self-managed webhook certificates: the pure parts (generation, expiry, renewal plans)
-//! and the Secret / caBundle / files edge against the in-process API stand-in.
+//! and the Secret / caBundle / files edge against the real test API server (a fresh
+//! namespace and webhook configuration per test). A renewal conflict needs an injected 409:
+//! that one test runs against the in-process stand-in.
 
 mod support;
 
@@ -7,24 +9,30 @@ use std::time::Duration;
 
 use hatrack::certs::{self, CertBundle, CertConfig};
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
+use support::cluster::cluster;
+use support::controller::RequestLog;
 use x509_parser::prelude::*;
 
-const SECRETS: &str = "/api/v1/namespaces/hatrack-system/secrets";
-const SECRET: &str = "/api/v1/namespaces/hatrack-system/secrets/hatrack-webhook-tls";
-const VWCS: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
-const VWC: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/hatrack";
+const SECRET_NAME: &str = "hatrack-webhook-tls";
 
-fn config() -> CertConfig {
+fn config_in(namespace: &str, webhook_configuration_name: &str) -> CertConfig {
     CertConfig {
-        namespace: "hatrack-system".into(),
-        secret_name: "hatrack-webhook-tls".into(),
+        namespace: namespace.into(),
+        secret_name: SECRET_NAME.into(),
         service_name: "hatrack-webhook".into(),
-        webhook_configuration_name: "hatrack".into(),
+        webhook_configuration_name: webhook_configuration_name.into(),
         renew_before: certs::DEFAULT_RENEW_BEFORE,
         extra_names: Vec::new(),
     }
+}
+
+fn config() -> CertConfig {
+    config_in("hatrack-system", "hatrack")
 }
 
 fn days(n: i64) -> SignedDuration {
@@ -72,72 +80,138 @@ fn signed_by(cert_pem: &str, ca_pem: &str) -> bool {
     cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
-fn seed_webhook_configuration(server: &ApiServer) {
-    server.put_object(
-        VWCS,
-        json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "hatrack"},
-            "webhooks": [
-                {"name": "workloads.hatrack.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-                 "clientConfig": {"service": {"name": "hatrack-webhook", "namespace": "hatrack-system", "path": "/validate/workloads"}}},
-                {"name": "iamrolebindings.hatrack.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-                 "clientConfig": {"service": {"name": "hatrack-webhook", "namespace": "hatrack-system", "path": "/validate/iamrolebindings"}}}
-            ]
-        }),
-    );
+/// The chart's two webhooks, by URL (a stored webhook naming a Service would make the API
+/// server dial a cluster IP) and without rules: the API server never calls them.
+fn webhook_configuration(name: &str) -> Value {
+    let webhook = |webhook: &str, path: &str| {
+        json!({"name": webhook, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+               "failurePolicy": "Ignore",
+               "clientConfig": {"url": format!("https://127.0.0.1:9/{path}")}})
+    };
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            webhook("workloads.hatrack.dev", "validate/workloads"),
+            webhook("iamrolebindings.hatrack.dev", "validate/iamrolebindings"),
+        ]
+    })
 }
 
-fn seed_secret(server: &ApiServer, bundle: &CertBundle) {
+fn secret(namespace: &str, bundle: &CertBundle) -> Secret {
     let b64 = |s: &str| {
         serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec())).expect("b64")
     };
-    server.put_object(
-        SECRETS,
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "hatrack-webhook-tls"},
-            "type": "kubernetes.io/tls",
-            "data": {
-                "ca.crt": b64(&bundle.ca_bundle), "ca.key": b64(&bundle.ca_key_pem),
-                "tls.crt": b64(&bundle.cert_pem), "tls.key": b64(&bundle.key_pem)
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": SECRET_NAME, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "ca.crt": b64(&bundle.ca_bundle), "ca.key": b64(&bundle.ca_key_pem),
+            "tls.crt": b64(&bundle.cert_pem), "tls.key": b64(&bundle.key_pem)
+        }
+    }))
+    .expect("secret")
+}
+
+/// One test's place on the real API server: a fresh namespace for the Secret and a webhook
+/// configuration of its own (they are cluster-wide; `cleanup` deletes it at the end).
+struct Place {
+    client: kube::Client,
+    config: CertConfig,
+}
+
+impl Place {
+    /// A fresh namespace; the webhook configuration exists if `with_webhooks`.
+    async fn new(with_webhooks: bool) -> Place {
+        let cluster = cluster().await;
+        let ns = cluster.namespace("certs").await;
+        let client = cluster.client().await;
+        let config = config_in(&ns, &format!("hatrack-{ns}"));
+        if with_webhooks {
+            let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+            vwcs.create(
+                &PostParams::default(),
+                &serde_json::from_value(webhook_configuration(&config.webhook_configuration_name))
+                    .expect("webhook configuration"),
+            )
+            .await
+            .expect("create webhook configuration");
+        }
+        Place { client, config }
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    /// Stores `bundle` in the Secret, creating or replacing it.
+    async fn seed_secret(&self, bundle: &CertBundle) {
+        let mut s = secret(&self.config.namespace, bundle);
+        match self
+            .secrets()
+            .get_opt(SECRET_NAME)
+            .await
+            .expect("get secret")
+        {
+            Some(old) => {
+                s.metadata.resource_version = old.metadata.resource_version;
+                self.secrets()
+                    .replace(SECRET_NAME, &PostParams::default(), &s)
+                    .await
+                    .expect("replace secret");
             }
-        }),
-    );
-}
+            None => {
+                self.secrets()
+                    .create(&PostParams::default(), &s)
+                    .await
+                    .expect("create secret");
+            }
+        }
+    }
 
-/// The Secret's data, decoded.
-fn secret_data(server: &ApiServer) -> serde_json::Map<String, Value> {
-    let secret = server.get_object(SECRET).expect("Secret exists");
-    let data: std::collections::BTreeMap<String, k8s_openapi::ByteString> =
-        serde_json::from_value(secret["data"].clone()).expect("data");
-    data.into_iter()
-        .map(|(k, v)| (k, Value::String(String::from_utf8(v.0).expect("utf-8"))))
-        .collect()
-}
+    /// The Secret's data, decoded.
+    async fn secret_data(&self) -> serde_json::Map<String, Value> {
+        let secret = self
+            .secrets()
+            .get(SECRET_NAME)
+            .await
+            .expect("Secret exists");
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(String::from_utf8(v.0).expect("utf-8"))))
+            .collect()
+    }
 
-fn ca_bundles(server: &ApiServer) -> Vec<String> {
-    let vwc = server.get_object(VWC).expect("VWC");
-    vwc["webhooks"]
-        .as_array()
-        .expect("webhooks")
-        .iter()
-        .map(|w| {
-            let b: k8s_openapi::ByteString =
-                serde_json::from_value(w["clientConfig"]["caBundle"].clone())
-                    .expect("caBundle set");
-            String::from_utf8(b.0).expect("utf-8")
-        })
-        .collect()
-}
+    async fn ca_bundles(&self) -> Vec<String> {
+        let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let vwc = vwcs
+            .get(&self.config.webhook_configuration_name)
+            .await
+            .expect("VWC");
+        vwc.webhooks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| {
+                String::from_utf8(w.client_config.ca_bundle.expect("caBundle set").0)
+                    .expect("utf-8")
+            })
+            .collect()
+    }
 
-fn count(server: &ApiServer, method: &str, path_contains: &str) -> usize {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.method == method && r.path.contains(path_contains))
-        .count()
+    /// Deletes the cluster-wide webhook configuration (namespaces are never deleted here).
+    async fn cleanup(self) {
+        let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let _ = vwcs
+            .delete(
+                &self.config.webhook_configuration_name,
+                &DeleteParams::default(),
+            )
+            .await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,31 +359,30 @@ fn an_unreadable_bundle_is_replaced_by_a_fresh_one() {
 
 #[tokio::test]
 async fn first_start_creates_the_secret_and_sets_the_ca_bundle_on_both_webhooks() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
-    let bundle = certs::ensure(&server.client(), &config())
+    let place = Place::new(true).await;
+    let bundle = certs::ensure(&place.client, &place.config)
         .await
         .expect("ensure");
-    let data = secret_data(&server);
+    let data = place.secret_data().await;
     assert_eq!(data["tls.crt"], bundle.cert_pem.as_str());
     assert_eq!(data["ca.crt"], bundle.ca_bundle.as_str());
-    let secret = server.get_object(SECRET).expect("secret");
-    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let secret = place.secrets().get(SECRET_NAME).await.expect("secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     assert_eq!(
-        ca_bundles(&server),
+        place.ca_bundles().await,
         [bundle.ca_bundle.clone(), bundle.ca_bundle.clone()]
     );
     assert!(signed_by(&bundle.cert_pem, &bundle.ca_bundle));
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn secret_keys_hold_nothing_but_pem() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
-    certs::ensure(&server.client(), &config())
+    let place = Place::new(true).await;
+    certs::ensure(&place.client, &place.config)
         .await
         .expect("ensure");
-    let data = secret_data(&server);
+    let data = place.secret_data().await;
     assert_eq!(
         data.keys().cloned().collect::<Vec<_>>(),
         ["ca.crt", "ca.key", "tls.crt", "tls.key"]
@@ -338,114 +411,151 @@ async fn secret_keys_hold_nothing_but_pem() {
         }
         assert!(!inside, "{key}: unterminated PEM block");
     }
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_second_replica_reuses_the_secret() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
-    let first = certs::ensure(&server.client(), &config())
+    let place = Place::new(true).await;
+    // Each replica's client logs its requests: what the API server cannot count for us.
+    let cluster = cluster().await;
+    let (log1, log2) = (RequestLog::default(), RequestLog::default());
+    let first = certs::ensure(&log1.client(&cluster.kubeconfig).await, &place.config)
         .await
         .expect("first");
-    let vwc_writes = count(&server, "PUT", "validatingwebhookconfigurations");
-    let second = certs::ensure(&server.client(), &config())
+    let second = certs::ensure(&log2.client(&cluster.kubeconfig).await, &place.config)
         .await
         .expect("second");
     assert_eq!(first, second);
-    assert_eq!(count(&server, "POST", "/secrets"), 1);
-    assert_eq!(count(&server, "PUT", "/secrets"), 0);
+    let count = |log: &RequestLog, method: &str, path: &str| {
+        log.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(path))
+            .count()
+    };
+    assert_eq!(count(&log1, "POST", "/secrets"), 1, "the first creates it");
+    assert_eq!(count(&log2, "POST", "/secrets"), 0);
+    assert_eq!(count(&log2, "PUT", "/secrets"), 0);
     assert_eq!(
-        count(&server, "PUT", "validatingwebhookconfigurations"),
-        vwc_writes,
+        count(&log2, "PUT", "validatingwebhookconfigurations"),
+        0,
         "an up-to-date caBundle is not rewritten"
     );
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn replicas_starting_together_agree_on_one_certificate() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
-    let (c1, c2, c3) = (server.client(), server.client(), server.client());
-    let cfg = config();
+    let place = Place::new(true).await;
+    let cluster = cluster().await;
+    let (c1, c2, c3) = (
+        cluster.client().await,
+        cluster.client().await,
+        cluster.client().await,
+    );
+    let cfg = &place.config;
     let (a, b, c) = tokio::join!(
-        certs::ensure(&c1, &cfg),
-        certs::ensure(&c2, &cfg),
-        certs::ensure(&c3, &cfg)
+        certs::ensure(&c1, cfg),
+        certs::ensure(&c2, cfg),
+        certs::ensure(&c3, cfg)
     );
     let (a, b, c) = (a.expect("a"), b.expect("b"), c.expect("c"));
     assert_eq!(a, b);
     assert_eq!(b, c);
-    assert_eq!(secret_data(&server)["tls.crt"], a.cert_pem.as_str());
-    assert_eq!(ca_bundles(&server)[0], a.ca_bundle);
+    assert_eq!(place.secret_data().await["tls.crt"], a.cert_pem.as_str());
+    assert_eq!(place.ca_bundles().await[0], a.ca_bundle);
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_serving_cert_near_expiry_is_renewed_in_the_secret() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
+    let place = Place::new(true).await;
     let old = bundle_expiring(1000, 10);
-    seed_secret(&server, &old);
-    let renewed = certs::ensure(&server.client(), &config())
+    place.seed_secret(&old).await;
+    let renewed = certs::ensure(&place.client, &place.config)
         .await
         .expect("ensure");
     assert_ne!(renewed.cert_pem, old.cert_pem);
     assert!(days_left(&renewed.cert_pem) >= 364);
     assert_eq!(renewed.ca_bundle, old.ca_bundle, "the CA is kept");
-    assert_eq!(secret_data(&server)["tls.crt"], renewed.cert_pem.as_str());
-    assert_eq!(ca_bundles(&server)[1], old.ca_bundle);
+    assert_eq!(
+        place.secret_data().await["tls.crt"],
+        renewed.cert_pem.as_str()
+    );
+    assert_eq!(place.ca_bundles().await[1], old.ca_bundle);
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_ca_near_expiry_is_rotated_and_the_ca_bundle_trusts_old_and_new() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
+    let place = Place::new(true).await;
     let old = bundle_expiring(10, 9);
-    seed_secret(&server, &old);
-    let renewed = certs::ensure(&server.client(), &config())
+    place.seed_secret(&old).await;
+    let renewed = certs::ensure(&place.client, &place.config)
         .await
         .expect("ensure");
-    let cas = certs::pem_certificates(&ca_bundles(&server)[0]);
+    let bundles = place.ca_bundles().await;
+    let cas = certs::pem_certificates(&bundles[0]);
     assert_eq!(cas.len(), 2, "old and new CA during the overlap");
     assert!(signed_by(&renewed.cert_pem, &cas[0]));
     assert!(
         signed_by(&old.cert_pem, &cas[1]),
         "pods still serving the old cert stay trusted"
     );
-    assert_eq!(ca_bundles(&server)[0], ca_bundles(&server)[1]);
+    assert_eq!(bundles[0], bundles[1]);
+    place.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_renewal_conflict_rereads_the_secret_and_retries() {
+    // An injected 409 on the first replace: the stand-in.
+    const SECRETS: &str = "/api/v1/namespaces/hatrack-system/secrets";
+    const SECRET: &str = "/api/v1/namespaces/hatrack-system/secrets/hatrack-webhook-tls";
+    const VWCS: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
     let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
-    seed_secret(&server, &bundle_expiring(1000, 10));
+    server.put_object(VWCS, webhook_configuration("hatrack"));
+    server.put_object(
+        SECRETS,
+        serde_json::to_value(secret("hatrack-system", &bundle_expiring(1000, 10))).expect("json"),
+    );
     server
         .faults()
         .fail_next(1, "PUT", "/secrets/hatrack-webhook-tls", 409);
     let renewed = certs::ensure(&server.client(), &config())
         .await
         .expect("ensure");
-    assert_eq!(
-        count(&server, "PUT", "/secrets/"),
-        2,
-        "one conflict, one success"
-    );
-    assert!(
-        count(&server, "GET", "/secrets/hatrack-webhook-tls") >= 2,
-        "re-read"
-    );
-    assert_eq!(secret_data(&server)["tls.crt"], renewed.cert_pem.as_str());
+    let count = |method: &str, path: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(path))
+            .count()
+    };
+    assert_eq!(count("PUT", "/secrets/"), 2, "one conflict, one success");
+    assert!(count("GET", "/secrets/hatrack-webhook-tls") >= 2, "re-read");
+    let stored: Secret =
+        serde_json::from_value(server.get_object(SECRET).expect("secret")).expect("secret");
+    let tls = stored
+        .data
+        .expect("data")
+        .remove("tls.crt")
+        .expect("tls.crt");
+    assert_eq!(String::from_utf8(tls.0).expect("utf-8"), renewed.cert_pem);
 }
 
 #[tokio::test]
 async fn a_missing_webhook_configuration_is_reported_but_prepare_still_writes_files() {
-    let server = ApiServer::start().await;
-    let err = certs::ensure(&server.client(), &config())
+    let place = Place::new(false).await;
+    let err = certs::ensure(&place.client, &place.config)
         .await
         .expect_err("no VWC");
-    assert!(err.to_string().contains("hatrack"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&place.config.webhook_configuration_name),
+        "{err}"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let bundle = certs::prepare(&server.client(), &config(), dir.path())
+    let bundle = certs::prepare(&place.client, &place.config, dir.path())
         .await
         .expect("prepare");
     assert_eq!(
@@ -456,15 +566,14 @@ async fn a_missing_webhook_configuration_is_reported_but_prepare_still_writes_fi
 
 #[tokio::test]
 async fn run_writes_the_files_and_rewrites_them_after_a_renewal() {
-    let server = ApiServer::start().await;
-    seed_webhook_configuration(&server);
+    let place = Place::new(true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cert_file = dir.path().join("tls.crt");
     let key_file = dir.path().join("tls.key");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(certs::run(
-        server.client(),
-        config(),
+        place.client.clone(),
+        place.config.clone(),
         dir.path().to_path_buf(),
         Duration::from_millis(200),
         async {
@@ -473,15 +582,19 @@ async fn run_writes_the_files_and_rewrites_them_after_a_renewal() {
     ));
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let first = wait_for_change(&cert_file, "").await;
-    assert_eq!(secret_data(&server)["tls.crt"], first.as_str());
-    assert_eq!(secret_data(&server)["tls.key"], read(&key_file).as_str());
+    // The files are written before or after the Secret: wait until the key file matches too.
+    let data = place.secret_data().await;
+    assert_eq!(data["tls.crt"], first.as_str());
+    wait_for_change(&key_file, "").await;
+    assert_eq!(data["tls.key"], read(&key_file).as_str());
 
     // Time passes: the stored certificate is now 10 days from expiry.
-    seed_secret(&server, &bundle_expiring(1000, 10));
+    place.seed_secret(&bundle_expiring(1000, 10)).await;
     let renewed = wait_for_change(&cert_file, &first).await;
     assert!(days_left(&renewed) >= 364);
-    assert_eq!(secret_data(&server)["tls.crt"], renewed.as_str());
-    assert_eq!(secret_data(&server)["tls.key"], read(&key_file).as_str());
+    let data = place.secret_data().await;
+    assert_eq!(data["tls.crt"], renewed.as_str());
+    assert_eq!(data["tls.key"], read(&key_file).as_str());
     assert!(
         !dir.path().join(".tls.crt.tmp").exists(),
         "no temporary file left behind"
@@ -491,6 +604,7 @@ async fn run_writes_the_files_and_rewrites_them_after_a_renewal() {
         .await
         .expect("run stops on shutdown")
         .expect("no panic");
+    place.cleanup().await;
 }
 
 async fn wait_for_change(path: &std::path::Path, old: &str) -> String {

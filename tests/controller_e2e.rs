@@ -1,37 +1,65 @@
-//! The real kube-runtime Controller, end to end: the in-process Kubernetes API stand-in, a real
-//! moto IAM server, and hatrack's controller running in-process between them.
+//! The real kube-runtime Controller, end to end: the real test API server (CRDs installed,
+//! one fresh namespace per test), a real moto IAM server, and hatrack's controller running
+//! in-process between them, watching that namespace.
 
 mod support;
 
 use std::time::Duration;
 
 use hatrack::naming;
+use k8s_openapi::api::events::v1::Event;
 use serde_json::json;
-use support::apiserver::ApiServer;
+use support::cluster::cluster_with_crds;
 use support::controller::*;
 use support::moto::Moto;
 
-const NS: &str = "payments";
-
-async fn setup(resync: Duration) -> (ApiServer, Moto, RunningController) {
-    let server = ApiServer::start().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let controller = RunningController::start(server.client(), &moto, resync);
-    (server, moto, controller)
+struct Setup {
+    client: kube::Client,
+    /// The test's own namespace (bindings, ServiceAccounts, Events).
+    ns: String,
+    moto: Moto,
+    controller: RunningController,
 }
 
-fn role_name(name: &str) -> String {
-    naming::role_name(&settings().cluster_name, NS, name)
+/// A fresh namespace, moto with the cluster's OIDC provider, and a controller watching the
+/// namespace.
+async fn setup(resync: Duration) -> Setup {
+    let s = setup_without_oidc_provider(resync).await;
+    s.moto
+        .create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    s
+}
+
+async fn setup_without_oidc_provider(resync: Duration) -> Setup {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("e2e").await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let controller = RunningController::start_in(&ns, client.clone(), &moto, resync);
+    Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    }
+}
+
+fn role_name(ns: &str, name: &str) -> String {
+    naming::role_name(&settings().cluster_name, ns, name)
 }
 
 #[tokio::test]
 async fn apply_edit_drift_and_delete() {
-    let (server, moto, controller) = setup(Duration::from_secs(2)).await;
-    let client = server.client();
-    create_service_account(&client, NS, "api").await;
-    create_binding(&client, NS, "reader", json!({
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(2)).await;
+    let ns = ns.as_str();
+    create_service_account(&client, ns, "api").await;
+    create_binding(&client, ns, "reader", json!({
         "serviceAccounts": ["api", "worker"],
         "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
         "inlinePolicies": {"put-receipts": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::receipts/*"}]}}
@@ -39,9 +67,9 @@ async fn apply_edit_drift_and_delete() {
     .await;
 
     // apply → role, status Ready, finalizer, SA annotated
-    let b = wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    let b = wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
     let status = b.status.clone().unwrap();
-    let name = role_name("reader");
+    let name = role_name(ns, "reader");
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{name}");
     assert_eq!(status.role_name.as_deref(), Some(name.as_str()));
     assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
@@ -57,22 +85,22 @@ async fn apply_edit_drift_and_delete() {
     assert_eq!(actual.managed_policy_arns.len(), 1);
     assert_eq!(actual.inline_policies.len(), 1);
     wait_for(10, "api annotated", || async {
-        (role_arn_annotation(&client, NS, "api").await.as_deref() == Some(arn.as_str()))
+        (role_arn_annotation(&client, ns, "api").await.as_deref() == Some(arn.as_str()))
             .then_some(())
     })
     .await;
 
     // a bound ServiceAccount that appears later is annotated then
-    create_service_account(&client, NS, "worker").await;
+    create_service_account(&client, ns, "worker").await;
     wait_for(10, "worker annotated", || async {
-        (role_arn_annotation(&client, NS, "worker").await.as_deref() == Some(arn.as_str()))
+        (role_arn_annotation(&client, ns, "worker").await.as_deref() == Some(arn.as_str()))
             .then_some(())
     })
     .await;
 
     // edit → role updated, observedGeneration advances
-    patch_spec(&client, NS, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
-    let b = wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    patch_spec(&client, ns, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
+    let b = wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
     assert_eq!(b.status.as_ref().unwrap().observed_generation, Some(2));
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.description, "edited");
@@ -81,7 +109,7 @@ async fn apply_edit_drift_and_delete() {
         ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
     );
 
-    // drift made by hand → repaired at the next resync, with an Event
+    // drift made by hand → repaired at the next resync, with an Event the server accepted
     moto.sdk_client()
         .attach_role_policy()
         .role_name(&name)
@@ -96,48 +124,95 @@ async fn apply_edit_drift_and_delete() {
         .then_some(())
     })
     .await;
-    wait_for(10, "DriftCorrected event", || async {
-        server
-            .objects("/apis/events.k8s.io/v1/namespaces/payments/events")
-            .iter()
-            .any(|e| e["reason"] == "DriftCorrected")
-            .then_some(())
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), ns);
+    let event = wait_for(10, "DriftCorrected event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("DriftCorrected"))
     })
     .await;
+    assert_eq!(
+        event.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("reader")
+    );
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
 
     // delete → role gone, finalizer removed, annotations removed
-    delete_binding(&client, NS, "reader").await;
+    delete_binding(&client, ns, "reader").await;
     wait_for(20, "binding gone", || async {
-        get_binding(&client, NS, "reader")
+        get_binding(&client, ns, "reader")
             .await
             .is_none()
             .then_some(())
     })
     .await;
     assert!(hatrack_roles(&moto).await.is_empty());
-    assert_eq!(role_arn_annotation(&client, NS, "api").await, None);
-    assert_eq!(role_arn_annotation(&client, NS, "worker").await, None);
+    assert_eq!(role_arn_annotation(&client, ns, "api").await, None);
+    assert_eq!(role_arn_annotation(&client, ns, "worker").await, None);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_resync_of_bindings_in_sync_writes_nothing() {
-    let (server, moto, controller) = setup(Duration::from_secs(1)).await;
-    let client = server.client();
+    // The controller's client logs its requests: the API server's side of "no writes".
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("e2e").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let log = RequestLog::default();
+    let controller = RunningController::start_in(
+        ns,
+        log.client(&cluster.kubeconfig).await,
+        &moto,
+        Duration::from_secs(1),
+    );
     for name in ["a", "b", "c"] {
+        create_service_account(&client, ns, &format!("sa-{name}")).await;
         create_binding(
             &client,
-            NS,
+            ns,
             name,
             json!({"serviceAccounts": [format!("sa-{name}")]}),
         )
         .await;
     }
     for name in ["a", "b", "c"] {
-        wait_ready_reason(&client, NS, name, "Synced", 20).await;
+        wait_ready_reason(&client, ns, name, "Synced", 20).await;
+    }
+    for name in ["a", "b", "c"] {
+        wait_for(10, "ServiceAccount annotated", || async {
+            role_arn_annotation(&client, ns, &format!("sa-{name}"))
+                .await
+                .map(|_| ())
+        })
+        .await;
+    }
+    // Let the creation settle: a ServiceAccount's annotation re-queues its binding, and that
+    // reconcile may read the binding from the cache before its Synced status arrives there,
+    // writing the status once more. Settled means no write for two resync periods.
+    let writes = || log.requests().iter().filter(|r| r.method != "GET").count();
+    let settle_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = writes();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if writes() == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < settle_deadline,
+            "the controller kept writing for 30 s after the bindings were Synced: {:?}",
+            log.requests()
+        );
     }
     let iam_writes = controller.metrics.iam_write_count();
-    server.clear_requests();
+    log.clear();
     tokio::time::sleep(Duration::from_secs(4)).await; // several resyncs of every binding
     assert_eq!(
         controller.metrics.iam_write_count(),
@@ -145,10 +220,12 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
         "IAM writes on resync: {:?}",
         controller.metrics.iam_call_counts()
     );
-    let api_writes: Vec<_> = server
+    // Guardrails are cluster-wide: other tests' guardrails, created meanwhile, get their
+    // status from this controller too. Those writes are not resync writes.
+    let api_writes: Vec<_> = log
         .requests()
         .into_iter()
-        .filter(|r| r.method != "GET")
+        .filter(|r| r.method != "GET" && !r.path.contains("/iamguardrails/"))
         .collect();
     assert!(
         api_writes.is_empty(),
@@ -168,62 +245,77 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
 
 #[tokio::test]
 async fn an_invalid_spec_gets_invalid_spec_and_no_role() {
-    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
-    create_binding(&client, NS, "maybe", json!({
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
+    create_binding(&client, ns, "maybe", json!({
         "serviceAccounts": ["api"],
         "inlinePolicies": {"undecided": {"Statement": [{"Effect": "Perhaps", "Action": "s3:GetObject", "Resource": "*"}]}}
     }))
     .await;
-    let b = wait_ready_reason(&client, NS, "maybe", "InvalidSpec", 20).await;
+    let b = wait_ready_reason(&client, ns, "maybe", "InvalidSpec", 20).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");
     assert!(message.contains(r#"spec.inlinePolicies.undecided.Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#), "{message}");
     assert!(hatrack_roles(&moto).await.is_empty());
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // fixing the spec makes it Ready
-    patch_spec(&client, NS, "maybe", json!({"inlinePolicies": {"undecided": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
-    wait_ready_reason(&client, NS, "maybe", "Synced", 20).await;
+    patch_spec(&client, ns, "maybe", json!({"inlinePolicies": {"undecided": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
+    wait_ready_reason(&client, ns, "maybe", "Synced", 20).await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn two_bindings_claiming_one_service_account_conflict() {
-    let (server, _moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
-    create_binding(&client, NS, "first", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, NS, "first", "Synced", 20).await;
+    let Setup {
+        client,
+        ns,
+        moto: _moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
+    create_binding(&client, ns, "first", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, ns, "first", "Synced", 20).await;
     // creationTimestamp has one-second resolution: make the second visibly later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     create_binding(
         &client,
-        NS,
+        ns,
         "second",
         json!({"serviceAccounts": ["web", "api"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, NS, "second", "ServiceAccountConflict", 20).await;
+    let b = wait_ready_reason(&client, ns, "second", "ServiceAccountConflict", 20).await;
     assert!(ready(&b).unwrap().2.contains("\"first\""));
-    let first = get_binding(&client, NS, "first").await.unwrap();
+    let first = get_binding(&client, ns, "first").await.unwrap();
     assert_eq!(ready(&first).unwrap().1, "Synced");
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn an_unowned_role_is_reported_and_left_alone() {
-    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
-    let name = role_name("squatter");
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
+    let name = role_name(ns, "squatter");
     moto.sdk_client().create_role().role_name(&name).path("/hatrack/")
         .assume_role_policy_document(json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}).to_string())
         .send().await.unwrap();
-    create_binding(&client, NS, "squatter", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, NS, "squatter", "RoleNotOwned", 20).await;
+    create_binding(&client, ns, "squatter", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, ns, "squatter", "RoleNotOwned", 20).await;
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // deleting the binding leaves the foreign role in place
-    delete_binding(&client, NS, "squatter").await;
+    delete_binding(&client, ns, "squatter").await;
     wait_for(20, "binding gone", || async {
-        get_binding(&client, NS, "squatter")
+        get_binding(&client, ns, "squatter")
             .await
             .is_none()
             .then_some(())
@@ -235,81 +327,91 @@ async fn an_unowned_role_is_reported_and_left_alone() {
 
 #[tokio::test]
 async fn retain_keeps_the_role_and_drops_the_finalizer() {
-    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
     create_binding(
         &client,
-        NS,
+        ns,
         "keeper",
         json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, NS, "keeper", "Synced", 20).await;
-    delete_binding(&client, NS, "keeper").await;
+    wait_ready_reason(&client, ns, "keeper", "Synced", 20).await;
+    delete_binding(&client, ns, "keeper").await;
     wait_for(20, "binding gone", || async {
-        get_binding(&client, NS, "keeper")
+        get_binding(&client, ns, "keeper")
             .await
             .is_none()
             .then_some(())
     })
     .await;
-    assert_eq!(hatrack_roles(&moto).await, vec![role_name("keeper")]);
+    assert_eq!(hatrack_roles(&moto).await, vec![role_name(ns, "keeper")]);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_oidc_provider_is_reported() {
-    let server = ApiServer::start().await;
-    let moto = Moto::start(); // no OIDC provider created
-    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
-    let client = server.client();
-    create_binding(&client, NS, "irsa", json!({"serviceAccounts": ["api"]})).await;
-    let b = wait_ready_reason(&client, NS, "irsa", "OidcProviderMissing", 20).await;
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup_without_oidc_provider(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
+    create_binding(&client, ns, "irsa", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_ready_reason(&client, ns, "irsa", "OidcProviderMissing", 20).await;
     assert!(ready(&b).unwrap().2.contains(ISSUER_HOST_PATH));
     assert!(hatrack_roles(&moto).await.is_empty());
     // Pod Identity needs no OIDC provider.
     create_binding(
         &client,
-        NS,
+        ns,
         "pod-identity",
         json!({"serviceAccounts": ["web"], "trust": {"podIdentity": {}}}),
     )
     .await;
-    wait_ready_reason(&client, NS, "pod-identity", "Synced", 20).await;
+    wait_ready_reason(&client, ns, "pod-identity", "Synced", 20).await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
-    let server = ApiServer::start().await;
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("e2e").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
     let moto = Moto::start();
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let client = server.client();
     let names: Vec<String> = (0..6).map(|i| format!("b{i}")).collect();
     for n in &names {
-        create_binding(&client, NS, n, json!({"serviceAccounts": [format!("sa-{n}")], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+        create_binding(&client, ns, n, json!({"serviceAccounts": [format!("sa-{n}")], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
     }
     // First controller: killed as soon as it has created some role, mid-way through the batch.
-    let first = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+    let first = RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
     wait_for(20, "a first role", || async {
         (!hatrack_roles(&moto).await.is_empty()).then_some(())
     })
     .await;
     first.kill();
     // Delete one binding while no controller runs; its finalizer holds it.
-    delete_binding(&client, NS, "b0").await;
-    let second = RunningController::start(client.clone(), &moto, Duration::from_secs(600));
+    delete_binding(&client, ns, "b0").await;
+    let second = RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
     for n in &names[1..] {
-        wait_ready_reason(&client, NS, n, "Synced", 30).await;
+        wait_ready_reason(&client, ns, n, "Synced", 30).await;
     }
     wait_for(20, "b0 gone", || async {
-        get_binding(&client, NS, "b0").await.is_none().then_some(())
+        get_binding(&client, ns, "b0").await.is_none().then_some(())
     })
     .await;
     let mut roles = hatrack_roles(&moto).await;
     roles.sort();
-    let mut expected: Vec<String> = names[1..].iter().map(|n| role_name(n)).collect();
+    let mut expected: Vec<String> = names[1..].iter().map(|n| role_name(ns, n)).collect();
     expected.sort();
     assert_eq!(
         roles, expected,
@@ -330,9 +432,23 @@ async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
     second.stop().await;
 }
 
-async fn create_guardrail(client: &kube::Client, name: &str, spec: serde_json::Value) {
+/// A guardrail named `<ns>-<name>` (guardrails are cluster-wide; the tests share the API
+/// server), selecting only namespace `ns` besides what `spec` says.
+async fn create_guardrail(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    mut spec: serde_json::Value,
+) {
+    let labels = spec["namespaceSelector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut labels = labels;
+    labels.insert("kubernetes.io/metadata.name".into(), json!(ns));
+    spec["namespaceSelector"] = json!({"matchLabels": labels});
     let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
-    let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": name}, "spec": spec})).unwrap();
+    let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": format!("{ns}-{name}")}, "spec": spec})).unwrap();
     api.create(&kube::api::PostParams::default(), &g)
         .await
         .expect("create guardrail");
@@ -340,31 +456,33 @@ async fn create_guardrail(client: &kube::Client, name: &str, spec: serde_json::V
 
 #[tokio::test]
 async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
-    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
         kube::Api::all(client.clone());
     namespaces
-        .create(
-            &kube::api::PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": NS, "labels": {"tier": "sandbox"}}}),
-            )
-            .unwrap(),
+        .patch(
+            ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"tier": "sandbox"}}})),
         )
         .await
         .unwrap();
-    create_guardrail(&client, "no-iam", json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"]})).await;
+    create_guardrail(&client, ns, "no-iam", json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"]})).await;
     // Let the controller's guardrail and namespace caches fill.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    create_binding(&client, NS, "escalate", json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "IAM:createrole", "Resource": "*"}]}}})).await;
-    let b = wait_ready_reason(&client, NS, "escalate", "GuardrailViolation", 20).await;
+    create_binding(&client, ns, "escalate", json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "IAM:createrole", "Resource": "*"}]}}})).await;
+    let b = wait_ready_reason(&client, ns, "escalate", "GuardrailViolation", 20).await;
     assert!(
-        ready(&b)
-            .unwrap()
-            .2
-            .contains("IAMGuardrail no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"),
+        ready(&b).unwrap().2.contains(&format!(
+            "IAMGuardrail {ns}-no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"
+        )),
         "{:?}",
         ready(&b)
     );
@@ -374,51 +492,68 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
     );
 
     // A binding admitted before a guardrail existed: the new guardrail re-queues it.
-    create_binding(&client, NS, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
-    wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+    wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
     create_guardrail(
         &client,
+        ns,
         "no-managed",
         json!({"allowedManagedPolicyArns": []}),
     )
     .await;
-    let b = wait_ready_reason(&client, NS, "reader", "GuardrailViolation", 20).await;
+    let b = wait_ready_reason(&client, ns, "reader", "GuardrailViolation", 20).await;
     assert!(
+        ready(&b).unwrap().2.contains(&format!(
+            "IAMGuardrail {ns}-no-managed: spec.managedPolicyArns[0]"
+        )),
+        "{:?}",
         ready(&b)
-            .unwrap()
-            .2
-            .contains("IAMGuardrail no-managed: spec.managedPolicyArns[0]")
     );
     // Its existing role is left as it is.
     let (iam, _) = moto.iam();
     let role = iam
-        .get_role(&role_name("reader"))
+        .get_role(&role_name(ns, "reader"))
         .await
         .unwrap()
         .expect("role kept");
     assert_eq!(role.managed_policy_arns.len(), 1);
     // Deleting the guardrail re-queues it again.
     let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
-    api.delete("no-managed", &Default::default()).await.unwrap();
-    wait_ready_reason(&client, NS, "reader", "Synced", 20).await;
+    api.delete(&format!("{ns}-no-managed"), &Default::default())
+        .await
+        .unwrap();
+    wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
+    api.delete(&format!("{ns}-no-iam"), &Default::default())
+        .await
+        .unwrap();
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_required_boundary_is_set_on_the_role() {
-    let (server, moto, controller) = setup(Duration::from_secs(600)).await;
-    let client = server.client();
+    let Setup {
+        client,
+        ns,
+        moto,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
     create_guardrail(
         &client,
+        ns,
         "boundary",
         json!({"requiredPermissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess"}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    create_binding(&client, NS, "bounded", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, NS, "bounded", "Synced", 20).await;
+    create_binding(&client, ns, "bounded", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(&client, ns, "bounded", "Synced", 20).await;
     let (iam, _) = moto.iam();
-    let role = iam.get_role(&role_name("bounded")).await.unwrap().unwrap();
+    let role = iam
+        .get_role(&role_name(ns, "bounded"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         role.permissions_boundary.as_deref(),
         Some("arn:aws:iam::aws:policy/PowerUserAccess")
@@ -426,7 +561,7 @@ async fn a_required_boundary_is_set_on_the_role() {
     // The controller reports each guardrail's own health in its status.
     let guardrails: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
     wait_for(10, "guardrail status Valid", || async {
-        let g = guardrails.get("boundary").await.ok()?;
+        let g = guardrails.get(&format!("{ns}-boundary")).await.ok()?;
         let s = g.status?;
         (s.observed_generation == g.metadata.generation
             && s.conditions
@@ -435,9 +570,9 @@ async fn a_required_boundary_is_set_on_the_role() {
         .then_some(())
     })
     .await;
-    create_guardrail(&client, "broken", json!({"deniedActions": ["iam"]})).await;
+    create_guardrail(&client, ns, "broken", json!({"deniedActions": ["iam"]})).await;
     let message = wait_for(10, "guardrail status Invalid", || async {
-        let s = guardrails.get("broken").await.ok()?.status?;
+        let s = guardrails.get(&format!("{ns}-broken")).await.ok()?.status?;
         s.conditions
             .iter()
             .find(|c| c.reason == "Invalid")
@@ -445,5 +580,27 @@ async fn a_required_boundary_is_set_on_the_role() {
     })
     .await;
     assert!(message.contains("spec.deniedActions[0]"), "{message}");
+    for name in ["boundary", "broken"] {
+        guardrails
+            .delete(&format!("{ns}-{name}"), &Default::default())
+            .await
+            .unwrap();
+    }
     controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_controller_stopped_as_it_starts_stops() {
+    // Shutdown before the first list of bindings has arrived: nothing was reconciled yet, and
+    // the controller must not wait for a cache that will never fill.
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("e2e").await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    create_binding(&client, &ns, "early", json!({"serviceAccounts": ["api"]})).await;
+    for _ in 0..3 {
+        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600))
+            .stop()
+            .await;
+    }
 }

@@ -1,7 +1,8 @@
 //! Crash consistency: the controller dies at every step boundary of a create, an update and a
 //! delete (after N IAM writes nothing more reaches IAM and the process is killed), a new one
 //! starts, and the end state must be right: no duplicate role, no orphaned role, no leaked
-//! finalizer, status eventually right.
+//! finalizer, status eventually right. Against the real test API server: each crash point
+//! gets a fresh namespace and a reset moto.
 
 mod support;
 
@@ -11,12 +12,10 @@ use std::time::Duration;
 
 use hatrack::role;
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
+use support::cluster::cluster_with_crds;
 use support::controller::*;
 use support::faults::{CrashAfterWrites, CrashState};
 use support::moto::Moto;
-
-const NS: &str = "payments";
 
 fn spec_v1() -> Value {
     json!({
@@ -36,18 +35,20 @@ fn spec_v2() -> Value {
 }
 
 /// A controller that crashes after `n` IAM writes; returns it and its crash state.
-fn crashing_controller(
-    server: &ApiServer,
-    moto: &Moto,
-    n: usize,
-) -> (RunningController, Arc<CrashState>) {
+fn crashing_controller(c: &Cluster, moto: &Moto, n: usize) -> (RunningController, Arc<CrashState>) {
     let state = Arc::new(CrashState::default());
     let (iam, metrics) = moto.iam_with(CrashAfterWrites {
         allowed_writes: n,
         state: state.clone(),
     });
     (
-        RunningController::start_with(server.client(), iam, metrics, Duration::from_secs(600)),
+        RunningController::start_with_options(
+            c.client.clone(),
+            iam,
+            metrics,
+            Duration::from_secs(600),
+            Some(c.ns.clone()),
+        ),
         state,
     )
 }
@@ -78,8 +79,10 @@ async fn run_until_crash_or(
     );
 }
 
-async fn assert_role_matches(client: &kube::Client, moto: &Moto, name: &str) {
-    let binding = get_binding(client, NS, name).await.expect("binding exists");
+async fn assert_role_matches(c: &Cluster, moto: &Moto, name: &str) {
+    let binding = get_binding(&c.client, &c.ns, name)
+        .await
+        .expect("binding exists");
     let desired = role::desired_role(&binding, &settings()).unwrap();
     let (iam, _) = moto.iam();
     let actual = iam
@@ -104,35 +107,49 @@ async fn assert_role_matches(client: &kube::Client, moto: &Moto, name: &str) {
     );
 }
 
-/// A fresh IAM (with the cluster's OIDC provider) and API server holding binding `b` at v1.
-async fn fresh_cluster_with_binding(moto: &Moto) -> (ApiServer, kube::Client) {
+/// The API server's client and the namespace of one crash point.
+struct Cluster {
+    client: kube::Client,
+    ns: String,
+}
+
+/// A fresh IAM (with the cluster's OIDC provider) and a fresh namespace holding binding `b`
+/// at v1.
+async fn fresh_cluster_with_binding(moto: &Moto) -> Cluster {
     moto.reset();
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let server = ApiServer::start().await;
-    let client = server.client();
-    create_binding(&client, NS, "b", spec_v1()).await;
-    (server, client)
+    let cluster = cluster_with_crds().await;
+    let c = Cluster {
+        client: cluster.client().await,
+        ns: cluster.namespace("crash").await,
+    };
+    create_binding(&c.client, &c.ns, "b", spec_v1()).await;
+    c
 }
 
 /// A controller that does not crash, with a long resync so only watch events drive it.
-fn healthy_controller(client: &kube::Client, moto: &Moto) -> RunningController {
-    RunningController::start(client.clone(), moto, Duration::from_secs(600))
+fn healthy_controller(c: &Cluster, moto: &Moto) -> RunningController {
+    RunningController::start_in(&c.ns, c.client.clone(), moto, Duration::from_secs(600))
 }
 
 /// Lets a healthy controller sync binding `b`, then stops it.
-async fn sync_with_healthy_controller(client: &kube::Client, moto: &Moto) {
-    let healthy = healthy_controller(client, moto);
-    wait_ready_reason(client, NS, "b", "Synced", 30).await;
+async fn sync_with_healthy_controller(c: &Cluster, moto: &Moto) {
+    let healthy = healthy_controller(c, moto);
+    wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
     healthy.stop().await;
 }
 
 /// Whether binding `b` reports Ready with reason Synced.
-async fn is_synced(client: &kube::Client) -> bool {
-    get_binding(client, NS, "b")
+async fn is_synced(c: &Cluster) -> bool {
+    get_binding(&c.client, &c.ns, "b")
         .await
         .and_then(|b| ready(&b))
         .is_some_and(|r| r.1 == "Synced")
+}
+
+async fn is_gone(c: &Cluster) -> bool {
+    get_binding(&c.client, &c.ns, "b").await.is_none()
 }
 
 #[tokio::test]
@@ -140,12 +157,12 @@ async fn crash_at_every_step_of_a_create() {
     let moto = Moto::start();
     // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
     for n in 0..=3 {
-        let (server, client) = fresh_cluster_with_binding(&moto).await;
-        let (first, state) = crashing_controller(&server, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || is_synced(&client).await).await;
-        let second = healthy_controller(&client, &moto);
-        wait_ready_reason(&client, NS, "b", "Synced", 30).await;
-        assert_role_matches(&client, &moto, "b").await;
+        let c = fresh_cluster_with_binding(&moto).await;
+        let (first, state) = crashing_controller(&c, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || is_synced(&c).await).await;
+        let second = healthy_controller(&c, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        assert_role_matches(&c, &moto, "b").await;
         second.stop().await;
     }
 }
@@ -156,16 +173,16 @@ async fn crash_at_every_step_of_an_update() {
     // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
     // AttachRolePolicy, DetachRolePolicy.
     for n in 0..=6 {
-        let (server, client) = fresh_cluster_with_binding(&moto).await;
-        sync_with_healthy_controller(&client, &moto).await;
+        let c = fresh_cluster_with_binding(&moto).await;
+        sync_with_healthy_controller(&c, &moto).await;
 
-        patch_spec(&client, NS, "b", spec_v2()).await;
-        let (first, state) = crashing_controller(&server, &moto, n);
-        run_until_crash_or(&state, first, n, 6, async || is_synced(&client).await).await;
-        let second = healthy_controller(&client, &moto);
-        let b = wait_ready_reason(&client, NS, "b", "Synced", 30).await;
+        patch_spec(&c.client, &c.ns, "b", spec_v2()).await;
+        let (first, state) = crashing_controller(&c, &moto, n);
+        run_until_crash_or(&state, first, n, 6, async || is_synced(&c).await).await;
+        let second = healthy_controller(&c, &moto);
+        let b = wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
         assert_eq!(b.status.unwrap().observed_generation, Some(2));
-        assert_role_matches(&client, &moto, "b").await;
+        assert_role_matches(&c, &moto, "b").await;
         second.stop().await;
     }
 }
@@ -175,18 +192,15 @@ async fn crash_at_every_step_of_a_delete() {
     let moto = Moto::start();
     // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
     for n in 0..=3 {
-        let (server, client) = fresh_cluster_with_binding(&moto).await;
-        sync_with_healthy_controller(&client, &moto).await;
+        let c = fresh_cluster_with_binding(&moto).await;
+        sync_with_healthy_controller(&c, &moto).await;
 
-        delete_binding(&client, NS, "b").await;
-        let (first, state) = crashing_controller(&server, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || {
-            get_binding(&client, NS, "b").await.is_none()
-        })
-        .await;
-        let second = healthy_controller(&client, &moto);
+        delete_binding(&c.client, &c.ns, "b").await;
+        let (first, state) = crashing_controller(&c, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || is_gone(&c).await).await;
+        let second = healthy_controller(&c, &moto);
         wait_for(30, "binding gone", || async {
-            get_binding(&client, NS, "b").await.is_none().then_some(())
+            is_gone(&c).await.then_some(())
         })
         .await;
         assert!(

@@ -1,5 +1,6 @@
-//! Leader election against the in-process API stand-in: one leader at a time, hand-over on
-//! graceful stop and after a crash, renew conflicts, a lease taken away.
+//! Leader election on the real Lease API (the real test API server, a fresh namespace per
+//! test): one leader at a time, hand-over on graceful stop and after a crash, a lease taken
+//! away. A renew conflict needs an injected 409: that one test runs against the stand-in.
 
 mod support;
 
@@ -8,18 +9,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hatrack::leader::{LeaseConfig, run_as_leader};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::apiserver::ApiServer;
+use support::cluster::cluster;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/hatrack";
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+/// The Lease API of a fresh namespace of the real test API server, and its client.
+async fn leases() -> (kube::Client, Api<Lease>) {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("leader").await;
+    let client = cluster.client().await;
+    (client.clone(), Api::namespaced(client, &ns))
+}
 
-fn config(identity: &str, lease_secs: u64) -> LeaseConfig {
+fn config(leases: &Api<Lease>, identity: &str, lease_secs: u64) -> LeaseConfig {
     let lease_duration = Duration::from_secs(lease_secs);
     LeaseConfig {
-        namespace: "default".into(),
+        namespace: leases.namespace().unwrap_or("default").into(),
         name: "hatrack".into(),
         identity: identity.into(),
         lease_duration,
@@ -59,12 +68,12 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(server: &ApiServer, config: LeaseConfig, probe: &Arc<Probe>) -> Instance {
+    fn start(client: &kube::Client, config: LeaseConfig, probe: &Arc<Probe>) -> Instance {
         let (tx, rx) = oneshot::channel::<()>();
         let probe = probe.clone();
         let identity = config.identity.clone();
         let task = tokio::spawn(run_as_leader(
-            server.client(),
+            client.clone(),
             config,
             async {
                 let _ = rx.await;
@@ -119,43 +128,58 @@ async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -
     start.elapsed()
 }
 
-fn holder(server: &ApiServer) -> Option<String> {
-    server
-        .get_object(LEASE)
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+/// Waits until the lease's holder is `want`; returns how long that took.
+async fn wait_holder(leases: &Api<Lease>, want: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = holder(leases).await;
+        if now.as_deref() == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for holder {want}; holder: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn lease(leases: &Api<Lease>) -> Option<Lease> {
+    leases.get_opt("hatrack").await.expect("get lease")
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    lease(leases).await.and_then(|l| l.spec?.holder_identity)
 }
 
 #[tokio::test]
 async fn exactly_one_of_two_instances_leads() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let probe = Arc::new(Probe::default());
-    let a = Instance::start(&server, config("a", 2), &probe);
-    let b = Instance::start(&server, config("b", 2), &probe);
+    let a = Instance::start(&client, config(&leases, "a", 2), &probe);
+    let b = Instance::start(&client, config(&leases, "b", 2), &probe);
     wait_for("a leader", Duration::from_secs(5), || probe.active() == 1).await;
     // Over several renew periods, the second never starts working too.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(probe.max_active.load(Ordering::SeqCst), 1);
     let starts = probe.starts();
     assert_eq!(starts.len(), 1, "leadership changed hands: {starts:?}");
-    assert_eq!(holder(&server).as_deref(), Some(starts[0].as_str()));
-    let lease = server.get_object(LEASE).expect("lease");
-    assert_eq!(lease["spec"]["leaseDurationSeconds"], 2);
-    assert!(lease["spec"]["renewTime"].is_string());
+    assert_eq!(holder(&leases).await.as_deref(), Some(starts[0].as_str()));
+    let spec = lease(&leases).await.expect("lease").spec.expect("spec");
+    assert_eq!(spec.lease_duration_seconds, Some(2));
+    assert!(spec.renew_time.is_some());
     a.stop().await;
     b.stop().await;
 }
 
 #[tokio::test]
 async fn a_gracefully_stopped_leader_hands_over_at_once() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let probe = Arc::new(Probe::default());
     // A long lease: a hand-over well before it expires can only come from the release.
-    let a = Instance::start(&server, config("a", 20), &probe);
-    wait_for("a leads", Duration::from_secs(5), || {
-        holder(&server).as_deref() == Some("a")
-    })
-    .await;
-    let b = Instance::start(&server, config("b", 20), &probe);
+    let a = Instance::start(&client, config(&leases, "a", 20), &probe);
+    wait_holder(&leases, "a", Duration::from_secs(5)).await;
+    let b = Instance::start(&client, config(&leases, "b", 20), &probe);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(probe.starts(), ["a"]);
 
@@ -165,42 +189,37 @@ async fn a_gracefully_stopped_leader_hands_over_at_once() {
         0,
         "a's work stopped before the lease was released"
     );
-    let took = wait_for("b takes over", Duration::from_secs(10), || {
-        holder(&server).as_deref() == Some("b")
-    })
-    .await;
+    let took = wait_holder(&leases, "b", Duration::from_secs(10)).await;
     // b retries every 5 s (a quarter of 20 s): it must not have waited for expiry.
     assert!(took < Duration::from_secs(8), "hand-over took {took:?}");
     wait_for("b works", Duration::from_secs(2), || probe.active() == 1).await;
     assert_eq!(probe.starts(), ["a", "b"]);
-    let lease = server.get_object(LEASE).expect("lease");
-    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    let spec = lease(&leases).await.expect("lease").spec.expect("spec");
+    assert_eq!(spec.lease_transitions, Some(1));
     b.stop().await;
-    assert_eq!(holder(&server), None, "b released the lease on shutdown");
+    assert_eq!(
+        holder(&leases).await,
+        None,
+        "b released the lease on shutdown"
+    );
 }
 
 #[tokio::test]
 async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let probe = Arc::new(Probe::default());
-    let a = Instance::start(&server, config("a", 2), &probe);
-    wait_for("a leads", Duration::from_secs(5), || {
-        holder(&server).as_deref() == Some("a")
-    })
-    .await;
-    let b = Instance::start(&server, config("b", 2), &probe);
+    let a = Instance::start(&client, config(&leases, "a", 2), &probe);
+    wait_holder(&leases, "a", Duration::from_secs(5)).await;
+    let b = Instance::start(&client, config(&leases, "b", 2), &probe);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     a.kill().await;
     assert_eq!(
-        holder(&server).as_deref(),
+        holder(&leases).await.as_deref(),
         Some("a"),
         "a crash releases nothing"
     );
-    let took = wait_for("b takes over", Duration::from_secs(8), || {
-        holder(&server).as_deref() == Some("b")
-    })
-    .await;
+    let took = wait_holder(&leases, "b", Duration::from_secs(8)).await;
     // Not before the lease (2 s) has gone unrenewed, as b observed it.
     assert!(
         took >= Duration::from_millis(1500),
@@ -212,9 +231,12 @@ async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
 
 #[tokio::test]
 async fn a_renew_conflict_does_not_cost_leadership() {
+    // An injected 409 on one renewal: the stand-in.
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/hatrack";
     let server = ApiServer::start().await;
+    let stand_in_leases: Api<Lease> = Api::namespaced(server.client(), "default");
     let probe = Arc::new(Probe::default());
-    let a = Instance::start(&server, config("a", 2), &probe);
+    let a = Instance::start(&server.client(), config(&stand_in_leases, "a", 2), &probe);
     wait_for("a leads", Duration::from_secs(5), || probe.active() == 1).await;
     let puts_before = server
         .requests()
@@ -232,31 +254,35 @@ async fn a_renew_conflict_does_not_cost_leadership() {
     );
     assert_eq!(probe.starts(), ["a"], "work was not restarted");
     assert_eq!(probe.active(), 1);
-    assert_eq!(holder(&server).as_deref(), Some("a"));
+    let holder = server
+        .get_object(LEASE)
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned));
+    assert_eq!(holder.as_deref(), Some("a"));
     a.stop().await;
 }
 
 #[tokio::test]
 async fn a_leader_whose_lease_was_taken_stops_working() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let probe = Arc::new(Probe::default());
-    let a = Instance::start(&server, config("a", 2), &probe);
+    let a = Instance::start(&client, config(&leases, "a", 2), &probe);
     wait_for("a leads", Duration::from_secs(5), || probe.active() == 1).await;
-    let mut lease = server.get_object(LEASE).expect("lease");
-    lease["spec"]["holderIdentity"] = json!("intruder");
-    lease["metadata"]
-        .as_object_mut()
-        .expect("metadata")
-        .remove("resourceVersion");
-    server.put_object(LEASES, lease);
+    leases
+        .patch(
+            "hatrack",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "intruder"}})),
+        )
+        .await
+        .expect("take the lease");
     wait_for("a stops working", Duration::from_secs(3), || {
         probe.active() == 0
     })
     .await;
-    assert_eq!(holder(&server).as_deref(), Some("intruder"));
+    assert_eq!(holder(&leases).await.as_deref(), Some("intruder"));
     a.stop().await;
     assert_eq!(
-        holder(&server).as_deref(),
+        holder(&leases).await.as_deref(),
         Some("intruder"),
         "a must not release a lease it does not hold"
     );
@@ -264,12 +290,12 @@ async fn a_leader_whose_lease_was_taken_stops_working() {
 
 #[tokio::test]
 async fn work_that_ends_returns_its_output_and_releases_the_lease() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let result = tokio::time::timeout(
         Duration::from_secs(5),
         run_as_leader(
-            server.client(),
-            config("a", 2),
+            client,
+            config(&leases, "a", 2),
             std::future::pending::<()>(),
             |_stop| async { 42 },
         ),
@@ -277,18 +303,19 @@ async fn work_that_ends_returns_its_output_and_releases_the_lease() {
     .await
     .expect("returns");
     assert!(matches!(result, Ok(Some(42))), "{result:?}");
-    assert_eq!(holder(&server), None);
+    assert!(lease(&leases).await.is_some(), "the lease was taken");
+    assert_eq!(holder(&leases).await, None);
 }
 
 #[tokio::test]
 async fn shutdown_cancels_the_work_token_and_waits_for_the_work() {
-    let server = ApiServer::start().await;
+    let (client, leases) = leases().await;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let finished = Arc::new(AtomicUsize::new(0));
     let seen = finished.clone();
     let task = tokio::spawn(run_as_leader(
-        server.client(),
-        config("a", 4),
+        client,
+        config(&leases, "a", 4),
         async {
             let _ = stop_rx.await;
         },
@@ -302,10 +329,7 @@ async fn shutdown_cancels_the_work_token_and_waits_for_the_work() {
             }
         },
     ));
-    wait_for("a leads", Duration::from_secs(5), || {
-        holder(&server).as_deref() == Some("a")
-    })
-    .await;
+    wait_holder(&leases, "a", Duration::from_secs(5)).await;
     stop_tx.send(()).expect("send");
     let result = tokio::time::timeout(Duration::from_secs(5), task)
         .await
@@ -317,21 +341,15 @@ async fn shutdown_cancels_the_work_token_and_waits_for_the_work() {
         1,
         "work finished before release"
     );
-    assert_eq!(holder(&server), None);
+    assert_eq!(holder(&leases).await, None);
 }
 
 #[tokio::test]
 async fn a_renew_interval_too_close_to_the_lease_duration_is_refused() {
-    let server = ApiServer::start().await;
-    let mut bad = config("a", 2);
+    let (client, leases) = leases().await;
+    let mut bad = config(&leases, "a", 2);
     bad.renew_every = Duration::from_secs(2);
-    let result = run_as_leader(
-        server.client(),
-        bad,
-        std::future::pending::<()>(),
-        |_| async {},
-    )
-    .await;
+    let result = run_as_leader(client, bad, std::future::pending::<()>(), |_| async {}).await;
     assert!(result.is_err());
-    assert!(server.get_object(LEASE).is_none(), "nothing was written");
+    assert!(lease(&leases).await.is_none(), "nothing was written");
 }

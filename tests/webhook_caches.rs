@@ -1,16 +1,32 @@
-//! The webhook's watch caches against the Kubernetes API stand-in: Secret and ConfigMap facts
+//! The webhook's watch caches against the real test API server: Secret and ConfigMap facts
 //! (never values), namespace modes, and the guardrail/binding caches of binding admission.
 
 mod support;
 
 use std::time::Duration;
 
+use hatrack::crd::{IAMGuardrail, IAMRoleBinding};
 use hatrack::detect::{Lookup, Mode, RefKind, ReferenceView};
 use hatrack::webhook::WatchCache;
 use hatrack::webhook::bindings::{BindingCache, BindingView};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::apiserver::ApiServer;
+use support::cluster::{cluster, cluster_with_crds};
 use support::controller::wait_for;
+
+/// Sets labels on a namespace.
+async fn label_namespace(client: &kube::Client, ns: &str, labels: serde_json::Value) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("label namespace");
+}
 
 const SECRET_KEY_VALUE: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -22,25 +38,34 @@ fn b64(s: &str) -> String {
 
 #[tokio::test]
 async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
-    let server = ApiServer::start().await;
-    let (cache, watches) = WatchCache::start(server.client());
+    let cluster = cluster().await;
+    let client = cluster.client().await;
+    let team = cluster.namespace("team").await;
+    let team = team.as_str();
+    let (cache, watches) = WatchCache::start(client.clone());
     let task = tokio::spawn(watches);
     wait_for(10, "caches synced", || async {
         cache.ready().then_some(())
     })
     .await;
 
-    server.put_object("/api/v1/namespaces/team/secrets", json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": "team"},
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), team);
+    let secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": team},
         "data": {
             "credentials": b64(&format!("[default]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_KEY_VALUE}\n")),
             "password": b64("hunter2-not-aws")
         }
-    }));
-    server.put_object("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"hatrack.dev/static-keys": "warn"}}}));
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    label_namespace(&client, team, json!({"hatrack.dev/static-keys": "warn"})).await;
 
     let facts = wait_for(10, "secret facts", || async {
-        match cache.lookup(RefKind::Secret, "team", "aws") {
+        match cache.lookup(RefKind::Secret, team, "aws") {
             Lookup::Found(f) => Some(f),
             _ => None,
         }
@@ -52,11 +77,11 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
     );
     assert!(facts.key("password").is_some());
     wait_for(10, "namespace mode", || async {
-        (cache.namespace_mode("team") == Some(Mode::Warn)).then_some(())
+        (cache.namespace_mode(team) == Some(Mode::Warn)).then_some(())
     })
     .await;
     assert!(matches!(
-        cache.lookup(RefKind::Secret, "team", "missing"),
+        cache.lookup(RefKind::Secret, team, "missing"),
         Lookup::Missing
     ));
 
@@ -75,13 +100,12 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
     }
 
     // A deleted Secret is forgotten.
-    server.delete_object("/api/v1/namespaces/team/secrets/aws");
+    secrets
+        .delete("aws", &DeleteParams::default())
+        .await
+        .expect("delete secret");
     wait_for(10, "secret forgotten", || async {
-        matches!(
-            cache.lookup(RefKind::Secret, "team", "aws"),
-            Lookup::Missing
-        )
-        .then_some(())
+        matches!(cache.lookup(RefKind::Secret, team, "aws"), Lookup::Missing).then_some(())
     })
     .await;
     task.abort();
@@ -89,15 +113,36 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
 
 #[tokio::test]
 async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
-    let server = ApiServer::start().await;
-    server.put_object("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sandbox", "labels": {"tier": "sandbox"}}}));
-    server.put_object("/apis/hatrack.dev/v1alpha1/iamguardrails", json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": "g"}, "spec": {"deniedActions": ["iam:*"]}}));
-    server.put_object("/apis/hatrack.dev/v1alpha1/namespaces/sandbox/iamrolebindings", json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding", "metadata": {"name": "first", "namespace": "sandbox"}, "spec": {"serviceAccounts": ["api"]}}));
-    let (cache, watches) = BindingCache::start(server.client());
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let sandbox = cluster.namespace("sandbox").await;
+    let sandbox = sandbox.as_str();
+    label_namespace(&client, sandbox, json!({"tier": "sandbox"})).await;
+    // Guardrails are cluster-wide: this one selects only the test's namespace.
+    let guardrail = format!("{sandbox}-g");
+    let guardrails: Api<IAMGuardrail> = Api::all(client.clone());
+    guardrails
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": guardrail}, "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": sandbox}}, "deniedActions": ["iam:*"]}})).expect("guardrail"),
+        )
+        .await
+        .expect("create guardrail");
+    let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), sandbox);
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding", "metadata": {"name": "first", "namespace": sandbox}, "spec": {"serviceAccounts": ["api"]}})).expect("binding"),
+        )
+        .await
+        .expect("create binding");
+    let (cache, watches) = BindingCache::start(client.clone());
     let task = tokio::spawn(watches);
     let ctx = wait_for(10, "binding caches filled", || async {
-        let ctx = cache.context("sandbox");
-        (ctx.guardrails.len() == 1
+        let ctx = cache.context(sandbox);
+        (ctx.guardrails
+            .iter()
+            .any(|g| g.metadata.name.as_deref() == Some(guardrail.as_str()))
             && ctx.others_in_namespace.len() == 1
             && !ctx.namespace_labels.is_empty())
         .then_some(ctx)
@@ -111,4 +156,8 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
     assert!(cache.context("elsewhere").others_in_namespace.is_empty());
     tokio::time::sleep(Duration::from_millis(10)).await;
     task.abort();
+    guardrails
+        .delete(&guardrail, &DeleteParams::default())
+        .await
+        .expect("delete guardrail");
 }

@@ -481,6 +481,7 @@ pub async fn run_with(
     let claims_for_map = claims.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
     let namespace_map = binding_store.clone();
+    let first_list = binding_store.clone();
     let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel::<IAMGuardrail>();
     let status_task = tokio::spawn(guardrail_status_writer(client.clone(), status_rx));
     let guardrail_stream =
@@ -511,8 +512,32 @@ pub async fn run_with(
         },
     ));
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
+    // kube holds every reconcile until the bindings' cache has its first list, and stops
+    // polling the watches once shutdown begins: a shutdown before that list (SIGTERM or a lost
+    // lease right at start) would wait forever for a cache that can no longer fill. Nothing
+    // has been reconciled then, so the controller simply ends.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
+    let stopped_before_first_list = async move {
+        let listed = tokio::select! {
+            biased;
+            ready = first_list.wait_until_ready() => ready.is_ok(),
+            _ = stop.cancelled() => false,
+        };
+        if listed {
+            std::future::pending::<()>().await;
+        }
+        stop.cancelled().await;
+        tracing::info!("shutdown before the first list of bindings: nothing to finish");
+    };
     tracing::info!("controller starting");
-    controller
+    let running = controller
         .with_config(config)
         .watches_stream(sa_stream, move |sa| bindings_naming(&claims_for_map, &sa))
         // A guardrail change (deletion included) re-queues the bindings it selects.
@@ -523,15 +548,18 @@ pub async fn run_with(
         .watches_stream(namespace_stream, move |ns| {
             bindings_in_namespace(&namespace_map, &ns.name_any())
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(signal)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(binding = %obj, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        _ = running => {}
+        _ = stopped_before_first_list => {}
+    }
     status_task.abort();
     tracing::info!("controller stopped");
     Ok(())

@@ -1,15 +1,18 @@
-//! An in-process stand-in for the Kubernetes API server, for integration tests.
+//! An in-process stand-in for the Kubernetes API server, kept for what a real kube-apiserver
+//! cannot do on demand: answer a chosen request with an injected 409, 410 or 500, drop every
+//! open watch, expire the watch history (so resuming watchers get `410 Gone`), and log the
+//! requests it received. Everything else runs against the real API server
+//! (`tests/support/cluster.rs`); `benches/controller.rs` also uses this for its
+//! stand-in mode.
 //!
-//! No kube-apiserver can run on our build machines, yet the controller has to be tested
-//! through the real `kube::Client`, `watcher()` and `Controller`. This serves the parts of
-//! the Kubernetes REST API they use, for any resource path, over plain HTTP on 127.0.0.1:
+//! It serves, over plain HTTP on 127.0.0.1, what hatrack's controller, leader election and
+//! certificate flow call, for any resource path:
 //!
-//! - get, list (label and field selectors; `limit`/`continue` ignored: one page), watch
-//!   (newline-delimited JSON events replayed from a bounded history, `410 Gone` for expired
-//!   resource versions, `sendInitialEvents` streaming lists), create (`generateName`),
-//!   replace (409 on a stale `resourceVersion`), delete (finalizers only set
-//!   `deletionTimestamp`; the object goes when the last finalizer is removed);
-//! - merge, strategic-merge, JSON and apply patches;
+//! - get, list (one page), watch (newline-delimited JSON events replayed from a bounded
+//!   history, `410 Gone` for expired resource versions), create, replace (409 on a stale
+//!   `resourceVersion`);
+//! - merge and JSON patches (a JSON patch `test` of a missing path against null passes, as
+//!   kube's finalizer helper needs);
 //! - the `/status` subresource, `metadata.generation` and no-op writes that change nothing;
 //! - a request log and fault injection ([`Faults`]).
 //!
@@ -25,18 +28,13 @@
 //! let writes = server.requests().iter().filter(|r| r.method == "PATCH").count();
 //! ```
 //!
-//! Simplifications, on purpose:
-//! - Every resource behaves like a custom resource with the status subresource enabled:
-//!   writes to the main resource (and create) keep the stored `.status`; `/status` writes
-//!   change only `.status`. Nothing is validated against a schema, namespaces need not
-//!   exist, and nothing is garbage-collected through ownerReferences.
-//! - A strategic merge patch is applied as a JSON merge patch (lists are replaced whole).
-//! - Server-side apply is a JSON merge of the applied object into the stored one (creating
-//!   it when absent): no field ownership, no managedFields, no removal of fields that a
-//!   manager stops applying, and `force`/`fieldManager` are ignored.
-//! - Objects are keyed by API path prefix and plural (`/apis/hatrack.dev/v1alpha1` +
-//!   `iamrolebindings`): two versions of one group are two separate stores.
-//! - `dryRun`, `deletecollection`, `propagationPolicy` and other subresources are not served.
+//! Not served — answered with an error, so that no test relies on a pretence of them:
+//! DELETE, label and field selectors, streaming lists (`sendInitialEvents`), `generateName`,
+//! strategic-merge and server-side-apply patches. Nothing is validated against a schema,
+//! namespaces need not exist, and every resource behaves like a custom resource with the
+//! status subresource: writes to the main resource (and create) keep the stored `.status`;
+//! `/status` writes change only `.status`. Objects are keyed by API path prefix and plural
+//! (`/apis/hatrack.dev/v1alpha1` + `iamrolebindings`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
@@ -72,8 +70,6 @@ pub struct RecordedRequest {
     pub path: String,
     /// Raw (still percent-encoded) query string, "" when absent.
     pub query: String,
-    /// The body parsed as JSON (or YAML), when there was one.
-    pub body: Option<Value>,
 }
 
 impl RecordedRequest {
@@ -140,7 +136,7 @@ impl ApiServer {
     pub fn objects(&self, collection_path: &str) -> Vec<Value> {
         let t = Target::parse(collection_path)
             .unwrap_or_else(|| panic!("not an API path: {collection_path}"));
-        self.shared.lock().matching(&t, &Selectors::default())
+        self.shared.lock().matching(&t)
     }
 
     /// Stores `object` as given (status included) in a collection path, creating or
@@ -152,21 +148,9 @@ impl ApiServer {
         self.shared.lock().put(&t, object)
     }
 
-    /// Removes an object at once, ignoring finalizers, and fires DELETED.
-    pub fn delete_object(&self, path: &str) -> Option<Value> {
-        let t = Target::parse(path).unwrap_or_else(|| panic!("not an API path: {path}"));
-        let mut store = self.shared.lock();
-        let stored = store.get(&t).ok()?;
-        Some(store.remove(&t, stored))
-    }
-
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.lock().requests.clear();
     }
 
     /// How many watch streams are open now: wait for it to know a watcher is connected.
@@ -237,11 +221,6 @@ impl Faults {
         store.history.clear();
         store.history_floor = store.rv;
     }
-
-    /// Forgets all pending injected failures.
-    pub fn clear(&self) {
-        self.shared.lock().faults.clear();
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -268,7 +247,6 @@ enum Signal {
 enum ChangeKind {
     Added,
     Modified,
-    Deleted,
 }
 
 struct Change {
@@ -277,9 +255,6 @@ struct Change {
     collection: String,
     namespace: String,
     object: Value,
-    /// The object before a modification, so that watches with selectors can turn an
-    /// object entering or leaving the selection into ADDED or DELETED like the real server.
-    previous: Option<Value>,
 }
 
 struct FaultRule {
@@ -480,7 +455,6 @@ async fn handle(
             method: method.to_string(),
             path: path.clone(),
             query: raw_query,
-            body: body.clone(),
         });
         let status = target.as_ref().is_some_and(|t| t.status);
         if let Some(code) = store.take_fault(method.as_str(), &path, status) {
@@ -495,6 +469,13 @@ async fn handle(
         let message = format!("the server could not find the requested resource ({path})");
         return ApiError::new(404, "NotFound", message).into_response();
     };
+    if let Some(unserved) = ["labelSelector", "fieldSelector", "sendInitialEvents"]
+        .iter()
+        .find(|p| query.get(**p).is_some_and(|v| !v.is_empty()))
+    {
+        let message = format!("{unserved} is not served by the stand-in: use the real API server");
+        return ApiError::new(400, "BadRequest", message).into_response();
+    }
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     if method == Method::GET && t.name.is_none() && watch {
         return start_watch(&shared, t, &query);
@@ -515,11 +496,10 @@ async fn handle(
     let mut store = shared.lock();
     let result = match (method.as_str(), t.name.is_some()) {
         ("GET", true) => store.get(&t).map(|v| (StatusCode::OK, v)),
-        ("GET", false) => Ok((StatusCode::OK, store.list(&t, &query))),
+        ("GET", false) => Ok((StatusCode::OK, store.list(&t))),
         ("POST", false) => needs_body().and_then(|b| store.create(&t, b)),
         ("PUT", true) => needs_body().and_then(|b| store.replace(&t, b)),
         ("PATCH", true) => needs_body().and_then(|b| store.patch(&t, &content_type, b)),
-        ("DELETE", true) => store.delete(&t, body.as_ref()),
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -537,10 +517,7 @@ fn parse_body(bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() {
         return None;
     }
-    // Apply patches are YAML by content type; kube sends JSON, which YAML also reads.
-    serde_json::from_slice(bytes)
-        .ok()
-        .or_else(|| serde_yaml::from_slice(bytes).ok())
+    serde_json::from_slice(bytes).ok()
 }
 
 fn parse_query(query: &str) -> BTreeMap<String, String> {
@@ -594,17 +571,6 @@ fn meta(obj: &mut Value) -> &mut Map<String, Value> {
 
 fn meta_str(obj: &Value, key: &str) -> Option<String> {
     obj["metadata"][key].as_str().map(str::to_string)
-}
-
-fn finalizers(obj: &Value) -> Vec<String> {
-    obj["metadata"]["finalizers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The real server drops empty metadata fields (`omitempty`). kube's finalizer helper
@@ -667,14 +633,13 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(t))
     }
 
-    fn matching(&self, t: &Target, sel: &Selectors) -> Vec<Value> {
+    fn matching(&self, t: &Target) -> Vec<Value> {
         let Some(objects) = self.objects_of(t) else {
             return Vec::new();
         };
         objects
             .iter()
             .filter(|((ns, _), _)| t.namespace.as_ref().is_none_or(|want| want == ns))
-            .filter(|(_, obj)| sel.matches(obj))
             .map(|(_, obj)| obj.clone())
             .collect()
     }
@@ -683,13 +648,13 @@ impl Store {
         self.kinds.get(&t.collection()).cloned().unwrap_or_default()
     }
 
-    fn list(&self, t: &Target, query: &BTreeMap<String, String>) -> Value {
+    fn list(&self, t: &Target) -> Value {
         let kind = self.kind_of(t);
         json!({
             "kind": format!("{kind}List"),
             "apiVersion": t.api_version,
             "metadata": {"resourceVersion": self.rv.to_string()},
-            "items": self.matching(t, &Selectors::from_query(query)),
+            "items": self.matching(t),
         })
     }
 
@@ -701,11 +666,11 @@ impl Store {
             let message = "the namespace of the object does not match the namespace on the request";
             return Err(ApiError::new(400, "BadRequest", message));
         }
-        let name = match (meta_str(&obj, "name"), meta_str(&obj, "generateName")) {
-            (Some(name), _) if !name.is_empty() => name,
-            (_, Some(prefix)) if !prefix.is_empty() => format!("{prefix}{:05}", self.rv + 1),
+        let name = match meta_str(&obj, "name") {
+            Some(name) if !name.is_empty() => name,
             _ => {
-                let message = "metadata.name: Required value: name or generateName is required";
+                let message = "metadata.name: Required value: name is required (generateName \
+                               is not served by the stand-in)";
                 return Err(ApiError::new(422, "Invalid", message));
             }
         };
@@ -770,28 +735,17 @@ impl Store {
         } else {
             ChangeKind::Added
         };
-        self.record(t, kind, obj.clone(), previous);
+        self.record(t, kind, obj.clone());
         obj
     }
 
-    fn remove(&mut self, t: &Target, mut obj: Value) -> Value {
-        self.rv += 1;
-        meta(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        if let Some(objects) = self.objects.get_mut(&t.collection()) {
-            objects.remove(&(t.ns(), t.name()));
-        }
-        self.record(t, ChangeKind::Deleted, obj.clone(), None);
-        obj
-    }
-
-    fn record(&mut self, t: &Target, kind: ChangeKind, object: Value, previous: Option<Value>) {
+    fn record(&mut self, t: &Target, kind: ChangeKind, object: Value) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
             collection: t.collection(),
             namespace: t.ns(),
             object,
-            previous,
         });
         self.history.push_back(change.clone());
         while self.history.len() > HISTORY_LIMIT {
@@ -822,22 +776,8 @@ impl Store {
     }
 
     /// The common end of replace and patch: enforce what clients may not change, skip
-    /// no-op writes (no new resourceVersion, no event), bump generation on spec changes,
-    /// and complete a deletion once the last finalizer is gone.
+    /// no-op writes (no new resourceVersion, no event), bump generation on spec changes.
     fn update(&mut self, t: &Target, stored: Value, mut new: Value) -> Result<Value, ApiError> {
-        let deleting = stored["metadata"].get("deletionTimestamp").is_some();
-        if deleting {
-            let old = finalizers(&stored);
-            if finalizers(&new).iter().any(|f| !old.contains(f)) {
-                let message = format!(
-                    "{} \"{}\" is invalid: metadata.finalizers: Forbidden: no new finalizers \
-                     can be added if the object is being deleted",
-                    t.plural,
-                    t.name()
-                );
-                return Err(ApiError::new(422, "Invalid", message));
-            }
-        }
         let m = meta(&mut new);
         for key in [
             "name",
@@ -861,9 +801,6 @@ impl Store {
         if spec_part(&new) != spec_part(&stored) {
             let generation = stored["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta(&mut new).insert("generation".into(), json!(generation));
-        }
-        if deleting && finalizers(&new).is_empty() {
-            return Ok(self.remove(t, new));
         }
         Ok(self.save(t, new, Some(stored)))
     }
@@ -900,23 +837,16 @@ impl Store {
         content_type: &str,
         body: Value,
     ) -> Result<(StatusCode, Value), ApiError> {
-        let apply = content_type == "application/apply-patch+yaml";
-        let stored = match self.get(t) {
-            Ok(stored) => stored,
-            // Server-side apply creates what does not exist yet.
-            Err(_) if apply && !t.status => return self.create(t, body),
-            Err(err) => return Err(err),
-        };
+        let stored = self.get(t)?;
         let mut patched = stored.clone();
         match content_type {
             "application/json-patch+json" => json_patch_with_null_tests(&mut patched, body)?,
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                json_patch::merge(&mut patched, &body);
-            }
-            _ if apply => json_patch::merge(&mut patched, &body),
+            "application/merge-patch+json" => json_patch::merge(&mut patched, &body),
             _ => {
-                let message =
-                    format!("the body of the request was in an unknown format: {content_type}");
+                let message = format!(
+                    "patch type {content_type} is not served by the stand-in (merge and JSON \
+                     patches are): use the real API server"
+                );
                 return Err(ApiError::new(415, "UnsupportedMediaType", message));
             }
         }
@@ -927,37 +857,6 @@ impl Store {
             set_status(patched, stored.get("status"))
         };
         Ok((StatusCode::OK, self.update(t, stored, new)?))
-    }
-
-    fn delete(
-        &mut self,
-        t: &Target,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), ApiError> {
-        let stored = self.get(t)?;
-        let preconditions = body.map(|b| &b["preconditions"]).unwrap_or(&Value::Null);
-        for key in ["resourceVersion", "uid"] {
-            if let Some(want) = preconditions[key].as_str()
-                && stored["metadata"][key].as_str() != Some(want)
-            {
-                return Err(ApiError::conflict(t));
-            }
-        }
-        if finalizers(&stored).is_empty() {
-            return Ok((StatusCode::OK, self.remove(t, stored)));
-        }
-        if stored["metadata"].get("deletionTimestamp").is_some() {
-            return Ok((StatusCode::OK, stored));
-        }
-        // Like the real server: mark for deletion and bump generation, so that
-        // controllers filtering on generation changes still see the deletion.
-        let mut new = stored.clone();
-        let generation = stored["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-        let m = meta(&mut new);
-        m.insert("deletionTimestamp".into(), json!(now()));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        m.insert("generation".into(), json!(generation));
-        Ok((StatusCode::OK, self.save(t, new, Some(stored))))
     }
 }
 
@@ -979,116 +878,11 @@ fn json_patch_with_null_tests(doc: &mut Value, body: Value) -> Result<(), ApiErr
 }
 
 // ---------------------------------------------------------------------------------------
-// Selectors
-
-#[derive(Clone, Default)]
-struct Selectors {
-    labels: Option<String>,
-    fields: Option<String>,
-}
-
-impl Selectors {
-    fn from_query(query: &BTreeMap<String, String>) -> Selectors {
-        Selectors {
-            labels: query.get("labelSelector").cloned(),
-            fields: query.get("fieldSelector").cloned(),
-        }
-    }
-
-    fn matches(&self, obj: &Value) -> bool {
-        let labels = &obj["metadata"]["labels"];
-        let label_ok = self.labels.as_deref().is_none_or(|s| {
-            split_terms(s)
-                .iter()
-                .all(|term| label_term_matches(term, labels))
-        });
-        let field_ok = self.fields.as_deref().is_none_or(|s| {
-            split_terms(s)
-                .iter()
-                .all(|term| field_term_matches(term, obj))
-        });
-        label_ok && field_ok
-    }
-}
-
-/// Splits on commas outside parentheses: `a in (x,y),b` is two terms.
-fn split_terms(s: &str) -> Vec<String> {
-    let (mut terms, mut cur, mut depth) = (Vec::new(), String::new(), 0);
-    for c in s.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    terms.push(cur);
-    terms
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-/// `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
-fn label_term_matches(term: &str, labels: &Value) -> bool {
-    let get = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
-    let set = |s: &str| -> Vec<String> {
-        s.trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .collect()
-    };
-    if let Some((k, values)) = term.split_once(" notin ") {
-        return get(k).is_none_or(|v| !set(values).iter().any(|x| x == v));
-    }
-    if let Some((k, values)) = term.split_once(" in ") {
-        return get(k).is_some_and(|v| set(values).iter().any(|x| x == v));
-    }
-    if let Some((k, v)) = term.split_once("!=") {
-        return get(k) != Some(v.trim());
-    }
-    if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return get(k) == Some(v.trim());
-    }
-    if let Some(k) = term.strip_prefix('!') {
-        return get(k).is_none();
-    }
-    get(term).is_some()
-}
-
-/// `a.b.c=v`, `a.b.c==v`, `a.b.c!=v` against the object's JSON; missing reads as "".
-fn field_term_matches(term: &str, obj: &Value) -> bool {
-    let value = |path: &str| {
-        let pointer = format!("/{}", path.trim().replace('.', "/"));
-        match obj.pointer(&pointer) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        }
-    };
-    if let Some((k, v)) = term.split_once("!=") {
-        return value(k) != v.trim();
-    }
-    if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return value(k) == v.trim();
-    }
-    false
-}
-
-// ---------------------------------------------------------------------------------------
 // Watch
 
 struct WatchFilter {
     collection: String,
     namespace: Option<String>,
-    selectors: Selectors,
 }
 
 impl WatchFilter {
@@ -1102,18 +896,9 @@ impl WatchFilter {
         {
             return None;
         }
-        let now = self.selectors.matches(&change.object);
-        let before = change
-            .previous
-            .as_ref()
-            .is_some_and(|p| self.selectors.matches(p));
-        let kind = match (change.kind, before, now) {
-            (ChangeKind::Added, _, true) => "ADDED",
-            (ChangeKind::Deleted, _, true) => "DELETED",
-            (ChangeKind::Modified, true, true) => "MODIFIED",
-            (ChangeKind::Modified, false, true) => "ADDED",
-            (ChangeKind::Modified, true, false) => "DELETED",
-            _ => return None,
+        let kind = match change.kind {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
         };
         Some(event_line(kind, &change.object))
     }
@@ -1129,13 +914,11 @@ fn start_watch(shared: &Arc<Shared>, t: Target, query: &BTreeMap<String, String>
     let filter = WatchFilter {
         collection: t.collection(),
         namespace: t.namespace.clone(),
-        selectors: Selectors::from_query(query),
     };
     let seconds = query
         .get("timeoutSeconds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_WATCH_SECONDS);
-    let initial_events = query.get("sendInitialEvents").is_some_and(|v| v == "true");
     let from = query
         .get("resourceVersion")
         .map(String::as_str)
@@ -1153,29 +936,13 @@ fn start_watch(shared: &Arc<Shared>, t: Target, query: &BTreeMap<String, String>
     // Subscribe and replay under one lock, so no event falls between the two.
     let store = shared.lock();
     let mut events = store.events.subscribe();
-    let current = || {
+    let replay: Vec<Bytes> = if from.is_empty() || from == "0" {
+        // No resourceVersion: the current state as ADDED events, then changes.
         store
-            .matching(&t, &filter.selectors)
+            .matching(&t)
             .iter()
             .map(|obj| event_line("ADDED", obj))
-            .collect::<Vec<_>>()
-    };
-    let replay: Vec<Bytes> = if initial_events || from.is_empty() || from == "0" {
-        // No resourceVersion: the current state as ADDED events, then changes.
-        let mut lines = current();
-        if initial_events {
-            let kind = store.kind_of(&t);
-            let bookmark = json!({
-                "kind": kind,
-                "apiVersion": t.api_version,
-                "metadata": {
-                    "resourceVersion": store.rv.to_string(),
-                    "annotations": {"k8s.io/initial-events-end": "true"},
-                },
-            });
-            lines.push(event_line("BOOKMARK", &bookmark));
-        }
-        lines
+            .collect()
     } else {
         match from.parse::<u64>() {
             Ok(rv) if rv >= store.history_floor => store

@@ -1,9 +1,10 @@
-//! Running the real controller in-process against a Kubernetes API (the stand-in or a real
-//! cluster) and a moto IAM server, and waiting for what it should do.
+//! Running the real controller in-process against a Kubernetes API (the real test API server
+//! of `cluster.rs`, or the stand-in for injected faults) and a moto IAM server, and waiting
+//! for what it should do; a client that logs its requests, to count what a real server cannot.
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hatrack::crd::IAMRoleBinding;
@@ -35,9 +36,23 @@ pub struct RunningController {
 }
 
 impl RunningController {
+    /// A controller watching bindings in all namespaces (on the stand-in, whose server is the
+    /// test's own).
     pub fn start(client: kube::Client, moto: &Moto, resync: Duration) -> RunningController {
         let (iam, metrics) = moto.iam();
         Self::start_with(client, iam, metrics, resync)
+    }
+
+    /// A controller watching only the bindings of `namespace` (`--watch-namespace`): on the
+    /// shared real API server, each test's controller keeps to the test's namespace.
+    pub fn start_in(
+        namespace: &str,
+        client: kube::Client,
+        moto: &Moto,
+        resync: Duration,
+    ) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        Self::start_with_options(client, iam, metrics, resync, Some(namespace.to_string()))
     }
 
     pub fn start_with(
@@ -46,11 +61,21 @@ impl RunningController {
         metrics: Arc<Metrics>,
         resync: Duration,
     ) -> RunningController {
+        Self::start_with_options(client, iam, metrics, resync, None)
+    }
+
+    pub fn start_with_options(
+        client: kube::Client,
+        iam: hatrack::iam::Iam,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+        watch_namespace: Option<String>,
+    ) -> RunningController {
         let (tx, rx) = oneshot::channel::<()>();
         let options = hatrack::controller::ControllerOptions {
             resync,
             concurrency: 4,
-            watch_namespace: None,
+            watch_namespace,
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,
@@ -222,4 +247,66 @@ pub async fn hatrack_roles(moto: &Moto) -> Vec<String> {
         .iter()
         .map(|r| r.role_name().to_string())
         .collect()
+}
+
+/// One request a [`RequestLog`] client sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    /// Raw query string, "" when absent.
+    pub query: String,
+}
+
+impl LoggedRequest {
+    pub fn is_watch(&self) -> bool {
+        self.query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1")
+    }
+}
+
+/// The requests of clients made by [`RequestLog::client`], recorded by a tower layer in the
+/// client's stack: a real API server cannot say which requests one component sent, its
+/// client can.
+#[derive(Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<LoggedRequest>>>);
+
+impl RequestLog {
+    /// A client for `kubeconfig` whose every request is logged here.
+    pub async fn client(&self, kubeconfig: &std::path::Path) -> kube::Client {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let kc = Kubeconfig::read_from(kubeconfig)
+            .unwrap_or_else(|e| panic!("read kubeconfig {}: {e}", kubeconfig.display()));
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig");
+        let log = self.0.clone();
+        let layer =
+            tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+                if let Ok(mut log) = log.lock() {
+                    log.push(LoggedRequest {
+                        method: req.method().to_string(),
+                        path: req.uri().path().to_string(),
+                        query: req.uri().query().unwrap_or("").to_string(),
+                    });
+                }
+                req
+            });
+        kube::client::ClientBuilder::try_from(config)
+            .expect("client stack")
+            .with_layer(&layer)
+            .build()
+    }
+
+    /// Every request logged so far, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut l) = self.0.lock() {
+            l.clear();
+        }
+    }
 }
