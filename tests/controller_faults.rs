@@ -1,5 +1,6 @@
 //! The controller recovers from API server faults without a restart: 409 conflicts on status
-//! writes, watch streams dropped and expired (410 Gone → re-list), 500s.
+//! writes, watch streams dropped and expired (410 Gone → re-list), 500s; and a guardrail list
+//! that fails at start never lets a binding be judged without its guardrails.
 
 mod support;
 
@@ -97,5 +98,52 @@ async fn server_errors_are_retried() {
         "expected 2 refused PATCHes and later successful ones, saw {refused}"
     );
     assert_eq!(hatrack_roles(&moto).await.len(), 1);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn no_binding_is_judged_before_the_guardrails_are_listed() {
+    // A violating binding is in place when the controller starts (a restart, a new leader), and
+    // the guardrails' first lists fail: the binding must wait for them, never get its role.
+    let server = ApiServer::start().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    server.put_object("/api/v1/namespaces", json!({"metadata": {"name": NS}}));
+    server.put_object(
+        "/apis/hatrack.dev/v1alpha1/iamguardrails",
+        json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+               "metadata": {"name": "no-iam"},
+               "spec": {"namespaceSelector": {}, "deniedActions": ["iam:*"]}}),
+    );
+    server.put_object(
+        &format!("/apis/hatrack.dev/v1alpha1/namespaces/{NS}/iamrolebindings"),
+        serde_json::to_value(binding_manifest(
+            NS,
+            "escalates",
+            json!({"serviceAccounts": ["api"], "inlinePolicies": {"pass": {"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}}}),
+        ))
+        .unwrap(),
+    );
+    server.faults().fail_next(3, "GET", "/iamguardrails", 500);
+    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
+    let b = wait_ready_reason(&server.client(), NS, "escalates", "GuardrailViolation", 60).await;
+    let (status, _, message) = ready(&b).unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains("iam:"), "{message}");
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "a role was made before the guardrails were known"
+    );
+    let refused = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/iamguardrails"))
+        .count();
+    assert!(
+        refused >= 4,
+        "expected 3 refused guardrail lists and a good one, saw {refused}"
+    );
     controller.stop().await;
 }

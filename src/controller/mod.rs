@@ -74,6 +74,8 @@ pub enum Error {
     RoleHeld { role: String, holders: String },
     #[error("{0}")]
     Cache(#[from] CacheError),
+    #[error("the guardrail and namespace caches stopped before their first list (shutting down)")]
+    PolicyCachesGone,
 }
 
 impl From<kube::Error> for Error {
@@ -95,6 +97,7 @@ impl Error {
             },
             Error::RoleHeld { .. } => "role_held".into(),
             Error::Cache(_) => "cache".into(),
+            Error::PolicyCachesGone => "policy_caches_gone".into(),
         }
     }
 
@@ -105,7 +108,7 @@ impl Error {
             Error::Iam(e) if e.is_transient() => FailureClass::Transient,
             Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) => FailureClass::Persistent,
             // Conflicts, timeouts and unavailability of the API server pass.
-            Error::Kube(_) => FailureClass::Transient,
+            Error::Kube(_) | Error::PolicyCachesGone => FailureClass::Transient,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.failure_class(),

@@ -30,6 +30,14 @@ use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_ro
 /// Entry point called by the kube-runtime Controller, with the binding from its cache.
 #[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()), generation = cached.metadata.generation))]
 pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Guardrails and namespace labels decide what a binding may hold. Judged before their
+    // caches have their first list (right after a start or a leader change), a binding would
+    // get a grant a guardrail forbids. This waits only until then; later it returns at once.
+    if ctx.guardrails.wait_until_ready().await.is_err()
+        || ctx.namespaces.wait_until_ready().await.is_err()
+    {
+        return Err(Error::PolicyCachesGone);
+    }
     let started = Instant::now();
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
