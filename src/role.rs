@@ -231,7 +231,8 @@ pub fn desired_role(
     let mut tags = BTreeMap::new();
     for (k, v) in &spec.tags {
         let field = format!("spec.tags.{k}");
-        if k.starts_with(naming::TAG_PREFIX) {
+        // IAM compares tag keys case-insensitively: `HATRACK.DEV/cluster` is hatrack's tag.
+        if k.to_ascii_lowercase().starts_with(naming::TAG_PREFIX) {
             errors.push(spec_err(
                 &field,
                 format!(
@@ -246,6 +247,13 @@ pub fn desired_role(
         }
         if let Err(m) = validate::tag_value(k, v) {
             errors.push(spec_err(&field, m));
+        }
+        if let Some(other) = tags.keys().find(|o: &&String| o.eq_ignore_ascii_case(k)) {
+            errors.push(spec_err(
+                &field,
+                format!("tag key {k:?} differs from {other:?} only in case, and IAM compares tag keys case-insensitively"),
+            ));
+            continue;
         }
         tags.insert(k.clone(), v.clone());
     }
@@ -464,6 +472,29 @@ mod tests {
             "maxSessionDuration": 7200,
             "tags": {"team": "payments"}
         }))
+    }
+
+    #[test]
+    fn reserved_and_case_duplicate_tag_keys_are_refused_in_any_case() {
+        for (tags, expected) in [
+            (
+                json!({"HATRACK.DEV/cluster": "other"}),
+                "reserved for hatrack",
+            ),
+            (
+                json!({"Hatrack.Dev/namespace": "x"}),
+                "reserved for hatrack",
+            ),
+            (json!({"AWS:cloudformation": "x"}), "aws:"),
+            (json!({"Team": "a", "team": "b"}), "only in case"),
+        ] {
+            let b = binding(json!({"serviceAccounts": ["api"], "tags": tags}));
+            let errors = desired_role(&b, &Settings::example())
+                .err()
+                .unwrap_or_else(|| panic!("{tags} accepted"));
+            let text = format!("{errors:?}");
+            assert!(text.contains(expected), "{tags}: {text}");
+        }
     }
 
     #[test]

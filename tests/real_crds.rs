@@ -111,6 +111,14 @@ async fn the_real_server_rejects_what_the_readme_says_the_schema_rejects() {
             "spec.tags: Too many",
         ),
         (
+            json!({"serviceAccounts": ["api"], "tags": {"HATRACK.DEV/cluster": "other"}}),
+            "tag keys may not start with aws: or hatrack.dev/",
+        ),
+        (
+            json!({"serviceAccounts": ["api"], "tags": {"Aws:x": "y"}}),
+            "tag keys may not start with aws: or hatrack.dev/",
+        ),
+        (
             json!({"serviceAccounts": ["api"], "deletionPolicy": "Orphan"}),
             "spec.deletionPolicy: Unsupported value",
         ),

@@ -71,9 +71,11 @@ pub struct IAMRoleBindingSpec {
     pub description: Option<String>,
 
     /// Extra tags for the IAM role. Keys may not start with `aws:` or `hatrack.dev/` (hatrack's
-    /// ownership tags). At most 47 (IAM allows 50 tags; hatrack uses 3).
+    /// ownership tags), in any case: IAM compares tag keys case-insensitively. At most 47 (IAM
+    /// allows 50 tags; hatrack uses 3).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 47))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('aws:') && !k.lowerAscii().startsWith('hatrack.dev/'))").message("tag keys may not start with aws: or hatrack.dev/ (in any case): those are reserved for AWS and for hatrack's ownership tags"))]
     pub tags: BTreeMap<String, String>,
 
     /// What happens to the IAM role when this binding is deleted: `Delete` (default) removes the
