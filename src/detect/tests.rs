@@ -123,7 +123,7 @@ fn finds_keys_in_args_and_command_of_every_container_kind() {
         "spec": {
             "initContainers": [{"name": "init", "command": ["sh", "-c", format!("aws configure set aws_access_key_id {ID}")]}],
             "containers": [{"name": "main", "args": ["--s3", format!("s3://{ID}:{SECRET}@bucket/x")]}],
-            "ephemeralContainers": [{"name": "debug", "args": [format!("--secret-key={SECRET}")]}]
+            "ephemeralContainers": [{"name": "debug", "args": [format!("--s3-secret-key={SECRET}")]}]
         }
     });
     let e = eval(&obj);
@@ -240,6 +240,116 @@ fn env_from_with_credential_named_keys_is_denied_case_insensitively() {
     );
     assert!(e.findings[1].message.contains("AWS_ACCESS_KEY_ID"));
     assert!(e.warnings.is_empty(), "optional missing ConfigMap is fine");
+}
+
+#[test]
+fn forty_character_non_aws_secrets_are_allowed() {
+    // Django SECRET_KEY, a reCAPTCHA secret, a JWT signing key, `openssl rand -base64 30`.
+    let mut view = InMemoryView::new();
+    secret(
+        &mut view,
+        "app",
+        &[
+            ("SECRET_KEY", SECRET),
+            ("RECAPTCHA_SECRET_KEY", SECRET),
+            ("jwt-secret-key", SECRET),
+            ("secret_key", SECRET),
+        ],
+    );
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "args": [format!("--jwt-secret-key={SECRET}")],
+        "env": [
+            {"name": "DJANGO_SETTINGS", "value": format!("SECRET_KEY = '{SECRET}'\nDEBUG = False\n")},
+            {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "app", "key": "SECRET_KEY"}}},
+            {"name": "RECAPTCHA", "valueFrom": {"secretKeyRef": {"name": "app", "key": "RECAPTCHA_SECRET_KEY"}}}
+        ],
+        "envFrom": [{"secretRef": {"name": "app"}}],
+        "volumeMounts": [{"name": "app", "mountPath": "/etc/app"}]
+    }], "volumes": [{"name": "app", "secret": {"secretName": "app"}}]}));
+    let e = eval_with(&obj, &view);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    // The same secret with evidence that it is AWS's is a key.
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "args": [format!("--s3-secret-key={SECRET}")],
+        "env": [{"name": "CFG", "value": format!("access_key: minio\nsecret_key: {SECRET}\n")}]
+    }]}));
+    assert_eq!(
+        rules(&eval(&obj)),
+        ["literal-secret-key", "literal-secret-key"]
+    );
+}
+
+#[test]
+fn names_that_merely_contain_a_credential_name_need_key_material() {
+    let obj = deployment(json!({"containers": [{"name": "a", "env": [
+        {"name": "DISABLE_AWS_SESSION_TOKEN", "value": "true"},
+        {"name": "USE_AWS_ACCESS_KEY_ID", "value": "false"},
+        {"name": "TF_VAR_aws_secret_access_key", "value": SECRET}
+    ]}]}));
+    let e = eval(&obj);
+    assert_eq!(rules(&e), ["env-static-key"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("TF_VAR_aws_secret_access_key")
+    );
+    let mut view = InMemoryView::new();
+    configmap(&mut view, "flags", &[("DISABLE_AWS_SESSION_TOKEN", "true")]);
+    let obj = deployment(
+        json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "flags"}}]}]}),
+    );
+    assert!(eval_with(&obj, &view).findings.is_empty());
+}
+
+#[test]
+fn empty_values_under_aws_names_in_a_readable_secret_are_allowed() {
+    // A chart's own Secret, rendered with IRSA values: the AWS names are there, empty.
+    let mut view = InMemoryView::new();
+    secret(
+        &mut view,
+        "chart",
+        &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+    );
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "env": [
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "chart", "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "chart", "key": "AWS_SECRET_ACCESS_KEY"}}}
+        ],
+        "envFrom": [{"secretRef": {"name": "chart"}}]
+    }]}));
+    let e = eval_with(&obj, &view);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    // With lookups off the names still decide.
+    assert_eq!(rules(&eval(&obj)), ["env-static-key", "env-static-key"]);
+}
+
+#[test]
+fn optional_credential_references_to_missing_secrets_set_nothing() {
+    // The EBS CSI driver: AWS_* from an optional secretKeyRef to a Secret that IRSA installs
+    // never create.
+    let obj = deployment(json!({"containers": [{"name": "ebs-plugin", "env": [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws-secret", "key": "key_id", "optional": true}}},
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "aws-secret", "key": "access_key", "optional": true}}}
+    ]}]}));
+    // Live (the webhook's cache sees the whole cluster): allowed, nothing to say.
+    let live = InMemoryView::new();
+    let e = eval_with(&obj, &live);
+    assert!(e.findings.is_empty() && e.warnings.is_empty(), "{e:#?}");
+    // Offline (`check`: the Secret is not in the input): a warning, not a finding.
+    let mut offline = InMemoryView::new();
+    offline.set_partial(true);
+    let e = eval_with(&obj, &offline);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    assert_eq!(e.warnings.len(), 1);
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("optional Secret team/aws-secret is not in the input")
+    );
+    // When the Secret exists, the name decides again; a missing optional key sets nothing.
+    let mut found = InMemoryView::new();
+    secret(&mut found, "aws-secret", &[("key_id", ID)]);
+    assert_eq!(rules(&eval_with(&obj, &found)), ["env-static-key"]);
 }
 
 #[test]

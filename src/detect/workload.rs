@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::json::{Json, Object, field};
 
-use super::facts::{KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
+use super::facts::{KeyClass, KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
 use super::scan::{self, Hit};
 use super::{DetectError, Evaluation, Finding, ObjectRef, RuleId, Target, Warning};
 
@@ -277,7 +277,23 @@ impl<'r> Cx<'r> {
         match self.refs.lookup(kind, self.namespace, name) {
             Lookup::Found(f) => Known::Found(f),
             Lookup::Disabled => Known::Unknown,
-            Lookup::Missing if optional => Known::Absent,
+            Lookup::Missing if optional => {
+                // The kubelet sets nothing from an optional reference to an object that does
+                // not exist. Offline, the object may exist in the cluster all the same.
+                if self.refs.partial() && self.unreadable.insert((kind, name.to_string())) {
+                    self.warnings.push(Warning {
+                        container: container.map(str::to_string),
+                        path: format!("{}.{}", self.prefix, path()),
+                        message: format!(
+                            "optional {} {}/{} is not in the input: nothing is set from it if it does not exist in the cluster; if it does, the webhook judges what it holds",
+                            kind.as_str(),
+                            self.namespace,
+                            name
+                        ),
+                    });
+                }
+                Known::Absent
+            }
             Lookup::Missing => {
                 if self.unreadable.insert((kind, name.to_string())) {
                     self.warnings.push(Warning {
@@ -435,8 +451,10 @@ impl<'r> Cx<'r> {
 
             if scan::is_credential_name(var) {
                 let source = match (value, value_from) {
-                    (_, Some(vf)) => Some(self.value_from_text(vf, at)?),
-                    (Some(v), None) if !v.trim().is_empty() => Some("a literal value".into()),
+                    (_, Some(vf)) => self.credential_source(vf, cont, at)?,
+                    (Some(v), None) if scan::is_credential_value(var, v) => {
+                        Some("a literal value".into())
+                    }
                     _ => None,
                 };
                 if let Some(source) = source {
@@ -551,24 +569,44 @@ impl<'r> Cx<'r> {
         self.push(rule, cont, at, what, subject);
     }
 
-    /// How a credential-named env var gets its value, for messages.
-    fn value_from_text(
-        &self,
+    /// Where a credential-named env var gets a value from (for messages), or `None` when it
+    /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
+    /// to a key or object that does not exist (the kubelet then does not set the variable).
+    /// Anything else the name says is a credential, whatever the value.
+    fn credential_source(
+        &mut self,
         vf: &Object<'_>,
-        at: impl Fn() -> String,
-    ) -> Result<String, DetectError> {
-        for (field, kind) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")] {
-            if let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? {
-                let name = self
-                    .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
-                    .unwrap_or("");
-                let key = self
-                    .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
-                    .unwrap_or("");
-                return Ok(format!("{kind} '{name}' key '{key}'"));
-            }
+        cont: Option<&str>,
+        at: impl Fn() -> String + Copy,
+    ) -> Result<Option<String>, DetectError> {
+        for (field, kind) in [
+            ("secretKeyRef", RefKind::Secret),
+            ("configMapKeyRef", RefKind::ConfigMap),
+        ] {
+            let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? else {
+                continue;
+            };
+            let name = self
+                .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
+                .unwrap_or("");
+            let key = self
+                .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
+                .unwrap_or("");
+            let optional = self.opt_bool(r, "optional", || {
+                format!("{}.valueFrom.{field}.optional", at())
+            })?;
+            let source = format!("{} '{name}' key '{key}'", kind.as_str());
+            return Ok(match self.lookup(kind, name, optional, cont, at) {
+                Known::Absent => None,
+                Known::Unknown => Some(source),
+                Known::Found(facts) => match facts.key(key) {
+                    Some(k) if k.class == KeyClass::Empty => None,
+                    None if optional => None,
+                    _ => Some(source),
+                },
+            });
         }
-        Ok("valueFrom".into())
+        Ok(Some("valueFrom".into()))
     }
 
     /// `env[].valueFrom.secretKeyRef` / `configMapKeyRef` of a var whose name is harmless:
@@ -627,8 +665,14 @@ impl<'r> Cx<'r> {
         let mut named = Vec::new();
         let mut material = Vec::new();
         for k in &facts.keys {
+            if k.class == KeyClass::Empty {
+                // An empty credential env var is unset for the SDKs.
+                continue;
+            }
             let full = format!("{prefix}{}", k.name);
-            if scan::is_credential_name(&k.name) || scan::is_credential_name(&full) {
+            if scan::is_exact_credential_name(&full)
+                || (k.class.is_credential() && scan::is_credential_name(&full))
+            {
                 named.push(full);
             } else if k.class.is_credential() {
                 material.push(full);
