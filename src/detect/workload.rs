@@ -423,7 +423,6 @@ impl<'r> Cx<'r> {
 
     // ---- containers ------------------------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
     fn container(
         &mut self,
         c: &Object<'_>,
@@ -631,7 +630,7 @@ impl<'r> Cx<'r> {
         c: &'v Object<'v>,
         ckind: &str,
         ci: usize,
-    ) -> Result<Vec<(String, Env, Vec<&'v str>)>, DetectError> {
+    ) -> Result<Vec<ExecHandler<'v>>, DetectError> {
         let mut out = Vec::new();
         let mut handler = |h: &'v Object<'v>, field: String, env: Env| {
             let Some(exec) = self.opt_obj(h, "exec", || format!("{ckind}[{ci}].{field}.exec"))?
@@ -973,6 +972,10 @@ fn is_default_credentials_location(mount_path: &str) -> bool {
     let p = expand::resolve_path(mount_path, "/");
     p.ends_with("/.aws") || p.ends_with("/.aws/credentials")
 }
+
+/// An exec command of a lifecycle hook or probe: its field path, the env it is expanded with,
+/// the command.
+type ExecHandler<'v> = (String, Env, Vec<&'v str>);
 
 /// Which env a list of strings is expanded with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
