@@ -82,7 +82,16 @@ pub fn expand<'a, 'm>(
 /// The absolute, lexically clean form of `path` as a process in `working_dir` opens it:
 /// relative paths are taken from `working_dir` (`/` when the pod does not set it: the image's
 /// WORKDIR is not visible), and `//`, `/./` and `..` are resolved as Go's `path.Clean` does.
-pub fn resolve_path(path: &str, working_dir: &str) -> String {
+pub fn resolve_path<'a>(path: &'a str, working_dir: &str) -> Cow<'a, str> {
+    // Most paths are clean already: no allocation for them.
+    let b = path.as_bytes();
+    if b.first() == Some(&b'/')
+        && (b.len() == 1 || b.last() != Some(&b'/'))
+        && memchr::memmem::find(b, b"//").is_none()
+        && memchr::memmem::find(b, b"/.").is_none()
+    {
+        return Cow::Borrowed(path);
+    }
     let joined: Cow<'_, str> = if path.starts_with('/') {
         Cow::Borrowed(path)
     } else {
@@ -106,7 +115,7 @@ pub fn resolve_path(path: &str, working_dir: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -179,6 +188,9 @@ mod tests {
             ("../creds/credentials", "/app", "/creds/credentials"),
             ("./.aws/credentials", "", "/.aws/credentials"),
             ("/../..", "", "/"),
+            ("/", "", "/"),
+            ("/etc/aws/", "", "/etc/aws"),
+            ("/home/app/.aws", "", "/home/app/.aws"),
         ] {
             assert_eq!(resolve_path(path, wd), expected, "{path} in {wd}");
         }

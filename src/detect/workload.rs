@@ -1,6 +1,7 @@
 //! Walking a pod spec (as JSON) and applying the rules. Field paths are built only when a
 //! finding, warning or error needs one.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -541,12 +542,12 @@ impl<'r> Cx<'r> {
         // `command` and `args`, expanded with the container's final env; probe exec commands,
         // expanded with the static env values only; lifecycle hooks' exec commands, which the
         // kubelet runs as written.
-        let mut lists: Vec<(String, &[&str], Env)> = vec![
-            ("command".into(), &command, Env::Runtime),
-            ("args".into(), &args, Env::Runtime),
+        let mut lists: Vec<(Cow<'_, str>, &[&str], Env)> = vec![
+            (Cow::Borrowed("command"), &command, Env::Runtime),
+            (Cow::Borrowed("args"), &args, Env::Runtime),
         ];
         for (field, env, list) in &handlers {
-            lists.push((format!("{field}.exec.command"), list, *env));
+            lists.push((Cow::Owned(format!("{field}.exec.command")), list, *env));
         }
         for (field, list, env) in lists {
             for (ai, text) in list.iter().enumerate() {
@@ -962,7 +963,7 @@ fn path_within(file: &str, dir: &str) -> bool {
     if dir == "/" {
         return true;
     }
-    file == dir || (file.starts_with(&dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
+    file == dir || (file.starts_with(&*dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
 fn is_default_credentials_location(mount_path: &str) -> bool {
@@ -1016,11 +1017,11 @@ impl Expansion {
                     let runtime = &self.runtime;
                     let lookup = |n: &str| runtime.get(n).and_then(|v| v.as_deref());
                     match expand::expand(v, &lookup, &mut self.budget) {
-                        Ok(std::borrow::Cow::Borrowed(_)) => {
+                        Ok(Cow::Borrowed(_)) => {
                             self.env.push(None);
                             Some(v.to_string())
                         }
-                        Ok(std::borrow::Cow::Owned(x)) => {
+                        Ok(Cow::Owned(x)) => {
                             self.env.push(Some(x.clone()));
                             Some(x)
                         }
@@ -1058,8 +1059,8 @@ impl Expansion {
             }
         };
         match result {
-            Ok(std::borrow::Cow::Owned(x)) => Some(x),
-            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(x)) => Some(x),
+            Ok(Cow::Borrowed(_)) => None,
             Err(expand::TooLong) => {
                 self.too_long = true;
                 None
