@@ -79,6 +79,17 @@ pub fn expand<'a, 'm>(
     Ok(Cow::Owned(out))
 }
 
+/// Whether `a` directly followed by `b` occurs in `h` (a `memmem` searcher costs more to build
+/// than these short strings take to scan).
+pub fn has_pair(h: &[u8], a: u8, b: u8) -> bool {
+    memchr::memchr_iter(a, h).any(|i| h.get(i + 1) == Some(&b))
+}
+
+/// Whether `text` refers to a var (`$(`).
+pub fn refers(text: &str) -> bool {
+    has_pair(text.as_bytes(), b'$', b'(')
+}
+
 /// The absolute, lexically clean form of `path` as a process in `working_dir` opens it:
 /// relative paths are taken from `working_dir` (`/` when the pod does not set it: the image's
 /// WORKDIR is not visible), and `//`, `/./` and `..` are resolved as Go's `path.Clean` does.
@@ -87,8 +98,8 @@ pub fn resolve_path<'a>(path: &'a str, working_dir: &str) -> Cow<'a, str> {
     let b = path.as_bytes();
     if b.first() == Some(&b'/')
         && (b.len() == 1 || b.last() != Some(&b'/'))
-        && memchr::memmem::find(b, b"//").is_none()
-        && memchr::memmem::find(b, b"/.").is_none()
+        && !has_pair(b, b'/', b'/')
+        && !has_pair(b, b'/', b'.')
     {
         return Cow::Borrowed(path);
     }

@@ -458,7 +458,7 @@ impl<'r> Cx<'r> {
             .unwrap_or("");
 
         // The kubelet's `$(VAR)` expansion, worked out only when some string refers to a var.
-        let refers = |t: &str| memchr::memmem::find(t.as_bytes(), b"$(").is_some();
+        let refers = expand::refers;
         let expanding = entries.iter().any(|(_, v, _)| v.is_some_and(refers))
             || command.iter().chain(&args).any(|t| refers(t))
             || handlers.iter().any(|h| h.2.iter().any(|t| refers(t)));
