@@ -37,7 +37,8 @@ pub enum Format {
     mut_arg("account_id", |a| a.required(false).default_value("000000000000")),
     mut_arg("oidc_issuer", |a| a.default_value(
         "https://oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
-    ))
+    )),
+    mut_arg("exempt_namespaces", |a| a.default_value(""))
 )]
 pub struct CheckArgs {
     /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
@@ -75,10 +76,8 @@ impl Default for CheckOptions {
     fn default() -> Self {
         Self {
             mode: Mode::Enforce,
-            exempt_namespaces: ["kube-system", "hatrack-system"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            // `check` cannot break a cluster: it judges every namespace unless told otherwise.
+            exempt_namespaces: HashSet::new(),
             default_namespace: "default".into(),
             settings: Settings::example(),
         }
@@ -297,6 +296,8 @@ pub fn view_from_documents(
     default_namespace: &str,
 ) -> (InMemoryView, Vec<InputError>) {
     let mut view = InMemoryView::new();
+    // The input is not the whole cluster: a Secret it does not hold may exist.
+    view.set_partial(true);
     let mut errors = Vec::new();
     for doc in docs {
         let ns = doc.namespace().unwrap_or(default_namespace);
@@ -356,6 +357,11 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) => {
             for (k, v) in m {
+                // The API server accepts a null value and stores the key with an empty one.
+                if v.is_null() {
+                    out.push((k.clone(), Vec::new()));
+                    continue;
+                }
                 let Some(s) = v.as_str() else {
                     return Err(format!(
                         "{field}.{k}: expected a string, found {}",
@@ -828,9 +834,35 @@ spec:
     }
 
     #[test]
+    fn kube_system_is_judged_by_default() {
+        let input = format!(
+            "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: kube-system}}\nstringData: {{AWS_ACCESS_KEY_ID: AKIAZ7Q3EXAMPLEK3Y4N}}\n",
+            WORKLOAD.replace("namespace: team", "namespace: kube-system")
+        );
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert!(!report.results[0].exempt);
+        assert_eq!(report.results[0].verdict, Verdict::Deny);
+        assert!(parse_check(&["x.yaml"]).exempt_namespaces.is_empty());
+    }
+
+    #[test]
+    fn null_secret_values_are_read_as_empty() {
+        let input = format!(
+            "{WORKLOAD}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: team}}\ndata: {{AWS_ACCESS_KEY_ID: null, other: null}}\nstringData: {{x: null}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{k: null}}\n"
+        );
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert_eq!(report.exit_code(), 0, "{:?}", report.errors);
+        assert_eq!(report.results[0].verdict, Verdict::Allow);
+    }
+
+    #[test]
     fn exempt_namespaces_are_not_judged() {
         let input = WORKLOAD.replace("namespace: team", "namespace: kube-system");
-        let report = check_documents(&docs(&input), &CheckOptions::default());
+        let opts = CheckOptions {
+            exempt_namespaces: HashSet::from(["kube-system".to_string()]),
+            ..CheckOptions::default()
+        };
+        let report = check_documents(&docs(&input), &opts);
         assert!(report.results[0].exempt);
         assert_eq!(report.results[0].verdict, Verdict::Allow);
         assert!(report.results[0].warnings.is_empty());

@@ -43,11 +43,13 @@ pub enum KeyClass {
     CredentialsFile,
     /// Nothing that looks like an AWS key.
     Clean,
+    /// An empty value (a credential env var set to it is unset for the SDKs).
+    Empty,
 }
 
 impl KeyClass {
     pub fn is_credential(self) -> bool {
-        !matches!(self, KeyClass::Clean)
+        !matches!(self, KeyClass::Clean | KeyClass::Empty)
     }
 
     pub fn describe(self) -> &'static str {
@@ -57,6 +59,7 @@ impl KeyClass {
             KeyClass::CredentialNamed => "an AWS credential (by its key name)",
             KeyClass::CredentialsFile => "a file with AWS key material",
             KeyClass::Clean => "nothing AWS-related",
+            KeyClass::Empty => "an empty value",
         }
     }
 }
@@ -91,55 +94,54 @@ pub fn classify_data<'a, I>(data: I) -> ObjectFacts
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
+    let data: Vec<(&str, &[u8])> = data.into_iter().collect();
+    // A key id beside a secret is evidence that the secret is AWS's (`access_key` and
+    // `secret_key` in one Secret).
+    let key_id_beside = data.iter().any(|(name, value)| {
+        let value = value.trim_ascii();
+        (scan::is_key_id_name(name) && !value.is_empty())
+            || std::str::from_utf8(value).is_ok_and(scan::is_access_key_id)
+    });
     let keys = data
-        .into_iter()
+        .iter()
         .map(|(name, value)| KeyFact {
-            name: name.into(),
-            class: classify_value(name, value),
+            name: (*name).into(),
+            class: classify(name, value, key_id_beside),
         })
         .collect();
     ObjectFacts { keys }
 }
 
-/// Classifies one value under its key name.
+/// Classifies one value under its key name, on its own (no other key of its object is known).
 pub fn classify_value(name: &str, value: &[u8]) -> KeyClass {
+    classify(name, value, false)
+}
+
+/// Classifies one value under its key name. A bare secret-shaped value is an AWS secret access
+/// key (or session token) only with evidence that it is AWS's: its key name says so
+/// ([`scan::names_aws`]), or `key_id_beside` (the object also has an access key id key).
+fn classify(name: &str, value: &[u8], key_id_beside: bool) -> KeyClass {
     let text = String::from_utf8_lossy(value);
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return KeyClass::Clean;
+        return KeyClass::Empty;
     }
     if scan::is_access_key_id(trimmed) {
         return KeyClass::AwsAccessKeyId;
     }
-    if scan::is_credential_name(name) {
+    if scan::is_credential_value(name, trimmed) {
         return KeyClass::CredentialNamed;
     }
-    if scan::is_secret_shaped(trimmed) && secret_key_name(name) {
+    if let Some(kind) = scan::NameKind::of(name)
+        && kind.fits(trimmed)
+        && (scan::names_aws(name) || key_id_beside)
+    {
         return KeyClass::AwsSecretKey;
     }
     if scan::find_credentials(trimmed).is_some() {
         return KeyClass::CredentialsFile;
     }
     KeyClass::Clean
-}
-
-/// A key name under which a bare secret-shaped value is a secret access key
-/// (`secret_key`, `secretAccessKey`, `aws-secret-key`, …).
-fn secret_key_name(name: &str) -> bool {
-    let normalized: String = name
-        .chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.'))
-        .flat_map(char::to_lowercase)
-        .collect();
-    [
-        "secretaccesskey",
-        "secretkey",
-        "seckey",
-        "sessiontoken",
-        "securitytoken",
-    ]
-    .iter()
-    .any(|s| normalized.ends_with(s))
 }
 
 /// What is known of a referenced object.
@@ -168,6 +170,14 @@ pub trait ReferenceView: Send + Sync {
     /// Whether the view has what it needs to answer (a watch cache has listed everything).
     fn ready(&self) -> bool {
         true
+    }
+
+    /// Whether an object missing from the view may still exist: `check` sees only its input,
+    /// the webhook's synced watch caches see the whole cluster. An optional reference to a
+    /// missing object sets nothing in the cluster, but is only known to set nothing when the
+    /// view is not partial; otherwise it gets a warning.
+    fn partial(&self) -> bool {
+        false
     }
 }
 
@@ -244,6 +254,7 @@ impl FactsIndex {
 pub struct InMemoryView {
     objects: FactsIndex,
     modes: HashMap<String, Mode>,
+    partial: bool,
 }
 
 impl InMemoryView {
@@ -253,6 +264,12 @@ impl InMemoryView {
 
     pub fn insert(&mut self, kind: RefKind, namespace: &str, name: &str, facts: ObjectFacts) {
         self.objects.insert(kind, namespace, name, Arc::new(facts));
+    }
+
+    /// Marks the view as partial (manifests given to `check`: what is not in them may exist)
+    /// or as the whole cluster (the default).
+    pub fn set_partial(&mut self, partial: bool) {
+        self.partial = partial;
     }
 
     pub fn set_namespace_mode(&mut self, namespace: &str, mode: Mode) {
@@ -280,6 +297,10 @@ impl ReferenceView for InMemoryView {
     fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
         self.modes.get(namespace).copied()
     }
+
+    fn partial(&self) -> bool {
+        self.partial
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +313,7 @@ mod tests {
             ("id", b"AKIAZ7Q3EXAMPLEK3Y4N\n".as_slice()),
             ("aws_secret_access_key", b"short".as_slice()),
             (
-                "secret_key",
+                "s3_secret_key",
                 b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE".as_slice(),
             ),
             (
@@ -316,11 +337,43 @@ mod tests {
                 KeyClass::CredentialsFile,
                 KeyClass::Clean,
                 KeyClass::Clean,
-                KeyClass::Clean,
+                KeyClass::Empty,
             ]
         );
         assert!(!facts.is_clean());
         assert!(format!("{facts:?}").find("wJalr").is_none());
+    }
+
+    #[test]
+    fn random_secrets_without_aws_evidence_are_clean() {
+        const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE";
+        // Django, reCAPTCHA, JWT keys: 40 characters under generic names, nothing AWS beside.
+        let facts = classify_data([
+            ("SECRET_KEY", SECRET),
+            ("recaptcha-secret-key", SECRET),
+            ("jwt_secret_key", SECRET),
+            ("DISABLE_AWS_SESSION_TOKEN", b"true".as_slice()),
+        ]);
+        assert!(facts.is_clean(), "{facts:?}");
+        // A 256-character memberlist key under `secretkey`: not a 40-character secret key, and
+        // a session token only under a token name.
+        let memberlist = "Zx9".repeat(85) + "q";
+        assert_eq!(
+            classify_value("secretkey", memberlist.as_bytes()),
+            KeyClass::Clean
+        );
+        // A key id beside the secret (an S3-compatible key pair) is evidence.
+        let pair = classify_data([("accesskey", b"minio".as_slice()), ("secretkey", SECRET)]);
+        assert_eq!(pair.keys[1].class, KeyClass::AwsSecretKey);
+        let pair = classify_data([
+            ("id", b"AKIAZ7Q3EXAMPLEK3Y4N".as_slice()),
+            ("secret_key", SECRET),
+        ]);
+        assert_eq!(pair.keys[1].class, KeyClass::AwsSecretKey);
+        assert_eq!(
+            classify_value("AWS_SECRET_ACCESS_KEY", b""),
+            KeyClass::Empty
+        );
     }
 
     #[test]

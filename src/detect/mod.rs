@@ -6,6 +6,7 @@
 //! and [`evaluate_object`] (a whole manifest object), then [`policy::decide`] to turn an
 //! [`Evaluation`] into an admission [`Decision`].
 
+mod expand;
 pub mod facts;
 pub mod json;
 pub mod policy;

@@ -52,18 +52,50 @@ impl Hit {
 /// case-insensitively, also as the suffix of a longer name after `_` (`TF_VAR_aws_access_key_id`,
 /// `LOKI_AWS_SECRET_ACCESS_KEY`).
 pub fn is_credential_name(name: &str) -> bool {
-    CREDENTIAL_NAMES.iter().any(|c| {
+    credential_name(name).is_some()
+}
+
+/// Whether `name` is exactly one of the credential env var names (case-insensitively): the
+/// names the SDKs read. Any non-empty value under such a name is a credential.
+pub fn is_exact_credential_name(name: &str) -> bool {
+    credential_name(name) == Some(true)
+}
+
+/// `Some(true)` for an exact credential env var name, `Some(false)` for a longer name ending in
+/// `_` and one (`LOKI_AWS_SECRET_ACCESS_KEY`, but also `DISABLE_AWS_SESSION_TOKEN`), `None`
+/// otherwise.
+fn credential_name(name: &str) -> Option<bool> {
+    CREDENTIAL_NAMES.iter().find_map(|c| {
         if name.len() == c.len() {
-            name.eq_ignore_ascii_case(c)
+            name.eq_ignore_ascii_case(c).then_some(true)
         } else if name.len() > c.len() + 1 {
             let split = name.len() - c.len();
-            name.is_char_boundary(split)
+            (name.is_char_boundary(split)
                 && name[split..].eq_ignore_ascii_case(c)
-                && name.as_bytes()[split - 1] == b'_'
+                && name.as_bytes()[split - 1] == b'_')
+                .then_some(false)
         } else {
-            false
+            None
         }
     })
+}
+
+/// Whether a value under a credential-like name is a credential. Under an exact credential
+/// name (`AWS_SECRET_ACCESS_KEY`) any non-empty value is; under a longer name that merely ends
+/// in one (`TF_VAR_aws_secret_access_key`, `DISABLE_AWS_SESSION_TOKEN`) only key material is:
+/// an access key id, a secret access key or a session token by shape, so `true` or `1` is not.
+pub fn is_credential_value(name: &str, value: &str) -> bool {
+    match credential_name(name) {
+        Some(true) => !value.trim().is_empty(),
+        Some(false) => is_key_material(value),
+        None => false,
+    }
+}
+
+/// Whether the whole (trimmed) value is an access key id, or has the shape of a secret access
+/// key or session token, or contains an access key id.
+pub fn is_key_material(value: &str) -> bool {
+    is_secret_shaped(value) || find_access_key_id(value).is_some()
 }
 
 /// The first AWS key material found in `text`, if any.
@@ -136,15 +168,70 @@ fn mask(id: &str) -> String {
 /// key, and of names that hold a session token, in configuration files of any format.
 const SECRET_NAME_SUFFIXES: [&[u8]; 3] = [b"secretaccesskey", b"secretkey", b"seckey"];
 const TOKEN_NAME_SUFFIXES: [&[u8]; 2] = [b"sessiontoken", b"securitytoken"];
+/// Normalised suffixes of names that hold an access key id (`access_key`, `accessKeyId`,
+/// `aws_access_key_id`): a secret assigned next to one is half of a key pair.
+const KEY_ID_NAME_SUFFIXES: [&[u8]; 2] = [b"accesskeyid", b"accesskey"];
 
+/// What a name says its value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NameKind {
+pub enum NameKind {
     SecretKey,
     SessionToken,
 }
 
+impl NameKind {
+    /// What a name ending in a secret-key or session-token word holds (`None` for other names).
+    pub fn of(name: &str) -> Option<NameKind> {
+        let b = name.as_bytes();
+        match b.last().map(|c| c | 0x20) {
+            Some(b'y') if name_ends_with(b, &SECRET_NAME_SUFFIXES) => Some(NameKind::SecretKey),
+            Some(b'n') if name_ends_with(b, &TOKEN_NAME_SUFFIXES) => Some(NameKind::SessionToken),
+            _ => None,
+        }
+    }
+
+    /// Whether the whole (trimmed) value has the shape this name holds: exactly 40 characters
+    /// for a secret access key, 100 or more for a session token.
+    pub fn fits(self, value: &str) -> bool {
+        let v = value.trim().as_bytes();
+        match self {
+            NameKind::SecretKey => {
+                v.len() == SECRET_KEY_LEN
+                    && v.iter().all(|c| is_secret_char(*c))
+                    && looks_like_secret(v)
+            }
+            NameKind::SessionToken => {
+                v.len() >= MIN_SESSION_TOKEN_LEN && v.iter().all(|c| is_token_char(*c))
+            }
+        }
+    }
+}
+
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
+}
+
+/// Whether a name says by itself that its secret is AWS's: it names AWS or S3
+/// (`aws_secret_access_key`, `AWS_SECRET_KEY`, `aws_sec_key`, `fs.s3a.secret.key`,
+/// `s3_secret_key`), or it is AWS's own term for the secret half of a key pair
+/// (`SecretAccessKey`, `secret_access_key`). `secret_key`, `SECRET_KEY`, `jwt-secret-key` do
+/// not: Django, reCAPTCHA and JWT libraries use the same words.
+pub fn names_aws(name: &str) -> bool {
+    let norm: Vec<u8> = name
+        .bytes()
+        .filter(|c| !matches!(c, b'_' | b'-' | b'.'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    norm.windows(3).any(|w| w == b"aws")
+        || norm.windows(2).any(|w| w == b"s3")
+        || norm.ends_with(b"secretaccesskey")
+}
+
+/// Whether `name` names an access key id (`access_key`, `AccessKeyId`, `aws_access_key_id`),
+/// and not a secret access key.
+pub fn is_key_id_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    name_ends_with(b, &KEY_ID_NAME_SUFFIXES) && !name_ends_with(b, &[b"secretaccesskey"])
 }
 
 /// The first assignment of a secret-shaped value to a secret-looking name: the name, optional
@@ -152,11 +239,20 @@ fn is_ident(c: u8) -> bool {
 /// base64 characters (a secret access key) or of 100 or more (a session token). Prose that
 /// only mentions a name, and placeholders (`<your key>`, `${SECRET}`, `changeme`), do not
 /// match.
+///
+/// A 40-character secret is not AWS's by its shape alone (Django's `SECRET_KEY`, reCAPTCHA
+/// secrets and JWT keys look the same), so the assignment also needs evidence that it is AWS
+/// key material, as mature secret scanners require: a name that says so ([`names_aws`]), or
+/// an access key id field assigned in the same text (`access_key: …` next to
+/// `secret_key: …`). An access key id itself is found by [`find_access_key_id`].
 pub fn find_secret_assignment(text: &str) -> Option<Hit> {
     let b = text.as_bytes();
     if b.len() < MIN_ASSIGNMENT_LEN {
         return None;
     }
+    // The first secret under a generic name, reported if a key id field shows up.
+    let mut generic: Option<&[u8]> = None;
+    let mut key_id_field = false;
     let mut i = 0;
     while i < b.len() {
         if !is_ident(b[i]) {
@@ -168,7 +264,8 @@ pub fn find_secret_assignment(text: &str) -> Option<Hit> {
             i += 1;
         }
         let name = &b[start..i];
-        // Every suffix ends in `key` or `token`: cheap filter before the normalised compare.
+        // Every suffix ends in `key`, `token` or `id`: cheap filter before the normalised
+        // compare.
         let last = name[name.len() - 1] | 0x20;
         let kind = match last {
             b'y' => name_ends_with(name, &SECRET_NAME_SUFFIXES).then_some(NameKind::SecretKey),
@@ -178,6 +275,26 @@ pub fn find_secret_assignment(text: &str) -> Option<Hit> {
         if let Some(kind) = kind
             && value_follows(&b[i..], kind)
         {
+            // Names are runs of ASCII identifier bytes: always valid UTF-8.
+            let name_str = std::str::from_utf8(name).unwrap_or("");
+            if names_aws(name_str) {
+                return Some(Hit::SecretAssignment {
+                    name: name_str.to_string(),
+                });
+            }
+            if generic.is_none() {
+                generic = Some(name);
+            }
+        } else if !key_id_field
+            && matches!(last, b'y' | b'd')
+            && name_ends_with(name, &KEY_ID_NAME_SUFFIXES)
+            && !name_ends_with(name, &[b"secretaccesskey"])
+            && assigned_value(&b[i..])
+                .is_some_and(|(v, sign)| sign && v.first().is_some_and(|c| is_ident(*c)))
+        {
+            key_id_field = true;
+        }
+        if key_id_field && let Some(name) = generic {
             return Some(Hit::SecretAssignment {
                 name: String::from_utf8_lossy(name).into_owned(),
             });
@@ -197,7 +314,10 @@ fn name_ends_with(name: &[u8], suffixes: &[&[u8]]) -> bool {
     })
 }
 
-fn value_follows(rest: &[u8], kind: NameKind) -> bool {
+/// The value assigned after a name: optional quotes, a separator (`=`, `:`, `=>`, `:=` or
+/// blanks), optional quotes; `None` when no separator follows. The flag says whether the
+/// separator was a sign rather than blanks.
+fn assigned_value(rest: &[u8]) -> Option<(&[u8], bool)> {
     let mut j = 0;
     let mut blanks = false;
     while j < rest.len() && matches!(rest[j], b'"' | b'\'' | b' ' | b'\t') {
@@ -212,13 +332,19 @@ fn value_follows(rest: &[u8], kind: NameKind) -> bool {
         },
     };
     if sep == 0 && !blanks {
-        return false;
+        return None;
     }
     j += sep;
     while j < rest.len() && matches!(rest[j], b'"' | b'\'' | b' ' | b'\t') {
         j += 1;
     }
-    let value = &rest[j..];
+    Some((&rest[j..], sep > 0))
+}
+
+fn value_follows(rest: &[u8], kind: NameKind) -> bool {
+    let Some((value, _)) = assigned_value(rest) else {
+        return false;
+    };
     match kind {
         NameKind::SecretKey => {
             let secret = secret_token_len(value);
@@ -326,10 +452,11 @@ mod tests {
     fn finds_secret_assignments_in_many_formats() {
         for text in [
             format!("[default]\naws_secret_access_key = {SECRET}\n"),
-            format!("secret_key: {SECRET}\n"),
+            format!("access_key: minio\nsecret_key: {SECRET}\n"),
             format!("secret_access_key: \"{SECRET}\""),
             format!("{{\"SecretAccessKey\": \"{SECRET}\"}}"),
-            format!("secret_key = \"{SECRET}\""),
+            format!("secret_key = \"{SECRET}\"\naccess_key_id = \"minio\""),
+            format!("s3_secret_key={SECRET}"),
             format!("-Dfs.s3a.secret.key={SECRET}"),
             format!("aws_sec_key {SECRET}"),
             format!("secret_access_key => \"{SECRET}\""),
@@ -359,10 +486,54 @@ mod tests {
     }
 
     #[test]
+    fn forty_character_secrets_without_aws_evidence_are_not_aws_keys() {
+        // Django, reCAPTCHA, JWT signing keys, `openssl rand -base64 30`: same shape, no AWS.
+        for text in [
+            format!("SECRET_KEY = '{SECRET}'"),
+            format!("RECAPTCHA_SECRET_KEY={SECRET}"),
+            format!("--jwt-secret-key={SECRET}"),
+            format!("secret_key: {SECRET}\n"),
+            format!("jwt:\n  secretKey: \"{SECRET}\"\n  issuer: app\n"),
+            format!(
+                "recaptcha:\n  site_key: 6LcAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  secret_key: {SECRET}\n"
+            ),
+            format!("session_token: {}", "IQoJb3JpZ2luX2VjE".repeat(8)),
+        ] {
+            assert_eq!(find_credentials(&text), None, "{text}");
+        }
+        // The same secret next to an access key id field, or under an AWS name, is a key.
+        for text in [
+            format!("access_key: minio\nsecret_key: {SECRET}\n"),
+            format!("secret_key: {SECRET}\naccessKeyId: minio\n"),
+            format!("AWS_SECRET_KEY={SECRET}"),
+        ] {
+            assert!(find_credentials(&text).is_some(), "{text}");
+        }
+        // A key id field with no value is prose, not evidence.
+        assert_eq!(
+            find_credentials(&format!(
+                "secret_key: {SECRET} (put the access_key in vault)"
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn prefixed_credential_names_need_key_material() {
+        assert!(is_credential_value("AWS_SESSION_TOKEN", "true"));
+        assert!(!is_credential_value("DISABLE_AWS_SESSION_TOKEN", "true"));
+        assert!(!is_credential_value("USE_AWS_ACCESS_KEY_ID", "1"));
+        assert!(is_credential_value("TF_VAR_aws_secret_access_key", SECRET));
+        assert!(is_credential_value("TF_VAR_aws_access_key_id", ID));
+        assert!(!is_credential_value("AWS_REGION", ID));
+        assert!(!is_credential_value("AWS_ACCESS_KEY_ID", " "));
+    }
+
+    #[test]
     fn secret_must_be_exactly_forty_characters() {
-        let long = format!("secret_key: {SECRET}A");
+        let long = format!("aws_secret_key: {SECRET}A");
         assert_eq!(find_credentials(&long), None);
-        let short = format!("secret_key: {}", &SECRET[..39]);
+        let short = format!("aws_secret_key: {}", &SECRET[..39]);
         assert_eq!(find_credentials(&short), None);
     }
 

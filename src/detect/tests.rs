@@ -123,7 +123,7 @@ fn finds_keys_in_args_and_command_of_every_container_kind() {
         "spec": {
             "initContainers": [{"name": "init", "command": ["sh", "-c", format!("aws configure set aws_access_key_id {ID}")]}],
             "containers": [{"name": "main", "args": ["--s3", format!("s3://{ID}:{SECRET}@bucket/x")]}],
-            "ephemeralContainers": [{"name": "debug", "args": [format!("--secret-key={SECRET}")]}]
+            "ephemeralContainers": [{"name": "debug", "args": [format!("--s3-secret-key={SECRET}")]}]
         }
     });
     let e = eval(&obj);
@@ -240,6 +240,316 @@ fn env_from_with_credential_named_keys_is_denied_case_insensitively() {
     );
     assert!(e.findings[1].message.contains("AWS_ACCESS_KEY_ID"));
     assert!(e.warnings.is_empty(), "optional missing ConfigMap is fine");
+}
+
+#[test]
+fn forty_character_non_aws_secrets_are_allowed() {
+    // Django SECRET_KEY, a reCAPTCHA secret, a JWT signing key, `openssl rand -base64 30`.
+    let mut view = InMemoryView::new();
+    secret(
+        &mut view,
+        "app",
+        &[
+            ("SECRET_KEY", SECRET),
+            ("RECAPTCHA_SECRET_KEY", SECRET),
+            ("jwt-secret-key", SECRET),
+            ("secret_key", SECRET),
+        ],
+    );
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "args": [format!("--jwt-secret-key={SECRET}")],
+        "env": [
+            {"name": "DJANGO_SETTINGS", "value": format!("SECRET_KEY = '{SECRET}'\nDEBUG = False\n")},
+            {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "app", "key": "SECRET_KEY"}}},
+            {"name": "RECAPTCHA", "valueFrom": {"secretKeyRef": {"name": "app", "key": "RECAPTCHA_SECRET_KEY"}}}
+        ],
+        "envFrom": [{"secretRef": {"name": "app"}}],
+        "volumeMounts": [{"name": "app", "mountPath": "/etc/app"}]
+    }], "volumes": [{"name": "app", "secret": {"secretName": "app"}}]}));
+    let e = eval_with(&obj, &view);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    // The same secret with evidence that it is AWS's is a key.
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "args": [format!("--s3-secret-key={SECRET}")],
+        "env": [{"name": "CFG", "value": format!("access_key: minio\nsecret_key: {SECRET}\n")}]
+    }]}));
+    assert_eq!(
+        rules(&eval(&obj)),
+        ["literal-secret-key", "literal-secret-key"]
+    );
+}
+
+#[test]
+fn names_that_merely_contain_a_credential_name_need_key_material() {
+    let obj = deployment(json!({"containers": [{"name": "a", "env": [
+        {"name": "DISABLE_AWS_SESSION_TOKEN", "value": "true"},
+        {"name": "USE_AWS_ACCESS_KEY_ID", "value": "false"},
+        {"name": "TF_VAR_aws_secret_access_key", "value": SECRET}
+    ]}]}));
+    let e = eval(&obj);
+    assert_eq!(rules(&e), ["env-static-key"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("TF_VAR_aws_secret_access_key")
+    );
+    let mut view = InMemoryView::new();
+    configmap(&mut view, "flags", &[("DISABLE_AWS_SESSION_TOKEN", "true")]);
+    let obj = deployment(
+        json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "flags"}}]}]}),
+    );
+    assert!(eval_with(&obj, &view).findings.is_empty());
+}
+
+#[test]
+fn empty_values_under_aws_names_in_a_readable_secret_are_allowed() {
+    // A chart's own Secret, rendered with IRSA values: the AWS names are there, empty.
+    let mut view = InMemoryView::new();
+    secret(
+        &mut view,
+        "chart",
+        &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+    );
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "env": [
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "chart", "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "chart", "key": "AWS_SECRET_ACCESS_KEY"}}}
+        ],
+        "envFrom": [{"secretRef": {"name": "chart"}}]
+    }]}));
+    let e = eval_with(&obj, &view);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    // With lookups off the names still decide.
+    assert_eq!(rules(&eval(&obj)), ["env-static-key", "env-static-key"]);
+}
+
+#[test]
+fn optional_credential_references_to_missing_secrets_set_nothing() {
+    // The EBS CSI driver: AWS_* from an optional secretKeyRef to a Secret that IRSA installs
+    // never create.
+    let obj = deployment(json!({"containers": [{"name": "ebs-plugin", "env": [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws-secret", "key": "key_id", "optional": true}}},
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "aws-secret", "key": "access_key", "optional": true}}}
+    ]}]}));
+    // Live (the webhook's cache sees the whole cluster): allowed, nothing to say.
+    let live = InMemoryView::new();
+    let e = eval_with(&obj, &live);
+    assert!(e.findings.is_empty() && e.warnings.is_empty(), "{e:#?}");
+    // Offline (`check`: the Secret is not in the input): a warning, not a finding.
+    let mut offline = InMemoryView::new();
+    offline.set_partial(true);
+    let e = eval_with(&obj, &offline);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    assert_eq!(e.warnings.len(), 1);
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("optional Secret team/aws-secret is not in the input")
+    );
+    // When the Secret exists, the name decides again; a missing optional key sets nothing.
+    let mut found = InMemoryView::new();
+    secret(&mut found, "aws-secret", &[("key_id", ID)]);
+    assert_eq!(rules(&eval_with(&obj, &found)), ["env-static-key"]);
+}
+
+#[test]
+fn finds_keys_in_lifecycle_hooks_and_probe_exec_commands() {
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["sh", "-c", format!("aws configure set aws_access_key_id {ID}")]}},
+            "preStop": {"exec": {"command": ["sh", "-c", format!("AWS_SECRET_ACCESS_KEY={SECRET} aws s3 cp /state s3://b/")]}}
+        },
+        "livenessProbe": {"exec": {"command": ["check", format!("--key={ID}")]}},
+        "readinessProbe": {"exec": {"command": ["check", format!("--s3-secret-key={SECRET}")]}},
+        "startupProbe": {"exec": {"command": ["check", format!("s3://{ID}:x@b")]}, "periodSeconds": 3}
+    }]}));
+    let e = eval(&obj);
+    let got: Vec<_> = e
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.path.as_str()))
+        .collect();
+    let p = "spec.template.spec.containers[0]";
+    assert_eq!(
+        got,
+        [
+            (
+                "literal-access-key",
+                &*format!("{p}.lifecycle.postStart.exec.command[2]")
+            ),
+            (
+                "literal-secret-key",
+                &*format!("{p}.lifecycle.preStop.exec.command[2]")
+            ),
+            (
+                "literal-access-key",
+                &*format!("{p}.livenessProbe.exec.command[1]")
+            ),
+            (
+                "literal-secret-key",
+                &*format!("{p}.readinessProbe.exec.command[1]")
+            ),
+            (
+                "literal-access-key",
+                &*format!("{p}.startupProbe.exec.command[1]")
+            ),
+        ]
+    );
+    // A malformed exec command is an error with its path.
+    let bad = deployment(
+        json!({"containers": [{"name": "a", "readinessProbe": {"exec": {"command": "ls"}}}]}),
+    );
+    let err = evaluate_object(&bad, "default", &NoLookups).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("containers[0].readinessProbe.exec.command"),
+        "{err}"
+    );
+}
+
+#[test]
+fn finds_keys_assembled_by_the_kubelets_var_expansion() {
+    let (id_a, id_b) = ID.split_at(10);
+    let (s_a, s_b) = SECRET.split_at(17);
+    let obj = deployment(json!({"containers": [{"name": "a",
+        "env": [
+            {"name": "P1", "value": id_a},
+            {"name": "P2", "value": id_b},
+            {"name": "S1", "value": s_a},
+            {"name": "S2", "value": format!("{s_b}")},
+            {"name": "SK", "value": "$(S1)$(S2)"},
+            {"name": "BOTO", "value": "[default]\naws_access_key_id=$(P1)$(P2)\n"},
+            {"name": "ESCAPED", "value": "$$(P1)$$(P2)"}
+        ],
+        "command": ["sh", "-c", "AWS_SECRET_ACCESS_KEY=$(SK) exec app"],
+        "args": ["--s3-secret-key=$(S1)$(S2)"],
+        "readinessProbe": {"exec": {"command": ["probe", "--id=$(P1)$(P2)"]}},
+        "lifecycle": {"preStop": {"exec": {"command": ["stop", "--id=$(P1)$(P2)"]}}}
+    }]}));
+    let e = eval(&obj);
+    let got: Vec<_> = e
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.path.as_str()))
+        .collect();
+    let p = "spec.template.spec.containers[0]";
+    assert_eq!(
+        got,
+        [
+            ("literal-access-key", &*format!("{p}.env[5]")),
+            ("literal-secret-key", &*format!("{p}.command[2]")),
+            ("literal-secret-key", &*format!("{p}.args[0]")),
+            (
+                "literal-access-key",
+                &*format!("{p}.readinessProbe.exec.command[1]")
+            ),
+        ],
+        "{:#?}",
+        e.findings
+    );
+    assert!(
+        e.findings[0]
+            .message
+            .contains("after the kubelet's $(VAR) expansion")
+    );
+    assert!(!e.findings[1].message.contains(SECRET));
+    // A credential name whose value is assembled by expansion: by its name, as always.
+    let obj = deployment(json!({"containers": [{"name": "a", "env": [
+        {"name": "A", "value": "abc"},
+        {"name": "USE_AWS_SECRET_ACCESS_KEY", "value": "$(A)"},
+        {"name": "S1", "value": s_a}, {"name": "S2", "value": s_b},
+        {"name": "TF_VAR_aws_secret_access_key", "value": "$(S1)$(S2)"}
+    ]}]}));
+    assert_eq!(rules(&eval(&obj)), ["env-static-key"]);
+}
+
+#[test]
+fn var_expansion_is_bounded_and_warns() {
+    // Each var doubles the last: 2^40 bytes if expanded without bounds.
+    let mut env = vec![json!({"name": "V0", "value": "x".repeat(64)})];
+    for i in 1..40 {
+        env.push(json!({"name": format!("V{i}"), "value": format!("$(V{})$(V{})", i - 1, i - 1)}));
+    }
+    let obj = deployment(json!({"containers": [{"name": "a", "env": env, "args": ["$(V39)"]}]}));
+    let e = eval(&obj);
+    assert!(e.findings.is_empty());
+    assert_eq!(e.warnings.len(), 1);
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("exceeds what Linux passes to a process")
+    );
+}
+
+#[test]
+fn credentials_file_paths_are_compared_as_the_process_opens_them() {
+    let mut view = InMemoryView::new();
+    secret(
+        &mut view,
+        "aws",
+        &[(
+            "credentials",
+            &format!("[default]\naws_access_key_id={ID}\n"),
+        )],
+    );
+    let pod = |env: Value, working_dir: &str| {
+        deployment(
+            json!({"containers": [{"name": "a", "env": env, "workingDir": working_dir,
+            "volumeMounts": [{"name": "creds", "mountPath": "/etc/aws/"}]}],
+            "volumes": [{"name": "creds", "secret": {"secretName": "aws"}}]}),
+        )
+    };
+    for (env, wd) in [
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/etc//aws/credentials"}]),
+            "",
+        ),
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/etc/./aws/credentials"}]),
+            "",
+        ),
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/tmp/../etc/aws/credentials"}]),
+            "",
+        ),
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "credentials"}]),
+            "/etc/aws",
+        ),
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "../aws/credentials"}]),
+            "/etc/app",
+        ),
+        (
+            json!([{"name": "DIR", "value": "/etc/aws"}, {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "$(DIR)/credentials"}]),
+            "",
+        ),
+        (
+            json!([{"name": "AWS_CONFIG_FILE", "value": "/etc/aws//config"}]),
+            "",
+        ),
+    ] {
+        let e = eval_with(&pod(env.clone(), wd), &view);
+        let rules: Vec<_> = rules(&e);
+        assert!(
+            rules.contains(&"shared-credentials-file"),
+            "{env} in {wd:?}: {:#?}",
+            e.findings
+        );
+    }
+    // Paths outside the mount are not in it.
+    let e = eval_with(
+        &pod(
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/etc/aws/../awsx/credentials"}]),
+            "",
+        ),
+        &view,
+    );
+    assert!(
+        !rules(&e).contains(&"shared-credentials-file"),
+        "{:#?}",
+        e.findings
+    );
 }
 
 #[test]

@@ -1,17 +1,20 @@
 //! Walking a pod spec (as JSON) and applying the rules. Field paths are built only when a
 //! finding, warning or error needs one.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::json::{Json, Object, field};
 
-use super::facts::{KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
+use super::expand;
+use super::facts::{KeyClass, KeyFact, Lookup, ObjectFacts, RefKind, ReferenceView};
 use super::scan::{self, Hit};
 use super::{DetectError, Evaluation, Finding, ObjectRef, RuleId, Target, Warning};
 
 const CONTAINER_KINDS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 const SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 
 pub(super) fn evaluate(
     target: &Target<'_>,
@@ -277,7 +280,23 @@ impl<'r> Cx<'r> {
         match self.refs.lookup(kind, self.namespace, name) {
             Lookup::Found(f) => Known::Found(f),
             Lookup::Disabled => Known::Unknown,
-            Lookup::Missing if optional => Known::Absent,
+            Lookup::Missing if optional => {
+                // The kubelet sets nothing from an optional reference to an object that does
+                // not exist. Offline, the object may exist in the cluster all the same.
+                if self.refs.partial() && self.unreadable.insert((kind, name.to_string())) {
+                    self.warnings.push(Warning {
+                        container: container.map(str::to_string),
+                        path: format!("{}.{}", self.prefix, path()),
+                        message: format!(
+                            "optional {} {}/{} is not in the input: nothing is set from it if it does not exist in the cluster; if it does, the webhook judges what it holds",
+                            kind.as_str(),
+                            self.namespace,
+                            name
+                        ),
+                    });
+                }
+                Known::Absent
+            }
             Lookup::Missing => {
                 if self.unreadable.insert((kind, name.to_string())) {
                     self.warnings.push(Warning {
@@ -415,9 +434,12 @@ impl<'r> Cx<'r> {
         volumes: &[Volume<'_>],
     ) -> Result<(), DetectError> {
         let cont = Some(name);
-        let mut credentials_file: Option<(usize, &str)> = None;
+        // Files the SDKs read static keys from: (env index, variable, path as written).
+        let mut aws_files: Vec<(usize, &str, String)> = Vec::new();
 
         let env = self.arr(c, "env", || format!("{ckind}[{ci}].env"))?;
+        // Read every entry first: `$(VAR)` expansion needs them all.
+        let mut entries = Vec::with_capacity(env.len());
         for (ei, e) in env.iter().enumerate() {
             let at = || format!("{ckind}[{ci}].env[{ei}]");
             let e = self.obj(e, at)?;
@@ -426,17 +448,44 @@ impl<'r> Cx<'r> {
                 .unwrap_or("");
             let value = self.opt_str(e, "value", || format!("{}.value", at()))?;
             let value_from = self.opt_obj(e, "valueFrom", || format!("{}.valueFrom", at()))?;
+            entries.push((var, value, value_from));
+        }
+        let command = self.strings(c, "command", || format!("{ckind}[{ci}].command"))?;
+        let args = self.strings(c, "args", || format!("{ckind}[{ci}].args"))?;
+        let handlers = self.exec_handlers(c, ckind, ci)?;
+        let working_dir = self
+            .opt_str(c, "workingDir", || format!("{ckind}[{ci}].workingDir"))?
+            .unwrap_or("");
 
-            if var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE)
-                && let Some(v) = value.filter(|v| !v.is_empty())
+        // The kubelet's `$(VAR)` expansion, worked out only when some string refers to a var.
+        let refers = expand::refers;
+        let expanding = entries.iter().any(|(_, v, _)| v.is_some_and(refers))
+            || command.iter().chain(&args).any(|t| refers(t))
+            || handlers.iter().any(|h| h.2.iter().any(|t| refers(t)));
+        let mut exp = Expansion::default();
+        if expanding {
+            exp.run(&entries);
+        }
+
+        for (ei, &(var, value, value_from)) in entries.iter().enumerate() {
+            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            // The value the process gets, when expansion changed it.
+            let expanded = exp.env.get(ei).and_then(Option::as_deref);
+            let runtime = expanded.or(value);
+
+            if (var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE)
+                || var.eq_ignore_ascii_case(CONFIG_FILE))
+                && let Some(v) = runtime.filter(|v| !v.is_empty())
             {
-                credentials_file = Some((ei, v));
+                aws_files.push((ei, var, v.to_string()));
             }
 
             if scan::is_credential_name(var) {
-                let source = match (value, value_from) {
-                    (_, Some(vf)) => Some(self.value_from_text(vf, at)?),
-                    (Some(v), None) if !v.trim().is_empty() => Some("a literal value".into()),
+                let source = match (runtime, value_from) {
+                    (_, Some(vf)) => self.credential_source(vf, cont, at)?,
+                    (Some(v), None) if scan::is_credential_value(var, v) => {
+                        Some("a literal value".into())
+                    }
                     _ => None,
                 };
                 if let Some(source) = source {
@@ -451,10 +500,15 @@ impl<'r> Cx<'r> {
                 continue;
             }
 
-            if let Some(v) = value
-                && let Some(hit) = scan::find_credentials(v)
-            {
-                self.literal(hit, cont, at(), &format!("env {var} value"), "env", var);
+            if let Some(v) = value {
+                if let Some(hit) = scan::find_credentials(v) {
+                    self.literal(hit, cont, at(), &format!("env {var} value"), "env", var);
+                } else if let Some(x) = expanded
+                    && let Some(hit) = scan::find_credentials(x)
+                {
+                    let place = format!("env {var} value (after the kubelet's $(VAR) expansion)");
+                    self.literal(hit, cont, at(), &place, "env", var);
+                }
             }
             if let Some(vf) = value_from {
                 self.key_ref(vf, var, cont, at)?;
@@ -485,34 +539,57 @@ impl<'r> Cx<'r> {
             }
         }
 
-        for field in ["command", "args"] {
-            let list = self.arr(c, field, || format!("{ckind}[{ci}].{field}"))?;
-            for (ai, a) in list.iter().enumerate() {
-                let Some(text) = a.as_str() else {
-                    return Err(self.malformed(
-                        format!("{ckind}[{ci}].{field}[{ai}]"),
-                        "a string",
-                        a,
-                    ));
-                };
+        // `command` and `args`, expanded with the container's final env; probe exec commands,
+        // expanded with the static env values only; lifecycle hooks' exec commands, which the
+        // kubelet runs as written.
+        let mut lists: Vec<(Cow<'_, str>, &[&str], Env)> = vec![
+            (Cow::Borrowed("command"), &command, Env::Runtime),
+            (Cow::Borrowed("args"), &args, Env::Runtime),
+        ];
+        for (field, env, list) in &handlers {
+            lists.push((Cow::Owned(format!("{field}.exec.command")), list, *env));
+        }
+        for (field, list, env) in lists {
+            for (ai, text) in list.iter().enumerate() {
+                let at = || format!("{ckind}[{ci}].{field}[{ai}]");
                 if let Some(hit) = scan::find_credentials(text) {
-                    let at = format!("{ckind}[{ci}].{field}[{ai}]");
-                    self.literal(hit, cont, at, field, field, "");
+                    self.literal(hit, cont, at(), &field, &field, "");
+                } else if expanding
+                    && let Some(x) = exp.expand(text, env)
+                    && let Some(hit) = scan::find_credentials(&x)
+                {
+                    let place = format!("{field} (after the kubelet's $(VAR) expansion)");
+                    self.literal(hit, cont, at(), &place, &field, "");
                 }
             }
         }
+        if exp.too_long {
+            self.warnings.push(Warning {
+                container: cont.map(str::to_string),
+                path: format!("{}.{ckind}[{ci}]", self.prefix),
+                message: format!(
+                    "the $(VAR) expansion of container '{name}' exceeds what Linux passes to a process (128 KiB a string, 6 MiB in all), so it cannot start as written; hatrack scanned what it wrote and stopped expanding"
+                ),
+            });
+        }
 
-        // A shared credentials file: the one AWS_SHARED_CREDENTIALS_FILE names, or the SDKs'
-        // default location (~/.aws/credentials) when a Secret is mounted there.
-        if let Some((ei, path)) = credentials_file
-            && let Some((m, vol)) = mount_holding(path, mounts, volumes)
-        {
-            let at = format!("{ckind}[{ci}].env[{ei}]");
-            let what = format!(
-                "{SHARED_CREDENTIALS_FILE}={path} points into volume '{}'",
-                m.volume
-            );
-            self.credentials_file(vol, cont, at, what, true);
+        // A credentials or config file the SDKs read keys from: the one
+        // AWS_SHARED_CREDENTIALS_FILE or AWS_CONFIG_FILE names, compared as the process opens
+        // it, or the SDKs' default location (~/.aws/credentials) when a Secret is mounted there.
+        for (ei, var, path) in aws_files {
+            let resolved = expand::resolve_path(&path, working_dir);
+            if let Some((m, vol)) = mount_holding(&resolved, mounts, volumes) {
+                let at = format!("{ckind}[{ci}].env[{ei}]");
+                let shown = if resolved == path {
+                    String::new()
+                } else {
+                    format!(" (resolved to {resolved})")
+                };
+                let what = format!("{var}={path}{shown} points into volume '{}'", m.volume);
+                // A config file in a ConfigMap is usually role profiles: judged by content.
+                let configmaps_count = var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE);
+                self.credentials_file(vol, cont, at, what, configmaps_count);
+            }
         }
         for (mi, m) in mounts.iter().enumerate() {
             if !is_default_credentials_location(m.path) {
@@ -528,6 +605,62 @@ impl<'r> Cx<'r> {
             }
         }
         Ok(())
+    }
+
+    /// A list of strings (`command`, `args`); `at` is its path.
+    fn strings<'v>(
+        &self,
+        c: &'v Object<'v>,
+        field: &str,
+        at: impl Fn() -> String,
+    ) -> Result<Vec<&'v str>, DetectError> {
+        let list = self.arr(c, field, &at)?;
+        list.iter()
+            .enumerate()
+            .map(|(ai, a)| {
+                a.as_str()
+                    .ok_or_else(|| self.malformed(format!("{}[{ai}]", at()), "a string", a))
+            })
+            .collect()
+    }
+
+    /// The exec commands of a container's lifecycle hooks and probes: (field path, the env
+    /// the kubelet expands them with, the command).
+    fn exec_handlers<'v>(
+        &self,
+        c: &'v Object<'v>,
+        ckind: &str,
+        ci: usize,
+    ) -> Result<Vec<ExecHandler<'v>>, DetectError> {
+        let mut out = Vec::new();
+        let mut handler = |h: &'v Object<'v>, field: String, env: Env| {
+            let Some(exec) = self.opt_obj(h, "exec", || format!("{ckind}[{ci}].{field}.exec"))?
+            else {
+                return Ok(());
+            };
+            let list = self.strings(exec, "command", || {
+                format!("{ckind}[{ci}].{field}.exec.command")
+            })?;
+            if !list.is_empty() {
+                out.push((field, env, list));
+            }
+            Ok::<(), DetectError>(())
+        };
+        if let Some(lc) = self.opt_obj(c, "lifecycle", || format!("{ckind}[{ci}].lifecycle"))? {
+            for hook in ["postStart", "preStop"] {
+                if let Some(h) =
+                    self.opt_obj(lc, hook, || format!("{ckind}[{ci}].lifecycle.{hook}"))?
+                {
+                    handler(h, format!("lifecycle.{hook}"), Env::None)?;
+                }
+            }
+        }
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if let Some(h) = self.opt_obj(c, probe, || format!("{ckind}[{ci}].{probe}"))? {
+                handler(h, probe.to_string(), Env::Static)?;
+            }
+        }
+        Ok(out)
     }
 
     fn literal(
@@ -551,24 +684,44 @@ impl<'r> Cx<'r> {
         self.push(rule, cont, at, what, subject);
     }
 
-    /// How a credential-named env var gets its value, for messages.
-    fn value_from_text(
-        &self,
+    /// Where a credential-named env var gets a value from (for messages), or `None` when it
+    /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
+    /// to a key or object that does not exist (the kubelet then does not set the variable).
+    /// Anything else the name says is a credential, whatever the value.
+    fn credential_source(
+        &mut self,
         vf: &Object<'_>,
-        at: impl Fn() -> String,
-    ) -> Result<String, DetectError> {
-        for (field, kind) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")] {
-            if let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? {
-                let name = self
-                    .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
-                    .unwrap_or("");
-                let key = self
-                    .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
-                    .unwrap_or("");
-                return Ok(format!("{kind} '{name}' key '{key}'"));
-            }
+        cont: Option<&str>,
+        at: impl Fn() -> String + Copy,
+    ) -> Result<Option<String>, DetectError> {
+        for (field, kind) in [
+            ("secretKeyRef", RefKind::Secret),
+            ("configMapKeyRef", RefKind::ConfigMap),
+        ] {
+            let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? else {
+                continue;
+            };
+            let name = self
+                .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
+                .unwrap_or("");
+            let key = self
+                .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
+                .unwrap_or("");
+            let optional = self.opt_bool(r, "optional", || {
+                format!("{}.valueFrom.{field}.optional", at())
+            })?;
+            let source = format!("{} '{name}' key '{key}'", kind.as_str());
+            return Ok(match self.lookup(kind, name, optional, cont, at) {
+                Known::Absent => None,
+                Known::Unknown => Some(source),
+                Known::Found(facts) => match facts.key(key) {
+                    Some(k) if k.class == KeyClass::Empty => None,
+                    None if optional => None,
+                    _ => Some(source),
+                },
+            });
         }
-        Ok("valueFrom".into())
+        Ok(Some("valueFrom".into()))
     }
 
     /// `env[].valueFrom.secretKeyRef` / `configMapKeyRef` of a var whose name is harmless:
@@ -627,8 +780,14 @@ impl<'r> Cx<'r> {
         let mut named = Vec::new();
         let mut material = Vec::new();
         for k in &facts.keys {
+            if k.class == KeyClass::Empty {
+                // An empty credential env var is unset for the SDKs.
+                continue;
+            }
             let full = format!("{prefix}{}", k.name);
-            if scan::is_credential_name(&k.name) || scan::is_credential_name(&full) {
+            if scan::is_exact_credential_name(&full)
+                || (k.class.is_credential() && scan::is_credential_name(&full))
+            {
                 named.push(full);
             } else if k.class.is_credential() {
                 material.push(full);
@@ -795,15 +954,117 @@ fn mount_holding<'m, 'v>(
         })
 }
 
+/// Whether `file` (resolved) is `dir` (a mount path) or inside it.
 fn path_within(file: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
     if dir.is_empty() {
         return false;
     }
-    file == dir || (file.starts_with(dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
+    let dir = expand::resolve_path(dir, "/");
+    if dir == "/" {
+        return true;
+    }
+    file == dir || (file.starts_with(&*dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
 fn is_default_credentials_location(mount_path: &str) -> bool {
-    let p = mount_path.trim_end_matches('/');
-    p.ends_with("/.aws") || p.ends_with("/.aws/credentials") || p == ".aws"
+    if mount_path.is_empty() {
+        return false;
+    }
+    let p = expand::resolve_path(mount_path, "/");
+    p.ends_with("/.aws") || p.ends_with("/.aws/credentials")
+}
+
+/// An exec command of a lifecycle hook or probe: its field path, the env it is expanded with,
+/// the command.
+type ExecHandler<'v> = (String, Env, Vec<&'v str>);
+
+/// Which env a list of strings is expanded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Env {
+    /// The container's final env (`command`, `args`).
+    Runtime,
+    /// Only the literal values as written, `valueFrom` vars as empty (probe exec commands).
+    Static,
+    /// Not expanded (lifecycle hooks' exec commands).
+    None,
+}
+
+/// The `$(VAR)` expansion of one container's env, as the kubelet builds it: each literal value
+/// expanded with the vars defined before it; vars from `valueFrom` and `envFrom` are unknown
+/// and their references stay as written.
+#[derive(Default)]
+struct Expansion {
+    /// Per env entry, the expanded value when expansion changed it.
+    env: Vec<Option<String>>,
+    /// The final env: a known value, or `None` for a var whose value is not known.
+    runtime: HashMap<String, Option<String>>,
+    /// The literal values as written (`valueFrom` vars empty), for probes.
+    statics: HashMap<String, String>,
+    budget: usize,
+    too_long: bool,
+}
+
+impl Expansion {
+    fn run(&mut self, entries: &[(&str, Option<&str>, Option<&Object<'_>>)]) {
+        self.budget = expand::CONTAINER_BUDGET;
+        for (var, value, value_from) in entries {
+            self.statics
+                .insert(var.to_string(), value.unwrap_or("").to_string());
+            let known = match (value, value_from) {
+                (_, Some(_)) => None,
+                (v, None) => {
+                    let v = v.unwrap_or("");
+                    let runtime = &self.runtime;
+                    let lookup = |n: &str| runtime.get(n).and_then(|v| v.as_deref());
+                    match expand::expand(v, &lookup, &mut self.budget) {
+                        Ok(Cow::Borrowed(_)) => {
+                            self.env.push(None);
+                            Some(v.to_string())
+                        }
+                        Ok(Cow::Owned(x)) => {
+                            self.env.push(Some(x.clone()));
+                            Some(x)
+                        }
+                        Err(expand::TooLong) => {
+                            self.too_long = true;
+                            self.env.push(None);
+                            Some(v.to_string())
+                        }
+                    }
+                }
+            };
+            if value_from.is_some() {
+                self.env.push(None);
+            }
+            self.runtime.insert(var.to_string(), known);
+        }
+    }
+
+    /// `text` expanded with `env`, when that changes it.
+    fn expand(&mut self, text: &str, env: Env) -> Option<String> {
+        if self.too_long {
+            return None;
+        }
+        let result = match env {
+            Env::None => return None,
+            Env::Runtime => {
+                let runtime = &self.runtime;
+                let lookup = |n: &str| runtime.get(n).and_then(|v| v.as_deref());
+                expand::expand(text, &lookup, &mut self.budget)
+            }
+            Env::Static => {
+                let statics = &self.statics;
+                let lookup = |n: &str| statics.get(n).map(String::as_str);
+                expand::expand(text, &lookup, &mut self.budget)
+            }
+        };
+        match result {
+            Ok(Cow::Owned(x)) => Some(x),
+            Ok(Cow::Borrowed(_)) => None,
+            Err(expand::TooLong) => {
+                self.too_long = true;
+                None
+            }
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! What of an AdmissionReview the webhook reads: the request's identity, the objects'
 //! metadata and the parts of the pod spec the rules look at (containers' names, env, envFrom,
-//! args, command, volume mounts; volumes; the ServiceAccount). Everything else —
-//! managedFields, labels, annotations, probes, resources, status — is skipped by the parser
-//! without building anything ([`crate::detect::json::parse_pruned`]).
+//! args, command, workingDir, volume mounts, the exec commands of lifecycle hooks and probes;
+//! volumes; the ServiceAccount). Everything else — managedFields, labels, annotations, the
+//! rest of probes, resources, status — is skipped by the parser without building anything
+//! ([`crate::detect::json::parse_pruned`]).
 //!
 //! Building a full `serde_json::Value` (an IndexMap per object, every key hashed) is about ten
 //! times slower than scanning the same bytes, and most of a Deployment's bytes are fields no
@@ -15,13 +16,24 @@ use crate::detect::json::{self, Json, Want};
 
 const MOUNT: Want = Want::Fields(&[("name", Want::All), ("mountPath", Want::All)]);
 
+/// A lifecycle hook or probe: only its exec command is run in the container with its env.
+const HANDLER: Want = Want::Fields(&[("exec", Want::Fields(&[("command", Want::All)]))]);
+
 const CONTAINER: Want = Want::Fields(&[
     ("name", Want::All),
     ("env", Want::All),
     ("envFrom", Want::All),
     ("args", Want::All),
     ("command", Want::All),
+    ("workingDir", Want::All),
     ("volumeMounts", MOUNT),
+    (
+        "lifecycle",
+        Want::Fields(&[("postStart", HANDLER), ("preStop", HANDLER)]),
+    ),
+    ("livenessProbe", HANDLER),
+    ("readinessProbe", HANDLER),
+    ("startupProbe", HANDLER),
 ]);
 
 const POD_SPEC: Want = Want::Fields(&[
@@ -111,6 +123,9 @@ mod tests {
                     "spec": {"replicas": 3, "template": {"metadata": {"labels": {}}, "spec": {
                         "serviceAccountName": "sa",
                         "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
+                            "lifecycle": {"preStop": {"exec": {"command": ["sh"]}}, "postStart": {"httpGet": {"port": 80}}},
+                            "readinessProbe": {"exec": {"command": ["cat"]}, "periodSeconds": 5},
+                            "livenessProbe": {"httpGet": {"path": "/"}},
                             "resources": {"limits": {}}, "volumeMounts": [{"name": "v", "mountPath": "/p", "readOnly": true}]}],
                         "volumes": [{"name": "v", "secret": {"secretName": "s"}}],
                         "affinity": {}}}},
@@ -126,6 +141,9 @@ mod tests {
                     "spec": {"template": {"spec": {
                         "serviceAccountName": "sa",
                         "containers": [{"name": "c", "env": [{"name": "A", "value": "1"}],
+                            "lifecycle": {"preStop": {"exec": {"command": ["sh"]}}, "postStart": {}},
+                            "readinessProbe": {"exec": {"command": ["cat"]}},
+                            "livenessProbe": {},
                             "volumeMounts": [{"name": "v", "mountPath": "/p"}]}],
                         "volumes": [{"name": "v", "secret": {"secretName": "s"}}]}}}}}
         });

@@ -7,6 +7,15 @@
 //!
 //! VERDICT is `allow`, `warn` or `deny`; the rules are the findings' rule ids (a multiset,
 //! order does not matter). JSON files keep their expectations in `FILE.expect`.
+//!
+//! Where the webhook decides otherwise than `check` (it sees the whole cluster, so an optional
+//! reference to a missing Secret sets nothing; it exempts `kube-system` by default), a line
+//!
+//! ```text
+//! # expect-webhook: KIND NAMESPACE/NAME VERDICT [RULE ...]
+//! ```
+//!
+//! replaces that workload's expectation for the webhook.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -24,8 +33,17 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
-/// Every manifest file of the corpus with its expectations, in name order.
+/// Every manifest file of the corpus with its expectations for `check`, in name order.
 pub fn corpus() -> Vec<(PathBuf, Vec<Expectation>)> {
+    corpus_with(parse)
+}
+
+/// Every manifest file of the corpus with its expectations for the webhook.
+pub fn webhook_corpus() -> Vec<(PathBuf, Vec<Expectation>)> {
+    corpus_with(parse_webhook)
+}
+
+fn corpus_with(parse: fn(&str) -> Vec<Expectation>) -> Vec<(PathBuf, Vec<Expectation>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
         .expect("corpus dir")
         .map(|e| e.expect("dir entry").path())
@@ -57,10 +75,32 @@ pub fn corpus() -> Vec<(PathBuf, Vec<Expectation>)> {
         .collect()
 }
 
+/// The expectations of `check`.
 pub fn parse(text: &str) -> Vec<Expectation> {
+    parse_prefixed(text, "# expect:")
+}
+
+/// The expectations of the webhook: `check`'s, with `# expect-webhook:` lines replacing them.
+pub fn parse_webhook(text: &str) -> Vec<Expectation> {
+    let overrides = parse_prefixed(text, "# expect-webhook:");
+    let mut out: Vec<Expectation> = parse(text)
+        .into_iter()
+        .map(|e| {
+            overrides
+                .iter()
+                .find(|o| o.kind == e.kind && o.namespace == e.namespace && o.name == e.name)
+                .cloned()
+                .unwrap_or(e)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn parse_prefixed(text: &str, prefix: &str) -> Vec<Expectation> {
     let mut out: Vec<Expectation> = text
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("# expect:"))
+        .filter_map(|l| l.trim().strip_prefix(prefix))
         .map(|l| {
             let mut words = l.split_whitespace();
             let kind = words.next().expect("kind").to_string();
