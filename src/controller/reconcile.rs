@@ -3,7 +3,7 @@
 //! ServiceAccounts → write status. Cleanup on delete runs the same edges in reverse.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -32,11 +32,13 @@ use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_ro
 pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Guardrails and namespace labels decide what a binding may hold. Judged before their
     // caches have their first list (right after a start or a leader change), a binding would
-    // get a grant a guardrail forbids. This waits only until then; later it returns at once.
-    if ctx.guardrails.wait_until_ready().await.is_err()
-        || ctx.namespaces.wait_until_ready().await.is_err()
-    {
-        return Err(Error::PolicyCachesGone);
+    // get a grant a guardrail forbids, so it comes back shortly instead. Not awaited here:
+    // kube stops polling the watches (these caches' among them) while every worker is busy,
+    // so reconciles waiting for a cache would wait for ever.
+    match policy_caches_ready(&ctx) {
+        Some(true) => {}
+        Some(false) => return Ok(Action::requeue(POLICY_CACHES_RETRY)),
+        None => return Err(Error::PolicyCachesGone),
     }
     let started = Instant::now();
     let ns = cached.namespace().unwrap_or_default();
@@ -61,6 +63,27 @@ pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<
         ctx.record_success(&ObjectRef::from_obj(cached.as_ref()));
     }
     result
+}
+
+/// How soon a binding that arrived before the guardrail and namespace caches is looked at again.
+const POLICY_CACHES_RETRY: Duration = Duration::from_millis(500);
+
+/// Whether the guardrail and namespace caches hold their first list (`None`: their watches
+/// ended, the controller is stopping). Never waits.
+fn policy_caches_ready(ctx: &Context) -> Option<bool> {
+    use futures::FutureExt;
+    let mut ready = true;
+    for wait in [
+        ctx.guardrails.wait_until_ready().now_or_never(),
+        ctx.namespaces.wait_until_ready().now_or_never(),
+    ] {
+        match wait {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return None,
+            None => ready = false,
+        }
+    }
+    Some(ready)
 }
 
 fn binding_key(b: &IAMRoleBinding) -> String {
