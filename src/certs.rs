@@ -342,8 +342,11 @@ fn k8s_base64(bytes: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// When the first certificate in `pem` expires.
-pub fn not_after(pem: &str) -> Result<Timestamp, CertError> {
+/// Parses the first CERTIFICATE block of `pem` and hands it to `read`.
+fn read_first_certificate<T>(
+    pem: &str,
+    read: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> Result<T, CertError>,
+) -> Result<T, CertError> {
     let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
         .filter_map(Result::ok)
         .find(|p| p.label == "CERTIFICATE")
@@ -351,21 +354,27 @@ pub fn not_after(pem: &str) -> Result<Timestamp, CertError> {
     let cert = block
         .parse_x509()
         .map_err(|e| CertError::Parse(e.to_string()))?;
-    Timestamp::from_second(cert.validity().not_after.timestamp())
-        .map_err(|e| CertError::Parse(e.to_string()))
+    read(&cert)
+}
+
+/// When the first certificate in `pem` expires.
+pub fn not_after(pem: &str) -> Result<Timestamp, CertError> {
+    read_first_certificate(pem, |cert| {
+        Timestamp::from_second(cert.validity().not_after.timestamp())
+            .map_err(|e| CertError::Parse(e.to_string()))
+    })
 }
 
 /// The DNS names (lower-cased) and IP addresses (canonical form) of the first certificate
 /// in `pem`'s subjectAltName extension.
 pub fn subject_alt_names(pem: &str) -> Result<Vec<String>, CertError> {
+    read_first_certificate(pem, san_names)
+}
+
+fn san_names(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<Vec<String>, CertError> {
     use x509_parser::extensions::GeneralName;
-    let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
-        .filter_map(Result::ok)
-        .find(|p| p.label == "CERTIFICATE")
-        .ok_or_else(|| CertError::Parse("no PEM certificate".into()))?;
-    let cert = block
-        .parse_x509()
-        .map_err(|e| CertError::Parse(e.to_string()))?;
     let san = cert
         .subject_alternative_name()
         .map_err(|e| CertError::Parse(e.to_string()))?;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{
@@ -387,23 +387,11 @@ fn assert_admitted(result: (bool, String, String), what: &str) -> String {
     err
 }
 
-/// A namespace for workloads, with what kube-controller-manager's root CA publisher would
-/// have put there: the `kube-root-ca.crt` ConfigMap that every Pod's service account volume
-/// projects (the webhook reads it; a missing one earns every Pod a warning).
+/// A namespace for workloads: the harness gives it what kube-controller-manager would (the
+/// `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap every Pod's service account
+/// volume projects: the webhook reads it; a missing one earns every Pod a warning).
 async fn app_namespace(cluster: &TestCluster, prefix: &str) -> String {
-    let ns = cluster.namespace(prefix).await;
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client().await, &ns);
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({
-            "metadata": {"name": "kube-root-ca.crt"},
-            "data": {"ca.crt": cluster.ca_pem},
-        }))
-        .expect("ConfigMap"),
-    )
-    .await
-    .expect("create kube-root-ca.crt");
-    ns
+    cluster.namespace(prefix).await
 }
 
 async fn namespace_with_labels(cluster: &TestCluster, prefix: &str, labels: Value) -> String {

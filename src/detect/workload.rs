@@ -684,16 +684,12 @@ impl<'r> Cx<'r> {
         self.push(rule, cont, at, what, subject);
     }
 
-    /// Where a credential-named env var gets a value from (for messages), or `None` when it
-    /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
-    /// to a key or object that does not exist (the kubelet then does not set the variable).
-    /// Anything else the name says is a credential, whatever the value.
-    fn credential_source(
-        &mut self,
-        vf: &Object<'_>,
-        cont: Option<&str>,
+    /// The first of `valueFrom.secretKeyRef` / `configMapKeyRef`: what it reads.
+    fn key_ref_of<'v>(
+        &self,
+        vf: &'v Object<'v>,
         at: impl Fn() -> String + Copy,
-    ) -> Result<Option<String>, DetectError> {
+    ) -> Result<Option<KeyRef<'v>>, DetectError> {
         for (field, kind) in [
             ("secretKeyRef", RefKind::Secret),
             ("configMapKeyRef", RefKind::ConfigMap),
@@ -710,18 +706,45 @@ impl<'r> Cx<'r> {
             let optional = self.opt_bool(r, "optional", || {
                 format!("{}.valueFrom.{field}.optional", at())
             })?;
-            let source = format!("{} '{name}' key '{key}'", kind.as_str());
-            return Ok(match self.lookup(kind, name, optional, cont, at) {
-                Known::Absent => None,
-                Known::Unknown => Some(source),
-                Known::Found(facts) => match facts.key(key) {
-                    Some(k) if k.class == KeyClass::Empty => None,
-                    None if optional => None,
-                    _ => Some(source),
-                },
-            });
+            return Ok(Some(KeyRef {
+                kind,
+                name,
+                key,
+                optional,
+            }));
         }
-        Ok(Some("valueFrom".into()))
+        Ok(None)
+    }
+
+    /// Where a credential-named env var gets a value from (for messages), or `None` when it
+    /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
+    /// to a key or object that does not exist (the kubelet then does not set the variable).
+    /// Anything else the name says is a credential, whatever the value.
+    fn credential_source(
+        &mut self,
+        vf: &Object<'_>,
+        cont: Option<&str>,
+        at: impl Fn() -> String + Copy,
+    ) -> Result<Option<String>, DetectError> {
+        let Some(KeyRef {
+            kind,
+            name,
+            key,
+            optional,
+        }) = self.key_ref_of(vf, at)?
+        else {
+            return Ok(Some("valueFrom".into()));
+        };
+        let source = format!("{} '{name}' key '{key}'", kind.as_str());
+        Ok(match self.lookup(kind, name, optional, cont, at) {
+            Known::Absent => None,
+            Known::Unknown => Some(source),
+            Known::Found(facts) => match facts.key(key) {
+                Some(k) if k.class == KeyClass::Empty => None,
+                None if optional => None,
+                _ => Some(source),
+            },
+        })
     }
 
     /// `env[].valueFrom.secretKeyRef` / `configMapKeyRef` of a var whose name is harmless:
@@ -733,37 +756,29 @@ impl<'r> Cx<'r> {
         cont: Option<&str>,
         at: impl Fn() -> String + Copy,
     ) -> Result<(), DetectError> {
-        for (field, kind) in [
-            ("secretKeyRef", RefKind::Secret),
-            ("configMapKeyRef", RefKind::ConfigMap),
-        ] {
-            let Some(r) = self.opt_obj(vf, field, || format!("{}.valueFrom.{field}", at()))? else {
-                continue;
-            };
-            let name = self
-                .opt_str(r, "name", || format!("{}.valueFrom.{field}.name", at()))?
-                .unwrap_or("");
-            let key = self
-                .opt_str(r, "key", || format!("{}.valueFrom.{field}.key", at()))?
-                .unwrap_or("");
-            let optional = self.opt_bool(r, "optional", || {
-                format!("{}.valueFrom.{field}.optional", at())
-            })?;
-            if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at)
-                && let Some(k) = facts.key(key).filter(|k| k.class.is_credential())
-            {
-                self.push(
-                    ref_rule(kind),
-                    cont,
-                    at(),
-                    format!(
-                        "env {var} takes key '{key}' of {} '{name}', which holds {}",
-                        kind.as_str(),
-                        k.class.describe()
-                    ),
-                    format!("env {var} {} {name} {key}", kind.as_str()),
-                );
-            }
+        let Some(KeyRef {
+            kind,
+            name,
+            key,
+            optional,
+        }) = self.key_ref_of(vf, at)?
+        else {
+            return Ok(());
+        };
+        if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at)
+            && let Some(k) = facts.key(key).filter(|k| k.class.is_credential())
+        {
+            self.push(
+                ref_rule(kind),
+                cont,
+                at(),
+                format!(
+                    "env {var} takes key '{key}' of {} '{name}', which holds {}",
+                    kind.as_str(),
+                    k.class.describe()
+                ),
+                format!("env {var} {} {name} {key}", kind.as_str()),
+            );
         }
         Ok(())
     }
@@ -1067,4 +1082,12 @@ impl Expansion {
             }
         }
     }
+}
+
+/// One `valueFrom.secretKeyRef` or `configMapKeyRef`.
+struct KeyRef<'v> {
+    kind: RefKind,
+    name: &'v str,
+    key: &'v str,
+    optional: bool,
 }
