@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::cluster::{TestCluster, cluster, kubectl, run, temp_file, tool_path};
+use support::cluster::{TestCluster, cluster, kubectl, run, temp_file};
 use support::moto::free_port;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -56,18 +56,10 @@ fn values_file(name: &str) -> String {
         .to_string()
 }
 
-/// `helm <args> --kubeconfig <admin>` (`.tools/helm` or `HATRACK_HELM`).
+/// `helm <args>` against the test cluster as administrator.
 fn helm(cluster: &TestCluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(tool_path("HATRACK_HELM", "helm"));
-    cmd.args(args).arg("--kubeconfig").arg(&cluster.kubeconfig);
-    // Keep helm's caches and configuration out of $HOME.
-    for (var, sub) in [
-        ("HELM_CACHE_HOME", "helm/cache"),
-        ("HELM_CONFIG_HOME", "helm/config"),
-        ("HELM_DATA_HOME", "helm/data"),
-    ] {
-        cmd.env(var, cluster.dir.join(sub));
-    }
+    let mut cmd = support::cluster::helm(cluster);
+    cmd.args(args);
     cmd
 }
 

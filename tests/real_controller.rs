@@ -25,8 +25,8 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{
-    TestCluster, client_from_kubeconfig, cluster_with_crds, kubectl, run,
-    spawn_tied_to_this_thread, tool_path,
+    TestCluster, client_from_kubeconfig, cluster_with_crds, helm, kubectl, run,
+    spawn_tied_to_this_thread,
 };
 use support::controller::{
     ACCOUNT, ISSUER_HOST_PATH, create_binding, create_service_account, delete_binding, get_binding,
@@ -53,16 +53,6 @@ struct Release {
 
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/hatrack")
-}
-
-fn helm(cluster: &TestCluster) -> Command {
-    let home = cluster.dir.join("helm");
-    let mut cmd = Command::new(tool_path("HATRACK_HELM", "helm"));
-    cmd.env("KUBECONFIG", &cluster.kubeconfig)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    cmd
 }
 
 /// Installs the chart as release `name` with the required values, IAM at moto, and the

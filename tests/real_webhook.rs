@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{
-    TestCluster, cluster, kubectl, run, spawn_tied_to_this_thread, temp_file, tool_path,
+    TestCluster, cluster, helm, kubectl, run, spawn_tied_to_this_thread, temp_file,
 };
 use support::moto::free_port;
 use tokio::sync::{Mutex, OnceCell};
@@ -55,20 +55,6 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn chart_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/hatrack"))
-}
-
-fn helm(cluster: &TestCluster) -> Command {
-    let mut cmd = Command::new(tool_path("HATRACK_HELM", "helm"));
-    cmd.arg("--kubeconfig").arg(&cluster.kubeconfig);
-    // Keep helm's caches and repository config out of $HOME.
-    for (var, sub) in [
-        ("HELM_CACHE_HOME", "helm/cache"),
-        ("HELM_CONFIG_HOME", "helm/config"),
-        ("HELM_DATA_HOME", "helm/data"),
-    ] {
-        cmd.env(var, cluster.dir.join(sub));
-    }
-    cmd
 }
 
 /// The cluster and the release, or `None` (with a note) when the API server cannot call back

@@ -682,6 +682,21 @@ pub fn kubectl(cluster: &TestCluster) -> Command {
     cmd
 }
 
+/// `helm` against this cluster as administrator (`.tools/helm` or `HATRACK_HELM`), with its
+/// caches and configuration in the cluster's directory instead of `$HOME`.
+pub fn helm(cluster: &TestCluster) -> Command {
+    let mut cmd = Command::new(tool("HATRACK_HELM", "helm"));
+    cmd.env("KUBECONFIG", &cluster.kubeconfig);
+    for (var, sub) in [
+        ("HELM_CACHE_HOME", "helm/cache"),
+        ("HELM_CONFIG_HOME", "helm/config"),
+        ("HELM_DATA_HOME", "helm/data"),
+    ] {
+        cmd.env(var, cluster.dir.join(sub));
+    }
+    cmd
+}
+
 /// Writes `text` to a file in the cluster's directory and returns its path.
 pub fn temp_file(cluster: &TestCluster, name: &str, text: &str) -> PathBuf {
     let path = cluster.dir.join(name);
