@@ -616,11 +616,7 @@ async fn exempt_namespaces_are_not_sent_to_the_webhook() {
     let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let before = webhook.decisions(&[]);
-    for ns in [
-        "kube-system",
-        release.namespace.as_str(),
-        release.exempt.as_str(),
-    ] {
+    for ns in [release.namespace.as_str(), release.exempt.as_str()] {
         assert_admitted(
             apply(
                 cluster,
@@ -640,6 +636,105 @@ async fn exempt_namespaces_are_not_sent_to_the_webhook() {
         &["hatrack: Deployment"],
     );
     assert!(webhook.decisions(&[]) > before);
+}
+
+#[tokio::test]
+async fn kube_system_is_judged_with_warnings_while_other_namespaces_are_enforced() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let webhook = Webhook::start(cluster, release).await;
+    let before = webhook.decisions(&["mode=\"warn\"", "rule=\"env-static-key\""]);
+    let name = format!("keyed-addon-{}", std::process::id());
+    // The chart's system entry sends kube-system to the webhook, which warns there.
+    let stderr = assert_admitted(
+        apply(cluster, "kube-system", &deployment(&name, static_keys())),
+        "a keyed Deployment in kube-system",
+    );
+    assert!(
+        stderr.contains("Warning: hatrack: ") && stderr.contains("env-static-key"),
+        "kubectl shows hatrack's warnings for kube-system: {stderr}"
+    );
+    assert!(!stderr.contains(SECRET_KEY), "no secret value in a warning");
+    assert!(
+        webhook.decisions(&["mode=\"warn\"", "rule=\"env-static-key\""]) > before,
+        "{}",
+        webhook.metrics()
+    );
+    // The same Deployment anywhere else is denied.
+    let ns = cluster.namespace("team").await;
+    assert_refused(
+        apply(cluster, &ns, &deployment(&name, static_keys())),
+        "the same keyed Deployment in an application namespace",
+        &["admission webhook \"workloads.hatrack.dev\" denied the request"],
+    );
+    run(kubectl(cluster).args([
+        "delete",
+        "deployment",
+        &name,
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]));
+}
+
+#[tokio::test]
+async fn the_binding_webhook_judges_namespaces_the_workload_webhook_exempts() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let guarded = format!("all-{}", std::process::id());
+    // kube-system (judged in warn mode for workloads), the release namespace and
+    // webhook.exemptNamespaces (never sent to the workload webhook).
+    let namespaces = [
+        "kube-system",
+        release.namespace.as_str(),
+        release.exempt.as_str(),
+    ];
+    let admin = cluster.client().await;
+    let api: Api<Namespace> = Api::all(admin);
+    for ns in namespaces {
+        api.patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/guardrail": guarded}}})),
+        )
+        .await
+        .expect("label namespace");
+    }
+    let guardrail = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": guarded},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
+            "deniedActions": ["iam:*"],
+        },
+    });
+    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    let webhook = Webhook::start(cluster, release).await;
+    for ns in namespaces {
+        let binding = json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": format!("sneaky-{}", std::process::id())},
+            "spec": {
+                "serviceAccounts": ["api"],
+                "inlinePolicies": {"app": {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["iam:CreateUser"], "Resource": "*"}
+                ]}},
+            },
+        });
+        assert_refused(
+            apply(cluster, ns, &binding),
+            &format!("a binding breaking the guardrail in {ns}"),
+            &[
+                "admission webhook \"iamrolebindings.hatrack.dev\" denied the request",
+                &format!("IAMGuardrail {guarded}"),
+            ],
+        );
+    }
+    drop(webhook);
 }
 
 #[tokio::test]
@@ -805,6 +900,21 @@ async fn with_the_webhook_stopped_the_failure_policy_decides() {
         "a clean Deployment with the webhook down and failurePolicy Fail",
         &["failed calling webhook \"workloads.hatrack.dev\""],
     );
+    // ... while kube-system's entry (failurePolicy Ignore) admits, keys included: hatrack
+    // never stands between the cluster and its own repair.
+    let name = format!("while-down-{}", std::process::id());
+    assert_admitted(
+        apply(cluster, "kube-system", &deployment(&name, static_keys())),
+        "a Deployment in kube-system with the webhook down",
+    );
+    run(kubectl(cluster).args([
+        "delete",
+        "deployment",
+        &name,
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]));
 
     // Ignore: admitted unchecked, keys included.
     let _restore = RestoreFail(cluster, release);
