@@ -16,6 +16,10 @@ use crate::detect::{
     self, FactsIndex, Lookup, MODE_LABEL, Mode, ObjectFacts, RefKind, ReferenceView,
 };
 
+/// Secrets and ConfigMaps listed per request when the caches fill (README, "Slow and hostile
+/// clients": memory at startup).
+pub const OBJECT_PAGE_SIZE: u32 = 10;
+
 /// The cluster as the webhook sees it: facts of Secrets and ConfigMaps, namespace modes.
 #[derive(Debug, Default)]
 pub struct WatchCache {
@@ -70,9 +74,13 @@ impl WatchCache {
     pub fn start(client: Client) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
         let cache = Arc::new(Self::new());
         let config = watcher::Config::default().page_size(100);
+        // A page of Secrets or ConfigMaps is held whole while its objects are classified (the
+        // response body, then the decoded objects): at up to 1 MiB each, a page of 100 would
+        // take ~250 MiB and kill a restarting pod; 10 keep the peak near 25 MiB.
+        let objects = watcher::Config::default().page_size(OBJECT_PAGE_SIZE);
         let secrets = {
             let cache = cache.clone();
-            let stream = watcher(Api::<Secret>::all(client.clone()), config.clone());
+            let stream = watcher(Api::<Secret>::all(client.clone()), objects.clone());
             async move {
                 cache
                     .run_objects(stream, RefKind::Secret, secret_facts)
@@ -81,7 +89,7 @@ impl WatchCache {
         };
         let configmaps = {
             let cache = cache.clone();
-            let stream = watcher(Api::<ConfigMap>::all(client.clone()), config.clone());
+            let stream = watcher(Api::<ConfigMap>::all(client.clone()), objects);
             async move {
                 cache
                     .run_objects(stream, RefKind::ConfigMap, configmap_facts)

@@ -20,8 +20,8 @@ pub const ETCD_MAX_REQUEST_BYTES: usize = 1024 * 1024 * 3 / 2;
 
 /// The largest AdmissionReview the API server sends for an object etcd can store: the object
 /// and its old version (UPDATE), each at most etcd's limit in its stored (protobuf) form and
-/// at most twice that as JSON (field names and escaping; measured ratio in BENCHMARKS.md),
-/// plus 256 KiB for the review's envelope (request fields, userInfo, options).
+/// allowed twice that as JSON (field names instead of field numbers, quoting), plus 256 KiB
+/// for the review's envelope (request fields, userInfo, options).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 2 * ETCD_MAX_REQUEST_BYTES + 256 * 1024;
 
 /// Bodies up to this size are read without taking a large-body slot: every honest review of
@@ -32,7 +32,7 @@ pub const SMALL_BODY_BYTES: u64 = 64 * 1024;
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
     /// Connections served at once; further ones wait in the listen backlog until one closes.
-    #[arg(long, default_value_t = 512, env = "HATRACK_WEBHOOK_MAX_CONNECTIONS")]
+    #[arg(long, default_value_t = 1024, env = "HATRACK_WEBHOOK_MAX_CONNECTIONS")]
     pub max_connections: usize,
 
     /// Time for a client to complete the TLS handshake.
@@ -52,18 +52,18 @@ pub struct LimitArgs {
 
     /// Bodies over 64 KiB (or of unknown length) read at once; more wait (within the request
     /// timeout). Bounds the memory of large bodies to this many times `--max-body-bytes`.
-    #[arg(long, default_value_t = 8, env = "HATRACK_WEBHOOK_LARGE_BODIES")]
+    #[arg(long, default_value_t = 4, env = "HATRACK_WEBHOOK_LARGE_BODIES")]
     pub large_bodies: usize,
 }
 
 impl Default for LimitArgs {
     fn default() -> Self {
         Self {
-            max_connections: 512,
+            max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
-            large_bodies: 8,
+            large_bodies: 4,
         }
     }
 }

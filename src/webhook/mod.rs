@@ -256,11 +256,11 @@ pub async fn start(
         .first_request_timeout(limits.header_read_timeout);
     let http = server.http_builder();
     http.http1().header_read_timeout(limits.header_read_timeout);
-    // What an HTTP/2 client may make the server buffer unread: 256 KiB per connection (hyper's
-    // default is 1 MiB per stream and connection), and few streams at once.
+    // What an HTTP/2 client may make the server buffer unread: 64 KiB per connection (the
+    // protocol's default; hyper's is 1 MiB per stream and connection), and few streams.
     http.http2()
-        .initial_connection_window_size(256 * 1024)
-        .initial_stream_window_size(128 * 1024)
+        .initial_connection_window_size(64 * 1024)
+        .initial_stream_window_size(64 * 1024)
         .max_concurrent_streams(32);
     let make_service =
         limits::LimitConnections::new(app.into_make_service(), limits.max_connections);
