@@ -9,6 +9,7 @@
 #   scripts/bench-slow-clients.sh
 #   SLOW=200 DURATION=20 scripts/bench-slow-clients.sh
 #   BIN=/path/to/old/hatrack ATTACK_BODY=8388607 scripts/bench-slow-clients.sh   # a build without limits
+#   EXTRA_ARGS="--request-timeout=20s --tls-handshake-timeout=20s" scripts/bench-slow-clients.sh
 #
 # Release build; the webhook runs with its defaults (as the chart runs it) and --lookups off.
 set -euo pipefail
@@ -40,7 +41,7 @@ ulimit -n 65536 2>/dev/null || true
 
 RUST_LOG=error "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --account-id 123456789012 --default-trust pod-identity \
+  --cluster-name bench --account-id 123456789012 --default-trust pod-identity ${EXTRA_ARGS:-} \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
@@ -81,17 +82,23 @@ PY
 IDLE=$(rss_kib)
 QUIET="$(honest 10)"
 
-# The attack: SLOW connections for DURATION + 5 s; honest load during the last DURATION s.
-python3 scripts/slow-clients.py 127.0.0.1 "$PORT" "$SLOW" "$ATTACK_BODY" "$((DURATION + 5))" > "$WORK/slow.json" 2>"$WORK/slow.err" &
+# The attack: SLOW connections (the first ones spread over 5 s) for DURATION + 5 s; honest
+# load during the last DURATION s.
+python3 scripts/slow-clients.py 127.0.0.1 "$PORT" "$SLOW" "$ATTACK_BODY" "$((DURATION + 5))" 5 > "$WORK/slow.json" 2>"$WORK/slow.err" &
 SLOW_PID=$!
 PEAK=0
-( while kill -0 "$SLOW_PID" 2>/dev/null; do r=$(rss_kib); echo "${r:-0}"; sleep 0.2; done ) > "$WORK/rss.txt" &
+# RSS and the webhook's established connections (server side), every 0.2 s.
+( while kill -0 "$SLOW_PID" 2>/dev/null; do
+    r=$(rss_kib); c=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
+    echo "${r:-0} $c"; sleep 0.2
+  done ) > "$WORK/rss.txt" &
 SAMPLER=$!
 sleep 5
 UNDER="$(honest "$DURATION")"
 wait "$SLOW_PID" || true
 wait "$SAMPLER" || true
-PEAK=$(sort -n "$WORK/rss.txt" | tail -1)
+PEAK=$(awk '$1 > m {m = $1} END {print m + 0}' "$WORK/rss.txt")
+CONNS_PEAK=$(awk '$2 > m {m = $2} END {print m + 0}' "$WORK/rss.txt")
 HWM=$(hwm_kib)
 ALIVE=yes; kill -0 "$SERVER_PID" 2>/dev/null || ALIVE="no (died)"
 
@@ -107,5 +114,7 @@ echo "| peak sampled during the attack | $(mib "$PEAK") |"
 echo "| VmHWM (peak of the whole run) | $(mib "$HWM") |"
 echo "| chart memory limit | $LIMIT_MIB |"
 echo
+echo "Most established connections to the webhook at once (ss, sampled): $CONNS_PEAK."
+echo
 echo "Slow clients ($SLOW connections, Content-Length $ATTACK_BODY, body minus one byte then idle, reconnecting): $(cat "$WORK/slow.json" 2>/dev/null || echo 'no report')."
-echo "Webhook alive at the end: $ALIVE. Binary: $BIN. $(nproc) cores shared by the webhook, wrk and the slow clients."
+echo "Webhook alive at the end: $ALIVE. Binary: $BIN${EXTRA_ARGS:+, extra flags: $EXTRA_ARGS}. $(nproc) cores shared by the webhook, wrk and the slow clients."

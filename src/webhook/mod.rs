@@ -186,13 +186,22 @@ impl Running {
     }
 }
 
+/// Clients past `--max-connections` wait in the kernel's listen backlog; std's is 128.
+const LISTEN_BACKLOG: u32 = 1024;
+
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, WebhookError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| WebhookError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| WebhookError::Bind { addr, source })?;
-    Ok(listener)
+    let err = |source| WebhookError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    // Non-blocking already (tokio's); axum-server and axum take it back as a std listener.
+    listener.into_std().map_err(err)
 }
 
 /// Binds both listeners, loads the certificate and serves, with `refs` as the view of the
