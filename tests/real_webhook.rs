@@ -402,13 +402,14 @@ async fn the_webhook_writes_the_ca_bundle_the_api_server_calls_it_with() {
     let webhook = Webhook::start(cluster, release).await;
     let admin = cluster.client().await;
 
-    // Both webhooks of the chart's configuration carry the CA of hatrack's own Secret.
+    // Every webhook of the chart's configuration (workloads, system namespaces' workloads,
+    // bindings) carries the CA of hatrack's own Secret.
     let vwc = Api::<ValidatingWebhookConfiguration>::all(admin.clone())
         .get(&format!("{RELEASE}-{}", release.namespace))
         .await
         .expect("the chart's ValidatingWebhookConfiguration");
     let webhooks = vwc.webhooks.unwrap_or_default();
-    assert_eq!(webhooks.len(), 2);
+    assert_eq!(webhooks.len(), 3);
     for w in &webhooks {
         let ca = w
             .client_config
