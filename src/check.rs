@@ -25,6 +25,10 @@ use crate::settings::{ClusterArgs, PolicyArgs, Settings, SettingsError};
 pub enum Format {
     Text,
     Json,
+    /// SARIF 2.1.0 (GitHub code scanning): findings at the line of the offending field.
+    Sarif,
+    /// JUnit XML (CI test tabs): a test case per object, a failure per finding.
+    Junit,
 }
 
 /// Flags of `hatrack check`.
@@ -614,8 +618,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
 /// Runs `hatrack check`, writing the report to `out` and input errors to `err` (in JSON
 /// output they are part of the document); returns the exit code.
 pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color: bool) -> u8 {
-    let docs = match manifest::load_paths(&args.paths) {
-        Ok(docs) => docs,
+    // SARIF and JUnit point at lines: they read the sources' positions too.
+    let loaded = match args.format {
+        Format::Sarif | Format::Junit => crate::check_formats::load_with_sources(&args.paths),
+        Format::Text | Format::Json => {
+            manifest::load_paths(&args.paths).map(|d| (d, Default::default()))
+        }
+    };
+    let (docs, sources) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             let report = CheckReport {
                 errors: vec![InputError {
@@ -628,7 +639,7 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
                 }],
                 ..Default::default()
             };
-            write_report(args.format, &report, out, err, color);
+            write_report(args.format, &report, &Default::default(), out, err, color);
             return 2;
         }
     };
@@ -640,13 +651,14 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
         }
     };
     let report = check_documents(&docs, &opts);
-    write_report(args.format, &report, out, err, color);
+    write_report(args.format, &report, &sources, out, err, color);
     report.exit_code()
 }
 
 fn write_report(
     format: Format,
     report: &CheckReport,
+    sources: &crate::check_formats::Sources,
     out: &mut dyn Write,
     err: &mut dyn Write,
     color: bool,
@@ -655,6 +667,13 @@ fn write_report(
     match format {
         Format::Json => {
             let _ = out.write_all((render_json(report) + "\n").as_bytes());
+        }
+        Format::Sarif => {
+            let sarif = crate::check_formats::render_sarif(report, sources);
+            let _ = out.write_all((sarif + "\n").as_bytes());
+        }
+        Format::Junit => {
+            let _ = out.write_all(crate::check_formats::render_junit(report, sources).as_bytes());
         }
         Format::Text => {
             if !report.results.is_empty() || report.errors.is_empty() {
