@@ -19,6 +19,7 @@ pub mod check_formats;
 pub mod controller;
 pub mod crd;
 pub mod detect;
+pub mod exemption;
 pub mod guardrail;
 pub mod iam;
 pub mod leader;

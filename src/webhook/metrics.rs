@@ -25,6 +25,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExemptionLabels {
+    /// active (it admitted the workload) or expired (the workload was judged again).
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -37,6 +43,8 @@ pub struct Metrics {
     pub review_duration: Histogram,
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub tls_reloads: Family<ResultLabels, Counter>,
+    /// Reviews of workloads a StaticKeyExemption covers, by whether it was still active.
+    pub exemptions: Family<ExemptionLabels, Counter>,
     /// notAfter of the certificate being served, as a Unix timestamp (alert well before it).
     pub certificate_expiry: prometheus_client::metrics::gauge::Gauge,
 }
@@ -75,6 +83,12 @@ impl Metrics {
             "Certificate reloads after the files changed, by result",
             tls_reloads.clone(),
         );
+        let exemptions = Family::<ExemptionLabels, Counter>::default();
+        registry.register(
+            "exemptions",
+            "Reviews of workloads a StaticKeyExemption covers: state=active admitted them, state=expired judged them again",
+            exemptions.clone(),
+        );
         let certificate_expiry = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -87,6 +101,7 @@ impl Metrics {
             review_duration,
             bad_requests,
             tls_reloads,
+            exemptions,
             certificate_expiry,
         }
     }
@@ -105,6 +120,13 @@ impl Metrics {
         self.review_duration.observe(seconds);
         let decision = outcome.verdict.as_str();
         let mode = outcome.mode;
+        if let Some((_, state)) = &outcome.exemption {
+            self.exemptions
+                .get_or_create(&ExemptionLabels {
+                    state: state.as_str(),
+                })
+                .inc();
+        }
         if outcome.unreadable.is_some() {
             self.decisions
                 .get_or_create(&DecisionLabels {
