@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -35,7 +37,12 @@ func main() {
 		fail(err)
 	}
 	var objects []map[string]interface{}
-	if err := json.NewDecoder(os.Stdin).Decode(&objects); err != nil {
+	in, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		fail(err)
+	}
+	// apimachinery's decoder, as client-go's: whole numbers become int64, as kstatus expects.
+	if err := utiljson.Unmarshal(in, &objects); err != nil {
 		fail(fmt.Errorf("reading objects from stdin: %w", err))
 	}
 	out := []result{}
@@ -109,6 +116,8 @@ func toLua(l *lua.LState, v interface{}) lua.LValue {
 	case string:
 		return lua.LString(v)
 	case float64:
+		return lua.LNumber(v)
+	case int64:
 		return lua.LNumber(v)
 	case bool:
 		return lua.LBool(v)
