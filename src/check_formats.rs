@@ -330,9 +330,9 @@ pub fn render_junit(report: &CheckReport, sources: &Sources) -> String {
             let line = position(sources, r, "object")
                 .map(|p| format!(" line=\"{}\"", p.line))
                 .unwrap_or_default();
-            let _ = write!(
+            let _ = writeln!(
                 cases,
-                "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\"{line}>\n",
+                "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\"{line}>",
                 xml(&format!("{} (document {})", file, r.document)),
                 xml(&format!("{} {}", r.kind, display_name(r))),
                 xml(file),
@@ -349,9 +349,9 @@ pub fn render_junit(report: &CheckReport, sources: &Sources) -> String {
                 let body = format!("{at}: {}\n{}", f.path, finding_text(r, f));
                 if r.verdict == Verdict::Deny {
                     failures += 1;
-                    let _ = write!(
+                    let _ = writeln!(
                         cases,
-                        "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
+                        "      <failure type=\"{}\" message=\"{}\">{}</failure>",
                         f.rule.as_str(),
                         xml(&f.message),
                         xml(&body)
@@ -369,7 +369,7 @@ pub fn render_junit(report: &CheckReport, sources: &Sources) -> String {
                 let _ = writeln!(out, "warning: {}: {}", w.path, w.message);
             }
             if !out.is_empty() {
-                let _ = write!(cases, "      <system-out>{}</system-out>\n", xml(&out));
+                let _ = writeln!(cases, "      <system-out>{}</system-out>", xml(&out));
             }
             cases.push_str("    </testcase>\n");
         }

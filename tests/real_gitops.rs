@@ -131,12 +131,9 @@ async fn argo_cd_and_kstatus_read_the_status_the_controller_writes() {
         let (ok, _, err) = run(kubectl(cluster).arg("apply").arg("-f").arg(file));
         assert!(ok, "{err}");
     }
-    let guardrail_status = |name: String| {
-        let cluster = cluster;
-        async move {
-            let g = get(cluster, "iamguardrail", None, &name);
-            (g["status"]["observedGeneration"] == g["metadata"]["generation"]).then_some(g)
-        }
+    let guardrail_status = |name: String| async move {
+        let g = get(cluster, "iamguardrail", None, &name);
+        (g["status"]["observedGeneration"] == g["metadata"]["generation"]).then_some(g)
     };
     let well_obj = wait_for(30, "guardrail status", || guardrail_status(well.clone())).await;
     let bad_obj = wait_for(30, "guardrail status", || guardrail_status(bad.clone())).await;

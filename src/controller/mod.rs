@@ -594,7 +594,7 @@ async fn guardrail_status_writer(
         let current = old.conditions.iter().find(|c| c.type_ == "Ready");
         let stalled = old.conditions.iter().any(|c| c.type_ == "Stalled");
         let unchanged = old.observed_generation == g.metadata.generation
-            && stalled == !ready
+            && stalled != ready
             && current.is_some_and(|c| {
                 c.status == if ready { "True" } else { "False" }
                     && c.reason == reason
