@@ -1203,6 +1203,29 @@ async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is
     };
     assert!(count("active") >= 2.0, "{metrics}");
     assert!(count("expired") >= 1.0, "{metrics}");
+    // The gauges of exemption objects (refreshed every 10 s): three current, one expired.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = webhook.metrics();
+        let gauge = |state: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "hatrack_webhook_exemption_objects{{state=\"{state}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        if (gauge("active"), gauge("expired")) == (Some(3.0), Some(1.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exemption gauges never showed 3 active, 1 expired: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     for name in [current, expired, format!("{ns}-rb"), format!("{ns}-all")] {
         run(kubectl(cluster).args(["delete", "statickeyexemption", &name]));
     }

@@ -191,6 +191,12 @@ pub trait ReferenceView: Send + Sync {
     ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
         None
     }
+
+    /// How many StaticKeyExemptions the view holds that are active and expired at `now`
+    /// (`None` when it does not watch them).
+    fn exemption_counts(&self, _now: jiff::Timestamp) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// No Kubernetes API access at all (`--lookups off`).

@@ -325,6 +325,15 @@ impl ReferenceView for WatchCache {
         exemption::applicable(map.values(), kind, namespace, name, now)
             .map(|a| (a.exemption.clone(), a.state))
     }
+
+    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
+        let map = self.exemptions.read().ok()?;
+        let active = map
+            .values()
+            .filter(|e| e.state_at(now) == exemption::State::Active)
+            .count();
+        Some((active, map.len() - active))
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     /// Reviews of workloads a StaticKeyExemption covers, by whether it was still active.
     pub exemptions: Family<ExemptionLabels, Counter>,
+    /// StaticKeyExemptions in the cluster, by whether they are still active.
+    pub exemption_objects: Family<ExemptionLabels, prometheus_client::metrics::gauge::Gauge>,
     /// notAfter of the certificate being served, as a Unix timestamp (alert well before it).
     pub certificate_expiry: prometheus_client::metrics::gauge::Gauge,
 }
@@ -89,6 +91,13 @@ impl Metrics {
             "Reviews of workloads a StaticKeyExemption covers: state=active admitted them, state=expired judged them again",
             exemptions.clone(),
         );
+        let exemption_objects =
+            Family::<ExemptionLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "exemption_objects",
+            "StaticKeyExemptions in the cluster by state (active, expired: due for clean-up), refreshed every 10 s",
+            exemption_objects.clone(),
+        );
         let certificate_expiry = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -102,6 +111,7 @@ impl Metrics {
             bad_requests,
             tls_reloads,
             exemptions,
+            exemption_objects,
             certificate_expiry,
         }
     }
@@ -152,6 +162,15 @@ impl Metrics {
                     rule: rule.as_str(),
                 })
                 .inc();
+        }
+    }
+
+    /// Sets the StaticKeyExemption gauges.
+    pub fn exemption_objects(&self, active: usize, expired: usize) {
+        for (state, n) in [("active", active), ("expired", expired)] {
+            self.exemption_objects
+                .get_or_create(&ExemptionLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
