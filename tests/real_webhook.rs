@@ -1147,3 +1147,198 @@ async fn pods_the_replicaset_controller_creates_for_an_owner_are_not_denied() {
         webhook.metrics()
     );
 }
+
+/// A StaticKeyExemption (cluster-scoped) for `namespace`, optionally one workload.
+fn exemption(name: &str, namespace: &str, target: Option<(&str, &str)>, expires: &str) -> Value {
+    let mut spec = json!({
+        "namespace": namespace,
+        "grantedBy": "platform-team@example.com",
+        "reason": "TICKET-42: moving to IRSA",
+        "expires": expires,
+    });
+    if let Some((kind, workload)) = target {
+        spec["kind"] = kind.into();
+        spec["name"] = workload.into();
+    }
+    json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "StaticKeyExemption",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+#[tokio::test]
+async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is_enforced() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let guarded = format!("exempted-{}", std::process::id());
+    let ns = namespace_with_labels(
+        cluster,
+        "exempted",
+        json!({"hatrack-test/guardrail": guarded}),
+    )
+    .await;
+    let guardrail = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": guarded},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
+            "deniedActions": ["iam:*"],
+        },
+    });
+    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    let current = format!("{ns}-legacy");
+    let expired = format!("{ns}-old");
+    for e in [
+        exemption(
+            &current,
+            &ns,
+            Some(("Deployment", "legacy")),
+            "2999-01-01T00:00:00Z",
+        ),
+        exemption(
+            &expired,
+            &ns,
+            Some(("Deployment", "old")),
+            "2020-01-01T00:00:00Z",
+        ),
+        // The binding webhook is not exemptible, whatever an exemption names.
+        exemption(
+            &format!("{ns}-rb"),
+            &ns,
+            Some(("IAMRoleBinding", "rb")),
+            "2999-01-01T00:00:00Z",
+        ),
+    ] {
+        assert_admitted(apply(cluster, "default", &e), "a StaticKeyExemption");
+    }
+    let webhook = Webhook::start(cluster, release).await;
+
+    let stderr = assert_admitted(
+        apply(cluster, &ns, &deployment("legacy", static_keys())),
+        "a workload with a current exemption",
+    );
+    for part in [
+        "Warning: hatrack: admitted until 2999-01-01T00:00:00Z",
+        &format!("StaticKeyExemption {current}"),
+        "granted by platform-team@example.com",
+        "TICKET-42: moving to IRSA",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "the warning lacks {part:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains(SECRET_KEY), "no secret value in a warning");
+
+    assert_refused(
+        apply(cluster, &ns, &deployment("old", static_keys())),
+        "a workload whose exemption expired",
+        &[
+            "hatrack: Deployment",
+            &format!("StaticKeyExemption {expired}"),
+            "expired at 2020-01-01T00:00:00Z",
+        ],
+    );
+    assert_refused(
+        apply(cluster, &ns, &deployment("unnamed", static_keys())),
+        "a workload no exemption names",
+        &["hatrack: Deployment"],
+    );
+    assert_refused(
+        apply(
+            cluster,
+            &ns,
+            &json!({
+                "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+                "metadata": {"name": "rb"},
+                "spec": {
+                    "serviceAccounts": ["api"],
+                    "inlinePolicies": {"app": {"Version": "2012-10-17", "Statement": [
+                        {"Effect": "Allow", "Action": ["iam:CreateRole"], "Resource": "*"}
+                    ]}},
+                },
+            }),
+        ),
+        "an IAMRoleBinding breaking a guardrail that an exemption names",
+        &[
+            "admission webhook \"iamrolebindings.hatrack.dev\" denied the request",
+            &format!("IAMGuardrail {guarded}"),
+        ],
+    );
+
+    // An exemption granted while the webhook runs takes effect through its watch.
+    assert_refused(
+        apply(cluster, &ns, &deployment("late", static_keys())),
+        "a workload before its exemption",
+        &["hatrack: Deployment"],
+    );
+    assert_admitted(
+        apply(
+            cluster,
+            "default",
+            &exemption(&format!("{ns}-all"), &ns, None, "2999-01-01T00:00:00Z"),
+        ),
+        "a namespace-wide StaticKeyExemption",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = apply(cluster, &ns, &deployment("late", static_keys()));
+        if ok {
+            assert!(
+                err.contains(&format!("StaticKeyExemption {ns}-all")),
+                "{err}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace-wide exemption never took effect: {out}{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let metrics = webhook.metrics();
+    let count = |state: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "hatrack_webhook_exemptions_total{{state=\"{state}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("active") >= 2.0, "{metrics}");
+    assert!(count("expired") >= 1.0, "{metrics}");
+    // The gauges of exemption objects (refreshed every 10 s): three current, one expired.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = webhook.metrics();
+        let gauge = |state: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "hatrack_webhook_exemption_objects{{state=\"{state}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        if (gauge("active"), gauge("expired")) == (Some(3.0), Some(1.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exemption gauges never showed 3 active, 1 expired: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for name in [current, expired, format!("{ns}-rb"), format!("{ns}-all")] {
+        run(kubectl(cluster).args(["delete", "statickeyexemption", &name]));
+    }
+    run(kubectl(cluster).args(["delete", "iamguardrail", &guarded]));
+}

@@ -12,9 +12,11 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
+use crate::crd::StaticKeyExemption;
 use crate::detect::{
     self, FactsIndex, Lookup, MODE_LABEL, Mode, ObjectFacts, RefKind, ReferenceView,
 };
+use crate::exemption::{self, Exemption};
 
 /// Secrets and ConfigMaps listed per request when the caches fill (README, "Slow and hostile
 /// clients": memory at startup).
@@ -25,6 +27,9 @@ pub const OBJECT_PAGE_SIZE: u32 = 10;
 pub struct WatchCache {
     objects: RwLock<FactsIndex>,
     modes: RwLock<HashMap<String, Mode>>,
+    /// StaticKeyExemptions by name (a handful; their watch does not gate readiness, so a
+    /// cluster without the CRD still admits).
+    exemptions: RwLock<HashMap<String, Exemption>>,
     secrets_synced: AtomicBool,
     configmaps_synced: AtomicBool,
     namespaces_synced: AtomicBool,
@@ -98,11 +103,16 @@ impl WatchCache {
         };
         let namespaces = {
             let cache = cache.clone();
-            let stream = watcher(Api::<Namespace>::all(client), config);
+            let stream = watcher(Api::<Namespace>::all(client.clone()), config.clone());
             async move { cache.run_namespaces(stream).await }
         };
+        let exemptions = {
+            let cache = cache.clone();
+            let stream = watcher(Api::<StaticKeyExemption>::all(client), config);
+            async move { cache.run_exemptions(stream).await }
+        };
         let run = async move {
-            futures::join!(secrets, configmaps, namespaces);
+            futures::join!(secrets, configmaps, namespaces, exemptions);
         };
         (cache, run)
     }
@@ -198,6 +208,57 @@ impl WatchCache {
         }
     }
 
+    /// Applies one watch event of StaticKeyExemptions. `buffer` collects a re-list.
+    pub fn apply_exemption_event(
+        &self,
+        event: Event<StaticKeyExemption>,
+        buffer: &mut HashMap<String, Exemption>,
+    ) {
+        let write = |f: &mut dyn FnMut(&mut HashMap<String, Exemption>)| {
+            if let Ok(mut map) = self.exemptions.write() {
+                f(&mut map);
+            }
+        };
+        match event {
+            Event::Init => buffer.clear(),
+            Event::InitApply(e) => {
+                let e = Exemption::from_resource(&e);
+                buffer.insert(e.name.clone(), e);
+            }
+            Event::InitDone => {
+                let fresh = std::mem::take(buffer);
+                tracing::info!(exemptions = fresh.len(), "exemption cache synced");
+                write(&mut |map| *map = fresh.clone());
+            }
+            Event::Apply(e) => {
+                let e = Exemption::from_resource(&e);
+                write(&mut |map| {
+                    map.insert(e.name.clone(), e.clone());
+                });
+            }
+            Event::Delete(e) => {
+                let name = e.metadata.name.clone().unwrap_or_default();
+                write(&mut |map| {
+                    map.remove(&name);
+                });
+            }
+        }
+    }
+
+    async fn run_exemptions<S>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<Event<StaticKeyExemption>, watcher::Error>>,
+    {
+        let mut buffer = HashMap::new();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => self.apply_exemption_event(event, &mut buffer),
+                Err(e) => tracing::warn!(error = %e, "StaticKeyExemption watch error; retrying"),
+            }
+        }
+    }
+
     async fn run_objects<K, S>(&self, stream: S, kind: RefKind, facts: fn(&K) -> ObjectFacts)
     where
         K: kube::Resource,
@@ -259,6 +320,27 @@ impl ReferenceView for WatchCache {
         self.secrets_synced.load(Ordering::Acquire)
             && self.configmaps_synced.load(Ordering::Acquire)
             && self.namespaces_synced.load(Ordering::Acquire)
+    }
+
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(Exemption, exemption::State)> {
+        let map = self.exemptions.read().ok()?;
+        exemption::applicable(map.values(), kind, namespace, name, now)
+            .map(|a| (a.exemption.clone(), a.state))
+    }
+
+    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
+        let map = self.exemptions.read().ok()?;
+        let active = map
+            .values()
+            .filter(|e| e.state_at(now) == exemption::State::Active)
+            .count();
+        Some((active, map.len() - active))
     }
 }
 

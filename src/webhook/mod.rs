@@ -219,6 +219,19 @@ pub async fn start(
     let (tls_config, loaded) = files.load().await?;
     let metrics = Arc::new(Metrics::new());
     metrics.served_certificate(loaded.cert());
+    // Exemptions expire without an event: their gauges are recomputed on a timer.
+    let exemption_gauges = {
+        let (refs, metrics) = (refs.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Some((active, expired)) = refs.exemption_counts(jiff::Timestamp::now()) {
+                    metrics.exemption_objects(active, expired);
+                }
+            }
+        })
+    };
     let state = AppState {
         policy: Arc::new(args.policy()),
         refs: system::SystemNamespaces::wrap(refs, &args.system),
@@ -294,7 +307,7 @@ pub async fn start(
         metrics,
         handle,
         server,
-        background: vec![metrics_task, reload],
+        background: vec![metrics_task, reload, exemption_gauges],
     })
 }
 
