@@ -17,6 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::accounts;
 use super::cache::CachedBinding;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
@@ -76,6 +77,7 @@ fn policy_caches_ready(ctx: &Context) -> Option<bool> {
     for wait in [
         ctx.guardrails.wait_until_ready().now_or_never(),
         ctx.namespaces.wait_until_ready().now_or_never(),
+        ctx.accounts.wait_until_ready().now_or_never(),
     ] {
         match wait {
             Some(Ok(())) => {}
@@ -91,7 +93,16 @@ fn binding_key(b: &IAMRoleBinding) -> String {
 }
 
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    let settings = &ctx.settings;
+    // 0. The account the role lives in (spec.account); a refused one waits for a change of
+    //    the binding, its IAMAccount or its namespace's labels.
+    let target = match accounts::target(binding, ctx, false).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
+            return Ok(Action::requeue(ctx.jittered_resync()));
+        }
+    };
+    let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
 
@@ -176,7 +187,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         .to_string()
         .contains("AssumeRoleWithWebIdentity");
     if uses_irsa && let Some(provider) = settings.oidc_provider_arn() {
-        match ctx.oidc_provider_exists(&provider).await {
+        match target.oidc_provider_exists(ctx, &provider).await {
             Ok(true) => {}
             Ok(false) => {
                 let message = format!(
@@ -202,7 +213,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         namespace: ns.clone(),
         name: name.clone(),
     };
-    let (made, created, boundary_kept) = match sync_role(&ctx.iam, &desired, &owner).await {
+    let (made, created, boundary_kept) = match sync_role(&target.iam, &desired, &owner).await {
         Ok(SyncOutcome::Synced {
             writes,
             created,
@@ -355,7 +366,24 @@ async fn remove_annotations(
 }
 
 async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    let settings = &ctx.settings;
+    // The role is removed from the account it was made in, even if the IAMAccount no longer
+    // selects the namespace; without the IAMAccount it cannot be reached, and deletion waits.
+    let target = match accounts::target(binding, ctx, true).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            let st = build_status(
+                binding,
+                false,
+                reason::DELETING,
+                &refusal.to_string(),
+                None,
+                false,
+            );
+            write_status(binding, ctx, st).await?;
+            return Err(refusal.into());
+        }
+    };
+    let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     // The name depends only on identity, so cleanup works even for an invalid spec.
@@ -363,6 +391,13 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let arn = settings.role_arn(&role_name);
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
+        let owner = Owner {
+            cluster: settings.cluster_name.clone(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        // Not an orphan: the sweep leaves roles marked retained alone.
+        super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
         publish(
             ctx,
             binding,
@@ -380,7 +415,7 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         namespace: ns.clone(),
         name: name.clone(),
     };
-    match delete_owned_role(&ctx.iam, &role_name, &owner).await {
+    match delete_owned_role(&target.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
             publish(
                 ctx,

@@ -14,6 +14,12 @@ pub mod reason {
     pub const AWS_ERROR: &str = "AwsError";
     pub const DELETING: &str = "Deleting";
     pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+    /// `spec.account` names an IAMAccount that is missing or invalid.
+    pub const ACCOUNT_UNAVAILABLE: &str = "AccountUnavailable";
+    /// `spec.account` names an IAMAccount that does not select the binding's namespace.
+    pub const ACCOUNT_NOT_ALLOWED: &str = "AccountNotAllowed";
+    /// What the binding asks for cannot be made in the account it names.
+    pub const ACCOUNT_UNSUPPORTED: &str = "AccountUnsupported";
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status (True/False) is unchanged.

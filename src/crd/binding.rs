@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"ARN","type":"string","priority":1,"jsonPath":".status.roleArn"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.account) == has(oldSelf.account) && (!has(self.account) || self.account == oldSelf.account)").message("account cannot be changed: a role stays in the account it was made in; make a new IAMRoleBinding for another account"))]
 pub struct IAMRoleBindingSpec {
     /// Names of the ServiceAccounts, in the binding's own namespace, that may assume the role.
     /// ServiceAccounts of other namespaces cannot be named.
@@ -77,6 +78,13 @@ pub struct IAMRoleBindingSpec {
     #[schemars(extend("maxProperties" = 47))]
     #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('aws:') && !k.lowerAscii().startsWith('hatrack.dev/'))").message("tag keys may not start with aws: or hatrack.dev/ (in any case): those are reserved for AWS and for hatrack's ownership tags"))]
     pub tags: BTreeMap<String, String>,
+
+    /// Name of the IAMAccount (cluster-scoped) whose AWS account the role is made in; the
+    /// account must select this namespace. Absent: the controller's own account. Cannot be
+    /// changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub account: Option<String>,
 
     /// What happens to the IAM role when this binding is deleted: `Delete` (default) removes the
     /// role and its policies; `Retain` leaves the role in AWS.

@@ -1,8 +1,10 @@
 //! The custom resources hatrack defines, and the YAML that installs them.
 
+mod account;
 mod binding;
 mod guardrail;
 
+pub use account::*;
 pub use binding::*;
 pub use guardrail::*;
 
@@ -14,7 +16,11 @@ pub const GROUP: &str = "hatrack.dev";
 
 /// Every CRD hatrack installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![IAMRoleBinding::crd(), IAMGuardrail::crd()]
+    vec![
+        IAMRoleBinding::crd(),
+        IAMGuardrail::crd(),
+        IAMAccount::crd(),
+    ]
 }
 
 /// Every CRD as multi-document YAML: the exact content of `crds/hatrack.dev.yaml`.

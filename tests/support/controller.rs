@@ -76,6 +76,7 @@ impl RunningController {
             resync,
             concurrency: 4,
             watch_namespace,
+            ..Default::default()
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,

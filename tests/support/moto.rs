@@ -103,10 +103,35 @@ impl Moto {
         (Iam::new(client, 1000, metrics.clone()), metrics)
     }
 
-    /// An `Iam` as the controller uses it, with its own metrics to count calls.
+    /// An `Iam` as the controller uses it, with its own metrics to count calls; it can
+    /// assume roles into other accounts (moto's STS serves them).
     pub fn iam(&self) -> (Iam, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
-        (Iam::new(self.sdk_client(), 1000, metrics.clone()), metrics)
+        (
+            Iam::from_sdk_config(&self.shared_config(), 1000, metrics.clone()),
+            metrics,
+        )
+    }
+
+    /// The SDK configuration of every service (IAM, STS) on this server, with the default
+    /// account's static test credentials.
+    pub fn shared_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        "testing", "testing", None, None, "static",
+                    ),
+                ),
+            )
+            .http_client(hatrack::iam::http_client())
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().expect("tokio sleep"))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .build()
     }
 
     /// Creates the IAM OIDC provider for an issuer URL (IRSA needs it).
