@@ -1,6 +1,5 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An AWS account other than the controller's own that IAMRoleBindings may create their roles
@@ -20,10 +19,10 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.assumeRole.roleArn.matches('^arn:aws[a-z-]*:iam::' + self.accountId + ':role/.+$')").message("assumeRole.roleArn must be a role of accountId"))]
+#[x_kube(validation = Rule::new("self.assumeRole.roleArn.contains(':iam::' + self.accountId + ':role/')").message("assumeRole.roleArn must be a role of accountId"))]
 pub struct IAMAccountSpec {
     /// The AWS account id (12 digits) the roles are made in.
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     pub account_id: String,
 
     /// The role in that account that the controller assumes (`sts:AssumeRole`) to manage roles
@@ -44,11 +43,12 @@ pub struct IAMAccountSpec {
 }
 
 /// How the controller assumes its role in the account.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AssumeRoleSpec {
     /// ARN of the role to assume, in `accountId`.
     #[schemars(length(min = 20, max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("roleArn must be an IAM role ARN"))]
     pub role_arn: String,
     /// External id the role's trust policy asks for (`sts:ExternalId`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -78,6 +78,41 @@ impl Moto {
             .http_client(hatrack::iam::http_client())
     }
 
+    /// An IAM client acting in `account` (credentials of a role there, assumed through
+    /// moto's STS; moto does not check that the role exists or trusts the caller).
+    pub async fn sdk_client_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let base = self.shared_config();
+        let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
+            "arn:aws:iam::{account}:role/hatrack-tests"
+        ))
+        .configure(&base)
+        .session_name("hatrack-tests")
+        .build()
+        .await;
+        let config = base
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build();
+        aws_sdk_iam::Client::new(&config)
+    }
+
+    /// Names of the roles under `path` in `account`.
+    pub async fn roles_in(&self, account: &str, path: &str) -> Vec<String> {
+        self.sdk_client_in(account)
+            .await
+            .list_roles()
+            .path_prefix(path)
+            .send()
+            .await
+            .expect("list roles")
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect()
+    }
+
     /// Clears all IAM state (moto's reset endpoint), for tests that reuse one server.
     pub fn reset(&self) {
         use std::io::{Read, Write};
