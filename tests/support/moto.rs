@@ -148,6 +148,29 @@ impl Moto {
         )
     }
 
+    /// An `Iam` (able to reach other accounts) whose HTTP client crashes after `allowed_writes`
+    /// IAM writes, in every account (see `faults::crashing_http_client`).
+    pub fn iam_crashing(
+        &self,
+        allowed_writes: usize,
+        state: Arc<super::faults::CrashState>,
+    ) -> (Iam, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let config = self
+            .shared_config()
+            .to_builder()
+            .http_client(super::faults::crashing_http_client(
+                hatrack::iam::http_client(),
+                allowed_writes,
+                state,
+            ))
+            .build();
+        (
+            Iam::from_sdk_config(&config, 1000, metrics.clone()),
+            metrics,
+        )
+    }
+
     /// The SDK configuration of every service (IAM, STS) on this server, with the default
     /// account's static test credentials.
     pub fn shared_config(&self) -> aws_config::SdkConfig {
