@@ -9,6 +9,9 @@ const ACCOUNT: &str = "111122223333";
 const CLUSTER: &str = "prod-eu";
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/hatrack-boundary";
 const OWN_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack/payments-reader-0123456789ab";
+/// The role an IAMAccount names for account 222222222222.
+const ACCOUNT_ROLE: &str = "arn:aws:iam::222222222222:role/hatrack-operator";
+const CONTROLLER_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack-controller";
 
 fn load(file: &str) -> Value {
     let text =
@@ -16,7 +19,10 @@ fn load(file: &str) -> Value {
     let text = text
         .replace("${ACCOUNT_ID}", ACCOUNT)
         .replace("${CLUSTER_NAME}", CLUSTER)
-        .replace("${BOUNDARY_ARN}", BOUNDARY);
+        .replace("${BOUNDARY_ARN}", BOUNDARY)
+        .replace("${ACCOUNT_ROLE_ARNS}", ACCOUNT_ROLE)
+        .replace("${CONTROLLER_ROLE_ARN}", CONTROLLER_ROLE)
+        .replace("${EXTERNAL_ID}", "prod-eu-hatrack");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -76,6 +82,9 @@ fn controller_call(op: &str, boundary: Option<&str>) -> Request {
             .with("aws:RequestTag/team", "ledger")
             .with("aws:TagKeys", "team"),
         "UntagRole" => owned(req(op, OWN_ROLE)).with("aws:TagKeys", "hand-made"),
+        // The orphan sweep lists every role under the path (ListRoles has no resource-level
+        // permission).
+        "ListRoles" => req(op, "*"),
         _ => owned(req(op, OWN_ROLE)),
     }
 }
@@ -206,4 +215,83 @@ fn escalation_attempts_are_refused() {
         ..Request::default()
     };
     assert_ne!(decide(&doc, &sts), Decision::Allow);
+}
+
+#[test]
+fn the_controller_assumes_only_the_iam_account_roles() {
+    let assume = |role: &str| Request {
+        action: "sts:AssumeRole".into(),
+        resource: Some(role.into()),
+        ..Request::default()
+    };
+    for file in [
+        "operator-iam-policy.json",
+        "operator-iam-policy-without-boundary.json",
+    ] {
+        let doc = load(file);
+        assert_eq!(
+            decide(&doc, &assume(ACCOUNT_ROLE)),
+            Decision::Allow,
+            "{file}"
+        );
+        for other in [
+            "arn:aws:iam::222222222222:role/admin",
+            "arn:aws:iam::333333333333:role/hatrack-operator",
+        ] {
+            assert_ne!(
+                decide(&doc, &assume(other)),
+                Decision::Allow,
+                "{file}: {other}"
+            );
+        }
+    }
+}
+
+#[test]
+fn retained_marks_come_off_but_ownership_never_does() {
+    let doc = load("operator-iam-policy.json");
+    // A binding made again takes its retained role back: the mark is removed.
+    let unmark = owned(req("UntagRole", OWN_ROLE)).with("aws:TagKeys", "hatrack.dev/retained");
+    assert_eq!(decide(&doc, &unmark), Decision::Allow);
+    let mark = owned(req("TagRole", OWN_ROLE))
+        .with("aws:RequestTag/hatrack.dev/retained", "true")
+        .with("aws:TagKeys", "hatrack.dev/retained");
+    assert_eq!(decide(&doc, &mark), Decision::Allow);
+    for key in [
+        "hatrack.dev/cluster",
+        "hatrack.dev/namespace",
+        "hatrack.dev/name",
+    ] {
+        let release = owned(req("UntagRole", OWN_ROLE))
+            .with("aws:TagKeys", "hatrack.dev/retained")
+            .with("aws:TagKeys", key);
+        assert_ne!(decide(&doc, &release), Decision::Allow, "{key}");
+    }
+}
+
+#[test]
+fn an_account_role_trusts_only_the_controller_with_the_external_id() {
+    use hatrack::policy::eval::Principal;
+    let trust = load("operator-account-trust-policy.json");
+    policy::parse(&trust, DocumentKind::Trust).unwrap();
+    let from = |principal: &str| Request {
+        principal: Some(Principal::Aws(principal.into())),
+        action: "sts:AssumeRole".into(),
+        ..Request::default()
+    };
+    assert_eq!(
+        decide(
+            &trust,
+            &from(CONTROLLER_ROLE).with("sts:ExternalId", "prod-eu-hatrack")
+        ),
+        Decision::Allow
+    );
+    assert_ne!(decide(&trust, &from(CONTROLLER_ROLE)), Decision::Allow);
+    assert_ne!(
+        decide(
+            &trust,
+            &from("arn:aws:iam::111122223333:role/other").with("sts:ExternalId", "prod-eu-hatrack")
+        ),
+        Decision::Allow
+    );
 }
