@@ -75,6 +75,13 @@ pub fn admit(
         ctx.guardrails.iter().map(Arc::as_ref),
         &ctx.namespace_labels,
     );
+    // Adoption needs a guardrail's allowance; the role's path is not known here, so only the
+    // controller judges path patterns.
+    if let Some(role) = binding.spec.adopt_role.as_deref()
+        && let Err(message) = crate::controller::adoption::allowed(&applicable, role, None)
+    {
+        problems.push(message);
+    }
     let count = others.len() + 1;
     problems.extend(
         guardrail::check(binding, settings, &applicable, count)

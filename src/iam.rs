@@ -687,6 +687,40 @@ impl Iam {
             .collect())
     }
 
+    /// A role's path, ARN and tags (one GetRole), or `None` when there is no role of that name.
+    pub async fn role_identity(
+        &self,
+        role_name: &str,
+    ) -> Result<Option<(String, String, BTreeMap<String, String>)>, IamError> {
+        let out = match self
+            .call(
+                "GetRole",
+                self.client.get_role().role_name(role_name).send(),
+            )
+            .await
+        {
+            Ok(out) => out,
+            Err(IamError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(role) = out.role() else {
+            return Err(IamError::BadResponse {
+                operation: "GetRole",
+                message: "response has no role".into(),
+            });
+        };
+        let tags = role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        Ok(Some((
+            role.path().to_string(),
+            role.arn().to_string(),
+            tags,
+        )))
+    }
+
     /// (name, ARN) of every role under `path_prefix`.
     pub async fn list_roles(&self, path_prefix: &str) -> Result<Vec<(String, String)>, IamError> {
         let mut roles = Vec::new();

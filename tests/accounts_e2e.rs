@@ -402,3 +402,141 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     );
     deleting.stop().await;
 }
+
+#[tokio::test]
+async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("adopt").await;
+    label_namespace(&client, &ns, &ns).await;
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    create_service_account(&client, &ns, "api").await;
+    // A role made by hand (Terraform, say): its own path, trust, policy and tag.
+    let iam = moto.sdk_client();
+    let legacy = "legacy-payments";
+    iam.create_role()
+        .role_name(legacy)
+        .path("/legacy/")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .tags(aws_sdk_iam::types::Tag::builder().key("owner").value("terraform").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(legacy)
+        .policy_name("old")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let controller =
+        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+
+    create_binding(
+        &client,
+        &ns,
+        "payments",
+        json!({"serviceAccounts": ["api"], "adoptRole": legacy,
+               "inlinePolicies": {"read": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "payments", "AdoptionNotAllowed", 60).await;
+    assert!(ready(&b).unwrap().2.contains("adoptableRoles"));
+    let untouched = iam.get_role().role_name(legacy).send().await.unwrap();
+    let untouched = untouched.role().unwrap();
+    assert!(
+        untouched
+            .tags()
+            .iter()
+            .all(|t| !t.key().starts_with("hatrack.dev/")),
+        "refused adoption wrote nothing"
+    );
+
+    // A guardrail for this namespace allowing roles under /legacy/.
+    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
+    let g: hatrack::crd::IAMGuardrail = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": ns},
+        "spec": {"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
+                 "adoptableRoles": ["/legacy/*"]}
+    }))
+    .unwrap();
+    guardrails
+        .create(&PostParams::default(), &g)
+        .await
+        .expect("create guardrail");
+    let b = wait_ready_reason(&client, &ns, "payments", "Synced", 60).await;
+    let status = b.status.clone().unwrap();
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/legacy/{legacy}");
+    assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(status.role_name.as_deref(), Some(legacy));
+    let adopted = iam.get_role().role_name(legacy).send().await.unwrap();
+    let adopted = adopted.role().unwrap();
+    let tags: std::collections::BTreeMap<_, _> = adopted
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_eq!(tags.get("hatrack.dev/namespace"), Some(&ns));
+    assert_eq!(
+        tags.get("hatrack.dev/name").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(
+        tags.get("hatrack.dev/adopted").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !tags.contains_key("owner"),
+        "the binding's tags replace the role's"
+    );
+    let trust = trust_of(adopted);
+    assert_eq!(
+        trust["Statement"][0]["Action"],
+        json!("sts:AssumeRoleWithWebIdentity"),
+        "the binding's trust: {trust}"
+    );
+    assert_eq!(trust["Statement"].as_array().unwrap().len(), 1);
+    let inline = iam
+        .list_role_policies()
+        .role_name(legacy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), ["read"]);
+    assert_eq!(
+        role_arn_annotation(&client, &ns, "api").await,
+        Some(arn.clone())
+    );
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "no role of hatrack's own"
+    );
+
+    // Deleted: the adopted role is kept (and marked retained), the annotation goes.
+    delete_binding(&client, &ns, "payments").await;
+    wait_for(60, "binding gone", || async {
+        get_binding(&client, &ns, "payments")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let kept = iam.get_role().role_name(legacy).send().await.unwrap();
+    assert!(
+        kept.role()
+            .unwrap()
+            .tags()
+            .iter()
+            .any(|t| t.key() == "hatrack.dev/retained"),
+        "kept and marked retained"
+    );
+    assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    guardrails
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete guardrail");
+    controller.stop().await;
+}

@@ -2,6 +2,7 @@
 //! endpoints). The reconcile pipeline itself is in [`reconcile`].
 
 pub mod accounts;
+pub mod adoption;
 pub mod cache;
 pub mod claims;
 pub mod orphans;

@@ -17,10 +17,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::accounts;
 use super::cache::CachedBinding;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
+use super::{accounts, adoption};
 use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::guardrail;
 use crate::iam::IamError;
@@ -213,6 +213,15 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         namespace: ns.clone(),
         name: name.clone(),
     };
+    // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
+    match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => {
+            not_ready(binding, ctx, refusal.reason, &refusal.message, None).await?;
+            return Ok(Action::requeue(ctx.jittered_resync()));
+        }
+        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+    }
     let (made, created, boundary_kept) = match sync_role(&target.iam, &desired, &owner).await {
         Ok(SyncOutcome::Synced {
             writes,
@@ -386,9 +395,18 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
-    // The name depends only on identity, so cleanup works even for an invalid spec.
-    let role_name = naming::role_name(&settings.cluster_name, &ns, &name);
-    let arn = settings.role_arn(&role_name);
+    // The name depends only on identity (or is the adopted role's), so cleanup works even
+    // for an invalid spec.
+    let role_name = binding
+        .spec
+        .adopt_role
+        .clone()
+        .unwrap_or_else(|| naming::role_name(&settings.cluster_name, &ns, &name));
+    let arn = match (&binding.spec.adopt_role, binding.status.as_ref()) {
+        // An adopted role's path is its own: the ARN is the one status recorded.
+        (Some(_), Some(st)) => st.role_arn.clone().unwrap_or_default(),
+        _ => settings.role_arn(&role_name),
+    };
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
         let owner = Owner {
