@@ -21,6 +21,10 @@ fn load(file: &str) -> Value {
         .replace("${CLUSTER_NAME}", CLUSTER)
         .replace("${BOUNDARY_ARN}", BOUNDARY)
         .replace("${ACCOUNT_ROLE_ARNS}", ACCOUNT_ROLE)
+        .replace(
+            "${ADOPTABLE_ROLE_ARNS}",
+            "arn:aws:iam::111122223333:role/legacy/*",
+        )
         .replace("${CONTROLLER_ROLE_ARN}", CONTROLLER_ROLE)
         .replace("${EXTERNAL_ID}", "prod-eu-hatrack");
     serde_json::from_str(&text).unwrap()
@@ -294,4 +298,95 @@ fn an_account_role_trusts_only_the_controller_with_the_external_id() {
         ),
         Decision::Allow
     );
+}
+
+#[test]
+fn adoption_is_scoped_to_untagged_adoptable_roles_and_then_to_owned_ones() {
+    const LEGACY: &str = "arn:aws:iam::111122223333:role/legacy/payments";
+    let adopted = |r: Request| owned(r).with("aws:ResourceTag/hatrack.dev/adopted", "true");
+    let adopting = |r: Request| {
+        r.with("aws:RequestTag/hatrack.dev/cluster", CLUSTER)
+            .with("aws:RequestTag/hatrack.dev/namespace", "payments")
+            .with("aws:RequestTag/hatrack.dev/name", "reader")
+            .with("aws:RequestTag/hatrack.dev/adopted", "true")
+            .with("aws:TagKeys", "hatrack.dev/cluster")
+    };
+    for (file, boundary) in [
+        ("operator-iam-policy.json", Some(BOUNDARY)),
+        ("operator-iam-policy-without-boundary.json", None),
+    ] {
+        let doc = load(file);
+        let with_boundary = |r: Request| match boundary {
+            Some(b) => r.with("iam:PermissionsBoundary", b),
+            None => r,
+        };
+        assert_eq!(
+            decide(&doc, &req("GetRole", LEGACY)),
+            Decision::Allow,
+            "{file}"
+        );
+        assert_eq!(
+            decide(&doc, &adopting(req("TagRole", LEGACY))),
+            Decision::Allow,
+            "{file}: adopt"
+        );
+        for op in [
+            "UpdateAssumeRolePolicy",
+            "PutRolePolicy",
+            "AttachRolePolicy",
+            "UntagRole",
+            "DeleteRole",
+        ] {
+            assert_eq!(
+                decide(&doc, &with_boundary(adopted(req(op, LEGACY)))),
+                Decision::Allow,
+                "{file}: {op} on an adopted role"
+            );
+        }
+        let refused: Vec<(&str, Request)> = vec![
+            (
+                "adopt a role outside the adoptable path",
+                adopting(req("TagRole", "arn:aws:iam::111122223333:role/admin")),
+            ),
+            (
+                "adopt another cluster's role",
+                adopting(req("TagRole", LEGACY))
+                    .with("aws:ResourceTag/hatrack.dev/cluster", "staging"),
+            ),
+            (
+                "adopt for another cluster",
+                req("TagRole", LEGACY)
+                    .with("aws:RequestTag/hatrack.dev/cluster", "staging")
+                    .with("aws:RequestTag/hatrack.dev/namespace", "n")
+                    .with("aws:RequestTag/hatrack.dev/name", "n")
+                    .with("aws:RequestTag/hatrack.dev/adopted", "true"),
+            ),
+            (
+                "edit a legacy role not adopted",
+                req("AttachRolePolicy", LEGACY),
+            ),
+            (
+                "edit an owned role not marked adopted",
+                with_boundary(owned(req("AttachRolePolicy", LEGACY))),
+            ),
+        ];
+        for (what, r) in refused {
+            assert_ne!(decide(&doc, &r), Decision::Allow, "{file}: allowed: {what}");
+        }
+        // IAM sends iam:PermissionsBoundary only with the policy and boundary operations.
+        for op in ["UpdateAssumeRolePolicy", "UpdateRole", "TagRole", "DeleteRole"] {
+            assert_eq!(
+                decide(&doc, &adopted(req(op, LEGACY))),
+                Decision::Allow,
+                "{file}: {op} on an adopted role"
+            );
+        }
+        if boundary.is_some() {
+            assert_ne!(
+                decide(&doc, &adopted(req("AttachRolePolicy", LEGACY))),
+                Decision::Allow,
+                "an adopted role without the boundary gets no policy"
+            );
+        }
+    }
 }
