@@ -374,7 +374,12 @@ fn adoption_is_scoped_to_untagged_adoptable_roles_and_then_to_owned_ones() {
             assert_ne!(decide(&doc, &r), Decision::Allow, "{file}: allowed: {what}");
         }
         // IAM sends iam:PermissionsBoundary only with the policy and boundary operations.
-        for op in ["UpdateAssumeRolePolicy", "UpdateRole", "TagRole", "DeleteRole"] {
+        for op in [
+            "UpdateAssumeRolePolicy",
+            "UpdateRole",
+            "TagRole",
+            "DeleteRole",
+        ] {
             assert_eq!(
                 decide(&doc, &adopted(req(op, LEGACY))),
                 Decision::Allow,
