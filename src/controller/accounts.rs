@@ -279,18 +279,6 @@ impl AccountClients {
         }
         Ok(exists)
     }
-
-    /// Every client made so far, by IAMAccount name (the orphan sweep visits their accounts).
-    pub fn known(&self) -> Vec<(String, Iam)> {
-        self.clients
-            .lock()
-            .map(|c| {
-                c.iter()
-                    .map(|(n, (_, iam))| (n.clone(), iam.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 /// IAMAccounts, cached in `writer`; yields every account added, changed or deleted.
