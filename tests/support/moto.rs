@@ -104,6 +104,7 @@ impl Moto {
             .await
             .list_roles()
             .path_prefix(path)
+            .max_items(1000)
             .send()
             .await
             .expect("list roles")
