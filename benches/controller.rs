@@ -69,6 +69,17 @@ struct ControllerProcess {
 
 impl ControllerProcess {
     fn start(dir: &Path, kubeconfig: &Path, iam_endpoint: &str, resync_secs: u64) -> Self {
+        Self::start_limited(dir, kubeconfig, iam_endpoint, resync_secs, 2000)
+    }
+
+    /// With `--iam-calls-per-second` (the controller's own account's limit).
+    fn start_limited(
+        dir: &Path,
+        kubeconfig: &Path,
+        iam_endpoint: &str,
+        resync_secs: u64,
+        calls_per_second: u64,
+    ) -> Self {
         let metrics_port = free_port();
         let log = dir.join(format!("controller-{metrics_port}.log"));
         // `CONTROLLER_WRAPPER` (e.g. "heaptrack -o /tmp/ht") runs the binary under a profiler;
@@ -88,7 +99,7 @@ impl ControllerProcess {
             .args(["--cluster-name", "bench", "--account-id", ACCOUNT])
             .args(["--oidc-issuer", &format!("https://{ISSUER_HOST_PATH}")])
             .args(["--iam-endpoint", iam_endpoint])
-            .args(["--iam-calls-per-second", "2000"])
+            .args(["--iam-calls-per-second", &calls_per_second.to_string()])
             .args(["--concurrency", "16"])
             .args(["--resync-seconds", &resync_secs.to_string()])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
@@ -361,13 +372,48 @@ impl KubeApi {
 
     /// Stores bindings `from..to` (each fires ADDED), spread over `NAMESPACES` namespaces.
     async fn add_bindings(&self, from: usize, to: usize) {
+        self.add_bindings_in(from, to, |_| None).await
+    }
+
+    /// Stores IAMAccount objects (cluster-scoped).
+    async fn add_accounts(&self, accounts: &[Value]) {
+        for a in accounts {
+            match self {
+                KubeApi::StandIn(api) => {
+                    api.put_object("/apis/hatrack.dev/v1alpha1/iamaccounts", a.clone());
+                }
+                KubeApi::Real { client, .. } => {
+                    let api: kube::Api<hatrack::crd::IAMAccount> = kube::Api::all(client.clone());
+                    let object = serde_json::from_value(a.clone()).expect("IAMAccount");
+                    api.create(&Default::default(), &object)
+                        .await
+                        .expect("create IAMAccount");
+                }
+            }
+        }
+    }
+
+    /// [`add_bindings`](Self::add_bindings), binding `i` naming IAMAccount `account_of(i)`.
+    async fn add_bindings_in(
+        &self,
+        from: usize,
+        to: usize,
+        account_of: impl Fn(usize) -> Option<String>,
+    ) {
+        let binding = |ns: &str, name: &str, i: usize| {
+            let mut b = binding(ns, name);
+            if let Some(a) = account_of(i) {
+                b["spec"]["account"] = json!(a);
+            }
+            b
+        };
         match self {
             KubeApi::StandIn(api) => {
                 for i in from..to {
                     let ns = format!("team-{:02}", i % NAMESPACES);
                     api.put_object(
                         &format!("/apis/hatrack.dev/v1alpha1/namespaces/{ns}/iamrolebindings"),
-                        binding(&ns, &format!("app-{i:05}")),
+                        binding(&ns, &format!("app-{i:05}"), i),
                     );
                 }
             }
@@ -380,7 +426,7 @@ impl KubeApi {
                         &ns,
                         &kube::api::ApiResource::erase::<hatrack::crd::IAMRoleBinding>(&()),
                     );
-                    let object = binding(&ns, &format!("app-{i:05}"));
+                    let object = binding(&ns, &format!("app-{i:05}"), i);
                     async move {
                         let object: kube::api::DynamicObject =
                             serde_json::from_value(object).expect("binding object");
@@ -825,9 +871,104 @@ async fn throttling(dir: &Path) {
     drop(controller);
 }
 
+/// Phase `accounts`: `CONTROLLER_ACCOUNT_BINDINGS` (1,000) bindings spread round-robin over
+/// `CONTROLLER_ACCOUNTS` (4) AWS accounts — the controller's own and IAMAccounts for the
+/// others, whose roles moto makes with assumed-role credentials — each limited to
+/// `CONTROLLER_ACCOUNT_RATE` (50) IAM calls per second; then the same bindings all in the
+/// controller's account under the same one limit. Time until all are Ready, calls per binding.
+async fn accounts(dir: &Path) {
+    let n = env_num("CONTROLLER_ACCOUNT_BINDINGS", 1000) as usize;
+    let k = env_num("CONTROLLER_ACCOUNTS", 4).max(1) as usize;
+    let rate = env_num("CONTROLLER_ACCOUNT_RATE", 50);
+    let ids: Vec<String> = (0..k)
+        .map(|i| {
+            if i == 0 {
+                ACCOUNT.to_string()
+            } else {
+                format!("{}", 200_000_000_000u64 + 11_111_111_111 * i as u64)
+            }
+        })
+        .collect();
+    println!(
+        "## Controller: {n} IAMRoleBindings over {k} AWS accounts, {rate} IAM calls/s per account\n"
+    );
+    if KubeApi::is_real() {
+        // Two controllers over all namespaces one after the other would share the server.
+        println!("(the accounts phase runs on the stand-in only)\n");
+        return;
+    }
+    for spread in [true, false] {
+        let moto = Moto::start();
+        moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+            .await;
+        for id in &ids[1..] {
+            moto.sdk_client_in(id)
+                .await
+                .create_open_id_connect_provider()
+                .url(format!("https://{ISSUER_HOST_PATH}"))
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+                .send()
+                .await
+                .expect("OIDC provider");
+        }
+        let phase = if spread { "accounts" } else { "oneaccount" };
+        let api = KubeApi::start(phase).await;
+        let accounts: Vec<Value> = ids[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+                    "metadata": {"name": format!("acct-{}", i + 1)},
+                    "spec": {"accountId": id,
+                             "assumeRole": {"roleArn": format!("arn:aws:iam::{id}:role/hatrack-operator")},
+                             "namespaceSelector": {},
+                             "iamCallsPerSecond": rate}})
+            })
+            .collect();
+        api.add_accounts(&accounts).await;
+        let kubeconfig = api.kubeconfig(dir).await;
+        let controller =
+            ControllerProcess::start_limited(dir, &kubeconfig, &moto.endpoint, 3600, rate);
+        api.wait_watches(&controller).await;
+        let before = controller.metrics();
+        let start = Instant::now();
+        if spread {
+            api.add_bindings_in(0, n, |i| (i % k != 0).then(|| format!("acct-{}", i % k)))
+                .await;
+        } else {
+            api.add_bindings(0, n).await;
+        }
+        let synced = wait_synced(&api, n, start, Duration::from_secs(900)).await;
+        let took = start.elapsed();
+        let calls = controller.metrics().minus(&before);
+        let total: u64 = calls.by_operation().values().sum();
+        let mut per_account = Vec::new();
+        for id in &ids {
+            let roles = moto.roles_in(id, "/hatrack/").await.len();
+            per_account.push(format!("{id}: {roles}"));
+        }
+        println!(
+            "- {}: {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.1} bindings/s); {total} IAM calls ({:.2} per binding, {:.0} calls/s overall); roles per account: {}",
+            if spread {
+                format!("spread over {k} accounts (each its own limit)")
+            } else {
+                "all in the controller's account (one limit)".to_string()
+            },
+            took.as_secs_f64(),
+            synced as f64 / took.as_secs_f64(),
+            total as f64 / synced.max(1) as f64,
+            total as f64 / took.as_secs_f64(),
+            per_account.join(", ")
+        );
+        drop(controller);
+    }
+    println!();
+}
+
 fn main() {
     let only = std::env::var("CONTROLLER_PHASES").unwrap_or_else(|_| "scale,throttling".into());
-    let phases: Vec<&str> = ["scale", "throttling"]
+    let phases: Vec<&str> = ["scale", "throttling", "accounts"]
         .into_iter()
         .filter(|p| only.contains(p))
         .collect();
@@ -863,6 +1004,9 @@ fn main() {
             }
             if phases.contains(&"throttling") {
                 throttling(dir.path()).await;
+            }
+            if phases.contains(&"accounts") {
+                accounts(dir.path()).await;
             }
             println!("controller bench took {:.0} s", t0.elapsed().as_secs_f64());
         });

@@ -63,6 +63,11 @@ if has controller; then
   CONTROLLER_PHASES=scale,throttling CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 CONTROLLER_HOLD_SECONDS="${CONTROLLER_HOLD_SECONDS:-900}" \
     cargo bench --bench controller > "$LOGDIR/controller-b.md" 2> "$LOGDIR/controller-b.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-b.err"; } >> "$LOGDIR/controller-b.md"
   section "## Controller, run b: creation without resyncs, 10,000 held, throttling (CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 cargo bench --bench controller)" "$LOGDIR/controller-b.md"
+  # (c) Roles in several AWS accounts (IAMAccounts), each with its own IAM rate limit, against
+  # the same bindings in one account under one limit.
+  CONTROLLER_PHASES=accounts \
+    cargo bench --bench controller > "$LOGDIR/controller-c.md" 2> "$LOGDIR/controller-c.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-c.err"; } >> "$LOGDIR/controller-c.md"
+  section "## Controller, run c: 1,000 bindings over 4 accounts, 50 IAM calls/s each (CONTROLLER_PHASES=accounts cargo bench --bench controller)" "$LOGDIR/controller-c.md"
 fi
 
 if has controller-real; then

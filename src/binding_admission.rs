@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::controller::accounts::{self, AccountRefusal};
+use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::guardrail;
 use crate::role;
 use crate::settings::Settings;
@@ -20,6 +21,8 @@ pub struct BindingContext {
     pub namespace_labels: BTreeMap<String, String>,
     /// The other bindings of the binding's namespace.
     pub others_in_namespace: Vec<Arc<IAMRoleBinding>>,
+    /// IAMAccounts (for `spec.account`).
+    pub accounts: Vec<Arc<IAMAccount>>,
 }
 
 /// Every reason to deny a CREATE or UPDATE of `binding`. An UPDATE that leaves the spec as it
@@ -55,10 +58,30 @@ pub fn admit(
             ));
         }
     }
+    // An account its IAMAccount does not allow this namespace, or cannot serve: refused. One not
+    // known (yet) is left to the controller, which reports it: GitOps may apply the binding
+    // before the IAMAccount.
+    match accounts::resolve(
+        binding,
+        settings,
+        ctx.accounts.iter().map(Arc::as_ref),
+        &ctx.namespace_labels,
+        false,
+    ) {
+        Ok(_) | Err(AccountRefusal::NotFound(_)) => {}
+        Err(refusal) => problems.push(refusal.to_string()),
+    }
     let applicable = guardrail::applicable_in(
         ctx.guardrails.iter().map(Arc::as_ref),
         &ctx.namespace_labels,
     );
+    // Adoption needs a guardrail's allowance; the role's path is not known here, so only the
+    // controller judges path patterns.
+    if let Some(role) = binding.spec.adopt_role.as_deref()
+        && let Err(message) = crate::controller::adoption::allowed(&applicable, role, None)
+    {
+        problems.push(message);
+    }
     let count = others.len() + 1;
     problems.extend(
         guardrail::check(binding, settings, &applicable, count)
@@ -105,6 +128,7 @@ mod tests {
                 "first",
                 json!({"serviceAccounts": ["api"]}),
             ))],
+            ..Default::default()
         };
         let b = binding(
             "second",
@@ -121,6 +145,32 @@ mod tests {
             "{problems}"
         );
         assert!(problems.contains("at most 1 are allowed"), "{problems}");
+    }
+
+    #[test]
+    fn an_account_that_does_not_select_the_namespace_is_refused_an_unknown_one_is_not() {
+        let account: IAMAccount = serde_json::from_value(json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+            "metadata": {"name": "data"},
+            "spec": {"accountId": "222222222222",
+                     "assumeRole": {"roleArn": "arn:aws:iam::222222222222:role/hatrack"},
+                     "namespaceSelector": {"matchLabels": {"team": "data"}}}
+        }))
+        .unwrap();
+        let mut ctx = BindingContext {
+            accounts: vec![Arc::new(account)],
+            ..Default::default()
+        };
+        let b = binding("b", json!({"serviceAccounts": ["api"], "account": "data"}));
+        let problems = admit(&b, None, &Settings::example(), &ctx).join("\n");
+        assert!(
+            problems.contains("does not select namespace \"ns\""),
+            "{problems}"
+        );
+        ctx.namespace_labels = BTreeMap::from([("team".into(), "data".into())]);
+        assert!(admit(&b, None, &Settings::example(), &ctx).is_empty());
+        let unknown = binding("u", json!({"serviceAccounts": ["web"], "account": "later"}));
+        assert!(admit(&unknown, None, &Settings::example(), &ctx).is_empty());
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub const IAM_OPERATIONS: &[&str] = &[
     "AttachRolePolicy",
     "DetachRolePolicy",
     "DeleteRole",
+    // The orphan sweep (src/controller/orphans.rs).
+    "ListRoles",
+    "ListRoleTags",
 ];
 
 /// The HTTPS client for AWS: rustls with the ring provider (one TLS stack in the binary).
@@ -182,6 +185,18 @@ pub struct Iam {
     /// Pause of all calls after IAM throttles one past the SDK's retries.
     pause: Arc<Mutex<ThrottlePause>>,
     metrics: Arc<Metrics>,
+    /// The SDK configuration the client was built from: the base for clients of other
+    /// accounts ([`Iam::assume_role`]). `None` for a client built by hand.
+    sdk: Option<aws_config::SdkConfig>,
+    calls_per_second: u32,
+}
+
+/// How to reach another AWS account: a role there that the operator assumes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssumeRoleTarget {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
 }
 
 /// What holds a role that hatrack cannot delete.
@@ -214,23 +229,64 @@ impl Iam {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
+        Iam::from_sdk_config(&config, args.iam_calls_per_second, metrics)
+    }
+
+    /// An IAM client from an SDK configuration, which is kept as the base for clients of
+    /// other accounts.
+    pub fn from_sdk_config(
+        config: &aws_config::SdkConfig,
+        calls_per_second: u32,
+        metrics: Arc<Metrics>,
+    ) -> Iam {
         // The SDK's standard retry quota (500 tokens, 5 per retry, 1 back per first-try
         // success) runs dry under sustained throttling and then stops retrying at all, which
         // turns throttling into failed reconciles. hatrack bounds its load itself (the shared
         // calls-per-second limit and a shared pause on throttling), so retries are limited only
         // by --iam-max-attempts.
-        let iam_config = aws_sdk_iam::config::Builder::from(&config)
+        let iam_config = aws_sdk_iam::config::Builder::from(config)
             .retry_partition(
                 RetryPartition::custom("hatrack-iam")
                     .token_bucket(TokenBucket::unlimited())
                     .build(),
             )
             .build();
-        Iam::new(
+        let mut iam = Iam::new(
             aws_sdk_iam::Client::from_conf(iam_config),
-            args.iam_calls_per_second,
+            calls_per_second,
             metrics,
-        )
+        );
+        iam.sdk = Some(config.clone());
+        iam
+    }
+
+    /// A client acting in another account, with credentials of `target`'s role assumed
+    /// through STS from this client's own credentials. The SDK caches them and assumes the
+    /// role again shortly before they expire. Its own rate limit and throttling pause: IAM
+    /// throttles per account. `None` when this client has no SDK configuration to start from.
+    pub async fn assume_role(
+        &self,
+        target: &AssumeRoleTarget,
+        calls_per_second: u32,
+    ) -> Option<Iam> {
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        let base = self.sdk.as_ref()?;
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(&target.role_arn)
+            .configure(base)
+            .session_name(&target.session_name);
+        if let Some(id) = &target.external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
+        let config = base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        Some(Iam::from_sdk_config(
+            &config,
+            calls_per_second,
+            self.metrics.clone(),
+        ))
     }
 
     pub fn new(client: aws_sdk_iam::Client, calls_per_second: u32, metrics: Arc<Metrics>) -> Iam {
@@ -240,7 +296,14 @@ impl Iam {
             limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
             pause: Arc::new(Mutex::new(ThrottlePause::default())),
             metrics,
+            sdk: None,
+            calls_per_second: rate.get(),
         }
+    }
+
+    /// The client-side limit on calls per second.
+    pub fn calls_per_second(&self) -> u32 {
+        self.calls_per_second
     }
 
     /// Waits out a throttling pause and the rate limiter, runs one IAM call and counts its
@@ -622,6 +685,121 @@ impl Iam {
             .iter()
             .map(|p| format!("instance profile {}", p.instance_profile_name()))
             .collect())
+    }
+
+    /// A role's path, ARN and tags (one GetRole), or `None` when there is no role of that name.
+    pub async fn role_identity(
+        &self,
+        role_name: &str,
+    ) -> Result<Option<(String, String, BTreeMap<String, String>)>, IamError> {
+        let out = match self
+            .call(
+                "GetRole",
+                self.client.get_role().role_name(role_name).send(),
+            )
+            .await
+        {
+            Ok(out) => out,
+            Err(IamError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(role) = out.role() else {
+            return Err(IamError::BadResponse {
+                operation: "GetRole",
+                message: "response has no role".into(),
+            });
+        };
+        let tags = role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        Ok(Some((
+            role.path().to_string(),
+            role.arn().to_string(),
+            tags,
+        )))
+    }
+
+    /// (name, ARN) of every role under `path_prefix`.
+    pub async fn list_roles(&self, path_prefix: &str) -> Result<Vec<(String, String)>, IamError> {
+        let mut roles = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .call(
+                    "ListRoles",
+                    self.client
+                        .list_roles()
+                        .path_prefix(path_prefix)
+                        .max_items(1000)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .await?;
+            roles.extend(
+                out.roles()
+                    .iter()
+                    .map(|r| (r.role_name().to_string(), r.arn().to_string())),
+            );
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(roles),
+            }
+        }
+    }
+
+    /// A role's tags (`None` when the role is gone).
+    pub async fn role_tags(
+        &self,
+        role_name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, IamError> {
+        let mut tags = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .call(
+                    "ListRoleTags",
+                    self.client
+                        .list_role_tags()
+                        .role_name(role_name)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .await
+            {
+                Ok(out) => out,
+                Err(IamError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            tags.extend(
+                out.tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string())),
+            );
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(Some(tags)),
+            }
+        }
+    }
+
+    /// Sets tags on a role (adds or overwrites those keys).
+    pub async fn tag_role(
+        &self,
+        role_name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), IamError> {
+        self.call(
+            "TagRole",
+            self.client
+                .tag_role()
+                .role_name(role_name)
+                .set_tags(Some(to_tags(tags)?))
+                .send(),
+        )
+        .await
+        .map(drop)
     }
 
     /// Whether the IAM OIDC provider exists (IRSA cannot work without it).

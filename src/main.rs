@@ -48,6 +48,9 @@ enum Command {
     Check(hatrack::check::CheckArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// List IAM roles tagged as this cluster's whose IAMRoleBinding is gone (kubeconfig and AWS
+    /// credentials from the environment).
+    Orphans(hatrack::controller::orphans::OrphansCliArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,10 @@ fn main() -> ExitCode {
             print!("{}", hatrack::crd::all_yaml());
             ExitCode::SUCCESS
         }
+        Command::Orphans(args) => run_async(
+            cli.worker_threads,
+            hatrack::controller::orphans::run_cli(args),
+        ),
         Command::Controller(args) => {
             telemetry::init(cli.log_format);
             run_async(cli.worker_threads, hatrack::controller::run(args))

@@ -34,6 +34,8 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     iam_calls: Family<IamCallLabels, Counter>,
     bindings: Family<ReadyLabels, Gauge>,
+    orphaned_roles: Gauge,
+    orphaned_roles_deleted: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// binding key → ready, the source of the `bindings` gauge.
@@ -67,7 +69,21 @@ impl Default for Metrics {
             "IAMRoleBindings by Ready state",
             bindings.clone(),
         );
+        let orphaned_roles = Gauge::default();
+        let orphaned_roles_deleted = Counter::default();
+        registry.register(
+            "orphaned_roles",
+            "IAM roles tagged as this cluster's whose IAMRoleBinding is gone, at the last sweep",
+            orphaned_roles.clone(),
+        );
+        registry.register(
+            "orphaned_roles_deleted",
+            "Orphaned IAM roles deleted by the sweep (--delete-orphans)",
+            orphaned_roles_deleted.clone(),
+        );
         Metrics {
+            orphaned_roles,
+            orphaned_roles_deleted,
             registry,
             reconciles,
             reconcile_duration,
@@ -130,6 +146,17 @@ impl Metrics {
         if let Some(new) = ready {
             gauge(new).inc();
         }
+    }
+
+    /// The orphaned roles found by the last sweep.
+    pub fn orphans_found(&self, n: usize) {
+        self.orphaned_roles
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One orphaned role deleted.
+    pub fn orphan_deleted(&self) {
+        self.orphaned_roles_deleted.inc();
     }
 
     /// IAM calls so far: (operation, outcome) → count.

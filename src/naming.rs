@@ -10,6 +10,9 @@ pub const TAG_CLUSTER: &str = "hatrack.dev/cluster";
 pub const TAG_NAMESPACE: &str = "hatrack.dev/namespace";
 /// Tag naming the owning binding.
 pub const TAG_NAME: &str = "hatrack.dev/name";
+/// Tag set on a role its binding left behind on purpose (`deletionPolicy: Retain`): the role
+/// is not an orphan.
+pub const TAG_RETAINED: &str = "hatrack.dev/retained";
 /// Prefix reserved for hatrack's own tags; bindings may not set tags under it.
 pub const TAG_PREFIX: &str = "hatrack.dev/";
 

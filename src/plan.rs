@@ -69,6 +69,8 @@ pub struct OfflineContext {
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     pub bindings_per_namespace: BTreeMap<String, usize>,
     pub default_namespace: String,
+    /// IAMAccounts in the input (for bindings' `spec.account`).
+    pub accounts: Vec<crate::crd::IAMAccount>,
 }
 
 /// Whether a manifest is an IAMGuardrail of any hatrack.dev version.
@@ -95,6 +97,21 @@ impl OfflineContext {
             if is_guardrail(doc) {
                 match serde_path_to_error::deserialize::<_, IAMGuardrail>(&doc.object) {
                     Ok(g) => ctx.guardrails.push(g),
+                    Err(e) => errors.push((
+                        doc.clone(),
+                        vec![SpecError {
+                            field: e.path().to_string(),
+                            message: e.inner().to_string(),
+                        }],
+                    )),
+                }
+            } else if doc.kind() == "IAMAccount"
+                && doc
+                    .api_version()
+                    .starts_with(&format!("{}/", crate::crd::GROUP))
+            {
+                match serde_path_to_error::deserialize::<_, crate::crd::IAMAccount>(&doc.object) {
+                    Ok(a) => ctx.accounts.push(a),
                     Err(e) => errors.push((
                         doc.clone(),
                         vec![SpecError {
@@ -135,9 +152,35 @@ impl OfflineContext {
                 .collect::<Vec<_>>()
         };
         let binding = read_binding(doc, &self.default_namespace).map_err(from_spec)?;
-        let built = role::desired_role(&binding, settings);
         let ns = binding.metadata.namespace.clone().unwrap_or_default();
         let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
+        // A role in another account (spec.account): built with that account's id, when the
+        // IAMAccount is in the input.
+        let in_account = crate::controller::accounts::resolve(
+            &binding,
+            settings,
+            &self.accounts,
+            &labels,
+            false,
+        )
+        .map_err(|refusal| {
+            let message = match refusal {
+                crate::controller::accounts::AccountRefusal::NotFound(name) => format!(
+                    "spec.account: IAMAccount {name:?} is not in the input; give it to plan to build the role in its account"
+                ),
+                other => other.to_string(),
+            };
+            vec![Problem {
+                guardrail: None,
+                field: "spec.account".into(),
+                message: message
+                    .strip_prefix("spec.account: ")
+                    .unwrap_or(&message)
+                    .to_string(),
+            }]
+        })?;
+        let settings = &crate::controller::accounts::settings_in(settings, in_account);
+        let built = role::desired_role(&binding, settings);
         let applicable = guardrail::applicable(&self.guardrails, &labels);
         let count = self.bindings_per_namespace.get(&ns).copied().unwrap_or(1);
         let violations: Vec<Problem> = guardrail::check(&binding, settings, &applicable, count)
@@ -245,5 +288,71 @@ pub fn run(args: PlanArgs) -> ExitCode {
             eprintln!("hatrack plan: cannot serialise the plan: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INPUT: &str = r#"
+apiVersion: hatrack.dev/v1alpha1
+kind: IAMAccount
+metadata: {name: data}
+spec:
+  accountId: "222222222222"
+  assumeRole: {roleArn: "arn:aws:iam::222222222222:role/hatrack"}
+  namespaceSelector: {matchLabels: {team: data}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: data, labels: {team: data}}
+---
+apiVersion: hatrack.dev/v1alpha1
+kind: IAMRoleBinding
+metadata: {name: in-b, namespace: data}
+spec: {serviceAccounts: [api], account: data}
+---
+apiVersion: hatrack.dev/v1alpha1
+kind: IAMRoleBinding
+metadata: {name: not-allowed, namespace: web}
+spec: {serviceAccounts: [api], account: data}
+---
+apiVersion: hatrack.dev/v1alpha1
+kind: IAMRoleBinding
+metadata: {name: unknown, namespace: data}
+spec: {serviceAccounts: [web], account: elsewhere}
+"#;
+
+    #[test]
+    fn plan_builds_a_role_in_the_account_a_binding_names() {
+        let docs = crate::manifest::parse_documents("in.yaml", INPUT).unwrap();
+        let (ctx, errors) = OfflineContext::from_documents(&docs, "default");
+        assert!(errors.is_empty());
+        let settings = Settings::example();
+        let d = ctx.plan(&docs[2], &settings).unwrap();
+        assert!(
+            d.role
+                .arn
+                .starts_with("arn:aws:iam::222222222222:role/hatrack/")
+        );
+        assert!(
+            d.role
+                .assume_role_policy
+                .to_string()
+                .contains("arn:aws:iam::222222222222:oidc-provider/")
+        );
+        let refused = ctx.plan(&docs[3], &settings).unwrap_err();
+        assert!(
+            refused[0]
+                .message
+                .contains("does not select namespace \"web\""),
+            "{refused:?}"
+        );
+        let unknown = ctx.plan(&docs[4], &settings).unwrap_err();
+        assert!(
+            unknown[0].message.contains("not in the input"),
+            "{unknown:?}"
+        );
     }
 }

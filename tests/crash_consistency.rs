@@ -210,3 +210,153 @@ async fn crash_at_every_step_of_a_delete() {
         second.stop().await;
     }
 }
+
+// Cross-account: the same crash points for a role made in account B through an IAMAccount
+// (the controller's IAM client and B's, with credentials assumed through STS, die together).
+
+const OTHER: &str = "222222222222";
+
+/// A fresh IAM (the OIDC provider in B), a fresh namespace selected by a fresh IAMAccount for
+/// B, and binding `b` naming it.
+async fn fresh_cluster_with_binding_in_b(moto: &Moto) -> Cluster {
+    moto.reset();
+    moto.sdk_client_in(OTHER)
+        .await
+        .create_open_id_connect_provider()
+        .url(format!("https://{ISSUER_HOST_PATH}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("OIDC provider in B");
+    let cluster = cluster_with_crds().await;
+    let c = Cluster {
+        client: cluster.client().await,
+        ns: cluster.namespace("crash-b").await,
+    };
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(c.client.clone());
+    namespaces
+        .patch(
+            &c.ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"crash-account": c.ns}}})),
+        )
+        .await
+        .expect("label namespace");
+    let accounts: kube::Api<hatrack::crd::IAMAccount> = kube::Api::all(c.client.clone());
+    let account: hatrack::crd::IAMAccount = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+        "metadata": {"name": c.ns},
+        "spec": {"accountId": OTHER,
+                 "assumeRole": {"roleArn": format!("arn:aws:iam::{OTHER}:role/hatrack-operator")},
+                 "namespaceSelector": {"matchLabels": {"crash-account": c.ns}}}
+    }))
+    .unwrap();
+    accounts
+        .create(&kube::api::PostParams::default(), &account)
+        .await
+        .expect("create IAMAccount");
+    let mut spec = spec_v1();
+    spec["account"] = json!(c.ns);
+    create_binding(&c.client, &c.ns, "b", spec).await;
+    c
+}
+
+fn crashing_controller_all_accounts(
+    c: &Cluster,
+    moto: &Moto,
+    n: usize,
+) -> (RunningController, Arc<CrashState>) {
+    let state = Arc::new(CrashState::default());
+    let (iam, metrics) = moto.iam_crashing(n, state.clone());
+    (
+        RunningController::start_with_options(
+            c.client.clone(),
+            iam,
+            metrics,
+            Duration::from_secs(600),
+            Some(c.ns.clone()),
+        ),
+        state,
+    )
+}
+
+/// Exactly binding `b`'s role in B, as its spec says; none in the controller's account.
+async fn assert_role_matches_in_b(c: &Cluster, moto: &Moto) {
+    let binding = get_binding(&c.client, &c.ns, "b")
+        .await
+        .expect("binding exists");
+    let mut in_b = settings();
+    in_b.account_id = OTHER.into();
+    let desired = role::desired_role(&binding, &in_b).unwrap();
+    let (home, _) = moto.iam();
+    let iam_b = home
+        .assume_role(
+            &hatrack::iam::AssumeRoleTarget {
+                role_arn: format!("arn:aws:iam::{OTHER}:role/check"),
+                external_id: None,
+                session_name: "check".into(),
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    let actual = iam_b
+        .get_role(&desired.role.role_name)
+        .await
+        .unwrap()
+        .expect("role in B");
+    assert_eq!(
+        role::diff(Some(&actual), &desired.role),
+        role::Diff::default()
+    );
+    assert_eq!(
+        moto.roles_in(OTHER, "/hatrack/").await,
+        vec![desired.role.role_name.clone()],
+        "exactly one role in B"
+    );
+    assert!(
+        hatrack_roles(moto).await.is_empty(),
+        "none in the controller's account"
+    );
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_create_in_another_account() {
+    let moto = Moto::start();
+    for n in 0..=3 {
+        let c = fresh_cluster_with_binding_in_b(&moto).await;
+        let (first, state) = crashing_controller_all_accounts(&c, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || is_synced(&c).await).await;
+        let second = healthy_controller(&c, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        assert_role_matches_in_b(&c, &moto).await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_delete_in_another_account() {
+    let moto = Moto::start();
+    for n in 0..=3 {
+        let c = fresh_cluster_with_binding_in_b(&moto).await;
+        sync_with_healthy_controller(&c, &moto).await;
+        assert_role_matches_in_b(&c, &moto).await;
+
+        delete_binding(&c.client, &c.ns, "b").await;
+        let (first, state) = crashing_controller_all_accounts(&c, &moto, n);
+        run_until_crash_or(&state, first, n, 3, async || is_gone(&c).await).await;
+        let second = healthy_controller(&c, &moto);
+        wait_for(30, "binding gone", || async {
+            is_gone(&c).await.then_some(())
+        })
+        .await;
+        assert!(
+            moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
+            "orphaned role in B after a crash at step {n}"
+        );
+        assert!(hatrack_roles(&moto).await.is_empty());
+        second.stop().await;
+    }
+}

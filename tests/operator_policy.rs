@@ -9,6 +9,9 @@ const ACCOUNT: &str = "111122223333";
 const CLUSTER: &str = "prod-eu";
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/hatrack-boundary";
 const OWN_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack/payments-reader-0123456789ab";
+/// The role an IAMAccount names for account 222222222222.
+const ACCOUNT_ROLE: &str = "arn:aws:iam::222222222222:role/hatrack-operator";
+const CONTROLLER_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack-controller";
 
 fn load(file: &str) -> Value {
     let text =
@@ -16,7 +19,14 @@ fn load(file: &str) -> Value {
     let text = text
         .replace("${ACCOUNT_ID}", ACCOUNT)
         .replace("${CLUSTER_NAME}", CLUSTER)
-        .replace("${BOUNDARY_ARN}", BOUNDARY);
+        .replace("${BOUNDARY_ARN}", BOUNDARY)
+        .replace("${ACCOUNT_ROLE_ARNS}", ACCOUNT_ROLE)
+        .replace(
+            "${ADOPTABLE_ROLE_ARNS}",
+            "arn:aws:iam::111122223333:role/legacy/*",
+        )
+        .replace("${CONTROLLER_ROLE_ARN}", CONTROLLER_ROLE)
+        .replace("${EXTERNAL_ID}", "prod-eu-hatrack");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -76,6 +86,9 @@ fn controller_call(op: &str, boundary: Option<&str>) -> Request {
             .with("aws:RequestTag/team", "ledger")
             .with("aws:TagKeys", "team"),
         "UntagRole" => owned(req(op, OWN_ROLE)).with("aws:TagKeys", "hand-made"),
+        // The orphan sweep lists every role under the path (ListRoles has no resource-level
+        // permission).
+        "ListRoles" => req(op, "*"),
         _ => owned(req(op, OWN_ROLE)),
     }
 }
@@ -206,4 +219,179 @@ fn escalation_attempts_are_refused() {
         ..Request::default()
     };
     assert_ne!(decide(&doc, &sts), Decision::Allow);
+}
+
+#[test]
+fn the_controller_assumes_only_the_iam_account_roles() {
+    let assume = |role: &str| Request {
+        action: "sts:AssumeRole".into(),
+        resource: Some(role.into()),
+        ..Request::default()
+    };
+    for file in [
+        "operator-iam-policy.json",
+        "operator-iam-policy-without-boundary.json",
+    ] {
+        let doc = load(file);
+        assert_eq!(
+            decide(&doc, &assume(ACCOUNT_ROLE)),
+            Decision::Allow,
+            "{file}"
+        );
+        for other in [
+            "arn:aws:iam::222222222222:role/admin",
+            "arn:aws:iam::333333333333:role/hatrack-operator",
+        ] {
+            assert_ne!(
+                decide(&doc, &assume(other)),
+                Decision::Allow,
+                "{file}: {other}"
+            );
+        }
+    }
+}
+
+#[test]
+fn retained_marks_come_off_but_ownership_never_does() {
+    let doc = load("operator-iam-policy.json");
+    // A binding made again takes its retained role back: the mark is removed.
+    let unmark = owned(req("UntagRole", OWN_ROLE)).with("aws:TagKeys", "hatrack.dev/retained");
+    assert_eq!(decide(&doc, &unmark), Decision::Allow);
+    let mark = owned(req("TagRole", OWN_ROLE))
+        .with("aws:RequestTag/hatrack.dev/retained", "true")
+        .with("aws:TagKeys", "hatrack.dev/retained");
+    assert_eq!(decide(&doc, &mark), Decision::Allow);
+    for key in [
+        "hatrack.dev/cluster",
+        "hatrack.dev/namespace",
+        "hatrack.dev/name",
+    ] {
+        let release = owned(req("UntagRole", OWN_ROLE))
+            .with("aws:TagKeys", "hatrack.dev/retained")
+            .with("aws:TagKeys", key);
+        assert_ne!(decide(&doc, &release), Decision::Allow, "{key}");
+    }
+}
+
+#[test]
+fn an_account_role_trusts_only_the_controller_with_the_external_id() {
+    use hatrack::policy::eval::Principal;
+    let trust = load("operator-account-trust-policy.json");
+    policy::parse(&trust, DocumentKind::Trust).unwrap();
+    let from = |principal: &str| Request {
+        principal: Some(Principal::Aws(principal.into())),
+        action: "sts:AssumeRole".into(),
+        ..Request::default()
+    };
+    assert_eq!(
+        decide(
+            &trust,
+            &from(CONTROLLER_ROLE).with("sts:ExternalId", "prod-eu-hatrack")
+        ),
+        Decision::Allow
+    );
+    assert_ne!(decide(&trust, &from(CONTROLLER_ROLE)), Decision::Allow);
+    assert_ne!(
+        decide(
+            &trust,
+            &from("arn:aws:iam::111122223333:role/other").with("sts:ExternalId", "prod-eu-hatrack")
+        ),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn adoption_is_scoped_to_untagged_adoptable_roles_and_then_to_owned_ones() {
+    const LEGACY: &str = "arn:aws:iam::111122223333:role/legacy/payments";
+    let adopted = |r: Request| owned(r).with("aws:ResourceTag/hatrack.dev/adopted", "true");
+    let adopting = |r: Request| {
+        r.with("aws:RequestTag/hatrack.dev/cluster", CLUSTER)
+            .with("aws:RequestTag/hatrack.dev/namespace", "payments")
+            .with("aws:RequestTag/hatrack.dev/name", "reader")
+            .with("aws:RequestTag/hatrack.dev/adopted", "true")
+            .with("aws:TagKeys", "hatrack.dev/cluster")
+    };
+    for (file, boundary) in [
+        ("operator-iam-policy.json", Some(BOUNDARY)),
+        ("operator-iam-policy-without-boundary.json", None),
+    ] {
+        let doc = load(file);
+        let with_boundary = |r: Request| match boundary {
+            Some(b) => r.with("iam:PermissionsBoundary", b),
+            None => r,
+        };
+        assert_eq!(
+            decide(&doc, &req("GetRole", LEGACY)),
+            Decision::Allow,
+            "{file}"
+        );
+        assert_eq!(
+            decide(&doc, &adopting(req("TagRole", LEGACY))),
+            Decision::Allow,
+            "{file}: adopt"
+        );
+        for op in [
+            "UpdateAssumeRolePolicy",
+            "PutRolePolicy",
+            "AttachRolePolicy",
+            "UntagRole",
+            "DeleteRole",
+        ] {
+            assert_eq!(
+                decide(&doc, &with_boundary(adopted(req(op, LEGACY)))),
+                Decision::Allow,
+                "{file}: {op} on an adopted role"
+            );
+        }
+        let refused: Vec<(&str, Request)> = vec![
+            (
+                "adopt a role outside the adoptable path",
+                adopting(req("TagRole", "arn:aws:iam::111122223333:role/admin")),
+            ),
+            (
+                "adopt another cluster's role",
+                adopting(req("TagRole", LEGACY))
+                    .with("aws:ResourceTag/hatrack.dev/cluster", "staging"),
+            ),
+            (
+                "adopt for another cluster",
+                req("TagRole", LEGACY)
+                    .with("aws:RequestTag/hatrack.dev/cluster", "staging")
+                    .with("aws:RequestTag/hatrack.dev/namespace", "n")
+                    .with("aws:RequestTag/hatrack.dev/name", "n")
+                    .with("aws:RequestTag/hatrack.dev/adopted", "true"),
+            ),
+            (
+                "edit a legacy role not adopted",
+                req("AttachRolePolicy", LEGACY),
+            ),
+            (
+                "edit an owned role not marked adopted",
+                with_boundary(owned(req("AttachRolePolicy", LEGACY))),
+            ),
+        ];
+        for (what, r) in refused {
+            assert_ne!(decide(&doc, &r), Decision::Allow, "{file}: allowed: {what}");
+        }
+        // IAM sends iam:PermissionsBoundary only with the policy and boundary operations.
+        for op in [
+            "UpdateAssumeRolePolicy",
+            "UpdateRole",
+            "TagRole",
+            "DeleteRole",
+        ] {
+            assert_eq!(
+                decide(&doc, &adopted(req(op, LEGACY))),
+                Decision::Allow,
+                "{file}: {op} on an adopted role"
+            );
+        }
+        if boundary.is_some() {
+            assert_ne!(
+                decide(&doc, &adopted(req("AttachRolePolicy", LEGACY))),
+                Decision::Allow,
+                "an adopted role without the boundary gets no policy"
+            );
+        }
+    }
 }

@@ -860,6 +860,47 @@ async fn an_iamrolebinding_breaking_a_guardrail_is_refused_at_admission() {
     drop(webhook);
 }
 
+#[tokio::test]
+async fn an_iamrolebinding_naming_an_account_that_does_not_select_its_namespace_is_refused() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let team = format!("data-{}", std::process::id());
+    let allowed =
+        namespace_with_labels(cluster, "acct-ok", json!({"hatrack-test/team": team})).await;
+    let other = app_namespace(cluster, "acct-no").await;
+    let account = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+        "metadata": {"name": team},
+        "spec": {
+            "accountId": "222222222222",
+            "assumeRole": {"roleArn": "arn:aws:iam::222222222222:role/hatrack-operator"},
+            "namespaceSelector": {"matchLabels": {"hatrack-test/team": team}},
+        },
+    });
+    assert_admitted(apply(cluster, "default", &account), "the IAMAccount");
+    let webhook = Webhook::start(cluster, release).await;
+    let binding = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+        "metadata": {"name": "in-b"},
+        "spec": {"serviceAccounts": ["api"], "account": team},
+    });
+    assert_refused(
+        apply(cluster, &other, &binding),
+        "a binding of a namespace the account does not select",
+        &[
+            "admission webhook \"iamrolebindings.hatrack.dev\" denied the request",
+            &format!("IAMAccount {team:?} does not select namespace {other:?}"),
+        ],
+    );
+    assert_admitted(
+        apply(cluster, &allowed, &binding),
+        "a binding of a selected namespace",
+    );
+    drop(webhook);
+}
+
 /// Restores `webhook.failurePolicy=Fail` when the test ends, passed or not.
 struct RestoreFail<'a>(&'a TestCluster, &'a Release);
 

@@ -24,6 +24,7 @@ async fn server() -> harness::TestServer {
         .unwrap())],
         namespace_labels: [("tier".to_string(), "sandbox".to_string())].into(),
         others_in_namespace: vec![Arc::new(serde_json::from_value(binding("first", json!({"serviceAccounts": ["api"]}))).unwrap())],
+        ..Default::default()
     };
     harness::start_with_bindings(
         Mode::Enforce,

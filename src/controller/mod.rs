@@ -1,8 +1,11 @@
 //! The IAMRoleBinding controller: wiring (watches, shared context, error policy, HTTP
 //! endpoints). The reconcile pipeline itself is in [`reconcile`].
 
+pub mod accounts;
+pub mod adoption;
 pub mod cache;
 pub mod claims;
+pub mod orphans;
 pub mod reconcile;
 pub mod requeue;
 pub mod status;
@@ -24,7 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use self::cache::{CacheError, CachedBinding};
 use self::claims::ClaimIndex;
 use self::requeue::{FailureClass, retry_delay};
-use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
@@ -57,6 +60,8 @@ pub struct ControllerArgs {
     /// Only watch bindings in this namespace (default: all namespaces).
     #[arg(long, env = "HATRACK_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    #[command(flatten)]
+    pub orphans: orphans::OrphanArgs,
 }
 
 /// Failures of one reconcile (Kubernetes or AWS); spec problems are statuses, not errors.
@@ -76,6 +81,8 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error("the guardrail and namespace caches stopped before their first list (shutting down)")]
     PolicyCachesGone,
+    #[error("{0}")]
+    Account(#[from] accounts::AccountRefusal),
 }
 
 impl From<kube::Error> for Error {
@@ -98,6 +105,7 @@ impl Error {
             Error::RoleHeld { .. } => "role_held".into(),
             Error::Cache(_) => "cache".into(),
             Error::PolicyCachesGone => "policy_caches_gone".into(),
+            Error::Account(_) => "account".into(),
         }
     }
 
@@ -106,7 +114,9 @@ impl Error {
         match self {
             Error::Iam(IamError::Throttled { .. }) => FailureClass::Throttled,
             Error::Iam(e) if e.is_transient() => FailureClass::Transient,
-            Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) => FailureClass::Persistent,
+            Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) | Error::Account(_) => {
+                FailureClass::Persistent
+            }
             // Conflicts, timeouts and unavailability of the API server pass.
             Error::Kube(_) | Error::PolicyCachesGone => FailureClass::Transient,
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -129,6 +139,7 @@ pub struct Stores {
     pub guardrails: Store<IAMGuardrail>,
     pub namespaces: Store<Namespace>,
     pub claims: Arc<RwLock<ClaimIndex>>,
+    pub accounts: Store<IAMAccount>,
 }
 
 /// What every reconcile shares.
@@ -156,6 +167,10 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<CachedBinding>, u32>>,
     /// OIDC provider existence, checked at most once per resync period.
     oidc_provider_checked: Mutex<Option<(Instant, bool)>>,
+    /// IAMAccounts: the other AWS accounts bindings may name.
+    pub accounts: Store<IAMAccount>,
+    /// IAM clients of those accounts.
+    pub account_clients: accounts::AccountClients,
 }
 
 impl Context {
@@ -176,6 +191,8 @@ impl Context {
             .clone()
             .unwrap_or_else(|| MANAGER.to_string());
         Context {
+            account_clients: accounts::AccountClients::new(iam.clone(), iam.calls_per_second()),
+            accounts: stores.accounts,
             recorder: Recorder::new(client.clone(), reporter),
             event_instance,
             client,
@@ -381,11 +398,13 @@ fn strip_service_account(sa: &mut CachedServiceAccount) {
 }
 
 /// How the controller loop runs (the parts of [`ControllerArgs`] that are not settings).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ControllerOptions {
     pub resync: Duration,
     pub concurrency: u16,
     pub watch_namespace: Option<String>,
+    /// The periodic sweep for orphaned roles (off when `None`).
+    pub orphans: Option<orphans::SweepOptions>,
 }
 
 impl From<&ControllerArgs> for ControllerOptions {
@@ -394,6 +413,7 @@ impl From<&ControllerArgs> for ControllerOptions {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             concurrency: args.concurrency.max(1),
             watch_namespace: args.watch_namespace.clone(),
+            orphans: args.orphans.sweep_options(),
         }
     }
 }
@@ -462,6 +482,7 @@ pub async fn run_with(
     let (guardrail_store, guardrail_writer) = reflector::store();
     let (namespace_store, namespace_writer) = reflector::store();
     let (binding_store, binding_writer) = reflector::store();
+    let (account_store, account_writer) = reflector::store();
     let claims = Arc::new(RwLock::new(ClaimIndex::default()));
     let claims_for_stream = claims.clone();
     let mut claim_writer = ClaimIndexWriter::default();
@@ -495,6 +516,8 @@ pub async fn run_with(
             }
         });
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
+    let account_stream = accounts::watch(client.clone(), account_writer);
+    let account_map = binding_store.clone();
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(strip_service_account)
@@ -512,8 +535,16 @@ pub async fn run_with(
             guardrails: guardrail_store,
             namespaces: namespace_store,
             claims,
+            accounts: account_store,
         },
     ));
+    let sweep = args.orphans.clone().map(|o| {
+        tokio::spawn(orphans::sweep_periodically(
+            ctx.clone(),
+            o,
+            args.watch_namespace.clone(),
+        ))
+    });
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
     // kube holds every reconcile until the bindings' cache has its first list, and stops
     // polling the watches once shutdown begins: a shutdown before that list (SIGTERM or a lost
@@ -551,6 +582,10 @@ pub async fn run_with(
         .watches_stream(namespace_stream, move |ns| {
             bindings_in_namespace(&namespace_map, &ns.name_any())
         })
+        // An IAMAccount's change (deletion included) re-queues the bindings that name it.
+        .watches_stream(account_stream, move |a| {
+            accounts::bindings_naming(&account_map, &a.name_any())
+        })
         .graceful_shutdown_on(signal)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -564,6 +599,9 @@ pub async fn run_with(
         _ = stopped_before_first_list => {}
     }
     status_task.abort();
+    if let Some(sweep) = sweep {
+        sweep.abort();
+    }
     tracing::info!("controller stopped");
     Ok(())
 }

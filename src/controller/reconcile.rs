@@ -20,6 +20,7 @@ use serde_json::json;
 use super::cache::CachedBinding;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
+use super::{accounts, adoption};
 use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::guardrail;
 use crate::iam::IamError;
@@ -76,6 +77,7 @@ fn policy_caches_ready(ctx: &Context) -> Option<bool> {
     for wait in [
         ctx.guardrails.wait_until_ready().now_or_never(),
         ctx.namespaces.wait_until_ready().now_or_never(),
+        ctx.accounts.wait_until_ready().now_or_never(),
     ] {
         match wait {
             Some(Ok(())) => {}
@@ -91,7 +93,16 @@ fn binding_key(b: &IAMRoleBinding) -> String {
 }
 
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    let settings = &ctx.settings;
+    // 0. The account the role lives in (spec.account); a refused one waits for a change of
+    //    the binding, its IAMAccount or its namespace's labels.
+    let target = match accounts::target(binding, ctx, false).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
+            return Ok(Action::requeue(ctx.jittered_resync()));
+        }
+    };
+    let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
 
@@ -176,7 +187,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         .to_string()
         .contains("AssumeRoleWithWebIdentity");
     if uses_irsa && let Some(provider) = settings.oidc_provider_arn() {
-        match ctx.oidc_provider_exists(&provider).await {
+        match target.oidc_provider_exists(ctx, &provider).await {
             Ok(true) => {}
             Ok(false) => {
                 let message = format!(
@@ -202,7 +213,16 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         namespace: ns.clone(),
         name: name.clone(),
     };
-    let (made, created, boundary_kept) = match sync_role(&ctx.iam, &desired, &owner).await {
+    // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
+    match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => {
+            not_ready(binding, ctx, refusal.reason, &refusal.message, None).await?;
+            return Ok(Action::requeue(ctx.jittered_resync()));
+        }
+        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+    }
+    let (made, created, boundary_kept) = match sync_role(&target.iam, &desired, &owner).await {
         Ok(SyncOutcome::Synced {
             writes,
             created,
@@ -355,14 +375,47 @@ async fn remove_annotations(
 }
 
 async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    let settings = &ctx.settings;
+    // The role is removed from the account it was made in, even if the IAMAccount no longer
+    // selects the namespace; without the IAMAccount it cannot be reached, and deletion waits.
+    let target = match accounts::target(binding, ctx, true).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            let st = build_status(
+                binding,
+                false,
+                reason::DELETING,
+                &refusal.to_string(),
+                None,
+                false,
+            );
+            write_status(binding, ctx, st).await?;
+            return Err(refusal.into());
+        }
+    };
+    let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
-    // The name depends only on identity, so cleanup works even for an invalid spec.
-    let role_name = naming::role_name(&settings.cluster_name, &ns, &name);
-    let arn = settings.role_arn(&role_name);
+    // The name depends only on identity (or is the adopted role's), so cleanup works even
+    // for an invalid spec.
+    let role_name = binding
+        .spec
+        .adopt_role
+        .clone()
+        .unwrap_or_else(|| naming::role_name(&settings.cluster_name, &ns, &name));
+    let arn = match (&binding.spec.adopt_role, binding.status.as_ref()) {
+        // An adopted role's path is its own: the ARN is the one status recorded.
+        (Some(_), Some(st)) => st.role_arn.clone().unwrap_or_default(),
+        _ => settings.role_arn(&role_name),
+    };
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
+        let owner = Owner {
+            cluster: settings.cluster_name.clone(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        // Not an orphan: the sweep leaves roles marked retained alone.
+        super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
         publish(
             ctx,
             binding,
@@ -380,7 +433,7 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         namespace: ns.clone(),
         name: name.clone(),
     };
-    match delete_owned_role(&ctx.iam, &role_name, &owner).await {
+    match delete_owned_role(&target.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
             publish(
                 ctx,

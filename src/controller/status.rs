@@ -14,6 +14,12 @@ pub mod reason {
     pub const AWS_ERROR: &str = "AwsError";
     pub const DELETING: &str = "Deleting";
     pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+    /// `spec.account` names an IAMAccount that is missing or invalid.
+    pub const ACCOUNT_UNAVAILABLE: &str = "AccountUnavailable";
+    /// `spec.account` names an IAMAccount that does not select the binding's namespace.
+    pub const ACCOUNT_NOT_ALLOWED: &str = "AccountNotAllowed";
+    /// What the binding asks for cannot be made in the account it names.
+    pub const ACCOUNT_UNSUPPORTED: &str = "AccountUnsupported";
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status (True/False) is unchanged.
@@ -53,6 +59,10 @@ pub fn is_stalled(reason: &str) -> bool {
             | reason::SERVICE_ACCOUNT_CONFLICT
             | reason::OIDC_PROVIDER_MISSING
             | reason::GUARDRAIL_VIOLATION
+            | reason::ACCOUNT_NOT_ALLOWED
+            | reason::ACCOUNT_UNSUPPORTED
+            | crate::controller::adoption::ADOPTION_NOT_ALLOWED
+            | crate::controller::adoption::ADOPTED_ROLE_MISSING
             | GUARDRAIL_INVALID
     )
 }

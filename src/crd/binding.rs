@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"ARN","type":"string","priority":1,"jsonPath":".status.roleArn"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.account) == has(oldSelf.account) && (!has(self.account) || self.account == oldSelf.account)").message("account cannot be changed: a role stays in the account it was made in; make a new IAMRoleBinding for another account"))]
+#[x_kube(validation = Rule::new("has(self.adoptRole) == has(oldSelf.adoptRole) && (!has(self.adoptRole) || self.adoptRole == oldSelf.adoptRole)").message("adoptRole cannot be changed: make a new IAMRoleBinding to adopt another role"))]
 pub struct IAMRoleBindingSpec {
     /// Names of the ServiceAccounts, in the binding's own namespace, that may assume the role.
     /// ServiceAccounts of other namespaces cannot be named.
@@ -78,8 +80,25 @@ pub struct IAMRoleBindingSpec {
     #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('aws:') && !k.lowerAscii().startsWith('hatrack.dev/'))").message("tag keys may not start with aws: or hatrack.dev/ (in any case): those are reserved for AWS and for hatrack's ownership tags"))]
     pub tags: BTreeMap<String, String>,
 
-    /// What happens to the IAM role when this binding is deleted: `Delete` (default) removes the
-    /// role and its policies; `Retain` leaves the role in AWS.
+    /// Name of the IAMAccount (cluster-scoped) whose AWS account the role is made in; the
+    /// account must select this namespace. Absent: the controller's own account. Cannot be
+    /// changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub account: Option<String>,
+
+    /// Name of an existing IAM role to take over instead of making one (e.g. a role made by
+    /// Terraform). Only where an IAMGuardrail's `adoptableRoles` allows it for this namespace.
+    /// The role gets hatrack's ownership tags and this binding's trust, policies, description
+    /// and tags (tags and policies the spec does not name are removed); its path stays. On
+    /// delete it is kept by default (`deletionPolicy` defaults to `Retain` for an adopted
+    /// role). Cannot be changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub adopt_role: Option<String>,
+
+    /// What happens to the IAM role when this binding is deleted: `Delete` (default; `Retain`
+    /// for an adopted role) removes the role and its policies; `Retain` leaves the role in AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 }
@@ -162,8 +181,12 @@ fn inline_policies_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
 }
 
 impl IAMRoleBinding {
-    /// The deletion policy in force (default `Delete`).
+    /// The deletion policy in force (default `Delete`; `Retain` for an adopted role).
     pub fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy.unwrap_or_default()
+        match (self.spec.deletion_policy, &self.spec.adopt_role) {
+            (Some(p), _) => p,
+            (None, Some(_)) => DeletionPolicy::Retain,
+            (None, None) => DeletionPolicy::default(),
+        }
     }
 }

@@ -61,6 +61,15 @@ pub struct IAMGuardrailSpec {
     /// Trust mechanisms a binding may use (`irsa`, `podIdentity`). Absent: any; empty: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_trust: Option<Vec<TrustMechanism>>,
+
+    /// Existing IAM roles a binding may adopt (`spec.adoptRole`), as patterns with `*` and `?`
+    /// (case-sensitive): one starting with `/` is matched against the role's path and name
+    /// (`/legacy/payments-*`), any other against its name (`payments-*`). Adopting a powerful
+    /// role is an escalation, so nothing is adoptable unless a guardrail says so; when several
+    /// applicable guardrails set this field, each must allow the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 600)))]
+    pub adoptable_roles: Option<Vec<String>>,
 }
 
 /// A trust mechanism, as named in `allowedTrust`.

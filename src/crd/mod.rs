@@ -1,9 +1,11 @@
 //! The custom resources hatrack defines, and the YAML that installs them.
 
+mod account;
 mod binding;
 mod exemption;
 mod guardrail;
 
+pub use account::*;
 pub use binding::*;
 pub use exemption::*;
 pub use guardrail::*;
@@ -20,6 +22,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         IAMRoleBinding::crd(),
         IAMGuardrail::crd(),
         StaticKeyExemption::crd(),
+        IAMAccount::crd(),
     ]
 }
 

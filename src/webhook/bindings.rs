@@ -41,8 +41,9 @@ impl BindingView for StaticBindingView {
     }
 }
 
-/// Watch caches of IAMGuardrails, IAMRoleBindings and Namespace labels.
+/// Watch caches of IAMGuardrails, IAMRoleBindings, IAMAccounts and Namespace labels.
 pub struct BindingCache {
+    accounts: Store<crate::crd::IAMAccount>,
     guardrails: Store<IAMGuardrail>,
     bindings: Store<IAMRoleBinding>,
     namespaces: Store<Namespace>,
@@ -51,14 +52,16 @@ pub struct BindingCache {
 
 impl BindingCache {
     /// Starts the caches; spawn the returned future. Needs get/list/watch on iamguardrails,
-    /// iamrolebindings and namespaces.
+    /// iamrolebindings, iamaccounts and namespaces.
     pub fn start(
         client: kube::Client,
     ) -> (Arc<BindingCache>, impl Future<Output = ()> + Send + 'static) {
         let (guardrails, gw) = reflector::store();
         let (bindings, bw) = reflector::store();
         let (namespaces, nw) = reflector::store();
+        let (accounts, aw) = reflector::store();
         let g = crate::watch::guardrails(client.clone(), gw).for_each(|_| async {});
+        let a = crate::controller::accounts::watch(client.clone(), aw).for_each(|_| async {});
         let b = watcher(
             Api::<IAMRoleBinding>::all(client.clone()),
             watcher::Config::default().any_semantic(),
@@ -75,27 +78,34 @@ impl BindingCache {
         .for_each(|_| async {});
         let n = crate::watch::namespace_labels(client, nw).for_each(|_| async {});
         let synced = Arc::new(AtomicBool::new(false));
-        let stores = (guardrails.clone(), bindings.clone(), namespaces.clone());
+        let stores = (
+            guardrails.clone(),
+            bindings.clone(),
+            namespaces.clone(),
+            accounts.clone(),
+        );
         let flag = synced.clone();
         let ready = async move {
-            let (g, b, n) = futures::join!(
+            let (g, b, n, a) = futures::join!(
                 stores.0.wait_until_ready(),
                 stores.1.wait_until_ready(),
-                stores.2.wait_until_ready()
+                stores.2.wait_until_ready(),
+                stores.3.wait_until_ready()
             );
-            if g.is_ok() && b.is_ok() && n.is_ok() {
+            if g.is_ok() && b.is_ok() && n.is_ok() && a.is_ok() {
                 flag.store(true, Ordering::Release);
                 tracing::info!("binding caches synced");
             }
         };
         let cache = Arc::new(BindingCache {
+            accounts,
             guardrails,
             bindings,
             namespaces,
             synced,
         });
         (cache, async move {
-            futures::join!(g, b, n, ready);
+            futures::join!(g, b, n, a, ready);
         })
     }
 }
@@ -114,6 +124,7 @@ impl BindingView for BindingCache {
             others_in_namespace: self
                 .bindings
                 .state_filter(|b| b.metadata.namespace.as_deref() == Some(namespace)),
+            accounts: self.accounts.state(),
         }
     }
 

@@ -55,6 +55,39 @@ impl RunningController {
         Self::start_with_options(client, iam, metrics, resync, Some(namespace.to_string()))
     }
 
+    /// [`start_in`](Self::start_in) with the orphan sweep on.
+    pub fn start_in_sweeping(
+        namespace: &str,
+        client: kube::Client,
+        moto: &Moto,
+        resync: Duration,
+        orphans: hatrack::controller::orphans::SweepOptions,
+    ) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = hatrack::controller::ControllerOptions {
+            resync,
+            concurrency: 4,
+            watch_namespace: Some(namespace.to_string()),
+            orphans: Some(orphans),
+        };
+        let task = tokio::spawn(hatrack::controller::run_with(
+            client,
+            iam,
+            settings(),
+            metrics.clone(),
+            options,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        RunningController {
+            stop: Some(tx),
+            task,
+            metrics,
+        }
+    }
+
     pub fn start_with(
         client: kube::Client,
         iam: hatrack::iam::Iam,
@@ -76,6 +109,7 @@ impl RunningController {
             resync,
             concurrency: 4,
             watch_namespace,
+            ..Default::default()
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,

@@ -69,3 +69,65 @@ impl Intercept for CrashAfterWrites {
         Ok(())
     }
 }
+
+/// The same crash one layer down, in the HTTP client of an SDK configuration: every client
+/// made from it dies at once, the controller's own IAM client and the clients of other
+/// accounts (whose credentials are assumed through STS with the same HTTP client). STS's
+/// AssumeRole changes nothing in IAM, so it is not counted as a write.
+pub fn crashing_http_client(
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    allowed_writes: usize,
+    state: Arc<CrashState>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpConnector, http_client_fn};
+    http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(CrashingConnector {
+            inner: inner.http_connector(settings, components),
+            allowed_writes,
+            state: state.clone(),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct CrashingConnector {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    allowed_writes: usize,
+    state: Arc<CrashState>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for CrashingConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let crash =
+            |why: String| HttpConnectorFuture::ready(Err(ConnectorError::other(why.into(), None)));
+        if self.state.crashed.load(Ordering::SeqCst) {
+            return crash("simulated crash: this controller is dead".into());
+        }
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let op = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .unwrap_or("")
+            .to_string();
+        if let Ok(mut ops) = self.state.operations.lock() {
+            ops.push(op.clone());
+        }
+        if is_write(&op) && op != "AssumeRole" {
+            if self.state.writes_done.load(Ordering::SeqCst) >= self.allowed_writes {
+                self.state.crashed.store(true, Ordering::SeqCst);
+                return crash(format!("simulated crash before {op}"));
+            }
+            self.state.writes_done.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.call(request)
+    }
+}

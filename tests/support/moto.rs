@@ -78,6 +78,42 @@ impl Moto {
             .http_client(hatrack::iam::http_client())
     }
 
+    /// An IAM client acting in `account` (credentials of a role there, assumed through
+    /// moto's STS; moto does not check that the role exists or trusts the caller).
+    pub async fn sdk_client_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let base = self.shared_config();
+        let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
+            "arn:aws:iam::{account}:role/hatrack-tests"
+        ))
+        .configure(&base)
+        .session_name("hatrack-tests")
+        .build()
+        .await;
+        let config = base
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build();
+        aws_sdk_iam::Client::new(&config)
+    }
+
+    /// Names of the roles under `path` in `account`.
+    pub async fn roles_in(&self, account: &str, path: &str) -> Vec<String> {
+        self.sdk_client_in(account)
+            .await
+            .list_roles()
+            .path_prefix(path)
+            .max_items(1000)
+            .send()
+            .await
+            .expect("list roles")
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect()
+    }
+
     /// Clears all IAM state (moto's reset endpoint), for tests that reuse one server.
     pub fn reset(&self) {
         use std::io::{Read, Write};
@@ -103,10 +139,58 @@ impl Moto {
         (Iam::new(client, 1000, metrics.clone()), metrics)
     }
 
-    /// An `Iam` as the controller uses it, with its own metrics to count calls.
+    /// An `Iam` as the controller uses it, with its own metrics to count calls; it can
+    /// assume roles into other accounts (moto's STS serves them).
     pub fn iam(&self) -> (Iam, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
-        (Iam::new(self.sdk_client(), 1000, metrics.clone()), metrics)
+        (
+            Iam::from_sdk_config(&self.shared_config(), 1000, metrics.clone()),
+            metrics,
+        )
+    }
+
+    /// An `Iam` (able to reach other accounts) whose HTTP client crashes after `allowed_writes`
+    /// IAM writes, in every account (see `faults::crashing_http_client`).
+    pub fn iam_crashing(
+        &self,
+        allowed_writes: usize,
+        state: Arc<super::faults::CrashState>,
+    ) -> (Iam, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let config = self
+            .shared_config()
+            .to_builder()
+            .http_client(super::faults::crashing_http_client(
+                hatrack::iam::http_client(),
+                allowed_writes,
+                state,
+            ))
+            .build();
+        (
+            Iam::from_sdk_config(&config, 1000, metrics.clone()),
+            metrics,
+        )
+    }
+
+    /// The SDK configuration of every service (IAM, STS) on this server, with the default
+    /// account's static test credentials.
+    pub fn shared_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        "testing", "testing", None, None, "static",
+                    ),
+                ),
+            )
+            .http_client(hatrack::iam::http_client())
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().expect("tokio sleep"))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .build()
     }
 
     /// Creates the IAM OIDC provider for an issuer URL (IRSA needs it).

@@ -1,0 +1,582 @@
+//! Orphans: roles tagged as this cluster's whose IAMRoleBinding no longer exists (its
+//! finalizer removed by force, the cluster rebuilt, the binding deleted while the controller
+//! was away for good). A periodic sweep finds them in every account hatrack uses, reports them
+//! (log, the `hatrack_orphaned_roles` metric, `hatrack orphans`) and deletes them only when
+//! configured to (`--delete-orphans`), and then only when found in two sweeps in a row and
+//! still orphaned when checked again right before the delete.
+//!
+//! Judging is pure ([`judge`]); listing and deleting are the I/O edges. Other kinds of AWS
+//! objects hatrack tags (e.g. EKS pod identity associations) join by adding an
+//! [`OrphanKind`] and a lister that yields [`Candidate`]s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::Context;
+use super::accounts::AccountClients;
+use crate::crd::{IAMAccount, IAMRoleBinding};
+use crate::iam::{DeleteOutcome, Iam, IamError};
+use crate::naming;
+use crate::sync::Owner;
+
+/// Flags of the orphan sweep.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrphanArgs {
+    /// How often the controller looks for orphaned roles (seconds; 0 turns the sweep off).
+    #[arg(long, env = "HATRACK_ORPHAN_SWEEP_SECONDS", default_value_t = 3600)]
+    pub orphan_sweep_seconds: u64,
+    /// Delete orphaned roles (found in two sweeps in a row). Default: only report them.
+    #[arg(long, env = "HATRACK_DELETE_ORPHANS", default_value_t = false)]
+    pub delete_orphans: bool,
+}
+
+impl OrphanArgs {
+    pub fn sweep_options(&self) -> Option<SweepOptions> {
+        (self.orphan_sweep_seconds > 0).then(|| SweepOptions {
+            interval: Duration::from_secs(self.orphan_sweep_seconds),
+            delete: self.delete_orphans,
+        })
+    }
+}
+
+/// How the controller sweeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepOptions {
+    pub interval: Duration,
+    /// Delete what two sweeps in a row found orphaned.
+    pub delete: bool,
+}
+
+/// What kind of AWS object an orphan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum OrphanKind {
+    Role,
+}
+
+/// An AWS object hatrack tagged as this cluster's, with its ownership tags, as a lister found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub kind: OrphanKind,
+    pub account_id: String,
+    pub name: String,
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An object whose binding is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Orphan {
+    pub kind: OrphanKind,
+    pub account_id: String,
+    pub name: String,
+    pub arn: String,
+    /// The binding its tags name.
+    pub namespace: String,
+    pub binding: String,
+}
+
+/// Where each live binding's role lives: (namespace, name) → account id, `None` when the
+/// binding names an IAMAccount that is not known (its role could be anywhere).
+pub type LiveBindings = HashMap<(String, String), Option<String>>;
+
+/// The live bindings, from a fresh list and the known IAMAccounts.
+pub fn live_bindings(
+    bindings: &[IAMRoleBinding],
+    accounts: &[IAMAccount],
+    home_account_id: &str,
+) -> LiveBindings {
+    bindings
+        .iter()
+        .map(|b| {
+            let account = match b.spec.account.as_deref() {
+                None => Some(home_account_id.to_string()),
+                Some(name) => accounts
+                    .iter()
+                    .find(|a| a.name_any() == name)
+                    .map(|a| a.spec.account_id.clone()),
+            };
+            ((b.namespace().unwrap_or_default(), b.name_any()), account)
+        })
+        .collect()
+}
+
+/// Whether `live` has a binding whose role may be `(account_id, namespace, name)`.
+fn claimed(live: &LiveBindings, account_id: &str, namespace: &str, name: &str) -> bool {
+    live.get(&(namespace.to_string(), name.to_string()))
+        .is_some_and(|a| a.as_deref().is_none_or(|a| a == account_id))
+}
+
+/// The candidates that are orphans: tagged with this cluster, not retained on purpose, of a
+/// namespace in `scope` (`None`: all), and with no live binding that owns them there.
+pub fn judge(
+    cluster: &str,
+    candidates: &[Candidate],
+    live: &LiveBindings,
+    scope: Option<&str>,
+) -> Vec<Orphan> {
+    let mut out: Vec<Orphan> = candidates
+        .iter()
+        .filter_map(|c| {
+            if c.tags.get(naming::TAG_CLUSTER).map(String::as_str) != Some(cluster)
+                || c.tags.contains_key(naming::TAG_RETAINED)
+            {
+                return None;
+            }
+            let namespace = c.tags.get(naming::TAG_NAMESPACE)?;
+            let binding = c.tags.get(naming::TAG_NAME)?;
+            if scope.is_some_and(|s| s != namespace)
+                || claimed(live, &c.account_id, namespace, binding)
+            {
+                return None;
+            }
+            Some(Orphan {
+                kind: c.kind,
+                account_id: c.account_id.clone(),
+                name: c.name.clone(),
+                arn: c.arn.clone(),
+                namespace: namespace.clone(),
+                binding: binding.clone(),
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A sweep cannot finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("IAM in account {account_id}: {source}")]
+    Iam {
+        account_id: String,
+        #[source]
+        source: IamError,
+    },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("IAMAccount {0}: {1}")]
+    Account(String, String),
+}
+
+/// One account to look in.
+#[derive(Clone)]
+pub struct AccountToSweep {
+    pub account_id: String,
+    pub iam: Iam,
+}
+
+/// The accounts hatrack uses: its own and every valid IAMAccount's, once per account id.
+pub async fn accounts_to_sweep(
+    home_account_id: &str,
+    home: &Iam,
+    accounts: &[IAMAccount],
+    clients: &AccountClients,
+    cluster: &str,
+) -> Vec<AccountToSweep> {
+    let mut seen = HashSet::from([home_account_id.to_string()]);
+    let mut out = vec![AccountToSweep {
+        account_id: home_account_id.to_string(),
+        iam: home.clone(),
+    }];
+    for a in accounts {
+        if !super::accounts::account_problems(a).is_empty()
+            || !seen.insert(a.spec.account_id.clone())
+        {
+            continue;
+        }
+        match clients.client(Some(a), cluster).await {
+            Ok(iam) => out.push(AccountToSweep {
+                account_id: a.spec.account_id.clone(),
+                iam,
+            }),
+            Err(e) => {
+                tracing::warn!(account = %a.name_any(), error = %e, "orphan sweep skips account")
+            }
+        }
+    }
+    out
+}
+
+/// The roles under `role_path` in `account` that may be orphans, with their tags. Roles named
+/// as a live binding's role in that account are certainly not (names are deterministic), so
+/// only the others cost a ListRoleTags.
+async fn role_candidates(
+    account: &AccountToSweep,
+    role_path: &str,
+    expected_names: &HashSet<String>,
+) -> Result<Vec<Candidate>, SweepError> {
+    let err = |source| SweepError::Iam {
+        account_id: account.account_id.clone(),
+        source,
+    };
+    let mut out = Vec::new();
+    for (name, arn) in account.iam.list_roles(role_path).await.map_err(err)? {
+        if expected_names.contains(&name) {
+            continue;
+        }
+        if let Some(tags) = account.iam.role_tags(&name).await.map_err(err)? {
+            out.push(Candidate {
+                kind: OrphanKind::Role,
+                account_id: account.account_id.clone(),
+                name,
+                arn,
+                tags,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the orphans: roles first, then a fresh list of bindings, so a binding that made a
+/// role seen here is in the list (a binding is created before its role).
+pub async fn find(
+    client: &kube::Client,
+    cluster: &str,
+    home_account_id: &str,
+    role_path: &str,
+    accounts: &[AccountToSweep],
+    known_accounts: &[IAMAccount],
+    scope: Option<&str>,
+) -> Result<Vec<Orphan>, SweepError> {
+    let bindings_api: Api<IAMRoleBinding> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // The names of roles live bindings own, per account: from a first list, to save
+    // ListRoleTags calls only; the judging uses the second list.
+    let before = bindings_api.list(&ListParams::default()).await?.items;
+    let live_before = live_bindings(&before, known_accounts, home_account_id);
+    let mut candidates = Vec::new();
+    for account in accounts {
+        let expected: HashSet<String> = live_before
+            .iter()
+            .filter(|(_, a)| a.as_deref().is_none_or(|a| a == account.account_id))
+            .map(|((ns, name), _)| naming::role_name(cluster, ns, name))
+            .collect();
+        candidates.extend(role_candidates(account, role_path, &expected).await?);
+    }
+    let after = bindings_api.list(&ListParams::default()).await?.items;
+    let live = live_bindings(&after, known_accounts, home_account_id);
+    Ok(judge(cluster, &candidates, &live, scope))
+}
+
+/// Deletes an orphaned role after checking again that its binding is still absent and the
+/// role still tagged as an orphan. Returns whether it was deleted.
+async fn delete_orphan(
+    client: &kube::Client,
+    cluster: &str,
+    orphan: &Orphan,
+    iam: &Iam,
+) -> Result<bool, SweepError> {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &orphan.namespace);
+    if api.get_opt(&orphan.binding).await?.is_some() {
+        return Ok(false);
+    }
+    let err = |source| SweepError::Iam {
+        account_id: orphan.account_id.clone(),
+        source,
+    };
+    let Some(tags) = iam.role_tags(&orphan.name).await.map_err(err)? else {
+        return Ok(false);
+    };
+    if !naming::is_owned_by(&tags, cluster, &orphan.namespace, &orphan.binding)
+        || tags.contains_key(naming::TAG_RETAINED)
+    {
+        return Ok(false);
+    }
+    Ok(match iam.delete_role(&orphan.name).await.map_err(err)? {
+        DeleteOutcome::Deleted => true,
+        DeleteOutcome::AlreadyGone => false,
+        DeleteOutcome::HeldBy(holders) => {
+            tracing::warn!(role = %orphan.name, account_id = %orphan.account_id, holders = ?holders, "orphaned role is held by something hatrack does not own; left in place");
+            false
+        }
+    })
+}
+
+/// One sweep of the controller: finds, reports, and (when configured) deletes what the previous
+/// sweep found too. Returns this sweep's orphans.
+pub async fn sweep_once(
+    ctx: &Context,
+    options: &SweepOptions,
+    scope: Option<&str>,
+    previous: &BTreeSet<Orphan>,
+) -> Result<Vec<Orphan>, SweepError> {
+    let settings = &ctx.settings;
+    let known: Vec<IAMAccount> = ctx
+        .accounts
+        .state()
+        .iter()
+        .map(|a| a.as_ref().clone())
+        .collect();
+    let accounts = accounts_to_sweep(
+        &settings.account_id,
+        &ctx.iam,
+        &known,
+        &ctx.account_clients,
+        &settings.cluster_name,
+    )
+    .await;
+    let orphans = find(
+        &ctx.client,
+        &settings.cluster_name,
+        &settings.account_id,
+        &settings.role_path,
+        &accounts,
+        &known,
+        scope,
+    )
+    .await?;
+    ctx.metrics.orphans_found(orphans.len());
+    for o in &orphans {
+        tracing::warn!(role = %o.name, arn = %o.arn, account_id = %o.account_id, binding = %format!("{}/{}", o.namespace, o.binding), "orphaned IAM role: tagged as this cluster's, its IAMRoleBinding is gone");
+    }
+    if options.delete {
+        for o in orphans.iter().filter(|o| previous.contains(*o)) {
+            let Some(a) = accounts.iter().find(|a| a.account_id == o.account_id) else {
+                continue;
+            };
+            match delete_orphan(&ctx.client, &settings.cluster_name, o, &a.iam).await {
+                Ok(true) => {
+                    ctx.metrics.orphan_deleted();
+                    tracing::info!(role = %o.name, account_id = %o.account_id, "deleted orphaned IAM role");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(role = %o.name, error = %e, "cannot delete orphaned IAM role")
+                }
+            }
+        }
+    }
+    Ok(orphans)
+}
+
+/// Sweeps every `options.interval` (the first after one interval, once the caches are filled)
+/// until aborted.
+pub async fn sweep_periodically(ctx: Arc<Context>, options: SweepOptions, scope: Option<String>) {
+    let mut previous = BTreeSet::new();
+    loop {
+        tokio::time::sleep(options.interval).await;
+        if ctx.accounts.wait_until_ready().await.is_err() {
+            return;
+        }
+        let sweep = sweep_once(&ctx, &options, scope.as_deref(), &previous)
+            .instrument(tracing::info_span!("orphan_sweep"));
+        match sweep.await {
+            Ok(found) => previous = found.into_iter().collect(),
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+        }
+    }
+}
+
+/// Marks a role its binding leaves behind on purpose (`deletionPolicy: Retain`) so the sweep
+/// never takes it for an orphan; a role this owner does not own is left untouched. A binding
+/// made again under the same name takes the role back and the diff removes the mark.
+pub async fn mark_retained(iam: &Iam, role_name: &str, owner: &Owner) -> Result<(), IamError> {
+    match iam.role_tags(role_name).await? {
+        Some(tags)
+            if naming::is_owned_by(&tags, &owner.cluster, &owner.namespace, &owner.name)
+                && !tags.contains_key(naming::TAG_RETAINED) =>
+        {
+            let mark = BTreeMap::from([(naming::TAG_RETAINED.to_string(), "true".to_string())]);
+            iam.tag_role(role_name, &mark).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Output of `hatrack orphans`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `hatrack orphans`: the controller's identity flags (same environment variables),
+/// AWS credentials from the default chain, the cluster from the kubeconfig.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrphansCliArgs {
+    /// Name of the cluster whose orphans to list (the `hatrack.dev/cluster` tag).
+    #[arg(long, env = "HATRACK_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// The controller's own AWS account id.
+    #[arg(long, env = "HATRACK_ACCOUNT_ID")]
+    pub account_id: String,
+    /// IAM path of hatrack's roles.
+    #[arg(long, env = "HATRACK_ROLE_PATH", default_value = "/hatrack/")]
+    pub role_path: String,
+    #[command(flatten)]
+    pub iam: crate::iam::IamArgs,
+    /// Only roles of bindings of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+/// `hatrack orphans`: lists the orphaned roles in every account hatrack uses (its own and the
+/// IAMAccounts'); deletes nothing.
+pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
+    crate::validate::role_path(&args.role_path).map_err(|e| format!("--role-path: {e}"))?;
+    if args.account_id.len() != 12 || !args.account_id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "--account-id: must be 12 digits, got {:?}",
+            args.account_id
+        ));
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let home = Iam::from_args(&args.iam, metrics).await;
+    let known: Vec<IAMAccount> = Api::<IAMAccount>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list IAMAccounts: {e}"))?
+        .items;
+    let clients = AccountClients::new(home.clone(), args.iam.iam_calls_per_second);
+    let accounts = accounts_to_sweep(
+        &args.account_id,
+        &home,
+        &known,
+        &clients,
+        &args.cluster_name,
+    )
+    .await;
+    let orphans = find(
+        &client,
+        &args.cluster_name,
+        &args.account_id,
+        &args.role_path,
+        &accounts,
+        &known,
+        args.namespace.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&orphans).map_err(|e| e.to_string())?
+        ),
+        OutputFormat::Text => {
+            if orphans.is_empty() {
+                eprintln!("no orphaned roles");
+            }
+            for o in &orphans {
+                println!(
+                    "{}\t{}\t{}/{}\t{}",
+                    o.account_id, o.name, o.namespace, o.binding, o.arn
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(account: &str, tags: &[(&str, &str)]) -> Candidate {
+        Candidate {
+            kind: OrphanKind::Role,
+            account_id: account.into(),
+            name: "r".into(),
+            arn: format!("arn:aws:iam::{account}:role/hatrack/r"),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn owned(account: &str, cluster: &str, ns: &str, name: &str) -> Candidate {
+        let mut c = candidate(account, &[]);
+        c.tags = naming::ownership_tags(cluster, ns, name);
+        c
+    }
+
+    fn live(entries: &[(&str, &str, Option<&str>)]) -> LiveBindings {
+        entries
+            .iter()
+            .map(|(ns, n, a)| ((ns.to_string(), n.to_string()), a.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn a_role_without_its_binding_is_an_orphan() {
+        let c = [owned("111", "prod", "team", "gone")];
+        let found = judge("prod", &c, &live(&[("team", "kept", Some("111"))]), None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].namespace.as_str(), found[0].binding.as_str()),
+            ("team", "gone")
+        );
+    }
+
+    #[test]
+    fn a_role_with_its_binding_in_that_account_is_not() {
+        let c = [owned("111", "prod", "team", "b")];
+        assert!(judge("prod", &c, &live(&[("team", "b", Some("111"))]), None).is_empty());
+        // The binding's IAMAccount is unknown: its role could be anywhere, so never an orphan.
+        assert!(judge("prod", &c, &live(&[("team", "b", None)]), None).is_empty());
+        // The binding lives in another account now: the role left here is an orphan.
+        assert_eq!(
+            judge("prod", &c, &live(&[("team", "b", Some("222"))]), None).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn other_clusters_retained_roles_and_untagged_roles_are_never_orphans() {
+        let mut retained = owned("111", "prod", "team", "gone");
+        retained
+            .tags
+            .insert(naming::TAG_RETAINED.into(), "true".into());
+        let c = [
+            owned("111", "staging", "team", "gone"),
+            retained,
+            candidate("111", &[("team", "x")]),
+            candidate("111", &[(naming::TAG_CLUSTER, "prod")]),
+        ];
+        assert!(judge("prod", &c, &live(&[]), None).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_scoped_sweep_judges_only_its_namespace() {
+        let c = [
+            owned("111", "prod", "a", "x"),
+            owned("111", "prod", "b", "x"),
+        ];
+        let found = judge("prod", &c, &live(&[]), Some("b"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].namespace, "b");
+    }
+
+    #[test]
+    fn live_bindings_know_their_account() {
+        let b: IAMRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": "b", "namespace": "t"},
+            "spec": {"serviceAccounts": ["a"], "account": "missing"}
+        }))
+        .unwrap();
+        let home: IAMRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": "h", "namespace": "t"},
+            "spec": {"serviceAccounts": ["a"]}
+        }))
+        .unwrap();
+        let l = live_bindings(&[b, home], &[], "111");
+        assert_eq!(l[&("t".to_string(), "b".to_string())], None);
+        assert_eq!(l[&("t".to_string(), "h".to_string())], Some("111".into()));
+    }
+}

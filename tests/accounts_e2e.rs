@@ -1,0 +1,542 @@
+//! Roles in other accounts and orphaned roles, end to end: the controller in-process against
+//! the real kube-apiserver (tests/support/cluster.rs) and a real moto server serving IAM and
+//! STS for several accounts (assumed-role credentials act in the role's account).
+
+mod support;
+
+use std::time::Duration;
+
+use hatrack::controller::orphans::SweepOptions;
+use hatrack::crd::{IAMAccount, IAMRoleBinding};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::cluster::cluster_with_crds;
+use support::controller::{
+    ACCOUNT, ISSUER_HOST_PATH, RunningController, create_binding, create_service_account,
+    delete_binding, get_binding, hatrack_roles, ready, role_arn_annotation, wait_for,
+    wait_ready_reason,
+};
+use support::moto::Moto;
+
+const OTHER: &str = "222222222222";
+
+/// An IAMAccount for `account_id` selecting namespaces labelled `hatrack-test/account=<label>`.
+async fn create_account(client: &kube::Client, name: &str, account_id: &str, label: &str) {
+    let api: Api<IAMAccount> = Api::all(client.clone());
+    let a: IAMAccount = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+        "metadata": {"name": name},
+        "spec": {
+            "accountId": account_id,
+            "assumeRole": {"roleArn": format!("arn:aws:iam::{account_id}:role/hatrack-operator"),
+                           "externalId": "hatrack-e2e"},
+            "namespaceSelector": {"matchLabels": {"hatrack-test/account": label}}
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &a)
+        .await
+        .expect("create IAMAccount");
+}
+
+async fn label_namespace(client: &kube::Client, ns: &str, label: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.patch(
+        ns,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/account": label}}})),
+    )
+    .await
+    .expect("label namespace");
+}
+
+async fn create_oidc_provider_in(moto: &Moto, account: &str) {
+    moto.sdk_client_in(account)
+        .await
+        .create_open_id_connect_provider()
+        .url(format!("https://{ISSUER_HOST_PATH}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("create OIDC provider");
+}
+
+fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
+    hatrack::policy::decode_document(role.assume_role_policy_document().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_binding_in_account_b_gets_its_role_there_with_b_trust_and_none_in_a() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("acct-b").await;
+    let acct = format!("{ns}-b");
+    label_namespace(&client, &ns, &ns).await;
+    create_account(&client, &acct, OTHER, &ns).await;
+    create_service_account(&client, &ns, "api").await;
+    // IRSA in B needs the cluster's OIDC provider in B; A has one, B not yet.
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let controller =
+        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+
+    create_binding(
+        &client,
+        &ns,
+        "reader",
+        json!({"serviceAccounts": ["api"], "account": acct,
+               "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "reader", "OidcProviderMissing", 60).await;
+    let (_, _, message) = ready(&b).unwrap();
+    assert!(
+        message.contains(&format!("arn:aws:iam::{OTHER}:oidc-provider/")),
+        "{message}"
+    );
+
+    create_oidc_provider_in(&moto, OTHER).await;
+    // The binding waits for a change or its retry; an edit brings it back at once.
+    support::controller::patch_spec(&client, &ns, "reader", json!({"description": "in B"})).await;
+    let b = wait_ready_reason(&client, &ns, "reader", "Synced", 60).await;
+    let status = b.status.clone().unwrap();
+    let role_name = status.role_name.clone().unwrap();
+    let arn = status.role_arn.clone().unwrap();
+    assert!(
+        arn.starts_with(&format!("arn:aws:iam::{OTHER}:role/hatrack/")),
+        "{arn}"
+    );
+
+    let in_b = moto.sdk_client_in(OTHER).await;
+    let role = in_b.get_role().role_name(&role_name).send().await.unwrap();
+    let role = role.role().unwrap();
+    assert_eq!(role.arn(), arn);
+    let trust = trust_of(role);
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Federated"],
+        json!(format!(
+            "arn:aws:iam::{OTHER}:oidc-provider/{ISSUER_HOST_PATH}"
+        ))
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"][format!("{ISSUER_HOST_PATH}:sub")],
+        json!(format!("system:serviceaccount:{ns}:api"))
+    );
+    let attached = in_b
+        .list_attached_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.attached_policies().len(), 1);
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "no role in the controller's account"
+    );
+    assert_eq!(
+        role_arn_annotation(&client, &ns, "api").await,
+        Some(arn.clone())
+    );
+
+    delete_binding(&client, &ns, "reader").await;
+    wait_for(60, "binding gone", || async {
+        get_binding(&client, &ns, "reader")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
+        "role in B deleted"
+    );
+    assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("acct-refused").await;
+    let acct = format!("{ns}-b");
+    // The account selects another label value than this namespace has.
+    label_namespace(&client, &ns, "someone-else").await;
+    create_account(&client, &acct, OTHER, &format!("{ns}-allowed")).await;
+    create_oidc_provider_in(&moto, OTHER).await;
+    let controller =
+        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+
+    create_binding(
+        &client,
+        &ns,
+        "denied",
+        json!({"serviceAccounts": ["api"], "account": acct}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "denied", "AccountNotAllowed", 60).await;
+    let (status, _, message) = ready(&b).unwrap();
+    assert_eq!(status, "False");
+    assert!(
+        message.contains(&ns) && message.contains(OTHER),
+        "{message}"
+    );
+
+    create_binding(
+        &client,
+        &ns,
+        "nowhere",
+        json!({"serviceAccounts": ["web"], "account": "no-such-account"}),
+    )
+    .await;
+    wait_ready_reason(&client, &ns, "nowhere", "AccountUnavailable", 60).await;
+
+    // Once the namespace is selected, the same binding is made (the namespace watch re-queues it).
+    label_namespace(&client, &ns, &format!("{ns}-allowed")).await;
+    wait_ready_reason(&client, &ns, "denied", "Synced", 60).await;
+
+    // Pod Identity in another account is refused whole, never half-made.
+    create_binding(
+        &client,
+        &ns,
+        "pod-identity",
+        json!({"serviceAccounts": ["worker"], "account": acct, "trust": {"podIdentity": {}}}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "pod-identity", "AccountUnsupported", 60).await;
+    assert!(ready(&b).unwrap().2.contains("targetRoleArn"));
+    let in_b = moto.roles_in(OTHER, "/hatrack/").await;
+    assert_eq!(
+        in_b.len(),
+        1,
+        "only the allowed IRSA binding's role: {in_b:?}"
+    );
+    assert!(hatrack_roles(&moto).await.is_empty());
+
+    // spec.account cannot be changed (the API server's CEL rule).
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &ns);
+    let err = api
+        .patch(
+            "denied",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"account": "other"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("account cannot be changed"),
+        "{err}"
+    );
+    controller.stop().await;
+}
+
+/// Deletes a binding the way a forced cleanup does: its finalizer removed, so hatrack never
+/// sees the delete and the role stays.
+async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove finalizer");
+    delete_binding(client, ns, name).await;
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("orphans").await;
+    let acct = format!("{ns}-b");
+    label_namespace(&client, &ns, &ns).await;
+    create_account(&client, &acct, OTHER, &ns).await;
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    create_oidc_provider_in(&moto, OTHER).await;
+
+    // First a controller that only reports.
+    let reporting = RunningController::start_in_sweeping(
+        &ns,
+        client.clone(),
+        &moto,
+        Duration::from_secs(600),
+        SweepOptions {
+            interval: Duration::from_millis(500),
+            delete: false,
+        },
+    );
+    for (name, spec) in [
+        ("kept", json!({"serviceAccounts": ["a"]})),
+        ("lost-home", json!({"serviceAccounts": ["b"]})),
+        ("lost-b", json!({"serviceAccounts": ["c"], "account": acct})),
+        (
+            "retained",
+            json!({"serviceAccounts": ["d"], "deletionPolicy": "Retain"}),
+        ),
+    ] {
+        create_binding(&client, &ns, name, spec).await;
+        wait_ready_reason(&client, &ns, name, "Synced", 60).await;
+    }
+    delete_by_force(&client, &ns, "lost-home").await;
+    delete_by_force(&client, &ns, "lost-b").await;
+    // A retained role is left behind on purpose: not an orphan.
+    delete_binding(&client, &ns, "retained").await;
+    wait_for(60, "retained binding gone", || async {
+        get_binding(&client, &ns, "retained")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    wait_for(60, "two orphans reported", || async {
+        (metric(&reporting.metrics.encode(), "hatrack_orphaned_roles") == Some(2.0)).then_some(())
+    })
+    .await;
+    // Reported for a few sweeps, deleted by none.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        hatrack_roles(&moto).await.len(),
+        3,
+        "kept, lost-home, retained"
+    );
+    assert_eq!(moto.roles_in(OTHER, "/hatrack/").await.len(), 1);
+    assert_eq!(
+        metric(
+            &reporting.metrics.encode(),
+            "hatrack_orphaned_roles_deleted_total"
+        ),
+        Some(0.0)
+    );
+    reporting.stop().await;
+
+    // `hatrack orphans` lists the same two, from the kubeconfig and AWS credentials.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args([
+            "orphans",
+            "--cluster-name",
+            &support::controller::settings().cluster_name,
+        ])
+        .args([
+            "--account-id",
+            ACCOUNT,
+            "--namespace",
+            &ns,
+            "--output",
+            "json",
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HATRACK_IAM_ENDPOINT", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run hatrack orphans");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let mut found: Vec<(String, String)> = listed
+        .iter()
+        .map(|o| {
+            (
+                o["accountId"].as_str().unwrap().to_string(),
+                o["binding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            (ACCOUNT.to_string(), "lost-home".to_string()),
+            (OTHER.to_string(), "lost-b".to_string())
+        ]
+    );
+
+    // Then one configured to delete: both orphans go, in both accounts; the rest stays.
+    let deleting = RunningController::start_in_sweeping(
+        &ns,
+        client.clone(),
+        &moto,
+        Duration::from_secs(600),
+        SweepOptions {
+            interval: Duration::from_millis(500),
+            delete: true,
+        },
+    );
+    wait_for(60, "orphans deleted", || async {
+        (moto.roles_in(OTHER, "/hatrack/").await.is_empty()
+            && hatrack_roles(&moto).await.len() == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &deleting.metrics.encode(),
+            "hatrack_orphaned_roles_deleted_total"
+        ),
+        Some(2.0)
+    );
+    let kept = get_binding(&client, &ns, "kept")
+        .await
+        .expect("kept binding");
+    let role = kept.status.unwrap().role_name.unwrap();
+    assert!(
+        hatrack_roles(&moto).await.contains(&role),
+        "a live binding's role is never an orphan"
+    );
+    deleting.stop().await;
+}
+
+#[tokio::test]
+async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("adopt").await;
+    label_namespace(&client, &ns, &ns).await;
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    create_service_account(&client, &ns, "api").await;
+    // A role made by hand (Terraform, say): its own path, trust, policy and tag.
+    let iam = moto.sdk_client();
+    let legacy = "legacy-payments";
+    iam.create_role()
+        .role_name(legacy)
+        .path("/legacy/")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .tags(aws_sdk_iam::types::Tag::builder().key("owner").value("terraform").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(legacy)
+        .policy_name("old")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let controller =
+        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+
+    create_binding(
+        &client,
+        &ns,
+        "payments",
+        json!({"serviceAccounts": ["api"], "adoptRole": legacy,
+               "inlinePolicies": {"read": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "payments", "AdoptionNotAllowed", 60).await;
+    assert!(ready(&b).unwrap().2.contains("adoptableRoles"));
+    let untouched = iam.get_role().role_name(legacy).send().await.unwrap();
+    let untouched = untouched.role().unwrap();
+    assert!(
+        untouched
+            .tags()
+            .iter()
+            .all(|t| !t.key().starts_with("hatrack.dev/")),
+        "refused adoption wrote nothing"
+    );
+
+    // A guardrail for this namespace allowing roles under /legacy/.
+    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
+    let g: hatrack::crd::IAMGuardrail = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": ns},
+        "spec": {"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
+                 "adoptableRoles": ["/legacy/*"]}
+    }))
+    .unwrap();
+    guardrails
+        .create(&PostParams::default(), &g)
+        .await
+        .expect("create guardrail");
+    let b = wait_ready_reason(&client, &ns, "payments", "Synced", 60).await;
+    let status = b.status.clone().unwrap();
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/legacy/{legacy}");
+    assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(status.role_name.as_deref(), Some(legacy));
+    let adopted = iam.get_role().role_name(legacy).send().await.unwrap();
+    let adopted = adopted.role().unwrap();
+    let tags: std::collections::BTreeMap<_, _> = adopted
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_eq!(tags.get("hatrack.dev/namespace"), Some(&ns));
+    assert_eq!(
+        tags.get("hatrack.dev/name").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(
+        tags.get("hatrack.dev/adopted").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !tags.contains_key("owner"),
+        "the binding's tags replace the role's"
+    );
+    let trust = trust_of(adopted);
+    assert_eq!(
+        trust["Statement"][0]["Action"],
+        json!("sts:AssumeRoleWithWebIdentity"),
+        "the binding's trust: {trust}"
+    );
+    assert_eq!(trust["Statement"].as_array().unwrap().len(), 1);
+    let inline = iam
+        .list_role_policies()
+        .role_name(legacy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), ["read"]);
+    assert_eq!(
+        role_arn_annotation(&client, &ns, "api").await,
+        Some(arn.clone())
+    );
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "no role of hatrack's own"
+    );
+
+    // Deleted: the adopted role is kept (and marked retained), the annotation goes.
+    delete_binding(&client, &ns, "payments").await;
+    wait_for(60, "binding gone", || async {
+        get_binding(&client, &ns, "payments")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let kept = iam.get_role().role_name(legacy).send().await.unwrap();
+    assert!(
+        kept.role()
+            .unwrap()
+            .tags()
+            .iter()
+            .any(|t| t.key() == "hatrack.dev/retained"),
+        "kept and marked retained"
+    );
+    assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    guardrails
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete guardrail");
+    controller.stop().await;
+}
