@@ -61,6 +61,9 @@ fn controller_call(op: &str, boundary: Option<&str>) -> Request {
             op,
             "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X",
         ),
+        // Guardrails read attached managed policies, AWS's and the account's own.
+        "GetPolicy" => req(op, "arn:aws:iam::aws:policy/IAMFullAccess"),
+        "GetPolicyVersion" => req(op, "arn:aws:iam::111122223333:policy/team-payments"),
         "CreateRole" => creating(req(op, OWN_ROLE), boundary),
         "PutRolePermissionsBoundary" => {
             let r = owned(req(op, OWN_ROLE));
@@ -196,6 +199,17 @@ fn escalation_attempts_are_refused() {
             ),
         ),
         ("pass a role", owned(req("PassRole", OWN_ROLE))),
+        (
+            "make another version of a policy the default",
+            req(
+                "SetDefaultPolicyVersion",
+                "arn:aws:iam::111122223333:policy/team-payments",
+            ),
+        ),
+        (
+            "read another account's policy",
+            req("GetPolicyVersion", "arn:aws:iam::999999999999:policy/x"),
+        ),
     ];
     for (what, r) in attempts {
         assert_ne!(decide(&doc, &r), Decision::Allow, "allowed: {what}");

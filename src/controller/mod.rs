@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod claims;
+pub mod enforce;
 pub mod reconcile;
 pub mod requeue;
 pub mod status;
@@ -156,6 +157,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<CachedBinding>, u32>>,
     /// OIDC provider existence, checked at most once per resync period.
     oidc_provider_checked: Mutex<Option<(Instant, bool)>>,
+    /// Managed policy documents by ARN and version, for guardrails' action rules.
+    pub managed_policies: enforce::ManagedPolicyCache,
 }
 
 impl Context {
@@ -190,6 +193,7 @@ impl Context {
             namespaces: stores.namespaces,
             failures: Mutex::new(HashMap::new()),
             oidc_provider_checked: Mutex::new(None),
+            managed_policies: enforce::ManagedPolicyCache::default(),
         }
     }
 

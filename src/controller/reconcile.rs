@@ -18,6 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::cache::CachedBinding;
+use super::enforce;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
@@ -86,7 +87,7 @@ fn policy_caches_ready(ctx: &Context) -> Option<bool> {
     Some(ready)
 }
 
-fn binding_key(b: &IAMRoleBinding) -> String {
+pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
@@ -110,7 +111,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     };
 
     // 2. Guardrails, re-checked before any IAM write (one may have been added after the
-    //    binding was admitted). A violating binding's existing role is left as it is.
+    //    binding was admitted). A violating binding's role loses its grants (see enforce).
     //    The cache's guardrails are shared, not copied.
     let guardrails = ctx.guardrails.state();
     let ns_labels = ctx
@@ -125,22 +126,16 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         .map(|c| c.live_in_namespace(&ns))
         .unwrap_or(0)
         .max(1);
-    let violations = guardrail::check(binding, settings, &applicable, in_namespace);
+    let mut violations = guardrail::check(binding, settings, &applicable, in_namespace);
+    // The managed policies' contents are read from IAM only when the spec itself passes.
+    if violations.is_empty() {
+        match enforce::managed_policy_violations(binding, ctx, &applicable).await {
+            Ok(v) => violations = v,
+            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        }
+    }
     if !violations.is_empty() {
-        let message = violations
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        not_ready(
-            binding,
-            ctx,
-            reason::GUARDRAIL_VIOLATION,
-            &message,
-            Some(&desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+        return enforce::violated(binding, ctx, &desired, &violations, &applicable).await;
     }
     let mut desired = desired;
     guardrail::enforce_boundary(&mut desired, &applicable);
@@ -267,7 +262,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
         ));
     }
-    let new_status = build_status(
+    let mut new_status = build_status(
         binding,
         true,
         reason::SYNCED,
@@ -275,6 +270,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         Some(&desired),
         !made.is_empty(),
     );
+    enforce::restored(binding, ctx, &mut new_status).await;
     write_status(binding, ctx, new_status).await?;
     ctx.metrics.binding_ready(&binding_key(binding), Some(true));
     Ok(Action::requeue(ctx.jittered_resync()))
@@ -363,17 +359,16 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let arn = settings.role_arn(&role_name);
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
-        publish(
-            ctx,
-            binding,
-            EventType::Normal,
-            "RoleRetained",
-            "Delete",
-            format!("Binding deleted; IAM role {role_name} retained (deletionPolicy: Retain)"),
-        )
-        .await;
-        ctx.metrics.binding_ready(&binding_key(binding), None);
-        return Ok(Action::await_change());
+        let applicable = enforce::applicable_guardrails(ctx, binding);
+        let refs: Vec<&crate::crd::IAMGuardrail> = applicable.iter().map(|g| g.as_ref()).collect();
+        match enforce::retain_on_delete(binding, ctx, &role_name, &refs).await? {
+            Some(action) => {
+                ctx.metrics.binding_ready(&binding_key(binding), None);
+                return Ok(action);
+            }
+            // Retain is forbidden here: the role goes like any other.
+            None => {}
+        }
     }
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
@@ -480,7 +475,7 @@ async fn aws_failure(
     e.into()
 }
 
-async fn not_ready(
+pub(super) async fn not_ready(
     binding: &IAMRoleBinding,
     ctx: &Context,
     reason: &str,
@@ -511,7 +506,7 @@ async fn not_ready(
     Ok(())
 }
 
-fn build_status(
+pub(super) fn build_status(
     binding: &IAMRoleBinding,
     ready: bool,
     reason: &str,
@@ -555,7 +550,7 @@ fn build_status(
 
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
-async fn write_status(
+pub(super) async fn write_status(
     binding: &IAMRoleBinding,
     ctx: &Context,
     new: IAMRoleBindingStatus,
@@ -581,7 +576,7 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(
+pub(super) async fn publish(
     ctx: &Context,
     binding: &IAMRoleBinding,
     type_: EventType,
