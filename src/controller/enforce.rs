@@ -325,15 +325,16 @@ fn set_condition(
 }
 
 /// The trust policy of a role left by `deletionPolicy: Retain` without trust: nobody may
-/// assume it (a Deny for every principal; IAM needs at least one statement).
+/// assume it: no Allow at all, and a Deny of every assume action for every principal (IAM
+/// wants at least one statement, and only assume actions in a trust policy).
 pub fn untrusted_policy() -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Sid": "RetainedWithoutTrust",
             "Effect": "Deny",
-            "Principal": {"AWS": "*"},
-            "Action": "sts:*"
+            "Principal": "*",
+            "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"]
         }]
     })
 }
