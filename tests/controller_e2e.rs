@@ -492,7 +492,8 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
     );
 
     // A binding admitted before a guardrail existed: the new guardrail re-queues it.
-    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+    // (ReadOnlyAccess would break no-iam: the controller reads it, and it grants iam:Get*.)
+    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]})).await;
     wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
     create_guardrail(
         &client,

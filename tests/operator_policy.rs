@@ -8,6 +8,7 @@ use serde_json::Value;
 const ACCOUNT: &str = "111122223333";
 const CLUSTER: &str = "prod-eu";
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/hatrack-boundary";
+const CLUSTER_ARN: &str = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
 const OWN_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack/payments-reader-0123456789ab";
 
 fn load(file: &str) -> Value {
@@ -16,6 +17,7 @@ fn load(file: &str) -> Value {
     let text = text
         .replace("${ACCOUNT_ID}", ACCOUNT)
         .replace("${CLUSTER_NAME}", CLUSTER)
+        .replace("${CLUSTER_ARN}", CLUSTER_ARN)
         .replace("${BOUNDARY_ARN}", BOUNDARY);
     serde_json::from_str(&text).unwrap()
 }
@@ -30,6 +32,7 @@ fn req(action: &str, resource: &str) -> Request {
 
 fn owned(r: Request) -> Request {
     r.with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+        .with("aws:ResourceTag/hatrack.dev/cluster-arn", CLUSTER_ARN)
         .with("aws:ResourceTag/hatrack.dev/namespace", "payments")
         .with("aws:ResourceTag/hatrack.dev/name", "reader")
 }
@@ -112,6 +115,18 @@ fn every_call_the_controller_makes_is_allowed() {
                 "{file}: {op} refused"
             );
         }
+        // Migrating a role an earlier version made (no cluster-arn tag yet): tag it, fix trust.
+        for op in ["TagRole", "UpdateAssumeRolePolicy"] {
+            let legacy = req(op, OWN_ROLE)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with("aws:RequestTag/hatrack.dev/cluster-arn", CLUSTER_ARN)
+                .with("aws:TagKeys", "hatrack.dev/cluster-arn");
+            assert_eq!(
+                decide(&doc, &legacy),
+                Decision::Allow,
+                "{file}: {op} of a legacy role"
+            );
+        }
         // Creating with tags also authorises iam:TagRole with the request's tags.
         assert_eq!(
             decide(&doc, &creating(req("TagRole", OWN_ROLE), boundary)),
@@ -179,6 +194,24 @@ fn escalation_attempts_are_refused() {
             other_cluster(req("UpdateAssumeRolePolicy", foreign)),
         ),
         ("delete an untagged role", req("DeleteRole", foreign)),
+        (
+            "edit the trust of a same-named cluster's role in another region",
+            req("UpdateAssumeRolePolicy", foreign)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with(
+                    "aws:ResourceTag/hatrack.dev/cluster-arn",
+                    "arn:aws:eks:us-east-1:111122223333:cluster/prod-eu",
+                ),
+        ),
+        (
+            "delete a same-named cluster's role in another account's cluster",
+            req("DeleteRole", foreign)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with(
+                    "aws:ResourceTag/hatrack.dev/cluster-arn",
+                    "arn:aws:eks:eu-west-1:444455556666:cluster/prod-eu",
+                ),
+        ),
         (
             "retag another cluster's role as ours",
             other_cluster(creating(req("TagRole", foreign), Some(BOUNDARY))),

@@ -20,7 +20,6 @@ use super::{Context, Error};
 use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
 use crate::guardrail::{self, ManagedPolicyDocument, Violation};
 use crate::iam::{Iam, IamError};
-use crate::naming;
 use crate::role::{Change, DesiredRole};
 
 /// Condition type that says whether the role's grants are revoked.
@@ -166,14 +165,8 @@ pub async fn violated(
         Ok(a) => a,
         Err(e) => return Err(e.into()),
     };
-    let owned = actual.as_ref().is_some_and(|a| {
-        naming::is_owned_by(
-            &a.tags,
-            &ctx.settings.cluster_name,
-            &desired.namespace,
-            &desired.name,
-        )
-    });
+    let owner = owner(ctx, &desired.namespace, &desired.name);
+    let owned = actual.as_ref().is_some_and(|a| owner.owns(&a.tags));
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
         message.push_str("; no IAM role is created or changed until the binding complies");
@@ -366,14 +359,8 @@ pub async fn retain_on_delete(
     if policy == RetainPolicy::WithoutTrust {
         let ns = binding.namespace().unwrap_or_default();
         let actual = ctx.iam.get_role(role_name).await?;
-        if let Some(actual) = actual.filter(|a| {
-            naming::is_owned_by(
-                &a.tags,
-                &ctx.settings.cluster_name,
-                &ns,
-                &binding.name_any(),
-            )
-        }) {
+        let owner = owner(ctx, &ns, &binding.name_any());
+        if let Some(actual) = actual.filter(|a| owner.owns(&a.tags)) {
             let untrusted = untrusted_policy();
             if !crate::policy::equivalent(&actual.assume_role_policy, &untrusted) {
                 ctx.iam
@@ -393,6 +380,15 @@ pub async fn retain_on_delete(
     )
     .await;
     Ok(Some(Action::await_change()))
+}
+
+fn owner(ctx: &Context, namespace: &str, name: &str) -> crate::sync::Owner {
+    crate::sync::Owner {
+        cluster: ctx.settings.cluster_name.clone(),
+        cluster_arn: ctx.settings.cluster_arn(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
 }
 
 /// The guardrails that apply to the binding's namespace now.

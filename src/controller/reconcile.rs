@@ -194,10 +194,20 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     // 4. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
+        cluster_arn: settings.cluster_arn(),
         namespace: ns.clone(),
         name: name.clone(),
     };
-    let (made, created, boundary_kept) = match sync_role(&ctx.iam, &desired, &owner).await {
+    let mut outcome = sync_role(&ctx.iam, &desired, &owner).await;
+    let current = naming::role_name(&settings.cluster_identity(), &ns, &name);
+    if matches!(outcome, Ok(SyncOutcome::NotOwned)) && desired.role.role_name != current {
+        // The role an earlier version named after the cluster's name alone was claimed by a
+        // same-named cluster elsewhere: this cluster's role is the ARN-keyed one.
+        desired.role.role_name = current.clone();
+        desired.role.arn = settings.role_arn(&current);
+        outcome = sync_role(&ctx.iam, &desired, &owner).await;
+    }
+    let (made, created, boundary_kept) = match outcome {
         Ok(SyncOutcome::Synced {
             writes,
             created,
@@ -355,7 +365,16 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     // The name depends only on identity, so cleanup works even for an invalid spec.
-    let role_name = naming::role_name(&settings.cluster_name, &ns, &name);
+    let role_name = naming::role_name_in_use(
+        &settings.cluster_identity(),
+        settings
+            .cluster_region
+            .is_some()
+            .then_some(settings.cluster_name.as_str()),
+        binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
+        &ns,
+        &name,
+    );
     let arn = settings.role_arn(&role_name);
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
@@ -372,6 +391,7 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     }
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
+        cluster_arn: settings.cluster_arn(),
         namespace: ns.clone(),
         name: name.clone(),
     };
