@@ -380,13 +380,10 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     if binding.deletion_policy() == DeletionPolicy::Retain {
         let applicable = enforce::applicable_guardrails(ctx, binding);
         let refs: Vec<&crate::crd::IAMGuardrail> = applicable.iter().map(|g| g.as_ref()).collect();
-        match enforce::retain_on_delete(binding, ctx, &role_name, &refs).await? {
-            Some(action) => {
-                ctx.metrics.binding_ready(&binding_key(binding), None);
-                return Ok(action);
-            }
-            // Retain is forbidden here: the role goes like any other.
-            None => {}
+        // None: Retain is forbidden here, and the role goes like any other.
+        if let Some(action) = enforce::retain_on_delete(binding, ctx, &role_name, &refs).await? {
+            ctx.metrics.binding_ready(&binding_key(binding), None);
+            return Ok(action);
         }
     }
     let owner = Owner {
