@@ -967,7 +967,8 @@ async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller()
         &[format!("controller.watchNamespace={team}")],
     )
     .await;
-    let guardrail = "hatrack-guard-default";
+    let guardrail = format!("hatrack-guard-{}-default", release.namespace);
+    let guardrail = guardrail.as_str();
     let stored: Api<IAMGuardrail> = Api::all(admin.clone());
     assert!(
         stored.get_opt(guardrail).await.unwrap().is_some(),
