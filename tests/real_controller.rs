@@ -967,13 +967,16 @@ async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller()
         &[format!("controller.watchNamespace={team}")],
     )
     .await;
-    let guardrail = format!("hatrack-guard-{}-default", release.namespace);
-    let guardrail = guardrail.as_str();
+    // The chart's default guardrail, found by its release label as an operator would.
     let stored: Api<IAMGuardrail> = Api::all(admin.clone());
-    assert!(
-        stored.get_opt(guardrail).await.unwrap().is_some(),
-        "the chart installs {guardrail}"
-    );
+    let installed = stored
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=hatrack-guard"))
+        .await
+        .expect("list guardrails");
+    assert_eq!(installed.items.len(), 1, "the chart installs one guardrail");
+    let guardrail = installed.items[0].metadata.name.clone().unwrap();
+    assert!(guardrail.ends_with("-default"), "{guardrail}");
+    let guardrail = guardrail.as_str();
     let kubeconfig = cluster
         .service_account_kubeconfig(&release.namespace, &release.controller_sa)
         .await;
