@@ -235,19 +235,25 @@ pub fn check(
 struct ActionRules<'a> {
     denied: &'a [String],
     denied_on_all: &'a [String],
+    denied_index: ActionIndex<'a>,
+    denied_on_all_index: ActionIndex<'a>,
     /// A role ARN no binding could name on purpose: a `Resource` matching it matches any role.
     probe_role_arn: String,
 }
 
 impl<'a> ActionRules<'a> {
     fn of(g: &'a IAMGuardrail, settings: &Settings) -> ActionRules<'a> {
+        let denied = g.spec.denied_actions.as_deref().unwrap_or(&[]);
+        let denied_on_all = g
+            .spec
+            .denied_actions_on_all_resources
+            .as_deref()
+            .unwrap_or(&[]);
         ActionRules {
-            denied: g.spec.denied_actions.as_deref().unwrap_or(&[]),
-            denied_on_all: g
-                .spec
-                .denied_actions_on_all_resources
-                .as_deref()
-                .unwrap_or(&[]),
+            denied,
+            denied_on_all,
+            denied_index: ActionIndex::new(denied),
+            denied_on_all_index: ActionIndex::new(denied_on_all),
             probe_role_arn: format!(
                 "arn:{}:iam::{}:role/hatrack-guardrail-probe/any-role-3f9c",
                 settings.partition, settings.account_id
@@ -311,21 +317,12 @@ impl<'a> ActionRules<'a> {
                         .any(|p| p == "*" || wildcard::matches(p, &self.probe_role_arn, false))
                 });
             for (j, action) in as_list(actions).iter().enumerate() {
-                if let Some(d) = self
-                    .denied
-                    .iter()
-                    .find(|d| patterns_intersect(action, d, true))
-                {
+                if let Some(d) = self.denied_index.find(action) {
                     out.push((
                         format!("Statement[{i}].Action[{j}]"),
                         format!("{action:?} could grant {d:?}, which is denied"),
                     ));
-                } else if any_resource
-                    && let Some(d) = self
-                        .denied_on_all
-                        .iter()
-                        .find(|d| patterns_intersect(action, d, true))
-                {
+                } else if any_resource && let Some(d) = self.denied_on_all_index.find(action) {
                     out.push((
                         format!("Statement[{i}].Action[{j}]"),
                         format!(
@@ -337,6 +334,60 @@ impl<'a> ActionRules<'a> {
         }
         out
     }
+}
+
+/// Denied action patterns grouped by service (the part before `:`, lower-cased), so that an
+/// action is compared only with the patterns of its own service (and those whose service has
+/// a wildcard): an AWS managed policy lists thousands of actions (ReadOnlyAccess: ~3,000).
+struct ActionIndex<'a> {
+    by_service: std::collections::HashMap<String, Vec<&'a String>>,
+    /// Patterns whose service part has a wildcard (or that have no `:`): compared with all.
+    any_service: Vec<&'a String>,
+}
+
+impl<'a> ActionIndex<'a> {
+    fn new(patterns: &'a [String]) -> ActionIndex<'a> {
+        let mut index = ActionIndex {
+            by_service: std::collections::HashMap::new(),
+            any_service: Vec::new(),
+        };
+        for p in patterns {
+            match literal_service(p) {
+                Some(svc) => index.by_service.entry(svc).or_default().push(p),
+                None => index.any_service.push(p),
+            }
+        }
+        index
+    }
+
+    /// The first pattern that `action` (itself a pattern) could intersect.
+    fn find(&self, action: &str) -> Option<&'a String> {
+        let candidates: Box<dyn Iterator<Item = &&'a String>> = match literal_service(action) {
+            Some(svc) => Box::new(
+                self.by_service
+                    .get(&svc)
+                    .into_iter()
+                    .flatten()
+                    .chain(self.any_service.iter()),
+            ),
+            None => Box::new(
+                self.by_service
+                    .values()
+                    .flatten()
+                    .chain(self.any_service.iter()),
+            ),
+        };
+        candidates
+            .copied()
+            .find(|d| patterns_intersect(action, d, true))
+    }
+}
+
+/// The service of an action pattern, lower-cased, when it is literal (`iam` in `iam:Get*`);
+/// `None` when it has a wildcard or there is no `:` (`*`, `i*:Create*`).
+fn literal_service(pattern: &str) -> Option<String> {
+    let (svc, _) = pattern.split_once(':')?;
+    (!svc.contains(['*', '?'])).then(|| svc.to_ascii_lowercase())
 }
 
 /// A managed policy's default version, as the controller read it from IAM.

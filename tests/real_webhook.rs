@@ -1099,7 +1099,7 @@ async fn the_charts_default_guardrail_refuses_admin_and_escalating_grants_at_adm
                 "IAMGuardrail {name}: spec.inlinePolicies.p.Statement[0].Action[0]: \"iam:PassRole\" could grant \"iam:PassRole\" on every resource"
             ),
             &format!(
-                "IAMGuardrail {name}: spec.inlinePolicies.p.Statement[0].Action[1]: \"iam:CreatePolicyVersion\" could grant \"iam:Create*\""
+                "IAMGuardrail {name}: spec.inlinePolicies.p.Statement[0].Action[1]: \"iam:CreatePolicyVersion\" could grant \"iam:CreatePolicy*\""
             ),
         ],
     );
