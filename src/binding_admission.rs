@@ -25,6 +25,17 @@ pub struct BindingContext {
     pub accounts: Vec<Arc<IAMAccount>>,
 }
 
+/// What admission could not check about an admitted binding (a warning for the user): the
+/// contents of managed policies an applicable guardrail's action rules need, which only the
+/// controller reads from IAM.
+pub fn unchecked(binding: &IAMRoleBinding, ctx: &BindingContext) -> Option<String> {
+    let applicable = guardrail::applicable_in(
+        ctx.guardrails.iter().map(Arc::as_ref),
+        &ctx.namespace_labels,
+    );
+    guardrail::managed_policies_unchecked(binding, &applicable)
+}
+
 /// Every reason to deny a CREATE or UPDATE of `binding`. An UPDATE that leaves the spec as it
 /// was (finalizer removal, labels, a binding being deleted) is always admitted, so a guardrail
 /// added later can never wedge deletion or the controller's own writes.

@@ -227,6 +227,15 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
         let namespace = doc.namespace().unwrap_or(&opts.default_namespace);
         if is_role_binding(doc) {
             let findings = validate_role_binding(doc, &offline, &opts.settings);
+            let warnings = offline
+                .unchecked(doc)
+                .map(|message| Warning {
+                    container: None,
+                    path: "spec.managedPolicyArns".into(),
+                    message,
+                })
+                .into_iter()
+                .collect();
             let verdict = if findings.is_empty() {
                 Verdict::Allow
             } else {
@@ -242,7 +251,7 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
                 mode: Some(Mode::Enforce),
                 exempt: false,
                 findings,
-                warnings: Vec::new(),
+                warnings,
                 // IAMRoleBindings are never exempt.
                 exemption: None,
             });

@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use serde_json::Value;
 
-use crate::crd::{IAMGuardrail, IAMRoleBinding, TrustMechanism};
+use crate::crd::{
+    DeletionPolicy, Enforcement, IAMGuardrail, IAMRoleBinding, RetainPolicy, TrustMechanism,
+};
 use crate::policy::intersect::patterns_intersect;
 use crate::policy::wildcard;
 use crate::role::{DEFAULT_MAX_SESSION_SECONDS, DesiredRole};
@@ -130,12 +132,35 @@ pub fn check(
                 }
             }
         }
-        if let Some(denied) = g.spec.denied_actions.as_ref().filter(|d| !d.is_empty()) {
+        for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
+            if let Some(p) = g
+                .spec
+                .denied_managed_policy_arns
+                .iter()
+                .flatten()
+                .find(|p| wildcard::matches(p, arn, false))
+            {
+                out.push(v(
+                    format!("spec.managedPolicyArns[{i}]"),
+                    format!("managed policy {arn} is denied (matches {p})"),
+                ));
+            }
+        }
+        let rules = ActionRules::of(g, settings);
+        if !rules.is_empty() {
             for (pname, doc) in &spec.inline_policies {
-                for (field, message) in denied_action_grants(doc, denied) {
+                for (field, message) in rules.grants(doc) {
                     out.push(v(format!("spec.inlinePolicies.{pname}.{field}"), message));
                 }
             }
+        }
+        if binding.deletion_policy() == DeletionPolicy::Retain
+            && g.spec.retain == Some(RetainPolicy::Forbidden)
+        {
+            out.push(v(
+                "spec.deletionPolicy".into(),
+                "Retain is forbidden here: a deleted binding's role is deleted".into(),
+            ));
         }
         if let Some(required) = &g.spec.required_permissions_boundary
             && let Some(named) = &spec.permissions_boundary
@@ -205,49 +230,265 @@ pub fn check(
     out
 }
 
-/// (field, message) for each Allow statement of a policy document that could grant a denied
-/// action. The document is assumed valid (checked elsewhere); odd shapes are skipped.
-fn denied_action_grants(doc: &Value, denied: &[String]) -> Vec<(String, String)> {
-    let statements: Vec<&Value> = match doc.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(s @ Value::Object(_)) => vec![s],
-        _ => return Vec::new(),
-    };
-    let as_list = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
+/// The action rules of one guardrail (`deniedActions`, `deniedActionsOnAllResources`), to
+/// apply to any policy document: a binding's inline policies or an attached managed policy.
+struct ActionRules<'a> {
+    denied: &'a [String],
+    denied_on_all: &'a [String],
+    denied_index: ActionIndex<'a>,
+    denied_on_all_index: ActionIndex<'a>,
+    /// A role ARN no binding could name on purpose: a `Resource` matching it matches any role.
+    probe_role_arn: String,
+}
+
+impl<'a> ActionRules<'a> {
+    fn of(g: &'a IAMGuardrail, settings: &Settings) -> ActionRules<'a> {
+        let denied = g.spec.denied_actions.as_deref().unwrap_or(&[]);
+        let denied_on_all = g
+            .spec
+            .denied_actions_on_all_resources
+            .as_deref()
+            .unwrap_or(&[]);
+        ActionRules {
+            denied,
+            denied_on_all,
+            denied_index: ActionIndex::new(denied),
+            denied_on_all_index: ActionIndex::new(denied_on_all),
+            probe_role_arn: format!(
+                "arn:{}:iam::{}:role/hatrack-guardrail-probe/any-role-3f9c",
+                settings.partition, settings.account_id
+            ),
         }
-    };
-    let mut out = Vec::new();
-    for (i, st) in statements.iter().enumerate() {
-        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            continue;
-        }
-        if st.get("NotAction").is_some() {
-            out.push((
-                format!("Statement[{i}].NotAction"),
-                format!("an Allow with NotAction grants nearly every action, including denied ones ({})", denied.join(", ")),
-            ));
-            continue;
-        }
-        let Some(actions) = st.get("Action") else {
-            continue;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.denied.is_empty() && self.denied_on_all.is_empty()
+    }
+
+    /// (field, message) for each Allow statement of a policy document that could grant a
+    /// denied action. Odd shapes are skipped (documents are validated elsewhere).
+    fn grants(&self, doc: &Value) -> Vec<(String, String)> {
+        let statements: Vec<&Value> = match doc.get("Statement") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(s @ Value::Object(_)) => vec![s],
+            _ => return Vec::new(),
         };
-        for (j, action) in as_list(actions).iter().enumerate() {
-            if let Some(d) = denied.iter().find(|d| patterns_intersect(action, d, true)) {
+        let as_list = |v: &Value| -> Vec<String> {
+            match v {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let mut out = Vec::new();
+        for (i, st) in statements.iter().enumerate() {
+            if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+                continue;
+            }
+            let all_denied = || {
+                self.denied
+                    .iter()
+                    .chain(self.denied_on_all)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if st.get("NotAction").is_some() {
                 out.push((
-                    format!("Statement[{i}].Action[{j}]"),
-                    format!("{action:?} could grant {d:?}, which is denied"),
+                    format!("Statement[{i}].NotAction"),
+                    format!(
+                        "an Allow with NotAction grants nearly every action, including denied ones ({})",
+                        all_denied()
+                    ),
                 ));
+                continue;
+            }
+            let Some(actions) = st.get("Action") else {
+                continue;
+            };
+            // On every resource: `*`, a pattern any role matches, or NotResource.
+            let any_resource = st.get("NotResource").is_some()
+                || st.get("Resource").is_some_and(|r| {
+                    as_list(r)
+                        .iter()
+                        .any(|p| p == "*" || wildcard::matches(p, &self.probe_role_arn, false))
+                });
+            for (j, action) in as_list(actions).iter().enumerate() {
+                if let Some(d) = self.denied_index.find(action) {
+                    out.push((
+                        format!("Statement[{i}].Action[{j}]"),
+                        format!("{action:?} could grant {d:?}, which is denied"),
+                    ));
+                } else if any_resource && let Some(d) = self.denied_on_all_index.find(action) {
+                    out.push((
+                        format!("Statement[{i}].Action[{j}]"),
+                        format!(
+                            "{action:?} could grant {d:?} on every resource, which is denied (name the resources)"
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Denied action patterns grouped by service (the part before `:`, lower-cased), so that an
+/// action is compared only with the patterns of its own service (and those whose service has
+/// a wildcard): an AWS managed policy lists thousands of actions (ReadOnlyAccess: ~3,000).
+struct ActionIndex<'a> {
+    by_service: std::collections::HashMap<String, Vec<&'a String>>,
+    /// Patterns whose service part has a wildcard (or that have no `:`): compared with all.
+    any_service: Vec<&'a String>,
+}
+
+impl<'a> ActionIndex<'a> {
+    fn new(patterns: &'a [String]) -> ActionIndex<'a> {
+        let mut index = ActionIndex {
+            by_service: std::collections::HashMap::new(),
+            any_service: Vec::new(),
+        };
+        for p in patterns {
+            match literal_service(p) {
+                Some(svc) => index.by_service.entry(svc).or_default().push(p),
+                None => index.any_service.push(p),
+            }
+        }
+        index
+    }
+
+    /// The first pattern that `action` (itself a pattern) could intersect.
+    fn find(&self, action: &str) -> Option<&'a String> {
+        let candidates: Box<dyn Iterator<Item = &&'a String>> = match literal_service(action) {
+            Some(svc) => Box::new(
+                self.by_service
+                    .get(&svc)
+                    .into_iter()
+                    .flatten()
+                    .chain(self.any_service.iter()),
+            ),
+            None => Box::new(
+                self.by_service
+                    .values()
+                    .flatten()
+                    .chain(self.any_service.iter()),
+            ),
+        };
+        candidates
+            .copied()
+            .find(|d| patterns_intersect(action, d, true))
+    }
+}
+
+/// The service of an action pattern, lower-cased, when it is literal (`iam` in `iam:Get*`);
+/// `None` when it has a wildcard or there is no `:` (`*`, `i*:Create*`).
+fn literal_service(pattern: &str) -> Option<String> {
+    let (svc, _) = pattern.split_once(':')?;
+    (!svc.contains(['*', '?'])).then(|| svc.to_ascii_lowercase())
+}
+
+/// A managed policy's default version, as the controller read it from IAM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedPolicyDocument {
+    pub arn: String,
+    pub version_id: String,
+    pub document: Value,
+}
+
+/// Whether checking this binding needs its managed policies' contents (some applicable
+/// guardrail has action rules, and the binding attaches managed policies).
+pub fn needs_managed_documents(binding: &IAMRoleBinding, applicable: &[&IAMGuardrail]) -> bool {
+    !binding.spec.managed_policy_arns.is_empty()
+        && applicable.iter().any(|g| {
+            g.spec
+                .denied_actions
+                .as_ref()
+                .is_some_and(|d| !d.is_empty())
+                || g.spec
+                    .denied_actions_on_all_resources
+                    .as_ref()
+                    .is_some_and(|d| !d.is_empty())
+        })
+}
+
+/// Violations of the action rules by the managed policies' documents (read by the controller).
+pub fn check_managed(
+    binding: &IAMRoleBinding,
+    settings: &Settings,
+    applicable: &[&IAMGuardrail],
+    documents: &[ManagedPolicyDocument],
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for g in applicable {
+        let rules = ActionRules::of(g, settings);
+        if rules.is_empty() {
+            continue;
+        }
+        for doc in documents {
+            let index = binding
+                .spec
+                .managed_policy_arns
+                .iter()
+                .position(|a| *a == doc.arn)
+                .map(|i| format!("[{i}]"))
+                .unwrap_or_default();
+            for (field, message) in rules.grants(&doc.document) {
+                out.push(Violation {
+                    guardrail: g.name_any(),
+                    field: format!("spec.managedPolicyArns{index}"),
+                    message: format!(
+                        "managed policy {} (version {}) {field}: {message}",
+                        doc.arn, doc.version_id
+                    ),
+                });
             }
         }
     }
     out
+}
+
+/// What a component that cannot read IAM (the webhook, `plan`, offline `check`) says about a
+/// binding whose managed policies a guardrail's action rules would need to read.
+pub fn managed_policies_unchecked(
+    binding: &IAMRoleBinding,
+    applicable: &[&IAMGuardrail],
+) -> Option<String> {
+    needs_managed_documents(binding, applicable).then(|| {
+        format!(
+            "the contents of managed policies {} were not checked against deniedActions here (this component does not read IAM); the controller reads them and revokes the role's grants if they break a guardrail",
+            binding.spec.managed_policy_arns.join(", ")
+        )
+    })
+}
+
+/// Whether the controller revokes or only reports: `Revoke` when any guardrail that is
+/// violated asks for it (the default).
+pub fn enforcement(violations: &[Violation], applicable: &[&IAMGuardrail]) -> Enforcement {
+    let revokes = applicable.iter().any(|g| {
+        let name = g.name_any();
+        g.spec.enforcement.unwrap_or_default() == Enforcement::Revoke
+            && violations
+                .iter()
+                .any(|v| v.guardrail.split(", ").any(|n| n == name))
+    });
+    if revokes {
+        Enforcement::Revoke
+    } else {
+        Enforcement::Report
+    }
+}
+
+/// What a role left by `deletionPolicy: Retain` keeps: the strictest rule of the applicable
+/// guardrails, `WithoutTrust` when none says.
+pub fn retain_policy(applicable: &[&IAMGuardrail]) -> RetainPolicy {
+    applicable
+        .iter()
+        .map(|g| g.spec.retain.unwrap_or_default())
+        .min()
+        .unwrap_or_default()
 }
 
 /// Sets the boundary the applicable guardrails require on a role whose binding names none.
@@ -295,9 +536,30 @@ pub fn guardrail_problems(g: &IAMGuardrail) -> Vec<String> {
             ));
         }
     }
-    for (i, p) in g.spec.denied_actions.iter().flatten().enumerate() {
-        if p != "*" && !p.contains(':') {
-            out.push(format!("spec.deniedActions[{i}]: {p:?} is not an action pattern (service:Action, wildcards allowed)"));
+    for (field, patterns) in [
+        ("deniedActions", &g.spec.denied_actions),
+        (
+            "deniedActionsOnAllResources",
+            &g.spec.denied_actions_on_all_resources,
+        ),
+    ] {
+        for (i, p) in patterns.iter().flatten().enumerate() {
+            if p != "*" && !p.contains(':') {
+                out.push(format!("spec.{field}[{i}]: {p:?} is not an action pattern (service:Action, wildcards allowed)"));
+            }
+        }
+    }
+    for (i, p) in g
+        .spec
+        .denied_managed_policy_arns
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        if !p.starts_with("arn:") && p != "*" {
+            out.push(format!(
+                "spec.deniedManagedPolicyArns[{i}]: {p:?} is not an ARN pattern (arn:...)"
+            ));
         }
     }
     if let Some(b) = &g.spec.required_permissions_boundary
@@ -500,6 +762,165 @@ mod tests {
             assert!(p.contains(field), "{field} missing in {p}");
         }
         assert!(guardrail_problems(&guardrail("ok", json!({"deniedActions": ["iam:*"], "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/*"]}))).is_empty());
+    }
+
+    #[test]
+    fn denied_managed_policies_are_refused_by_pattern() {
+        let g = guardrail(
+            "no-admin",
+            json!({"deniedManagedPolicyArns": ["arn:aws*:iam::aws:policy/AdministratorAccess", "arn:aws*:iam::aws:policy/IAMFullAccess"]}),
+        );
+        let admin = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws-us-gov:iam::aws:policy/AdministratorAccess"]}),
+        );
+        let v = violations(&g, &admin);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("spec.managedPolicyArns[1]"), "{v:?}");
+        // a customer policy of the same name is another policy
+        let own = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::111122223333:policy/AdministratorAccess-lookalike"]}),
+        );
+        assert!(violations(&g, &own).is_empty());
+    }
+
+    #[test]
+    fn actions_denied_on_all_resources_are_allowed_on_named_roles() {
+        let g = guardrail(
+            "no-any-role",
+            json!({"deniedActionsOnAllResources": ["iam:PassRole", "sts:AssumeRole"]}),
+        );
+        let with = |action: &str, resource: Value| {
+            binding(
+                json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]}}}),
+            )
+        };
+        for (action, resource) in [
+            ("iam:PassRole", json!("*")),
+            (
+                "iam:Pass*",
+                json!(["arn:aws:iam::111122223333:role/x", "*"]),
+            ),
+            ("sts:AssumeRole", json!("arn:aws:iam::*:role/*")),
+            ("sts:*", json!("arn:aws:iam::111122223333:role/*")),
+            ("*", json!("arn:aws:iam::111122223333:role/*")),
+        ] {
+            let v = violations(&g, &with(action, resource.clone()));
+            assert_eq!(v.len(), 1, "{action} on {resource}: {v:?}");
+            assert!(v[0].contains("on every resource"), "{v:?}");
+        }
+        for (action, resource) in [
+            (
+                "iam:PassRole",
+                json!("arn:aws:iam::111122223333:role/app-task"),
+            ),
+            (
+                "sts:AssumeRole",
+                json!("arn:aws:iam::111122223333:role/team-*"),
+            ),
+            ("sts:AssumeRoleWithWebIdentity", json!("*")),
+            ("s3:GetObject", json!("*")),
+        ] {
+            assert!(
+                violations(&g, &with(action, resource.clone())).is_empty(),
+                "{action} on {resource}"
+            );
+        }
+        let not_resource = binding(
+            json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "NotResource": "arn:aws:iam::111122223333:role/admin"}]}}}),
+        );
+        assert_eq!(violations(&g, &not_resource).len(), 1);
+    }
+
+    #[test]
+    fn managed_policy_documents_are_checked_like_inline_ones() {
+        let g = guardrail("no-iam", json!({"deniedActions": ["iam:*"]}));
+        let b = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess", "arn:aws:iam::aws:policy/IAMFullAccess"]}),
+        );
+        assert!(needs_managed_documents(&b, &[&g]));
+        assert!(
+            managed_policies_unchecked(&b, &[&g])
+                .unwrap()
+                .contains("were not checked")
+        );
+        let docs = [
+            ManagedPolicyDocument {
+                arn: "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into(),
+                version_id: "v3".into(),
+                document: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}]}),
+            },
+            ManagedPolicyDocument {
+                arn: "arn:aws:iam::aws:policy/IAMFullAccess".into(),
+                version_id: "v2".into(),
+                document: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iam:*", "organizations:DescribeAccount"], "Resource": "*"}]}),
+            },
+        ];
+        let v = check_managed(&b, &Settings::example(), &[&g], &docs);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].field, "spec.managedPolicyArns[1]");
+        assert!(
+            v[0].message
+                .contains("IAMFullAccess (version v2) Statement[0].Action[0]"),
+            "{}",
+            v[0].message
+        );
+        // nothing to read without action rules or managed policies
+        let open = guardrail(
+            "open",
+            json!({"deniedManagedPolicyArns": ["arn:aws:iam::aws:policy/X"]}),
+        );
+        assert!(!needs_managed_documents(&b, &[&open]));
+        assert!(
+            managed_policies_unchecked(&binding(json!({"serviceAccounts": ["a"]})), &[&g])
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn revoke_is_the_default_and_report_only_when_every_violated_guardrail_says_so() {
+        let revoke = guardrail("r", json!({"deniedActions": ["iam:*"]}));
+        let report = guardrail(
+            "p",
+            json!({"deniedActions": ["iam:*"], "enforcement": "Report"}),
+        );
+        let v = |g: &str| Violation {
+            guardrail: g.into(),
+            field: "f".into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            enforcement(&[v("r")], &[&revoke, &report]),
+            Enforcement::Revoke
+        );
+        assert_eq!(
+            enforcement(&[v("p")], &[&revoke, &report]),
+            Enforcement::Report
+        );
+        assert_eq!(
+            enforcement(&[v("p"), v("r")], &[&revoke, &report]),
+            Enforcement::Revoke
+        );
+        assert_eq!(
+            enforcement(&[v("p, r")], &[&revoke, &report]),
+            Enforcement::Revoke
+        );
+    }
+
+    #[test]
+    fn retain_is_kept_without_trust_by_default_and_the_strictest_guardrail_wins() {
+        assert_eq!(retain_policy(&[]), RetainPolicy::WithoutTrust);
+        let keep = guardrail("keep", json!({"retain": "WithTrust"}));
+        let forbid = guardrail("forbid", json!({"retain": "Forbidden"}));
+        assert_eq!(retain_policy(&[&keep]), RetainPolicy::WithTrust);
+        assert_eq!(retain_policy(&[&keep, &forbid]), RetainPolicy::Forbidden);
+        assert_eq!(
+            retain_policy(&[&keep, &guardrail("silent", json!({}))]),
+            RetainPolicy::WithoutTrust
+        );
+        let retained = binding(json!({"serviceAccounts": ["a"], "deletionPolicy": "Retain"}));
+        let v = violations(&forbid, &retained);
+        assert!(v[0].contains("spec.deletionPolicy"), "{v:?}");
+        assert!(violations(&keep, &retained).is_empty());
     }
 
     #[test]

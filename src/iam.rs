@@ -152,6 +152,8 @@ pub const IAM_OPERATIONS: &[&str] = &[
     "ListAttachedRolePolicies",
     "ListInstanceProfilesForRole",
     "GetOpenIDConnectProvider",
+    "GetPolicy",
+    "GetPolicyVersion",
     "CreateRole",
     "UpdateAssumeRolePolicy",
     "UpdateRole",
@@ -800,6 +802,57 @@ impl Iam {
         )
         .await
         .map(drop)
+    }
+
+    /// The default version id of a managed policy (customer or AWS managed), `None` when
+    /// there is no such policy.
+    #[tracing::instrument(skip(self))]
+    pub async fn policy_default_version(&self, arn: &str) -> Result<Option<String>, IamError> {
+        match self
+            .call("GetPolicy", self.client.get_policy().policy_arn(arn).send())
+            .await
+        {
+            Ok(out) => out
+                .policy()
+                .and_then(|p| p.default_version_id())
+                .map(|v| Some(v.to_string()))
+                .ok_or_else(|| IamError::BadResponse {
+                    operation: "GetPolicy",
+                    message: format!("policy {arn} has no default version id"),
+                }),
+            Err(IamError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The document of one version of a managed policy (decoded from IAM's URL encoding).
+    #[tracing::instrument(skip(self))]
+    pub async fn policy_version_document(
+        &self,
+        arn: &str,
+        version_id: &str,
+    ) -> Result<Value, IamError> {
+        let out = self
+            .call(
+                "GetPolicyVersion",
+                self.client
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(version_id)
+                    .send(),
+            )
+            .await?;
+        let encoded = out
+            .policy_version()
+            .and_then(|v| v.document())
+            .ok_or_else(|| IamError::BadResponse {
+                operation: "GetPolicyVersion",
+                message: format!("policy {arn} version {version_id} has no document"),
+            })?;
+        policy::decode_document(encoded).map_err(|message| IamError::BadResponse {
+            operation: "GetPolicyVersion",
+            message,
+        })
     }
 
     /// Whether the IAM OIDC provider exists (IRSA cannot work without it).

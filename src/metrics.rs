@@ -27,9 +27,17 @@ struct ReadyLabels {
     ready: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    /// `inline` (a deleted inline policy) or `managed` (a detached managed policy).
+    kind: String,
+}
+
 /// The controller's metrics, and a registry to serve them from.
 pub struct Metrics {
     registry: Registry,
+    grants_revoked: Family<GrantLabels, Counter>,
+    grants_restored: Counter,
     reconciles: Family<ResultLabels, Counter>,
     reconcile_duration: Histogram,
     iam_calls: Family<IamCallLabels, Counter>,
@@ -81,10 +89,25 @@ impl Default for Metrics {
             "Orphaned IAM roles deleted by the sweep (--delete-orphans)",
             orphaned_roles_deleted.clone(),
         );
+        // Guardrail enforcement (issue 14): grants taken away from violating bindings' roles.
+        let grants_revoked = Family::<GrantLabels, Counter>::default();
+        let grants_restored = Counter::default();
+        registry.register(
+            "grants_revoked",
+            "Permission policies removed from roles whose bindings violate a guardrail, by kind (inline, managed)",
+            grants_revoked.clone(),
+        );
+        registry.register(
+            "grants_restored",
+            "Roles whose revoked permission policies were put back once their binding complied",
+            grants_restored.clone(),
+        );
         Metrics {
             orphaned_roles,
             orphaned_roles_deleted,
             registry,
+            grants_revoked,
+            grants_restored,
             reconciles,
             reconcile_duration,
             iam_calls,
@@ -157,6 +180,22 @@ impl Metrics {
     /// One orphaned role deleted.
     pub fn orphan_deleted(&self) {
         self.orphaned_roles_deleted.inc();
+    }
+
+    /// Counts permission policies removed from a violating binding's role.
+    pub fn grants_revoked(&self, inline: usize, managed: usize) {
+        for (kind, n) in [("inline", inline), ("managed", managed)] {
+            if n > 0 {
+                self.grants_revoked
+                    .get_or_create(&GrantLabels { kind: kind.into() })
+                    .inc_by(n as u64);
+            }
+        }
+    }
+
+    /// Counts a role whose revoked grants were put back.
+    pub fn grants_restored(&self) {
+        self.grants_restored.inc();
     }
 
     /// IAM calls so far: (operation, outcome) → count.

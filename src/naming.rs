@@ -13,6 +13,8 @@ pub const TAG_NAME: &str = "hatrack.dev/name";
 /// Tag set on a role its binding left behind on purpose (`deletionPolicy: Retain`): the role
 /// is not an orphan.
 pub const TAG_RETAINED: &str = "hatrack.dev/retained";
+/// Tag naming the ARN of the cluster that owns a role (set when the cluster's region is known).
+pub const TAG_CLUSTER_ARN: &str = "hatrack.dev/cluster-arn";
 /// Prefix reserved for hatrack's own tags; bindings may not set tags under it.
 pub const TAG_PREFIX: &str = "hatrack.dev/";
 
@@ -72,6 +74,36 @@ pub fn is_owned_by(
         .all(|(k, v)| tags.get(k) == Some(v))
 }
 
+/// Whether a role's `hatrack.dev/cluster-arn` tag lets the cluster `cluster_arn` own it: the
+/// same ARN, or no ARN tag yet (a role made before clusters were known by ARN, which the first
+/// cluster to reconcile it claims by tagging it).
+pub fn arn_matches(tags: &BTreeMap<String, String>, cluster_arn: Option<&str>) -> bool {
+    match (cluster_arn, tags.get(TAG_CLUSTER_ARN)) {
+        (Some(ours), Some(theirs)) => ours == theirs,
+        _ => true,
+    }
+}
+
+/// The name of the role a binding has: keyed on the cluster's identity (its ARN), except for
+/// a binding whose status names the role an earlier version made, keyed on the cluster's name
+/// alone (`legacy_identity`): that role is kept and migrated in place, never recreated.
+pub fn role_name_in_use(
+    identity: &str,
+    legacy_identity: Option<&str>,
+    status_role_name: Option<&str>,
+    namespace: &str,
+    name: &str,
+) -> String {
+    let current = role_name(identity, namespace, name);
+    if let Some(legacy) = legacy_identity.map(|l| role_name(l, namespace, name))
+        && legacy != current
+        && status_role_name == Some(legacy.as_str())
+    {
+        return legacy;
+    }
+    current
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +147,45 @@ mod tests {
         assert!(!is_owned_by(&tags, "other", "ns", "n"));
         tags.remove(TAG_NAME);
         assert!(!is_owned_by(&tags, "c", "ns", "n"));
+    }
+
+    #[test]
+    fn same_named_clusters_in_other_regions_get_other_names() {
+        let eu = "arn:aws:eks:eu-west-1:111122223333:cluster/prod";
+        let us = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
+        assert_ne!(role_name(eu, "ns", "n"), role_name(us, "ns", "n"));
+        let mut tags = ownership_tags("prod", "ns", "n");
+        assert!(
+            arn_matches(&tags, Some(eu)),
+            "an untagged legacy role may be claimed"
+        );
+        tags.insert(TAG_CLUSTER_ARN.into(), eu.into());
+        assert!(arn_matches(&tags, Some(eu)));
+        assert!(!arn_matches(&tags, Some(us)));
+    }
+
+    #[test]
+    fn a_role_named_by_an_earlier_version_is_kept() {
+        let arn = "arn:aws:eks:eu-west-1:111122223333:cluster/prod";
+        let legacy = role_name("prod", "ns", "n");
+        assert_eq!(
+            role_name_in_use(arn, Some("prod"), Some(&legacy), "ns", "n"),
+            legacy
+        );
+        // new bindings, and bindings already on the new scheme, use the ARN-keyed name
+        let current = role_name(arn, "ns", "n");
+        assert_eq!(
+            role_name_in_use(arn, Some("prod"), None, "ns", "n"),
+            current
+        );
+        assert_eq!(
+            role_name_in_use(arn, Some("prod"), Some(&current), "ns", "n"),
+            current
+        );
+        assert_eq!(
+            role_name_in_use("prod", None, Some(&legacy), "ns", "n"),
+            legacy
+        );
     }
 
     proptest! {

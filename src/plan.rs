@@ -206,6 +206,18 @@ impl OfflineContext {
     }
 }
 
+impl OfflineContext {
+    /// What this offline judgement could not check: the contents of managed policies that an
+    /// applicable guardrail's `deniedActions` would need (only the controller reads IAM).
+    pub fn unchecked(&self, doc: &Document) -> Option<String> {
+        let binding = read_binding(doc, &self.default_namespace).ok()?;
+        let ns = binding.metadata.namespace.clone().unwrap_or_default();
+        let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
+        let applicable = guardrail::applicable(&self.guardrails, &labels);
+        guardrail::managed_policies_unchecked(&binding, &applicable)
+    }
+}
+
 /// Why a binding cannot become a role: a spec error, or a guardrail it violates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -269,7 +281,12 @@ pub fn run(args: PlanArgs) -> ExitCode {
     let mut roles = Vec::new();
     for doc in docs.iter().filter(|d| is_role_binding(d)) {
         match offline.plan(doc, &settings) {
-            Ok(role) => roles.push(role),
+            Ok(role) => {
+                if let Some(note) = offline.unchecked(doc) {
+                    eprintln!("warning: {}", describe_errors(doc, &[note]));
+                }
+                roles.push(role)
+            }
             Err(problems) => {
                 invalid = true;
                 eprintln!("{}", describe_errors(doc, &problems));

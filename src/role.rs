@@ -257,16 +257,17 @@ pub fn desired_role(
         }
         tags.insert(k.clone(), v.clone());
     }
-    tags.extend(naming::ownership_tags(
-        &settings.cluster_name,
-        &namespace,
-        &name,
-    ));
+    let mut own = naming::ownership_tags(&settings.cluster_name, &namespace, &name);
+    if let Some(arn) = settings.cluster_arn() {
+        own.insert(naming::TAG_CLUSTER_ARN.to_string(), arn);
+    }
+    let own_count = own.len();
+    tags.extend(own);
     if tags.len() > MAX_TAGS {
         errors.push(spec_err(
             "spec.tags",
             format!(
-                "{} tags with hatrack's 3 ownership tags, over IAM's limit of {MAX_TAGS}",
+                "{} tags with hatrack's {own_count} ownership tags, over IAM's limit of {MAX_TAGS}",
                 tags.len()
             ),
         ));
@@ -275,7 +276,16 @@ pub fn desired_role(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let role_name = naming::role_name(&settings.cluster_name, &namespace, &name);
+    let role_name = naming::role_name_in_use(
+        &settings.cluster_identity(),
+        settings
+            .cluster_region
+            .is_some()
+            .then_some(settings.cluster_name.as_str()),
+        binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
+        &namespace,
+        &name,
+    );
     Ok(DesiredRole {
         namespace,
         name,

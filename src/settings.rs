@@ -33,6 +33,14 @@ pub struct ClusterArgs {
     #[arg(long, env = "HATRACK_CLUSTER_NAME")]
     pub cluster_name: String,
 
+    /// AWS region of the cluster (e.g. eu-west-1). With it the cluster is known by its ARN,
+    /// `arn:<partition>:eks:<region>:<account>:cluster/<name>`: role names, the
+    /// `hatrack.dev/cluster-arn` ownership tag and Pod Identity trust
+    /// (`aws:RequestTag/eks-cluster-arn`) are keyed on it, so a same-named cluster in another
+    /// region or account never shares or takes over a role. Without it: the name alone.
+    #[arg(long, env = "HATRACK_CLUSTER_REGION")]
+    pub cluster_region: Option<String>,
+
     /// AWS account id (12 digits) the roles are created in.
     #[arg(long, env = "HATRACK_ACCOUNT_ID")]
     pub account_id: String,
@@ -111,7 +119,12 @@ impl PolicyArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub cluster_name: String,
+    /// The cluster's region: with it, the cluster's identity is its ARN ([`Settings::cluster_arn`]).
+    pub cluster_region: Option<String>,
+    /// The account roles are made in (an IAMAccount's for a binding that names one).
     pub account_id: String,
+    /// The account the cluster itself is in: part of its ARN, whichever account a role is in.
+    pub cluster_account_id: String,
     pub partition: String,
     /// Issuer without the `https://` scheme and trailing slash, as IAM condition keys use it.
     pub oidc_issuer_host_path: Option<String>,
@@ -201,12 +214,24 @@ impl ClusterArgs {
                 "must be between 1 and 20 (the IAM maximum)",
             ));
         }
+        let cluster_region = match self.cluster_region.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(r) if is_region(r) => Some(r.to_string()),
+            Some(r) => {
+                return Err(err(
+                    "cluster-region",
+                    format!("must be an AWS region such as eu-west-1, got {r:?}"),
+                ));
+            }
+        };
         let mut default_trust = self.default_trust.clone();
         default_trust.sort();
         default_trust.dedup();
         Ok(Settings {
             cluster_name,
+            cluster_region,
             account_id: self.account_id.clone(),
+            cluster_account_id: self.account_id.clone(),
             partition: self.partition.clone(),
             oidc_issuer_host_path,
             role_path: self.role_path.clone(),
@@ -216,6 +241,20 @@ impl ClusterArgs {
             max_managed_policies: self.max_managed_policies,
         })
     }
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-3`: lower-case words joined by `-`, ending in a
+/// number.
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 5
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// `https://oidc.eks.us-east-1.amazonaws.com/id/ABC/` → `oidc.eks.us-east-1.amazonaws.com/id/ABC`.
@@ -254,6 +293,23 @@ impl Settings {
         })
     }
 
+    /// The cluster's ARN, when its region is known.
+    pub fn cluster_arn(&self) -> Option<String> {
+        self.cluster_region.as_ref().map(|region| {
+            format!(
+                "arn:{}:eks:{region}:{}:cluster/{}",
+                self.partition, self.cluster_account_id, self.cluster_name
+            )
+        })
+    }
+
+    /// What role names are keyed on: the cluster's ARN, or its name when the region is unknown
+    /// (the scheme of hatrack before issue 14).
+    pub fn cluster_identity(&self) -> String {
+        self.cluster_arn()
+            .unwrap_or_else(|| self.cluster_name.clone())
+    }
+
     /// ARN of a role with this name under the configured path.
     pub fn role_arn(&self, role_name: &str) -> String {
         format!(
@@ -266,7 +322,9 @@ impl Settings {
     pub fn example() -> Settings {
         Settings {
             cluster_name: "prod-eu".into(),
+            cluster_region: None,
             account_id: "111122223333".into(),
+            cluster_account_id: "111122223333".into(),
             partition: "aws".into(),
             oidc_issuer_host_path: Some(
                 "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
@@ -298,6 +356,39 @@ mod tests {
             .expect("clap parses")
             .cluster
             .settings()
+    }
+
+    #[test]
+    fn the_cluster_region_makes_the_arn_the_identity() {
+        let base = [
+            "--cluster-name",
+            "prod",
+            "--account-id",
+            "111122223333",
+            "--default-trust",
+            "pod-identity",
+        ];
+        let s = parse(&base).unwrap();
+        assert_eq!(
+            (s.cluster_arn(), s.cluster_identity()),
+            (None, "prod".into())
+        );
+        let mut args = base.to_vec();
+        args.extend(["--cluster-region", "eu-west-1"]);
+        let s = parse(&args).unwrap();
+        assert_eq!(
+            s.cluster_arn().as_deref(),
+            Some("arn:aws:eks:eu-west-1:111122223333:cluster/prod")
+        );
+        assert_eq!(s.cluster_identity(), s.cluster_arn().unwrap());
+        for bad in ["EU-WEST-1", "eu-west", "eu west 1", "eu-west-100"] {
+            let mut args = base.to_vec();
+            args.extend(["--cluster-region", bad]);
+            assert_eq!(parse(&args).unwrap_err().flag, "cluster-region", "{bad}");
+        }
+        let mut args = base.to_vec();
+        args.extend(["--cluster-region", "us-gov-west-1"]);
+        assert!(parse(&args).is_ok());
     }
 
     #[test]

@@ -9,13 +9,16 @@ use crate::role::{self, Change, DesiredRole};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub cluster: String,
+    /// The cluster's ARN when known: a role tagged with another cluster's ARN is not ours.
+    pub cluster_arn: Option<String>,
     pub namespace: String,
     pub name: String,
 }
 
 impl Owner {
-    fn owns(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
+    pub fn owns(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
         naming::is_owned_by(tags, &self.cluster, &self.namespace, &self.name)
+            && naming::arn_matches(tags, self.cluster_arn.as_deref())
     }
 }
 

@@ -55,17 +55,25 @@ pub fn trust_policy(settings: &Settings, inputs: &TrustInputs<'_>) -> Result<Val
         }));
     }
     if inputs.pod_identity {
+        let mut conditions = json!({
+            "aws:SourceAccount": settings.account_id,
+            "aws:RequestTag/eks-cluster-name": settings.cluster_name,
+            "aws:RequestTag/kubernetes-namespace": inputs.namespace,
+            "aws:RequestTag/kubernetes-service-account": one_or_many(inputs.service_accounts.to_vec()),
+        });
+        // Pinned to the cluster's ARN when known: a same-named cluster in another region or
+        // account sends another `eks-cluster-arn` session tag. (Not `aws:SourceArn`: EKS
+        // documents it for the cluster role, not for Pod Identity's AssumeRole, and a
+        // condition on a key the request lacks would lock every pod out.)
+        if let Some(arn) = settings.cluster_arn() {
+            conditions["aws:RequestTag/eks-cluster-arn"] = json!(arn);
+        }
         statements.push(json!({
             "Sid": "EKSPodIdentity",
             "Effect": "Allow",
             "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
             "Action": ["sts:AssumeRole", "sts:TagSession"],
-            "Condition": {"StringEquals": {
-                "aws:SourceAccount": settings.account_id,
-                "aws:RequestTag/eks-cluster-name": settings.cluster_name,
-                "aws:RequestTag/kubernetes-namespace": inputs.namespace,
-                "aws:RequestTag/kubernetes-service-account": one_or_many(inputs.service_accounts.to_vec()),
-            }}
+            "Condition": {"StringEquals": conditions}
         }));
     }
     let doc = json!({"Version": "2012-10-17", "Statement": statements});
@@ -211,6 +219,61 @@ mod tests {
         assert!(
             !doc.to_string().contains('*'),
             "no wildcard in a trust policy: {doc}"
+        );
+    }
+
+    #[test]
+    fn pod_identity_is_pinned_to_the_clusters_arn_when_its_region_is_known() {
+        let mut s = Settings::example();
+        s.cluster_region = Some("eu-west-1".into());
+        let bound = sas(&["api"]);
+        let doc = trust_policy(
+            &s,
+            &TrustInputs {
+                namespace: "payments",
+                service_accounts: &bound,
+                irsa_audience: None,
+                pod_identity: true,
+            },
+        )
+        .unwrap();
+        let from = |arn: &str| {
+            pod_identity(
+                "111122223333",
+                "prod-eu",
+                "payments",
+                "api",
+                "sts:AssumeRole",
+            )
+            .with("aws:RequestTag/eks-cluster-arn", arn)
+        };
+        let ours = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
+        assert_eq!(evaluate(&doc, &from(ours)).unwrap(), Decision::Allow);
+        // the same name in another region, or in another account
+        for other in [
+            "arn:aws:eks:us-east-1:111122223333:cluster/prod-eu",
+            "arn:aws:eks:eu-west-1:444455556666:cluster/prod-eu",
+        ] {
+            assert_ne!(
+                evaluate(&doc, &from(other)).unwrap(),
+                Decision::Allow,
+                "{other}"
+            );
+        }
+        // without the session tag (disableSessionTags): refused
+        assert_ne!(
+            evaluate(
+                &doc,
+                &pod_identity(
+                    "111122223333",
+                    "prod-eu",
+                    "payments",
+                    "api",
+                    "sts:AssumeRole"
+                )
+            )
+            .unwrap(),
+            Decision::Allow
         );
     }
 

@@ -107,6 +107,7 @@ async fn hatrack_account_clients_make_roles_in_their_account_only() {
     );
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
+        cluster_arn: settings.cluster_arn(),
         namespace: "payments".into(),
         name: "reader".into(),
     };

@@ -492,7 +492,8 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
     );
 
     // A binding admitted before a guardrail existed: the new guardrail re-queues it.
-    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+    // (ReadOnlyAccess would break no-iam: the controller reads it, and it grants iam:Get*.)
+    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]})).await;
     wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
     create_guardrail(
         &client,
@@ -509,20 +510,26 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
         "{:?}",
         ready(&b)
     );
-    // Its existing role is left as it is.
+    // Its existing role stays, without its grants (enforcement: Revoke by default).
     let (iam, _) = moto.iam();
     let role = iam
         .get_role(&role_name(ns, "reader"))
         .await
         .unwrap()
         .expect("role kept");
-    assert_eq!(role.managed_policy_arns.len(), 1);
-    // Deleting the guardrail re-queues it again.
+    assert!(role.managed_policy_arns.is_empty(), "{role:?}");
+    // Deleting the guardrail re-queues it again, and the grants come back.
     let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
     api.delete(&format!("{ns}-no-managed"), &Default::default())
         .await
         .unwrap();
     wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
+    let role = iam
+        .get_role(&role_name(ns, "reader"))
+        .await
+        .unwrap()
+        .expect("role kept");
+    assert_eq!(role.managed_policy_arns.len(), 1);
     api.delete(&format!("{ns}-no-iam"), &Default::default())
         .await
         .unwrap();

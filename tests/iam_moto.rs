@@ -43,6 +43,7 @@ fn desired(name: &str, spec: Value) -> DesiredRole {
 
 fn owner(name: &str) -> Owner {
     Owner {
+        cluster_arn: None,
         cluster: settings().cluster_name,
         namespace: "payments".into(),
         name: name.into(),

@@ -8,6 +8,7 @@ use serde_json::Value;
 const ACCOUNT: &str = "111122223333";
 const CLUSTER: &str = "prod-eu";
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/hatrack-boundary";
+const CLUSTER_ARN: &str = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
 const OWN_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack/payments-reader-0123456789ab";
 /// The role an IAMAccount names for account 222222222222.
 const ACCOUNT_ROLE: &str = "arn:aws:iam::222222222222:role/hatrack-operator";
@@ -19,6 +20,7 @@ fn load(file: &str) -> Value {
     let text = text
         .replace("${ACCOUNT_ID}", ACCOUNT)
         .replace("${CLUSTER_NAME}", CLUSTER)
+        .replace("${CLUSTER_ARN}", CLUSTER_ARN)
         .replace("${BOUNDARY_ARN}", BOUNDARY)
         .replace("${ACCOUNT_ROLE_ARNS}", ACCOUNT_ROLE)
         .replace(
@@ -40,6 +42,7 @@ fn req(action: &str, resource: &str) -> Request {
 
 fn owned(r: Request) -> Request {
     r.with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+        .with("aws:ResourceTag/hatrack.dev/cluster-arn", CLUSTER_ARN)
         .with("aws:ResourceTag/hatrack.dev/namespace", "payments")
         .with("aws:ResourceTag/hatrack.dev/name", "reader")
 }
@@ -71,6 +74,9 @@ fn controller_call(op: &str, boundary: Option<&str>) -> Request {
             op,
             "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X",
         ),
+        // Guardrails read attached managed policies, AWS's and the account's own.
+        "GetPolicy" => req(op, "arn:aws:iam::aws:policy/IAMFullAccess"),
+        "GetPolicyVersion" => req(op, "arn:aws:iam::111122223333:policy/team-payments"),
         "CreateRole" => creating(req(op, OWN_ROLE), boundary),
         "PutRolePermissionsBoundary" => {
             let r = owned(req(op, OWN_ROLE));
@@ -120,6 +126,18 @@ fn every_call_the_controller_makes_is_allowed() {
                 decide(&doc, &controller_call(op, boundary)),
                 Decision::Allow,
                 "{file}: {op} refused"
+            );
+        }
+        // Migrating a role an earlier version made (no cluster-arn tag yet): tag it, fix trust.
+        for op in ["TagRole", "UpdateAssumeRolePolicy"] {
+            let legacy = req(op, OWN_ROLE)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with("aws:RequestTag/hatrack.dev/cluster-arn", CLUSTER_ARN)
+                .with("aws:TagKeys", "hatrack.dev/cluster-arn");
+            assert_eq!(
+                decide(&doc, &legacy),
+                Decision::Allow,
+                "{file}: {op} of a legacy role"
             );
         }
         // Creating with tags also authorises iam:TagRole with the request's tags.
@@ -190,6 +208,24 @@ fn escalation_attempts_are_refused() {
         ),
         ("delete an untagged role", req("DeleteRole", foreign)),
         (
+            "edit the trust of a same-named cluster's role in another region",
+            req("UpdateAssumeRolePolicy", foreign)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with(
+                    "aws:ResourceTag/hatrack.dev/cluster-arn",
+                    "arn:aws:eks:us-east-1:111122223333:cluster/prod-eu",
+                ),
+        ),
+        (
+            "delete a same-named cluster's role in another account's cluster",
+            req("DeleteRole", foreign)
+                .with("aws:ResourceTag/hatrack.dev/cluster", CLUSTER)
+                .with(
+                    "aws:ResourceTag/hatrack.dev/cluster-arn",
+                    "arn:aws:eks:eu-west-1:444455556666:cluster/prod-eu",
+                ),
+        ),
+        (
             "retag another cluster's role as ours",
             other_cluster(creating(req("TagRole", foreign), Some(BOUNDARY))),
         ),
@@ -209,6 +245,17 @@ fn escalation_attempts_are_refused() {
             ),
         ),
         ("pass a role", owned(req("PassRole", OWN_ROLE))),
+        (
+            "make another version of a policy the default",
+            req(
+                "SetDefaultPolicyVersion",
+                "arn:aws:iam::111122223333:policy/team-payments",
+            ),
+        ),
+        (
+            "read another account's policy",
+            req("GetPolicyVersion", "arn:aws:iam::999999999999:policy/x"),
+        ),
     ];
     for (what, r) in attempts {
         assert_ne!(decide(&doc, &r), Decision::Allow, "allowed: {what}");

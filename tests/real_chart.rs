@@ -484,6 +484,7 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
             "ClusterRoleBinding",
             "Deployment",
             "Deployment",
+            "IAMGuardrail",
             "PodDisruptionBudget",
             "Role",
             "Role",
@@ -883,7 +884,7 @@ async fn service_based_webhook_configuration_passes_a_server_dry_run() {
         .args(["create", "--dry-run=server", "-o", "name", "-f"])
         .arg(&file));
     assert!(ok, "kubectl create --dry-run=server:\n{out}{err}");
-    assert_eq!(out.lines().count(), 16, "{out}");
+    assert_eq!(out.lines().count(), 17, "{out}");
     assert!(
         namespace_contents(cluster, &ns).is_empty(),
         "the dry run stored objects"

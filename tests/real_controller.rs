@@ -949,3 +949,87 @@ async fn the_examples_apply_twice_and_diff_clean_after_the_controller_synced() {
     }
     drop(controller);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = cluster_with_crds().await;
+    let admin = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let team = cluster.namespace("guarded").await;
+    let release = install_chart(
+        cluster,
+        "hatrack-guard",
+        "guard",
+        &moto,
+        &[format!("controller.watchNamespace={team}")],
+    )
+    .await;
+    // The chart's default guardrail, found by its release label as an operator would.
+    let stored: Api<IAMGuardrail> = Api::all(admin.clone());
+    let installed = stored
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=hatrack-guard"))
+        .await
+        .expect("list guardrails");
+    assert_eq!(installed.items.len(), 1, "the chart installs one guardrail");
+    let guardrail = installed.items[0].metadata.name.clone().unwrap();
+    assert!(guardrail.ends_with("-default"), "{guardrail}");
+    let guardrail = guardrail.as_str();
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&release.namespace, &release.controller_sa)
+        .await;
+    let mut controller = ControllerProcess::start(cluster, &release, &kubeconfig, "guard-0");
+    controller.wait_serving().await;
+
+    // No webhook runs here (failurePolicy Ignore): the bindings are admitted, and the
+    // controller is the one that refuses them.
+    create_binding(
+        &admin,
+        &team,
+        "admin",
+        json!({"serviceAccounts": ["a"],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&admin, &team, "admin", "GuardrailViolation", 60).await;
+    let message = ready(&b).unwrap().2;
+    assert!(
+        message.contains(&format!(
+            "IAMGuardrail {guardrail}: spec.managedPolicyArns[0]"
+        )),
+        "{message}"
+    );
+    // A managed policy the default list does not name, whose contents grant IAM writes:
+    // found by reading it from IAM.
+    create_binding(
+        &admin,
+        &team,
+        "iam-writer",
+        json!({"serviceAccounts": ["b"],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/IAMUserChangePassword"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&admin, &team, "iam-writer", "GuardrailViolation", 60).await;
+    let message = ready(&b).unwrap().2;
+    assert!(
+        message.contains("managed policy arn:aws:iam::aws:policy/IAMUserChangePassword (version"),
+        "{message}"
+    );
+    create_binding(
+        &admin,
+        &team,
+        "reader",
+        json!({"serviceAccounts": ["c"],
+        "managedPolicyArns": [READ_ONLY]}),
+    )
+    .await;
+    let b = wait_ready_reason(&admin, &team, "reader", "Synced", 60).await;
+    assert_eq!(
+        hatrack_roles(&moto).await,
+        vec![b.status.unwrap().role_name.unwrap()],
+        "only the compliant binding has a role"
+    );
+    controller.kill();
+}

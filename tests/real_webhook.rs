@@ -1383,3 +1383,89 @@ async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is
     }
     run(kubectl(cluster).args(["delete", "iamguardrail", &guarded]));
 }
+
+#[tokio::test]
+async fn the_charts_default_guardrail_refuses_admin_and_escalating_grants_at_admission() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // The chart installed its default guardrail, for every namespace.
+    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(cluster.client().await);
+    let installed = guardrails
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("app.kubernetes.io/instance={RELEASE}")),
+        )
+        .await
+        .expect("list guardrails");
+    assert_eq!(
+        installed.items.len(),
+        1,
+        "the chart installs one default guardrail"
+    );
+    let name = installed.items[0].metadata.name.clone().unwrap();
+    assert!(name.ends_with("-default"), "{name}");
+    assert!(installed.items[0].spec.namespace_selector.is_none());
+    let webhook = Webhook::start(cluster, release).await;
+    let ns = app_namespace(cluster, "default-guardrail").await;
+    let binding = |bname: &str, spec: Value| {
+        json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+               "metadata": {"name": bname}, "spec": spec})
+    };
+    assert_refused(
+        apply(
+            cluster,
+            &ns,
+            &binding(
+                "admin",
+                json!({"serviceAccounts": ["api"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+            ),
+        ),
+        "an AdministratorAccess binding",
+        &[
+            "denied the request",
+            &format!(
+                "IAMGuardrail {name}: spec.managedPolicyArns[0]: managed policy arn:aws:iam::aws:policy/AdministratorAccess is denied"
+            ),
+        ],
+    );
+    assert_refused(
+        apply(
+            cluster,
+            &ns,
+            &binding(
+                "passer",
+                json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["iam:PassRole", "iam:CreatePolicyVersion"], "Resource": "*"}]}}}),
+            ),
+        ),
+        "a binding passing any role and writing IAM",
+        &[
+            &format!(
+                "IAMGuardrail {name}: spec.inlinePolicies.p.Statement[0].Action[0]: \"iam:PassRole\" could grant \"iam:PassRole\" on every resource"
+            ),
+            &format!(
+                "IAMGuardrail {name}: spec.inlinePolicies.p.Statement[0].Action[1]: \"iam:CreatePolicyVersion\" could grant \"iam:CreatePolicy*\""
+            ),
+        ],
+    );
+    // Read-only access passes, with a warning that the managed policy's contents were not
+    // read here (the controller reads them).
+    let warnings = assert_admitted(
+        apply(
+            cluster,
+            &ns,
+            &binding(
+                "reader",
+                json!({"serviceAccounts": ["api"], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+            ),
+        ),
+        "a ReadOnlyAccess binding",
+    );
+    assert!(
+        warnings.contains("were not checked against deniedActions here"),
+        "{warnings}"
+    );
+    drop(webhook);
+}

@@ -6,6 +6,7 @@ pub mod adoption;
 pub mod cache;
 pub mod claims;
 pub mod orphans;
+pub mod enforce;
 pub mod reconcile;
 pub mod requeue;
 pub mod status;
@@ -171,6 +172,8 @@ pub struct Context {
     pub accounts: Store<IAMAccount>,
     /// IAM clients of those accounts.
     pub account_clients: accounts::AccountClients,
+    /// Managed policy documents by ARN and version, for guardrails' action rules.
+    pub managed_policies: enforce::ManagedPolicyCache,
 }
 
 impl Context {
@@ -207,6 +210,7 @@ impl Context {
             namespaces: stores.namespaces,
             failures: Mutex::new(HashMap::new()),
             oidc_provider_checked: Mutex::new(None),
+            managed_policies: enforce::ManagedPolicyCache::default(),
         }
     }
 

@@ -117,6 +117,7 @@ fn claimed(live: &LiveBindings, account_id: &str, namespace: &str, name: &str) -
 /// namespace in `scope` (`None`: all), and with no live binding that owns them there.
 pub fn judge(
     cluster: &str,
+    cluster_arn: Option<&str>,
     candidates: &[Candidate],
     live: &LiveBindings,
     scope: Option<&str>,
@@ -124,7 +125,10 @@ pub fn judge(
     let mut out: Vec<Orphan> = candidates
         .iter()
         .filter_map(|c| {
+            // The cluster ARN tag must match too (both absent, or equal): a same-named
+            // cluster in another region or account keeps its roles, even legacy ones.
             if c.tags.get(naming::TAG_CLUSTER).map(String::as_str) != Some(cluster)
+                || c.tags.get(naming::TAG_CLUSTER_ARN).map(String::as_str) != cluster_arn
                 || c.tags.contains_key(naming::TAG_RETAINED)
             {
                 return None;
@@ -239,6 +243,7 @@ async fn role_candidates(
 pub async fn find(
     client: &kube::Client,
     cluster: &str,
+    cluster_arn: Option<&str>,
     home_account_id: &str,
     role_path: &str,
     accounts: &[AccountToSweep],
@@ -258,13 +263,13 @@ pub async fn find(
         let expected: HashSet<String> = live_before
             .iter()
             .filter(|(_, a)| a.as_deref().is_none_or(|a| a == account.account_id))
-            .map(|((ns, name), _)| naming::role_name(cluster, ns, name))
+            .map(|((ns, name), _)| naming::role_name(cluster_arn.unwrap_or(cluster), ns, name))
             .collect();
         candidates.extend(role_candidates(account, role_path, &expected).await?);
     }
     let after = bindings_api.list(&ListParams::default()).await?.items;
     let live = live_bindings(&after, known_accounts, home_account_id);
-    Ok(judge(cluster, &candidates, &live, scope))
+    Ok(judge(cluster, cluster_arn, &candidates, &live, scope))
 }
 
 /// Deletes an orphaned role after checking again that its binding is still absent and the
@@ -327,6 +332,7 @@ pub async fn sweep_once(
     let orphans = find(
         &ctx.client,
         &settings.cluster_name,
+        settings.cluster_arn().as_deref(),
         &settings.account_id,
         &settings.role_path,
         &accounts,
@@ -406,9 +412,16 @@ pub struct OrphansCliArgs {
     /// Name of the cluster whose orphans to list (the `hatrack.dev/cluster` tag).
     #[arg(long, env = "HATRACK_CLUSTER_NAME")]
     pub cluster_name: String,
+    /// The cluster's region, as the controller's `--cluster-region`: with it, only roles tagged
+    /// with the cluster's ARN are this cluster's.
+    #[arg(long, env = "HATRACK_CLUSTER_REGION")]
+    pub cluster_region: Option<String>,
     /// The controller's own AWS account id.
     #[arg(long, env = "HATRACK_ACCOUNT_ID")]
     pub account_id: String,
+    /// AWS partition: aws, aws-cn, aws-us-gov.
+    #[arg(long, env = "HATRACK_PARTITION", default_value = "aws")]
+    pub partition: String,
     /// IAM path of hatrack's roles.
     #[arg(long, env = "HATRACK_ROLE_PATH", default_value = "/hatrack/")]
     pub role_path: String,
@@ -450,9 +463,16 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         &args.cluster_name,
     )
     .await;
+    let cluster_arn = args.cluster_region.as_ref().map(|region| {
+        format!(
+            "arn:{}:eks:{region}:{}:cluster/{}",
+            args.partition, args.account_id, args.cluster_name
+        )
+    });
     let orphans = find(
         &client,
         &args.cluster_name,
+        cluster_arn.as_deref(),
         &args.account_id,
         &args.role_path,
         &accounts,
@@ -514,7 +534,7 @@ mod tests {
     #[test]
     fn a_role_without_its_binding_is_an_orphan() {
         let c = [owned("111", "prod", "team", "gone")];
-        let found = judge("prod", &c, &live(&[("team", "kept", Some("111"))]), None);
+        let found = judge("prod", None, &c, &live(&[("team", "kept", Some("111"))]), None);
         assert_eq!(found.len(), 1);
         assert_eq!(
             (found[0].namespace.as_str(), found[0].binding.as_str()),
@@ -525,12 +545,12 @@ mod tests {
     #[test]
     fn a_role_with_its_binding_in_that_account_is_not() {
         let c = [owned("111", "prod", "team", "b")];
-        assert!(judge("prod", &c, &live(&[("team", "b", Some("111"))]), None).is_empty());
+        assert!(judge("prod", None, &c, &live(&[("team", "b", Some("111"))]), None).is_empty());
         // The binding's IAMAccount is unknown: its role could be anywhere, so never an orphan.
-        assert!(judge("prod", &c, &live(&[("team", "b", None)]), None).is_empty());
+        assert!(judge("prod", None, &c, &live(&[("team", "b", None)]), None).is_empty());
         // The binding lives in another account now: the role left here is an orphan.
         assert_eq!(
-            judge("prod", &c, &live(&[("team", "b", Some("222"))]), None).len(),
+            judge("prod", None, &c, &live(&[("team", "b", Some("222"))]), None).len(),
             1
         );
     }
@@ -547,7 +567,26 @@ mod tests {
             candidate("111", &[("team", "x")]),
             candidate("111", &[(naming::TAG_CLUSTER, "prod")]),
         ];
-        assert!(judge("prod", &c, &live(&[]), None).is_empty());
+        assert!(judge("prod", None, &c, &live(&[]), None).is_empty());
+    }
+
+    #[test]
+    fn a_same_named_cluster_elsewhere_keeps_its_roles() {
+        let ours = "arn:aws:eks:eu-west-1:111:cluster/prod";
+        let theirs = "arn:aws:eks:us-east-1:111:cluster/prod";
+        let tagged = |arn: Option<&str>| {
+            let mut c = owned("111", "prod", "team", "gone");
+            if let Some(arn) = arn {
+                c.tags.insert(naming::TAG_CLUSTER_ARN.into(), arn.into());
+            }
+            c
+        };
+        let c = [tagged(Some(theirs)), tagged(None)];
+        // Neither the other region's role nor a legacy role without the ARN tag is ours.
+        assert!(judge("prod", Some(ours), &c, &live(&[]), None).is_empty());
+        assert_eq!(judge("prod", Some(ours), &[tagged(Some(ours))], &live(&[]), None).len(), 1);
+        // A cluster without a region owns only roles without an ARN tag.
+        assert_eq!(judge("prod", None, &c, &live(&[]), None).len(), 1);
     }
 
     #[test]
@@ -556,7 +595,7 @@ mod tests {
             owned("111", "prod", "a", "x"),
             owned("111", "prod", "b", "x"),
         ];
-        let found = judge("prod", &c, &live(&[]), Some("b"));
+        let found = judge("prod", None, &c, &live(&[]), Some("b"));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].namespace, "b");
     }

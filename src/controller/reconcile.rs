@@ -18,6 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::cache::CachedBinding;
+use super::enforce;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
@@ -88,7 +89,7 @@ fn policy_caches_ready(ctx: &Context) -> Option<bool> {
     Some(ready)
 }
 
-fn binding_key(b: &IAMRoleBinding) -> String {
+pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
@@ -121,7 +122,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     };
 
     // 2. Guardrails, re-checked before any IAM write (one may have been added after the
-    //    binding was admitted). A violating binding's existing role is left as it is.
+    //    binding was admitted). A violating binding's role loses its grants (see enforce).
     //    The cache's guardrails are shared, not copied.
     let guardrails = ctx.guardrails.state();
     let ns_labels = ctx
@@ -136,22 +137,16 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         .map(|c| c.live_in_namespace(&ns))
         .unwrap_or(0)
         .max(1);
-    let violations = guardrail::check(binding, settings, &applicable, in_namespace);
+    let mut violations = guardrail::check(binding, settings, &applicable, in_namespace);
+    // The managed policies' contents are read from IAM only when the spec itself passes.
+    if violations.is_empty() {
+        match enforce::managed_policy_violations(binding, ctx, &target.iam, &applicable).await {
+            Ok(v) => violations = v,
+            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        }
+    }
     if !violations.is_empty() {
-        let message = violations
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        not_ready(
-            binding,
-            ctx,
-            reason::GUARDRAIL_VIOLATION,
-            &message,
-            Some(&desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+        return enforce::violated(binding, ctx, &target.iam, &desired, &violations, &applicable).await;
     }
     let mut desired = desired;
     guardrail::enforce_boundary(&mut desired, &applicable);
@@ -210,6 +205,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     // 4. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
+        cluster_arn: settings.cluster_arn(),
         namespace: ns.clone(),
         name: name.clone(),
     };
@@ -222,7 +218,19 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         }
         Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
     }
-    let (made, created, boundary_kept) = match sync_role(&target.iam, &desired, &owner).await {
+    let mut outcome = sync_role(&target.iam, &desired, &owner).await;
+    let current = naming::role_name(&settings.cluster_identity(), &ns, &name);
+    if binding.spec.adopt_role.is_none()
+        && matches!(outcome, Ok(SyncOutcome::NotOwned))
+        && desired.role.role_name != current
+    {
+        // The role an earlier version named after the cluster's name alone was claimed by a
+        // same-named cluster elsewhere: this cluster's role is the ARN-keyed one.
+        desired.role.role_name = current.clone();
+        desired.role.arn = settings.role_arn(&current);
+        outcome = sync_role(&target.iam, &desired, &owner).await;
+    }
+    let (made, created, boundary_kept) = match outcome {
         Ok(SyncOutcome::Synced {
             writes,
             created,
@@ -287,7 +295,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
         ));
     }
-    let new_status = build_status(
+    let mut new_status = build_status(
         binding,
         true,
         reason::SYNCED,
@@ -295,6 +303,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         Some(&desired),
         !made.is_empty(),
     );
+    enforce::restored(binding, ctx, &mut new_status).await;
     write_status(binding, ctx, new_status).await?;
     ctx.metrics.binding_ready(&binding_key(binding), Some(true));
     Ok(Action::requeue(ctx.jittered_resync()))
@@ -397,11 +406,18 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     let name = binding.name_any();
     // The name depends only on identity (or is the adopted role's), so cleanup works even
     // for an invalid spec.
-    let role_name = binding
-        .spec
-        .adopt_role
-        .clone()
-        .unwrap_or_else(|| naming::role_name(&settings.cluster_name, &ns, &name));
+    let role_name = binding.spec.adopt_role.clone().unwrap_or_else(|| {
+        naming::role_name_in_use(
+            &settings.cluster_identity(),
+            settings
+                .cluster_region
+                .is_some()
+                .then_some(settings.cluster_name.as_str()),
+            binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
+            &ns,
+            &name,
+        )
+    });
     let arn = match (&binding.spec.adopt_role, binding.status.as_ref()) {
         // An adopted role's path is its own: the ARN is the one status recorded.
         (Some(_), Some(st)) => st.role_arn.clone().unwrap_or_default(),
@@ -409,27 +425,27 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     };
     remove_annotations(binding, ctx, &arn).await?;
     if binding.deletion_policy() == DeletionPolicy::Retain {
-        let owner = Owner {
-            cluster: settings.cluster_name.clone(),
-            namespace: ns.clone(),
-            name: name.clone(),
-        };
-        // Not an orphan: the sweep leaves roles marked retained alone.
-        super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
-        publish(
-            ctx,
-            binding,
-            EventType::Normal,
-            "RoleRetained",
-            "Delete",
-            format!("Binding deleted; IAM role {role_name} retained (deletionPolicy: Retain)"),
-        )
-        .await;
-        ctx.metrics.binding_ready(&binding_key(binding), None);
-        return Ok(Action::await_change());
+        let applicable = enforce::applicable_guardrails(ctx, binding);
+        let refs: Vec<&crate::crd::IAMGuardrail> = applicable.iter().map(|g| g.as_ref()).collect();
+        // None: Retain is forbidden here, and the role goes like any other.
+        if let Some(action) =
+            enforce::retain_on_delete(binding, ctx, &target.iam, &role_name, &refs).await?
+        {
+            let owner = Owner {
+                cluster: settings.cluster_name.clone(),
+                cluster_arn: settings.cluster_arn(),
+                namespace: ns.clone(),
+                name: name.clone(),
+            };
+            // Not an orphan: the sweep leaves roles marked retained alone.
+            super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
+            ctx.metrics.binding_ready(&binding_key(binding), None);
+            return Ok(action);
+        }
     }
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
+        cluster_arn: settings.cluster_arn(),
         namespace: ns.clone(),
         name: name.clone(),
     };
@@ -533,7 +549,7 @@ async fn aws_failure(
     e.into()
 }
 
-async fn not_ready(
+pub(super) async fn not_ready(
     binding: &IAMRoleBinding,
     ctx: &Context,
     reason: &str,
@@ -564,7 +580,7 @@ async fn not_ready(
     Ok(())
 }
 
-fn build_status(
+pub(super) fn build_status(
     binding: &IAMRoleBinding,
     ready: bool,
     reason: &str,
@@ -602,7 +618,7 @@ fn build_status(
 
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
-async fn write_status(
+pub(super) async fn write_status(
     binding: &IAMRoleBinding,
     ctx: &Context,
     new: IAMRoleBindingStatus,
@@ -628,7 +644,7 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(
+pub(super) async fn publish(
     ctx: &Context,
     binding: &IAMRoleBinding,
     type_: EventType,

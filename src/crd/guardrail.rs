@@ -32,14 +32,48 @@ pub struct IAMGuardrailSpec {
     #[schemars(length(max = 200), inner(length(min = 1, max = 2048)))]
     pub allowed_managed_policy_arns: Option<Vec<String>>,
 
-    /// Actions no Allow statement of a binding's inline policies may grant, as patterns with
-    /// `*` and `?` (compared case-insensitively, as IAM does). A statement violates when its
-    /// actions could include a denied action (`"*"`, `"iam:*"`, `"IAM:createrole"` and
+    /// Managed policy ARNs a binding may not attach, as patterns with `*` and `?`
+    /// (case-sensitive, as ARNs are). Checked wherever the binding is (admission, controller,
+    /// offline), before anything is read from IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200), inner(length(min = 1, max = 2048)))]
+    pub denied_managed_policy_arns: Option<Vec<String>>,
+
+    /// Actions no Allow statement of a binding's policies may grant, as patterns with `*` and
+    /// `?` (compared case-insensitively, as IAM does): its inline policies everywhere, and the
+    /// default version of every attached managed policy in the controller (which reads them
+    /// from IAM; the webhook and the offline commands cannot, and say so). A statement violates
+    /// when its actions could include a denied action (`"*"`, `"iam:*"`, `"IAM:createrole"` and
     /// `"i*:Create*"` all intersect `"iam:*"`); an Allow with `NotAction` always violates.
     /// Deny statements never violate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200), inner(length(min = 1, max = 256)))]
     pub denied_actions: Option<Vec<String>>,
+
+    /// Actions no Allow statement may grant on every resource, patterns as in `deniedActions`:
+    /// a statement violates when its actions could include one of these and one of its
+    /// `Resource` patterns is `*` or matches any role of the account (`arn:aws:iam::*:role/*`,
+    /// `arn:aws:iam::<account>:role/*`), or it has `NotResource`. For actions whose resource is
+    /// a role (`iam:PassRole`, `sts:AssumeRole`): granting them on named roles stays allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200), inner(length(min = 1, max = 256)))]
+    pub denied_actions_on_all_resources: Option<Vec<String>>,
+
+    /// What the controller does when a binding violates this guardrail: `Revoke` (default)
+    /// removes every permission policy from the binding's role (inline policies deleted,
+    /// managed policies detached) until the binding complies, then puts them back; `Report`
+    /// only reports the violation and leaves the role as it is. Admission refuses violating
+    /// bindings either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+
+    /// What `deletionPolicy: Retain` may keep when a binding in scope is deleted. `Forbidden`:
+    /// bindings may not ask for Retain, and a role that a binding with Retain leaves anyway
+    /// is deleted; `WithoutTrust` (default): the role stays, its trust policy replaced by one
+    /// that lets nobody assume it; `WithTrust`: the role stays as it is. The strictest of the
+    /// applicable guardrails wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<RetainPolicy>,
 
     /// ARN of the permissions boundary every role in scope gets. The controller sets it on
     /// bindings that name none; a binding naming another boundary violates.
@@ -80,6 +114,30 @@ pub struct IAMGuardrailSpec {
 pub enum TrustMechanism {
     Irsa,
     PodIdentity,
+}
+
+/// What the controller does about a binding that violates a guardrail.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    /// Remove the role's permission policies until the binding complies.
+    #[default]
+    Revoke,
+    /// Report the violation (status, Event, metric); leave the role as it is.
+    Report,
+}
+
+/// What a role left by `deletionPolicy: Retain` may keep, from strictest to loosest.
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default,
+)]
+pub enum RetainPolicy {
+    /// Retain may not be asked for; the role is deleted all the same.
+    Forbidden,
+    /// The role stays, but nobody may assume it (its trust policy denies everyone).
+    #[default]
+    WithoutTrust,
+    /// The role stays as it is, trust included.
+    WithTrust,
 }
 
 /// Observed state of an IAMGuardrail.

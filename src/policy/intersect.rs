@@ -1,10 +1,31 @@
 //! Whether two IAM wildcard patterns (`*`, `?`) can match a common string: exact, not a
 //! prefix test. Used to decide whether a granted action pattern could include a denied one.
 
+/// The part of a pattern before its first wildcard.
+fn literal_prefix(p: &str) -> &str {
+    p.find(['*', '?']).map_or(p, |i| &p[..i])
+}
+
 /// Whether some string matches both `a` and `b`. Breadth-first search over pairs of pattern
 /// positions, O(|a|·|b|): `*` may match nothing or swallow one character the other side
 /// consumes; two literals must agree (case-insensitively when asked), `?` agrees with anything.
 pub fn patterns_intersect(a: &str, b: &str, ignore_case: bool) -> bool {
+    // Fast rejection: a common string starts with both literal prefixes (up to the first
+    // wildcard), so the shorter must begin the longer. Most pairs (other services) end here.
+    // (Bytes, and ASCII case folding: action and ARN patterns are ASCII; others skip this.)
+    let (pa, pb) = (literal_prefix(a), literal_prefix(b));
+    if pa.is_ascii() && pb.is_ascii() {
+        let agree = pa.bytes().zip(pb.bytes()).all(|(x, y)| {
+            if ignore_case {
+                x.eq_ignore_ascii_case(&y)
+            } else {
+                x == y
+            }
+        });
+        if !agree {
+            return false;
+        }
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let (n, m) = (a.len(), b.len());

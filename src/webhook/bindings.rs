@@ -15,7 +15,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::binding_admission::{BindingContext, admit};
+use crate::binding_admission::{BindingContext, admit, unchecked};
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
 use crate::settings::Settings;
 
@@ -165,8 +165,13 @@ pub fn review_binding(
                 binding.metadata.namespace = request.namespace.clone();
             }
             let ns = binding.namespace().unwrap_or_default();
-            let problems = admit(&binding, old.as_ref(), settings, &view.context(&ns));
+            let context = view.context(&ns);
+            let problems = admit(&binding, old.as_ref(), settings, &context);
             if problems.is_empty() {
+                let mut response = response;
+                if let Some(note) = unchecked(&binding, &context) {
+                    response.warnings = Some(vec![note]);
+                }
                 response
             } else {
                 tracing::info!(problems = problems.len(), "denied IAMRoleBinding");

@@ -87,6 +87,11 @@ same name in two namespaces (e.g. one per controller.watchNamespace) do not coll
 {{- printf "%s-%s-webhook" (include "hatrack.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
+{{/* The default IAMGuardrail is cluster-scoped: its name carries the namespace too. */}}
+{{- define "hatrack.defaultGuardrailName" -}}
+{{- printf "%s-%s-default" (include "hatrack.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{/* The ValidatingWebhookConfiguration is cluster-scoped: its name carries the namespace. */}}
 {{- define "hatrack.webhookConfigurationName" -}}
 {{- printf "%s-%s" (include "hatrack.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}

@@ -1,0 +1,451 @@
+//! Guardrails with teeth: the controller's side of enforcement. Managed policies are read
+//! from IAM (default version, cached by ARN and version) so `deniedActions` applies to them;
+//! a binding that violates a guardrail has its role's permission policies taken away
+//! (`enforcement: Revoke`, the default) until it complies, and they are put back then; a role
+//! left by `deletionPolicy: Retain` loses its trust unless a guardrail allows it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::{Value, json};
+
+use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
+use super::status::reason;
+use super::{Context, Error};
+use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
+use crate::guardrail::{self, ManagedPolicyDocument, Violation};
+use crate::iam::{Iam, IamError};
+use crate::role::{Change, DesiredRole};
+
+/// Condition type that says whether the role's grants are revoked.
+pub const GRANTS_REVOKED: &str = "GrantsRevoked";
+
+/// How long a managed policy's default version is trusted before GetPolicy asks again.
+/// Documents are cached by (ARN, version) for good: a version's document never changes.
+pub const POLICY_VERSION_TTL: Duration = Duration::from_secs(60);
+
+struct CachedPolicy {
+    version_id: String,
+    document: Arc<Value>,
+    checked: Instant,
+}
+
+/// Managed policy documents by ARN, with the version they were read at.
+#[derive(Default)]
+pub struct ManagedPolicyCache {
+    entries: Mutex<HashMap<String, CachedPolicy>>,
+}
+
+impl ManagedPolicyCache {
+    /// The default version's document of each policy that exists (a missing one is skipped:
+    /// attaching it fails, and that is reported by the sync). GetPolicy at most once per
+    /// [`POLICY_VERSION_TTL`] per ARN; GetPolicyVersion only when the version changed.
+    pub async fn documents(
+        &self,
+        iam: &Iam,
+        arns: &[String],
+    ) -> Result<Vec<ManagedPolicyDocument>, IamError> {
+        let mut out = Vec::with_capacity(arns.len());
+        for arn in arns {
+            let fresh = self.entries.lock().ok().and_then(|e| {
+                e.get(arn)
+                    .filter(|c| c.checked.elapsed() < POLICY_VERSION_TTL)
+                    .map(|c| (c.version_id.clone(), c.document.clone()))
+            });
+            let (version_id, document) = match fresh {
+                Some(hit) => hit,
+                None => {
+                    let Some(version_id) = iam.policy_default_version(arn).await? else {
+                        continue;
+                    };
+                    let known = self.entries.lock().ok().and_then(|e| {
+                        e.get(arn)
+                            .filter(|c| c.version_id == version_id)
+                            .map(|c| c.document.clone())
+                    });
+                    let document = match known {
+                        Some(d) => d,
+                        None => Arc::new(iam.policy_version_document(arn, &version_id).await?),
+                    };
+                    if let Ok(mut e) = self.entries.lock() {
+                        e.insert(
+                            arn.clone(),
+                            CachedPolicy {
+                                version_id: version_id.clone(),
+                                document: document.clone(),
+                                checked: Instant::now(),
+                            },
+                        );
+                    }
+                    (version_id, document)
+                }
+            };
+            out.push(ManagedPolicyDocument {
+                arn: arn.clone(),
+                version_id,
+                document: document.as_ref().clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The violations of the binding's managed policies' contents, read from IAM when an
+/// applicable guardrail has action rules.
+pub async fn managed_policy_violations(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    iam: &Iam,
+    applicable: &[&IAMGuardrail],
+) -> Result<Vec<Violation>, IamError> {
+    if !guardrail::needs_managed_documents(binding, applicable) {
+        return Ok(Vec::new());
+    }
+    let docs = ctx
+        .managed_policies
+        .documents(iam, &binding.spec.managed_policy_arns)
+        .await?;
+    Ok(guardrail::check_managed(
+        binding,
+        &ctx.settings,
+        applicable,
+        &docs,
+    ))
+}
+
+/// The writes that take every grant from a role: its inline policies deleted, its managed
+/// policies detached. Trust, tags and boundary stay, so the grants can be put back.
+pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
+    let mut changes: Vec<Change> = actual
+        .inline_policies
+        .keys()
+        .map(|n| Change::DeleteRolePolicy(n.clone()))
+        .collect();
+    changes.extend(
+        actual
+            .managed_policy_arns
+            .iter()
+            .map(|a| Change::DetachRolePolicy(a.clone())),
+    );
+    changes
+}
+
+/// Handles a binding that violates a guardrail: reports it and, unless every violated
+/// guardrail says `Report`, takes the role's grants away.
+pub async fn violated(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    iam: &Iam,
+    desired: &DesiredRole,
+    violations: &[Violation],
+    applicable: &[&IAMGuardrail],
+) -> Result<Action, Error> {
+    let mut message = violations
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if guardrail::enforcement(violations, applicable) == Enforcement::Report {
+        message.push_str("; the role is left as it is (enforcement: Report)");
+        not_ready(
+            binding,
+            ctx,
+            reason::GUARDRAIL_VIOLATION,
+            &message,
+            Some(desired),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.jittered_resync()));
+    }
+    let role_name = &desired.role.role_name;
+    let actual = match iam.get_role(role_name).await {
+        Ok(a) => a,
+        Err(e) => return Err(e.into()),
+    };
+    let owner = owner(ctx, &desired.namespace, &desired.name);
+    let owned = actual.as_ref().is_some_and(|a| owner.owns(&a.tags));
+    let Some(actual) = actual.filter(|_| owned) else {
+        // No role of ours: nothing to take away, and none is made.
+        message.push_str("; no IAM role is created or changed until the binding complies");
+        not_ready(
+            binding,
+            ctx,
+            reason::GUARDRAIL_VIOLATION,
+            &message,
+            Some(desired),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.jittered_resync()));
+    };
+    let changes = revocation(&actual);
+    let mut removed = Vec::new();
+    for change in &changes {
+        iam.apply(&desired.role, change).await?;
+        removed.push(match change {
+            Change::DeleteRolePolicy(n) => format!("deleted inline policy {n}"),
+            Change::DetachRolePolicy(a) => format!("detached managed policy {a}"),
+            other => other.operation().to_string(),
+        });
+    }
+    let inline = actual.inline_policies.len();
+    let managed = actual.managed_policy_arns.len();
+    if !removed.is_empty() {
+        ctx.metrics.grants_revoked(inline, managed);
+        tracing::warn!(role = %role_name, removed = ?removed, "revoked the grants of a role whose binding violates a guardrail");
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            "GrantsRevoked",
+            "Reconcile",
+            format!(
+                "Revoked the grants of IAM role {role_name} ({}): {message}",
+                removed.join(", ")
+            ),
+        )
+        .await;
+    }
+    message.push_str(&format!(
+        "; the permission policies of IAM role {role_name} are revoked until the binding complies"
+    ));
+    // Ready False with the violation, and GrantsRevoked True saying what was taken (kept from
+    // the first revocation while later passes find nothing left to remove).
+    let was = binding.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    });
+    if removed.is_empty() && was != Some((reason::GUARDRAIL_VIOLATION.into(), message.clone())) {
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            reason::GUARDRAIL_VIOLATION,
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+    }
+    let mut st = build_status(
+        binding,
+        false,
+        reason::GUARDRAIL_VIOLATION,
+        &message,
+        Some(desired),
+        false,
+    );
+    let what = if removed.is_empty() {
+        previous_revocation(binding).unwrap_or_else(|| "the role holds no grants".into())
+    } else {
+        removed.join(", ")
+    };
+    set_condition(
+        &mut st,
+        binding.metadata.generation,
+        true,
+        reason::GUARDRAIL_VIOLATION,
+        &what,
+    );
+    write_status(binding, ctx, st).await?;
+    ctx.metrics
+        .binding_ready(&binding_key(binding), Some(false));
+    Ok(Action::requeue(ctx.jittered_resync()))
+}
+
+fn previous_revocation(binding: &IAMRoleBinding) -> Option<String> {
+    binding.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == GRANTS_REVOKED && c.status == "True")
+            .map(|c| c.message.clone())
+    })
+}
+
+/// Called when a binding is in sync again: if its grants had been revoked, says they are
+/// back (condition, Event, metric).
+pub async fn restored(binding: &IAMRoleBinding, ctx: &Context, st: &mut IAMRoleBindingStatus) {
+    if previous_revocation(binding).is_none() {
+        return;
+    }
+    let role = st.role_name.clone().unwrap_or_default();
+    ctx.metrics.grants_restored();
+    publish(
+        ctx,
+        binding,
+        EventType::Normal,
+        "GrantsRestored",
+        "Reconcile",
+        format!("The binding complies with its guardrails again; the grants of IAM role {role} are restored"),
+    )
+    .await;
+    set_condition(
+        st,
+        binding.metadata.generation,
+        false,
+        "Compliant",
+        "the binding complies with its guardrails; its grants are in place",
+    );
+}
+
+fn set_condition(
+    st: &mut IAMRoleBindingStatus,
+    generation: Option<i64>,
+    revoked: bool,
+    reason: &str,
+    message: &str,
+) {
+    let status = if revoked { "True" } else { "False" };
+    let now = Time(jiff::Timestamp::now());
+    let last_transition_time = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == GRANTS_REVOKED && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(now);
+    st.conditions.retain(|c| c.type_ != GRANTS_REVOKED);
+    st.conditions.push(Condition {
+        type_: GRANTS_REVOKED.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.chars().take(32_000).collect(),
+        observed_generation: generation,
+        last_transition_time,
+    });
+}
+
+/// The trust policy of a role left by `deletionPolicy: Retain` without trust: nobody may
+/// assume it: no Allow at all, and a Deny of every assume action for every principal (IAM
+/// wants at least one statement, and only assume actions in a trust policy).
+pub fn untrusted_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "RetainedWithoutTrust",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"]
+        }]
+    })
+}
+
+/// Cleanup of a binding with `deletionPolicy: Retain`, as the applicable guardrails allow:
+/// `None` when Retain is forbidden (the caller deletes the role); otherwise the role stays,
+/// with its trust replaced by [`untrusted_policy`] unless a guardrail allows `WithTrust`.
+pub async fn retain_on_delete(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    iam: &Iam,
+    role_name: &str,
+    applicable: &[&IAMGuardrail],
+) -> Result<Option<Action>, Error> {
+    let policy = guardrail::retain_policy(applicable);
+    if policy == RetainPolicy::Forbidden {
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            "RetainForbidden",
+            "Delete",
+            format!("deletionPolicy: Retain is forbidden by an IAMGuardrail here; IAM role {role_name} is deleted"),
+        )
+        .await;
+        return Ok(None);
+    }
+    let mut note =
+        format!("Binding deleted; IAM role {role_name} retained (deletionPolicy: Retain)");
+    if policy == RetainPolicy::WithoutTrust {
+        let ns = binding.namespace().unwrap_or_default();
+        let actual = iam.get_role(role_name).await?;
+        let owner = owner(ctx, &ns, &binding.name_any());
+        if let Some(actual) = actual.filter(|a| owner.owns(&a.tags)) {
+            let untrusted = untrusted_policy();
+            if !crate::policy::equivalent(&actual.assume_role_policy, &untrusted) {
+                iam
+                    .apply(&actual, &Change::UpdateAssumeRolePolicy(untrusted))
+                    .await?;
+            }
+        }
+        note.push_str(" without trust: nobody may assume it (an IAMGuardrail with retain: WithTrust keeps the trust)");
+    }
+    publish(
+        ctx,
+        binding,
+        EventType::Normal,
+        "RoleRetained",
+        "Delete",
+        note,
+    )
+    .await;
+    Ok(Some(Action::await_change()))
+}
+
+fn owner(ctx: &Context, namespace: &str, name: &str) -> crate::sync::Owner {
+    crate::sync::Owner {
+        cluster: ctx.settings.cluster_name.clone(),
+        cluster_arn: ctx.settings.cluster_arn(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// The guardrails that apply to the binding's namespace now.
+pub fn applicable_guardrails(ctx: &Context, binding: &IAMRoleBinding) -> Vec<Arc<IAMGuardrail>> {
+    let ns = binding.namespace().unwrap_or_default();
+    let labels = ctx
+        .namespaces
+        .get(&kube::runtime::reflector::ObjectRef::new(&ns))
+        .map(|n| n.labels().clone())
+        .unwrap_or_default();
+    ctx.guardrails
+        .state()
+        .into_iter()
+        .filter(|g| guardrail::selector_matches(g.spec.namespace_selector.as_ref(), &labels))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::eval::{Decision, Principal, Request, evaluate};
+
+    #[test]
+    fn revocation_removes_every_permission_policy_and_nothing_else() {
+        let mut actual = crate::role::ActualRole::default();
+        actual
+            .inline_policies
+            .insert("a".into(), json!({"Statement": []}));
+        actual
+            .managed_policy_arns
+            .insert("arn:aws:iam::aws:policy/IAMFullAccess".into());
+        let ops: Vec<_> = revocation(&actual).iter().map(Change::operation).collect();
+        assert_eq!(ops, ["DeleteRolePolicy", "DetachRolePolicy"]);
+        assert!(revocation(&crate::role::ActualRole::default()).is_empty());
+    }
+
+    #[test]
+    fn a_retained_role_without_trust_admits_nobody() {
+        let doc = untrusted_policy();
+        for request in [
+            Request {
+                principal: Some(Principal::Service("pods.eks.amazonaws.com".into())),
+                action: "sts:AssumeRole".into(),
+                ..Request::default()
+            },
+            Request {
+                principal: Some(Principal::Federated(
+                    "arn:aws:iam::111122223333:oidc-provider/x".into(),
+                )),
+                action: "sts:AssumeRoleWithWebIdentity".into(),
+                ..Request::default()
+            },
+        ] {
+            assert_ne!(evaluate(&doc, &request).unwrap(), Decision::Allow);
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! A cluster's identity that cannot collide (issue 14), against a real moto IAM server: two
+//! clusters with the same name in different regions get different roles, neither can assume,
+//! modify or delete the other's, and a role made by an earlier version (named after the
+//! cluster's name alone) is migrated in place by the first cluster that owns it.
+
+mod support;
+
+use hatrack::crd::IAMRoleBinding;
+use hatrack::naming;
+use hatrack::policy::eval::{Decision, Principal, Request, evaluate};
+use hatrack::role::{self, DesiredRole};
+use hatrack::settings::Settings;
+use hatrack::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
+use hatrack::trust::POD_IDENTITY_PRINCIPAL;
+use serde_json::json;
+use support::moto::Moto;
+
+const ACCOUNT: &str = "123456789012";
+
+/// Cluster `prod` in `region` (`None`: an earlier version, which knew only the name).
+fn cluster(region: Option<&str>) -> Settings {
+    let mut s = Settings::example();
+    s.account_id = ACCOUNT.into();
+    s.cluster_name = "prod".into();
+    s.cluster_region = region.map(str::to_string);
+    s
+}
+
+fn binding(status_role_name: Option<&str>) -> IAMRoleBinding {
+    let mut b: IAMRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+        "metadata": {"name": "reader", "namespace": "payments"},
+        "spec": {"serviceAccounts": ["api"], "trust": {"podIdentity": {}},
+                 "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}
+    }))
+    .unwrap();
+    if let Some(name) = status_role_name {
+        b.status = Some(hatrack::crd::IAMRoleBindingStatus {
+            role_name: Some(name.into()),
+            ..Default::default()
+        });
+    }
+    b
+}
+
+fn desired(s: &Settings, b: &IAMRoleBinding) -> DesiredRole {
+    role::desired_role(b, s).expect("valid binding")
+}
+
+fn owner(s: &Settings) -> Owner {
+    Owner {
+        cluster: s.cluster_name.clone(),
+        cluster_arn: s.cluster_arn(),
+        namespace: "payments".into(),
+        name: "reader".into(),
+    }
+}
+
+/// EKS Pod Identity assuming a role for pod `payments/api` of cluster `s`, with the session
+/// tags EKS documents.
+fn pod_of(s: &Settings) -> Request {
+    Request {
+        principal: Some(Principal::Service(POD_IDENTITY_PRINCIPAL.into())),
+        action: "sts:AssumeRole".into(),
+        ..Request::default()
+    }
+    .with("aws:SourceAccount", ACCOUNT)
+    .with("aws:RequestTag/eks-cluster-arn", &s.cluster_arn().unwrap())
+    .with("aws:RequestTag/eks-cluster-name", &s.cluster_name)
+    .with("aws:RequestTag/kubernetes-namespace", "payments")
+    .with("aws:RequestTag/kubernetes-service-account", "api")
+}
+
+#[tokio::test]
+async fn same_named_clusters_in_two_regions_get_separate_roles_neither_can_take_over() {
+    let moto = Moto::start();
+    let (iam, _) = moto.iam();
+    let eu = cluster(Some("eu-west-1"));
+    let us = cluster(Some("us-east-1"));
+    let (d_eu, d_us) = (desired(&eu, &binding(None)), desired(&us, &binding(None)));
+    assert_ne!(d_eu.role.role_name, d_us.role.role_name);
+    for (d, s) in [(&d_eu, &eu), (&d_us, &us)] {
+        match sync_role(&iam, d, &owner(s)).await.unwrap() {
+            SyncOutcome::Synced { created, .. } => assert!(created),
+            SyncOutcome::NotOwned => panic!("{} not owned", d.role.role_name),
+        }
+    }
+    let role_eu = iam.get_role(&d_eu.role.role_name).await.unwrap().unwrap();
+    let role_us = iam.get_role(&d_us.role.role_name).await.unwrap().unwrap();
+    assert_eq!(
+        role_eu
+            .tags
+            .get(naming::TAG_CLUSTER_ARN)
+            .map(String::as_str),
+        Some("arn:aws:eks:eu-west-1:123456789012:cluster/prod")
+    );
+
+    // Each role's trust admits only its own cluster's pods, though names, namespace and
+    // ServiceAccount are the same.
+    let may = |trust: &serde_json::Value, s: &Settings| {
+        evaluate(trust, &pod_of(s)).unwrap() == Decision::Allow
+    };
+    assert!(may(&role_eu.assume_role_policy, &eu));
+    assert!(!may(&role_eu.assume_role_policy, &us));
+    assert!(may(&role_us.assume_role_policy, &us));
+    assert!(!may(&role_us.assume_role_policy, &eu));
+
+    // us cannot sync its binding onto eu's role, nor delete it.
+    let mut hijack = d_us.clone();
+    hijack.role.role_name = d_eu.role.role_name.clone();
+    assert_eq!(
+        sync_role(&iam, &hijack, &owner(&us)).await.unwrap(),
+        SyncOutcome::NotOwned
+    );
+    assert_eq!(
+        delete_owned_role(&iam, &d_eu.role.role_name, &owner(&us))
+            .await
+            .unwrap(),
+        CleanupOutcome::NotOwned
+    );
+    let after = iam.get_role(&d_eu.role.role_name).await.unwrap().unwrap();
+    assert_eq!(after.assume_role_policy, role_eu.assume_role_policy);
+    assert_eq!(after.tags, role_eu.tags);
+    let _ = role_us;
+}
+
+#[tokio::test]
+async fn a_role_made_by_an_earlier_version_is_migrated_in_place_by_its_first_owner() {
+    let moto = Moto::start();
+    let (iam, metrics) = moto.iam();
+    // An earlier version, which keyed names and ownership on the cluster's name alone.
+    let legacy = cluster(None);
+    let d_legacy = desired(&legacy, &binding(None));
+    let legacy_name = d_legacy.role.role_name.clone();
+    sync_role(&iam, &d_legacy, &owner(&legacy)).await.unwrap();
+    assert!(
+        !iam.get_role(&legacy_name)
+            .await
+            .unwrap()
+            .unwrap()
+            .tags
+            .contains_key(naming::TAG_CLUSTER_ARN)
+    );
+
+    // Upgraded with its region: the binding's status names the legacy role, which is kept,
+    // tagged with the cluster's ARN and pinned to it; no role is created.
+    let eu = cluster(Some("eu-west-1"));
+    let d_eu = desired(&eu, &binding(Some(&legacy_name)));
+    assert_eq!(d_eu.role.role_name, legacy_name);
+    let creates_before = metrics
+        .iam_call_counts()
+        .get(&("CreateRole".to_string(), "success".to_string()))
+        .copied();
+    match sync_role(&iam, &d_eu, &owner(&eu)).await.unwrap() {
+        SyncOutcome::Synced {
+            created, writes, ..
+        } => {
+            assert!(!created, "{writes:?}");
+            assert!(writes.contains(&"TagRole") && writes.contains(&"UpdateAssumeRolePolicy"));
+        }
+        SyncOutcome::NotOwned => panic!("the legacy role was not recognised"),
+    }
+    assert_eq!(
+        metrics
+            .iam_call_counts()
+            .get(&("CreateRole".to_string(), "success".to_string()))
+            .copied(),
+        creates_before
+    );
+    let migrated = iam.get_role(&legacy_name).await.unwrap().unwrap();
+    assert_eq!(
+        migrated.tags.get(naming::TAG_CLUSTER_ARN),
+        eu.cluster_arn().as_ref()
+    );
+    assert_eq!(
+        evaluate(&migrated.assume_role_policy, &pod_of(&eu)).unwrap(),
+        Decision::Allow
+    );
+
+    // The same-named cluster in us-east-1, whose binding status names the same legacy role:
+    // the role is eu's now, so us does not own it (its controller falls back to the role
+    // keyed on its own ARN) and cannot assume it.
+    let us = cluster(Some("us-east-1"));
+    let d_us = desired(&us, &binding(Some(&legacy_name)));
+    assert_eq!(d_us.role.role_name, legacy_name);
+    assert_eq!(
+        sync_role(&iam, &d_us, &owner(&us)).await.unwrap(),
+        SyncOutcome::NotOwned
+    );
+    assert_ne!(
+        evaluate(&migrated.assume_role_policy, &pod_of(&us)).unwrap(),
+        Decision::Allow
+    );
+    let own = naming::role_name(&us.cluster_identity(), "payments", "reader");
+    assert_ne!(own, legacy_name);
+}

@@ -1,0 +1,483 @@
+//! Guardrails with teeth (issue 14), on the real test API server and a moto IAM server with
+//! AWS's managed policies loaded: a guardrail added after a role exists takes its grants away
+//! until the binding complies and they come back; `deniedActions` finds actions inside an
+//! attached managed policy; a restart with a violating binding in place never applies it;
+//! `deletionPolicy: Retain` keeps no trust, or is refused where a guardrail forbids it.
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hatrack::naming;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use support::cluster::cluster_with_crds;
+use support::controller::*;
+use support::moto::Moto;
+
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+const IAM_FULL_ACCESS: &str = "arn:aws:iam::aws:policy/IAMFullAccess";
+
+fn role_name(ns: &str, name: &str) -> String {
+    naming::role_name(&settings().cluster_name, ns, name)
+}
+
+/// A guardrail named `<ns>-<name>` that selects only namespace `ns` (guardrails are
+/// cluster-wide and the tests share the API server).
+async fn create_guardrail(client: &kube::Client, ns: &str, name: &str, mut spec: Value) {
+    spec["namespaceSelector"] = json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
+    let api: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
+    let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": format!("{ns}-{name}")}, "spec": spec})).unwrap();
+    api.create(&PostParams::default(), &g)
+        .await
+        .expect("create guardrail");
+}
+
+async fn delete_guardrail(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
+    api.delete(&format!("{ns}-{name}"), &Default::default())
+        .await
+        .expect("delete guardrail");
+}
+
+async fn role(moto: &Moto, name: &str) -> Option<hatrack::role::Role> {
+    let (iam, _) = moto.iam();
+    iam.get_role(name).await.expect("get role")
+}
+
+/// The binding's condition of `type_`: (status, reason, message).
+fn condition(b: &hatrack::crd::IAMRoleBinding, type_: &str) -> Option<(String, String, String)> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn event_reasons(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+async fn wait_event(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
+    wait_for(20, &format!("Event {reason} for {name}"), || async {
+        event_reasons(client, ns, name)
+            .await
+            .into_iter()
+            .find(|(r, _)| r == reason)
+            .map(|(_, note)| note)
+    })
+    .await
+}
+
+fn passes_any_role(resource: &str) -> Value {
+    json!({
+        "serviceAccounts": ["api"],
+        "managedPolicyArns": [READ_ONLY],
+        "inlinePolicies": {"deploy": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iam:PassRole", "ecs:RunTask"], "Resource": resource}
+        ]}}
+    })
+}
+
+#[tokio::test]
+async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_binding_complies() {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("revoke").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let controller =
+        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+
+    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    let name = role_name(ns, "deployer");
+    let before = role(&moto, &name).await.expect("role made");
+    assert_eq!(before.inline_policies.len(), 1);
+    assert_eq!(before.managed_policy_arns.len(), 1);
+
+    // The platform team forbids passing any role: the existing role loses every grant.
+    create_guardrail(
+        &client,
+        ns,
+        "no-pass-any",
+        json!({"deniedActionsOnAllResources": ["iam:PassRole", "sts:AssumeRole"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    let (_, _, message) = ready(&b).unwrap();
+    assert!(
+        message.contains(&format!(
+            "IAMGuardrail {ns}-no-pass-any: spec.inlinePolicies.deploy.Statement[0].Action[0]"
+        )) && message.contains("revoked until the binding complies"),
+        "{message}"
+    );
+    let revoked = role(&moto, &name).await.expect("the role itself stays");
+    assert!(
+        revoked.inline_policies.is_empty() && revoked.managed_policy_arns.is_empty(),
+        "grants left on a violating role: {revoked:?}"
+    );
+    assert_eq!(
+        revoked.assume_role_policy, before.assume_role_policy,
+        "trust is kept so the grants can come back"
+    );
+    let (status, _, what) = condition(&b, "GrantsRevoked").expect("GrantsRevoked condition");
+    assert_eq!(status, "True");
+    assert!(
+        what.contains("deleted inline policy deploy") && what.contains(READ_ONLY),
+        "{what}"
+    );
+    let note = wait_event(&client, ns, "deployer", "GrantsRevoked").await;
+    assert!(note.contains(&name), "{note}");
+    let metrics = controller.metrics.encode();
+    assert!(
+        metrics.contains("hatrack_grants_revoked_total{kind=\"inline\"} 1")
+            && metrics.contains("hatrack_grants_revoked_total{kind=\"managed\"} 1"),
+        "{metrics}"
+    );
+
+    // The team names the role it passes: compliant, and the grants are back.
+    let named = format!("arn:aws:iam::{ACCOUNT}:role/ecs-task-runner");
+    patch_spec(
+        &client,
+        ns,
+        "deployer",
+        json!({"inlinePolicies": passes_any_role(&named)["inlinePolicies"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    let restored = role(&moto, &name).await.unwrap();
+    assert_eq!(
+        restored.managed_policy_arns.iter().collect::<Vec<_>>(),
+        [READ_ONLY]
+    );
+    assert_eq!(
+        restored.inline_policies["deploy"]["Statement"][0]["Resource"],
+        json!(named)
+    );
+    let (status, reason, _) = condition(&b, "GrantsRevoked").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Compliant"));
+    wait_event(&client, ns, "deployer", "GrantsRestored").await;
+    assert!(
+        controller
+            .metrics
+            .encode()
+            .contains("hatrack_grants_restored_total 1")
+    );
+    delete_guardrail(&client, ns, "no-pass-any").await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn report_enforcement_leaves_the_role_as_it_is() {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("report").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let controller =
+        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    create_guardrail(
+        &client,
+        ns,
+        "report",
+        json!({"deniedActionsOnAllResources": ["iam:PassRole"], "enforcement": "Report"}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    assert!(ready(&b).unwrap().2.contains("enforcement: Report"));
+    let kept = role(&moto, &role_name(ns, "deployer")).await.unwrap();
+    assert_eq!(kept.inline_policies.len(), 1);
+    assert_eq!(kept.managed_policy_arns.len(), 1);
+    assert!(condition(&b, "GrantsRevoked").is_none());
+    delete_guardrail(&client, ns, "report").await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn denied_actions_are_found_inside_an_attached_managed_policy() {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("managed").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    create_guardrail(&client, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    let controller =
+        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+
+    // IAMFullAccess grants iam:* in its default version: read from IAM, refused.
+    create_binding(
+        &client,
+        ns,
+        "iam-admin",
+        json!({"serviceAccounts": ["api"], "managedPolicyArns": [IAM_FULL_ACCESS]}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, ns, "iam-admin", "GuardrailViolation", 30).await;
+    let (_, _, message) = ready(&b).unwrap();
+    assert!(
+        message.contains(&format!(
+            "IAMGuardrail {ns}-no-iam: spec.managedPolicyArns[0]: managed policy {IAM_FULL_ACCESS} (version v"
+        )) && message.contains("\"iam:*\" could grant \"iam:*\""),
+        "{message}"
+    );
+    assert!(
+        role(&moto, &role_name(ns, "iam-admin")).await.is_none(),
+        "no role for a binding whose managed policy breaks a guardrail"
+    );
+
+    // A managed policy without IAM actions passes, and is read once: later reconciles use
+    // the cached version.
+    create_binding(
+        &client,
+        ns,
+        "s3-reader",
+        json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}),
+    )
+    .await;
+    wait_ready_reason(&client, ns, "s3-reader", "Synced", 30).await;
+    let counts = controller.metrics.iam_call_counts();
+    let calls = |op: &str| {
+        counts
+            .iter()
+            .filter(|((o, _), _)| o == op)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    assert!(calls("GetPolicy") >= 2, "{counts:?}");
+    assert_eq!(
+        calls("GetPolicyVersion"),
+        2,
+        "one document per policy and version: {counts:?}"
+    );
+    delete_guardrail(&client, ns, "no-iam").await;
+    controller.stop().await;
+}
+
+/// A client layer that holds back the answers to guardrail requests for a while: the
+/// controller's guardrail cache stays empty, as after a restart whose guardrail lists are
+/// slow, while everything else (bindings, namespaces) is answered at once.
+#[derive(Clone)]
+struct HoldGuardrails<S> {
+    inner: S,
+    until: tokio::time::Instant,
+}
+
+impl<S> tower::Layer<S> for HoldGuardrailsLayer {
+    type Service = HoldGuardrails<S>;
+    fn layer(&self, inner: S) -> HoldGuardrails<S> {
+        HoldGuardrails {
+            inner,
+            until: self.0,
+        }
+    }
+}
+
+struct HoldGuardrailsLayer(tokio::time::Instant);
+
+impl<S, B> tower::Service<http::Request<B>> for HoldGuardrails<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let hold = req.uri().path().contains("/iamguardrails");
+        let until = self.until;
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            if hold {
+                tokio::time::sleep_until(until).await;
+            }
+            answer.await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("restart").await;
+    let ns = ns.as_str();
+    let admin = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    // While no controller runs (a restart, a leader change): a guardrail, and a binding that
+    // breaks it, admitted because no webhook was there to refuse it.
+    create_guardrail(&admin, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    create_binding(
+        &admin,
+        ns,
+        "escalates",
+        json!({"serviceAccounts": ["api"], "inlinePolicies": {"pass": {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}}}),
+    )
+    .await;
+    // The controller comes up with its guardrail lists held back for 3 s.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&HoldGuardrailsLayer(held_until))
+        .build();
+    let controller = RunningController::start_in(ns, client, &moto, Duration::from_secs(600));
+    // While the guardrails are held back, the binding gets neither a role nor a status.
+    while tokio::time::Instant::now() < held_until {
+        assert!(
+            hatrack_roles(&moto).await.is_empty(),
+            "a role was made before the guardrails were known"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = wait_ready_reason(&admin, ns, "escalates", "GuardrailViolation", 30).await;
+    assert!(
+        ready(&b)
+            .unwrap()
+            .2
+            .contains(&format!("IAMGuardrail {ns}-no-iam"))
+    );
+    assert!(
+        hatrack_roles(&moto).await.is_empty(),
+        "a violating binding got a role"
+    );
+    delete_guardrail(&admin, ns, "no-iam").await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("retain").await;
+    let ns = ns.as_str();
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let controller =
+        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+
+    // No guardrail says otherwise: the role stays, but nobody may assume it.
+    create_binding(
+        &client,
+        ns,
+        "keeper",
+        json!({"serviceAccounts": ["api"], "managedPolicyArns": [READ_ONLY], "deletionPolicy": "Retain"}),
+    )
+    .await;
+    wait_ready_reason(&client, ns, "keeper", "Synced", 30).await;
+    delete_binding(&client, ns, "keeper").await;
+    wait_for(30, "binding gone", || async {
+        get_binding(&client, ns, "keeper")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let kept = role(&moto, &role_name(ns, "keeper"))
+        .await
+        .expect("Retain keeps the role");
+    let subject = format!("system:serviceaccount:{ns}:api");
+    let web_identity = hatrack::policy::eval::Request {
+        principal: Some(hatrack::policy::eval::Principal::Federated(format!(
+            "arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER_HOST_PATH}"
+        ))),
+        action: "sts:AssumeRoleWithWebIdentity".into(),
+        ..Default::default()
+    }
+    .with(&format!("{ISSUER_HOST_PATH}:aud"), "sts.amazonaws.com")
+    .with(&format!("{ISSUER_HOST_PATH}:sub"), &subject);
+    assert_ne!(
+        hatrack::policy::eval::evaluate(&kept.assume_role_policy, &web_identity).unwrap(),
+        hatrack::policy::eval::Decision::Allow,
+        "the retained role still trusts the ServiceAccount: {}",
+        kept.assume_role_policy
+    );
+
+    // A guardrail that allows it keeps the trust.
+    create_guardrail(&client, ns, "keep-trust", json!({"retain": "WithTrust"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    create_binding(
+        &client,
+        ns,
+        "trusted",
+        json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
+    )
+    .await;
+    wait_ready_reason(&client, ns, "trusted", "Synced", 30).await;
+    delete_binding(&client, ns, "trusted").await;
+    wait_for(30, "binding gone", || async {
+        get_binding(&client, ns, "trusted")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let trusted = role(&moto, &role_name(ns, "trusted")).await.unwrap();
+    assert_eq!(
+        hatrack::policy::eval::evaluate(&trusted.assume_role_policy, &web_identity).unwrap(),
+        hatrack::policy::eval::Decision::Allow
+    );
+    delete_guardrail(&client, ns, "keep-trust").await;
+
+    // A guardrail that forbids Retain: the binding is refused, and its role deleted with it.
+    create_binding(
+        &client,
+        ns,
+        "escapee",
+        json!({"serviceAccounts": ["web"], "deletionPolicy": "Retain"}),
+    )
+    .await;
+    wait_ready_reason(&client, ns, "escapee", "Synced", 30).await;
+    create_guardrail(&client, ns, "no-retain", json!({"retain": "Forbidden"})).await;
+    let b = wait_ready_reason(&client, ns, "escapee", "GuardrailViolation", 30).await;
+    assert!(ready(&b).unwrap().2.contains("spec.deletionPolicy"));
+    delete_binding(&client, ns, "escapee").await;
+    wait_for(30, "binding gone", || async {
+        get_binding(&client, ns, "escapee")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        role(&moto, &role_name(ns, "escapee")).await.is_none(),
+        "a forbidden Retain kept the role"
+    );
+    wait_event(&client, ns, "escapee", "RetainForbidden").await;
+    delete_guardrail(&client, ns, "no-retain").await;
+    controller.stop().await;
+}
