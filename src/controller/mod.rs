@@ -1,6 +1,7 @@
 //! The IAMRoleBinding controller: wiring (watches, shared context, error policy, HTTP
 //! endpoints). The reconcile pipeline itself is in [`reconcile`].
 
+pub mod associations;
 pub mod cache;
 pub mod claims;
 pub mod reconcile;
@@ -25,6 +26,7 @@ use self::cache::{CacheError, CachedBinding};
 use self::claims::ClaimIndex;
 use self::requeue::{FailureClass, retry_delay};
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
+use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
@@ -43,6 +45,8 @@ pub struct ControllerArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub iam: IamArgs,
+    #[command(flatten)]
+    pub eks: EksArgs,
     #[command(flatten)]
     pub leader: crate::leader::LeaderArgs,
     /// How often every binding is compared with IAM to repair drift (seconds; jittered ±10%).
@@ -64,6 +68,8 @@ pub struct ControllerArgs {
 pub enum Error {
     #[error("IAM: {0}")]
     Iam(#[from] IamError),
+    #[error("EKS: {0}")]
+    Eks(#[from] EksError),
     #[error("Kubernetes API: {0}")]
     Kube(#[source] Box<kube::Error>),
     #[error("finalizer: {0}")]
@@ -89,6 +95,7 @@ impl Error {
     pub fn metric_label(&self) -> String {
         match self {
             Error::Iam(e) => format!("iam_{}", e.label()),
+            Error::Eks(e) => format!("eks_{}", e.label()),
             Error::Kube(_) => "kube".into(),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -107,6 +114,9 @@ impl Error {
             Error::Iam(IamError::Throttled { .. }) => FailureClass::Throttled,
             Error::Iam(e) if e.is_transient() => FailureClass::Transient,
             Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) => FailureClass::Persistent,
+            Error::Eks(EksError::Throttled { .. }) => FailureClass::Throttled,
+            Error::Eks(e) if e.is_transient() => FailureClass::Transient,
+            Error::Eks(_) => FailureClass::Persistent,
             // Conflicts, timeouts and unavailability of the API server pass.
             Error::Kube(_) | Error::PolicyCachesGone => FailureClass::Transient,
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -135,6 +145,8 @@ pub struct Stores {
 pub struct Context {
     pub client: Client,
     pub iam: Iam,
+    /// EKS, for Pod Identity associations (`None`: hatrack does not manage them).
+    pub eks: Option<Eks>,
     pub settings: Settings,
     /// Warning Events (folded into series while a problem repeats).
     pub recorder: Recorder,
@@ -180,6 +192,7 @@ impl Context {
             event_instance,
             client,
             iam,
+            eks: None,
             settings,
             metrics,
             resync,
@@ -386,6 +399,8 @@ pub struct ControllerOptions {
     pub resync: Duration,
     pub concurrency: u16,
     pub watch_namespace: Option<String>,
+    /// EKS for Pod Identity associations (`None`: not managed).
+    pub eks: Option<Eks>,
 }
 
 impl From<&ControllerArgs> for ControllerOptions {
@@ -394,6 +409,7 @@ impl From<&ControllerArgs> for ControllerOptions {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             concurrency: args.concurrency.max(1),
             watch_namespace: args.watch_namespace.clone(),
+            eks: None,
         }
     }
 }
@@ -500,7 +516,7 @@ pub async fn run_with(
         .modify(strip_service_account)
         .reflect(sa_writer)
         .applied_objects();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         iam,
         settings,
@@ -513,7 +529,9 @@ pub async fn run_with(
             namespaces: namespace_store,
             claims,
         },
-    ));
+    );
+    ctx.eks = args.eks.clone();
+    let ctx = Arc::new(ctx);
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency.max(1));
     // kube holds every reconcile until the bindings' cache has its first list, and stops
     // polling the watches once shutdown begins: a shutdown before that list (SIGTERM or a lost
@@ -636,7 +654,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
     let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
-    let options = ControllerOptions::from(&args);
+    let mut options = ControllerOptions::from(&args);
+    options.eks = Eks::from_args(
+        &args.eks,
+        &args.iam.aws_region,
+        args.iam.iam_max_attempts,
+        &settings.cluster_name,
+        metrics.clone(),
+    )
+    .await;
     let result = if args.leader.leader_election {
         // Only the replica holding the Lease reconciles; the others wait, serving /readyz.
         crate::leader::run_as_leader(

@@ -86,7 +86,7 @@ fn policy_caches_ready(ctx: &Context) -> Option<bool> {
     Some(ready)
 }
 
-fn binding_key(b: &IAMRoleBinding) -> String {
+pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
@@ -257,6 +257,13 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
+    // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    let pod_identity_associations =
+        match super::associations::apply_step(binding, ctx, &desired).await? {
+            super::associations::Step::Synced(a) => a,
+            super::associations::Step::Reported(action) => return Ok(action),
+        };
+
     // 6. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
@@ -267,7 +274,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
         ));
     }
-    let new_status = build_status(
+    let mut new_status = build_status(
         binding,
         true,
         reason::SYNCED,
@@ -275,6 +282,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         Some(&desired),
         !made.is_empty(),
     );
+    new_status.pod_identity_associations = pod_identity_associations;
     write_status(binding, ctx, new_status).await?;
     ctx.metrics.binding_ready(&binding_key(binding), Some(true));
     Ok(Action::requeue(ctx.jittered_resync()))
@@ -375,6 +383,8 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         ctx.metrics.binding_ready(&binding_key(binding), None);
         return Ok(Action::await_change());
     }
+    // Associations name the role: they go first.
+    super::associations::cleanup_step(binding, ctx).await?;
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
         namespace: ns.clone(),
@@ -511,7 +521,7 @@ async fn not_ready(
     Ok(())
 }
 
-fn build_status(
+pub(super) fn build_status(
     binding: &IAMRoleBinding,
     ready: bool,
     reason: &str,
@@ -550,12 +560,13 @@ fn build_status(
         } else {
             old.last_sync_time
         },
+        pod_identity_associations: old.pod_identity_associations,
     }
 }
 
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
-async fn write_status(
+pub(super) async fn write_status(
     binding: &IAMRoleBinding,
     ctx: &Context,
     new: IAMRoleBindingStatus,
@@ -581,7 +592,7 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(
+pub(super) async fn publish(
     ctx: &Context,
     binding: &IAMRoleBinding,
     type_: EventType,

@@ -14,6 +14,8 @@ pub mod reason {
     pub const AWS_ERROR: &str = "AwsError";
     pub const DELETING: &str = "Deleting";
     pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+    /// An EKS Pod Identity association hatrack does not own holds a bound ServiceAccount.
+    pub const FOREIGN_POD_IDENTITY_ASSOCIATION: &str = "ForeignPodIdentityAssociation";
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status (True/False) is unchanged.

@@ -76,6 +76,7 @@ impl RunningController {
             resync,
             concurrency: 4,
             watch_namespace,
+            eks: None,
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,
