@@ -582,7 +582,11 @@ pub(super) async fn write_status(
     }
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({"status": new});
+    let mut patch = json!({"status": new});
+    // An empty list is not serialised, and a merge patch keeps what it does not name.
+    if new.pod_identity_associations.is_empty() {
+        patch["status"]["podIdentityAssociations"] = serde_json::Value::Null;
+    }
     api.patch_status(
         &binding.name_any(),
         &PatchParams::apply(MANAGER),
