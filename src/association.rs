@@ -43,6 +43,33 @@ pub struct DesiredAssociations {
     pub tags: BTreeMap<String, String>,
 }
 
+/// One association as `hatrack plan` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedAssociation {
+    pub cluster: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl DesiredAssociations {
+    /// One entry per ServiceAccount, as `plan` prints them.
+    pub fn planned(&self) -> Vec<PlannedAssociation> {
+        self.service_accounts
+            .iter()
+            .map(|sa| PlannedAssociation {
+                cluster: self.cluster.clone(),
+                namespace: self.namespace.clone(),
+                service_account: sa.clone(),
+                role_arn: self.role_arn.clone(),
+                tags: self.tags.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Whether a binding's role is for EKS Pod Identity (its own trust, or the default).
 pub fn uses_pod_identity(binding: &IAMRoleBinding, settings: &Settings) -> bool {
     match &binding.spec.trust {
