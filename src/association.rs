@@ -274,7 +274,9 @@ mod tests {
     fn assoc(sa: &str, role: &str, owner: Option<(&str, &str, &str)>) -> ActualAssociation {
         ActualAssociation {
             id: format!("a-{sa}"),
-            arn: format!("arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod-eu/a-{sa}"),
+            arn: format!(
+                "arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod-eu/a-{sa}"
+            ),
             namespace: "team".into(),
             service_account: sa.into(),
             role_arn: role.into(),
@@ -298,14 +300,19 @@ mod tests {
         let irsa = binding(json!({"serviceAccounts": ["web"], "trust": {"irsa": {}}}));
         assert!(desired(&irsa, &s, ROLE).is_none());
         let default = binding(json!({"serviceAccounts": ["web"]}));
-        assert!(desired(&default, &s, ROLE).is_none(), "default trust is irsa");
+        assert!(
+            desired(&default, &s, ROLE).is_none(),
+            "default trust is irsa"
+        );
         let mut pod_default = s.clone();
         pod_default.default_trust = vec![TrustKind::PodIdentity];
         let d = desired(&default, &pod_default, ROLE).unwrap();
         assert_eq!(d.service_accounts, BTreeSet::from(["web".to_string()]));
         assert_eq!(d.cluster, "prod-eu");
         assert_eq!(d.tags, naming::ownership_tags("prod-eu", "team", "app"));
-        let both = binding(json!({"serviceAccounts": ["a", "b"], "trust": {"irsa": {}, "podIdentity": {}}}));
+        let both = binding(
+            json!({"serviceAccounts": ["a", "b"], "trust": {"irsa": {}, "podIdentity": {}}}),
+        );
         assert_eq!(desired(&both, &s, ROLE).unwrap().service_accounts.len(), 2);
     }
 
@@ -325,7 +332,11 @@ mod tests {
 
     #[test]
     fn a_changed_role_is_updated_in_place() {
-        let stale = assoc("web", "arn:aws:iam::111122223333:role/old", Some(("prod-eu", "team", "app")));
+        let stale = assoc(
+            "web",
+            "arn:aws:iam::111122223333:role/old",
+            Some(("prod-eu", "team", "app")),
+        );
         let plan = run(Some(&want(&["web"])), &[stale]);
         assert_eq!(
             plan.changes,
@@ -350,7 +361,11 @@ mod tests {
         // No Pod Identity any more (or cleanup): every own association goes.
         let plan = run(None, &[ours("web"), ours("gone")]);
         assert_eq!(plan.changes.len(), 2);
-        assert!(plan.changes.iter().all(|c| matches!(c, Change::Delete { .. })));
+        assert!(
+            plan.changes
+                .iter()
+                .all(|c| matches!(c, Change::Delete { .. }))
+        );
     }
 
     #[test]
@@ -374,7 +389,10 @@ mod tests {
             ]
         );
         let message = foreign_message(&plan.foreign).unwrap();
-        assert!(message.contains("a-web") && message.contains("role/by-hand"), "{message}");
+        assert!(
+            message.contains("a-web") && message.contains("role/by-hand"),
+            "{message}"
+        );
         assert!(foreign_message(&[]).is_none());
         // Cleanup leaves them too.
         let plan = run(None, &[assoc("web", ROLE, None)]);

@@ -256,11 +256,9 @@ impl Eks {
                 )
                 .await?;
             for a in page.associations() {
-                let (Some(id), Some(arn), Some(sa)) = (
-                    a.association_id(),
-                    a.association_arn(),
-                    a.service_account(),
-                ) else {
+                let (Some(id), Some(arn), Some(sa)) =
+                    (a.association_id(), a.association_arn(), a.service_account())
+                else {
                     return Err(EksError::BadResponse {
                         operation: "ListPodIdentityAssociations",
                         message: "an association summary lacks its id, ARN or ServiceAccount"
@@ -297,11 +295,7 @@ impl Eks {
             )
             .await
         {
-            Ok(out) => actual(
-                "DescribePodIdentityAssociation",
-                out.association(),
-            )
-            .map(Some),
+            Ok(out) => actual("DescribePodIdentityAssociation", out.association()).map(Some),
             Err(EksError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -326,9 +320,7 @@ impl Eks {
                     .service_account(service_account)
                     .role_arn(role_arn)
                     .set_tags(Some(
-                        tags.iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
+                        tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                     ))
                     .send(),
             )

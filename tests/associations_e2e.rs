@@ -95,12 +95,16 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
     // A ServiceAccount leaves the binding: its association goes, the other stays as it was.
     let api_id = made["api"].id.clone();
     patch_spec(&client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
-    let b = wait_for(30, "worker's association gone, status at generation 2", || async {
-        let b = get_binding(&client, ns, "app").await?;
-        (ready(&b).is_some_and(|r| r.1 == "Synced")
-            && !associations_in(&eks, ns).contains_key("worker"))
-        .then_some(b)
-    })
+    let b = wait_for(
+        30,
+        "worker's association gone, status at generation 2",
+        || async {
+            let b = get_binding(&client, ns, "app").await?;
+            (ready(&b).is_some_and(|r| r.1 == "Synced")
+                && !associations_in(&eks, ns).contains_key("worker"))
+            .then_some(b)
+        },
+    )
     .await;
     let left = associations_in(&eks, ns);
     assert_eq!(left.keys().collect::<Vec<_>>(), ["api"]);
@@ -128,7 +132,10 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
     // Delete: the associations, then the role, are gone.
     delete_binding(&client, ns, "app").await;
     wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "app").await.is_none().then_some(())
+        get_binding(&client, ns, "app")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(associations_in(&eks, ns).is_empty());
@@ -205,7 +212,10 @@ async fn a_foreign_association_is_left_alone_and_reported() {
     // Delete: ours goes before the role, the foreign one stays.
     delete_binding(&client, ns, "app").await;
     wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "app").await.is_none().then_some(())
+        get_binding(&client, ns, "app")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     let left = associations_in(&eks, ns);

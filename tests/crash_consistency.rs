@@ -289,9 +289,17 @@ async fn assert_associations_match(c: &Cluster, eks: &EksStandIn) {
         .collect();
     let mut sas: Vec<&str> = all.iter().map(|a| a.service_account.as_str()).collect();
     sas.sort();
-    let mut want: Vec<&str> = binding.spec.service_accounts.iter().map(String::as_str).collect();
+    let mut want: Vec<&str> = binding
+        .spec
+        .service_accounts
+        .iter()
+        .map(String::as_str)
+        .collect();
     want.sort();
-    assert_eq!(sas, want, "one association per bound ServiceAccount, no other");
+    assert_eq!(
+        sas, want,
+        "one association per bound ServiceAccount, no other"
+    );
     for a in &all {
         assert_eq!(a.role_arn, desired.role.arn);
         assert_eq!(
@@ -330,7 +338,9 @@ async fn writes_of_flow(
     counting.kill();
     let ops = state.operations.lock().unwrap().clone();
     ops.into_iter()
-        .filter(|op| !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe")))
+        .filter(|op| {
+            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+        })
         .collect()
 }
 
@@ -340,7 +350,10 @@ async fn crash_at_every_step_of_a_pod_identity_create() {
     let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
     let writes = writes_of_flow(&moto, &eks, async |_| {}, async |c| is_synced(c).await).await;
     assert_eq!(
-        writes.iter().filter(|w| *w == "CreatePodIdentityAssociation").count(),
+        writes
+            .iter()
+            .filter(|w| *w == "CreatePodIdentityAssociation")
+            .count(),
         2,
         "{writes:?}"
     );
@@ -373,7 +386,10 @@ async fn crash_at_every_step_of_a_pod_identity_update() {
             .is_some_and(|r| r.1 == "Synced")
     };
     let writes = writes_of_flow(&moto, &eks, prepare, updated).await;
-    for op in ["CreatePodIdentityAssociation", "DeletePodIdentityAssociation"] {
+    for op in [
+        "CreatePodIdentityAssociation",
+        "DeletePodIdentityAssociation",
+    ] {
         assert!(writes.iter().any(|w| w == op), "{op} in {writes:?}");
     }
     for n in 0..=writes.len() {

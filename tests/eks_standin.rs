@@ -39,7 +39,9 @@ async fn create_describe_update_delete_round_trip() {
     );
     assert_eq!(
         a.association_arn(),
-        Some(format!("arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/prod-eu/{id}").as_str())
+        Some(
+            format!("arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/prod-eu/{id}").as_str()
+        )
     );
     assert_eq!(a.cluster_name(), Some("prod-eu"));
     assert_eq!(a.namespace(), Some("shop"));
@@ -79,7 +81,10 @@ async fn create_describe_update_delete_round_trip() {
         .send()
         .await
         .expect("delete");
-    assert_eq!(deleted.association().unwrap().association_id(), Some(id.as_str()));
+    assert_eq!(
+        deleted.association().unwrap().association_id(),
+        Some(id.as_str())
+    );
     assert!(eks.associations().is_empty());
     let calls = eks.calls();
     for op in [
@@ -104,7 +109,12 @@ async fn a_second_association_for_the_same_service_account_is_in_use() {
             .role_arn(ROLE)
     };
     let first = create().send().await.expect("first create");
-    let id = first.association().unwrap().association_id().unwrap().to_string();
+    let id = first
+        .association()
+        .unwrap()
+        .association_id()
+        .unwrap()
+        .to_string();
     let err = create().send().await.expect_err("duplicate");
     let service = err.as_service_error().expect("a service error");
     assert!(service.is_resource_in_use_exception(), "{service:?}");
@@ -113,8 +123,16 @@ async fn a_second_association_for_the_same_service_account_is_in_use() {
         Some(format!("Association already exists: {id}").as_str())
     );
     // Another ServiceAccount, or the same one in another namespace, is fine.
-    create().service_account("worker").send().await.expect("other SA");
-    create().namespace("ledger").send().await.expect("other namespace");
+    create()
+        .service_account("worker")
+        .send()
+        .await
+        .expect("other SA");
+    create()
+        .namespace("ledger")
+        .send()
+        .await
+        .expect("other namespace");
 }
 
 #[tokio::test]
@@ -192,7 +210,10 @@ async fn bad_parameters_are_invalid() {
             .role_arn(ROLE)
     };
     let cases = vec![
-        ("not a role ARN", base().role_arn("arn:aws:iam::123456789012:user/u")),
+        (
+            "not a role ARN",
+            base().role_arn("arn:aws:iam::123456789012:user/u"),
+        ),
         ("bad namespace", base().namespace("Shop_1")),
         ("bad service account", base().service_account("-web")),
         ("reserved tag", base().tags("aws:owner", "x")),
@@ -233,7 +254,10 @@ async fn bad_parameters_are_invalid() {
         .await
         .expect_err("unknown token");
     assert!(err.into_service_error().is_invalid_parameter_exception());
-    assert!(eks.associations().is_empty(), "nothing made by a bad request");
+    assert!(
+        eks.associations().is_empty(),
+        "nothing made by a bad request"
+    );
 }
 
 #[tokio::test]

@@ -347,10 +347,7 @@ fn association_escalations_are_refused() {
                 "pass a hatrack role to another service",
                 req("PassRole", OWN_ROLE).with("iam:PassedToService", "ec2.amazonaws.com"),
             ),
-            (
-                "delete a cluster",
-                eks_req("DeleteCluster", CLUSTER_ARN),
-            ),
+            ("delete a cluster", eks_req("DeleteCluster", CLUSTER_ARN)),
         ];
         for (what, r) in attempts {
             assert_ne!(decide(&doc, &r), Decision::Allow, "{file}: allowed: {what}");

@@ -94,10 +94,9 @@ async fn write(
                 .create(ns, service_account, &w.role_arn, &w.tags)
                 .await
                 .map(|a| made.push(a)),
-            (Change::UpdateRole { id, .. }, Some(w)) => eks
-                .update_role(id, &w.role_arn)
-                .await
-                .map(|a| made.push(a)),
+            (Change::UpdateRole { id, .. }, Some(w)) => {
+                eks.update_role(id, &w.role_arn).await.map(|a| made.push(a))
+            }
             (Change::Delete { id, .. }, _) => eks.delete(id).await,
             // Creates and updates come only from a desired set.
             (_, None) => Ok(()),
@@ -205,7 +204,11 @@ pub(super) async fn apply_step(
             .find(|c| c.type_ == "Ready")
             .map(|c| (c.reason.clone(), c.message.clone()))
     });
-    if was.as_ref() != Some(&(reason::FOREIGN_POD_IDENTITY_ASSOCIATION.to_string(), message.clone()))
+    if was.as_ref()
+        != Some(&(
+            reason::FOREIGN_POD_IDENTITY_ASSOCIATION.to_string(),
+            message.clone(),
+        ))
     {
         publish(
             ctx,

@@ -15,6 +15,8 @@
 //! `targetRoleArn`/`externalId`/`disableSessionTags`/session `policy` (accepted, not used),
 //! TagResource/UntagResource/ListTagsForResource, and add-on owned associations (`ownerArn`).
 #![allow(dead_code)]
+// Handlers return the error response itself; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -150,7 +152,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn invalid(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "InvalidParameterException", message)
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterException",
+        message,
+    )
 }
 
 fn now() -> f64 {
@@ -226,7 +232,9 @@ fn tags_problem(tags: &BTreeMap<String, String>) -> Option<String> {
     }
     for (k, v) in tags {
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
-            return Some(format!("tag {k:?}: keys are 1-128 characters, values at most 256"));
+            return Some(format!(
+                "tag {k:?}: keys are 1-128 characters, values at most 256"
+            ));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Some(format!("tag {k:?}: the aws: prefix is reserved"));
@@ -395,14 +403,14 @@ fn query_params(uri: &Uri) -> HashMap<String, String> {
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter_map(|p| {
+        .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(&s.replace('+', " "))
                     .decode_utf8_lossy()
                     .into_owned()
             };
-            Some((decode(k), decode(v)))
+            (decode(k), decode(v))
         })
         .collect()
 }
@@ -430,7 +438,10 @@ async fn list(
         .iter()
         .filter(|a| a.cluster == cluster)
         .filter(|a| q.get("namespace").is_none_or(|n| &a.namespace == n))
-        .filter(|a| q.get("serviceAccount").is_none_or(|s| &a.service_account == s))
+        .filter(|a| {
+            q.get("serviceAccount")
+                .is_none_or(|s| &a.service_account == s)
+        })
         .collect();
     // The token names the last id of the previous page (opaque to clients).
     let start = match q.get("nextToken") {
