@@ -99,14 +99,17 @@ pub fn desired(
 }
 
 /// Which listed associations of the namespace must be described (for their role and tags):
-/// those of ServiceAccounts the binding wants, those its status records as its own, and those
-/// of ServiceAccounts no other binding claims (an association of ours whose ServiceAccount left
-/// the spec before its creation reached the status). The ones of ServiceAccounts that other
-/// bindings claim are theirs to look at.
+/// those of ServiceAccounts the binding wants and those its status records as its own; and,
+/// when the spec changed since the status was written (`spec_changed`), also those of
+/// ServiceAccounts no other binding claims: an association of ours whose ServiceAccount left
+/// the spec before its creation reached the status (a crash between the two). Only then,
+/// so that a resync does not read every unbound ServiceAccount's association of the
+/// namespace. The ones of ServiceAccounts that other bindings claim are theirs to look at.
 pub fn to_describe<'a>(
     listed: &'a [AssociationSummary],
     wanted: &BTreeSet<String>,
     recorded: &BTreeSet<String>,
+    spec_changed: bool,
     claimed_by_another: impl Fn(&str) -> bool,
 ) -> Vec<&'a AssociationSummary> {
     listed
@@ -114,7 +117,7 @@ pub fn to_describe<'a>(
         .filter(|a| {
             wanted.contains(&a.service_account)
                 || recorded.contains(&a.service_account)
-                || !claimed_by_another(&a.service_account)
+                || (spec_changed && !claimed_by_another(&a.service_account))
         })
         .collect()
 }
@@ -412,12 +415,16 @@ mod tests {
             .collect();
         let wanted = BTreeSet::from(["web".to_string()]);
         let recorded = BTreeSet::from(["was-mine".to_string()]);
-        let picked: Vec<&str> = to_describe(&listed, &wanted, &recorded, |sa| {
-            sa == "theirs" || sa == "was-mine"
-        })
-        .iter()
-        .map(|a| a.service_account.as_str())
-        .collect();
-        assert_eq!(picked, ["web", "was-mine", "nobodys"]);
+        let picked = |spec_changed| -> Vec<String> {
+            to_describe(&listed, &wanted, &recorded, spec_changed, |sa| {
+                sa == "theirs" || sa == "was-mine"
+            })
+            .iter()
+            .map(|a| a.service_account.clone())
+            .collect()
+        };
+        assert_eq!(picked(true), ["web", "was-mine", "nobodys"]);
+        // A resync of an unchanged spec reads only its own.
+        assert_eq!(picked(false), ["web", "was-mine"]);
     }
 }

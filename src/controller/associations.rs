@@ -65,8 +65,11 @@ async fn read_actual(
     let name = binding.name_any();
     let listed = eks.list(&ns).await?;
     let recorded = recorded(binding);
+    // Deletion bumps the generation too, so a cleanup always looks at unclaimed ones.
+    let spec_changed =
+        binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation;
     let mut actual = Vec::new();
-    for summary in association::to_describe(&listed, wanted, &recorded, |sa| {
+    for summary in association::to_describe(&listed, wanted, &recorded, spec_changed, |sa| {
         claimed_by_another(ctx, &ns, &name, sa)
     }) {
         // Gone between the listing and now: nothing to judge.
