@@ -9,11 +9,13 @@
 //! `ASSOC_BINDINGS` (100) Pod Identity bindings with `ASSOC_SERVICE_ACCOUNTS` (2)
 //! ServiceAccounts each, spread over `ASSOC_NAMESPACES` (10) namespaces, one managed policy.
 //! Phases, each a markdown table of calls per binding by operation:
-//! 1. all created at once → until every one is Ready (Synced);
-//! 2. one resync window with no changes (`ASSOC_RESYNC` = 15 s; the window is 1.1 × that + 3 s,
-//!    so each binding resyncs once);
-//! 3. one ServiceAccount removed from every binding → Ready at generation 2;
-//! 4. all deleted → until gone.
+//! 1. all created at once → until every one is Ready (Synced), by a controller with a 1-hour
+//!    resync (as are phases 4 and 5, so no resync is mixed into their counts);
+//! 2. a controller with a short resync (`ASSOC_RESYNC` = 15 s) starts with every binding in
+//!    sync → until its calls stop (3 s without one);
+//! 3. that controller's next resync window with no changes (1.1 × the resync + 3 s);
+//! 4. one ServiceAccount removed from every binding → Ready at generation 2;
+//! 5. all deleted → until gone.
 //!
 //! Every wait is bounded in time; nothing here asserts a timing.
 
@@ -88,6 +90,30 @@ async fn all_ready(client: &kube::Client, generation: i64, n: usize) -> bool {
         })
 }
 
+fn snapshot(c: &RunningController) -> (Counts, Counts) {
+    (c.metrics.iam_call_counts(), c.metrics.eks_call_counts())
+}
+
+/// Waits until the controller has made no call for 3 s (at most 10 minutes); the calls from
+/// the start of the wait and how long it took.
+async fn settle(c: &RunningController) -> (BTreeMap<(String, String), u64>, Duration) {
+    let before = snapshot(c);
+    let started = Instant::now();
+    let mut last = before.clone();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3)
+        && started.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = snapshot(c);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    (delta(&before, &last), started.elapsed())
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
@@ -100,22 +126,17 @@ async fn main() {
     let client = cluster.client().await;
     let moto = Moto::start();
     let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let (iam, metrics) = moto.iam();
-    let eks_client = hatrack::eks::Eks::new(
-        eks.sdk_client(),
-        &settings().cluster_name,
-        1000,
-        metrics.clone(),
-    );
-    let controller = RunningController::start_full(
-        client.clone(),
-        iam,
-        Some(eks_client),
-        metrics.clone(),
-        resync,
-        None,
-    );
-    let snapshot = || (metrics.iam_call_counts(), metrics.eks_call_counts());
+    let start = |resync: Duration| {
+        let (iam, metrics) = moto.iam();
+        let eks_client = hatrack::eks::Eks::new(
+            eks.sdk_client(),
+            &settings().cluster_name,
+            1000,
+            metrics.clone(),
+        );
+        RunningController::start_full(client.clone(), iam, Some(eks_client), metrics, resync, None)
+    };
+    let controller = start(Duration::from_secs(3600));
     let mut nss = Vec::new();
     for _ in 0..namespaces {
         nss.push(cluster.namespace("bench-assoc").await);
@@ -136,7 +157,7 @@ async fn main() {
     );
 
     // 1. Creation.
-    let before = snapshot();
+    let before = snapshot(&controller);
     let started = Instant::now();
     for (ns, name) in &names {
         create_binding(
@@ -158,14 +179,25 @@ async fn main() {
     let took = started.elapsed();
     table(
         "Created at once, until all Ready",
-        &delta(&before, &snapshot()),
+        &delta(&before, &snapshot(&controller)),
         bindings as u64,
         took,
     );
     assert_eq!(eks.associations().len(), bindings * sas);
 
-    // 2. One resync window.
-    let before = snapshot();
+    // 2. A controller start with every binding in sync.
+    controller.stop().await;
+    let controller = start(resync);
+    let (calls, took) = settle(&controller).await;
+    table(
+        "A controller start with every binding in sync (until 3 s without a call)",
+        &calls,
+        bindings as u64,
+        took,
+    );
+
+    // 3. One resync window.
+    let before = snapshot(&controller);
     let window = resync.mul_f64(1.1) + Duration::from_secs(3);
     tokio::time::sleep(window).await;
     table(
@@ -174,13 +206,18 @@ async fn main() {
             resync.as_secs(),
             window.as_secs_f64()
         ),
-        &delta(&before, &snapshot()),
+        &delta(&before, &snapshot(&controller)),
         bindings as u64,
         window,
     );
 
-    // 3. One ServiceAccount leaves every binding.
-    let before = snapshot();
+    // Back to a 1-hour resync; its start-up reads are not counted.
+    controller.stop().await;
+    let controller = start(Duration::from_secs(3600));
+    settle(&controller).await;
+
+    // 4. One ServiceAccount leaves every binding.
+    let before = snapshot(&controller);
     let started = Instant::now();
     for (ns, name) in &names {
         patch_spec(
@@ -197,14 +234,14 @@ async fn main() {
     .await;
     table(
         "One ServiceAccount removed from every binding, until all Ready",
-        &delta(&before, &snapshot()),
+        &delta(&before, &snapshot(&controller)),
         bindings as u64,
         started.elapsed(),
     );
     assert_eq!(eks.associations().len(), bindings * (sas - 1));
 
-    // 4. Deletion.
-    let before = snapshot();
+    // 5. Deletion.
+    let before = snapshot(&controller);
     let started = Instant::now();
     for (ns, name) in &names {
         delete_binding(&client, ns, name).await;
@@ -220,7 +257,7 @@ async fn main() {
     .await;
     table(
         "All deleted, until gone",
-        &delta(&before, &snapshot()),
+        &delta(&before, &snapshot(&controller)),
         bindings as u64,
         started.elapsed(),
     );

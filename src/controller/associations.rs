@@ -54,22 +54,22 @@ fn claimed_by_another(ctx: &Context, namespace: &str, me: &str, sa: &str) -> boo
         .unwrap_or(true)
 }
 
-/// Lists the namespace's associations and describes the ones this binding must judge.
+/// Lists the namespace's associations and describes the ones this binding must judge
+/// (`unclaimed`: also those of ServiceAccounts no other binding claims, see
+/// [`association::to_describe`]).
 async fn read_actual(
     eks: &Eks,
     ctx: &Context,
     binding: &IAMRoleBinding,
     wanted: &BTreeSet<String>,
+    unclaimed: bool,
 ) -> Result<Vec<ActualAssociation>, EksError> {
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     let listed = eks.list(&ns).await?;
     let recorded = recorded(binding);
-    // Deletion bumps the generation too, so a cleanup always looks at unclaimed ones.
-    let spec_changed =
-        binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation;
     let mut actual = Vec::new();
-    for summary in association::to_describe(&listed, wanted, &recorded, spec_changed, |sa| {
+    for summary in association::to_describe(&listed, wanted, &recorded, unclaimed, |sa| {
         claimed_by_another(ctx, &ns, &name, sa)
     }) {
         // Gone between the listing and now: nothing to judge.
@@ -138,8 +138,10 @@ async fn converge(
     let wanted = want.map(|w| w.service_accounts.clone()).unwrap_or_default();
     let mut made = Vec::new();
     let mut done = Vec::new();
+    let spec_changed =
+        binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation;
     for _ in 0..2 {
-        let actual = read_actual(eks, ctx, binding, &wanted).await?;
+        let actual = read_actual(eks, ctx, binding, &wanted, spec_changed).await?;
         let plan = association::diff(want, &actual, &ctx.settings.cluster_name, &ns, &name);
         made.clear();
         if write(eks, want, &ns, &plan, &mut made, &mut done).await? {
@@ -258,7 +260,11 @@ pub(super) async fn cleanup_step(binding: &IAMRoleBinding, ctx: &Context) -> Res
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     let result = async {
-        let actual = read_actual(eks, ctx, binding, &spec_sas).await?;
+        // Only the spec's and the status's: in a namespace being emptied every deleting
+        // binding's ServiceAccounts are unclaimed, and each cleanup would read them all. An own
+        // association that neither names (a crash between its creation and the status, then
+        // the ServiceAccount unbound, then the binding deleted) is left to the orphan sweep.
+        let actual = read_actual(eks, ctx, binding, &spec_sas, false).await?;
         let plan = association::diff(None, &actual, &ctx.settings.cluster_name, &ns, &name);
         let mut deleted = Vec::new();
         for change in &plan.changes {
