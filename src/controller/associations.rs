@@ -310,22 +310,23 @@ async fn failure(
     desired: Option<&DesiredRole>,
 ) -> Error {
     let message = e.to_string();
-    let (action, reason) = if desired.is_some() {
-        ("Reconcile", reason::AWS_ERROR)
+    // `desired` is absent on cleanup, whose failures the finalizer retries without a status.
+    let action = if desired.is_some() {
+        "Reconcile"
     } else {
-        ("Delete", reason::AWS_ERROR)
+        "Delete"
     };
     publish(
         ctx,
         binding,
         EventType::Warning,
-        reason,
+        reason::AWS_ERROR,
         action,
         message.clone(),
     )
     .await;
     if desired.is_some() {
-        let st = build_status(binding, false, reason, &message, desired, false);
+        let st = build_status(binding, false, reason::AWS_ERROR, &message, desired, false);
         if let Err(write_err) = write_status(binding, ctx, st).await {
             tracing::warn!(error = %write_err, "cannot write status");
         }
