@@ -181,6 +181,19 @@ async fn a_foreign_association_is_left_alone_and_reported() {
     let b = wait_ready_reason(&client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");
+    // Someone must act (delete the foreign association): kstatus' Stalled says so.
+    let stalled = b
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        stalled,
+        Some((
+            "True".to_string(),
+            "ForeignPodIdentityAssociation".to_string()
+        ))
+    );
     assert!(
         message.contains(&foreign_id) && message.contains("\"web\""),
         "{message}"
