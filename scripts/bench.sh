@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                  # everything, writes BENCHMARKS.md
 #   OUT=/tmp/b.md scripts/bench.sh    # write elsewhere
-#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real fuzz slow-clients secret-cache
+#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real associations fuzz slow-clients secret-cache
 #   FUZZ_SECONDS=600 scripts/bench.sh         # cargo-fuzz time budget (default 300 s)
 #
 # Needs: wrk (apt-get, installed by scripts/bench-webhook.sh when missing), moto in .venv
@@ -14,14 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-BENCHMARKS.md}"
-PARTS="${PARTS:-webhook detect peers controller controller-real fuzz slow-clients secret-cache}"
+PARTS="${PARTS:-webhook detect peers controller controller-real associations fuzz slow-clients secret-cache}"
 LOGDIR="$(mktemp -d)"
 START=$(date +%s)
 has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 echo "==> release build (bins and benches)" >&2
 cargo build --release --bins --benches >&2
-if has controller || has controller-real || has secret-cache; then scripts/install-test-deps.sh >&2; fi
+if has controller || has controller-real || has associations || has secret-cache; then scripts/install-test-deps.sh >&2; fi
 
 section() { # title, log file
   { echo; echo "$1"; echo; cat "$2"; } >> "$LOGDIR/body.md"
@@ -68,6 +68,14 @@ if has controller; then
   CONTROLLER_PHASES=accounts \
     cargo bench --bench controller > "$LOGDIR/controller-c.md" 2> "$LOGDIR/controller-c.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-c.err"; } >> "$LOGDIR/controller-c.md"
   section "## Controller, run c: 1,000 bindings over 4 accounts, 50 IAM calls/s each (CONTROLLER_PHASES=accounts cargo bench --bench controller)" "$LOGDIR/controller-c.md"
+fi
+
+if has associations; then
+  echo "==> IAM and EKS calls per Pod Identity binding (benches/associations.rs)" >&2
+  # Counts, not times: the controller in-process against the real kube-apiserver, moto and
+  # the EKS stand-in (tests/support/eks.rs).
+  cargo bench --bench associations > "$LOGDIR/associations.md" 2> "$LOGDIR/associations.err" || { echo "(associations bench failed)"; tail -20 "$LOGDIR/associations.err"; } >> "$LOGDIR/associations.md"
+  { echo; cat "$LOGDIR/associations.md"; } >> "$LOGDIR/body.md"
 fi
 
 if has controller-real; then

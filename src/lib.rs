@@ -11,6 +11,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod association;
 pub mod backoff;
 pub mod binding_admission;
 pub mod certs;
@@ -19,6 +20,7 @@ pub mod check_formats;
 pub mod controller;
 pub mod crd;
 pub mod detect;
+pub mod eks;
 pub mod exemption;
 pub mod guardrail;
 pub mod iam;

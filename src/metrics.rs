@@ -41,11 +41,15 @@ pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
     reconcile_duration: Histogram,
     iam_calls: Family<IamCallLabels, Counter>,
+    /// EKS calls (Pod Identity associations), labelled as IAM calls are.
+    eks_calls: Family<IamCallLabels, Counter>,
     bindings: Family<ReadyLabels, Gauge>,
     orphaned_roles: Gauge,
     orphaned_roles_deleted: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// (operation, outcome) → count of EKS calls.
+    eks_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// binding key → ready, the source of the `bindings` gauge.
     readiness: Mutex<std::collections::HashMap<Box<str>, bool>>,
 }
@@ -57,6 +61,12 @@ impl Default for Metrics {
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let iam_calls = Family::<IamCallLabels, Counter>::default();
         let bindings = Family::<ReadyLabels, Gauge>::default();
+        let eks_calls = Family::<IamCallLabels, Counter>::default();
+        registry.register(
+            "eks_calls",
+            "EKS API calls (Pod Identity associations) by operation and outcome",
+            eks_calls.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles of IAMRoleBindings by result (ok or an error reason)",
@@ -111,8 +121,10 @@ impl Default for Metrics {
             reconciles,
             reconcile_duration,
             iam_calls,
+            eks_calls,
             bindings,
             iam_call_counts: Mutex::new(BTreeMap::new()),
+            eks_call_counts: Mutex::new(BTreeMap::new()),
             readiness: Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -131,6 +143,28 @@ impl Metrics {
                 .entry((operation.to_string(), outcome.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    pub fn eks_call(&self, operation: &str, outcome: &str) {
+        self.eks_calls
+            .get_or_create(&IamCallLabels {
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        if let Ok(mut counts) = self.eks_call_counts.lock() {
+            *counts
+                .entry((operation.to_string(), outcome.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// EKS calls so far: (operation, outcome) → count.
+    pub fn eks_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.eks_call_counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     pub fn reconciled(&self, result: &str, took: Duration) {

@@ -218,6 +218,36 @@ impl OfflineContext {
     }
 }
 
+/// One element of the `plan` output: the role, and the EKS Pod Identity associations that
+/// will name it (podIdentity trust only).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedBinding {
+    #[serde(flatten)]
+    pub role: DesiredRole,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_identity_associations: Vec<crate::association::PlannedAssociation>,
+}
+
+impl PlannedBinding {
+    fn new(
+        role: DesiredRole,
+        doc: &Document,
+        offline: &OfflineContext,
+        settings: &Settings,
+    ) -> Self {
+        let pod_identity_associations = read_binding(doc, &offline.default_namespace)
+            .ok()
+            .and_then(|b| crate::association::desired(&b, settings, &role.role.arn))
+            .map(|d| d.planned())
+            .unwrap_or_default();
+        PlannedBinding {
+            role,
+            pod_identity_associations,
+        }
+    }
+}
+
 /// Why a binding cannot become a role: a spec error, or a guardrail it violates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -285,7 +315,7 @@ pub fn run(args: PlanArgs) -> ExitCode {
                 if let Some(note) = offline.unchecked(doc) {
                     eprintln!("warning: {}", describe_errors(doc, &[note]));
                 }
-                roles.push(role)
+                roles.push(PlannedBinding::new(role, doc, &offline, &settings))
             }
             Err(problems) => {
                 invalid = true;

@@ -94,6 +94,24 @@ fn plans_every_binding_in_a_directory() {
         "s3:PutObject"
     );
     assert_eq!(reader["tags"]["hatrack.dev/namespace"], "payments");
+    // Pod Identity trust: one association per ServiceAccount, naming the role.
+    let associations = reader["podIdentityAssociations"].as_array().unwrap();
+    let reader_sas: Vec<&str> = associations
+        .iter()
+        .map(|a| a["serviceAccount"].as_str().unwrap())
+        .collect();
+    // examples/payments.yaml binds api and worker.
+    assert_eq!(reader_sas, ["api", "worker"]);
+    assert!(
+        roles[0].get("podIdentityAssociations").is_none(),
+        "an IRSA binding has none"
+    );
+    for a in associations {
+        assert_eq!(a["roleArn"], reader["arn"]);
+        assert_eq!(a["namespace"], "payments");
+        assert_eq!(a["cluster"], "prod-eu");
+        assert_eq!(a["tags"]["hatrack.dev/name"], "reader");
+    }
     assert_eq!(roles[0]["permissionsBoundary"], Value::Null);
     assert_eq!(roles[0]["maxSessionDuration"], 3600);
 }

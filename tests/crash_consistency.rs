@@ -1,7 +1,8 @@
 //! Crash consistency: the controller dies at every step boundary of a create, an update and a
 //! delete (after N IAM writes nothing more reaches IAM and the process is killed), a new one
 //! starts, and the end state must be right: no duplicate role, no orphaned role, no leaked
-//! finalizer, status eventually right. Against the real test API server: each crash point
+//! finalizer, status eventually right; with Pod Identity, no duplicate or orphaned EKS
+//! association either. Against the real test API server: each crash point
 //! gets a fresh namespace and a reset moto.
 
 mod support;
@@ -14,6 +15,7 @@ use hatrack::role;
 use serde_json::{Value, json};
 use support::cluster::cluster_with_crds;
 use support::controller::*;
+use support::eks::EksStandIn;
 use support::faults::{CrashAfterWrites, CrashState};
 use support::moto::Moto;
 
@@ -357,6 +359,243 @@ async fn crash_at_every_step_of_a_delete_in_another_account() {
             "orphaned role in B after a crash at step {n}"
         );
         assert!(hatrack_roles(&moto).await.is_empty());
+        second.stop().await;
+    }
+}
+
+// EKS Pod Identity associations: the same crash points, with the association writes among
+// them (IAM and EKS writes counted together, in the order the controller makes them).
+
+fn pod_spec_v1() -> Value {
+    json!({
+        "serviceAccounts": ["api", "worker"],
+        "trust": {"podIdentity": {}},
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    })
+}
+
+fn pod_spec_v2() -> Value {
+    json!({"serviceAccounts": ["api", "jobs"]})
+}
+
+/// A controller with EKS whose IAM and EKS writes stop after `n` in all (`usize::MAX`: never).
+fn crashing_controller_with_eks(
+    c: &Cluster,
+    moto: &Moto,
+    eks: &EksStandIn,
+    n: usize,
+) -> (RunningController, Arc<CrashState>) {
+    let state = Arc::new(CrashState::default());
+    let crash = CrashAfterWrites {
+        allowed_writes: n,
+        state: state.clone(),
+    };
+    let (iam, metrics) = moto.iam_with(crash.clone());
+    let eks = hatrack::eks::Eks::new(
+        aws_sdk_eks::Client::from_conf(eks.sdk_config().interceptor(crash).build()),
+        &settings().cluster_name,
+        1000,
+        metrics.clone(),
+    );
+    (
+        RunningController::start_full(
+            c.client.clone(),
+            iam,
+            Some(eks),
+            metrics,
+            Duration::from_secs(600),
+            Some(c.ns.clone()),
+        ),
+        state,
+    )
+}
+
+fn healthy_controller_with_eks(c: &Cluster, eks: &EksStandIn, moto: &Moto) -> RunningController {
+    RunningController::start_with_eks(&c.ns, c.client.clone(), moto, eks, Duration::from_secs(600))
+}
+
+/// A fresh IAM, EKS and namespace holding Pod Identity binding `b` at v1.
+async fn fresh_pod_identity_cluster(moto: &Moto, eks: &EksStandIn) -> Cluster {
+    moto.reset();
+    eks.reset();
+    let cluster = cluster_with_crds().await;
+    let c = Cluster {
+        client: cluster.client().await,
+        ns: cluster.namespace("crash-pi").await,
+    };
+    create_binding(&c.client, &c.ns, "b", pod_spec_v1()).await;
+    c
+}
+
+/// Exactly one association per bound ServiceAccount, each the binding's and naming its role,
+/// none other in the namespace, and the status recording them.
+async fn assert_associations_match(c: &Cluster, eks: &EksStandIn) {
+    let binding = get_binding(&c.client, &c.ns, "b").await.expect("binding");
+    let desired = role::desired_role(&binding, &settings()).unwrap();
+    let all: Vec<_> = eks
+        .associations()
+        .into_iter()
+        .filter(|a| a.namespace == c.ns)
+        .collect();
+    let mut sas: Vec<&str> = all.iter().map(|a| a.service_account.as_str()).collect();
+    sas.sort();
+    let mut want: Vec<&str> = binding
+        .spec
+        .service_accounts
+        .iter()
+        .map(String::as_str)
+        .collect();
+    want.sort();
+    assert_eq!(
+        sas, want,
+        "one association per bound ServiceAccount, no other"
+    );
+    for a in &all {
+        assert_eq!(a.role_arn, desired.role.arn);
+        assert_eq!(
+            a.tags,
+            hatrack::naming::ownership_tags(&settings().cluster_name, &c.ns, "b")
+        );
+    }
+    let mut recorded: Vec<(String, String)> = binding
+        .status
+        .unwrap()
+        .pod_identity_associations
+        .into_iter()
+        .map(|a| (a.service_account, a.association_id))
+        .collect();
+    recorded.sort();
+    let mut stored: Vec<(String, String)> = all
+        .iter()
+        .map(|a| (a.service_account.clone(), a.id.clone()))
+        .collect();
+    stored.sort();
+    assert_eq!(recorded, stored);
+}
+
+/// Runs a never-crashing counting controller through the flow that `prepare` sets up, and
+/// returns the writes it made (so the crash points follow the flow, whatever it takes).
+async fn writes_of_flow(
+    moto: &Moto,
+    eks: &EksStandIn,
+    prepare: impl AsyncFn(&Cluster),
+    done: impl AsyncFn(&Cluster) -> bool,
+) -> Vec<String> {
+    let c = fresh_pod_identity_cluster(moto, eks).await;
+    prepare(&c).await;
+    let (counting, state) = crashing_controller_with_eks(&c, moto, eks, usize::MAX);
+    wait_for(30, "flow done", || async { done(&c).await.then_some(()) }).await;
+    counting.kill();
+    let ops = state.operations.lock().unwrap().clone();
+    ops.into_iter()
+        .filter(|op| {
+            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_pod_identity_create() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let writes = writes_of_flow(&moto, &eks, async |_| {}, async |c| is_synced(c).await).await;
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| *w == "CreatePodIdentityAssociation")
+            .count(),
+        2,
+        "{writes:?}"
+    );
+    for n in 0..=writes.len() {
+        let c = fresh_pod_identity_cluster(&moto, &eks).await;
+        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
+        run_until_crash_or(&state, first, n, writes.len(), async || is_synced(&c).await).await;
+        let second = healthy_controller_with_eks(&c, &eks, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        assert_role_matches(&c, &moto, "b").await;
+        assert_associations_match(&c, &eks).await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_pod_identity_update() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let prepare = async |c: &Cluster| {
+        let healthy = healthy_controller_with_eks(c, &eks, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        healthy.stop().await;
+        patch_spec(&c.client, &c.ns, "b", pod_spec_v2()).await;
+    };
+    let updated = async |c: &Cluster| {
+        get_binding(&c.client, &c.ns, "b")
+            .await
+            .and_then(|b| ready(&b))
+            .is_some_and(|r| r.1 == "Synced")
+    };
+    let writes = writes_of_flow(&moto, &eks, prepare, updated).await;
+    for op in [
+        "CreatePodIdentityAssociation",
+        "DeletePodIdentityAssociation",
+    ] {
+        assert!(writes.iter().any(|w| w == op), "{op} in {writes:?}");
+    }
+    for n in 0..=writes.len() {
+        let c = fresh_pod_identity_cluster(&moto, &eks).await;
+        prepare(&c).await;
+        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
+        run_until_crash_or(&state, first, n, writes.len(), async || updated(&c).await).await;
+        let second = healthy_controller_with_eks(&c, &eks, &moto);
+        let b = wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        assert_eq!(b.status.unwrap().observed_generation, Some(2));
+        assert_role_matches(&c, &moto, "b").await;
+        assert_associations_match(&c, &eks).await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_pod_identity_delete() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let prepare = async |c: &Cluster| {
+        let healthy = healthy_controller_with_eks(c, &eks, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        healthy.stop().await;
+        delete_binding(&c.client, &c.ns, "b").await;
+    };
+    let writes = writes_of_flow(&moto, &eks, prepare, async |c| is_gone(c).await).await;
+    // The associations name the role: they go first.
+    let last_association = writes
+        .iter()
+        .rposition(|w| w == "DeletePodIdentityAssociation")
+        .expect("associations deleted");
+    let role = writes
+        .iter()
+        .position(|w| w == "DeleteRole")
+        .expect("role deleted");
+    assert!(last_association < role, "{writes:?}");
+    for n in 0..=writes.len() {
+        let c = fresh_pod_identity_cluster(&moto, &eks).await;
+        prepare(&c).await;
+        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
+        run_until_crash_or(&state, first, n, writes.len(), async || is_gone(&c).await).await;
+        let second = healthy_controller_with_eks(&c, &eks, &moto);
+        wait_for(30, "binding gone", || async {
+            is_gone(&c).await.then_some(())
+        })
+        .await;
+        assert!(
+            hatrack_roles(&moto).await.is_empty(),
+            "orphaned role after a crash at step {n}"
+        );
+        assert!(
+            eks.associations().is_empty(),
+            "orphaned association after a crash at step {n}: {:?}",
+            eks.associations()
+        );
         second.stop().await;
     }
 }

@@ -10,6 +10,9 @@ const CLUSTER: &str = "prod-eu";
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/hatrack-boundary";
 const CLUSTER_ARN: &str = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
 const OWN_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack/payments-reader-0123456789ab";
+const REGION: &str = "eu-west-1";
+const ASSOCIATION: &str =
+    "arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod-eu/a-0123456789abcdefg";
 /// The role an IAMAccount names for account 222222222222.
 const ACCOUNT_ROLE: &str = "arn:aws:iam::222222222222:role/hatrack-operator";
 const CONTROLLER_ROLE: &str = "arn:aws:iam::111122223333:role/hatrack-controller";
@@ -28,7 +31,8 @@ fn load(file: &str) -> Value {
             "arn:aws:iam::111122223333:role/legacy/*",
         )
         .replace("${CONTROLLER_ROLE_ARN}", CONTROLLER_ROLE)
-        .replace("${EXTERNAL_ID}", "prod-eu-hatrack");
+        .replace("${EXTERNAL_ID}", "prod-eu-hatrack")
+        .replace("${REGION}", REGION);
     serde_json::from_str(&text).unwrap()
 }
 
@@ -439,6 +443,148 @@ fn adoption_is_scoped_to_untagged_adoptable_roles_and_then_to_owned_ones() {
                 Decision::Allow,
                 "an adopted role without the boundary gets no policy"
             );
+        }
+    }
+}
+
+fn eks_req(action: &str, resource: &str) -> Request {
+    Request {
+        action: format!("eks:{action}"),
+        resource: Some(resource.into()),
+        ..Request::default()
+    }
+}
+
+fn creating_association(r: Request) -> Request {
+    let mut r = r
+        .with("aws:RequestTag/hatrack.dev/cluster", CLUSTER)
+        .with("aws:RequestTag/hatrack.dev/namespace", "payments")
+        .with("aws:RequestTag/hatrack.dev/name", "reader");
+    for k in [
+        "hatrack.dev/cluster",
+        "hatrack.dev/namespace",
+        "hatrack.dev/name",
+    ] {
+        r = r.with("aws:TagKeys", k);
+    }
+    r
+}
+
+/// Passing the binding's role to EKS Pod Identity, as creating or updating an association does.
+fn pass_to_pod_identity(role: &str) -> Request {
+    req("PassRole", role).with("iam:PassedToService", "pods.eks.amazonaws.com")
+}
+
+/// Every authorisation one EKS operation of the controller needs.
+fn controller_eks_call(op: &str) -> Vec<Request> {
+    match op {
+        "ListPodIdentityAssociations" => vec![eks_req(op, CLUSTER_ARN)],
+        // Foreign associations are read too (to report them), so no tag condition.
+        "DescribePodIdentityAssociation" => vec![eks_req(op, ASSOCIATION)],
+        "CreatePodIdentityAssociation" => vec![
+            creating_association(eks_req(op, CLUSTER_ARN)),
+            creating_association(eks_req("TagResource", ASSOCIATION)),
+            pass_to_pod_identity(OWN_ROLE),
+        ],
+        "UpdatePodIdentityAssociation" => vec![
+            owned(eks_req(op, ASSOCIATION)),
+            pass_to_pod_identity(OWN_ROLE),
+        ],
+        _ => vec![owned(eks_req(op, ASSOCIATION))],
+    }
+}
+
+#[test]
+fn every_eks_call_the_controller_makes_is_allowed() {
+    for file in [
+        "operator-iam-policy.json",
+        "operator-iam-policy-without-boundary.json",
+    ] {
+        let doc = load(file);
+        for op in hatrack::eks::EKS_OPERATIONS {
+            for r in controller_eks_call(op) {
+                assert_eq!(
+                    decide(&doc, &r),
+                    Decision::Allow,
+                    "{file}: {op} refused: {} on {:?}",
+                    r.action,
+                    r.resource
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn association_escalations_are_refused() {
+    let other_cluster_arn = "arn:aws:eks:eu-west-1:111122223333:cluster/staging";
+    let other_cluster_association =
+        "arn:aws:eks:eu-west-1:111122223333:podidentityassociation/staging/a-0123456789abcdefg";
+    let other_region = "arn:aws:eks:us-east-1:111122223333:cluster/prod-eu";
+    for file in [
+        "operator-iam-policy.json",
+        "operator-iam-policy-without-boundary.json",
+    ] {
+        let doc = load(file);
+        let attempts: Vec<(&str, Request)> = vec![
+            (
+                "create without ownership tags",
+                eks_req("CreatePodIdentityAssociation", CLUSTER_ARN),
+            ),
+            (
+                "create tagged for another cluster",
+                eks_req("CreatePodIdentityAssociation", CLUSTER_ARN)
+                    .with("aws:RequestTag/hatrack.dev/cluster", "staging")
+                    .with("aws:RequestTag/hatrack.dev/namespace", "n")
+                    .with("aws:RequestTag/hatrack.dev/name", "n"),
+            ),
+            (
+                "create in another cluster",
+                creating_association(eks_req("CreatePodIdentityAssociation", other_cluster_arn)),
+            ),
+            (
+                "create in a same-named cluster of another region",
+                creating_association(eks_req("CreatePodIdentityAssociation", other_region)),
+            ),
+            (
+                "list another cluster's associations",
+                eks_req("ListPodIdentityAssociations", other_cluster_arn),
+            ),
+            (
+                "update a foreign association",
+                eks_req("UpdatePodIdentityAssociation", ASSOCIATION),
+            ),
+            (
+                "delete a foreign association",
+                eks_req("DeletePodIdentityAssociation", ASSOCIATION),
+            ),
+            (
+                "delete another cluster's association",
+                eks_req("DeletePodIdentityAssociation", other_cluster_association)
+                    .with("aws:ResourceTag/hatrack.dev/cluster", "staging"),
+            ),
+            (
+                "retag another cluster's association as ours",
+                creating_association(eks_req("TagResource", ASSOCIATION))
+                    .with("aws:ResourceTag/hatrack.dev/cluster", "staging"),
+            ),
+            (
+                "release ownership of an own association",
+                owned(eks_req("UntagResource", ASSOCIATION))
+                    .with("aws:TagKeys", "hatrack.dev/cluster"),
+            ),
+            (
+                "pass a role outside the hatrack path to Pod Identity",
+                pass_to_pod_identity("arn:aws:iam::111122223333:role/admin"),
+            ),
+            (
+                "pass a hatrack role to another service",
+                req("PassRole", OWN_ROLE).with("iam:PassedToService", "ec2.amazonaws.com"),
+            ),
+            ("delete a cluster", eks_req("DeleteCluster", CLUSTER_ARN)),
+        ];
+        for (what, r) in attempts {
+            assert_ne!(decide(&doc, &r), Decision::Allow, "{file}: allowed: {what}");
         }
     }
 }

@@ -29,9 +29,11 @@ use support::cluster::{
     spawn_tied_to_this_thread,
 };
 use support::controller::{
-    ACCOUNT, ISSUER_HOST_PATH, create_binding, create_service_account, delete_binding, get_binding,
-    hatrack_roles, patch_spec, ready, role_arn_annotation, wait_for, wait_ready_reason,
+    ACCOUNT, ISSUER_HOST_PATH, associations_in, create_binding, create_service_account,
+    delete_binding, get_binding, hatrack_roles, patch_spec, ready, role_arn_annotation, wait_for,
+    wait_ready_reason,
 };
+use support::eks::EksStandIn;
 use support::moto::{Moto, free_port};
 
 /// The GitOps test runs a controller over all namespaces (as the chart does by default); the
@@ -49,6 +51,8 @@ struct Release {
     controller_sa: String,
     /// The arguments of the chart's controller Deployment.
     controller_args: Vec<String>,
+    /// The EKS stand-in the release's `aws.eksEndpoint` names (Pod Identity associations).
+    eks: EksStandIn,
 }
 
 fn chart_dir() -> PathBuf {
@@ -68,6 +72,8 @@ async fn install_chart(
 ) -> Release {
     let namespace = cluster.namespace(name).await;
     let unused_port = free_port();
+    // Pod Identity associations go to the EKS stand-in, never to AWS.
+    let eks = EksStandIn::start(ACCOUNT, "us-east-1", &[cluster_name]).await;
     let mut cmd = helm(cluster);
     cmd.args(["install", name])
         .arg(chart_dir())
@@ -79,6 +85,7 @@ async fn install_chart(
             &format!("cluster.oidcIssuer=https://{ISSUER_HOST_PATH}"),
         ])
         .args(["--set", &format!("aws.iamEndpoint={}", moto.endpoint)])
+        .args(["--set", &format!("aws.eksEndpoint={}", eks.endpoint)])
         .args([
             "--set",
             &format!("webhook.url=https://127.0.0.1:{unused_port}"),
@@ -135,6 +142,7 @@ async fn install_chart(
         Some("controller")
     );
     Release {
+        eks,
         namespace,
         controller_sa,
         controller_args,
@@ -936,6 +944,17 @@ async fn the_examples_apply_twice_and_diff_clean_after_the_controller_synced() {
             .await
             .is_some()
     );
+    // payments/reader also trusts Pod Identity: an association per ServiceAccount, in status.
+    let reader = get_binding(&admin, "payments", "reader").await.unwrap();
+    let status = reader.status.unwrap();
+    let in_eks = associations_in(&release.eks, "payments");
+    assert_eq!(in_eks.keys().collect::<Vec<_>>(), ["api", "worker"]);
+    assert!(
+        in_eks
+            .values()
+            .all(|a| Some(&a.role_arn) == status.role_arn.as_ref())
+    );
+    assert_eq!(status.pod_identity_associations.len(), 2);
     for extra in [&[][..], &["--server-side"][..]] {
         let (ok, out, err) = run(kubectl(cluster)
             .arg("diff")

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod adoption;
+pub mod associations;
 pub mod cache;
 pub mod claims;
 pub mod orphans;
@@ -29,6 +30,7 @@ use self::cache::{CacheError, CachedBinding};
 use self::claims::ClaimIndex;
 use self::requeue::{FailureClass, retry_delay};
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
+use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
@@ -47,6 +49,8 @@ pub struct ControllerArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub iam: IamArgs,
+    #[command(flatten)]
+    pub eks: EksArgs,
     #[command(flatten)]
     pub leader: crate::leader::LeaderArgs,
     /// How often every binding is compared with IAM to repair drift (seconds; jittered ±10%).
@@ -70,6 +74,8 @@ pub struct ControllerArgs {
 pub enum Error {
     #[error("IAM: {0}")]
     Iam(#[from] IamError),
+    #[error("EKS: {0}")]
+    Eks(#[from] EksError),
     #[error("Kubernetes API: {0}")]
     Kube(#[source] Box<kube::Error>),
     #[error("finalizer: {0}")]
@@ -97,6 +103,7 @@ impl Error {
     pub fn metric_label(&self) -> String {
         match self {
             Error::Iam(e) => format!("iam_{}", e.label()),
+            Error::Eks(e) => format!("eks_{}", e.label()),
             Error::Kube(_) => "kube".into(),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -118,6 +125,9 @@ impl Error {
             Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) | Error::Account(_) => {
                 FailureClass::Persistent
             }
+            Error::Eks(EksError::Throttled { .. }) => FailureClass::Throttled,
+            Error::Eks(e) if e.is_transient() => FailureClass::Transient,
+            Error::Eks(_) => FailureClass::Persistent,
             // Conflicts, timeouts and unavailability of the API server pass.
             Error::Kube(_) | Error::PolicyCachesGone => FailureClass::Transient,
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -147,6 +157,8 @@ pub struct Stores {
 pub struct Context {
     pub client: Client,
     pub iam: Iam,
+    /// EKS, for Pod Identity associations (`None`: hatrack does not manage them).
+    pub eks: Option<Eks>,
     pub settings: Settings,
     /// Warning Events (folded into series while a problem repeats).
     pub recorder: Recorder,
@@ -200,6 +212,7 @@ impl Context {
             event_instance,
             client,
             iam,
+            eks: None,
             settings,
             metrics,
             resync,
@@ -409,6 +422,8 @@ pub struct ControllerOptions {
     pub watch_namespace: Option<String>,
     /// The periodic sweep for orphaned roles (off when `None`).
     pub orphans: Option<orphans::SweepOptions>,
+    /// EKS for Pod Identity associations (`None`: not managed).
+    pub eks: Option<Eks>,
 }
 
 impl From<&ControllerArgs> for ControllerOptions {
@@ -418,6 +433,7 @@ impl From<&ControllerArgs> for ControllerOptions {
             concurrency: args.concurrency.max(1),
             watch_namespace: args.watch_namespace.clone(),
             orphans: args.orphans.sweep_options(),
+            eks: None,
         }
     }
 }
@@ -527,7 +543,7 @@ pub async fn run_with(
         .modify(strip_service_account)
         .reflect(sa_writer)
         .applied_objects();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         iam,
         settings,
@@ -541,7 +557,9 @@ pub async fn run_with(
             claims,
             accounts: account_store,
         },
-    ));
+    );
+    ctx.eks = args.eks.clone();
+    let ctx = Arc::new(ctx);
     let sweep = args.orphans.clone().map(|o| {
         tokio::spawn(orphans::sweep_periodically(
             ctx.clone(),
@@ -683,7 +701,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
     let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
-    let options = ControllerOptions::from(&args);
+    let mut options = ControllerOptions::from(&args);
+    options.eks = Eks::from_args(
+        &args.eks,
+        &args.iam.aws_region,
+        args.iam.iam_max_attempts,
+        &settings.cluster_name,
+        metrics.clone(),
+    )
+    .await;
     let result = if args.leader.leader_election {
         // Only the replica holding the Lease reconciles; the others wait, serving /readyz.
         crate::leader::run_as_leader(

@@ -285,6 +285,13 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
+    // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    let pod_identity_associations =
+        match super::associations::apply_step(binding, ctx, &desired).await? {
+            super::associations::Step::Synced(a) => a,
+            super::associations::Step::Reported(action) => return Ok(action),
+        };
+
     // 6. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
@@ -304,6 +311,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         !made.is_empty(),
     );
     enforce::restored(binding, ctx, &mut new_status).await;
+    new_status.pod_identity_associations = pod_identity_associations;
     write_status(binding, ctx, new_status).await?;
     ctx.metrics.binding_ready(&binding_key(binding), Some(true));
     Ok(Action::requeue(ctx.jittered_resync()))
@@ -443,6 +451,8 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
             return Ok(action);
         }
     }
+    // Associations name the role: they go first.
+    super::associations::cleanup_step(binding, ctx).await?;
     let owner = Owner {
         cluster: settings.cluster_name.clone(),
         cluster_arn: settings.cluster_arn(),
@@ -613,6 +623,7 @@ pub(super) fn build_status(
         } else {
             old.last_sync_time
         },
+        pod_identity_associations: old.pod_identity_associations,
     }
 }
 
@@ -634,7 +645,11 @@ pub(super) async fn write_status(
     }
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({"status": new});
+    let mut patch = json!({"status": new});
+    // An empty list is not serialised, and a merge patch keeps what it does not name.
+    if new.pod_identity_associations.is_empty() {
+        patch["status"]["podIdentityAssociations"] = serde_json::Value::Null;
+    }
     api.patch_status(
         &binding.name_any(),
         &PatchParams::apply(MANAGER),

@@ -20,6 +20,8 @@ pub mod reason {
     pub const ACCOUNT_NOT_ALLOWED: &str = "AccountNotAllowed";
     /// What the binding asks for cannot be made in the account it names.
     pub const ACCOUNT_UNSUPPORTED: &str = "AccountUnsupported";
+    /// An EKS Pod Identity association hatrack does not own holds a bound ServiceAccount.
+    pub const FOREIGN_POD_IDENTITY_ASSOCIATION: &str = "ForeignPodIdentityAssociation";
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status (True/False) is unchanged.
@@ -49,7 +51,7 @@ pub fn ready_condition(
 }
 
 /// Whether a Ready=False reason needs someone to change something (the spec, another binding,
-/// the role's owner, the cluster's OIDC provider) before the controller can make progress,
+/// the role's owner, the cluster's OIDC provider, a foreign Pod Identity association) before the controller can make progress,
 /// rather than a retry (AWS errors) or a deletion.
 pub fn is_stalled(reason: &str) -> bool {
     matches!(
@@ -63,6 +65,7 @@ pub fn is_stalled(reason: &str) -> bool {
             | reason::ACCOUNT_UNSUPPORTED
             | crate::controller::adoption::ADOPTION_NOT_ALLOWED
             | crate::controller::adoption::ADOPTED_ROLE_MISSING
+            | reason::FOREIGN_POD_IDENTITY_ASSOCIATION
             | GUARDRAIL_INVALID
     )
 }

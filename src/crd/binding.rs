@@ -158,13 +158,30 @@ pub struct IAMRoleBindingStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` says whether the role in AWS matches the spec; its reason says why not
     /// (`InvalidSpec`, `RoleNotOwned`, `ServiceAccountConflict`, `OidcProviderMissing`,
-    /// `GuardrailViolation`, `AwsError`, `Deleting`). `Stalled` (True, same reason) is present
-    /// while a change, not a retry, is needed (kstatus reads it as Failed).
+    /// `GuardrailViolation`, `AwsError`, `Deleting`, `ForeignPodIdentityAssociation`). `Stalled`
+    /// (True, same reason) is present while a change, not a retry, is needed (kstatus reads it
+    /// as Failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the role was last found or made in sync with the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+    /// The EKS Pod Identity associations hatrack keeps for this binding, one per bound
+    /// ServiceAccount (podIdentity trust only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_identity_associations: Vec<PodIdentityAssociationStatus>,
+}
+
+/// One EKS Pod Identity association of a binding.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityAssociationStatus {
+    /// The ServiceAccount the association is for.
+    pub service_account: String,
+    /// The association's id (`a-...`).
+    pub association_id: String,
+    /// The association's ARN.
+    pub association_arn: String,
 }
 
 fn inline_policies_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

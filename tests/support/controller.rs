@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::eks::EksStandIn;
 use super::moto::Moto;
 
 /// moto's account, so ARNs we compute match the ones it returns.
@@ -70,6 +71,7 @@ impl RunningController {
             concurrency: 4,
             watch_namespace: Some(namespace.to_string()),
             orphans: Some(orphans),
+            ..Default::default()
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,
@@ -104,11 +106,49 @@ impl RunningController {
         resync: Duration,
         watch_namespace: Option<String>,
     ) -> RunningController {
+        Self::start_full(client, iam, None, metrics, resync, watch_namespace)
+    }
+
+    /// A controller watching `namespace` that also keeps EKS Pod Identity associations, in
+    /// the EKS stand-in's cluster named as `settings().cluster_name`.
+    pub fn start_with_eks(
+        namespace: &str,
+        client: kube::Client,
+        moto: &Moto,
+        eks: &EksStandIn,
+        resync: Duration,
+    ) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        let eks = hatrack::eks::Eks::new(
+            eks.sdk_client(),
+            &settings().cluster_name,
+            1000,
+            metrics.clone(),
+        );
+        Self::start_full(
+            client,
+            iam,
+            Some(eks),
+            metrics,
+            resync,
+            Some(namespace.to_string()),
+        )
+    }
+
+    pub fn start_full(
+        client: kube::Client,
+        iam: hatrack::iam::Iam,
+        eks: Option<hatrack::eks::Eks>,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+        watch_namespace: Option<String>,
+    ) -> RunningController {
         let (tx, rx) = oneshot::channel::<()>();
         let options = hatrack::controller::ControllerOptions {
             resync,
             concurrency: 4,
             watch_namespace,
+            eks,
             ..Default::default()
         };
         let task = tokio::spawn(hatrack::controller::run_with(
@@ -343,4 +383,16 @@ impl RequestLog {
             l.clear();
         }
     }
+}
+
+/// The EKS stand-in's associations in namespace `ns`: ServiceAccount → association.
+pub fn associations_in(
+    eks: &EksStandIn,
+    ns: &str,
+) -> std::collections::BTreeMap<String, super::eks::StoredAssociation> {
+    eks.associations()
+        .into_iter()
+        .filter(|a| a.namespace == ns)
+        .map(|a| (a.service_account.clone(), a))
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! Fault injection for IAM: an SDK interceptor that lets the first N IAM writes through and
+//! Fault injection for IAM and EKS: an SDK interceptor that lets the first N writes through and
 //! then fails every call, as if the controller process had died at that step boundary.
 #![allow(dead_code)]
 
@@ -27,7 +27,7 @@ pub struct CrashAfterWrites {
 }
 
 fn is_write(op: &str) -> bool {
-    !(op.starts_with("Get") || op.starts_with("List"))
+    !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
 }
 
 impl Intercept for CrashAfterWrites {
@@ -51,11 +51,16 @@ impl Intercept for CrashAfterWrites {
             .bytes()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default();
+        // REST protocols (EKS) name it only in the operation's metadata.
         let op = body
             .split('&')
             .find_map(|kv| kv.strip_prefix("Action="))
-            .unwrap_or("")
-            .to_string();
+            .map(str::to_string)
+            .or_else(|| {
+                _cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                    .map(|m| m.name().to_string())
+            })
+            .unwrap_or_default();
         if let Ok(mut ops) = self.state.operations.lock() {
             ops.push(op.clone());
         }

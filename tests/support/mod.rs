@@ -4,5 +4,6 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod controller;
+pub mod eks;
 pub mod faults;
 pub mod moto;

@@ -1,0 +1,337 @@
+//! The EKS Pod Identity association step of a reconcile: after the role exists, make one
+//! association per bound ServiceAccount point at it (read from EKS, pure diff in
+//! [`crate::association`], minimal writes); on cleanup, delete the binding's own associations
+//! before its role. An association hatrack does not own is never written, only reported.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use super::reconcile::{binding_key, build_status, publish, write_status};
+use super::status::reason;
+use super::{Context, Error};
+use crate::association::{self, ActualAssociation, Change, Plan};
+use crate::crd::{IAMRoleBinding, PodIdentityAssociationStatus};
+use crate::eks::{Eks, EksError};
+use crate::role::DesiredRole;
+
+/// What the association step of an apply found.
+pub(super) enum Step {
+    /// The associations are as the binding wants (or not hatrack's to manage): these go into
+    /// the status.
+    Synced(Vec<PodIdentityAssociationStatus>),
+    /// Someone else holds an association the binding wants; the binding was reported not
+    /// Ready and comes back after this.
+    Reported(Action),
+}
+
+/// How soon a binding blocked by a foreign association looks again (EKS is not watched).
+const FOREIGN_RETRY: Duration = Duration::from_secs(60);
+
+/// ServiceAccounts the binding's status records associations for.
+fn recorded(binding: &IAMRoleBinding) -> BTreeSet<String> {
+    binding
+        .status
+        .as_ref()
+        .map(|s| {
+            s.pod_identity_associations
+                .iter()
+                .map(|a| a.service_account.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a binding other than `me` in `namespace` claims `sa`.
+fn claimed_by_another(ctx: &Context, namespace: &str, me: &str, sa: &str) -> bool {
+    ctx.claims
+        .read()
+        .map(|c| c.claimants(namespace, sa).iter().any(|b| b != me))
+        // Without the index, assume claimed: that association is then not ours to look at.
+        .unwrap_or(true)
+}
+
+/// Lists the namespace's associations and describes the ones this binding must judge
+/// (`unclaimed`: also those of ServiceAccounts no other binding claims, see
+/// [`association::to_describe`]).
+async fn read_actual(
+    eks: &Eks,
+    ctx: &Context,
+    binding: &IAMRoleBinding,
+    wanted: &BTreeSet<String>,
+    unclaimed: bool,
+) -> Result<Vec<ActualAssociation>, EksError> {
+    let ns = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let listed = eks.list(&ns).await?;
+    let recorded = recorded(binding);
+    let mut actual = Vec::new();
+    for summary in association::to_describe(&listed, wanted, &recorded, unclaimed, |sa| {
+        claimed_by_another(ctx, &ns, &name, sa)
+    }) {
+        // Gone between the listing and now: nothing to judge.
+        if let Some(a) = eks.describe(&summary.id).await? {
+            actual.push(a);
+        }
+    }
+    Ok(actual)
+}
+
+/// Makes the plan's writes; `Ok(false)` when EKS changed under us (a create found the
+/// ServiceAccount taken, an update or delete found the association gone) and the plan must be
+/// made again from a fresh read.
+async fn write(
+    eks: &Eks,
+    want: Option<&association::DesiredAssociations>,
+    ns: &str,
+    plan: &Plan,
+    made: &mut Vec<ActualAssociation>,
+    done: &mut Vec<String>,
+) -> Result<bool, EksError> {
+    for change in &plan.changes {
+        let result = match (change, want) {
+            (Change::Create { service_account }, Some(w)) => eks
+                .create(ns, service_account, &w.role_arn, &w.tags)
+                .await
+                .map(|a| made.push(a)),
+            (Change::UpdateRole { id, .. }, Some(w)) => {
+                eks.update_role(id, &w.role_arn).await.map(|a| made.push(a))
+            }
+            (Change::Delete { id, .. }, _) => eks.delete(id).await,
+            // Creates and updates come only from a desired set.
+            (_, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => done.push(format!(
+                "{} {}",
+                change.operation(),
+                match change {
+                    Change::Create { service_account }
+                    | Change::UpdateRole {
+                        service_account, ..
+                    }
+                    | Change::Delete {
+                        service_account, ..
+                    } => service_account,
+                }
+            )),
+            Err(EksError::InUse { .. }) | Err(EksError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads, diffs and writes until the associations match (at most twice: a second race is an
+/// error, retried with backoff). Returns the final plan and the associations made or updated.
+async fn converge(
+    eks: &Eks,
+    ctx: &Context,
+    binding: &IAMRoleBinding,
+    want: Option<&association::DesiredAssociations>,
+) -> Result<(Plan, Vec<ActualAssociation>, Vec<String>), EksError> {
+    let ns = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let wanted = want.map(|w| w.service_accounts.clone()).unwrap_or_default();
+    let mut made = Vec::new();
+    let mut done = Vec::new();
+    let spec_changed =
+        binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation;
+    for _ in 0..2 {
+        let actual = read_actual(eks, ctx, binding, &wanted, spec_changed).await?;
+        let plan = association::diff(want, &actual, &ctx.settings.cluster_name, &ns, &name);
+        made.clear();
+        if write(eks, want, &ns, &plan, &mut made, &mut done).await? {
+            return Ok((plan, made, done));
+        }
+    }
+    Err(EksError::InUse {
+        operation: "CreatePodIdentityAssociation",
+        message: "the namespace's associations kept changing while being synced".into(),
+    })
+}
+
+/// The association step of an apply, after the role is in sync.
+#[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
+pub(super) async fn apply_step(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    desired: &DesiredRole,
+) -> Result<Step, Error> {
+    let Some(eks) = &ctx.eks else {
+        return Ok(Step::Synced(Vec::new()));
+    };
+    let want = association::desired(binding, &ctx.settings, &desired.role.arn);
+    // Bindings without Pod Identity, and without associations of their own, cost no EKS call.
+    if want.is_none() && recorded(binding).is_empty() {
+        return Ok(Step::Synced(Vec::new()));
+    }
+    let (plan, made, done) = match converge(eks, ctx, binding, want.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => return Err(failure(binding, ctx, e, Some(desired)).await),
+    };
+    if !done.is_empty() {
+        tracing::info!(writes = ?done, "synced EKS Pod Identity associations");
+        publish(
+            ctx,
+            binding,
+            EventType::Normal,
+            "PodIdentityAssociationsSynced",
+            "Reconcile",
+            format!(
+                "EKS Pod Identity associations in cluster {}: {}",
+                eks.cluster(),
+                done.join(", ")
+            ),
+        )
+        .await;
+    }
+    let mut current: Vec<PodIdentityAssociationStatus> = plan
+        .kept
+        .iter()
+        .chain(made.iter())
+        .map(|a| PodIdentityAssociationStatus {
+            service_account: a.service_account.clone(),
+            association_id: a.id.clone(),
+            association_arn: a.arn.clone(),
+        })
+        .collect();
+    current.sort_by(|a, b| a.service_account.cmp(&b.service_account));
+    let Some(message) = association::foreign_message(&plan.foreign) else {
+        return Ok(Step::Synced(current));
+    };
+    let was = binding.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    });
+    if was.as_ref()
+        != Some(&(
+            reason::FOREIGN_POD_IDENTITY_ASSOCIATION.to_string(),
+            message.clone(),
+        ))
+    {
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            reason::FOREIGN_POD_IDENTITY_ASSOCIATION,
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+    }
+    let mut st = build_status(
+        binding,
+        false,
+        reason::FOREIGN_POD_IDENTITY_ASSOCIATION,
+        &message,
+        Some(desired),
+        false,
+    );
+    st.pod_identity_associations = current;
+    write_status(binding, ctx, st).await?;
+    ctx.metrics
+        .binding_ready(&binding_key(binding), Some(false));
+    Ok(Step::Reported(Action::requeue(
+        ctx.jittered_resync().min(FOREIGN_RETRY),
+    )))
+}
+
+/// The association step of a cleanup, before the role is deleted: the binding's own
+/// associations go; anyone else's stay.
+#[tracing::instrument(skip_all)]
+pub(super) async fn cleanup_step(binding: &IAMRoleBinding, ctx: &Context) -> Result<(), Error> {
+    let Some(eks) = &ctx.eks else {
+        return Ok(());
+    };
+    let spec_sas: BTreeSet<String> = if association::uses_pod_identity(binding, &ctx.settings) {
+        binding.spec.service_accounts.iter().cloned().collect()
+    } else {
+        BTreeSet::new()
+    };
+    if spec_sas.is_empty() && recorded(binding).is_empty() {
+        return Ok(());
+    }
+    let ns = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let result = async {
+        // Only the spec's and the status's: in a namespace being emptied every deleting
+        // binding's ServiceAccounts are unclaimed, and each cleanup would read them all. An own
+        // association that neither names (a crash between its creation and the status, then
+        // the ServiceAccount unbound, then the binding deleted) is left to the orphan sweep.
+        let actual = read_actual(eks, ctx, binding, &spec_sas, false).await?;
+        let plan = association::diff(None, &actual, &ctx.settings.cluster_name, &ns, &name);
+        let mut deleted = Vec::new();
+        for change in &plan.changes {
+            if let Change::Delete {
+                id,
+                service_account,
+            } = change
+            {
+                eks.delete(id).await?;
+                deleted.push(format!("{service_account} ({id})"));
+            }
+        }
+        Ok::<_, EksError>(deleted)
+    }
+    .await;
+    match result {
+        Ok(deleted) if deleted.is_empty() => Ok(()),
+        Ok(deleted) => {
+            publish(
+                ctx,
+                binding,
+                EventType::Normal,
+                "PodIdentityAssociationsDeleted",
+                "Delete",
+                format!(
+                    "Deleted EKS Pod Identity associations in cluster {}: {}",
+                    eks.cluster(),
+                    deleted.join(", ")
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) => Err(failure(binding, ctx, e, None).await),
+    }
+}
+
+/// Records an EKS failure in status and Events, and hands the error to the error policy.
+async fn failure(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    e: EksError,
+    desired: Option<&DesiredRole>,
+) -> Error {
+    let message = e.to_string();
+    // `desired` is absent on cleanup, whose failures the finalizer retries without a status.
+    let action = if desired.is_some() {
+        "Reconcile"
+    } else {
+        "Delete"
+    };
+    publish(
+        ctx,
+        binding,
+        EventType::Warning,
+        reason::AWS_ERROR,
+        action,
+        message.clone(),
+    )
+    .await;
+    if desired.is_some() {
+        let st = build_status(binding, false, reason::AWS_ERROR, &message, desired, false);
+        if let Err(write_err) = write_status(binding, ctx, st).await {
+            tracing::warn!(error = %write_err, "cannot write status");
+        }
+        ctx.metrics
+            .binding_ready(&binding_key(binding), Some(false));
+    }
+    e.into()
+}

@@ -1,0 +1,317 @@
+//! EKS Pod Identity associations end to end: the real test API server, moto for IAM, the EKS
+//! stand-in (tests/support/eks.rs) driven through the real `aws-sdk-eks`, and hatrack's
+//! controller in-process between them, watching one fresh namespace per test.
+
+mod support;
+
+use std::time::Duration;
+
+use hatrack::naming;
+use serde_json::json;
+use support::cluster::cluster_with_crds;
+use support::controller::*;
+use support::eks::EksStandIn;
+use support::moto::Moto;
+
+struct Setup {
+    client: kube::Client,
+    ns: String,
+    moto: Moto,
+    eks: EksStandIn,
+    controller: RunningController,
+}
+
+async fn setup(resync: Duration) -> Setup {
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("assoc").await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+        .await;
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let controller = RunningController::start_with_eks(&ns, client.clone(), &moto, &eks, resync);
+    Setup {
+        client,
+        ns,
+        moto,
+        eks,
+        controller,
+    }
+}
+
+fn pod_identity(sas: &[&str]) -> serde_json::Value {
+    json!({"serviceAccounts": sas, "trust": {"podIdentity": {}}})
+}
+
+#[tokio::test]
+async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the_role() {
+    let Setup {
+        client,
+        ns,
+        moto,
+        eks,
+        controller,
+    } = setup(Duration::from_secs(2)).await;
+    let ns = ns.as_str();
+    create_binding(&client, ns, "app", pod_identity(&["api", "worker"])).await;
+
+    // Role + one association per ServiceAccount, tagged as the binding's, in status.
+    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    let status = b.status.unwrap();
+    let role_arn = status.role_arn.clone().unwrap();
+    assert_eq!(
+        hatrack_roles(&moto).await,
+        vec![status.role_name.clone().unwrap()]
+    );
+    let made = associations_in(&eks, ns);
+    assert_eq!(made.keys().collect::<Vec<_>>(), ["api", "worker"]);
+    for a in made.values() {
+        assert_eq!(a.role_arn, role_arn);
+        assert_eq!(a.cluster, settings().cluster_name);
+        assert_eq!(
+            a.tags,
+            naming::ownership_tags(&settings().cluster_name, ns, "app")
+        );
+    }
+    let listed: Vec<(String, String, String)> = status
+        .pod_identity_associations
+        .iter()
+        .map(|a| {
+            (
+                a.service_account.clone(),
+                a.association_id.clone(),
+                a.association_arn.clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = made
+        .values()
+        .map(|a| (a.service_account.clone(), a.id.clone(), a.arn.clone()))
+        .collect();
+    assert_eq!(listed, expected);
+    // IRSA is not asked for: no ServiceAccount annotation.
+    create_service_account(&client, ns, "api").await;
+
+    // A ServiceAccount leaves the binding: its association goes, the other stays as it was.
+    let api_id = made["api"].id.clone();
+    patch_spec(&client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_for(
+        30,
+        "worker's association gone, status at generation 2",
+        || async {
+            let b = get_binding(&client, ns, "app").await?;
+            (ready(&b).is_some_and(|r| r.1 == "Synced")
+                && !associations_in(&eks, ns).contains_key("worker"))
+            .then_some(b)
+        },
+    )
+    .await;
+    let left = associations_in(&eks, ns);
+    assert_eq!(left.keys().collect::<Vec<_>>(), ["api"]);
+    assert_eq!(left["api"].id, api_id, "kept, not recreated");
+    assert_eq!(b.status.unwrap().pod_identity_associations.len(), 1);
+    assert_eq!(role_arn_annotation(&client, ns, "api").await, None);
+
+    // Drift: someone points our association at another role; the resync points it back.
+    eks.sdk_client()
+        .update_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .association_id(&api_id)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    wait_for(30, "association role repaired", || async {
+        associations_in(&eks, ns)
+            .get("api")
+            .is_some_and(|a| a.role_arn == role_arn && a.id == api_id)
+            .then_some(())
+    })
+    .await;
+
+    // Delete: the associations, then the role, are gone.
+    delete_binding(&client, ns, "app").await;
+    wait_for(30, "binding gone", || async {
+        get_binding(&client, ns, "app")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(associations_in(&eks, ns).is_empty());
+    assert!(hatrack_roles(&moto).await.is_empty());
+    let counts = controller.metrics.eks_call_counts();
+    assert!(
+        counts.keys().all(|(_, outcome)| outcome == "success"),
+        "{counts:?}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_foreign_association_is_left_alone_and_reported() {
+    let Setup {
+        client,
+        ns,
+        moto,
+        eks,
+        controller,
+    } = setup(Duration::from_secs(2)).await;
+    let ns = ns.as_str();
+    let by_hand = format!("arn:aws:iam::{ACCOUNT}:role/by-hand");
+    let foreign = eks
+        .sdk_client()
+        .create_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .namespace(ns)
+        .service_account("web")
+        .role_arn(&by_hand)
+        .tags("team", "web")
+        .send()
+        .await
+        .unwrap();
+    let foreign_id = foreign
+        .association()
+        .unwrap()
+        .association_id()
+        .unwrap()
+        .to_string();
+    create_binding(&client, ns, "app", pod_identity(&["web", "api"])).await;
+
+    let b = wait_ready_reason(&client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
+    let (status, _, message) = ready(&b).unwrap();
+    assert_eq!(status, "False");
+    // Someone must act (delete the foreign association): kstatus' Stalled says so.
+    let stalled = b
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        stalled,
+        Some((
+            "True".to_string(),
+            "ForeignPodIdentityAssociation".to_string()
+        ))
+    );
+    assert!(
+        message.contains(&foreign_id) && message.contains("\"web\""),
+        "{message}"
+    );
+    // The role and the free ServiceAccount's association are made; the foreign one untouched.
+    assert_eq!(hatrack_roles(&moto).await.len(), 1);
+    let now = associations_in(&eks, ns);
+    assert_eq!(now["web"].id, foreign_id);
+    assert_eq!(now["web"].role_arn, by_hand);
+    assert_eq!(
+        now["web"].tags,
+        std::collections::BTreeMap::from([("team".to_string(), "web".to_string())])
+    );
+    assert_eq!(
+        now["api"].tags,
+        naming::ownership_tags(&settings().cluster_name, ns, "app")
+    );
+    let recorded: Vec<String> = b
+        .status
+        .unwrap()
+        .pod_identity_associations
+        .iter()
+        .map(|a| a.service_account.clone())
+        .collect();
+    assert_eq!(recorded, ["api"]);
+    let updates = eks.calls().get("UpdatePodIdentityAssociation").copied();
+    assert_eq!(updates, None, "nothing updated");
+
+    // Delete: ours goes before the role, the foreign one stays.
+    delete_binding(&client, ns, "app").await;
+    wait_for(30, "binding gone", || async {
+        get_binding(&client, ns, "app")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let left = associations_in(&eks, ns);
+    assert_eq!(left.keys().collect::<Vec<_>>(), ["web"]);
+    assert_eq!(left["web"].id, foreign_id);
+    assert_eq!(left["web"].role_arn, by_hand);
+    assert!(hatrack_roles(&moto).await.is_empty());
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gone() {
+    let Setup {
+        client,
+        ns,
+        moto: _moto,
+        eks,
+        controller,
+    } = setup(Duration::from_secs(2)).await;
+    let ns = ns.as_str();
+    let foreign = eks
+        .sdk_client()
+        .create_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .namespace(ns)
+        .service_account("web")
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/by-hand"))
+        .send()
+        .await
+        .unwrap();
+    let foreign_id = foreign.association().unwrap().association_id().unwrap();
+    create_binding(&client, ns, "app", pod_identity(&["web"])).await;
+    wait_ready_reason(&client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
+    eks.sdk_client()
+        .delete_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .association_id(foreign_id)
+        .send()
+        .await
+        .unwrap();
+    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    let web = &associations_in(&eks, ns)["web"];
+    assert_ne!(web.id, foreign_id);
+    assert_eq!(Some(&web.role_arn), b.status.unwrap().role_arn.as_ref());
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn irsa_bindings_make_no_eks_calls() {
+    let Setup {
+        client,
+        ns,
+        moto: _moto,
+        eks,
+        controller,
+    } = setup(Duration::from_secs(2)).await;
+    let ns = ns.as_str();
+    create_binding(&client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    assert!(b.status.unwrap().pod_identity_associations.is_empty());
+    assert!(eks.calls().is_empty(), "{:?}", eks.calls());
+    // Switching to Pod Identity makes the association; switching back removes it.
+    patch_spec(&client, ns, "app", json!({"trust": {"podIdentity": {}}})).await;
+    wait_for(30, "association made", || async {
+        associations_in(&eks, ns).contains_key("api").then_some(())
+    })
+    .await;
+    // A merge patch: null removes podIdentity.
+    patch_spec(
+        &client,
+        ns,
+        "app",
+        json!({"trust": {"irsa": {}, "podIdentity": null}}),
+    )
+    .await;
+    wait_for(30, "association removed, IRSA annotation back", || async {
+        let gone = associations_in(&eks, ns).is_empty();
+        let b = get_binding(&client, ns, "app").await?;
+        (gone
+            && ready(&b).is_some_and(|r| r.1 == "Synced")
+            && b.status?.pod_identity_associations.is_empty())
+        .then_some(())
+    })
+    .await;
+    controller.stop().await;
+}

@@ -1,0 +1,327 @@
+//! The EKS Pod Identity association stand-in (tests/support/eks.rs) by itself, driven by the
+//! real `aws-sdk-eks` client: shapes, ids and ARNs, the errors EKS answers with, paging.
+
+mod support;
+
+use aws_sdk_eks::error::ProvideErrorMetadata;
+use support::eks::EksStandIn;
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "eu-west-1";
+const ROLE: &str = "arn:aws:iam::123456789012:role/hatrack/web-0123456789ab";
+
+async fn standin() -> (EksStandIn, aws_sdk_eks::Client) {
+    let eks = EksStandIn::start(ACCOUNT, REGION, &["prod-eu"]).await;
+    let client = eks.sdk_client();
+    (eks, client)
+}
+
+#[tokio::test]
+async fn create_describe_update_delete_round_trip() {
+    let (eks, client) = standin().await;
+    let created = client
+        .create_pod_identity_association()
+        .cluster_name("prod-eu")
+        .namespace("shop")
+        .service_account("web")
+        .role_arn(ROLE)
+        .tags("hatrack.dev/cluster", "prod-eu")
+        .send()
+        .await
+        .expect("create");
+    let a = created.association().expect("association");
+    let id = a.association_id().unwrap().to_string();
+    assert!(id.starts_with("a-") && id.len() == 19, "{id}");
+    assert!(
+        id[2..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
+    assert_eq!(
+        a.association_arn(),
+        Some(
+            format!("arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/prod-eu/{id}").as_str()
+        )
+    );
+    assert_eq!(a.cluster_name(), Some("prod-eu"));
+    assert_eq!(a.namespace(), Some("shop"));
+    assert_eq!(a.service_account(), Some("web"));
+    assert_eq!(a.role_arn(), Some(ROLE));
+    assert!(a.created_at().is_some() && a.modified_at().is_some());
+
+    let described = client
+        .describe_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    let d = described.association().unwrap();
+    assert_eq!(
+        d.tags().and_then(|t| t.get("hatrack.dev/cluster")).cloned(),
+        Some("prod-eu".to_string())
+    );
+
+    let other = "arn:aws:iam::123456789012:role/hatrack/other";
+    let updated = client
+        .update_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .role_arn(other)
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(updated.association().unwrap().role_arn(), Some(other));
+    assert_eq!(eks.associations()[0].role_arn, other);
+
+    let deleted = client
+        .delete_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(
+        deleted.association().unwrap().association_id(),
+        Some(id.as_str())
+    );
+    assert!(eks.associations().is_empty());
+    let calls = eks.calls();
+    for op in [
+        "CreatePodIdentityAssociation",
+        "DescribePodIdentityAssociation",
+        "UpdatePodIdentityAssociation",
+        "DeletePodIdentityAssociation",
+    ] {
+        assert_eq!(calls.get(op), Some(&1), "{op}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_association_for_the_same_service_account_is_in_use() {
+    let (_eks, client) = standin().await;
+    let create = || {
+        client
+            .create_pod_identity_association()
+            .cluster_name("prod-eu")
+            .namespace("shop")
+            .service_account("web")
+            .role_arn(ROLE)
+    };
+    let first = create().send().await.expect("first create");
+    let id = first
+        .association()
+        .unwrap()
+        .association_id()
+        .unwrap()
+        .to_string();
+    let err = create().send().await.expect_err("duplicate");
+    let service = err.as_service_error().expect("a service error");
+    assert!(service.is_resource_in_use_exception(), "{service:?}");
+    assert_eq!(
+        service.message(),
+        Some(format!("Association already exists: {id}").as_str())
+    );
+    // Another ServiceAccount, or the same one in another namespace, is fine.
+    create()
+        .service_account("worker")
+        .send()
+        .await
+        .expect("other SA");
+    create()
+        .namespace("ledger")
+        .send()
+        .await
+        .expect("other namespace");
+}
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_token_gets_the_same_association() {
+    let (eks, client) = standin().await;
+    let create = || {
+        client
+            .create_pod_identity_association()
+            .cluster_name("prod-eu")
+            .namespace("shop")
+            .service_account("web")
+            .role_arn(ROLE)
+            .client_request_token("token-1")
+    };
+    let a = create().send().await.unwrap();
+    let b = create().send().await.unwrap();
+    assert_eq!(
+        a.association().unwrap().association_id(),
+        b.association().unwrap().association_id()
+    );
+    assert_eq!(eks.associations().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_clusters_and_ids_are_not_found() {
+    let (_eks, client) = standin().await;
+    let err = client
+        .list_pod_identity_associations()
+        .cluster_name("nope")
+        .send()
+        .await
+        .expect_err("unknown cluster");
+    let service = err.as_service_error().unwrap();
+    assert!(service.is_resource_not_found_exception(), "{service:?}");
+    for result in [
+        client
+            .describe_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id("a-00000000000000000")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| e.into_service_error().is_resource_not_found_exception()),
+        client
+            .update_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id("a-00000000000000000")
+            .role_arn(ROLE)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| e.into_service_error().is_resource_not_found_exception()),
+        client
+            .delete_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id("a-00000000000000000")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| e.into_service_error().is_resource_not_found_exception()),
+    ] {
+        assert_eq!(result, Err(true));
+    }
+}
+
+#[tokio::test]
+async fn bad_parameters_are_invalid() {
+    let (eks, client) = standin().await;
+    let base = || {
+        client
+            .create_pod_identity_association()
+            .cluster_name("prod-eu")
+            .namespace("shop")
+            .service_account("web")
+            .role_arn(ROLE)
+    };
+    let cases = vec![
+        (
+            "not a role ARN",
+            base().role_arn("arn:aws:iam::123456789012:user/u"),
+        ),
+        ("bad namespace", base().namespace("Shop_1")),
+        ("bad service account", base().service_account("-web")),
+        ("reserved tag", base().tags("aws:owner", "x")),
+        ("long tag key", base().tags("k".repeat(129), "x")),
+    ];
+    for (what, request) in cases {
+        let err = request.send().await.expect_err(what);
+        assert!(
+            err.as_service_error()
+                .is_some_and(|e| e.is_invalid_parameter_exception()),
+            "{what}: {err:?}"
+        );
+    }
+    let err = client
+        .update_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id("a-00000000000000000")
+        .role_arn("not-an-arn")
+        .send()
+        .await
+        .expect_err("bad update");
+    assert!(err.into_service_error().is_invalid_parameter_exception());
+    for max in [0, 101] {
+        let err = client
+            .list_pod_identity_associations()
+            .cluster_name("prod-eu")
+            .max_results(max)
+            .send()
+            .await
+            .expect_err("maxResults out of range");
+        assert!(err.into_service_error().is_invalid_parameter_exception());
+    }
+    let err = client
+        .list_pod_identity_associations()
+        .cluster_name("prod-eu")
+        .next_token("forged")
+        .send()
+        .await
+        .expect_err("unknown token");
+    assert!(err.into_service_error().is_invalid_parameter_exception());
+    assert!(
+        eks.associations().is_empty(),
+        "nothing made by a bad request"
+    );
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let (_eks, client) = standin().await;
+    for ns in ["shop", "ledger"] {
+        for i in 0..5 {
+            client
+                .create_pod_identity_association()
+                .cluster_name("prod-eu")
+                .namespace(ns)
+                .service_account(format!("sa-{i}"))
+                .role_arn(ROLE)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // Pages of two through the five of "shop".
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let out = client
+            .list_pod_identity_associations()
+            .cluster_name("prod-eu")
+            .namespace("shop")
+            .max_results(2)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        pages += 1;
+        for a in out.associations() {
+            assert_eq!(a.namespace(), Some("shop"));
+            assert!(a.association_id().is_some() && a.association_arn().is_some());
+            seen.push(a.service_account().unwrap().to_string());
+        }
+        match out.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["sa-0", "sa-1", "sa-2", "sa-3", "sa-4"]);
+    // The SDK's paginator walks the same pages.
+    let all: Vec<_> = client
+        .list_pod_identity_associations()
+        .cluster_name("prod-eu")
+        .max_results(3)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(all.len(), 10);
+    let one = client
+        .list_pod_identity_associations()
+        .cluster_name("prod-eu")
+        .namespace("ledger")
+        .service_account("sa-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.associations().len(), 1);
+    assert!(one.next_token().is_none());
+}
