@@ -21,6 +21,7 @@ const ACCOUNT: &str = "123456789012";
 fn cluster(region: Option<&str>) -> Settings {
     let mut s = Settings::example();
     s.account_id = ACCOUNT.into();
+    s.cluster_account_id = ACCOUNT.into();
     s.cluster_name = "prod".into();
     s.cluster_region = region.map(str::to_string);
     s

@@ -12,6 +12,7 @@ use support::moto::Moto;
 fn settings() -> Settings {
     let mut s = Settings::example();
     s.account_id = "123456789012".into();
+    s.cluster_account_id = s.account_id.clone();
     s
 }
 

@@ -84,6 +84,22 @@ impl ReferenceView for SystemNamespaces {
     fn partial(&self) -> bool {
         self.inner.partial()
     }
+
+    // A wrapper must forward every method: a default left in place silently hides the inner
+    // view's answer (exemptions were lost this way).
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
+        self.inner.exemption(kind, namespace, name, now)
+    }
+
+    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
+        self.inner.exemption_counts(now)
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub const ISSUER_HOST_PATH: &str = "oidc.eks.eu-west-1.amazonaws.com/id/E2ETEST"
 pub fn settings() -> Settings {
     let mut s = Settings::example();
     s.account_id = ACCOUNT.into();
+    s.cluster_account_id = ACCOUNT.into();
     s.oidc_issuer_host_path = Some(ISSUER_HOST_PATH.into());
     s
 }
