@@ -47,6 +47,10 @@ enum Command {
     Check(hatrack::check::CheckArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// Report what the webhook would deny among the running workloads of a live cluster.
+    Audit(hatrack::audit::AuditArgs),
+    /// Run the background audit: PolicyReports and metrics of the running workloads.
+    Auditor(hatrack::audit::AuditorArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plan(args) => hatrack::plan::run(args),
         Command::Check(args) => hatrack::check::run(args),
+        Command::Audit(args) => hatrack::audit::run_audit(args),
+        Command::Auditor(args) => {
+            telemetry::init(cli.log_format);
+            run_async(cli.worker_threads, hatrack::audit::run_auditor(args))
+        }
         Command::Crd => {
             print!("{}", hatrack::crd::all_yaml());
             ExitCode::SUCCESS

@@ -171,3 +171,16 @@ namespaceSelector:
 {{- fail "cluster.oidcIssuer is required when controller.defaultTrust includes irsa (or set controller.defaultTrust: [pod-identity])" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Background audit (templates/audit-*.yaml). */}}
+{{- define "hatrack.audit.fullname" -}}{{ include "hatrack.fullname" . }}-audit{{- end -}}
+{{- define "hatrack.audit.serviceAccountName" -}}
+{{- if .Values.audit.serviceAccount.create -}}
+{{- default (include "hatrack.audit.fullname" .) .Values.audit.serviceAccount.name -}}
+{{- else -}}
+{{- required "audit.serviceAccount.name is required when audit.serviceAccount.create is false" .Values.audit.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+{{- define "hatrack.audit.clusterRoleName" -}}
+{{- printf "%s-%s-audit" (include "hatrack.fullname" .) .Release.Namespace -}}
+{{- end -}}
