@@ -235,6 +235,7 @@ impl Auditor {
         self.refetch().await;
         let dirty = self.state.take_dirty();
         if dirty.is_empty() && self.first_report_done {
+            self.metrics.flushes.inc();
             return;
         }
         let start = Instant::now();
@@ -253,6 +254,9 @@ impl Auditor {
         self.metrics
             .flush_duration
             .observe(start.elapsed().as_secs_f64());
+        if failed.is_empty() && self.refetch.is_empty() {
+            self.metrics.flushes.inc();
+        }
         if !self.first_report_done && failed.is_empty() {
             self.first_report_done = true;
             let took = self.started.elapsed().as_secs_f64();

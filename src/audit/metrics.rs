@@ -40,6 +40,8 @@ pub struct AuditMetrics {
     /// Time to bring every out-of-date report up to date, per round.
     pub flush_duration: Histogram,
     pub report_writes: Family<WriteLabels, Counter>,
+    /// Rounds that brought every report up to date (also when nothing needed writing).
+    pub flushes: Counter,
 }
 
 impl Default for AuditMetrics {
@@ -93,8 +95,15 @@ impl AuditMetrics {
             "PolicyReport writes by operation (apply, delete) and result",
             report_writes.clone(),
         );
+        let flushes = Counter::default();
+        registry.register(
+            "flushes",
+            "Rounds that brought every out-of-date PolicyReport up to date",
+            flushes.clone(),
+        );
         AuditMetrics {
             registry,
+            flushes,
             workloads_with_findings,
             workloads,
             judgements,

@@ -88,7 +88,7 @@ impl AuditPolicy {
 /// A view that remembers what was looked up, so a judgement knows what it depended on.
 pub struct Recording<'a> {
     inner: &'a dyn ReferenceView,
-    seen: Mutex<Vec<(RefKind, Box<str>, Option<Arc<ObjectFacts>>)>>,
+    seen: Mutex<Vec<Dep>>,
 }
 
 impl<'a> Recording<'a> {
@@ -101,11 +101,9 @@ impl<'a> Recording<'a> {
 
     fn into_deps(self) -> Vec<Dep> {
         let mut seen = self.seen.into_inner().unwrap_or_default();
-        seen.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
-        seen.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        seen.into_iter()
-            .map(|(kind, name, facts)| Dep { kind, name, facts })
-            .collect()
+        seen.sort_by(|a, b| (a.kind as u8, &a.name).cmp(&(b.kind as u8, &b.name)));
+        seen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+        seen
     }
 }
 
@@ -117,7 +115,11 @@ impl ReferenceView for Recording<'_> {
             Lookup::Missing | Lookup::Disabled => None,
         };
         if let Ok(mut seen) = self.seen.lock() {
-            seen.push((kind, name.into(), facts));
+            seen.push(Dep {
+                kind,
+                name: name.into(),
+                facts,
+            });
         }
         found
     }
