@@ -154,18 +154,36 @@ fn workload(i: usize) -> (&'static str, Value) {
     let job_template = json!({"metadata": {"labels": labels},
         "spec": {"restartPolicy": "Never", "containers": [container(i)]}});
     match i % 20 {
-        0..=7 => ("Deployment", json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}, "template": template}})),
-        8..=9 => ("StatefulSet", json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": name}, "spec": {"serviceName": name, "selector": {"matchLabels": labels}, "template": template}})),
-        10 => ("DaemonSet", json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}, "template": template}})),
-        11 => ("CronJob", json!({"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": name}, "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": job_template}}}})),
-        12 => ("Job", json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name}, "spec": {"template": job_template}})),
-        _ => ("Pod", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [container(i)]}})),
+        0..=7 => (
+            "Deployment",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        8..=9 => (
+            "StatefulSet",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name}, "spec": {"serviceName": name, "selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        10 => (
+            "DaemonSet",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        11 => (
+            "CronJob",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": name}, "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": job_template}}}}),
+        ),
+        12 => (
+            "Job",
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name}, "spec": {"template": job_template}}),
+        ),
+        _ => (
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [container(i)]}}),
+        ),
     }
 }
 

@@ -976,7 +976,11 @@ fn audit_renders_only_when_enabled_with_flags_rbac_and_metrics() {
             }
         }
     }
-    assert_eq!(writes, ["policyreports"], "the audit writes only its reports");
+    assert_eq!(
+        writes,
+        ["policyreports"],
+        "the audit writes only its reports"
+    );
     let lease = named(&d, "Role", "hr-hatrack-audit-leader-election");
     assert_eq!(strings(&lease["rules"][0]["resources"]), ["leases"]);
 }

@@ -415,6 +415,12 @@ async fn reports_follow_workloads_secrets_and_fixes() {
         )),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "hatrack_audit_failing_workloads{{namespace=\"{ns}\"}} 3"
+        )),
+        "{metrics}"
+    );
 
     // A Secret edited to hold keys after its workload was admitted.
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);

@@ -242,8 +242,11 @@ impl Auditor {
         let mut failed = Vec::new();
         for ns in dirty {
             let desired = report::build(&ns, &self.state.failing_in(&ns));
-            self.metrics
-                .set_namespace(&ns, &self.state.workloads_by_rule(&ns));
+            self.metrics.set_namespace(
+                &ns,
+                self.state.failing_in(&ns).len(),
+                &self.state.workloads_by_rule(&ns),
+            );
             if !self.write(&ns, desired).await {
                 failed.push(ns);
             }
@@ -364,6 +367,7 @@ pub async fn run(
 ) -> Result<(), AuditError> {
     let started = Instant::now();
     metrics.workloads_with_findings.clear();
+    metrics.failing_workloads.clear();
     let written = existing_reports(&client).await?;
     let cache = Arc::new(WatchCache::new());
     let (tx, mut changes) = mpsc::unbounded_channel();

@@ -17,6 +17,11 @@ pub struct FindingLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     /// apply or delete.
     pub operation: &'static str,
@@ -30,6 +35,8 @@ pub struct AuditMetrics {
     registry: Registry,
     /// Workloads with at least one finding of the rule, by namespace.
     pub workloads_with_findings: Family<FindingLabels, Gauge>,
+    /// Workloads with at least one finding, by namespace (each counted once).
+    pub failing_workloads: Family<NamespaceLabels, Gauge>,
     /// Workloads the audit holds a judgement of.
     pub workloads: Gauge,
     /// Judgements made (unchanged workloads are not judged again).
@@ -58,6 +65,12 @@ impl AuditMetrics {
             "workloads_with_findings",
             "Running workloads with at least one static-key finding of the rule, by namespace",
             workloads_with_findings.clone(),
+        );
+        let failing_workloads = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "failing_workloads",
+            "Running workloads with at least one static-key finding, by namespace",
+            failing_workloads.clone(),
         );
         let workloads = Gauge::default();
         registry.register(
@@ -105,6 +118,7 @@ impl AuditMetrics {
             registry,
             flushes,
             workloads_with_findings,
+            failing_workloads,
             workloads,
             judgements,
             judge_duration,
@@ -114,8 +128,24 @@ impl AuditMetrics {
         }
     }
 
-    /// Sets the gauges of `namespace` to `counts` (rules absent from it are removed).
-    pub fn set_namespace(&self, namespace: &str, counts: &std::collections::BTreeMap<RuleId, u64>) {
+    /// Sets the gauges of `namespace`: `failing` workloads with findings, `counts` of them by
+    /// rule (absent rules, and a namespace without findings, are removed).
+    pub fn set_namespace(
+        &self,
+        namespace: &str,
+        failing: usize,
+        counts: &std::collections::BTreeMap<RuleId, u64>,
+    ) {
+        let labels = NamespaceLabels {
+            namespace: namespace.to_string(),
+        };
+        if failing == 0 {
+            self.failing_workloads.remove(&labels);
+        } else {
+            self.failing_workloads
+                .get_or_create(&labels)
+                .set(i64::try_from(failing).unwrap_or(i64::MAX));
+        }
         for rule in RuleId::ALL {
             let labels = FindingLabels {
                 namespace: namespace.to_string(),
@@ -170,6 +200,7 @@ mod tests {
         let m = AuditMetrics::new();
         m.set_namespace(
             "team",
+            2,
             &BTreeMap::from([(RuleId::EnvStaticKey, 2), (RuleId::LiteralAccessKey, 1)]),
         );
         let text = m.encode();
@@ -179,10 +210,11 @@ mod tests {
             ),
             "{text}"
         );
-        m.set_namespace("team", &BTreeMap::from([(RuleId::EnvStaticKey, 1)]));
+        assert!(text.contains("hatrack_audit_failing_workloads{namespace=\"team\"} 2"));
+        m.set_namespace("team", 1, &BTreeMap::from([(RuleId::EnvStaticKey, 1)]));
         let text = m.encode();
         assert!(!text.contains("literal-access-key"), "{text}");
-        m.set_namespace("team", &BTreeMap::new());
+        m.set_namespace("team", 0, &BTreeMap::new());
         assert!(!m.encode().contains("namespace=\"team\""));
     }
 }
