@@ -636,3 +636,148 @@ async fn reports_are_written_only_when_their_content_changes() {
     );
     audit.stop().await;
 }
+
+/// A cluster that cannot be read is exit code 2 with the reason, as `check`'s unreadable input.
+#[test]
+fn audit_without_a_readable_kubeconfig_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args(["audit", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .expect("run hatrack audit");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hatrack audit: kubeconfig /nonexistent/kubeconfig"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Two replicas with leader election on the real Lease API: one judges and writes, the other
+/// waits; when the leader stops, the other takes over and finds the reports as it would
+/// write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leader_election_one_replica_writes() {
+    let _serial = SERIAL.lock().await;
+    let (c, release_ns) = setup().await;
+    let admin = c.client().await;
+    let ns = c.namespace("audit-lease").await;
+    create(
+        &admin,
+        &ns,
+        deployment(
+            "leaky",
+            json!([{"name": "app", "image": "app", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": KEY_ID}]}]),
+        ),
+    )
+    .await;
+    let kubeconfig = c.service_account_kubeconfig(&release_ns, AUDIT_SA).await;
+    let mut replicas = Vec::new();
+    for identity in ["audit-a", "audit-b"] {
+        let log = RequestLog::default();
+        let client = log.client(&kubeconfig).await;
+        let metrics = Arc::new(AuditMetrics::new());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let lease = hatrack::leader::LeaseConfig {
+            namespace: release_ns.clone(),
+            name: AUDIT_SA.to_string(),
+            identity: identity.to_string(),
+            lease_duration: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+        };
+        let options = AuditorOptions {
+            policy: AuditPolicy::default(),
+            flush_every: Duration::from_millis(200),
+        };
+        let m = metrics.clone();
+        let task = tokio::spawn(async move {
+            hatrack::leader::run_as_leader(
+                client.clone(),
+                lease,
+                async {
+                    let _ = rx.await;
+                },
+                |stop| {
+                    live::run(
+                        client.clone(),
+                        options.clone(),
+                        m.clone(),
+                        stop.cancelled_owned(),
+                    )
+                },
+            )
+            .await
+            .expect("lease timing")
+            .unwrap_or(Ok(()))
+            .expect("audit ran without error");
+        });
+        replicas.push((metrics, log, tx, task));
+    }
+    wait_results(&admin, &ns, &["Deployment/leaky env-static-key app"]).await;
+    let metrics: Vec<Arc<AuditMetrics>> = replicas.iter().map(|r| r.0.clone()).collect();
+    let leader = wait_for(30, "one leader with its first complete reports", || {
+        let metrics = metrics.clone();
+        async move {
+            let done: Vec<bool> = metrics
+                .iter()
+                .map(|m| m.first_report_seconds.get() > 0.0)
+                .collect();
+            match done[..] {
+                [true, false] => Some(0),
+                [false, true] => Some(1),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let (leader_metrics, _, leader_stop, leader_task) = replicas.swap_remove(leader);
+    let (standby_metrics, standby_log, standby_stop, standby_task) = replicas.remove(0);
+    assert_eq!(
+        standby_metrics.judgements.get(),
+        0,
+        "the standby judges nothing"
+    );
+    assert!(
+        !standby_log
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/policyreports")),
+        "the standby does not touch reports"
+    );
+    assert!(leader_metrics.judgements.get() > 0);
+    let rv = report_in(&admin, &ns).await.unwrap()["metadata"]["resourceVersion"].clone();
+
+    // The leader stops and releases the Lease: the standby takes over and writes nothing.
+    let _ = leader_stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), leader_task)
+        .await
+        .expect("leader stops")
+        .expect("leader task");
+    let m = standby_metrics.clone();
+    wait_for(
+        30,
+        "the standby to take over and finish its first reports",
+        || {
+            let m = m.clone();
+            async move { (m.first_report_seconds.get() > 0.0).then_some(()) }
+        },
+    )
+    .await;
+    assert!(standby_metrics.judgements.get() > 0);
+    assert!(
+        !standby_log
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/policyreports") && r.method != "GET"),
+        "the new leader found the reports as it would write them"
+    );
+    assert_eq!(
+        report_in(&admin, &ns).await.unwrap()["metadata"]["resourceVersion"],
+        rv
+    );
+    let _ = standby_stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), standby_task)
+        .await
+        .expect("standby stops")
+        .expect("standby task");
+}
