@@ -188,7 +188,8 @@ fn workload(i: usize) -> (&'static str, Value) {
 }
 
 async fn fill(client: &kube::Client, namespaces: &[String], workloads: usize, secrets: usize) {
-    let per_ns = |i: usize| &namespaces[i % namespaces.len()];
+    // Blocks of ten consecutive objects per namespace: every namespace gets workloads with keys.
+    let per_ns = |i: usize| &namespaces[(i / 10) % namespaces.len()];
     let secret_stream = futures::stream::iter(0..secrets).map(|i| {
         let api: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
@@ -278,7 +279,7 @@ fn main() {
             let edit_start = Instant::now();
             let mut edited = 0;
             for i in (0..secrets).filter(|i| i % 10 == 1).take(edits) {
-                let api: Api<Secret> = Api::namespaced(client.clone(), &names[i % names.len()]);
+                let api: Api<Secret> = Api::namespaced(client.clone(), &names[(i / 10) % names.len()]);
                 api.patch(
                     &format!("s-{i}"),
                     &PatchParams::default(),
