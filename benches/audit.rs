@@ -57,6 +57,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 struct Auditor {
     child: Child,
     port: u16,
+    log: std::path::PathBuf,
 }
 
 impl Auditor {
@@ -67,12 +68,15 @@ impl Auditor {
             .args(["auditor", "--flush-seconds", "1"])
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("AUDIT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("auditor log"))
             .spawn()
             .expect("start hatrack auditor");
-        Auditor { child, port }
+        Auditor { child, port, log }
     }
 
     /// A metric without labels (or the sum of a family), or 0.
@@ -87,8 +91,19 @@ impl Auditor {
             .sum()
     }
 
+    /// Report writes that succeeded.
     fn writes(&self) -> f64 {
-        self.metric("hatrack_audit_report_writes_total")
+        let text = http_get(self.port, "/metrics").unwrap_or_default();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("hatrack_audit_report_writes_total{") && l.contains("result=\"ok\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn failed_writes(&self) -> f64 {
+        self.metric("hatrack_audit_report_writes_total") - self.writes()
     }
 
     /// (VmRSS, VmHWM) in MiB.
@@ -292,11 +307,16 @@ fn main() {
             let readers = (0..workloads)
                 .filter(|i| i % 10 == 1 && (i / 10) < edits)
                 .count() as f64;
-            let flushes_at = auditor.metric("hatrack_audit_flushes_total");
-            let edits_done = auditor.wait(300, "the edited Secrets' readers judged", |a| {
+            // Judged first, then two whole report rounds after that (the round that judged
+            // them writes their reports).
+            let readers_judged = auditor.wait(300, "the edited Secrets' readers judged", |a| {
                 a.metric("hatrack_audit_judgements_total") >= judged_before + readers
-                    && a.metric("hatrack_audit_flushes_total") >= flushes_at + 2.0
             });
+            let flushes_at = auditor.metric("hatrack_audit_flushes_total");
+            let edits_done = readers_judged
+                && auditor.wait(300, "two report rounds", |a| {
+                    a.metric("hatrack_audit_flushes_total") >= flushes_at + 2.0
+                });
             let edit_time = edit_start.elapsed().as_secs_f64();
             let edit_judged = auditor.metric("hatrack_audit_judgements_total") - judged_before;
             let edit_writes = auditor.writes() - writes_before;
@@ -308,6 +328,15 @@ fn main() {
             let idle_judged = auditor.metric("hatrack_audit_judgements_total") - judged_idle;
             let idle_writes = auditor.writes() - writes_idle;
             let (rss_end, hwm_end) = auditor.rss_mib();
+            let failed_writes = auditor.failed_writes();
+            let log = std::fs::read_to_string(&auditor.log).unwrap_or_default();
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+            if let Ok(keep) = std::env::var("AUDIT_KEEP_LOG") {
+                let _ = std::fs::write(keep, &log);
+            }
+            for w in warnings.iter().take(5) {
+                eprintln!("auditor: {w}");
+            }
 
             println!(
                 "## Background audit: {workloads} workloads and {secrets} Secrets in {namespaces} namespaces (kube-apiserver)\n"
@@ -328,6 +357,7 @@ fn main() {
             );
             println!("| {idle} s idle: judgements / report writes | {idle_judged:.0} / {idle_writes:.0} |");
             println!("| RSS at the end (VmRSS / VmHWM) | {rss_end:.1} MiB / {hwm_end:.1} MiB |");
+            println!("| failed report writes (retried), auditor warnings | {failed_writes:.0}, {} |", warnings.len());
             println!("\naudit bench took {:.0} s", t0.elapsed().as_secs_f64());
         });
 }

@@ -284,6 +284,7 @@ impl Auditor {
                 if self.written.get(ns) == Some(&hash) {
                     return true;
                 }
+                tracing::debug!(hash = %hash, previous = ?self.written.get(ns), "writing PolicyReport");
                 let params = PatchParams::apply(MANAGER).force();
                 match api
                     .patch(report::REPORT_NAME, &params, &Patch::Apply(&r))
