@@ -186,6 +186,7 @@ fn judge_into(
         exempt: false,
         findings: Vec::new(),
         warnings: Vec::new(),
+        exemption: None,
     };
     if policy.exemption(&w).is_some() {
         result.exempt = true;
@@ -250,7 +251,7 @@ pub async fn run_to(args: &AuditArgs, out: &mut dyn Write, err: &mut dyn Write, 
     };
     match result {
         Ok(report) => {
-            check::write_report(args.format, &report, out, err, color);
+            check::write_report(args.format, &report, &Default::default(), out, err, color);
             report.exit_code()
         }
         Err(e) => {

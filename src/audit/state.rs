@@ -131,6 +131,16 @@ impl ReferenceView for Recording<'_> {
     fn partial(&self) -> bool {
         self.inner.partial()
     }
+
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
+        self.inner.exemption(kind, namespace, name, now)
+    }
 }
 
 /// Judges one workload with the webhook's rules. A workload the rules cannot read (never the
