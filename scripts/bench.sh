@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                  # everything, writes BENCHMARKS.md
 #   OUT=/tmp/b.md scripts/bench.sh    # write elsewhere
-#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real associations fuzz slow-clients secret-cache
+#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real associations audit fuzz slow-clients secret-cache
 #   FUZZ_SECONDS=600 scripts/bench.sh         # cargo-fuzz time budget (default 300 s)
 #
 # Needs: wrk (apt-get, installed by scripts/bench-webhook.sh when missing), moto in .venv
@@ -14,14 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-BENCHMARKS.md}"
-PARTS="${PARTS:-webhook detect peers controller controller-real associations fuzz slow-clients secret-cache}"
+PARTS="${PARTS:-webhook detect peers controller controller-real associations audit fuzz slow-clients secret-cache}"
 LOGDIR="$(mktemp -d)"
 START=$(date +%s)
 has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 echo "==> release build (bins and benches)" >&2
 cargo build --release --bins --benches >&2
-if has controller || has controller-real || has associations || has secret-cache; then scripts/install-test-deps.sh >&2; fi
+if has controller || has controller-real || has associations || has audit || has secret-cache; then scripts/install-test-deps.sh >&2; fi
 
 section() { # title, log file
   { echo; echo "$1"; echo; cat "$2"; } >> "$LOGDIR/body.md"
@@ -89,6 +89,14 @@ if has controller-real; then
   CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 CONTROLLER_HOLD_SECONDS="${CONTROLLER_HOLD_SECONDS:-900}" \
     cargo bench --bench controller > "$LOGDIR/controller-real-b.md" 2> "$LOGDIR/controller-real-b.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-real-b.err"; } >> "$LOGDIR/controller-real-b.md"
   section "## Controller on kube-apiserver, run b: creation without resyncs, 10,000 held (CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 cargo bench --bench controller)" "$LOGDIR/controller-real-b.md"
+fi
+
+if has audit; then
+  echo "==> background audit on a real kube-apiserver (benches/audit.rs)" >&2
+  # The auditor binary with 10,000 workloads and 10,000 Secrets: time to the first complete set
+  # of PolicyReports, RSS, Secret edits, an idle window. One API server, in its own process.
+  cargo bench --bench audit > "$LOGDIR/audit.md" 2> "$LOGDIR/audit.err" || { echo "(audit bench failed)"; tail -20 "$LOGDIR/audit.err"; } >> "$LOGDIR/audit.md"
+  section "## Background audit on kube-apiserver (cargo bench --bench audit)" "$LOGDIR/audit.md"
 fi
 
 if has slow-clients; then

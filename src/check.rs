@@ -722,7 +722,7 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
     report.exit_code()
 }
 
-fn write_report(
+pub fn write_report(
     format: Format,
     report: &CheckReport,
     sources: &crate::check_formats::Sources,

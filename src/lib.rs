@@ -12,6 +12,7 @@
 )]
 
 pub mod association;
+pub mod audit;
 pub mod backoff;
 pub mod binding_admission;
 pub mod certs;

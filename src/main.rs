@@ -51,6 +51,10 @@ enum Command {
     /// List IAM roles tagged as this cluster's whose IAMRoleBinding is gone (kubeconfig and AWS
     /// credentials from the environment).
     Orphans(hatrack::controller::orphans::OrphansCliArgs),
+    /// Report what the webhook would deny among the running workloads of a live cluster.
+    Audit(hatrack::audit::AuditArgs),
+    /// Run the background audit: PolicyReports and metrics of the running workloads.
+    Auditor(hatrack::audit::AuditorArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plan(args) => hatrack::plan::run(args),
         Command::Check(args) => hatrack::check::run(args),
+        Command::Audit(args) => hatrack::audit::run_audit(args),
+        Command::Auditor(args) => {
+            telemetry::init(cli.log_format);
+            run_async(cli.worker_threads, hatrack::audit::run_auditor(args))
+        }
         Command::Crd => {
             print!("{}", hatrack::crd::all_yaml());
             ExitCode::SUCCESS

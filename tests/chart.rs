@@ -981,3 +981,73 @@ fn chart_flags_parse_with_the_real_command_line_types() {
         assert!(args_of(webhook).contains(&"--tls-key=/certs/tls.key".to_string()));
     }
 }
+
+/// `audit.enabled`: the auditor's Deployment, its flags (parsed with the real type), its
+/// Service, and RBAC that reads workloads, Secrets and ConfigMaps and writes only
+/// PolicyReports. Off by default.
+#[test]
+fn audit_renders_only_when_enabled_with_flags_rbac_and_metrics() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Auditor {
+        #[command(flatten)]
+        auditor: hatrack::audit::AuditorArgs,
+    }
+
+    let off = docs(&render_file("required.yaml", &[]));
+    assert!(
+        !off.iter().any(|d| d["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("audit"))),
+        "nothing of the audit by default"
+    );
+
+    let d = docs(&render_file(
+        "required.yaml",
+        &[
+            "--set",
+            "audit.enabled=true",
+            "--set",
+            "audit.replicas=2",
+            "--set",
+            "webhook.exemptNamespaces={legacy}",
+        ],
+    ));
+    let audit = named(&d, "Deployment", "hr-hatrack-audit");
+    assert_eq!(audit["spec"]["replicas"], 2);
+    let args = args_of(audit);
+    assert_eq!(args[0], "auditor");
+    let parsed = Auditor::try_parse_from(
+        std::iter::once("hatrack-auditor".to_string()).chain(args[1..].iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("auditor flags {args:?}: {e}"));
+    assert!(parsed.auditor.leader.leader_election);
+    assert_eq!(parsed.auditor.leader.lease_name, "hr-hatrack-audit");
+    let exempt = parsed.auditor.policy.exempt_namespace_set();
+    for ns in [NAMESPACE, "legacy"] {
+        assert!(exempt.contains(ns), "the webhook's exemptions: {exempt:?}");
+    }
+    let service = named(&d, "Service", "hr-hatrack-audit-metrics");
+    assert_eq!(service["metadata"]["labels"]["hatrack.dev/metrics"], "true");
+
+    let role = named(&d, "ClusterRole", &format!("hr-hatrack-{NAMESPACE}-audit"));
+    let mut writes = Vec::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        let verbs = strings(&rule["verbs"]);
+        for resource in strings(&rule["resources"]) {
+            if verbs
+                .iter()
+                .any(|v| !["get", "list", "watch"].contains(&v.as_str()))
+            {
+                writes.push(resource.clone());
+            }
+        }
+    }
+    assert_eq!(
+        writes,
+        ["policyreports"],
+        "the audit writes only its reports"
+    );
+    let lease = named(&d, "Role", "hr-hatrack-audit-leader-election");
+    assert_eq!(strings(&lease["rules"][0]["resources"]), ["leases"]);
+}

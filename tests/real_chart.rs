@@ -25,7 +25,12 @@ use support::cluster::{TestCluster, cluster, kubectl, run, temp_file};
 use support::moto::free_port;
 use tokio::sync::{Mutex, MutexGuard};
 
-const CRDS: [&str; 2] = ["iamrolebindings.hatrack.dev", "iamguardrails.hatrack.dev"];
+const CRDS: [&str; 3] = [
+    "iamrolebindings.hatrack.dev",
+    "iamguardrails.hatrack.dev",
+    // The background audit's PolicyReports (charts/hatrack/crds/wgpolicyk8s.io.yaml).
+    "policyreports.wgpolicyk8s.io",
+];
 
 /// The values README's install command passes (the account ID as a string, like
 /// `--set-string`).

@@ -178,6 +178,19 @@ timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 {{- end -}}
 {{- end -}}
 
+{{/* Background audit (templates/audit-*.yaml). */}}
+{{- define "hatrack.audit.fullname" -}}{{ include "hatrack.fullname" . }}-audit{{- end -}}
+{{- define "hatrack.audit.serviceAccountName" -}}
+{{- if .Values.audit.serviceAccount.create -}}
+{{- default (include "hatrack.audit.fullname" .) .Values.audit.serviceAccount.name -}}
+{{- else -}}
+{{- required "audit.serviceAccount.name is required when audit.serviceAccount.create is false" .Values.audit.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+{{- define "hatrack.audit.clusterRoleName" -}}
+{{- printf "%s-%s-audit" (include "hatrack.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{/* A webhook entry's clientConfig: webhook.url, or the Service. ctx: root, path: the route. */}}
 {{- define "hatrack.webhookClient" -}}
 {{- $w := .ctx.Values.webhook -}}

@@ -1,0 +1,451 @@
+//! The background audit's I/O edge: watches of Secrets and ConfigMaps (into the webhook's
+//! fact cache, [`WatchCache`]) and of every workload kind, the judgements in [`AuditState`],
+//! and the writer that applies a namespace's PolicyReport only when its content changed.
+//!
+//! Memory: no workload object is kept. A watch event is judged and dropped; what stays is the
+//! judgement (findings, and the facts of the objects it read, shared with the cache). When a
+//! Secret's facts change, its readers are fetched again (one GET each) and judged.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use tokio::sync::mpsc;
+
+use super::kinds::{self, WorkloadKind};
+use super::metrics::AuditMetrics;
+use super::report;
+use super::state::{AuditPolicy, AuditState, StaleReader, Workload};
+use crate::detect::{FactsIndex, ObjectFacts, RefKind};
+use crate::webhook::cache::{WatchCache, configmap_facts, secret_facts};
+
+/// Field manager of the report writes.
+pub const MANAGER: &str = "hatrack-audit";
+
+/// Failures that stop the audit (everything else is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "cannot list PolicyReports (is the wgpolicyk8s.io/v1alpha2 CRD installed? the chart installs it): {0}"
+    )]
+    ListReports(#[source] Box<kube::Error>),
+}
+
+/// How the audit runs.
+#[derive(Debug, Clone)]
+pub struct AuditorOptions {
+    pub policy: AuditPolicy,
+    /// How often out-of-date reports are written (changes within it are written together).
+    pub flush_every: Duration,
+}
+
+impl Default for AuditorOptions {
+    fn default() -> Self {
+        AuditorOptions {
+            policy: AuditPolicy::default(),
+            flush_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A change of the facts cache the audit must look at.
+#[derive(Debug)]
+enum FactChange {
+    Object(RefKind, String, String),
+    /// A (re-)list of the kind completed: any fact may have changed.
+    Relisted(RefKind),
+}
+
+/// Runs the watches of one kind of referenced object into `cache`, telling `changes`.
+async fn run_facts<K>(
+    cache: Arc<WatchCache>,
+    api: Api<K>,
+    kind: RefKind,
+    facts: fn(&K) -> ObjectFacts,
+    changes: mpsc::UnboundedSender<FactChange>,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let stream = watcher::watcher(api, watcher::Config::default().page_size(100)).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut buffer = FactsIndex::default();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying");
+                continue;
+            }
+        };
+        let change = match &event {
+            Event::Apply(o) | Event::Delete(o) => Some(FactChange::Object(
+                kind,
+                o.meta().namespace.clone().unwrap_or_default(),
+                o.meta().name.clone().unwrap_or_default(),
+            )),
+            Event::InitDone => Some(FactChange::Relisted(kind)),
+            Event::Init | Event::InitApply(_) => None,
+        };
+        cache.apply_object_event(kind, event, facts, &mut buffer);
+        if let Some(change) = change
+            && changes.send(change).is_err()
+        {
+            return;
+        }
+    }
+}
+
+type WorkloadEvent = (WorkloadKind, Result<Event<DynamicObject>, watcher::Error>);
+
+fn workload_streams(client: &Client) -> impl Stream<Item = WorkloadEvent> + Send + use<> {
+    let streams = WorkloadKind::ALL.into_iter().map(|kind| {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |e| (kind, e))
+            .boxed()
+    });
+    futures::stream::select_all(streams)
+}
+
+/// The audit loop's state beyond [`AuditState`].
+struct Auditor {
+    client: Client,
+    cache: Arc<WatchCache>,
+    options: AuditorOptions,
+    metrics: Arc<AuditMetrics>,
+    state: AuditState,
+    /// Hash of the report last written (or found) per namespace.
+    written: HashMap<String, String>,
+    /// Workloads to fetch again and judge (a fact they read changed).
+    refetch: Vec<StaleReader>,
+    synced_kinds: HashSet<WorkloadKind>,
+    started: Instant,
+    first_report_done: bool,
+}
+
+impl Auditor {
+    fn on_workload(&mut self, kind: WorkloadKind, event: Event<DynamicObject>) {
+        match event {
+            Event::Init => self.state.begin_relist(kind),
+            Event::InitApply(o) | Event::Apply(o) => self.judge(kind, &o),
+            Event::InitDone => {
+                self.state.end_relist(kind);
+                if self.synced_kinds.insert(kind) {
+                    tracing::info!(kind = kind.as_str(), "workloads listed");
+                }
+            }
+            Event::Delete(o) => {
+                if let Some(uid) = o.metadata.uid.as_deref() {
+                    self.state.remove(uid);
+                }
+            }
+        }
+        self.metrics
+            .workloads
+            .set(i64::try_from(self.state.len()).unwrap_or(i64::MAX));
+    }
+
+    fn judge(&mut self, kind: WorkloadKind, o: &DynamicObject) {
+        let meta = &o.metadata;
+        let (Some(uid), Some(namespace), Some(name)) = (
+            meta.uid.as_deref(),
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+        ) else {
+            return;
+        };
+        let w = Workload {
+            kind,
+            namespace,
+            name,
+            uid,
+            resource_version: meta.resource_version.as_deref().unwrap_or(""),
+            body: &o.data,
+        };
+        let itself = kinds::judged_itself_object(kind, meta, &o.data);
+        let start = Instant::now();
+        if self
+            .state
+            .upsert(&w, itself, &self.options.policy, self.cache.as_ref())
+        {
+            self.metrics.judgements.inc();
+            self.metrics
+                .judge_duration
+                .observe(start.elapsed().as_secs_f64());
+        }
+    }
+
+    fn on_fact_change(&mut self, change: FactChange) {
+        let stale = match change {
+            FactChange::Object(kind, ns, name) => {
+                self.state
+                    .stale_readers_of(kind, &ns, &name, self.cache.as_ref())
+            }
+            FactChange::Relisted(_) => self.state.all_stale(self.cache.as_ref()),
+        };
+        for s in stale {
+            tracing::debug!(kind = s.kind.as_str(), namespace = %s.namespace, name = %s.name,
+                "a Secret or ConfigMap it reads changed; judging again");
+            self.state.invalidate(&s.uid);
+            self.refetch.push(s);
+        }
+    }
+
+    /// Fetches and judges the workloads whose facts changed.
+    async fn refetch(&mut self) {
+        let mut todo = std::mem::take(&mut self.refetch);
+        todo.sort();
+        todo.dedup();
+        for s in todo {
+            let api = Api::<DynamicObject>::namespaced_with(
+                self.client.clone(),
+                &s.namespace,
+                &s.kind.api_resource(),
+            );
+            match api.get_opt(&s.name).await {
+                Ok(Some(o)) if o.metadata.uid.as_deref() == Some(&*s.uid) => self.judge(s.kind, &o),
+                // Gone, or replaced by another object of that name (its own event judges it).
+                Ok(_) => self.state.remove(&s.uid),
+                Err(e) => {
+                    tracing::warn!(kind = s.kind.as_str(), namespace = %s.namespace,
+                        name = %s.name, error = %e, "cannot fetch workload; retrying");
+                    self.refetch.push(s);
+                }
+            }
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.synced_kinds.len() == WorkloadKind::ALL.len()
+    }
+
+    /// Writes the reports of namespaces whose content changed.
+    async fn flush(&mut self) {
+        if !self.complete() {
+            return;
+        }
+        self.refetch().await;
+        let dirty = self.state.take_dirty();
+        if dirty.is_empty() && self.first_report_done {
+            self.metrics.flushes.inc();
+            return;
+        }
+        let start = Instant::now();
+        let mut failed = Vec::new();
+        for ns in dirty {
+            let desired = report::build(&ns, &self.state.failing_in(&ns));
+            self.metrics.set_namespace(
+                &ns,
+                self.state.failing_in(&ns).len(),
+                &self.state.workloads_by_rule(&ns),
+            );
+            if !self.write(&ns, desired).await {
+                failed.push(ns);
+            }
+        }
+        for ns in &failed {
+            self.state.mark_dirty(ns);
+        }
+        self.metrics
+            .flush_duration
+            .observe(start.elapsed().as_secs_f64());
+        if failed.is_empty() && self.refetch.is_empty() {
+            self.metrics.flushes.inc();
+        }
+        if !self.first_report_done && failed.is_empty() {
+            self.first_report_done = true;
+            let took = self.started.elapsed().as_secs_f64();
+            self.metrics.first_report_seconds.set(took);
+            tracing::info!(
+                seconds = took,
+                workloads = self.state.len(),
+                namespaces_with_findings = self.state.failing_namespaces().len(),
+                "first complete set of reports written"
+            );
+        }
+    }
+
+    /// Brings one namespace's report to `desired`; returns whether it succeeded.
+    #[tracing::instrument(skip(self, desired), fields(namespace = %ns))]
+    async fn write(&mut self, ns: &str, desired: Option<serde_json::Value>) -> bool {
+        let api =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &report::api_resource());
+        match desired {
+            Some(r) => {
+                let hash = report::hash_of(&r).unwrap_or_default().to_string();
+                if self.written.get(ns) == Some(&hash) {
+                    return true;
+                }
+                tracing::debug!(hash = %hash, previous = ?self.written.get(ns), "writing PolicyReport");
+                let params = PatchParams::apply(MANAGER).force();
+                match api
+                    .patch(report::REPORT_NAME, &params, &Patch::Apply(&r))
+                    .await
+                {
+                    Ok(_) => {
+                        self.metrics.write("apply", true);
+                        self.written.insert(ns.to_string(), hash);
+                        true
+                    }
+                    Err(e) => {
+                        self.metrics.write("apply", false);
+                        tracing::warn!(error = %e, "cannot write PolicyReport; retrying");
+                        false
+                    }
+                }
+            }
+            None => {
+                if !self.written.contains_key(ns) {
+                    return true;
+                }
+                match api
+                    .delete(report::REPORT_NAME, &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {
+                        self.metrics.write("delete", true);
+                        self.written.remove(ns);
+                        true
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        self.written.remove(ns);
+                        true
+                    }
+                    Err(e) => {
+                        self.metrics.write("delete", false);
+                        tracing::warn!(error = %e, "cannot delete PolicyReport; retrying");
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reports hatrack wrote before (by an earlier run): namespace -> content hash.
+async fn existing_reports(client: &Client) -> Result<HashMap<String, String>, AuditError> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &report::api_resource());
+    let params = ListParams::default().labels(&format!(
+        "{}={}",
+        report::MANAGED_BY_LABEL,
+        report::MANAGED_BY
+    ));
+    let list = api
+        .list_metadata(&params)
+        .await
+        .map_err(|e| AuditError::ListReports(Box::new(e)))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|r| r.metadata.name.as_deref() == Some(report::REPORT_NAME))
+        .filter_map(|r| {
+            let ns = r.metadata.namespace?;
+            let hash = r
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(report::HASH_ANNOTATION))
+                .unwrap_or_default();
+            Some((ns, hash))
+        })
+        .collect())
+}
+
+/// Runs the background audit until `shutdown` completes: judges every running workload,
+/// keeps the judgements current and writes a PolicyReport per namespace with findings.
+pub async fn run(
+    client: Client,
+    options: AuditorOptions,
+    metrics: Arc<AuditMetrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AuditError> {
+    let started = Instant::now();
+    metrics.workloads_with_findings.clear();
+    metrics.failing_workloads.clear();
+    let written = existing_reports(&client).await?;
+    let cache = Arc::new(WatchCache::new());
+    let (tx, mut changes) = mpsc::unbounded_channel();
+    let facts = tokio::spawn({
+        let (cache, client, tx) = (cache.clone(), client.clone(), tx.clone());
+        async move {
+            futures::join!(
+                run_facts(
+                    cache.clone(),
+                    Api::<Secret>::all(client.clone()),
+                    RefKind::Secret,
+                    secret_facts,
+                    tx.clone()
+                ),
+                run_facts(
+                    cache,
+                    Api::<ConfigMap>::all(client),
+                    RefKind::ConfigMap,
+                    configmap_facts,
+                    tx
+                ),
+            );
+        }
+    });
+    // Aborts the fact watches however this function ends.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _facts = AbortOnDrop(facts);
+    drop(tx);
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Judging before the facts are listed would read every Secret as missing.
+    let mut listed = HashSet::new();
+    while listed.len() < 2 {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            change = changes.recv() => match change {
+                Some(FactChange::Relisted(kind)) => { listed.insert(kind); }
+                Some(FactChange::Object(..)) => {}
+                None => return Ok(()),
+            }
+        }
+    }
+    tracing::info!("Secrets and ConfigMaps listed; judging workloads");
+
+    let mut auditor = Auditor {
+        client: client.clone(),
+        cache,
+        options: options.clone(),
+        metrics,
+        state: AuditState::new(),
+        written: HashMap::new(),
+        refetch: Vec::new(),
+        synced_kinds: HashSet::new(),
+        started,
+        first_report_done: false,
+    };
+    for (ns, hash) in written {
+        auditor.state.mark_dirty(&ns);
+        auditor.written.insert(ns, hash);
+    }
+    let mut workloads = std::pin::pin!(workload_streams(&client));
+    let mut tick = tokio::time::interval(options.flush_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            Some(change) = changes.recv() => auditor.on_fact_change(change),
+            Some((kind, event)) = workloads.next() => match event {
+                Ok(event) => auditor.on_workload(kind, event),
+                Err(e) => tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying"),
+            },
+            _ = tick.tick() => auditor.flush().await,
+        }
+    }
+}

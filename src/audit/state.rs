@@ -1,0 +1,604 @@
+//! What the audit knows, without I/O: per judged workload its findings and the facts of the
+//! Secrets and ConfigMaps its judgement read, a reverse index from those objects to the
+//! workloads that read them, and which namespaces' reports are out of date.
+//!
+//! A workload is judged again only when its `resourceVersion` changed, or when an object it
+//! read now has other facts than the ones it was judged with (a Secret edited to hold keys, an
+//! optional Secret that appeared). Secret edits that leave the facts as they were (a rotated
+//! password) re-judge nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::kinds::WorkloadKind;
+use crate::detect::{self, Lookup, Mode, ObjectFacts, RefKind, ReferenceView, RuleId};
+
+/// One finding as the audit keeps it (what a report result shows).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditFinding {
+    pub rule: RuleId,
+    pub container: Option<Box<str>>,
+    pub path: Box<str>,
+    /// What was found and the fix (`…; fix`), never a secret value.
+    pub message: Box<str>,
+}
+
+/// An object a judgement read, and the facts it had then (`None`: it did not exist).
+#[derive(Debug, Clone)]
+struct Dep {
+    kind: RefKind,
+    name: Box<str>,
+    facts: Option<Arc<ObjectFacts>>,
+}
+
+/// A judged workload.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: WorkloadKind,
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub uid: Arc<str>,
+    resource_version: Box<str>,
+    deps: Vec<Dep>,
+    pub findings: Vec<AuditFinding>,
+    /// The re-list round of its kind in which it was last seen.
+    epoch: u64,
+}
+
+/// A workload as a watch delivers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload<'a> {
+    pub kind: WorkloadKind,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub resource_version: &'a str,
+    /// The object's body (at least `spec`).
+    pub body: &'a Value,
+}
+
+/// Why a workload is not judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exemption {
+    /// In `--exempt-namespaces`.
+    Namespace,
+    // HOOK(ci16): per-object and per-namespace exemptions that expire. Call the pure
+    // exemption function from `AuditPolicy::exemption` and add its variant here; an expired
+    // exemption returns `None` so the workload is judged (and reported) again.
+}
+
+/// What decides whether and how workloads are judged.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPolicy {
+    pub exempt_namespaces: HashSet<String>,
+}
+
+impl AuditPolicy {
+    /// Whether `w` is exempt from judgement, and why.
+    pub fn exemption(&self, w: &Workload<'_>) -> Option<Exemption> {
+        if self.exempt_namespaces.contains(w.namespace) {
+            return Some(Exemption::Namespace);
+        }
+        None
+    }
+}
+
+/// A view that remembers what was looked up, so a judgement knows what it depended on.
+pub struct Recording<'a> {
+    inner: &'a dyn ReferenceView,
+    seen: Mutex<Vec<Dep>>,
+}
+
+impl<'a> Recording<'a> {
+    pub fn new(inner: &'a dyn ReferenceView) -> Self {
+        Recording {
+            inner,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn into_deps(self) -> Vec<Dep> {
+        let mut seen = self.seen.into_inner().unwrap_or_default();
+        seen.sort_by(|a, b| (a.kind as u8, &a.name).cmp(&(b.kind as u8, &b.name)));
+        seen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+        seen
+    }
+}
+
+impl ReferenceView for Recording<'_> {
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
+        let found = self.inner.lookup(kind, namespace, name);
+        let facts = match &found {
+            Lookup::Found(f) => Some(f.clone()),
+            Lookup::Missing | Lookup::Disabled => None,
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(Dep {
+                kind,
+                name: name.into(),
+                facts,
+            });
+        }
+        found
+    }
+
+    fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
+        self.inner.namespace_mode(namespace)
+    }
+
+    fn partial(&self) -> bool {
+        self.inner.partial()
+    }
+
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
+        self.inner.exemption(kind, namespace, name, now)
+    }
+}
+
+/// Judges one workload with the webhook's rules. A workload the rules cannot read (never the
+/// case for objects the API server validated) is logged and counted as clean.
+fn judge(w: &Workload<'_>, view: &dyn ReferenceView) -> (Vec<AuditFinding>, Vec<Dep>) {
+    let recording = Recording::new(view);
+    let arena = bumpalo::Bump::new();
+    let json = detect::Json::from_value(w.body, &arena);
+    let target = detect::Target {
+        kind: w.kind.as_str(),
+        namespace: w.namespace,
+        name: w.name,
+        object: &json,
+    };
+    let findings = match detect::evaluate(&target, &recording) {
+        Ok(Some(eval)) => eval
+            .findings
+            .into_iter()
+            .map(|f| AuditFinding {
+                rule: f.rule,
+                container: f.container.map(String::into_boxed_str),
+                path: f.path.into_boxed_str(),
+                message: f.message.into_boxed_str(),
+            })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(kind = w.kind.as_str(), namespace = w.namespace, name = w.name,
+                error = %e, "cannot judge workload");
+            Vec::new()
+        }
+    };
+    let mut findings: Vec<AuditFinding> = findings;
+    findings.sort();
+    findings.dedup();
+    (findings, recording.into_deps())
+}
+
+/// A workload to fetch and judge again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StaleReader {
+    pub kind: WorkloadKind,
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub uid: Arc<str>,
+}
+
+type RefKey = (RefKind, Box<str>, Box<str>);
+
+fn ref_key(kind: RefKind, namespace: &str, name: &str) -> RefKey {
+    (kind, namespace.into(), name.into())
+}
+
+/// Everything the audit knows.
+#[derive(Debug, Default)]
+pub struct AuditState {
+    entries: HashMap<Arc<str>, Entry>,
+    /// Secret/ConfigMap -> uids of the workloads whose judgement read it.
+    readers: HashMap<RefKey, HashSet<Arc<str>>>,
+    /// Namespace -> uids of its workloads with findings.
+    failing: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Namespaces whose report may be out of date.
+    dirty: HashSet<Arc<str>>,
+    epochs: HashMap<WorkloadKind, u64>,
+    /// Judgements made (a measure for tests and metrics: unchanged objects are not judged).
+    pub judged: u64,
+}
+
+impl AuditState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A re-list of `kind` starts: workloads not seen again before [`Self::end_relist`] are gone.
+    pub fn begin_relist(&mut self, kind: WorkloadKind) {
+        *self.epochs.entry(kind).or_insert(0) += 1;
+    }
+
+    /// The re-list of `kind` is complete: drops its workloads that were not in it.
+    pub fn end_relist(&mut self, kind: WorkloadKind) {
+        let epoch = self.epochs.get(&kind).copied().unwrap_or(0);
+        let gone: Vec<Arc<str>> = self
+            .entries
+            .values()
+            .filter(|e| e.kind == kind && e.epoch != epoch)
+            .map(|e| e.uid.clone())
+            .collect();
+        for uid in gone {
+            self.remove(&uid);
+        }
+    }
+
+    /// A workload was listed or changed. Judges it unless it is exempt, not judged itself
+    /// (owned: see [`super::kinds::judged_itself`]), or unchanged since its last judgement.
+    /// Returns whether it was judged.
+    pub fn upsert(
+        &mut self,
+        w: &Workload<'_>,
+        judged_itself: bool,
+        policy: &AuditPolicy,
+        view: &dyn ReferenceView,
+    ) -> bool {
+        let epoch = self.epochs.get(&w.kind).copied().unwrap_or(0);
+        if !judged_itself || policy.exemption(w).is_some() {
+            self.remove(w.uid);
+            return false;
+        }
+        if let Some(e) = self.entries.get_mut(w.uid)
+            && *e.resource_version == *w.resource_version
+        {
+            e.epoch = epoch;
+            return false;
+        }
+        let (findings, deps) = judge(w, view);
+        self.judged += 1;
+        let uid: Arc<str> = w.uid.into();
+        let entry = Entry {
+            kind: w.kind,
+            namespace: w.namespace.into(),
+            name: w.name.into(),
+            uid: uid.clone(),
+            resource_version: w.resource_version.into(),
+            deps,
+            findings,
+            epoch,
+        };
+        self.put(entry);
+        true
+    }
+
+    /// A workload was deleted.
+    pub fn remove(&mut self, uid: &str) {
+        let Some(old) = self.entries.remove(uid) else {
+            return;
+        };
+        self.unindex(&old);
+        if !old.findings.is_empty() {
+            self.dirty.insert(old.namespace.clone());
+        }
+    }
+
+    fn unindex(&mut self, e: &Entry) {
+        for d in &e.deps {
+            let key = ref_key(d.kind, &e.namespace, &d.name);
+            if let Some(set) = self.readers.get_mut(&key) {
+                set.remove(&e.uid);
+                if set.is_empty() {
+                    self.readers.remove(&key);
+                }
+            }
+        }
+        if let Some(set) = self.failing.get_mut(&e.namespace) {
+            set.remove(&e.uid);
+            if set.is_empty() {
+                self.failing.remove(&e.namespace);
+            }
+        }
+    }
+
+    fn put(&mut self, entry: Entry) {
+        let changed = match self.entries.remove(&entry.uid) {
+            Some(old) => {
+                self.unindex(&old);
+                old.findings != entry.findings || old.name != entry.name
+            }
+            None => !entry.findings.is_empty(),
+        };
+        for d in &entry.deps {
+            self.readers
+                .entry(ref_key(d.kind, &entry.namespace, &d.name))
+                .or_default()
+                .insert(entry.uid.clone());
+        }
+        if !entry.findings.is_empty() {
+            self.failing
+                .entry(entry.namespace.clone())
+                .or_default()
+                .insert(entry.uid.clone());
+        }
+        if changed {
+            self.dirty.insert(entry.namespace.clone());
+        }
+        self.entries.insert(entry.uid.clone(), entry);
+    }
+
+    /// The workloads that read `kind namespace/name` and were judged with other facts than
+    /// `view` has now: they must be judged again (their objects fetched anew).
+    pub fn stale_readers_of(
+        &self,
+        kind: RefKind,
+        namespace: &str,
+        name: &str,
+        view: &dyn ReferenceView,
+    ) -> Vec<StaleReader> {
+        let Some(uids) = self.readers.get(&ref_key(kind, namespace, name)) else {
+            return Vec::new();
+        };
+        let now = match view.lookup(kind, namespace, name) {
+            Lookup::Found(f) => Some(f),
+            Lookup::Missing | Lookup::Disabled => None,
+        };
+        let same = |then: &Option<Arc<ObjectFacts>>| match (then, &now) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        };
+        let mut out: Vec<_> = uids
+            .iter()
+            .filter_map(|uid| self.entries.get(uid))
+            .filter(|e| {
+                e.deps
+                    .iter()
+                    .any(|d| d.kind == kind && *d.name == *name && !same(&d.facts))
+            })
+            .map(|e| StaleReader {
+                kind: e.kind,
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+                uid: e.uid.clone(),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every workload judged with facts that `view` no longer has (after a re-list of
+    /// Secrets or ConfigMaps, when single changes were not seen).
+    pub fn all_stale(&self, view: &dyn ReferenceView) -> Vec<StaleReader> {
+        let mut out: Vec<_> = self
+            .readers
+            .keys()
+            .flat_map(|(kind, ns, name)| self.stale_readers_of(*kind, ns, name, view))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Forgets the judgement of a workload so the next [`Self::upsert`] judges it, whatever
+    /// its resourceVersion (its inputs changed elsewhere).
+    pub fn invalidate(&mut self, uid: &str) {
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.resource_version = "".into();
+        }
+    }
+
+    /// Namespaces whose reports may need writing; cleared.
+    pub fn take_dirty(&mut self) -> Vec<Arc<str>> {
+        let mut out: Vec<_> = self.dirty.drain().collect();
+        out.sort();
+        out
+    }
+
+    /// Marks namespaces for a report check (after a failed write, or reports found at start).
+    pub fn mark_dirty(&mut self, namespace: &str) {
+        self.dirty.insert(namespace.into());
+    }
+
+    /// The workloads of `namespace` with findings, in a stable order.
+    pub fn failing_in(&self, namespace: &str) -> Vec<&Entry> {
+        let mut out: Vec<&Entry> = self
+            .failing
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|uid| self.entries.get(uid))
+            .collect();
+        out.sort_by(|a, b| (a.kind, &a.name, &a.uid).cmp(&(b.kind, &b.name, &b.uid)));
+        out
+    }
+
+    /// Per rule, the number of workloads of `namespace` with at least one finding of it.
+    pub fn workloads_by_rule(&self, namespace: &str) -> BTreeMap<RuleId, u64> {
+        let mut out = BTreeMap::new();
+        for e in self.failing_in(namespace) {
+            let mut rules: Vec<RuleId> = e.findings.iter().map(|f| f.rule).collect();
+            rules.dedup();
+            rules.sort();
+            rules.dedup();
+            for r in rules {
+                *out.entry(r).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Namespaces with findings.
+    pub fn failing_namespaces(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<_> = self.failing.keys().cloned().collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::InMemoryView;
+    use serde_json::json;
+
+    const KEY_ID: &str = "AKIAZ7Q3EXAMPLEK3Y4N";
+
+    fn deployment(env_from_secret: &str) -> Value {
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "envFrom": [{"secretRef": {"name": env_from_secret}}]}
+        ]}}}})
+    }
+
+    fn w<'a>(uid: &'a str, rv: &'a str, body: &'a Value) -> Workload<'a> {
+        Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: "team",
+            name: "app",
+            uid,
+            resource_version: rv,
+            body,
+        }
+    }
+
+    fn facts(data: &[(&str, &str)]) -> ObjectFacts {
+        detect::classify_data(data.iter().map(|(k, v)| (*k, v.as_bytes())))
+    }
+
+    #[test]
+    fn unchanged_workloads_are_not_judged_again_and_findings_mark_the_namespace() {
+        let mut view = InMemoryView::new();
+        view.insert(
+            RefKind::Secret,
+            "team",
+            "creds",
+            facts(&[("AWS_ACCESS_KEY_ID", KEY_ID)]),
+        );
+        let mut state = AuditState::new();
+        let policy = AuditPolicy::default();
+        let body = deployment("creds");
+        assert!(state.upsert(&w("u1", "1", &body), true, &policy, &view));
+        assert!(!state.upsert(&w("u1", "1", &body), true, &policy, &view));
+        assert_eq!(state.judged, 1);
+        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
+        let failing = state.failing_in("team");
+        assert_eq!(failing.len(), 1);
+        assert_eq!(failing[0].findings[0].rule, RuleId::EnvFromCredentialKeys);
+        assert_eq!(failing[0].findings[0].container.as_deref(), Some("app"));
+        // A new resourceVersion with the same findings: judged, report untouched.
+        assert!(state.upsert(&w("u1", "2", &body), true, &policy, &view));
+        assert!(state.take_dirty().is_empty());
+        assert_eq!(
+            state.workloads_by_rule("team"),
+            BTreeMap::from([(RuleId::EnvFromCredentialKeys, 1)])
+        );
+        state.remove("u1");
+        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
+        assert!(state.failing_in("team").is_empty());
+        assert!(state.readers.is_empty(), "reverse index emptied");
+    }
+
+    #[test]
+    fn a_secret_that_gains_keys_makes_its_readers_stale_and_a_rotation_does_not() {
+        let mut view = InMemoryView::new();
+        view.insert(
+            RefKind::Secret,
+            "team",
+            "creds",
+            facts(&[("password", "x")]),
+        );
+        let mut state = AuditState::new();
+        let policy = AuditPolicy::default();
+        let body = deployment("creds");
+        state.upsert(&w("u1", "1", &body), true, &policy, &view);
+        assert!(state.failing_in("team").is_empty());
+        // Same facts (another password): nothing to judge again.
+        view.insert(
+            RefKind::Secret,
+            "team",
+            "creds",
+            facts(&[("password", "y")]),
+        );
+        assert!(
+            state
+                .stale_readers_of(RefKind::Secret, "team", "creds", &view)
+                .is_empty()
+        );
+        view.insert(
+            RefKind::Secret,
+            "team",
+            "creds",
+            facts(&[("AWS_ACCESS_KEY_ID", KEY_ID)]),
+        );
+        let stale = state.stale_readers_of(RefKind::Secret, "team", "creds", &view);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(state.all_stale(&view), stale);
+        state.invalidate(&stale[0].uid);
+        assert!(state.upsert(&w("u1", "1", &body), true, &policy, &view));
+        assert_eq!(state.failing_in("team").len(), 1);
+        assert!(state.all_stale(&view).is_empty());
+    }
+
+    #[test]
+    fn a_missing_optional_secret_that_appears_is_judged() {
+        let view0 = InMemoryView::new();
+        let body = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "envFrom": [{"secretRef": {"name": "later", "optional": true}}]}
+        ]}}}});
+        let mut state = AuditState::new();
+        state.upsert(&w("u1", "1", &body), true, &AuditPolicy::default(), &view0);
+        assert!(state.failing_in("team").is_empty());
+        let mut view = InMemoryView::new();
+        view.insert(
+            RefKind::Secret,
+            "team",
+            "later",
+            facts(&[(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE",
+            )]),
+        );
+        assert_eq!(
+            state
+                .stale_readers_of(RefKind::Secret, "team", "later", &view)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn relists_drop_what_is_gone_and_exempt_or_owned_workloads_are_not_kept() {
+        let view = InMemoryView::new();
+        let body = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": KEY_ID}]}
+        ]}}}});
+        let mut state = AuditState::new();
+        let policy = AuditPolicy {
+            exempt_namespaces: HashSet::from(["kube-system".to_string()]),
+        };
+        state.upsert(&w("u1", "1", &body), true, &policy, &view);
+        state.upsert(&w("u2", "1", &body), true, &policy, &view);
+        assert_eq!(state.failing_in("team").len(), 2);
+        state.take_dirty();
+        state.begin_relist(WorkloadKind::Deployment);
+        state.upsert(&w("u1", "1", &body), true, &policy, &view);
+        state.end_relist(WorkloadKind::Deployment);
+        assert_eq!(state.len(), 1);
+        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
+        assert_eq!(state.judged, 2, "the re-list judged nothing again");
+        // Owned now: forgotten.
+        state.upsert(&w("u1", "2", &body), false, &policy, &view);
+        assert!(state.is_empty());
+        let mut exempt = w("u3", "1", &body);
+        exempt.namespace = "kube-system";
+        assert!(!state.upsert(&exempt, true, &policy, &view));
+        assert!(state.is_empty());
+    }
+}
