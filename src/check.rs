@@ -70,6 +70,8 @@ pub struct CheckOptions {
     pub default_namespace: String,
     /// Cluster settings for validating IAMRoleBindings as `plan` does.
     pub settings: Settings,
+    /// Kinds beyond the built-in workloads that embed pod templates.
+    pub templates: detect::PodTemplates,
 }
 
 impl Default for CheckOptions {
@@ -80,6 +82,7 @@ impl Default for CheckOptions {
             exempt_namespaces: HashSet::new(),
             default_namespace: "default".into(),
             settings: Settings::example(),
+            templates: detect::PodTemplates::default(),
         }
     }
 }
@@ -92,6 +95,7 @@ impl CheckOptions {
             exempt_namespaces: args.policy.exempt_namespace_set(),
             default_namespace: args.namespace.clone(),
             settings: args.cluster.settings()?,
+            templates: detect::PodTemplates::default(),
         })
     }
 }
@@ -234,7 +238,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             });
             continue;
         }
-        if !detect::is_workload_kind(kind) {
+        let group = detect::templates::group_of(doc.api_version());
+        if !opts.templates.is_workload(group, kind) {
             report.ignored += 1;
             continue;
         }
@@ -264,7 +269,7 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             name,
             object: &json,
         };
-        match detect::evaluate(&target, &view) {
+        match detect::evaluate_with(&target, group, &opts.templates, &view) {
             Ok(Some(eval)) => {
                 let mode =
                     detect::ReferenceView::namespace_mode(&view, namespace).unwrap_or(opts.mode);
@@ -632,13 +637,20 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
             return 2;
         }
     };
-    let opts = match CheckOptions::from_args(args) {
+    let mut opts = match CheckOptions::from_args(args) {
         Ok(o) => o,
         Err(e) => {
             let _ = writeln!(err, "hatrack check: {e}");
             return 2;
         }
     };
+    match args.policy.pod_templates() {
+        Ok(t) => opts.templates = t,
+        Err(e) => {
+            let _ = writeln!(err, "hatrack check: --pod-templates: {e}");
+            return 2;
+        }
+    }
     let report = check_documents(&docs, &opts);
     write_report(args.format, &report, out, err, color);
     report.exit_code()

@@ -525,7 +525,8 @@ fn credentials_file_paths_are_compared_as_the_process_opens_them() {
             "",
         ),
         (
-            json!([{"name": "AWS_CONFIG_FILE", "value": "/etc/aws//config"}]),
+            // The SDKs read keys from the config file too; here it is the Secret's key.
+            json!([{"name": "AWS_CONFIG_FILE", "value": "/etc/aws//credentials"}]),
             "",
         ),
     ] {

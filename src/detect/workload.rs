@@ -19,6 +19,7 @@ const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 pub(super) fn evaluate(
     target: &Target<'_>,
     spec_path: &[&str],
+    containers: Option<&[String]>,
     refs: &dyn ReferenceView,
 ) -> Result<Evaluation, DetectError> {
     let mut cx = Cx {
@@ -54,24 +55,20 @@ pub(super) fn evaluate(
     // Per volume, the containers mounting it (each once: a pod has a handful of containers).
     let mut mounted_by: Vec<Vec<&str>> = vec![Vec::new(); volumes.len()];
 
-    for ckind in CONTAINER_KINDS {
-        let containers = cx.arr(spec, ckind, || ckind.to_string())?;
-        for (ci, c) in containers.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}]");
-            let c = cx.obj(c, at)?;
-            let name = cx
-                .opt_str(c, "name", || format!("{ckind}[{ci}].name"))?
-                .unwrap_or("");
-            let mounts = cx.mounts(c, ckind, ci)?;
-            for m in &mounts {
-                if let Some(&vi) = volume_index.get(m.volume)
-                    && !mounted_by[vi].contains(&name)
-                {
-                    mounted_by[vi].push(name);
-                }
+    for (cp, c) in cx.containers(spec, containers)? {
+        let c = cx.obj(c, || cp.to_string())?;
+        let name = cx
+            .opt_str(c, "name", || format!("{cp}.name"))?
+            .unwrap_or("");
+        let mounts = cx.mounts(c, &cp)?;
+        for m in &mounts {
+            if let Some(&vi) = volume_index.get(m.volume)
+                && !mounted_by[vi].contains(&name)
+            {
+                mounted_by[vi].push(name);
             }
-            cx.container(c, ckind, ci, name, &mounts, &volumes, meta)?;
         }
+        cx.container(c, &cp, name, &mounts, &volumes, meta)?;
     }
 
     for (vol, users) in volumes.iter().zip(&mounted_by) {
@@ -85,6 +82,22 @@ pub(super) fn evaluate(
         findings: cx.findings,
         warnings: cx.warnings,
     })
+}
+
+/// Where a container is, below the pod spec: `containers[0]`, `templates[2].container`.
+struct CPath<'a> {
+    base: Cow<'a, str>,
+    field: &'a str,
+    index: Option<usize>,
+}
+
+impl std::fmt::Display for CPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}{}[{i}]", self.base, self.field),
+            None => write!(f, "{}{}", self.base, self.field),
+        }
+    }
 }
 
 /// A reference from a volume to a Secret or ConfigMap.
@@ -329,6 +342,96 @@ impl<'r> Cx<'r> {
 
     // ---- pod-level parsing -----------------------------------------------------------------
 
+    /// The containers of a pod spec: its three lists, or, for a custom resource, the fields
+    /// its entry names (`templates[].container`, `steps[]`: `[]` steps over an array's items;
+    /// a trailing `[]` is a list of containers, otherwise the field is one container).
+    fn containers<'v, 'p>(
+        &self,
+        spec: &'v Object<'v>,
+        paths: Option<&'p [String]>,
+    ) -> Result<Vec<(CPath<'p>, &'v Json<'v>)>, DetectError> {
+        let mut out = Vec::new();
+        let Some(paths) = paths else {
+            for ckind in CONTAINER_KINDS {
+                for (ci, c) in self
+                    .arr(spec, ckind, || ckind.to_string())?
+                    .iter()
+                    .enumerate()
+                {
+                    let base = Cow::Borrowed("");
+                    out.push((
+                        CPath {
+                            base,
+                            field: ckind,
+                            index: Some(ci),
+                        },
+                        c,
+                    ));
+                }
+            }
+            return Ok(out);
+        };
+        for path in paths {
+            let segs: Vec<&str> = path.split('.').collect();
+            self.walk_containers(spec, &segs, String::new(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn walk_containers<'v, 'p>(
+        &self,
+        at: &'v Object<'v>,
+        segs: &[&'p str],
+        base: String,
+        out: &mut Vec<(CPath<'p>, &'v Json<'v>)>,
+    ) -> Result<(), DetectError> {
+        let Some((seg, rest)) = segs.split_first() else {
+            return Ok(());
+        };
+        let (name, each) = match seg.strip_suffix("[]") {
+            Some(n) => (n, true),
+            None => (*seg, false),
+        };
+        let Some(value) = field(at, name).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        if rest.is_empty() {
+            if each {
+                let list = self.arr(at, name, || format!("{base}{name}"))?;
+                for (i, c) in list.iter().enumerate() {
+                    let cp = CPath {
+                        base: Cow::Owned(base.clone()),
+                        field: name,
+                        index: Some(i),
+                    };
+                    out.push((cp, c));
+                }
+            } else {
+                out.push((
+                    CPath {
+                        base: Cow::Owned(base),
+                        field: name,
+                        index: None,
+                    },
+                    value,
+                ));
+            }
+            return Ok(());
+        }
+        if each {
+            let list = self.arr(at, name, || format!("{base}{name}"))?;
+            for (i, item) in list.iter().enumerate() {
+                let here = format!("{base}{name}[{i}]");
+                let o = self.obj(item, || here.clone())?;
+                self.walk_containers(o, rest, format!("{here}."), out)?;
+            }
+        } else {
+            let o = self.obj(value, || format!("{base}{name}"))?;
+            self.walk_containers(o, rest, format!("{base}{name}."), out)?;
+        }
+        Ok(())
+    }
+
     fn volumes<'v>(&self, spec: &'v Object<'v>) -> Result<Vec<Volume<'v>>, DetectError> {
         let list = self.arr(spec, "volumes", || "volumes".into())?;
         let mut out = Vec::with_capacity(list.len());
@@ -468,16 +571,11 @@ impl<'r> Cx<'r> {
         Ok(())
     }
 
-    fn mounts<'v>(
-        &self,
-        c: &'v Object<'v>,
-        ckind: &str,
-        ci: usize,
-    ) -> Result<Vec<Mount<'v>>, DetectError> {
-        let list = self.arr(c, "volumeMounts", || format!("{ckind}[{ci}].volumeMounts"))?;
+    fn mounts<'v>(&self, c: &'v Object<'v>, cp: &CPath<'_>) -> Result<Vec<Mount<'v>>, DetectError> {
+        let list = self.arr(c, "volumeMounts", || format!("{cp}.volumeMounts"))?;
         let mut out = Vec::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].volumeMounts[{i}]");
+            let at = || format!("{cp}.volumeMounts[{i}]");
             let m = self.obj(m, at)?;
             let volume = self
                 .opt_str(m, "name", || format!("{}.name", at()))?
@@ -505,8 +603,7 @@ impl<'r> Cx<'r> {
     fn container(
         &mut self,
         c: &Object<'_>,
-        ckind: &str,
-        ci: usize,
+        cp: &CPath<'_>,
         name: &str,
         mounts: &[Mount<'_>],
         volumes: &[Volume<'_>],
@@ -516,11 +613,11 @@ impl<'r> Cx<'r> {
         // Files the SDKs read static keys from: (env index, variable, path as written).
         let mut aws_files: Vec<(usize, &str, String)> = Vec::new();
 
-        let env = self.arr(c, "env", || format!("{ckind}[{ci}].env"))?;
+        let env = self.arr(c, "env", || format!("{cp}.env"))?;
         // Read every entry first: `$(VAR)` expansion needs them all.
         let mut entries = Vec::with_capacity(env.len());
         for (ei, e) in env.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            let at = || format!("{cp}.env[{ei}]");
             let e = self.obj(e, at)?;
             let var = self
                 .opt_str(e, "name", || format!("{}.name", at()))?
@@ -529,11 +626,11 @@ impl<'r> Cx<'r> {
             let value_from = self.opt_obj(e, "valueFrom", || format!("{}.valueFrom", at()))?;
             entries.push((var, value, value_from));
         }
-        let command = self.strings(c, "command", || format!("{ckind}[{ci}].command"))?;
-        let args = self.strings(c, "args", || format!("{ckind}[{ci}].args"))?;
-        let handlers = self.exec_handlers(c, ckind, ci)?;
+        let command = self.strings(c, "command", || format!("{cp}.command"))?;
+        let args = self.strings(c, "args", || format!("{cp}.args"))?;
+        let handlers = self.exec_handlers(c, cp)?;
         let working_dir = self
-            .opt_str(c, "workingDir", || format!("{ckind}[{ci}].workingDir"))?
+            .opt_str(c, "workingDir", || format!("{cp}.workingDir"))?
             .unwrap_or("");
 
         // The kubelet's `$(VAR)` expansion, worked out only when some string refers to a var.
@@ -547,7 +644,7 @@ impl<'r> Cx<'r> {
         }
 
         for (ei, &(var, value, value_from)) in entries.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            let at = || format!("{cp}.env[{ei}]");
             // The value the process gets, when expansion changed it.
             let expanded = exp.env.get(ei).and_then(Option::as_deref);
             let runtime = expanded.or(value);
@@ -607,9 +704,9 @@ impl<'r> Cx<'r> {
             }
         }
 
-        let env_from = self.arr(c, "envFrom", || format!("{ckind}[{ci}].envFrom"))?;
+        let env_from = self.arr(c, "envFrom", || format!("{cp}.envFrom"))?;
         for (ei, e) in env_from.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].envFrom[{ei}]");
+            let at = || format!("{cp}.envFrom[{ei}]");
             let e = self.obj(e, at)?;
             let prefix = self
                 .opt_str(e, "prefix", || format!("{}.prefix", at()))?
@@ -643,7 +740,7 @@ impl<'r> Cx<'r> {
         }
         for (field, list, env) in lists {
             for (ai, text) in list.iter().enumerate() {
-                let at = || format!("{ckind}[{ci}].{field}[{ai}]");
+                let at = || format!("{cp}.{field}[{ai}]");
                 if let Some(hit) = scan::find_credentials(text) {
                     self.literal(hit, cont, at(), &field, &field, "");
                 } else if expanding
@@ -658,7 +755,7 @@ impl<'r> Cx<'r> {
         if exp.too_long {
             self.warnings.push(Warning {
                 container: cont.map(str::to_string),
-                path: format!("{}.{ckind}[{ci}]", self.prefix),
+                path: format!("{}.{cp}", self.prefix),
                 message: format!(
                     "the $(VAR) expansion of container '{name}' exceeds what Linux passes to a process (128 KiB a string, 6 MiB in all), so it cannot start as written; hatrack scanned what it wrote and stopped expanding"
                 ),
@@ -685,19 +782,14 @@ impl<'r> Cx<'r> {
             };
             let what = format!("{var}={path}{shown} points into volume '{}'", m.volume);
             if let Some(kind) = vol.opaque {
-                self.opaque_warning(
-                    cont,
-                    format!("{ckind}[{ci}].volumeMounts[{mi}]"),
-                    &what,
-                    kind,
-                );
+                self.opaque_warning(cont, format!("{cp}.volumeMounts[{mi}]"), &what, kind);
                 continue;
             }
             let rel = volume_relative(&resolved, m);
             let Some(keys) = volume_file(vol, &rel) else {
                 continue;
             };
-            let at = format!("{ckind}[{ci}].env[{ei}]");
+            let at = format!("{cp}.env[{ei}]");
             // A config file in a ConfigMap is usually role profiles: judged by content.
             let configmaps_count = var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE);
             self.credentials_file(vol, &keys, cont, at, what, configmaps_count);
@@ -727,12 +819,7 @@ impl<'r> Cx<'r> {
                             ""
                         }
                     );
-                    self.opaque_warning(
-                        cont,
-                        format!("{ckind}[{ci}].volumeMounts[{mi}]"),
-                        &what,
-                        kind,
-                    );
+                    self.opaque_warning(cont, format!("{cp}.volumeMounts[{mi}]"), &what, kind);
                 }
                 continue;
             }
@@ -745,7 +832,7 @@ impl<'r> Cx<'r> {
             if keys.is_empty() {
                 continue;
             }
-            let at = format!("{ckind}[{ci}].volumeMounts[{mi}]");
+            let at = format!("{cp}.volumeMounts[{mi}]");
             let what = format!(
                 "volume '{}' is mounted at {}{}, where the AWS SDKs read a shared credentials file",
                 m.volume,
@@ -796,34 +883,28 @@ impl<'r> Cx<'r> {
     fn exec_handlers<'v>(
         &self,
         c: &'v Object<'v>,
-        ckind: &str,
-        ci: usize,
+        cp: &CPath<'_>,
     ) -> Result<Vec<ExecHandler<'v>>, DetectError> {
         let mut out = Vec::new();
         let mut handler = |h: &'v Object<'v>, field: String, env: Env| {
-            let Some(exec) = self.opt_obj(h, "exec", || format!("{ckind}[{ci}].{field}.exec"))?
-            else {
+            let Some(exec) = self.opt_obj(h, "exec", || format!("{cp}.{field}.exec"))? else {
                 return Ok(());
             };
-            let list = self.strings(exec, "command", || {
-                format!("{ckind}[{ci}].{field}.exec.command")
-            })?;
+            let list = self.strings(exec, "command", || format!("{cp}.{field}.exec.command"))?;
             if !list.is_empty() {
                 out.push((field, env, list));
             }
             Ok::<(), DetectError>(())
         };
-        if let Some(lc) = self.opt_obj(c, "lifecycle", || format!("{ckind}[{ci}].lifecycle"))? {
+        if let Some(lc) = self.opt_obj(c, "lifecycle", || format!("{cp}.lifecycle"))? {
             for hook in ["postStart", "preStop"] {
-                if let Some(h) =
-                    self.opt_obj(lc, hook, || format!("{ckind}[{ci}].lifecycle.{hook}"))?
-                {
+                if let Some(h) = self.opt_obj(lc, hook, || format!("{cp}.lifecycle.{hook}"))? {
                     handler(h, format!("lifecycle.{hook}"), Env::None)?;
                 }
             }
         }
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            if let Some(h) = self.opt_obj(c, probe, || format!("{ckind}[{ci}].{probe}"))? {
+            if let Some(h) = self.opt_obj(c, probe, || format!("{cp}.{probe}"))? {
                 handler(h, probe.to_string(), Env::Static)?;
             }
         }
