@@ -394,7 +394,15 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
 fn secret_data(object: &Value) -> Result<Data, String> {
     let mut out = Vec::new();
     string_map(object, "data", &mut out, true)?;
-    string_map(object, "stringData", &mut out, false)?;
+    let mut string_data = Vec::new();
+    string_map(object, "stringData", &mut string_data, false)?;
+    // The API server writes stringData over data: a key in both holds the stringData value.
+    for (k, v) in string_data {
+        match out.iter_mut().find(|(name, _)| *name == k) {
+            Some(entry) => entry.1 = v,
+            None => out.push((k, v)),
+        }
+    }
     Ok(out)
 }
 

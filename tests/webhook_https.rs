@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hatrack::check::view_from_documents;
-use hatrack::detect::{
-    InMemoryView, Mode, NoLookups, PodTemplates, ReferenceView, is_workload_kind, templates,
-};
+use hatrack::detect::{InMemoryView, Mode, NoLookups, PodTemplates, ReferenceView, templates};
 use hatrack::manifest::load_paths;
 use serde_json::{Value, json};
 
