@@ -262,12 +262,12 @@ impl<'de> serde::de::Visitor<'de> for KubectlVisitor {
         use serde::de::VariantAccess;
         let (tag, variant): (String, _) = data.variant()?;
         let KubectlYaml(value) = variant.newtype_variant()?;
-        if tag == "!!binary" || tag == "tag:yaml.org,2002:binary" {
-            if let Value::String(s) = &value {
-                let clean: String = s.split_whitespace().collect();
-                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(clean) {
-                    return Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-                }
+        if (tag == "!!binary" || tag == "tag:yaml.org,2002:binary")
+            && let Value::String(s) = &value
+        {
+            let clean: String = s.split_whitespace().collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(clean) {
+                return Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
         Ok(value)
