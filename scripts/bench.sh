@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                  # everything, writes BENCHMARKS.md
 #   OUT=/tmp/b.md scripts/bench.sh    # write elsewhere
-#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real fuzz
+#   PARTS="webhook detect" scripts/bench.sh   # a subset: webhook detect peers controller controller-real fuzz slow-clients secret-cache
 #   FUZZ_SECONDS=600 scripts/bench.sh         # cargo-fuzz time budget (default 300 s)
 #
 # Needs: wrk (apt-get, installed by scripts/bench-webhook.sh when missing), moto in .venv
@@ -14,14 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-BENCHMARKS.md}"
-PARTS="${PARTS:-webhook detect peers controller controller-real fuzz}"
+PARTS="${PARTS:-webhook detect peers controller controller-real fuzz slow-clients secret-cache}"
 LOGDIR="$(mktemp -d)"
 START=$(date +%s)
 has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 echo "==> release build (bins and benches)" >&2
 cargo build --release --bins --benches >&2
-if has controller || has controller-real; then scripts/install-test-deps.sh >&2; fi
+if has controller || has controller-real || has secret-cache; then scripts/install-test-deps.sh >&2; fi
 
 section() { # title, log file
   { echo; echo "$1"; echo; cat "$2"; } >> "$LOGDIR/body.md"
@@ -76,6 +76,19 @@ if has controller-real; then
   CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 CONTROLLER_HOLD_SECONDS="${CONTROLLER_HOLD_SECONDS:-900}" \
     cargo bench --bench controller > "$LOGDIR/controller-real-b.md" 2> "$LOGDIR/controller-real-b.err" || { echo "(controller bench failed)"; tail -20 "$LOGDIR/controller-real-b.err"; } >> "$LOGDIR/controller-real-b.md"
   section "## Controller on kube-apiserver, run b: creation without resyncs, 10,000 held (CONTROLLER_API=real CONTROLLER_PHASES=scale CONTROLLER_RESYNC=3600 CONTROLLER_RESYNC_WINDOW=0 CONTROLLER_HOLD=10000 cargo bench --bench controller)" "$LOGDIR/controller-real-b.md"
+fi
+
+if has slow-clients; then
+  echo "==> webhook under 1,000 slow clients (scripts/bench-slow-clients.sh)" >&2
+  scripts/bench-slow-clients.sh > "$LOGDIR/slow.md" 2> "$LOGDIR/slow.err" || { echo "(bench-slow-clients.sh failed)"; tail -20 "$LOGDIR/slow.err"; } >> "$LOGDIR/slow.md"
+  section "## Slow clients: RSS and honest latency under 1,000 slow connections (scripts/bench-slow-clients.sh)" "$LOGDIR/slow.md"
+fi
+
+if has secret-cache; then
+  echo "==> Secret cache memory at startup, real kube-apiserver (tests/real_secret_cache.rs)" >&2
+  cargo test --release --test real_secret_cache -- --ignored --nocapture --test-threads 1 > "$LOGDIR/secrets.out" 2> "$LOGDIR/secrets.err" || { echo "(real_secret_cache failed)"; tail -20 "$LOGDIR/secrets.err"; } >> "$LOGDIR/secrets.out"
+  grep '^|' "$LOGDIR/secrets.out" > "$LOGDIR/secrets.md" || cp "$LOGDIR/secrets.out" "$LOGDIR/secrets.md"
+  section "## Secret cache: webhook peak RSS at startup with 200 Secrets of 1 MiB (cargo test --release --test real_secret_cache -- --ignored)" "$LOGDIR/secrets.md"
 fi
 
 if has fuzz; then

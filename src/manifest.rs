@@ -90,7 +90,8 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadErro
     Ok(docs)
 }
 
-fn expand(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// The manifest files of `path`: itself, or a directory's *.yaml, *.yml and *.json, sorted.
+pub fn expand(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
         path: path.display().to_string(),
         source,

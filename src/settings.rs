@@ -85,11 +85,12 @@ pub struct PolicyArgs {
     #[arg(long, value_enum, default_value = "enforce", env = "HATRACK_MODE")]
     pub mode: Mode,
 
-    /// Namespaces whose workloads are never judged (comma-separated).
+    /// Namespaces whose workloads are never judged (comma-separated). kube-system is judged
+    /// (the webhook: in `--system-mode`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "kube-system,hatrack-system",
+        default_value = "hatrack-system",
         env = "HATRACK_EXEMPT_NAMESPACES"
     )]
     pub exempt_namespaces: Vec<String>,

@@ -499,8 +499,14 @@ fn webhook_configuration_guards_workloads_and_ephemeral_containers() {
     let d = docs(&render_file("required.yaml", &[]));
     let vwc = &of_kind(&d, "ValidatingWebhookConfiguration")[0];
     let hooks = vwc["webhooks"].as_sequence().expect("webhooks");
-    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks.len(), 3);
     let workloads = &hooks[0];
+    // The system entry judges the same kinds as the workload entry.
+    assert_eq!(hooks[1]["rules"], workloads["rules"]);
+    assert_eq!(
+        hooks[1]["clientConfig"]["service"]["path"],
+        "/validate/workloads"
+    );
     assert_eq!(
         workloads["clientConfig"]["service"]["path"],
         "/validate/workloads"
@@ -524,7 +530,7 @@ fn webhook_configuration_guards_workloads_and_ephemeral_containers() {
     ] {
         assert!(resources.contains(&r.to_string()), "{r} is not checked");
     }
-    let bindings = &hooks[1];
+    let bindings = &hooks[2];
     assert_eq!(
         bindings["clientConfig"]["service"]["path"],
         "/validate/iamrolebindings"
@@ -535,7 +541,11 @@ fn webhook_configuration_guards_workloads_and_ephemeral_containers() {
         assert_eq!(strings(&hook["admissionReviewVersions"]), ["v1"]);
         assert_eq!(hook["matchPolicy"], "Equivalent");
         assert_eq!(hook["timeoutSeconds"], 5);
-        assert_eq!(hook["failurePolicy"], "Fail");
+        let system = hook["name"] == "system-workloads.hatrack.dev";
+        assert_eq!(
+            hook["failurePolicy"],
+            if system { "Ignore" } else { "Fail" }
+        );
         assert!(
             hook["clientConfig"]["caBundle"].is_null(),
             "left to the injector"
@@ -547,22 +557,54 @@ fn webhook_configuration_guards_workloads_and_ephemeral_containers() {
 }
 
 #[test]
-fn namespace_selector_exempts_kube_system_the_release_namespace_and_extras() {
-    for (file, expected) in [
-        ("required.yaml", vec!["kube-system", NAMESPACE]),
-        (
-            "custom.yaml",
-            vec!["kube-system", NAMESPACE, "monitoring", "istio-system"],
-        ),
+fn system_namespaces_get_their_own_ignore_entry_and_bindings_no_exemption() {
+    const SYSTEM: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+    for (file, exempt) in [
+        ("required.yaml", vec![NAMESPACE]),
+        ("custom.yaml", vec![NAMESPACE, "monitoring", "istio-system"]),
     ] {
         let d = docs(&render_file(file, &[]));
         let vwc = &of_kind(&d, "ValidatingWebhookConfiguration")[0];
-        for hook in vwc["webhooks"].as_sequence().into_iter().flatten() {
-            let expr = &hook["namespaceSelector"]["matchExpressions"][0];
+        let hook = |name: &str| {
+            vwc["webhooks"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|h| h["name"] == name)
+                .unwrap_or_else(|| panic!("{file}: no webhook {name}"))
+        };
+        let selector = |name: &str| {
+            let expr = &hook(name)["namespaceSelector"]["matchExpressions"][0];
             assert_eq!(expr["key"], "kubernetes.io/metadata.name");
-            assert_eq!(expr["operator"], "NotIn");
-            assert_eq!(strings(&expr["values"]), expected, "{file}");
-        }
+            (
+                expr["operator"].as_str().unwrap_or("").to_string(),
+                strings(&expr["values"]),
+            )
+        };
+        let mut not_in = exempt.clone();
+        not_in.extend(SYSTEM);
+        assert_eq!(
+            selector("workloads.hatrack.dev"),
+            (
+                "NotIn".into(),
+                not_in.iter().map(|s| s.to_string()).collect()
+            ),
+            "{file}"
+        );
+        assert_eq!(
+            selector("system-workloads.hatrack.dev"),
+            ("In".into(), SYSTEM.iter().map(|s| s.to_string()).collect()),
+            "{file}"
+        );
+        assert_eq!(
+            hook("system-workloads.hatrack.dev")["failurePolicy"],
+            "Ignore"
+        );
+        // The binding webhook inherits none of the workload webhook's exemptions.
+        assert!(
+            hook("iamrolebindings.hatrack.dev")["namespaceSelector"].is_null(),
+            "{file}"
+        );
         let webhook = of_kind(&d, "Deployment")
             .into_iter()
             .find(|x| {
@@ -571,11 +613,36 @@ fn namespace_selector_exempts_kube_system_the_release_namespace_and_extras() {
                     .is_some_and(|n| n.ends_with("-webhook"))
             })
             .expect("webhook deployment");
+        let args = args_of(webhook);
         assert!(
-            args_of(webhook).contains(&format!("--exempt-namespaces={}", expected.join(","))),
-            "{file}: the server exempts what the selector exempts"
+            args.contains(&format!("--exempt-namespaces={}", exempt.join(","))),
+            "{file}: the server exempts what the selector exempts: {args:?}"
         );
+        assert!(
+            args.contains(&format!("--system-namespaces={}", SYSTEM.join(","))),
+            "{args:?}"
+        );
+        assert!(args.contains(&"--system-mode=warn".to_string()), "{args:?}");
     }
+    // Installed in kube-system: exempt there, so the system entry covers only the others.
+    let d = docs(&render_file(
+        "required.yaml",
+        &["--namespace", "kube-system"],
+    ));
+    let vwc = &of_kind(&d, "ValidatingWebhookConfiguration")[0];
+    let system = &vwc["webhooks"][1];
+    assert_eq!(system["name"], "system-workloads.hatrack.dev");
+    assert_eq!(
+        strings(&system["namespaceSelector"]["matchExpressions"][0]["values"]),
+        ["kube-public", "kube-node-lease"]
+    );
+    // No system namespaces: no second entry.
+    let d = docs(&render_file(
+        "required.yaml",
+        &["--set-json", "webhook.systemNamespaces=[]"],
+    ));
+    let vwc = &of_kind(&d, "ValidatingWebhookConfiguration")[0];
+    assert_eq!(vwc["webhooks"].as_sequence().map(Vec::len), Some(2));
 }
 
 #[test]

@@ -511,12 +511,15 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
         urls,
         [
             format!("{url}/validate/workloads"),
+            // The system namespaces' entry (failurePolicy Ignore).
+            format!("{url}/validate/workloads"),
             format!("{url}/validate/iamrolebindings")
         ]
     );
     for w in webhooks {
         assert!(w["clientConfig"]["service"].is_null(), "{w}");
-        assert_eq!(w["failurePolicy"], "Fail");
+        let system = w["name"] == "system-workloads.hatrack.dev";
+        assert_eq!(w["failurePolicy"], if system { "Ignore" } else { "Fail" });
     }
 
     // What a webhook pod does first with self-managed certificates (the default): create the
@@ -636,7 +639,11 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
             .iter()
             .map(|c| c.split(' ').next().unwrap_or_default())
             .collect::<Vec<_>>(),
-        [format!("ValidatingWebhookConfiguration//{vwc_name}")],
+        // The webhook's header and request timeouts follow timeoutSeconds (40 % and 60 %).
+        [
+            format!("Deployment/{ns}/hatrack-webhook"),
+            format!("ValidatingWebhookConfiguration//{vwc_name}")
+        ],
         "{changed_objects:?}"
     );
     assert_eq!(
@@ -651,6 +658,15 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
     for w in vwc["webhooks"].as_array().expect("webhooks") {
         assert_eq!(w["timeoutSeconds"], 7);
     }
+    let webhook = get_json(
+        cluster,
+        &["get", "deployment", "hatrack-webhook", "-n", &ns],
+    );
+    let args = webhook["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--header-read-timeout=2800ms") && args.contains("--request-timeout=4200ms"),
+        "the webhook's timeouts stay under the API server's 7 s: {args}"
+    );
 
     // README: the CRDs stay, and so does the self-managed certificate Secret, until deleted
     // with README's command.

@@ -416,13 +416,14 @@ async fn the_webhook_writes_the_ca_bundle_the_api_server_calls_it_with() {
     let webhook = Webhook::start(cluster, release).await;
     let admin = cluster.client().await;
 
-    // Both webhooks of the chart's configuration carry the CA of hatrack's own Secret.
+    // Every webhook of the chart's configuration (workloads, system namespaces' workloads,
+    // bindings) carries the CA of hatrack's own Secret.
     let vwc = Api::<ValidatingWebhookConfiguration>::all(admin.clone())
         .get(&format!("{RELEASE}-{}", release.namespace))
         .await
         .expect("the chart's ValidatingWebhookConfiguration");
     let webhooks = vwc.webhooks.unwrap_or_default();
-    assert_eq!(webhooks.len(), 2);
+    assert_eq!(webhooks.len(), 3);
     for w in &webhooks {
         let ca = w
             .client_config
@@ -630,11 +631,7 @@ async fn exempt_namespaces_are_not_sent_to_the_webhook() {
     let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let before = webhook.decisions(&[]);
-    for ns in [
-        "kube-system",
-        release.namespace.as_str(),
-        release.exempt.as_str(),
-    ] {
+    for ns in [release.namespace.as_str(), release.exempt.as_str()] {
         assert_admitted(
             apply(
                 cluster,
@@ -654,6 +651,105 @@ async fn exempt_namespaces_are_not_sent_to_the_webhook() {
         &["hatrack: Deployment"],
     );
     assert!(webhook.decisions(&[]) > before);
+}
+
+#[tokio::test]
+async fn kube_system_is_judged_with_warnings_while_other_namespaces_are_enforced() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let webhook = Webhook::start(cluster, release).await;
+    let before = webhook.decisions(&["mode=\"warn\"", "rule=\"env-static-key\""]);
+    let name = format!("keyed-addon-{}", std::process::id());
+    // The chart's system entry sends kube-system to the webhook, which warns there.
+    let stderr = assert_admitted(
+        apply(cluster, "kube-system", &deployment(&name, static_keys())),
+        "a keyed Deployment in kube-system",
+    );
+    assert!(
+        stderr.contains("Warning: hatrack: ") && stderr.contains("env-static-key"),
+        "kubectl shows hatrack's warnings for kube-system: {stderr}"
+    );
+    assert!(!stderr.contains(SECRET_KEY), "no secret value in a warning");
+    assert!(
+        webhook.decisions(&["mode=\"warn\"", "rule=\"env-static-key\""]) > before,
+        "{}",
+        webhook.metrics()
+    );
+    // The same Deployment anywhere else is denied.
+    let ns = cluster.namespace("team").await;
+    assert_refused(
+        apply(cluster, &ns, &deployment(&name, static_keys())),
+        "the same keyed Deployment in an application namespace",
+        &["admission webhook \"workloads.hatrack.dev\" denied the request"],
+    );
+    run(kubectl(cluster).args([
+        "delete",
+        "deployment",
+        &name,
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]));
+}
+
+#[tokio::test]
+async fn the_binding_webhook_judges_namespaces_the_workload_webhook_exempts() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let guarded = format!("all-{}", std::process::id());
+    // kube-system (judged in warn mode for workloads), the release namespace and
+    // webhook.exemptNamespaces (never sent to the workload webhook).
+    let namespaces = [
+        "kube-system",
+        release.namespace.as_str(),
+        release.exempt.as_str(),
+    ];
+    let admin = cluster.client().await;
+    let api: Api<Namespace> = Api::all(admin);
+    for ns in namespaces {
+        api.patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/guardrail": guarded}}})),
+        )
+        .await
+        .expect("label namespace");
+    }
+    let guardrail = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": guarded},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
+            "deniedActions": ["iam:*"],
+        },
+    });
+    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    let webhook = Webhook::start(cluster, release).await;
+    for ns in namespaces {
+        let binding = json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": format!("sneaky-{}", std::process::id())},
+            "spec": {
+                "serviceAccounts": ["api"],
+                "inlinePolicies": {"app": {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["iam:CreateUser"], "Resource": "*"}
+                ]}},
+            },
+        });
+        assert_refused(
+            apply(cluster, ns, &binding),
+            &format!("a binding breaking the guardrail in {ns}"),
+            &[
+                "admission webhook \"iamrolebindings.hatrack.dev\" denied the request",
+                &format!("IAMGuardrail {guarded}"),
+            ],
+        );
+    }
+    drop(webhook);
 }
 
 #[tokio::test]
@@ -819,6 +915,21 @@ async fn with_the_webhook_stopped_the_failure_policy_decides() {
         "a clean Deployment with the webhook down and failurePolicy Fail",
         &["failed calling webhook \"workloads.hatrack.dev\""],
     );
+    // ... while kube-system's entry (failurePolicy Ignore) admits, keys included: hatrack
+    // never stands between the cluster and its own repair.
+    let name = format!("while-down-{}", std::process::id());
+    assert_admitted(
+        apply(cluster, "kube-system", &deployment(&name, static_keys())),
+        "a Deployment in kube-system with the webhook down",
+    );
+    run(kubectl(cluster).args([
+        "delete",
+        "deployment",
+        &name,
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]));
 
     // Ignore: admitted unchecked, keys included.
     let _restore = RestoreFail(cluster, release);
@@ -1049,6 +1160,201 @@ async fn pods_the_replicaset_controller_creates_for_an_owner_are_not_denied() {
         "{}",
         webhook.metrics()
     );
+}
+
+/// A StaticKeyExemption (cluster-scoped) for `namespace`, optionally one workload.
+fn exemption(name: &str, namespace: &str, target: Option<(&str, &str)>, expires: &str) -> Value {
+    let mut spec = json!({
+        "namespace": namespace,
+        "grantedBy": "platform-team@example.com",
+        "reason": "TICKET-42: moving to IRSA",
+        "expires": expires,
+    });
+    if let Some((kind, workload)) = target {
+        spec["kind"] = kind.into();
+        spec["name"] = workload.into();
+    }
+    json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "StaticKeyExemption",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+#[tokio::test]
+async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is_enforced() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let guarded = format!("exempted-{}", std::process::id());
+    let ns = namespace_with_labels(
+        cluster,
+        "exempted",
+        json!({"hatrack-test/guardrail": guarded}),
+    )
+    .await;
+    let guardrail = json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": guarded},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
+            "deniedActions": ["iam:*"],
+        },
+    });
+    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    let current = format!("{ns}-legacy");
+    let expired = format!("{ns}-old");
+    for e in [
+        exemption(
+            &current,
+            &ns,
+            Some(("Deployment", "legacy")),
+            "2999-01-01T00:00:00Z",
+        ),
+        exemption(
+            &expired,
+            &ns,
+            Some(("Deployment", "old")),
+            "2020-01-01T00:00:00Z",
+        ),
+        // The binding webhook is not exemptible, whatever an exemption names.
+        exemption(
+            &format!("{ns}-rb"),
+            &ns,
+            Some(("IAMRoleBinding", "rb")),
+            "2999-01-01T00:00:00Z",
+        ),
+    ] {
+        assert_admitted(apply(cluster, "default", &e), "a StaticKeyExemption");
+    }
+    let webhook = Webhook::start(cluster, release).await;
+
+    let stderr = assert_admitted(
+        apply(cluster, &ns, &deployment("legacy", static_keys())),
+        "a workload with a current exemption",
+    );
+    for part in [
+        "Warning: hatrack: admitted until 2999-01-01T00:00:00Z",
+        &format!("StaticKeyExemption {current}"),
+        "granted by platform-team@example.com",
+        "TICKET-42: moving to IRSA",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "the warning lacks {part:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains(SECRET_KEY), "no secret value in a warning");
+
+    assert_refused(
+        apply(cluster, &ns, &deployment("old", static_keys())),
+        "a workload whose exemption expired",
+        &[
+            "hatrack: Deployment",
+            &format!("StaticKeyExemption {expired}"),
+            "expired at 2020-01-01T00:00:00Z",
+        ],
+    );
+    assert_refused(
+        apply(cluster, &ns, &deployment("unnamed", static_keys())),
+        "a workload no exemption names",
+        &["hatrack: Deployment"],
+    );
+    assert_refused(
+        apply(
+            cluster,
+            &ns,
+            &json!({
+                "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+                "metadata": {"name": "rb"},
+                "spec": {
+                    "serviceAccounts": ["api"],
+                    "inlinePolicies": {"app": {"Version": "2012-10-17", "Statement": [
+                        {"Effect": "Allow", "Action": ["iam:CreateRole"], "Resource": "*"}
+                    ]}},
+                },
+            }),
+        ),
+        "an IAMRoleBinding breaking a guardrail that an exemption names",
+        &[
+            "admission webhook \"iamrolebindings.hatrack.dev\" denied the request",
+            &format!("IAMGuardrail {guarded}"),
+        ],
+    );
+
+    // An exemption granted while the webhook runs takes effect through its watch.
+    assert_refused(
+        apply(cluster, &ns, &deployment("late", static_keys())),
+        "a workload before its exemption",
+        &["hatrack: Deployment"],
+    );
+    assert_admitted(
+        apply(
+            cluster,
+            "default",
+            &exemption(&format!("{ns}-all"), &ns, None, "2999-01-01T00:00:00Z"),
+        ),
+        "a namespace-wide StaticKeyExemption",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = apply(cluster, &ns, &deployment("late", static_keys()));
+        if ok {
+            assert!(
+                err.contains(&format!("StaticKeyExemption {ns}-all")),
+                "{err}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace-wide exemption never took effect: {out}{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let metrics = webhook.metrics();
+    let count = |state: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "hatrack_webhook_exemptions_total{{state=\"{state}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("active") >= 2.0, "{metrics}");
+    assert!(count("expired") >= 1.0, "{metrics}");
+    // The gauges of exemption objects (refreshed every 10 s): three current, one expired.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = webhook.metrics();
+        let gauge = |state: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "hatrack_webhook_exemption_objects{{state=\"{state}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        if (gauge("active"), gauge("expired")) == (Some(3.0), Some(1.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exemption gauges never showed 3 active, 1 expired: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for name in [current, expired, format!("{ns}-rb"), format!("{ns}-all")] {
+        run(kubectl(cluster).args(["delete", "statickeyexemption", &name]));
+    }
+    run(kubectl(cluster).args(["delete", "iamguardrail", &guarded]));
 }
 
 /// A minimal CRD for Argo Rollouts' Rollout (schema preserved as given, as a stand-in for the

@@ -588,11 +588,13 @@ async fn guardrail_status_writer(
                 "enforced on IAMRoleBindings of the namespaces it selects".to_string(),
             )
         } else {
-            (false, "Invalid", problems.join("; "))
+            (false, status::GUARDRAIL_INVALID, problems.join("; "))
         };
         let old = g.status.clone().unwrap_or_default();
         let current = old.conditions.iter().find(|c| c.type_ == "Ready");
+        let stalled = old.conditions.iter().any(|c| c.type_ == "Stalled");
         let unchanged = old.observed_generation == g.metadata.generation
+            && stalled != ready
             && current.is_some_and(|c| {
                 c.status == if ready { "True" } else { "False" }
                     && c.reason == reason
@@ -604,14 +606,17 @@ async fn guardrail_status_writer(
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
         let status = IAMGuardrailStatus {
             observed_generation: g.metadata.generation,
-            conditions: vec![status::ready_condition(
-                ready,
-                reason,
-                &message,
-                g.metadata.generation,
+            conditions: status::with_ready(
                 &old.conditions,
-                now,
-            )],
+                status::ready_condition(
+                    ready,
+                    reason,
+                    &message,
+                    g.metadata.generation,
+                    &old.conditions,
+                    now,
+                ),
+            ),
         };
         let patch = serde_json::json!({"status": status});
         if let Err(e) = api

@@ -529,13 +529,7 @@ fn build_status(
         &old.conditions,
         now.clone(),
     );
-    let mut conditions: Vec<_> = old
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Ready")
-        .cloned()
-        .collect();
-    conditions.push(condition);
+    let conditions = status::with_ready(&old.conditions, condition);
     IAMRoleBindingStatus {
         role_name: desired
             .map(|d| d.role.role_name.clone())

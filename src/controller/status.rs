@@ -42,6 +42,59 @@ pub fn ready_condition(
     }
 }
 
+/// Whether a Ready=False reason needs someone to change something (the spec, another binding,
+/// the role's owner, the cluster's OIDC provider) before the controller can make progress,
+/// rather than a retry (AWS errors) or a deletion.
+pub fn is_stalled(reason: &str) -> bool {
+    matches!(
+        reason,
+        reason::INVALID_SPEC
+            | reason::ROLE_NOT_OWNED
+            | reason::SERVICE_ACCOUNT_CONFLICT
+            | reason::OIDC_PROVIDER_MISSING
+            | reason::GUARDRAIL_VIOLATION
+            | GUARDRAIL_INVALID
+    )
+}
+
+/// The reason of an IAMGuardrail's Ready=False.
+pub const GUARDRAIL_INVALID: &str = "Invalid";
+
+/// The `Stalled` condition of kstatus' convention (what Flux and `kubectl wait` tooling read as
+/// Failed): present, True, only while the Ready condition is False for a reason that retries
+/// cannot fix ([`is_stalled`]). It mirrors that Ready condition's reason and message.
+pub fn stalled_condition(ready: &Condition, previous: &[Condition]) -> Option<Condition> {
+    if ready.status != "False" || !is_stalled(&ready.reason) {
+        return None;
+    }
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| ready.last_transition_time.clone());
+    Some(Condition {
+        type_: "Stalled".into(),
+        status: "True".into(),
+        reason: ready.reason.clone(),
+        message: ready.message.clone(),
+        observed_generation: ready.observed_generation,
+        last_transition_time,
+    })
+}
+
+/// Ready, and Stalled when it applies, replacing both in `previous` (other types are kept).
+pub fn with_ready(previous: &[Condition], ready: Condition) -> Vec<Condition> {
+    let stalled = stalled_condition(&ready, previous);
+    let mut out: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != "Ready" && c.type_ != "Stalled")
+        .cloned()
+        .collect();
+    out.push(ready);
+    out.extend(stalled);
+    out
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -102,6 +155,42 @@ mod tests {
         let third = ready_condition(false, reason::AWS_ERROR, "boom", Some(2), &[second], t(30));
         assert_eq!(third.last_transition_time, t(30));
         assert_eq!(third.status, "False");
+    }
+
+    #[test]
+    fn stalled_accompanies_ready_false_only_for_reasons_a_retry_cannot_fix() {
+        let ready = |ok: bool, r: &str| ready_condition(ok, r, "m", Some(3), &[], t(10));
+        let conds = with_ready(&[], ready(false, reason::SERVICE_ACCOUNT_CONFLICT));
+        let stalled = conds.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (
+                stalled.status.as_str(),
+                stalled.reason.as_str(),
+                stalled.observed_generation
+            ),
+            ("True", reason::SERVICE_ACCOUNT_CONFLICT, Some(3))
+        );
+        for (ok, r) in [
+            (false, reason::AWS_ERROR),
+            (false, reason::DELETING),
+            (true, reason::SYNCED),
+        ] {
+            let c = with_ready(&conds, ready(ok, r));
+            assert_eq!(c.len(), 1, "{r}: {c:?}");
+            assert_eq!(c[0].type_, "Ready");
+        }
+        // Other condition types are kept; the Stalled transition time holds while stalled.
+        let mut other = ready(true, reason::SYNCED);
+        other.type_ = "Other".into();
+        let first = with_ready(&[other], ready(false, reason::INVALID_SPEC));
+        let later = ready_condition(false, reason::INVALID_SPEC, "m2", Some(4), &first, t(50));
+        let second = with_ready(&first, later);
+        assert_eq!(second.len(), 3);
+        let s = second.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (s.last_transition_time.clone(), s.message.as_str()),
+            (t(10), "m2")
+        );
     }
 
     #[test]

@@ -138,7 +138,8 @@ pub struct IAMRoleBindingStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` says whether the role in AWS matches the spec; its reason says why not
     /// (`InvalidSpec`, `RoleNotOwned`, `ServiceAccountConflict`, `OidcProviderMissing`,
-    /// `GuardrailViolation`, `AwsError`, `Deleting`).
+    /// `GuardrailViolation`, `AwsError`, `Deleting`). `Stalled` (True, same reason) is present
+    /// while a change, not a retry, is needed (kstatus reads it as Failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the role was last found or made in sync with the spec.

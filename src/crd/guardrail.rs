@@ -80,7 +80,8 @@ pub struct IAMGuardrailStatus {
     /// The `metadata.generation` last seen by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` says whether the guardrail is well-formed and enforced.
+    /// `Ready` says whether the guardrail is well-formed and enforced; `Stalled` (True) is
+    /// present while it is not (kstatus reads it as Failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

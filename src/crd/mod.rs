@@ -1,9 +1,11 @@
 //! The custom resources hatrack defines, and the YAML that installs them.
 
 mod binding;
+mod exemption;
 mod guardrail;
 
 pub use binding::*;
+pub use exemption::*;
 pub use guardrail::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -14,7 +16,11 @@ pub const GROUP: &str = "hatrack.dev";
 
 /// Every CRD hatrack installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![IAMRoleBinding::crd(), IAMGuardrail::crd()]
+    vec![
+        IAMRoleBinding::crd(),
+        IAMGuardrail::crd(),
+        StaticKeyExemption::crd(),
+    ]
 }
 
 /// Every CRD as multi-document YAML: the exact content of `crds/hatrack.dev.yaml`.

@@ -179,6 +179,24 @@ pub trait ReferenceView: Send + Sync {
     fn partial(&self) -> bool {
         false
     }
+
+    /// The StaticKeyExemption covering the workload at `now`, and whether it is still active
+    /// (the webhook's watch cache; `check` applies the exemptions of its input itself).
+    fn exemption(
+        &self,
+        _kind: &str,
+        _namespace: &str,
+        _name: &str,
+        _now: jiff::Timestamp,
+    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
+        None
+    }
+
+    /// How many StaticKeyExemptions the view holds that are active and expired at `now`
+    /// (`None` when it does not watch them).
+    fn exemption_counts(&self, _now: jiff::Timestamp) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// No Kubernetes API access at all (`--lookups off`).

@@ -346,6 +346,22 @@ fn optional_credential_references_to_missing_secrets_set_nothing() {
             .message
             .contains("optional Secret team/aws-secret is not in the input")
     );
+    // Lookups off (whether the Secret exists is not knowable): judged as offline, a warning.
+    let e = eval(&obj);
+    assert!(e.findings.is_empty(), "{:#?}", e.findings);
+    assert_eq!(e.warnings.len(), 1, "{:#?}", e.warnings);
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("optional Secret team/aws-secret is not read (lookups are off)"),
+        "{:#?}",
+        e.warnings
+    );
+    // A reference that is not optional is still judged by the name.
+    let required = deployment(json!({"containers": [{"name": "ebs-plugin", "env": [
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "aws-secret", "key": "access_key"}}}
+    ]}]}));
+    assert_eq!(rules(&eval(&required)), ["env-static-key"]);
     // When the Secret exists, the name decides again; a missing optional key sets nothing.
     let mut found = InMemoryView::new();
     secret(&mut found, "aws-secret", &[("key_id", ID)]);

@@ -304,6 +304,23 @@ impl<'r> Cx<'r> {
     ) -> Known {
         match self.refs.lookup(kind, self.namespace, name) {
             Lookup::Found(f) => Known::Found(f),
+            // `--lookups off`: whether an optional object exists is not knowable, so it is
+            // judged as `check` judges one absent from its input (a warning).
+            Lookup::Disabled if optional => {
+                if self.unreadable.insert((kind, name.to_string())) {
+                    self.warnings.push(Warning {
+                        container: container.map(str::to_string),
+                        path: format!("{}.{}", self.prefix, path()),
+                        message: format!(
+                            "optional {} {}/{} is not read (lookups are off): nothing is set from it if it does not exist; if it does, what it holds is not judged",
+                            kind.as_str(),
+                            self.namespace,
+                            name
+                        ),
+                    });
+                }
+                Known::Absent
+            }
             Lookup::Disabled => Known::Unknown,
             Lookup::Missing if optional => {
                 // The kubelet sets nothing from an optional reference to an object that does

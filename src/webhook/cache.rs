@@ -12,15 +12,24 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
+use crate::crd::StaticKeyExemption;
 use crate::detect::{
     self, FactsIndex, Lookup, MODE_LABEL, Mode, ObjectFacts, RefKind, ReferenceView,
 };
+use crate::exemption::{self, Exemption};
+
+/// Secrets and ConfigMaps listed per request when the caches fill (README, "Slow and hostile
+/// clients": memory at startup).
+pub const OBJECT_PAGE_SIZE: u32 = 10;
 
 /// The cluster as the webhook sees it: facts of Secrets and ConfigMaps, namespace modes.
 #[derive(Debug, Default)]
 pub struct WatchCache {
     objects: RwLock<FactsIndex>,
     modes: RwLock<HashMap<String, Mode>>,
+    /// StaticKeyExemptions by name (a handful; their watch does not gate readiness, so a
+    /// cluster without the CRD still admits).
+    exemptions: RwLock<HashMap<String, Exemption>>,
     secrets_synced: AtomicBool,
     configmaps_synced: AtomicBool,
     namespaces_synced: AtomicBool,
@@ -70,9 +79,13 @@ impl WatchCache {
     pub fn start(client: Client) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
         let cache = Arc::new(Self::new());
         let config = watcher::Config::default().page_size(100);
+        // A page of Secrets or ConfigMaps is held whole while its objects are classified (the
+        // response body, then the decoded objects): at up to 1 MiB each, a page of 100 would
+        // take ~250 MiB and kill a restarting pod; 10 keep the peak near 25 MiB.
+        let objects = watcher::Config::default().page_size(OBJECT_PAGE_SIZE);
         let secrets = {
             let cache = cache.clone();
-            let stream = watcher(Api::<Secret>::all(client.clone()), config.clone());
+            let stream = watcher(Api::<Secret>::all(client.clone()), objects.clone());
             async move {
                 cache
                     .run_objects(stream, RefKind::Secret, secret_facts)
@@ -81,7 +94,7 @@ impl WatchCache {
         };
         let configmaps = {
             let cache = cache.clone();
-            let stream = watcher(Api::<ConfigMap>::all(client.clone()), config.clone());
+            let stream = watcher(Api::<ConfigMap>::all(client.clone()), objects);
             async move {
                 cache
                     .run_objects(stream, RefKind::ConfigMap, configmap_facts)
@@ -90,11 +103,16 @@ impl WatchCache {
         };
         let namespaces = {
             let cache = cache.clone();
-            let stream = watcher(Api::<Namespace>::all(client), config);
+            let stream = watcher(Api::<Namespace>::all(client.clone()), config.clone());
             async move { cache.run_namespaces(stream).await }
         };
+        let exemptions = {
+            let cache = cache.clone();
+            let stream = watcher(Api::<StaticKeyExemption>::all(client), config);
+            async move { cache.run_exemptions(stream).await }
+        };
         let run = async move {
-            futures::join!(secrets, configmaps, namespaces);
+            futures::join!(secrets, configmaps, namespaces, exemptions);
         };
         (cache, run)
     }
@@ -190,6 +208,57 @@ impl WatchCache {
         }
     }
 
+    /// Applies one watch event of StaticKeyExemptions. `buffer` collects a re-list.
+    pub fn apply_exemption_event(
+        &self,
+        event: Event<StaticKeyExemption>,
+        buffer: &mut HashMap<String, Exemption>,
+    ) {
+        let write = |f: &mut dyn FnMut(&mut HashMap<String, Exemption>)| {
+            if let Ok(mut map) = self.exemptions.write() {
+                f(&mut map);
+            }
+        };
+        match event {
+            Event::Init => buffer.clear(),
+            Event::InitApply(e) => {
+                let e = Exemption::from_resource(&e);
+                buffer.insert(e.name.clone(), e);
+            }
+            Event::InitDone => {
+                let fresh = std::mem::take(buffer);
+                tracing::info!(exemptions = fresh.len(), "exemption cache synced");
+                write(&mut |map| *map = fresh.clone());
+            }
+            Event::Apply(e) => {
+                let e = Exemption::from_resource(&e);
+                write(&mut |map| {
+                    map.insert(e.name.clone(), e.clone());
+                });
+            }
+            Event::Delete(e) => {
+                let name = e.metadata.name.clone().unwrap_or_default();
+                write(&mut |map| {
+                    map.remove(&name);
+                });
+            }
+        }
+    }
+
+    async fn run_exemptions<S>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<Event<StaticKeyExemption>, watcher::Error>>,
+    {
+        let mut buffer = HashMap::new();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => self.apply_exemption_event(event, &mut buffer),
+                Err(e) => tracing::warn!(error = %e, "StaticKeyExemption watch error; retrying"),
+            }
+        }
+    }
+
     async fn run_objects<K, S>(&self, stream: S, kind: RefKind, facts: fn(&K) -> ObjectFacts)
     where
         K: kube::Resource,
@@ -251,6 +320,27 @@ impl ReferenceView for WatchCache {
         self.secrets_synced.load(Ordering::Acquire)
             && self.configmaps_synced.load(Ordering::Acquire)
             && self.namespaces_synced.load(Ordering::Acquire)
+    }
+
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(Exemption, exemption::State)> {
+        let map = self.exemptions.read().ok()?;
+        exemption::applicable(map.values(), kind, namespace, name, now)
+            .map(|a| (a.exemption.clone(), a.state))
+    }
+
+    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
+        let map = self.exemptions.read().ok()?;
+        let active = map
+            .values()
+            .filter(|e| e.state_at(now) == exemption::State::Active)
+            .count();
+        Some((active, map.len() - active))
     }
 }
 

@@ -25,6 +25,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExemptionLabels {
+    /// active (it admitted the workload) or expired (the workload was judged again).
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -37,6 +43,10 @@ pub struct Metrics {
     pub review_duration: Histogram,
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub tls_reloads: Family<ResultLabels, Counter>,
+    /// Reviews of workloads a StaticKeyExemption covers, by whether it was still active.
+    pub exemptions: Family<ExemptionLabels, Counter>,
+    /// StaticKeyExemptions in the cluster, by whether they are still active.
+    pub exemption_objects: Family<ExemptionLabels, prometheus_client::metrics::gauge::Gauge>,
     /// notAfter of the certificate being served, as a Unix timestamp (alert well before it).
     pub certificate_expiry: prometheus_client::metrics::gauge::Gauge,
 }
@@ -75,6 +85,19 @@ impl Metrics {
             "Certificate reloads after the files changed, by result",
             tls_reloads.clone(),
         );
+        let exemptions = Family::<ExemptionLabels, Counter>::default();
+        registry.register(
+            "exemptions",
+            "Reviews of workloads a StaticKeyExemption covers: state=active admitted them, state=expired judged them again",
+            exemptions.clone(),
+        );
+        let exemption_objects =
+            Family::<ExemptionLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "exemption_objects",
+            "StaticKeyExemptions in the cluster by state (active, expired: due for clean-up), refreshed every 10 s",
+            exemption_objects.clone(),
+        );
         let certificate_expiry = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -87,6 +110,8 @@ impl Metrics {
             review_duration,
             bad_requests,
             tls_reloads,
+            exemptions,
+            exemption_objects,
             certificate_expiry,
         }
     }
@@ -105,6 +130,13 @@ impl Metrics {
         self.review_duration.observe(seconds);
         let decision = outcome.verdict.as_str();
         let mode = outcome.mode;
+        if let Some((_, state)) = &outcome.exemption {
+            self.exemptions
+                .get_or_create(&ExemptionLabels {
+                    state: state.as_str(),
+                })
+                .inc();
+        }
         if outcome.unreadable.is_some() {
             self.decisions
                 .get_or_create(&DecisionLabels {
@@ -130,6 +162,15 @@ impl Metrics {
                     rule: rule.as_str(),
                 })
                 .inc();
+        }
+    }
+
+    /// Sets the StaticKeyExemption gauges.
+    pub fn exemption_objects(&self, active: usize, expired: usize) {
+        for (state, n) in [("active", active), ("expired", expired)] {
+            self.exemption_objects
+                .get_or_create(&ExemptionLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -9,10 +9,12 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod limits;
 pub mod metrics;
 pub mod prune;
 pub mod review;
 pub mod server;
+pub mod system;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -79,9 +81,19 @@ pub struct WebhookArgs {
     )]
     pub lookups: Lookups,
 
-    /// Largest AdmissionReview body accepted (bytes); larger ones get HTTP 413.
-    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "HATRACK_WEBHOOK_MAX_BODY_BYTES")]
+    /// Largest AdmissionReview body accepted (bytes); larger ones get HTTP 413. The default
+    /// is a review of the largest object etcd stores, old and new (README, "Slow and hostile
+    /// clients").
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_BODY_BYTES, env = "HATRACK_WEBHOOK_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
+
+    /// `--system-namespaces` and `--system-mode`: kube-system and co. judged in warn mode.
+    #[command(flatten)]
+    pub system: system::SystemArgs,
+
+    /// Timeouts and connection limits against slow clients.
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
 
     /// How often the certificate files are checked for changes (e.g. `10s`, `500ms`).
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HATRACK_WEBHOOK_TLS_RELOAD_INTERVAL")]
@@ -177,13 +189,22 @@ impl Running {
     }
 }
 
+/// Clients past `--max-connections` wait in the kernel's listen backlog; std's is 128.
+const LISTEN_BACKLOG: u32 = 1024;
+
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, WebhookError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| WebhookError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| WebhookError::Bind { addr, source })?;
-    Ok(listener)
+    let err = |source| WebhookError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    // Non-blocking already (tokio's); axum-server and axum take it back as a std listener.
+    listener.into_std().map_err(err)
 }
 
 /// Binds both listeners, loads the certificate and serves, with `refs` as the view of the
@@ -202,12 +223,25 @@ pub async fn start(
     let (tls_config, loaded) = files.load().await?;
     let metrics = Arc::new(Metrics::new());
     metrics.served_certificate(loaded.cert());
+    // Exemptions expire without an event: their gauges are recomputed on a timer.
+    let exemption_gauges = {
+        let (refs, metrics) = (refs.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Some((active, expired)) = refs.exemption_counts(jiff::Timestamp::now()) {
+                    metrics.exemption_objects(active, expired);
+                }
+            }
+        })
+    };
     let state = AppState {
         policy: Arc::new(Policy {
             templates: Arc::new(templates),
             ..args.policy()
         }),
-        refs,
+        refs: system::SystemNamespaces::wrap(refs, &args.system),
         metrics: metrics.clone(),
         bindings: Arc::new(server::BindingAdmission {
             settings,
@@ -236,15 +270,30 @@ pub async fn start(
         })?;
 
     let handle = Handle::new();
-    let app = router(state, args.max_body_bytes);
+    let limits = &args.limits;
+    let app = router(state, args.max_body_bytes, limits);
     // TCP_NODELAY: a response is one TLS record written at once; Nagle would only hold back
     // a short tail segment until the API server ACKs, which shows up in p99.
-    let acceptor = RustlsAcceptor::new(tls_config.clone()).acceptor(NoDelayAcceptor::new());
-    let server = axum_server::from_tcp(listener)
+    let acceptor = RustlsAcceptor::new(tls_config.clone())
+        .handshake_timeout(limits.tls_handshake_timeout)
+        .acceptor(NoDelayAcceptor::new());
+    let mut server = axum_server::from_tcp(listener)
         .map_err(|source| WebhookError::Bind { addr, source })?
         .acceptor(acceptor)
-        .handle(handle.clone());
-    let server = tokio::spawn(server.serve(app.into_make_service()));
+        .handle(handle.clone())
+        // A connection that never sends a request (HTTP/2 included) is closed.
+        .first_request_timeout(limits.header_read_timeout);
+    let http = server.http_builder();
+    http.http1().header_read_timeout(limits.header_read_timeout);
+    // What an HTTP/2 client may make the server buffer unread: 64 KiB per connection (the
+    // protocol's default; hyper's is 1 MiB per stream and connection), and few streams.
+    http.http2()
+        .initial_connection_window_size(64 * 1024)
+        .initial_stream_window_size(64 * 1024)
+        .max_concurrent_streams(32);
+    let make_service =
+        limits::LimitConnections::new(app.into_make_service(), limits.max_connections);
+    let server = tokio::spawn(server.serve(make_service));
 
     let metrics_app = metrics_router(metrics.clone());
     let metrics_task = tokio::spawn(async move {
@@ -265,7 +314,7 @@ pub async fn start(
         metrics,
         handle,
         server,
-        background: vec![metrics_task, reload],
+        background: vec![metrics_task, reload, exemption_gauges],
     })
 }
 

@@ -10,6 +10,7 @@ use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta
 
 use crate::detect::json::{self, Json, Object};
 use crate::detect::{self, Evaluation, Mode, ReferenceView, RuleId, Target, Verdict};
+use crate::exemption::State as ExemptionState;
 
 /// The largest arena a review starts with (a bigger body grows it as its tree is built).
 const ARENA_START_MAX: usize = 64 * 1024;
@@ -64,6 +65,8 @@ pub struct Outcome {
     pub summaries: Vec<String>,
     /// The object could not be read.
     pub unreadable: Option<String>,
+    /// The StaticKeyExemption that covered the workload, and whether it was still active.
+    pub exemption: Option<(String, crate::exemption::State)>,
 }
 
 impl Outcome {
@@ -79,6 +82,7 @@ impl Outcome {
             findings: 0,
             summaries: Vec::new(),
             unreadable: None,
+            exemption: None,
         }
     }
 }
@@ -135,7 +139,14 @@ pub fn review(
     };
     let namespace_hint = str_field(request, "namespace").unwrap_or("");
     match read_request(request, uid, types.clone()) {
-        Ok((req, object, old_object)) => Ok(decide(&req, object, old_object, policy, refs)),
+        Ok((req, object, old_object)) => Ok(decide(
+            &req,
+            object,
+            old_object,
+            policy,
+            refs,
+            jiff::Timestamp::now(),
+        )),
         Err(problem) => Ok(unreadable_request(
             uid,
             types,
@@ -382,6 +393,7 @@ fn decide(
     old_object: Option<&Json<'_>>,
     policy: &Policy,
     refs: &dyn ReferenceView,
+    now: jiff::Timestamp,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let kind = req.kind.kind.as_str();
     let group = req.kind.group.as_str();
@@ -451,7 +463,27 @@ fn decide(
         (Operation::Update, Some(old)) => evaluate(old).ok().flatten(),
         _ => None,
     };
-    let decision = detect::decide(mode, &eval, old.as_ref());
+    let mut decision = detect::decide(mode, &eval, old.as_ref());
+    // A StaticKeyExemption: an active one admits (saying who granted it, why, until when);
+    // an expired one changes nothing but says so.
+    let exemption = refs.exemption(kind, namespace, name, now);
+    match &exemption {
+        Some((e, ExemptionState::Active)) => {
+            outcome.mode = "exemption";
+            decision.verdict = Verdict::Allow;
+            decision.message = None;
+            decision.warnings = vec![crate::exemption::active_warning(e, eval.findings.len())];
+        }
+        Some((e, ExemptionState::Expired)) => {
+            let notice = crate::exemption::expired_notice(e);
+            if let Some(m) = &mut decision.message {
+                m.push_str(&format!(" ({notice})"));
+            }
+            decision.warnings.insert(0, notice);
+        }
+        None => {}
+    }
+    outcome.exemption = exemption.map(|(e, s)| (e.name, s));
 
     let mut rules: Vec<RuleId> = eval.findings.iter().map(|f| f.rule).collect();
     rules.sort();
@@ -544,6 +576,92 @@ mod tests {
     fn response(body: &[u8], mode: Mode) -> (Value, Outcome) {
         let (review, outcome) = review(body, &policy(mode), &NoLookups).expect("a review");
         (serde_json::to_value(review).unwrap(), outcome)
+    }
+
+    /// A view holding StaticKeyExemptions (and nothing else).
+    struct Exempting(Vec<crate::exemption::Exemption>);
+
+    impl ReferenceView for Exempting {
+        fn lookup(&self, _: detect::RefKind, _: &str, _: &str) -> detect::Lookup {
+            detect::Lookup::Disabled
+        }
+        fn exemption(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+            now: jiff::Timestamp,
+        ) -> Option<(crate::exemption::Exemption, ExemptionState)> {
+            crate::exemption::applicable(&self.0, kind, namespace, name, now)
+                .map(|a| (a.exemption.clone(), a.state))
+        }
+    }
+
+    fn exempting(expires: &str) -> Exempting {
+        Exempting(vec![crate::exemption::Exemption {
+            name: "legacy-app".into(),
+            namespace: "team".into(),
+            kind: Some("Deployment".into()),
+            workload: Some("app".into()),
+            granted_by: "alice@platform".into(),
+            reason: "TICKET-7 IRSA migration".into(),
+            expires: expires.parse().unwrap(),
+        }])
+    }
+
+    #[test]
+    fn an_active_exemption_admits_with_a_warning_naming_who_why_and_until_when() {
+        let body = review_body(
+            "CREATE",
+            "team",
+            deployment(json!([{"name": "AWS_ACCESS_KEY_ID", "value": "x"}])),
+            None,
+        );
+        let view = exempting("2999-01-01T00:00:00Z");
+        let (review, outcome) = review(&body, &policy(Mode::Enforce), &view).unwrap();
+        let r = serde_json::to_value(review).unwrap();
+        assert_eq!(r["response"]["allowed"], true);
+        let warning = r["response"]["warnings"][0].as_str().unwrap();
+        for part in [
+            "2999-01-01T00:00:00Z",
+            "legacy-app",
+            "alice@platform",
+            "TICKET-7 IRSA migration",
+            "1 static-key finding",
+        ] {
+            assert!(warning.contains(part), "{warning}");
+        }
+        assert_eq!(outcome.mode, "exemption");
+        assert_eq!(
+            outcome.exemption,
+            Some(("legacy-app".into(), ExemptionState::Active))
+        );
+        assert_eq!(outcome.rules, [RuleId::EnvStaticKey]);
+    }
+
+    #[test]
+    fn an_expired_exemption_is_enforced_and_the_denial_says_it_expired() {
+        let body = review_body(
+            "CREATE",
+            "team",
+            deployment(json!([{"name": "AWS_ACCESS_KEY_ID", "value": "x"}])),
+            None,
+        );
+        let view = exempting("2020-01-01T00:00:00Z");
+        let (review, outcome) = review(&body, &policy(Mode::Enforce), &view).unwrap();
+        let r = serde_json::to_value(review).unwrap();
+        assert_eq!(r["response"]["allowed"], false);
+        let msg = r["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("StaticKeyExemption legacy-app")
+                && msg.contains("expired at 2020-01-01T00:00:00Z"),
+            "{msg}"
+        );
+        assert_eq!(outcome.verdict, Verdict::Deny);
+        assert_eq!(
+            outcome.exemption,
+            Some(("legacy-app".into(), ExemptionState::Expired))
+        );
     }
 
     #[test]

@@ -9,10 +9,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
 
 use super::bindings::{BindingView, review_binding};
+use super::limits::{self, LimitArgs};
 use super::metrics::Metrics;
 use super::review::{self, Policy, ReviewError};
 use crate::detect::ReferenceView;
@@ -68,14 +73,33 @@ impl IntoResponse for ApiError {
 }
 
 /// The webhook's router: `POST /validate/workloads`, `GET /healthz`, `GET /readyz`. Bodies
-/// over `max_body_bytes` are refused with 413.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// over `max_body_bytes` are refused with 413 (at once when `content-length` says so); a
+/// request not answered within `limits.request_timeout` (a body still arriving) gets 408;
+/// large bodies are read `limits.large_bodies` at a time ([`super::limits`]).
+pub fn router(state: AppState, max_body_bytes: usize, limits: &LimitArgs) -> Router {
+    let body_limits = Arc::new(limits::BodyLimits {
+        max_body_bytes: max_body_bytes as u64,
+        large_bodies: Arc::new(Semaphore::new(limits.large_bodies.max(1))),
+        metrics: state.metrics.clone(),
+    });
     Router::new()
         .route("/validate/workloads", post(validate))
         .route("/validate/iamrolebindings", post(validate_binding))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Outermost first: the timeout covers waiting for a large-body slot and reading.
+        .layer(
+            ServiceBuilder::new()
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    body_limits,
+                    limits::body_limits,
+                )),
+        )
         .with_state(state)
 }
 

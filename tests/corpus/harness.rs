@@ -181,6 +181,8 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         },
         lookups,
         max_body_bytes: 256 * 1024,
+        system: Default::default(),
+        limits: Default::default(),
         tls_reload_interval: Duration::from_millis(100),
         cluster: hatrack::settings::ClusterArgs {
             cluster_name: "test".into(),
@@ -222,11 +224,22 @@ pub async fn start_with_bindings(
     refs: Arc<dyn ReferenceView>,
     bindings: Arc<dyn webhook::BindingView>,
 ) -> TestServer {
+    start_with_args(mode, refs, bindings, |_| {}).await
+}
+
+/// As [`start_with_bindings`], with the arguments changed by `change` (limits, namespaces).
+pub async fn start_with_args(
+    mode: Mode,
+    refs: Arc<dyn ReferenceView>,
+    bindings: Arc<dyn webhook::BindingView>,
+    change: impl FnOnce(&mut WebhookArgs),
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki("hatrack test CA");
     std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), &pki.key_pem).unwrap();
-    let a = args(dir.path(), mode, Lookups::Off);
+    let mut a = args(dir.path(), mode, Lookups::Off);
+    change(&mut a);
     let running = webhook::start(&a, refs, bindings)
         .await
         .expect("webhook starts");

@@ -101,10 +101,18 @@ same name in two namespaces (e.g. one per controller.watchNamespace) do not coll
 {{- if or (eq (toString .Values.webhook.lookups) "on") (eq (toString .Values.webhook.lookups) "true") -}}on{{- else -}}off{{- end -}}
 {{- end -}}
 
-{{/* Namespaces the webhook never sees: the cluster's own and the release's, so it can never block its own recovery. */}}
+{{/* Namespaces the workload webhook never sees: the release's, so it can never block its own recovery, and webhook.exemptNamespaces. */}}
 {{- define "hatrack.exemptNamespaces" -}}
-{{- $ns := list "kube-system" .Release.Namespace -}}
+{{- $ns := list .Release.Namespace -}}
 {{- range .Values.webhook.exemptNamespaces }}{{- $ns = append $ns . -}}{{- end -}}
+{{- toJson (uniq $ns) -}}
+{{- end -}}
+
+{{/* The cluster's own namespaces that are judged in webhook.systemMode through the failurePolicy: Ignore entry (the exempt ones left out). */}}
+{{- define "hatrack.systemNamespaces" -}}
+{{- $exempt := include "hatrack.exemptNamespaces" . | fromJsonArray -}}
+{{- $ns := list -}}
+{{- range .Values.webhook.systemNamespaces }}{{- if not (has . $exempt) }}{{- $ns = append $ns . -}}{{- end -}}{{- end -}}
 {{- toJson (uniq $ns) -}}
 {{- end -}}
 
@@ -152,13 +160,6 @@ admissionReviewVersions: [v1]
 sideEffects: None
 matchPolicy: Equivalent
 timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
-failurePolicy: {{ .Values.webhook.failurePolicy }}
-# Never the cluster's own namespaces nor hatrack's: the webhook can never block its own recovery.
-namespaceSelector:
-  matchExpressions:
-    - key: kubernetes.io/metadata.name
-      operator: NotIn
-      values: {{ include "hatrack.exemptNamespaces" . }}
 {{- end -}}
 
 {{/*
@@ -170,4 +171,48 @@ namespaceSelector:
 {{- else if has "irsa" .Values.controller.defaultTrust -}}
 {{- fail "cluster.oidcIssuer is required when controller.defaultTrust includes irsa (or set controller.defaultTrust: [pod-identity])" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A webhook entry's clientConfig: webhook.url, or the Service. ctx: root, path: the route. */}}
+{{- define "hatrack.webhookClient" -}}
+{{- $w := .ctx.Values.webhook -}}
+clientConfig:
+  {{- if $w.url }}
+  url: {{ printf "%s%s" (trimSuffix "/" $w.url) .path | quote }}
+  {{- else }}
+  service:
+    name: {{ include "hatrack.webhook.fullname" .ctx }}
+    namespace: {{ .ctx.Release.Namespace }}
+    path: {{ .path }}
+    port: {{ $w.service.port }}
+  {{- end }}
+{{- end -}}
+
+{{/* The workload kinds the webhook judges (both workload entries). */}}
+{{- define "hatrack.workloadRules" -}}
+rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    # pods/ephemeralcontainers: `kubectl debug` cannot smuggle keys into a running pod.
+    resources: [pods, pods/ephemeralcontainers, replicationcontrollers]
+    operations: [CREATE, UPDATE]
+    scope: Namespaced
+  - apiGroups: [apps]
+    apiVersions: [v1]
+    resources: [deployments, statefulsets, daemonsets, replicasets]
+    operations: [CREATE, UPDATE]
+    scope: Namespaced
+  - apiGroups: [batch]
+    apiVersions: [v1]
+    resources: [jobs, cronjobs]
+    operations: [CREATE, UPDATE]
+    scope: Namespaced
+  # Kinds that embed pod templates (values.yaml podTemplates).
+  {{- range .Values.podTemplates }}
+  - apiGroups: [{{ .group | default "" | quote }}]
+    apiVersions: ["*"]
+    resources: [{{ .resource | quote }}]
+    operations: [CREATE, UPDATE]
+    scope: "*"
+  {{- end }}
 {{- end -}}
