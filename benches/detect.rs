@@ -43,6 +43,7 @@ fn bench_fixture(c: &mut Criterion, name: &str, body: &[u8], view: &Arc<InMemory
     let policy = Policy {
         mode: Mode::Enforce,
         exempt_namespaces: Default::default(),
+        templates: Default::default(),
     };
     // The rules run on the object as the webhook parses it (pruned, borrowed JSON).
     let arena = bumpalo::Bump::new();

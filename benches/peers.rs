@@ -342,6 +342,7 @@ fn time_fixture(
     let policy = Policy {
         mode: Mode::Enforce,
         exempt_namespaces: Default::default(),
+        templates: Default::default(),
     };
     let text = std::str::from_utf8(body).unwrap();
     // Sanity: every engine finds the fixture clean.

@@ -74,6 +74,8 @@ pub struct CheckOptions {
     pub default_namespace: String,
     /// Cluster settings for validating IAMRoleBindings as `plan` does.
     pub settings: Settings,
+    /// Kinds beyond the built-in workloads that embed pod templates.
+    pub templates: detect::PodTemplates,
     /// The time StaticKeyExemptions of the input are judged at (now).
     pub now: jiff::Timestamp,
 }
@@ -86,6 +88,7 @@ impl Default for CheckOptions {
             exempt_namespaces: HashSet::new(),
             default_namespace: "default".into(),
             settings: Settings::example(),
+            templates: detect::PodTemplates::default(),
             now: jiff::Timestamp::now(),
         }
     }
@@ -99,6 +102,7 @@ impl CheckOptions {
             exempt_namespaces: args.policy.exempt_namespace_set(),
             default_namespace: args.namespace.clone(),
             settings: args.cluster.settings()?,
+            templates: detect::PodTemplates::default(),
             now: jiff::Timestamp::now(),
         })
     }
@@ -257,7 +261,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             });
             continue;
         }
-        if !detect::is_workload_kind(kind) {
+        let group = detect::templates::group_of(doc.api_version());
+        if !opts.templates.is_workload(group, kind) {
             report.ignored += 1;
             continue;
         }
@@ -288,7 +293,7 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             name,
             object: &json,
         };
-        match detect::evaluate(&target, &view) {
+        match detect::evaluate_with(&target, group, &opts.templates, &view) {
             Ok(Some(eval)) => {
                 let mode =
                     detect::ReferenceView::namespace_mode(&view, namespace).unwrap_or(opts.mode);
@@ -443,7 +448,15 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
 fn secret_data(object: &Value) -> Result<Data, String> {
     let mut out = Vec::new();
     string_map(object, "data", &mut out, true)?;
-    string_map(object, "stringData", &mut out, false)?;
+    let mut string_data = Vec::new();
+    string_map(object, "stringData", &mut string_data, false)?;
+    // The API server writes stringData over data: a key in both holds the stringData value.
+    for (k, v) in string_data {
+        match out.iter_mut().find(|(name, _)| *name == k) {
+            Some(entry) => entry.1 = v,
+            None => out.push((k, v)),
+        }
+    }
     Ok(out)
 }
 
@@ -710,13 +723,20 @@ pub fn run_to(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color:
             return 2;
         }
     };
-    let opts = match CheckOptions::from_args(args) {
+    let mut opts = match CheckOptions::from_args(args) {
         Ok(o) => o,
         Err(e) => {
             let _ = writeln!(err, "hatrack check: {e}");
             return 2;
         }
     };
+    match args.policy.pod_templates() {
+        Ok(t) => opts.templates = t,
+        Err(e) => {
+            let _ = writeln!(err, "hatrack check: --pod-templates: {e}");
+            return 2;
+        }
+    }
     let report = check_documents(&docs, &opts);
     write_report(args.format, &report, &sources, out, err, color);
     report.exit_code()

@@ -130,10 +130,11 @@ fn is_manifest_file(path: &Path) -> bool {
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     let mut docs = Vec::new();
     for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(de).map_err(|e| LoadError::Parse {
-            path: file.to_string(),
-            message: yaml_error_message(index, &e),
-        })?;
+        let KubectlYaml(value) =
+            serde::Deserialize::deserialize(de).map_err(|e| LoadError::Parse {
+                path: file.to_string(),
+                message: yaml_error_message(index, &e),
+            })?;
         match value {
             Value::Null => continue,
             Value::Object(_) => {}
@@ -151,6 +152,127 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadErro
         push_unpacking_lists(file, index, value, &mut docs)?;
     }
     Ok(docs)
+}
+
+/// A YAML node read the way kubectl reads it (sigs.k8s.io/yaml over go-yaml v2), so `check`
+/// judges what the API server will be sent (compared with the real kubectl in
+/// tests/check_kubectl.rs):
+/// - merge keys (`<<: *anchor`, `<<: [*a, *b]`) are applied in place: the merged entries
+///   overwrite keys written before the `<<`, keys after it overwrite them, and of a list of
+///   merged mappings the first wins;
+/// - a duplicate key takes the last value;
+/// - a tagged value is its value (`!!binary` decoded), keys that are not strings are their
+///   text (`1: x` is `"1"`).
+///
+/// Not reproduced: YAML 1.1 plain scalars that go-yaml v2 reads as booleans or octal numbers
+/// (`on`, `yes`, `y`, `0755`) are read here as YAML 1.2 does (strings); the API server refuses
+/// a boolean or number where a string belongs, so such an env value or Secret key never
+/// reaches a pod either way (README: "What `check` reads as kubectl does").
+struct KubectlYaml(Value);
+
+impl<'de> serde::Deserialize<'de> for KubectlYaml {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KubectlVisitor).map(KubectlYaml)
+    }
+}
+
+struct KubectlVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KubectlVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(KubectlYaml(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(KubectlYaml(key)) = map.next_key()? {
+            let KubectlYaml(value) = map.next_value()?;
+            let key = match key {
+                Value::String(s) => s,
+                Value::Null => "null".to_string(),
+                other => other.to_string(),
+            };
+            if key == "<<" {
+                let merged = match value {
+                    Value::Object(m) => vec![m],
+                    // go-yaml applies a list of merged mappings last to first: the first wins.
+                    Value::Array(items) => items
+                        .into_iter()
+                        .rev()
+                        .map(|i| match i {
+                            Value::Object(m) => Ok(m),
+                            _ => Err(serde::de::Error::custom(
+                                "map merge requires map or sequence of maps as the value",
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    _ => {
+                        return Err(serde::de::Error::custom(
+                            "map merge requires map or sequence of maps as the value",
+                        ));
+                    }
+                };
+                for m in merged {
+                    for (k, v) in m {
+                        out.insert(k, v);
+                    }
+                }
+                continue;
+            }
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        use base64::Engine;
+        use serde::de::VariantAccess;
+        let (tag, variant): (String, _) = data.variant()?;
+        let KubectlYaml(value) = variant.newtype_variant()?;
+        if (tag == "!!binary" || tag == "tag:yaml.org,2002:binary")
+            && let Value::String(s) = &value
+        {
+            let clean: String = s.split_whitespace().collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(clean) {
+                return Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+        Ok(value)
+    }
 }
 
 fn push_unpacking_lists(

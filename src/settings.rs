@@ -102,9 +102,25 @@ pub struct PolicyArgs {
         env = "HATRACK_EXEMPT_NAMESPACES"
     )]
     pub exempt_namespaces: Vec<String>,
+
+    /// A YAML file listing kinds beyond the built-in workloads that embed a pod template
+    /// (group, kind, resource, pod spec paths); replaces the shipped list (PodTemplate, Argo
+    /// Rollouts and Workflows, Knative, KServe, …; `src/detect/pod-templates.yaml`).
+    #[arg(long, env = "HATRACK_POD_TEMPLATES")]
+    pub pod_templates: Option<std::path::PathBuf>,
 }
 
 impl PolicyArgs {
+    /// The kinds judged besides the built-in workloads: `--pod-templates`, or the shipped list.
+    pub fn pod_templates(
+        &self,
+    ) -> Result<crate::detect::PodTemplates, crate::detect::TemplatesError> {
+        match &self.pod_templates {
+            Some(path) => crate::detect::PodTemplates::from_file(path),
+            None => Ok(crate::detect::PodTemplates::default()),
+        }
+    }
+
     /// `--exempt-namespaces` as a set, without blanks (`a, ,b` is `a` and `b`).
     pub fn exempt_namespace_set(&self) -> HashSet<String> {
         self.exempt_namespaces

@@ -1051,3 +1051,50 @@ fn audit_renders_only_when_enabled_with_flags_rbac_and_metrics() {
     let lease = named(&d, "Role", "hr-hatrack-audit-leader-election");
     assert_eq!(strings(&lease["rules"][0]["resources"]), ["leases"]);
 }
+
+#[test]
+fn pod_template_kinds_get_webhook_rules_and_reach_the_webhook() {
+    let rendered = docs(&render_file("required.yaml", &[]));
+    // The chart's list is the one the binary ships (check uses the shipped list by default).
+    let cm = named(&rendered, "ConfigMap", "hr-hatrack-webhook-pod-templates");
+    let text = cm["data"]["pod-templates.yaml"]
+        .as_str()
+        .expect("pod-templates.yaml");
+    let chart_list = hatrack::detect::PodTemplates::from_yaml("chart", text).expect("valid list");
+    assert_eq!(chart_list, hatrack::detect::PodTemplates::default());
+    let vwc = of_kind(&rendered, "ValidatingWebhookConfiguration")[0];
+    let workloads = &vwc["webhooks"][0];
+    let rules = workloads["rules"].as_sequence().expect("rules");
+    for k in chart_list.kinds() {
+        assert!(
+            rules.iter().any(|r| {
+                strings(&r["apiGroups"]) == [k.group.clone()]
+                    && strings(&r["resources"]) == [k.resource.clone()]
+                    && strings(&r["operations"]) == ["CREATE", "UPDATE"]
+            }),
+            "no rule for {} {}",
+            k.group,
+            k.resource
+        );
+    }
+    let deployment = named(&rendered, "Deployment", "hr-hatrack-webhook");
+    assert!(
+        args_of(deployment).contains(&"--pod-templates=/etc/hatrack/pod-templates.yaml".into())
+    );
+    // A custom entry gets its rule.
+    let rendered = docs(&render_file(
+        "required.yaml",
+        &[
+            "--set-json",
+            r#"podTemplates=[{"group":"example.com","kind":"Job2","resource":"job2s","pods":[{"path":"spec.template.spec"}]}]"#,
+        ],
+    ));
+    let vwc = of_kind(&rendered, "ValidatingWebhookConfiguration")[0];
+    let rules = vwc["webhooks"][0]["rules"].as_sequence().unwrap();
+    assert!(rules.iter().any(|r| strings(&r["resources"]) == ["job2s"]));
+    assert!(
+        !rules
+            .iter()
+            .any(|r| strings(&r["resources"]) == ["rollouts"])
+    );
+}

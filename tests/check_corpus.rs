@@ -221,3 +221,41 @@ fn binary_exits_2_with_file_and_position_on_unparsable_input() {
             .contains("/nonexistent/dir")
     );
 }
+
+#[test]
+fn binary_judges_custom_kinds_from_a_pod_templates_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("pod-templates.yaml");
+    std::fs::write(
+        &list,
+        "- {group: example.com, kind: Batch, resource: batches, pods: [{path: spec.worker.pod}]}\n",
+    )
+    .unwrap();
+    let manifest = dir.path().join("batch.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: example.com/v1\nkind: Batch\nmetadata: {name: b, namespace: n}\nspec:\n  worker:\n    pod:\n      containers:\n      - name: w\n        env: [{name: AWS_ACCESS_KEY_ID, value: AKIAZ7Q3EXAMPLEK3Y4N}]\n",
+    )
+    .unwrap();
+    let path = manifest.to_str().unwrap();
+    // Not in the shipped list: not a workload.
+    let (code, stdout, _) = hatrack(&["check", path], None);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, stderr) = hatrack(
+        &["check", "--pod-templates", list.to_str().unwrap(), path],
+        None,
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("spec.worker.pod.containers[0].env[0]"),
+        "{stdout}"
+    );
+    // A list that cannot work is an input error.
+    std::fs::write(&list, "- {kind: Batch}\n").unwrap();
+    let (code, _, stderr) = hatrack(
+        &["check", "--pod-templates", list.to_str().unwrap(), path],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--pod-templates"), "{stderr}");
+}

@@ -487,6 +487,7 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
             "ClusterRole",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "Deployment",
             "IAMGuardrail",
@@ -889,7 +890,8 @@ async fn service_based_webhook_configuration_passes_a_server_dry_run() {
         .args(["create", "--dry-run=server", "-o", "name", "-f"])
         .arg(&file));
     assert!(ok, "kubectl create --dry-run=server:\n{out}{err}");
-    assert_eq!(out.lines().count(), 17, "{out}");
+    // 16 objects, the default IAMGuardrail and the webhook's pod-templates ConfigMap.
+    assert_eq!(out.lines().count(), 18, "{out}");
     assert!(
         namespace_contents(cluster, &ns).is_empty(),
         "the dry run stored objects"

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{
@@ -183,6 +183,17 @@ impl Webhook {
             .keep();
         let metrics_port = free_port();
         let path = |name: &str| dir.join(name).display().to_string();
+        // The pod-templates list the chart mounts from its ConfigMap.
+        let pod_templates = Api::<ConfigMap>::namespaced(admin.clone(), &release.namespace)
+            .get(&format!("{WEBHOOK}-pod-templates"))
+            .await
+            .expect("the chart's pod-templates ConfigMap");
+        let list = pod_templates
+            .data
+            .as_ref()
+            .and_then(|d| d.get("pod-templates.yaml"))
+            .expect("pod-templates.yaml in the ConfigMap");
+        std::fs::write(dir.join("pod-templates.yaml"), list).expect("write pod-templates.yaml");
         // Only where it listens and where the certificate files go differ from the pod.
         let args: Vec<String> = chart_args
             .iter()
@@ -194,6 +205,9 @@ impl Webhook {
                 Some(("--tls-cert", _)) => format!("--tls-cert={}", path("tls.crt")),
                 Some(("--tls-key", _)) => format!("--tls-key={}", path("tls.key")),
                 Some(("--cert-dir", _)) => format!("--cert-dir={}", dir.display()),
+                Some(("--pod-templates", _)) => {
+                    format!("--pod-templates={}", path("pod-templates.yaml"))
+                }
                 _ => arg.clone(),
             })
             .collect();
@@ -1468,4 +1482,73 @@ async fn the_charts_default_guardrail_refuses_admin_and_escalating_grants_at_adm
         "{warnings}"
     );
     drop(webhook);
+}
+
+/// A minimal CRD for Argo Rollouts' Rollout (schema preserved as given, as a stand-in for the
+/// real one: the webhook reads `spec.template.spec` whatever the schema says).
+fn rollout_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {
+            "group": "argoproj.io",
+            "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "listKind": "RolloutList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    })
+}
+
+fn rollout(name: &str, env: Value) -> Value {
+    let mut d = deployment(name, env);
+    d["apiVersion"] = json!("argoproj.io/v1alpha1");
+    d["kind"] = json!("Rollout");
+    d["spec"]["strategy"] = json!({"canary": {"steps": [{"setWeight": 20}]}});
+    d
+}
+
+#[tokio::test]
+async fn custom_resources_with_pod_templates_are_judged_through_the_charts_rules() {
+    let Some((cluster, release)) = setup().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let _webhook = Webhook::start(cluster, release).await;
+    let (ok, out, err) = apply(cluster, "default", &rollout_crd());
+    assert!(ok, "CRD: {out}{err}");
+    run(kubectl(cluster).args([
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/rollouts.argoproj.io",
+    ]));
+    let ns = app_namespace(cluster, "rollouts").await;
+    // The API server may serve the new kind a moment after Established.
+    let mut result = apply(cluster, &ns, &rollout("keyed", static_keys()));
+    for _ in 0..50 {
+        if !result.2.contains("no matches for kind") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        result = apply(cluster, &ns, &rollout("keyed", static_keys()));
+    }
+    assert_refused(
+        result,
+        "a Rollout with static keys",
+        &["env-static-key", "Rollout"],
+    );
+    assert_admitted(
+        apply(cluster, &ns, &rollout("clean", clean_env())),
+        "a Rollout with a clean env",
+    );
+    let pod_template = json!({
+        "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "keyed"},
+        "template": {"spec": {"containers": [{"name": "a", "image": "registry.example/app:1", "env": static_keys()}]}},
+    });
+    assert_refused(
+        apply(cluster, &ns, &pod_template),
+        "a PodTemplate with static keys",
+        &["env-static-key", "PodTemplate"],
+    );
 }

@@ -190,6 +190,7 @@ fn policy(mode: Mode) -> Policy {
     Policy {
         mode,
         exempt_namespaces: ["kube-system".to_string()].into(),
+        templates: Default::default(),
     }
 }
 

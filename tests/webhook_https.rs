@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hatrack::check::view_from_documents;
-use hatrack::detect::{InMemoryView, Mode, NoLookups, ReferenceView, is_workload_kind};
+use hatrack::detect::{InMemoryView, Mode, NoLookups, PodTemplates, ReferenceView, templates};
 use hatrack::manifest::load_paths;
 use serde_json::{Value, json};
 
@@ -38,7 +38,9 @@ async fn corpus_decisions_over_https_match_the_expectations() {
         let server = start(Mode::Enforce, Arc::new(view)).await;
         for (i, doc) in docs
             .iter()
-            .filter(|d| is_workload_kind(d.kind()))
+            .filter(|d| {
+                PodTemplates::default().is_workload(templates::group_of(d.api_version()), d.kind())
+            })
             .enumerate()
         {
             let ns = doc.namespace().unwrap_or("default");

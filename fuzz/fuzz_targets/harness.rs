@@ -29,6 +29,7 @@ pub fn run(data: &[u8]) -> usize {
         let policy = Policy {
             mode,
             exempt_namespaces: Default::default(),
+            templates: Default::default(),
         };
         evaluations += 1;
         if let Ok((answer, outcome)) = review(data, &policy, &view) {

@@ -366,8 +366,7 @@ pub async fn retain_on_delete(
         if let Some(actual) = actual.filter(|a| owner.owns(&a.tags)) {
             let untrusted = untrusted_policy();
             if !crate::policy::equivalent(&actual.assume_role_policy, &untrusted) {
-                iam
-                    .apply(&actual, &Change::UpdateAssumeRolePolicy(untrusted))
+                iam.apply(&actual, &Change::UpdateAssumeRolePolicy(untrusted))
                     .await?;
             }
         }

@@ -534,7 +534,13 @@ mod tests {
     #[test]
     fn a_role_without_its_binding_is_an_orphan() {
         let c = [owned("111", "prod", "team", "gone")];
-        let found = judge("prod", None, &c, &live(&[("team", "kept", Some("111"))]), None);
+        let found = judge(
+            "prod",
+            None,
+            &c,
+            &live(&[("team", "kept", Some("111"))]),
+            None,
+        );
         assert_eq!(found.len(), 1);
         assert_eq!(
             (found[0].namespace.as_str(), found[0].binding.as_str()),
@@ -584,7 +590,10 @@ mod tests {
         let c = [tagged(Some(theirs)), tagged(None)];
         // Neither the other region's role nor a legacy role without the ARN tag is ours.
         assert!(judge("prod", Some(ours), &c, &live(&[]), None).is_empty());
-        assert_eq!(judge("prod", Some(ours), &[tagged(Some(ours))], &live(&[]), None).len(), 1);
+        assert_eq!(
+            judge("prod", Some(ours), &[tagged(Some(ours))], &live(&[]), None).len(),
+            1
+        );
         // A cluster without a region owns only roles without an ARN tag.
         assert_eq!(judge("prod", None, &c, &live(&[]), None).len(), 1);
     }

@@ -146,7 +146,15 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         }
     }
     if !violations.is_empty() {
-        return enforce::violated(binding, ctx, &target.iam, &desired, &violations, &applicable).await;
+        return enforce::violated(
+            binding,
+            ctx,
+            &target.iam,
+            &desired,
+            &violations,
+            &applicable,
+        )
+        .await;
     }
     let mut desired = desired;
     guardrail::enforce_boundary(&mut desired, &applicable);

@@ -11,6 +11,7 @@ pub mod facts;
 pub mod json;
 pub mod policy;
 pub mod scan;
+pub mod templates;
 mod workload;
 
 use std::fmt;
@@ -23,6 +24,7 @@ pub use facts::{
 };
 pub use json::Json;
 pub use policy::{Decision, Mode, Verdict, decide};
+pub use templates::{PodTemplates, TemplatesError};
 
 /// Stable rule ids, used in messages, JSON output and metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,9 +216,53 @@ pub fn evaluate(
     refs: &dyn ReferenceView,
 ) -> Result<Option<Evaluation>, DetectError> {
     match pod_spec_path(target.kind) {
-        Some(path) => workload::evaluate(target, path, refs).map(Some),
+        Some(path) => workload::evaluate(target, path, None, refs).map(Some),
         None => Ok(None),
     }
+}
+
+/// Evaluates a workload of any kind `templates` knows besides the built-in ones (`group` is
+/// the object's API group). A custom kind's pod specs are judged together as one workload;
+/// the ones absent from the object are skipped.
+pub fn evaluate_with(
+    target: &Target<'_>,
+    group: &str,
+    templates: &PodTemplates,
+    refs: &dyn ReferenceView,
+) -> Result<Option<Evaluation>, DetectError> {
+    let Some(entry) = templates
+        .find(group, target.kind)
+        .filter(|_| pod_spec_path(target.kind).is_none() || !group.is_empty())
+    else {
+        return evaluate(target, refs);
+    };
+    let mut merged: Option<Evaluation> = None;
+    for pod in &entry.pods {
+        let path: Vec<&str> = pod.path.split('.').collect();
+        let containers = (!pod.containers.is_empty()).then_some(pod.containers.as_slice());
+        let eval = match workload::evaluate(target, &path, containers, refs) {
+            Ok(e) => e,
+            Err(DetectError::NoPodTemplate { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        match &mut merged {
+            None => merged = Some(eval),
+            Some(m) => {
+                m.findings.extend(eval.findings);
+                m.warnings.extend(eval.warnings);
+            }
+        }
+    }
+    Ok(Some(merged.unwrap_or_else(|| Evaluation {
+        object: ObjectRef {
+            kind: target.kind.to_string(),
+            namespace: Some(target.namespace.to_string()),
+            name: target.name.to_string(),
+        },
+        service_account: "default".into(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+    })))
 }
 
 /// Evaluates a whole manifest object, taking kind, namespace and name from it

@@ -541,7 +541,8 @@ fn credentials_file_paths_are_compared_as_the_process_opens_them() {
             "",
         ),
         (
-            json!([{"name": "AWS_CONFIG_FILE", "value": "/etc/aws//config"}]),
+            // The SDKs read keys from the config file too; here it is the Secret's key.
+            json!([{"name": "AWS_CONFIG_FILE", "value": "/etc/aws//credentials"}]),
             "",
         ),
     ] {
@@ -884,5 +885,99 @@ fn rule_ids_are_unique_and_kebab_case() {
     assert!(
         ids.iter()
             .all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+    );
+}
+
+#[test]
+fn default_credentials_files_are_found_through_items_subpath_and_home() {
+    let mut view = InMemoryView::new();
+    let file = format!("[default]\naws_access_key_id={ID}\naws_secret_access_key={SECRET}\n");
+    secret(&mut view, "bundle", &[("aws", &file), ("other", "x")]);
+    let pod = |mount: Value, items: Value| {
+        deployment(
+            json!({"containers": [{"name": "a", "volumeMounts": [mount]}],
+            "volumes": [{"name": "v", "secret": {"secretName": "bundle", "items": items}}]}),
+        )
+    };
+    // items[].path at .aws/credentials under a mount at a home directory.
+    let e = eval_with(
+        &pod(
+            json!({"name": "v", "mountPath": "/home/app"}),
+            json!([{"key": "aws", "path": ".aws/credentials"}]),
+        ),
+        &view,
+    );
+    assert!(rules(&e).contains(&"shared-credentials-file"), "{e:#?}");
+    // subPath into the volume: only the part below it is mounted.
+    let e = eval_with(
+        &pod(
+            json!({"name": "v", "mountPath": "/root", "subPath": "home"}),
+            json!([{"key": "aws", "path": "home/.aws/config"}]),
+        ),
+        &view,
+    );
+    assert!(rules(&e).contains(&"shared-credentials-file"), "{e:#?}");
+    // The same item outside the subPath is not mounted there.
+    let e = eval_with(
+        &pod(
+            json!({"name": "v", "mountPath": "/root", "subPath": "home"}),
+            json!([{"key": "aws", "path": "elsewhere/.aws/credentials"}]),
+        ),
+        &view,
+    );
+    assert!(!rules(&e).contains(&"shared-credentials-file"), "{e:#?}");
+    // A clean key at the credentials path is no credentials file.
+    let e = eval_with(
+        &pod(
+            json!({"name": "v", "mountPath": "/root"}),
+            json!([{"key": "other", "path": ".aws/credentials"}]),
+        ),
+        &view,
+    );
+    assert!(e.findings.is_empty(), "{e:#?}");
+}
+
+#[test]
+fn unknowable_volumes_at_the_sdks_paths_warn_with_what_is_known() {
+    let pod = |env: Value, path: &str| {
+        deployment(json!({"containers": [{"name": "a", "env": env,
+            "volumeMounts": [{"name": "v", "mountPath": path}]}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "home"}}]}))
+    };
+    for (env, path) in [
+        (json!([]), "/root/.aws"),
+        (json!([]), "/root"),
+        (json!([{"name": "HOME", "value": "/data"}]), "/data"),
+        (
+            json!([{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/creds/file"}]),
+            "/creds",
+        ),
+    ] {
+        let e = eval(&pod(env.clone(), path));
+        assert!(e.findings.is_empty(), "{env} {path}: {e:#?}");
+        assert_eq!(e.warnings.len(), 1, "{env} {path}: {e:#?}");
+        assert!(e.warnings[0].message.contains("persistentVolumeClaim"));
+    }
+    // Elsewhere, nothing.
+    let e = eval(&pod(
+        json!([{"name": "HOME", "value": "/home/app"}]),
+        "/root",
+    ));
+    assert!(e.warnings.is_empty(), "{e:#?}");
+}
+
+#[test]
+fn annotations_and_labels_count_only_when_the_downward_api_exposes_them() {
+    let mut obj = deployment(json!({"containers": [{"name": "a",
+        "env": [{"name": "K", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['k']"}}}]}]}));
+    obj["spec"]["template"]["metadata"] = json!({"annotations": {"k": ID, "note": ID}});
+    assert_eq!(rules(&eval(&obj)), ["literal-access-key"]);
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+    assert!(eval(&obj).findings.is_empty());
+    obj["spec"]["template"]["spec"]["volumes"] = json!([{"name": "d", "downwardAPI": {"items": [
+        {"path": "all", "fieldRef": {"fieldPath": "metadata.annotations"}}]}}]);
+    assert_eq!(
+        rules(&eval(&obj)),
+        ["literal-access-key", "literal-access-key"]
     );
 }

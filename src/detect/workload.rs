@@ -19,6 +19,7 @@ const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 pub(super) fn evaluate(
     target: &Target<'_>,
     spec_path: &[&str],
+    containers: Option<&[String]>,
     refs: &dyn ReferenceView,
 ) -> Result<Evaluation, DetectError> {
     let mut cx = Cx {
@@ -44,6 +45,8 @@ pub(super) fn evaluate(
     cx.service_account = sa.to_string();
 
     let volumes = cx.volumes(spec)?;
+    // Annotations and labels reach a container only through the downward API.
+    let meta = pod_metadata(target.object, spec_path);
     let volume_index: std::collections::HashMap<&str, usize> = volumes
         .iter()
         .enumerate()
@@ -52,28 +55,25 @@ pub(super) fn evaluate(
     // Per volume, the containers mounting it (each once: a pod has a handful of containers).
     let mut mounted_by: Vec<Vec<&str>> = vec![Vec::new(); volumes.len()];
 
-    for ckind in CONTAINER_KINDS {
-        let containers = cx.arr(spec, ckind, || ckind.to_string())?;
-        for (ci, c) in containers.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}]");
-            let c = cx.obj(c, at)?;
-            let name = cx
-                .opt_str(c, "name", || format!("{ckind}[{ci}].name"))?
-                .unwrap_or("");
-            let mounts = cx.mounts(c, ckind, ci)?;
-            for m in &mounts {
-                if let Some(&vi) = volume_index.get(m.volume)
-                    && !mounted_by[vi].contains(&name)
-                {
-                    mounted_by[vi].push(name);
-                }
+    for (cp, c) in cx.containers(spec, containers)? {
+        let c = cx.obj(c, || cp.to_string())?;
+        let name = cx
+            .opt_str(c, "name", || format!("{cp}.name"))?
+            .unwrap_or("");
+        let mounts = cx.mounts(c, &cp)?;
+        for m in &mounts {
+            if let Some(&vi) = volume_index.get(m.volume)
+                && !mounted_by[vi].contains(&name)
+            {
+                mounted_by[vi].push(name);
             }
-            cx.container(c, ckind, ci, name, &mounts, &volumes)?;
         }
+        cx.container(c, &cp, name, &mounts, &volumes, meta)?;
     }
 
     for (vol, users) in volumes.iter().zip(&mounted_by) {
         cx.volume(vol, users);
+        cx.downward(vol, meta);
     }
 
     Ok(Evaluation {
@@ -84,12 +84,29 @@ pub(super) fn evaluate(
     })
 }
 
+/// Where a container is, below the pod spec: `containers[0]`, `templates[2].container`.
+struct CPath<'a> {
+    base: Cow<'a, str>,
+    field: &'a str,
+    index: Option<usize>,
+}
+
+impl std::fmt::Display for CPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}{}[{i}]", self.base, self.field),
+            None => write!(f, "{}{}", self.base, self.field),
+        }
+    }
+}
+
 /// A reference from a volume to a Secret or ConfigMap.
 struct VolRef<'a> {
     kind: RefKind,
     name: &'a str,
-    /// Keys projected by `items` (all keys when `None`).
-    items: Option<Vec<&'a str>>,
+    /// Keys projected by `items`, with the file path each gets (all keys, each under its own
+    /// name, when `None`).
+    items: Option<Vec<(&'a str, &'a str)>>,
     optional: bool,
     /// Index in `projected.sources`.
     source: Option<usize>,
@@ -99,11 +116,19 @@ struct Volume<'a> {
     index: usize,
     name: &'a str,
     refs: Vec<VolRef<'a>>,
+    /// Files from the pod's own fields (`downwardAPI` items): (field path of the item, file
+    /// path in the volume, `fieldRef.fieldPath`).
+    fields: Vec<(String, &'a str, &'a str)>,
+    /// The volume's source kind when hatrack cannot know what it holds (`emptyDir`,
+    /// `hostPath`, `persistentVolumeClaim`, `csi`, …).
+    opaque: Option<&'a str>,
 }
 
 struct Mount<'a> {
     volume: &'a str,
     path: &'a str,
+    /// `subPath` (or `subPathExpr`, unexpanded): the part of the volume mounted at `path`.
+    sub_path: &'a str,
 }
 
 struct Cx<'r> {
@@ -334,6 +359,96 @@ impl<'r> Cx<'r> {
 
     // ---- pod-level parsing -----------------------------------------------------------------
 
+    /// The containers of a pod spec: its three lists, or, for a custom resource, the fields
+    /// its entry names (`templates[].container`, `steps[]`: `[]` steps over an array's items;
+    /// a trailing `[]` is a list of containers, otherwise the field is one container).
+    fn containers<'v, 'p>(
+        &self,
+        spec: &'v Object<'v>,
+        paths: Option<&'p [String]>,
+    ) -> Result<Vec<(CPath<'p>, &'v Json<'v>)>, DetectError> {
+        let mut out = Vec::new();
+        let Some(paths) = paths else {
+            for ckind in CONTAINER_KINDS {
+                for (ci, c) in self
+                    .arr(spec, ckind, || ckind.to_string())?
+                    .iter()
+                    .enumerate()
+                {
+                    let base = Cow::Borrowed("");
+                    out.push((
+                        CPath {
+                            base,
+                            field: ckind,
+                            index: Some(ci),
+                        },
+                        c,
+                    ));
+                }
+            }
+            return Ok(out);
+        };
+        for path in paths {
+            let segs: Vec<&str> = path.split('.').collect();
+            self.walk_containers(spec, &segs, String::new(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn walk_containers<'v, 'p>(
+        &self,
+        at: &'v Object<'v>,
+        segs: &[&'p str],
+        base: String,
+        out: &mut Vec<(CPath<'p>, &'v Json<'v>)>,
+    ) -> Result<(), DetectError> {
+        let Some((seg, rest)) = segs.split_first() else {
+            return Ok(());
+        };
+        let (name, each) = match seg.strip_suffix("[]") {
+            Some(n) => (n, true),
+            None => (*seg, false),
+        };
+        let Some(value) = field(at, name).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        if rest.is_empty() {
+            if each {
+                let list = self.arr(at, name, || format!("{base}{name}"))?;
+                for (i, c) in list.iter().enumerate() {
+                    let cp = CPath {
+                        base: Cow::Owned(base.clone()),
+                        field: name,
+                        index: Some(i),
+                    };
+                    out.push((cp, c));
+                }
+            } else {
+                out.push((
+                    CPath {
+                        base: Cow::Owned(base),
+                        field: name,
+                        index: None,
+                    },
+                    value,
+                ));
+            }
+            return Ok(());
+        }
+        if each {
+            let list = self.arr(at, name, || format!("{base}{name}"))?;
+            for (i, item) in list.iter().enumerate() {
+                let here = format!("{base}{name}[{i}]");
+                let o = self.obj(item, || here.clone())?;
+                self.walk_containers(o, rest, format!("{here}."), out)?;
+            }
+        } else {
+            let o = self.obj(value, || format!("{base}{name}"))?;
+            self.walk_containers(o, rest, format!("{base}{name}."), out)?;
+        }
+        Ok(())
+    }
+
     fn volumes<'v>(&self, spec: &'v Object<'v>) -> Result<Vec<Volume<'v>>, DetectError> {
         let list = self.arr(spec, "volumes", || "volumes".into())?;
         let mut out = Vec::with_capacity(list.len());
@@ -343,6 +458,7 @@ impl<'r> Cx<'r> {
                 .opt_str(v, "name", || format!("volumes[{i}].name"))?
                 .unwrap_or("");
             let mut refs = Vec::new();
+            let mut projected_fields = Vec::new();
             if let Some(s) = self.opt_obj(v, "secret", || format!("volumes[{i}].secret"))? {
                 let at = || format!("volumes[{i}].secret");
                 refs.push(self.vol_ref(s, RefKind::Secret, "secretName", None, at)?);
@@ -369,12 +485,39 @@ impl<'r> Cx<'r> {
                             format!("{}.configMap", at())
                         })?);
                     }
+                    if let Some(d) =
+                        self.opt_obj(src, "downwardAPI", || format!("{}.downwardAPI", at()))?
+                    {
+                        projected_fields.push((j, d));
+                    }
                 }
             }
+            let mut fields = Vec::new();
+            for (j, d) in projected_fields {
+                let at = || format!("volumes[{i}].projected.sources[{j}].downwardAPI");
+                self.downward_items(d, at, &mut fields)?;
+            }
+            if let Some(d) =
+                self.opt_obj(v, "downwardAPI", || format!("volumes[{i}].downwardAPI"))?
+            {
+                self.downward_items(d, || format!("volumes[{i}].downwardAPI"), &mut fields)?;
+            }
+            let opaque = if refs.is_empty()
+                && fields.is_empty()
+                && !["secret", "configMap", "projected", "downwardAPI"]
+                    .iter()
+                    .any(|k| field(v, k).is_some())
+            {
+                v.iter().map(|(k, _)| *k).find(|k| *k != "name")
+            } else {
+                None
+            };
             out.push(Volume {
                 index: i,
                 name,
                 refs,
+                fields,
+                opaque,
             });
         }
         Ok(out)
@@ -402,7 +545,10 @@ impl<'r> Cx<'r> {
                     if let Some(key) =
                         self.opt_str(item, "key", || format!("{}.items[{k}].key", at()))?
                     {
-                        keys.push(key);
+                        let path = self
+                            .opt_str(item, "path", || format!("{}.items[{k}].path", at()))?
+                            .unwrap_or(key);
+                        keys.push((key, path));
                     }
                 }
                 Some(keys)
@@ -417,16 +563,36 @@ impl<'r> Cx<'r> {
         })
     }
 
-    fn mounts<'v>(
+    /// The items of a `downwardAPI` volume or projected source: (field path, file path,
+    /// `fieldRef.fieldPath`).
+    fn downward_items<'v>(
         &self,
-        c: &'v Object<'v>,
-        ckind: &str,
-        ci: usize,
-    ) -> Result<Vec<Mount<'v>>, DetectError> {
-        let list = self.arr(c, "volumeMounts", || format!("{ckind}[{ci}].volumeMounts"))?;
+        d: &'v Object<'v>,
+        at: impl Fn() -> String,
+        out: &mut Vec<(String, &'v str, &'v str)>,
+    ) -> Result<(), DetectError> {
+        let items = self.arr(d, "items", || format!("{}.items", at()))?;
+        for (k, item) in items.iter().enumerate() {
+            let here = || format!("{}.items[{k}]", at());
+            let item = self.obj(item, here)?;
+            let path = self
+                .opt_str(item, "path", || format!("{}.path", here()))?
+                .unwrap_or("");
+            if let Some(f) = self.opt_obj(item, "fieldRef", || format!("{}.fieldRef", here()))?
+                && let Some(fp) =
+                    self.opt_str(f, "fieldPath", || format!("{}.fieldRef.fieldPath", here()))?
+            {
+                out.push((here(), path, fp));
+            }
+        }
+        Ok(())
+    }
+
+    fn mounts<'v>(&self, c: &'v Object<'v>, cp: &CPath<'_>) -> Result<Vec<Mount<'v>>, DetectError> {
+        let list = self.arr(c, "volumeMounts", || format!("{cp}.volumeMounts"))?;
         let mut out = Vec::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].volumeMounts[{i}]");
+            let at = || format!("{cp}.volumeMounts[{i}]");
             let m = self.obj(m, at)?;
             let volume = self
                 .opt_str(m, "name", || format!("{}.name", at()))?
@@ -434,7 +600,17 @@ impl<'r> Cx<'r> {
             let path = self
                 .opt_str(m, "mountPath", || format!("{}.mountPath", at()))?
                 .unwrap_or("");
-            out.push(Mount { volume, path });
+            let sub_path = match self.opt_str(m, "subPath", || format!("{}.subPath", at()))? {
+                Some(p) if !p.is_empty() => p,
+                _ => self
+                    .opt_str(m, "subPathExpr", || format!("{}.subPathExpr", at()))?
+                    .unwrap_or(""),
+            };
+            out.push(Mount {
+                volume,
+                path,
+                sub_path,
+            });
         }
         Ok(out)
     }
@@ -444,21 +620,21 @@ impl<'r> Cx<'r> {
     fn container(
         &mut self,
         c: &Object<'_>,
-        ckind: &str,
-        ci: usize,
+        cp: &CPath<'_>,
         name: &str,
         mounts: &[Mount<'_>],
         volumes: &[Volume<'_>],
+        meta: Option<&Object<'_>>,
     ) -> Result<(), DetectError> {
         let cont = Some(name);
         // Files the SDKs read static keys from: (env index, variable, path as written).
         let mut aws_files: Vec<(usize, &str, String)> = Vec::new();
 
-        let env = self.arr(c, "env", || format!("{ckind}[{ci}].env"))?;
+        let env = self.arr(c, "env", || format!("{cp}.env"))?;
         // Read every entry first: `$(VAR)` expansion needs them all.
         let mut entries = Vec::with_capacity(env.len());
         for (ei, e) in env.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            let at = || format!("{cp}.env[{ei}]");
             let e = self.obj(e, at)?;
             let var = self
                 .opt_str(e, "name", || format!("{}.name", at()))?
@@ -467,11 +643,11 @@ impl<'r> Cx<'r> {
             let value_from = self.opt_obj(e, "valueFrom", || format!("{}.valueFrom", at()))?;
             entries.push((var, value, value_from));
         }
-        let command = self.strings(c, "command", || format!("{ckind}[{ci}].command"))?;
-        let args = self.strings(c, "args", || format!("{ckind}[{ci}].args"))?;
-        let handlers = self.exec_handlers(c, ckind, ci)?;
+        let command = self.strings(c, "command", || format!("{cp}.command"))?;
+        let args = self.strings(c, "args", || format!("{cp}.args"))?;
+        let handlers = self.exec_handlers(c, cp)?;
         let working_dir = self
-            .opt_str(c, "workingDir", || format!("{ckind}[{ci}].workingDir"))?
+            .opt_str(c, "workingDir", || format!("{cp}.workingDir"))?
             .unwrap_or("");
 
         // The kubelet's `$(VAR)` expansion, worked out only when some string refers to a var.
@@ -485,7 +661,7 @@ impl<'r> Cx<'r> {
         }
 
         for (ei, &(var, value, value_from)) in entries.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].env[{ei}]");
+            let at = || format!("{cp}.env[{ei}]");
             // The value the process gets, when expansion changed it.
             let expanded = exp.env.get(ei).and_then(Option::as_deref);
             let runtime = expanded.or(value);
@@ -529,12 +705,25 @@ impl<'r> Cx<'r> {
             }
             if let Some(vf) = value_from {
                 self.key_ref(vf, var, cont, at)?;
+                if let Some(fr) =
+                    self.opt_obj(vf, "fieldRef", || format!("{}.valueFrom.fieldRef", at()))?
+                    && let Some(fp) = self.opt_str(fr, "fieldPath", || {
+                        format!("{}.valueFrom.fieldRef.fieldPath", at())
+                    })?
+                {
+                    for (_, value) in field_values(meta, fp) {
+                        if let Some(hit) = scan::find_credentials(value) {
+                            let place = format!("env {var} (from {fp})");
+                            self.literal(hit, cont, at(), &place, "env", var);
+                        }
+                    }
+                }
             }
         }
 
-        let env_from = self.arr(c, "envFrom", || format!("{ckind}[{ci}].envFrom"))?;
+        let env_from = self.arr(c, "envFrom", || format!("{cp}.envFrom"))?;
         for (ei, e) in env_from.iter().enumerate() {
-            let at = || format!("{ckind}[{ci}].envFrom[{ei}]");
+            let at = || format!("{cp}.envFrom[{ei}]");
             let e = self.obj(e, at)?;
             let prefix = self
                 .opt_str(e, "prefix", || format!("{}.prefix", at()))?
@@ -568,7 +757,7 @@ impl<'r> Cx<'r> {
         }
         for (field, list, env) in lists {
             for (ai, text) in list.iter().enumerate() {
-                let at = || format!("{ckind}[{ci}].{field}[{ai}]");
+                let at = || format!("{cp}.{field}[{ai}]");
                 if let Some(hit) = scan::find_credentials(text) {
                     self.literal(hit, cont, at(), &field, &field, "");
                 } else if expanding
@@ -583,7 +772,7 @@ impl<'r> Cx<'r> {
         if exp.too_long {
             self.warnings.push(Warning {
                 container: cont.map(str::to_string),
-                path: format!("{}.{ckind}[{ci}]", self.prefix),
+                path: format!("{}.{cp}", self.prefix),
                 message: format!(
                     "the $(VAR) expansion of container '{name}' exceeds what Linux passes to a process (128 KiB a string, 6 MiB in all), so it cannot start as written; hatrack scanned what it wrote and stopped expanding"
                 ),
@@ -592,36 +781,101 @@ impl<'r> Cx<'r> {
 
         // A credentials or config file the SDKs read keys from: the one
         // AWS_SHARED_CREDENTIALS_FILE or AWS_CONFIG_FILE names, compared as the process opens
-        // it, or the SDKs' default location (~/.aws/credentials) when a Secret is mounted there.
+        // it, or the SDKs' default location (~/.aws/credentials, ~/.aws/config) wherever a mount
+        // puts it: a directory mounted at .../.aws, a file mounted there with subPath, or an
+        // `items[].path` of .aws/credentials under a mount at HOME.
         for (ei, var, path) in aws_files {
             let resolved = expand::resolve_path(&path, working_dir);
-            if let Some((m, vol)) = mount_holding(&resolved, mounts, volumes) {
-                let at = format!("{ckind}[{ci}].env[{ei}]");
-                let shown = if resolved == path {
-                    String::new()
-                } else {
-                    format!(" (resolved to {resolved})")
-                };
-                let what = format!("{var}={path}{shown} points into volume '{}'", m.volume);
-                // A config file in a ConfigMap is usually role profiles: judged by content.
-                let configmaps_count = var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE);
-                self.credentials_file(vol, cont, at, what, configmaps_count);
-            }
-        }
-        for (mi, m) in mounts.iter().enumerate() {
-            if !is_default_credentials_location(m.path) {
+            let Some((mi, m)) = mount_holding(&resolved, mounts) else {
+                continue;
+            };
+            let Some(vol) = volumes.iter().find(|v| v.name == m.volume) else {
+                continue;
+            };
+            let shown = if resolved == path {
+                String::new()
+            } else {
+                format!(" (resolved to {resolved})")
+            };
+            let what = format!("{var}={path}{shown} points into volume '{}'", m.volume);
+            if let Some(kind) = vol.opaque {
+                self.opaque_warning(cont, format!("{cp}.volumeMounts[{mi}]"), &what, kind);
                 continue;
             }
-            if let Some(vol) = volumes.iter().find(|v| v.name == m.volume) {
-                let at = format!("{ckind}[{ci}].volumeMounts[{mi}]");
-                let what = format!(
-                    "volume '{}' is mounted at {}, where the AWS SDKs read a shared credentials file",
-                    m.volume, m.path
-                );
-                self.credentials_file(vol, cont, at, what, false);
+            let rel = volume_relative(&resolved, m);
+            let Some(keys) = volume_file(vol, &rel) else {
+                continue;
+            };
+            let at = format!("{cp}.env[{ei}]");
+            // A config file in a ConfigMap is usually role profiles: judged by content.
+            let configmaps_count = var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE);
+            self.credentials_file(vol, &keys, cont, at, what, configmaps_count);
+        }
+        let mut home: Option<String> = None;
+        for (mi, m) in mounts.iter().enumerate() {
+            let Some(vol) = volumes.iter().find(|v| v.name == m.volume) else {
+                continue;
+            };
+            if m.path.is_empty() {
+                continue;
             }
+            let p = expand::resolve_path(m.path, "/");
+            if let Some(kind) = vol.opaque {
+                // Content unknowable: a warning when the mount is the SDKs' directory or file,
+                // or holds ~/.aws of the container's HOME.
+                let home = home.get_or_insert_with(|| container_home(&entries, &exp.env));
+                let home_aws = format!("{}/.aws", home.trim_end_matches('/'));
+                if is_default_location(&p) || path_within(&home_aws, &p) {
+                    let what = format!(
+                        "volume '{}' is mounted at {}, where the AWS SDKs read ~/.aws/credentials and ~/.aws/config (HOME={home}{})",
+                        m.volume,
+                        m.path,
+                        if home_is_assumed(&entries) {
+                            ", assumed: the image's user is not visible"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.opaque_warning(cont, format!("{cp}.volumeMounts[{mi}]"), &what, kind);
+                }
+                continue;
+            }
+            let mut keys = FileKeys::Some(Vec::new());
+            for file in default_files(&p, m, vol) {
+                if let Some(found) = volume_file(vol, &volume_relative(&file, m)) {
+                    keys.add(found);
+                }
+            }
+            if keys.is_empty() {
+                continue;
+            }
+            let at = format!("{cp}.volumeMounts[{mi}]");
+            let what = format!(
+                "volume '{}' is mounted at {}{}, where the AWS SDKs read a shared credentials file",
+                m.volume,
+                m.path,
+                if m.sub_path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (subPath {})", m.sub_path)
+                }
+            );
+            self.credentials_file(vol, &keys, cont, at, what, false);
         }
         Ok(())
+    }
+
+    /// A volume whose content hatrack cannot know where the SDKs read credentials: a warning
+    /// saying what is known, not a denial (see the README's rule table).
+    fn opaque_warning(&mut self, cont: Option<&str>, at: String, what: &str, kind: &str) {
+        self.warnings.push(Warning {
+            container: cont.map(str::to_string),
+            path: format!("{}.{at}", self.prefix),
+            message: format!(
+                "{what}; it is a {kind} volume, whose content hatrack cannot know: if it will hold static keys, {}",
+                self.fix()
+            ),
+        });
     }
 
     /// A list of strings (`command`, `args`); `at` is its path.
@@ -646,34 +900,28 @@ impl<'r> Cx<'r> {
     fn exec_handlers<'v>(
         &self,
         c: &'v Object<'v>,
-        ckind: &str,
-        ci: usize,
+        cp: &CPath<'_>,
     ) -> Result<Vec<ExecHandler<'v>>, DetectError> {
         let mut out = Vec::new();
         let mut handler = |h: &'v Object<'v>, field: String, env: Env| {
-            let Some(exec) = self.opt_obj(h, "exec", || format!("{ckind}[{ci}].{field}.exec"))?
-            else {
+            let Some(exec) = self.opt_obj(h, "exec", || format!("{cp}.{field}.exec"))? else {
                 return Ok(());
             };
-            let list = self.strings(exec, "command", || {
-                format!("{ckind}[{ci}].{field}.exec.command")
-            })?;
+            let list = self.strings(exec, "command", || format!("{cp}.{field}.exec.command"))?;
             if !list.is_empty() {
                 out.push((field, env, list));
             }
             Ok::<(), DetectError>(())
         };
-        if let Some(lc) = self.opt_obj(c, "lifecycle", || format!("{ckind}[{ci}].lifecycle"))? {
+        if let Some(lc) = self.opt_obj(c, "lifecycle", || format!("{cp}.lifecycle"))? {
             for hook in ["postStart", "preStop"] {
-                if let Some(h) =
-                    self.opt_obj(lc, hook, || format!("{ckind}[{ci}].lifecycle.{hook}"))?
-                {
+                if let Some(h) = self.opt_obj(lc, hook, || format!("{cp}.lifecycle.{hook}"))? {
                     handler(h, format!("lifecycle.{hook}"), Env::None)?;
                 }
             }
         }
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            if let Some(h) = self.opt_obj(c, probe, || format!("{ckind}[{ci}].{probe}"))? {
+            if let Some(h) = self.opt_obj(c, probe, || format!("{cp}.{probe}"))? {
                 handler(h, probe.to_string(), Env::Static)?;
             }
         }
@@ -854,10 +1102,12 @@ impl<'r> Cx<'r> {
     }
 
     /// A shared credentials file in a Secret- or ConfigMap-backed volume is static keys unless
-    /// every object behind the volume can be read and holds no AWS key.
+    /// every object behind the file can be read and holds no AWS key in the keys that make the
+    /// file (`keys`).
     fn credentials_file(
         &mut self,
         vol: &Volume<'_>,
+        keys: &FileKeys<'_>,
         cont: Option<&str>,
         at: String,
         what: String,
@@ -865,8 +1115,19 @@ impl<'r> Cx<'r> {
     ) {
         let mut unread = Vec::new();
         let mut with_keys = Vec::new();
-        for r in &vol.refs {
+        for (ri, r) in vol.refs.iter().enumerate() {
             if r.kind == RefKind::ConfigMap && !configmaps_count {
+                continue;
+            }
+            let wanted: Vec<&str> = match keys {
+                FileKeys::All => Vec::new(),
+                FileKeys::Some(list) => list
+                    .iter()
+                    .filter(|(i, _)| *i == ri)
+                    .map(|(_, k)| k.as_ref())
+                    .collect(),
+            };
+            if matches!(keys, FileKeys::Some(_)) && wanted.is_empty() {
                 continue;
             }
             let vpath = volume_path(vol, r);
@@ -874,7 +1135,10 @@ impl<'r> Cx<'r> {
                 Known::Absent => {}
                 Known::Unknown => unread.push(format!("{} '{}'", r.kind.as_str(), r.name)),
                 Known::Found(facts) => {
-                    if selected_keys(&facts, r).any(|k| k.class.is_credential()) {
+                    let holds = selected_keys(&facts, r)
+                        .filter(|k| wanted.is_empty() || wanted.contains(&&*k.name))
+                        .any(|k| k.class.is_credential());
+                    if holds {
                         with_keys.push(format!("{} '{}'", r.kind.as_str(), r.name));
                     }
                 }
@@ -897,6 +1161,20 @@ impl<'r> Cx<'r> {
             format!("{what} backed by {why}"),
             format!("credentials file volume {}", vol.name),
         );
+    }
+
+    /// Files of a downward API volume (or projected source) made from annotations or labels:
+    /// what they hold reaches every container that mounts the volume.
+    fn downward(&mut self, vol: &Volume<'_>, meta: Option<&Object<'_>>) {
+        for (at, path, fp) in &vol.fields {
+            for (name, value) in field_values(meta, fp) {
+                if let Some(hit) = scan::find_credentials(value) {
+                    let place =
+                        format!("downwardAPI file '{path}' of volume '{}' ({fp})", vol.name);
+                    self.literal(hit, None, at.clone(), &place, "downwardAPI", name);
+                }
+            }
+        }
     }
 
     /// Secret, ConfigMap and projected volumes: the mounted keys must hold no AWS key.
@@ -962,28 +1240,91 @@ fn volume_path(vol: &Volume<'_>, r: &VolRef<'_>) -> String {
 
 fn selected_keys<'f>(facts: &'f ObjectFacts, r: &VolRef<'_>) -> impl Iterator<Item = &'f KeyFact> {
     let items = r.items.clone();
-    facts
-        .keys
-        .iter()
-        .filter(move |k| items.as_ref().is_none_or(|i| i.contains(&&*k.name)))
+    facts.keys.iter().filter(move |k| {
+        items
+            .as_ref()
+            .is_none_or(|i| i.iter().any(|(key, _)| *key == &*k.name))
+    })
 }
 
-/// The mount (and its volume, if backed by Secrets or ConfigMaps) whose path holds `file`.
-fn mount_holding<'m, 'v>(
-    file: &str,
-    mounts: &'m [Mount<'m>],
-    volumes: &'v [Volume<'v>],
-) -> Option<(&'m Mount<'m>, &'v Volume<'v>)> {
+/// The mount whose path holds `file` (the deepest one, as the kernel resolves it).
+fn mount_holding<'m>(file: &str, mounts: &'m [Mount<'m>]) -> Option<(usize, &'m Mount<'m>)> {
     mounts
         .iter()
-        .filter(|m| path_within(file, m.path))
-        .max_by_key(|m| m.path.len())
-        .and_then(|m| {
-            volumes
-                .iter()
-                .find(|v| v.name == m.volume && !v.refs.is_empty())
-                .map(|v| (m, v))
-        })
+        .enumerate()
+        .filter(|(_, m)| path_within(file, m.path))
+        .max_by_key(|(_, m)| m.path.len())
+}
+
+/// Which keys of a volume's Secrets and ConfigMaps make up one file.
+enum FileKeys<'v> {
+    /// Every mounted key (the file location is the mount itself).
+    All,
+    /// (index in the volume's refs, key).
+    Some(Vec<(usize, Cow<'v, str>)>),
+}
+
+impl<'v> FileKeys<'v> {
+    fn add(&mut self, other: FileKeys<'v>) {
+        match (&mut *self, other) {
+            (FileKeys::All, _) => {}
+            (_, FileKeys::All) => *self = FileKeys::All,
+            (FileKeys::Some(a), FileKeys::Some(b)) => a.extend(b),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, FileKeys::Some(v) if v.is_empty())
+    }
+}
+
+/// `file` (resolved, inside mount `m`) as a path inside the mount's volume: the part below
+/// the mount path, under the mount's `subPath`. Empty for the volume's root.
+fn volume_relative(file: &str, m: &Mount<'_>) -> String {
+    let dir = expand::resolve_path(m.path, "/");
+    let rest = file.get(dir.len()..).unwrap_or("").trim_start_matches('/');
+    let sub = clean_relative(m.sub_path);
+    match (sub.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_string(),
+        (false, true) => sub,
+        (false, false) => format!("{sub}/{rest}"),
+    }
+}
+
+/// A relative path in a volume (`items[].path`, `subPath`) in clean form, without a leading `/`.
+fn clean_relative(path: &str) -> String {
+    if path.is_empty() {
+        return String::new();
+    }
+    expand::resolve_path(path, "/")
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// The keys of `vol`'s Secrets and ConfigMaps that are the file at `rel` in the volume, or
+/// `None` when no key is there. Without `items`, every key is a file named after it.
+fn volume_file<'v>(vol: &Volume<'v>, rel: &str) -> Option<FileKeys<'v>> {
+    if rel.is_empty() {
+        return Some(FileKeys::All);
+    }
+    let mut keys = Vec::new();
+    for (ri, r) in vol.refs.iter().enumerate() {
+        match &r.items {
+            Some(items) => {
+                for (key, path) in items {
+                    if clean_relative(path) == rel {
+                        keys.push((ri, Cow::Borrowed(*key)));
+                    }
+                }
+            }
+            None => {
+                if !rel.contains('/') {
+                    keys.push((ri, Cow::Owned(rel.to_string())));
+                }
+            }
+        }
+    }
+    (!keys.is_empty()).then_some(FileKeys::Some(keys))
 }
 
 /// Whether `file` (resolved) is `dir` (a mount path) or inside it.
@@ -998,12 +1339,113 @@ fn path_within(file: &str, dir: &str) -> bool {
     file == dir || (file.starts_with(&*dir) && file.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
-fn is_default_credentials_location(mount_path: &str) -> bool {
-    if mount_path.is_empty() {
-        return false;
+/// Whether a resolved path is the SDKs' default directory or one of its files (for some HOME).
+fn is_default_location(p: &str) -> bool {
+    p.ends_with("/.aws") || p.ends_with("/.aws/credentials") || p.ends_with("/.aws/config")
+}
+
+/// The files at the SDKs' default locations (`…/.aws/credentials`, `…/.aws/config`, whatever
+/// HOME is) that mount `m` (resolved path `p`) of `vol` exposes.
+fn default_files(p: &str, m: &Mount<'_>, vol: &Volume<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.ends_with("/.aws") {
+        out.push(format!("{p}/credentials"));
+        out.push(format!("{p}/config"));
+    } else if is_default_location(p) {
+        out.push(p.to_string());
     }
-    let p = expand::resolve_path(mount_path, "/");
-    p.ends_with("/.aws") || p.ends_with("/.aws/credentials")
+    // `items[].path` such as `.aws/credentials` under a mount at HOME.
+    let sub = clean_relative(m.sub_path);
+    for r in &vol.refs {
+        for (_, path) in r.items.iter().flatten() {
+            if !path.contains(".aws") && !p.contains(".aws") {
+                continue;
+            }
+            let path = clean_relative(path);
+            let rest = if sub.is_empty() {
+                Some(path.as_str())
+            } else {
+                path.strip_prefix(sub.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(rest) = rest {
+                let file = format!("{}/{rest}", p.trim_end_matches('/'));
+                if (file.ends_with("/.aws/credentials") || file.ends_with("/.aws/config"))
+                    && !out.contains(&file)
+                {
+                    out.push(file);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The container's HOME: its last literal `HOME` env value (expanded), or `/root` (assumed:
+/// the image's user and its passwd entry are not visible; root is the default user).
+fn container_home(
+    entries: &[(&str, Option<&str>, Option<&Object<'_>>)],
+    expanded: &[Option<String>],
+) -> String {
+    for (i, (var, value, vf)) in entries.iter().enumerate().rev() {
+        if *var != "HOME" || vf.is_some() {
+            continue;
+        }
+        let v = expanded
+            .get(i)
+            .and_then(Option::as_deref)
+            .or(*value)
+            .unwrap_or("");
+        if !v.is_empty() {
+            return expand::resolve_path(v, "/").into_owned();
+        }
+    }
+    "/root".to_string()
+}
+
+fn home_is_assumed(entries: &[(&str, Option<&str>, Option<&Object<'_>>)]) -> bool {
+    !entries.iter().any(|(var, value, vf)| {
+        *var == "HOME" && vf.is_none() && value.is_some_and(|v| !v.is_empty())
+    })
+}
+
+/// The pod's metadata (a Pod's own, or its template's): the sibling of the pod spec.
+fn pod_metadata<'v>(object: &'v Json<'v>, spec_path: &[&str]) -> Option<&'v Object<'v>> {
+    let mut cur = object;
+    for seg in &spec_path[..spec_path.len().saturating_sub(1)] {
+        cur = cur.get(seg)?;
+    }
+    cur.get("metadata")?.as_object()
+}
+
+/// What a downward API `fieldPath` gives from the pod's metadata: (name, value) pairs of an
+/// annotation or label, or of all of them.
+fn field_values<'v>(meta: Option<&'v Object<'v>>, field_path: &str) -> Vec<(&'v str, &'v str)> {
+    let Some(meta) = meta else {
+        return Vec::new();
+    };
+    let (map, key) = match field_path.split_once('[') {
+        Some((map, rest)) => {
+            let key = rest
+                .strip_suffix(']')
+                .map(|k| k.trim_matches(|c| c == '\'' || c == '"'));
+            (map, key)
+        }
+        None => (field_path, None),
+    };
+    let map = match map {
+        "metadata.annotations" => "annotations",
+        "metadata.labels" => "labels",
+        _ => return Vec::new(),
+    };
+    let Some(Json::Object(entries)) = field(meta, map) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|(k, _)| key.is_none_or(|key| key == *k))
+        .filter_map(|(k, v)| v.as_str().map(|v| (*k, v)))
+        .collect()
 }
 
 /// An exec command of a lifecycle hook or probe: its field path, the env it is expanded with,

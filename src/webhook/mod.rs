@@ -149,6 +149,8 @@ pub enum WebhookError {
     Settings(crate::settings::SettingsError),
     #[error("self-managed certificates: {0}")]
     Certs(String),
+    #[error("--pod-templates: {0}")]
+    Templates(#[from] crate::detect::TemplatesError),
 }
 
 impl WebhookArgs {
@@ -156,6 +158,7 @@ impl WebhookArgs {
         Policy {
             mode: self.policy.mode,
             exempt_namespaces: self.policy.exempt_namespace_set(),
+            templates: Default::default(),
         }
     }
 }
@@ -212,6 +215,7 @@ pub async fn start(
     binding_view: Arc<dyn BindingView>,
 ) -> Result<Running, WebhookError> {
     let settings = args.cluster.settings().map_err(WebhookError::Settings)?;
+    let templates = args.policy.pod_templates()?;
     let files = TlsFiles {
         cert: args.tls_cert.clone(),
         key: args.tls_key.clone(),
@@ -233,7 +237,10 @@ pub async fn start(
         })
     };
     let state = AppState {
-        policy: Arc::new(args.policy()),
+        policy: Arc::new(Policy {
+            templates: Arc::new(templates),
+            ..args.policy()
+        }),
         refs: system::SystemNamespaces::wrap(refs, &args.system),
         metrics: metrics.clone(),
         bindings: Arc::new(server::BindingAdmission {

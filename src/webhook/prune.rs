@@ -1,8 +1,8 @@
 //! What of an AdmissionReview the webhook reads: the request's identity, the objects'
 //! metadata and the parts of the pod spec the rules look at (containers' names, env, envFrom,
 //! args, command, workingDir, volume mounts, the exec commands of lifecycle hooks and probes;
-//! volumes; the ServiceAccount). Everything else — managedFields, labels, annotations, the
-//! rest of probes, resources, status — is skipped by the parser without building anything
+//! volumes; the ServiceAccount; the pod's annotations and labels, which the downward API can
+//! expose). Everything else — managedFields, the rest of probes, resources, status — is skipped by the parser without building anything
 //! ([`crate::detect::json::parse_pruned`]).
 //!
 //! Building a full `serde_json::Value` (an IndexMap per object, every key hashed) is about ten
@@ -14,7 +14,15 @@ use bumpalo::Bump;
 
 use crate::detect::json::{self, Json, Want};
 
-const MOUNT: Want = Want::Fields(&[("name", Want::All), ("mountPath", Want::All)]);
+const MOUNT: Want = Want::Fields(&[
+    ("name", Want::All),
+    ("mountPath", Want::All),
+    ("subPath", Want::All),
+    ("subPathExpr", Want::All),
+]);
+
+/// A pod's annotations and labels: the downward API can put them in files and env vars.
+const POD_METADATA: Want = Want::Fields(&[("annotations", Want::All), ("labels", Want::All)]);
 
 /// A lifecycle hook or probe: only its exec command is run in the container with its env.
 const HANDLER: Want = Want::Fields(&[("exec", Want::Fields(&[("command", Want::All)]))]);
@@ -45,7 +53,7 @@ const POD_SPEC: Want = Want::Fields(&[
     ("volumes", Want::All),
 ]);
 
-const TEMPLATE: Want = Want::Fields(&[("spec", POD_SPEC)]);
+const TEMPLATE: Want = Want::Fields(&[("metadata", POD_METADATA), ("spec", POD_SPEC)]);
 
 /// The spec of any workload kind: a Pod's own fields, `template.spec` (Deployment, Job, …) and
 /// `jobTemplate.spec.template.spec` (CronJob). Only the ones present end up in the value.
@@ -68,6 +76,8 @@ const METADATA: Want = Want::Fields(&[
     ("generateName", Want::All),
     ("namespace", Want::All),
     ("ownerReferences", Want::All),
+    ("annotations", Want::All),
+    ("labels", Want::All),
 ]);
 
 const OBJECT: Want = Want::Fields(&[
@@ -137,8 +147,8 @@ mod tests {
         let expected = json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u", "operation": "CREATE", "userInfo": {"username": "a"},
-                "object": {"kind": "Deployment", "metadata": {"name": "d"},
-                    "spec": {"template": {"spec": {
+                "object": {"kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "b"}},
+                    "spec": {"template": {"metadata": {"labels": {}}, "spec": {
                         "serviceAccountName": "sa",
                         "containers": [{"name": "c", "env": [{"name": "A", "value": "1"}],
                             "lifecycle": {"preStop": {"exec": {"command": ["sh"]}}, "postStart": {}},

@@ -20,6 +20,8 @@ const ARENA_START_MAX: usize = 64 * 1024;
 pub struct Policy {
     pub mode: Mode,
     pub exempt_namespaces: HashSet<String>,
+    /// Kinds beyond the built-in workloads that embed pod templates.
+    pub templates: std::sync::Arc<detect::PodTemplates>,
 }
 
 /// A body that is not an AdmissionReview (answered with HTTP 400).
@@ -98,8 +100,14 @@ pub fn review(
     // The pruned tree of a review takes about as many bytes as the body, usually fewer; a larger
     // one grows the arena by a few chunks.
     let arena = Bump::with_capacity(body.len().min(ARENA_START_MAX));
-    let json =
+    let mut json =
         super::prune::parse(body, &arena).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    // A custom resource's pod templates are wherever its entry says: such a review is parsed
+    // again, whole (the pruning knows only the built-in kinds' fields).
+    let whole = Bump::new();
+    if custom_kind(&json, policy) {
+        json = json::parse(body, &whole).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    }
     let Json::Object(top) = &json else {
         return Err(ReviewError::NotAReview(format!(
             "expected an AdmissionReview object, found {}",
@@ -148,6 +156,20 @@ pub fn review(
             refs,
         )),
     }
+}
+
+/// Whether the review is of a kind that only the pod-templates list knows.
+fn custom_kind(json: &Json<'_>, policy: &Policy) -> bool {
+    let Some(kind) = json.get("request").and_then(|r| r.get("kind")) else {
+        return false;
+    };
+    let (Some(group), Some(kind)) = (
+        kind.get("group").and_then(Json::as_str),
+        kind.get("kind").and_then(Json::as_str),
+    ) else {
+        return false;
+    };
+    policy.templates.find(group, kind).is_some()
 }
 
 fn str_field<'a>(obj: &'a Object<'_>, key: &str) -> Option<&'a str> {
@@ -374,6 +396,7 @@ fn decide(
     now: jiff::Timestamp,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let kind = req.kind.kind.as_str();
+    let group = req.kind.group.as_str();
     let meta = object.map(read_meta);
     let object_namespace = match &meta {
         Some(Ok(m)) => m.namespace,
@@ -388,7 +411,7 @@ fn decide(
     let response = AdmissionResponse::from(req);
 
     if matches!(req.operation, Operation::Delete | Operation::Connect)
-        || !detect::is_workload_kind(kind)
+        || !policy.templates.is_workload(group, kind)
     {
         return (response.into_review(), outcome);
     }
@@ -429,14 +452,15 @@ fn decide(
         name,
         object,
     };
-    let eval = match detect::evaluate(&target(obj), refs) {
+    let evaluate = |object| detect::evaluate_with(&target(object), group, &policy.templates, refs);
+    let eval = match evaluate(obj) {
         Ok(Some(eval)) => eval,
         Ok(None) => return (response.into_review(), outcome),
         Err(e) => return cannot_read(response, outcome, mode, e.to_string()),
     };
     // The old object of an UPDATE: if it cannot be read, every finding counts as new.
     let old: Option<Evaluation> = match (&req.operation, old_object) {
-        (Operation::Update, Some(old)) => detect::evaluate(&target(old), refs).ok().flatten(),
+        (Operation::Update, Some(old)) => evaluate(old).ok().flatten(),
         _ => None,
     };
     let mut decision = detect::decide(mode, &eval, old.as_ref());
@@ -520,6 +544,7 @@ mod tests {
         Policy {
             mode,
             exempt_namespaces: ["kube-system".to_string()].into(),
+            templates: Default::default(),
         }
     }
 

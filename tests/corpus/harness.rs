@@ -177,6 +177,7 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         policy: hatrack::settings::PolicyArgs {
             mode,
             exempt_namespaces: vec!["kube-system".into(), "hatrack-system".into()],
+            pod_templates: None,
         },
         lookups,
         max_body_bytes: 256 * 1024,

@@ -225,4 +225,12 @@ rules:
     resources: [jobs, cronjobs]
     operations: [CREATE, UPDATE]
     scope: Namespaced
+  # Kinds that embed pod templates (values.yaml podTemplates).
+  {{- range .Values.podTemplates }}
+  - apiGroups: [{{ .group | default "" | quote }}]
+    apiVersions: ["*"]
+    resources: [{{ .resource | quote }}]
+    operations: [CREATE, UPDATE]
+    scope: "*"
+  {{- end }}
 {{- end -}}
