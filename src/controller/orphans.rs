@@ -238,12 +238,18 @@ async fn role_candidates(
     Ok(out)
 }
 
+/// Which cluster's roles a sweep looks for: its name and, when its region is known, its ARN.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterId<'a> {
+    pub name: &'a str,
+    pub arn: Option<&'a str>,
+}
+
 /// Finds the orphans: roles first, then a fresh list of bindings, so a binding that made a
 /// role seen here is in the list (a binding is created before its role).
 pub async fn find(
     client: &kube::Client,
-    cluster: &str,
-    cluster_arn: Option<&str>,
+    cluster: ClusterId<'_>,
     home_account_id: &str,
     role_path: &str,
     accounts: &[AccountToSweep],
@@ -263,13 +269,13 @@ pub async fn find(
         let expected: HashSet<String> = live_before
             .iter()
             .filter(|(_, a)| a.as_deref().is_none_or(|a| a == account.account_id))
-            .map(|((ns, name), _)| naming::role_name(cluster_arn.unwrap_or(cluster), ns, name))
+            .map(|((ns, name), _)| naming::role_name(cluster.arn.unwrap_or(cluster.name), ns, name))
             .collect();
         candidates.extend(role_candidates(account, role_path, &expected).await?);
     }
     let after = bindings_api.list(&ListParams::default()).await?.items;
     let live = live_bindings(&after, known_accounts, home_account_id);
-    Ok(judge(cluster, cluster_arn, &candidates, &live, scope))
+    Ok(judge(cluster.name, cluster.arn, &candidates, &live, scope))
 }
 
 /// Deletes an orphaned role after checking again that its binding is still absent and the
@@ -329,10 +335,13 @@ pub async fn sweep_once(
         &settings.cluster_name,
     )
     .await;
+    let cluster_arn = settings.cluster_arn();
     let orphans = find(
         &ctx.client,
-        &settings.cluster_name,
-        settings.cluster_arn().as_deref(),
+        ClusterId {
+            name: &settings.cluster_name,
+            arn: cluster_arn.as_deref(),
+        },
         &settings.account_id,
         &settings.role_path,
         &accounts,
@@ -471,8 +480,10 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
     });
     let orphans = find(
         &client,
-        &args.cluster_name,
-        cluster_arn.as_deref(),
+        ClusterId {
+            name: &args.cluster_name,
+            arn: cluster_arn.as_deref(),
+        },
         &args.account_id,
         &args.role_path,
         &accounts,
