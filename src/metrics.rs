@@ -258,6 +258,41 @@ impl Metrics {
     }
 }
 
+/// Serves /metrics (what `encode` returns, in the OpenMetrics text format), /healthz and
+/// /readyz on `addr`: the controller's and the auditor's metrics endpoint.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    encode: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    use axum::{Router, routing::get};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = encode();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

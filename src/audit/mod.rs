@@ -62,46 +62,16 @@ impl AuditorArgs {
     }
 }
 
-async fn serve_metrics(
-    addr: SocketAddr,
-    metrics: Arc<AuditMetrics>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    use axum::{Router, routing::get};
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server failed");
-        }
-    }))
-}
-
 /// `hatrack auditor`.
 pub async fn run_auditor(args: AuditorArgs) -> Result<(), String> {
     let metrics = Arc::new(AuditMetrics::new());
     let client = Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-    let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
+    let server = {
+        let m = metrics.clone();
+        crate::metrics::serve(args.metrics_listen, move || m.encode()).await?
+    };
     let options = args.options();
     let shutdown = crate::controller::shutdown_signal;
     let result = if args.leader.leader_election {

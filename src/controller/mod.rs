@@ -700,7 +700,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let iam = Iam::from_args(&args.iam, metrics.clone()).await;
-    let server = serve_metrics(args.metrics_listen, metrics.clone()).await?;
+    let server = {
+        let m = metrics.clone();
+        crate::metrics::serve(args.metrics_listen, move || m.encode()).await?
+    };
     let mut options = ControllerOptions::from(&args);
     options.eks = Eks::from_args(
         &args.eks,
@@ -735,40 +738,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     };
     server.abort();
     result
-}
-
-/// Serves /metrics, /healthz and /readyz.
-pub async fn serve_metrics(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    use axum::{Router, routing::get};
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server failed");
-        }
-    }))
 }
 
 /// Completes on SIGTERM or SIGINT.
