@@ -15,6 +15,11 @@ pub const TAG_NAME: &str = "hatrack.dev/name";
 pub const TAG_RETAINED: &str = "hatrack.dev/retained";
 /// Tag naming the ARN of the cluster that owns a role (set when the cluster's region is known).
 pub const TAG_CLUSTER_ARN: &str = "hatrack.dev/cluster-arn";
+/// An EKS cluster's ARN: `arn:<partition>:eks:<region>:<account>:cluster/<name>`.
+pub fn cluster_arn(partition: &str, region: &str, account_id: &str, cluster_name: &str) -> String {
+    format!("arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}")
+}
+
 /// Prefix reserved for hatrack's own tags; bindings may not set tags under it.
 pub const TAG_PREFIX: &str = "hatrack.dev/";
 

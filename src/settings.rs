@@ -312,9 +312,11 @@ impl Settings {
     /// The cluster's ARN, when its region is known.
     pub fn cluster_arn(&self) -> Option<String> {
         self.cluster_region.as_ref().map(|region| {
-            format!(
-                "arn:{}:eks:{region}:{}:cluster/{}",
-                self.partition, self.cluster_account_id, self.cluster_name
+            crate::naming::cluster_arn(
+                &self.partition,
+                region,
+                &self.cluster_account_id,
+                &self.cluster_name,
             )
         })
     }

@@ -16,6 +16,16 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// The owner of binding `namespace`/`name`'s role in this cluster.
+    pub fn of(settings: &crate::settings::Settings, namespace: &str, name: &str) -> Owner {
+        Owner {
+            cluster: settings.cluster_name.clone(),
+            cluster_arn: settings.cluster_arn(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
     pub fn owns(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
         naming::is_owned_by(tags, &self.cluster, &self.namespace, &self.name)
             && naming::arn_matches(tags, self.cluster_arn.as_deref())

@@ -167,7 +167,7 @@ pub async fn violated(
         Ok(a) => a,
         Err(e) => return Err(e.into()),
     };
-    let owner = owner(ctx, &desired.namespace, &desired.name);
+    let owner = crate::sync::Owner::of(&ctx.settings, &desired.namespace, &desired.name);
     let owned = actual.as_ref().is_some_and(|a| owner.owns(&a.tags));
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
@@ -362,7 +362,7 @@ pub async fn retain_on_delete(
     if policy == RetainPolicy::WithoutTrust {
         let ns = binding.namespace().unwrap_or_default();
         let actual = iam.get_role(role_name).await?;
-        let owner = owner(ctx, &ns, &binding.name_any());
+        let owner = crate::sync::Owner::of(&ctx.settings, &ns, &binding.name_any());
         if let Some(actual) = actual.filter(|a| owner.owns(&a.tags)) {
             let untrusted = untrusted_policy();
             if !crate::policy::equivalent(&actual.assume_role_policy, &untrusted) {
@@ -382,15 +382,6 @@ pub async fn retain_on_delete(
     )
     .await;
     Ok(Some(Action::await_change()))
-}
-
-fn owner(ctx: &Context, namespace: &str, name: &str) -> crate::sync::Owner {
-    crate::sync::Owner {
-        cluster: ctx.settings.cluster_name.clone(),
-        cluster_arn: ctx.settings.cluster_arn(),
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    }
 }
 
 /// The guardrails that apply to the binding's namespace now.

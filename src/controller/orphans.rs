@@ -473,9 +473,11 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
     )
     .await;
     let cluster_arn = args.cluster_region.as_ref().map(|region| {
-        format!(
-            "arn:{}:eks:{region}:{}:cluster/{}",
-            args.partition, args.account_id, args.cluster_name
+        naming::cluster_arn(
+            &args.partition,
+            region,
+            &args.account_id,
+            &args.cluster_name,
         )
     });
     let orphans = find(

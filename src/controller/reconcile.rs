@@ -211,12 +211,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     }
 
     // 4. Read the role, diff, write; never touch a role hatrack does not own.
-    let owner = Owner {
-        cluster: settings.cluster_name.clone(),
-        cluster_arn: settings.cluster_arn(),
-        namespace: ns.clone(),
-        name: name.clone(),
-    };
+    let owner = Owner::of(settings, &ns, &name);
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
     match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
         Ok(Ok(())) => {}
@@ -440,6 +435,7 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         _ => settings.role_arn(&role_name),
     };
     remove_annotations(binding, ctx, &arn).await?;
+    let owner = Owner::of(settings, &ns, &name);
     if binding.deletion_policy() == DeletionPolicy::Retain {
         let applicable = enforce::applicable_guardrails(ctx, binding);
         let refs: Vec<&crate::crd::IAMGuardrail> = applicable.iter().map(|g| g.as_ref()).collect();
@@ -447,12 +443,6 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         if let Some(action) =
             enforce::retain_on_delete(binding, ctx, &target.iam, &role_name, &refs).await?
         {
-            let owner = Owner {
-                cluster: settings.cluster_name.clone(),
-                cluster_arn: settings.cluster_arn(),
-                namespace: ns.clone(),
-                name: name.clone(),
-            };
             // Not an orphan: the sweep leaves roles marked retained alone.
             super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
             ctx.metrics.binding_ready(&binding_key(binding), None);
@@ -461,12 +451,6 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
     }
     // Associations name the role: they go first.
     super::associations::cleanup_step(binding, ctx).await?;
-    let owner = Owner {
-        cluster: settings.cluster_name.clone(),
-        cluster_arn: settings.cluster_arn(),
-        namespace: ns.clone(),
-        name: name.clone(),
-    };
     match delete_owned_role(&target.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
             publish(
