@@ -21,14 +21,14 @@ missing_component() {
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
 }
 if cargo fmt --version >/dev/null 2>&1; then
-  echo "==> cargo fmt --check"
-  cargo fmt --check
+  echo "==> cargo fmt --all --check"
+  cargo fmt --all --check
 else
   missing_component rustfmt "rustup component add rustfmt"
 fi
 if cargo clippy --version >/dev/null 2>&1; then
-  echo "==> cargo clippy --all-targets -- -D warnings"
-  cargo clippy --all-targets --locked -- -D warnings
+  echo "==> cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
 else
   missing_component clippy "rustup component add clippy"
 fi
@@ -46,7 +46,8 @@ echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
+# --workspace: the core crate's unit tests (hatrack-core, iam-eval) run too.
+cargo test --locked --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.

@@ -180,7 +180,7 @@ fn sarif_of_the_corpus_validates_against_the_sarif_2_1_0_schema_with_the_right_l
 }
 
 const ANCHORS: &str = "\
-# Anchors and several documents in one file (merge keys: src/yaml_positions.rs unit tests).
+# Anchors and several documents in one file (merge keys: crates/hatrack-core/src/yaml_positions.rs unit tests).
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: unrelated}

@@ -7,11 +7,11 @@ mod support;
 
 use hatrack::crd::IAMRoleBinding;
 use hatrack::naming;
-use hatrack::policy::eval::{Decision, Principal, Request, evaluate};
 use hatrack::role::{self, DesiredRole};
 use hatrack::settings::Settings;
 use hatrack::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
 use hatrack::trust::POD_IDENTITY_PRINCIPAL;
+use iam_eval::{Decision, Principal, Request, evaluate};
 use serde_json::json;
 use support::moto::Moto;
 

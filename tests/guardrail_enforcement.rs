@@ -411,8 +411,8 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
         .await
         .expect("Retain keeps the role");
     let subject = format!("system:serviceaccount:{ns}:api");
-    let web_identity = hatrack::policy::eval::Request {
-        principal: Some(hatrack::policy::eval::Principal::Federated(format!(
+    let web_identity = iam_eval::Request {
+        principal: Some(iam_eval::Principal::Federated(format!(
             "arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER_HOST_PATH}"
         ))),
         action: "sts:AssumeRoleWithWebIdentity".into(),
@@ -421,8 +421,8 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
     .with(&format!("{ISSUER_HOST_PATH}:aud"), "sts.amazonaws.com")
     .with(&format!("{ISSUER_HOST_PATH}:sub"), &subject);
     assert_ne!(
-        hatrack::policy::eval::evaluate(&kept.assume_role_policy, &web_identity).unwrap(),
-        hatrack::policy::eval::Decision::Allow,
+        iam_eval::evaluate(&kept.assume_role_policy, &web_identity).unwrap(),
+        iam_eval::Decision::Allow,
         "the retained role still trusts the ServiceAccount: {}",
         kept.assume_role_policy
     );
@@ -448,8 +448,8 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
     .await;
     let trusted = role(&moto, &role_name(ns, "trusted")).await.unwrap();
     assert_eq!(
-        hatrack::policy::eval::evaluate(&trusted.assume_role_policy, &web_identity).unwrap(),
-        hatrack::policy::eval::Decision::Allow
+        iam_eval::evaluate(&trusted.assume_role_policy, &web_identity).unwrap(),
+        iam_eval::Decision::Allow
     );
     delete_guardrail(&client, ns, "keep-trust").await;
 

@@ -1,8 +1,8 @@
 //! The operator's own IAM policy (`docs/operator-iam-policy*.json`), evaluated against every
 //! call the controller makes (allowed) and against escalation attempts (refused).
 
-use hatrack::policy::eval::{Decision, Request, evaluate};
 use hatrack::policy::{self, DocumentKind};
+use iam_eval::{Decision, Request, evaluate};
 use serde_json::Value;
 
 const ACCOUNT: &str = "111122223333";
@@ -326,7 +326,7 @@ fn retained_marks_come_off_but_ownership_never_does() {
 
 #[test]
 fn an_account_role_trusts_only_the_controller_with_the_external_id() {
-    use hatrack::policy::eval::Principal;
+    use iam_eval::Principal;
     let trust = load("operator-account-trust-policy.json");
     policy::parse(&trust, DocumentKind::Trust).unwrap();
     let from = |principal: &str| Request {

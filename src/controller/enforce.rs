@@ -402,7 +402,7 @@ pub fn applicable_guardrails(ctx: &Context, binding: &IAMRoleBinding) -> Vec<Arc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::eval::{Decision, Principal, Request, evaluate};
+    use iam_eval::{Decision, Principal, Request, evaluate};
 
     #[test]
     fn revocation_removes_every_permission_policy_and_nothing_else() {

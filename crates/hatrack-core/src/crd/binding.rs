@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// correct: a trust policy that lets exactly those ServiceAccounts assume the role (IRSA and/or
 /// EKS Pod Identity), its permission policies, permissions boundary and tags.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "hatrack.dev",
     version = "v1alpha1",
     kind = "IAMRoleBinding",
@@ -106,6 +108,7 @@ pub struct IAMRoleBindingSpec {
 
 /// Which mechanisms may assume the role. At least one must be set.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.irsa) || has(self.podIdentity)").message("trust must enable irsa, podIdentity or both"))]
 pub struct TrustSpec {

@@ -105,7 +105,7 @@ pub struct PolicyArgs {
 
     /// A YAML file listing kinds beyond the built-in workloads that embed a pod template
     /// (group, kind, resource, pod spec paths); replaces the shipped list (PodTemplate, Argo
-    /// Rollouts and Workflows, Knative, KServe, …; `src/detect/pod-templates.yaml`).
+    /// Rollouts and Workflows, Knative, KServe, …; `crates/hatrack-core/src/detect/pod-templates.yaml`).
     #[arg(long, env = "HATRACK_POD_TEMPLATES")]
     pub pod_templates: Option<std::path::PathBuf>,
 }

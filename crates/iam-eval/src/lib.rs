@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::wildcard;
+use hatrack_core::policy::wildcard;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Exempts one workload, or every workload of a namespace, from the static-key admission
@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// the workload could be set by whoever creates the workload. The IAMRoleBinding and
 /// IAMGuardrail admission checks are never exempt.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "hatrack.dev",
     version = "v1alpha1",
     kind = "StaticKeyExemption",

@@ -1,5 +1,5 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// An AWS account other than the controller's own that IAMRoleBindings may create their roles
@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// namespaces may use it. Cluster-scoped, written by the platform team. A binding names it in
 /// `spec.account`; a binding naming none gets its role in the controller's own account.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "hatrack.dev",
     version = "v1alpha1",
     kind = "IAMAccount",
@@ -44,6 +46,7 @@ pub struct IAMAccountSpec {
 
 /// How the controller assumes its role in the account.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AssumeRoleSpec {
     /// ARN of the role to assume, in `accountId`.

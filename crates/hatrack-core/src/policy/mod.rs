@@ -1,7 +1,6 @@
 //! IAM policy documents: reading and checking them in AWS's own JSON form, putting them in a
 //! canonical form for comparison, and evaluating them (for tests and guardrails).
 
-pub mod eval;
 pub mod intersect;
 pub mod wildcard;
 

@@ -100,7 +100,7 @@ fn one_or_many(mut items: Vec<String>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::eval::{Decision, Principal, Request, evaluate};
+    use iam_eval::{Decision, Principal, Request, evaluate};
 
     const ISSUER: &str = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 

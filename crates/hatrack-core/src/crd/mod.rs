@@ -11,7 +11,7 @@ pub use exemption::*;
 pub use guardrail::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 /// API group of every hatrack resource.
 pub const GROUP: &str = "hatrack.dev";

@@ -1,0 +1,26 @@
+//! hatrack's pure core: everything that decides, nothing that calls out. CRD types, role
+//! naming, trust and permission policy documents, validation, role build and diff, guardrails,
+//! static-key detection rules. It has no Kubernetes client, AWS SDK or async runtime among its
+//! dependencies, so none of it can do I/O; the `hatrack` crate's edges (IAM and EKS clients,
+//! the controller, the webhook server, the CLI) call into it.
+#![forbid(unsafe_code)]
+// Input from the cluster, AWS or a user must never panic the process.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod association;
+pub mod backoff;
+pub mod crd;
+pub mod detect;
+pub mod exemption;
+pub mod guardrail;
+pub mod manifest;
+pub mod naming;
+pub mod policy;
+pub mod role;
+pub mod settings;
+pub mod trust;
+pub mod validate;
+pub mod yaml_positions;
