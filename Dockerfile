@@ -4,7 +4,7 @@
 #   docker build -t ghcr.io/your-org/hatrack:0.1.0 .
 #
 # The same image as scripts/build-image.sh (buildah, no daemon; what CI builds and checks, and
-# what the README recommends for releases): both lay out the root fs with
+# what docs/deploy.md recommends for releases): both lay out the root fs with
 # scripts/image-rootfs.sh — /hatrack, the glibc shared libraries `ldd` lists and the loader,
 # /etc/ssl/certs/ca-certificates.crt, /etc/passwd and /etc/group (nonroot 65532),
 # /etc/nsswitch.conf, /etc/hosts; no shell — and set the same user and entrypoint.
@@ -14,7 +14,7 @@
 #
 # glibc, not musl: the build stage is Debian 12 (glibc 2.36, whose libc.so.6 holds the `files`
 # and `dns` name services, so DNS needs no libnss_*.so), the same system as the machines that
-# run scripts/build-image.sh. See README, "Image".
+# run scripts/build-image.sh. See docs/deploy.md, "Image".
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -1,5 +1,5 @@
 //! GitOps health of hatrack's resources, on objects the real controller wrote to the real API
-//! server: the README's Argo CD health check (docs/gitops/argocd-health.lua) run by
+//! server: docs/gitops.md's Argo CD health check (docs/gitops/argocd-health.lua) run by
 //! gopher-lua, the Lua interpreter Argo CD embeds, and Flux's kstatus
 //! (sigs.k8s.io/cli-utils/pkg/kstatus/status), both in .tools/gitops-health (scripts/gitops,
 //! built by scripts/install-test-deps.sh).
@@ -71,16 +71,16 @@ fn get(cluster: &support::cluster::TestCluster, kind: &str, ns: Option<&str>, na
 }
 
 #[test]
-fn the_readme_carries_the_health_check_verbatim() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+fn docs_gitops_carries_the_health_check_verbatim() {
+    let doc = std::fs::read_to_string(root().join("docs/gitops.md")).unwrap();
     let lua = std::fs::read_to_string(root().join(LUA)).unwrap();
     let indented: String = lua
         .lines()
         .map(|l| format!("    {l}\n").replace("    \n", "\n"))
         .collect();
     assert!(
-        readme.contains(&indented),
-        "README.md's argocd-cm block differs from {LUA} (indented by 4 in the ConfigMap)"
+        doc.contains(&indented),
+        "docs/gitops.md's argocd-cm block differs from {LUA} (indented by 4 in the ConfigMap)"
     );
 }
 
