@@ -177,11 +177,6 @@ fn every_relative_link_and_anchor_resolves() {
     );
 }
 
-/// Paths the README's code map names that the layering work creates; until then they are
-/// allowed to be missing. A pending path that exists fails the test, so the list cannot go
-/// stale: delete it here once it lands.
-const PENDING: [&str; 2] = ["crates/hatrack-core/", "crates/iam-eval/"];
-
 /// Generated, never committed: named in the fuzzing instructions.
 const GENERATED: [&str; 3] = ["fuzz/target", "fuzz/artifacts/", "fuzz/corpus/"];
 
@@ -226,11 +221,7 @@ fn paths_named_in_the_docs_exist() {
             }
             checked += 1;
             let exists = root().join(path).exists();
-            if PENDING.contains(&path) {
-                if exists {
-                    problems.push(format!("{path} exists now: remove it from PENDING"));
-                }
-            } else if !exists {
+            if !exists {
                 problems.push(format!("{}: `{code}` does not exist", doc.display()));
             }
         }
