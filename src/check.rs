@@ -424,7 +424,7 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
                 let Some(s) = v.as_str() else {
                     return Err(format!(
                         "{field}.{k}: expected a string, found {}",
-                        manifest::json_type_name(v)
+                        crate::json_type::name(v)
                     ));
                 };
                 let bytes = if decode {
@@ -440,7 +440,7 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
         }
         Some(other) => Err(format!(
             "{field}: expected a mapping, found {}",
-            manifest::json_type_name(other)
+            crate::json_type::name(other)
         )),
     }
 }

@@ -30,6 +30,6 @@ pub mod watch;
 pub mod webhook;
 
 pub use hatrack_core::{
-    association, backoff, crd, detect, exemption, guardrail, manifest, naming, policy, role,
-    settings, trust, validate, yaml_positions,
+    association, backoff, crd, detect, exemption, guardrail, json_type, manifest, naming, policy,
+    role, settings, trust, validate, yaml_positions,
 };

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod detect;
 pub mod exemption;
 pub mod guardrail;
+pub mod json_type;
 pub mod manifest;
 pub mod naming;
 pub mod policy;

@@ -144,7 +144,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadErro
                     message: format!(
                         "document {}: expected a Kubernetes object (a mapping), got {}",
                         index + 1,
-                        json_type_name(&other)
+                        crate::json_type::name(&other)
                     ),
                 });
             }
@@ -302,7 +302,7 @@ fn push_unpacking_lists(
                 message: format!(
                     "document {}: List items must be an array, got {}",
                     index + 1,
-                    json_type_name(other)
+                    crate::json_type::name(other)
                 ),
             });
         }
@@ -314,7 +314,7 @@ fn push_unpacking_lists(
                 message: format!(
                     "document {}: List item must be an object, got {}",
                     index + 1,
-                    json_type_name(&item)
+                    crate::json_type::name(&item)
                 ),
             });
         }
@@ -333,17 +333,6 @@ fn yaml_error_message(index: usize, e: &serde_yaml::Error) -> String {
             e
         ),
         None => format!("document {}: {}", index + 1, e),
-    }
-}
-
-pub fn json_type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "a mapping",
     }
 }
 

@@ -51,7 +51,7 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
             "",
             format!(
                 "a policy document must be a JSON object, got {}",
-                crate::manifest::json_type_name(doc)
+                crate::json_type::name(doc)
             ),
         )]);
     };
@@ -88,7 +88,7 @@ pub fn parse(doc: &Value, kind: DocumentKind) -> Result<Vec<Statement>, Vec<Poli
                 "Statement",
                 format!(
                     "Statement must be an object or a list of objects, got {}",
-                    crate::manifest::json_type_name(other)
+                    crate::json_type::name(other)
                 ),
             ));
             vec![]
@@ -124,7 +124,7 @@ fn parse_statement(
             path,
             format!(
                 "a statement must be an object, got {}",
-                crate::manifest::json_type_name(st)
+                crate::json_type::name(st)
             ),
         )]);
     };
@@ -271,10 +271,7 @@ fn string_list(v: &Value, path: &str, errors: &mut Vec<PolicyError>) -> Vec<Stri
                     Value::String(s) => out.push(s.clone()),
                     other => errors.push(perr(
                         format!("{path}[{i}]"),
-                        format!(
-                            "must be a string, got {}",
-                            crate::manifest::json_type_name(other)
-                        ),
+                        format!("must be a string, got {}", crate::json_type::name(other)),
                     )),
                 }
             }
@@ -289,7 +286,7 @@ fn string_list(v: &Value, path: &str, errors: &mut Vec<PolicyError>) -> Vec<Stri
                 path,
                 format!(
                     "must be a string or a list of strings, got {}",
-                    crate::manifest::json_type_name(other)
+                    crate::json_type::name(other)
                 ),
             ));
             Vec::new()
