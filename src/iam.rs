@@ -106,40 +106,34 @@ impl IamError {
     }
 }
 
-fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> IamError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let message = err
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&err).to_string());
-    let code = err.code().unwrap_or("").to_string();
-    match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return IamError::Transport { operation, message };
-        }
-        SdkError::ResponseError(_) => return IamError::BadResponse { operation, message },
-        _ => {}
+impl crate::aws::ServiceError for IamError {
+    fn transport(operation: &'static str, message: String) -> Self {
+        IamError::Transport { operation, message }
     }
-    match code.as_str() {
-        "NoSuchEntity" => IamError::NotFound { operation, message },
-        "EntityAlreadyExists" => IamError::AlreadyExists { operation, message },
-        "DeleteConflict" => IamError::DeleteConflict { operation, message },
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
-            IamError::Throttled { operation, message }
+
+    fn bad_response(operation: &'static str, message: String) -> Self {
+        IamError::BadResponse { operation, message }
+    }
+
+    fn from_code(operation: &'static str, code: String, message: String) -> Self {
+        match code.as_str() {
+            "NoSuchEntity" => IamError::NotFound { operation, message },
+            "EntityAlreadyExists" => IamError::AlreadyExists { operation, message },
+            "DeleteConflict" => IamError::DeleteConflict { operation, message },
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+                IamError::Throttled { operation, message }
+            }
+            "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "" => IamError::Service {
+                operation,
+                code,
+                message,
+            },
+            _ => IamError::Refused {
+                operation,
+                code,
+                message,
+            },
         }
-        "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "" => IamError::Service {
-            operation,
-            code,
-            message,
-        },
-        _ => IamError::Refused {
-            operation,
-            code,
-            message,
-        },
     }
 }
 
@@ -326,7 +320,9 @@ impl Iam {
             tokio::time::sleep(wait).await;
         }
         self.limiter.until_ready().await;
-        let result = fut.await.map_err(|e| classify(operation, e));
+        let result = fut
+            .await
+            .map_err(|e| crate::aws::classify::<IamError, _, _>(operation, e));
         if let Ok(mut pause) = self.pause.lock() {
             match &result {
                 Err(IamError::Throttled { .. }) => {

@@ -13,6 +13,7 @@
 
 pub mod association;
 pub mod audit;
+pub mod aws;
 pub mod backoff;
 pub mod binding_admission;
 pub mod certs;
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod policy;
 pub mod role;
 pub mod settings;
+pub mod signal;
 pub mod sync;
 pub mod telemetry;
 pub mod throttle;

@@ -41,6 +41,8 @@ pub fn guardrails(
     )
     .default_backoff()
     .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
-    .reflect(writer)
+    // Shared so that a writer from `reflector::store_shared` hands each change to its
+    // subscribers too (the guardrail status controller); a plain writer has none.
+    .reflect_shared(writer)
     .touched_objects()
 }

@@ -360,33 +360,11 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
         )));
     }
     let running = start(&args, refs, binding_view).await?;
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    crate::signal::shutdown_signal().await;
     for task in background {
         task.abort();
     }
     running.shutdown(Duration::from_secs(10)).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 #[cfg(test)]
