@@ -35,6 +35,7 @@ use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
+use crate::watch::{Relist, WatchIndex};
 
 /// The finalizer that makes deletion wait for IAM cleanup.
 pub const FINALIZER: &str = "hatrack.dev/cleanup";
@@ -292,39 +293,13 @@ fn bindings_naming(
         .collect()
 }
 
-/// Keeps a [`ClaimIndex`] in step with the bindings' watch events; a re-list builds a fresh
-/// index and swaps it in when complete, as the reflector does with its store.
-#[derive(Default)]
-struct ClaimIndexWriter {
-    relisting: Option<ClaimIndex>,
-}
-
-impl ClaimIndexWriter {
-    fn apply(&mut self, index: &RwLock<ClaimIndex>, event: &watcher::Event<IAMRoleBinding>) {
-        use watcher::Event;
-        match event {
-            Event::Init => self.relisting = Some(ClaimIndex::default()),
-            Event::InitApply(b) => {
-                if let Some(fresh) = self.relisting.as_mut() {
-                    fresh.upsert(b);
-                }
-            }
-            Event::InitDone => {
-                if let (Some(fresh), Ok(mut live)) = (self.relisting.take(), index.write()) {
-                    *live = fresh;
-                }
-            }
-            Event::Apply(b) => {
-                if let Ok(mut live) = index.write() {
-                    live.upsert(b);
-                }
-            }
-            Event::Delete(b) => {
-                if let Ok(mut live) = index.write() {
-                    live.remove(b);
-                }
-            }
-        }
+/// The claim index follows the bindings' watch through [`Relist`].
+impl WatchIndex<IAMRoleBinding> for ClaimIndex {
+    fn upsert(&mut self, b: &IAMRoleBinding) {
+        ClaimIndex::upsert(self, b);
+    }
+    fn remove(&mut self, b: &IAMRoleBinding) {
+        ClaimIndex::remove(self, b);
     }
 }
 
@@ -469,7 +444,7 @@ pub async fn run_with(
     let (account_store, account_writer) = reflector::store();
     let claims = Arc::new(RwLock::new(ClaimIndex::default()));
     let claims_for_stream = claims.clone();
-    let mut claim_writer = ClaimIndexWriter::default();
+    let mut claim_writer = Relist::default();
     let binding_stream = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(strip_binding)
@@ -658,7 +633,7 @@ mod tests {
     #[test]
     fn a_relist_replaces_the_claim_index_when_complete() {
         let index = RwLock::new(ClaimIndex::default());
-        let mut writer = ClaimIndexWriter::default();
+        let mut writer = Relist::default();
         writer.apply(&index, &watcher::Event::Apply(binding("gone", &["api"])));
         writer.apply(&index, &watcher::Event::Init);
         writer.apply(
@@ -676,7 +651,7 @@ mod tests {
     #[test]
     fn deletion_removes_claims() {
         let index = RwLock::new(ClaimIndex::default());
-        let mut writer = ClaimIndexWriter::default();
+        let mut writer = Relist::default();
         writer.apply(&index, &watcher::Event::Apply(binding("a", &["api"])));
         writer.apply(&index, &watcher::Event::Delete(binding("a", &["api"])));
         assert_eq!(index.read().unwrap().live_in_namespace("ns"), 0);

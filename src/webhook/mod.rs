@@ -3,7 +3,8 @@
 //! - [`review`]: pure AdmissionReview bytes → answer (modes, exemptions, UPDATE handling).
 //! - [`server`]: the axum routers and error mapping; [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls (ring) configuration from PEM files, reloaded when they change.
-//! - [`cache`]: watch caches of Secret/ConfigMap facts and namespace modes.
+//! - [`cache`]: watch caches of Secret/ConfigMap facts and namespace modes, and the one
+//!   Namespace watch both caches read; [`bindings`]: guardrails, bindings and accounts.
 //!
 //! [`start`] binds and serves (used by tests with port 0); [`run`] is the subcommand.
 
@@ -334,9 +335,13 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let (refs, binding_view): (Arc<dyn ReferenceView>, Arc<dyn BindingView>) =
         match (&client, args.lookups) {
             (Some(client), Lookups::On) => {
-                let (cache, watches) = WatchCache::start(client.clone());
+                // One Namespace watch serves both caches.
+                let (namespaces, namespace_watch) = cache::namespace_watch(client.clone());
+                background.push(tokio::spawn(namespace_watch));
+                let (cache, watches) = WatchCache::start_with(client.clone(), namespaces.clone());
                 background.push(tokio::spawn(watches));
-                let (bindings, binding_watches) = bindings::BindingCache::start(client.clone());
+                let (bindings, binding_watches) =
+                    bindings::BindingCache::start_with(client.clone(), namespaces);
                 background.push(tokio::spawn(binding_watches));
                 (cache, bindings)
             }
