@@ -319,6 +319,25 @@ pub async fn start(
     })
 }
 
+/// The caches of `--lookups on`: Secret/ConfigMap facts, namespace modes and exemptions for
+/// workloads; guardrails, bindings and accounts for IAMRoleBindings. One Namespace watch
+/// serves both. `/readyz` answers 200 only once all but the exemptions have listed. Spawn the
+/// returned future.
+pub fn start_caches(
+    client: kube::Client,
+) -> (
+    Arc<WatchCache>,
+    Arc<bindings::BindingCache>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (namespaces, namespace_watch) = cache::namespace_watch(client.clone());
+    let (refs, ref_watches) = WatchCache::start_with(client.clone(), namespaces.clone());
+    let (bindings, binding_watches) = bindings::BindingCache::start_with(client, namespaces);
+    (refs, bindings, async move {
+        futures::join!(namespace_watch, ref_watches, binding_watches);
+    })
+}
+
 /// Runs `hatrack webhook` until SIGTERM or Ctrl-C.
 pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let mut background = Vec::new();
@@ -335,14 +354,8 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let (refs, binding_view): (Arc<dyn ReferenceView>, Arc<dyn BindingView>) =
         match (&client, args.lookups) {
             (Some(client), Lookups::On) => {
-                // One Namespace watch serves both caches.
-                let (namespaces, namespace_watch) = cache::namespace_watch(client.clone());
-                background.push(tokio::spawn(namespace_watch));
-                let (cache, watches) = WatchCache::start_with(client.clone(), namespaces.clone());
+                let (cache, bindings, watches) = start_caches(client.clone());
                 background.push(tokio::spawn(watches));
-                let (bindings, binding_watches) =
-                    bindings::BindingCache::start_with(client.clone(), namespaces);
-                background.push(tokio::spawn(binding_watches));
                 (cache, bindings)
             }
             _ => (
