@@ -280,11 +280,12 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             warnings: Vec::new(),
             exemption: None,
         };
-        if opts.exempt_namespaces.contains(namespace) {
+        let Some(mode) = detect::mode_in(namespace, opts.mode, &opts.exempt_namespaces, &view)
+        else {
             result.exempt = true;
             report.results.push(result);
             continue;
-        }
+        };
         let arena = bumpalo::Bump::new();
         let json = detect::Json::from_value(&doc.object, &arena);
         let target = detect::Target {
@@ -295,16 +296,13 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
         };
         match detect::evaluate_with(&target, group, &opts.templates, &view) {
             Ok(Some(eval)) => {
-                let mode =
-                    detect::ReferenceView::namespace_mode(&view, namespace).unwrap_or(opts.mode);
-                let mut decision = detect::decide(mode, &eval, None);
                 let applied =
                     crate::exemption::applicable(&exemptions, kind, namespace, name, opts.now);
-                if let Some(a) = &applied
-                    && a.state == crate::exemption::State::Active
-                {
-                    decision.verdict = Verdict::Allow;
-                }
+                let decision = crate::exemption::apply(
+                    detect::decide(mode, &eval, None),
+                    applied.as_ref().map(|a| (a.exemption, a.state)),
+                    eval.findings.len(),
+                );
                 result.exemption = applied.map(|a| a.reported());
                 let Evaluation {
                     findings, warnings, ..

@@ -283,7 +283,9 @@ fn unreadable_request(
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let mut outcome = Outcome::new(uid, "", namespace, "");
     let message = format!("hatrack: cannot read the reviewed request: {problem}");
-    let mode = mode_for(namespace, policy, refs);
+    // Exempt namespaces are not consulted: a request that cannot be read is refused (outside
+    // audit mode) wherever it claims to be.
+    let mode = detect::labelled_mode(namespace, policy.mode, refs);
     outcome.mode = mode.as_str();
     outcome.unreadable = Some(message.clone());
     let mut response = AdmissionResponse::invalid(&message);
@@ -382,10 +384,6 @@ fn created_by_controller(req: &AdmissionRequest<DynamicObject>, meta: &Meta<'_>)
     CONTROLLER_USERS.contains(&user) && meta.controlled
 }
 
-fn mode_for(namespace: &str, policy: &Policy, refs: &dyn ReferenceView) -> Mode {
-    refs.namespace_mode(namespace).unwrap_or(policy.mode)
-}
-
 /// Decides a request whose identity was read; `object`/`old_object` are its (pruned) objects.
 fn decide(
     req: &AdmissionRequest<DynamicObject>,
@@ -415,11 +413,11 @@ fn decide(
     {
         return (response.into_review(), outcome);
     }
-    if policy.exempt_namespaces.contains(namespace) {
+    let Some(mode) = detect::mode_in(namespace, policy.mode, &policy.exempt_namespaces, refs)
+    else {
         outcome.mode = "exempt";
         return (response.into_review(), outcome);
-    }
-    let mode = mode_for(namespace, policy, refs);
+    };
     outcome.mode = mode.as_str();
 
     let (Some(obj), Some(meta)) = (object, meta) else {
@@ -463,25 +461,14 @@ fn decide(
         (Operation::Update, Some(old)) => evaluate(old).ok().flatten(),
         _ => None,
     };
-    let mut decision = detect::decide(mode, &eval, old.as_ref());
-    // A StaticKeyExemption: an active one admits (saying who granted it, why, until when);
-    // an expired one changes nothing but says so.
     let exemption = refs.exemption(kind, namespace, name, now);
-    match &exemption {
-        Some((e, ExemptionState::Active)) => {
-            outcome.mode = "exemption";
-            decision.verdict = Verdict::Allow;
-            decision.message = None;
-            decision.warnings = vec![crate::exemption::active_warning(e, eval.findings.len())];
-        }
-        Some((e, ExemptionState::Expired)) => {
-            let notice = crate::exemption::expired_notice(e);
-            if let Some(m) = &mut decision.message {
-                m.push_str(&format!(" ({notice})"));
-            }
-            decision.warnings.insert(0, notice);
-        }
-        None => {}
+    let decision = crate::exemption::apply(
+        detect::decide(mode, &eval, old.as_ref()),
+        exemption.as_ref().map(|(e, s)| (e, *s)),
+        eval.findings.len(),
+    );
+    if let Some((_, ExemptionState::Active)) = &exemption {
+        outcome.mode = "exemption";
     }
     outcome.exemption = exemption.map(|(e, s)| (e.name, s));
 
