@@ -5,7 +5,7 @@
 #
 # CI passes the debug binary `cargo test` has already built: it checks the image's layout,
 # user and entrypoint, so a release build there would only cost time. Releases pass the
-# release binary (see README, "Image").
+# release binary (see docs/deploy.md, "Image").
 #
 # Environment:
 #   IMAGE       image name and tag (default localhost/hatrack:dev)

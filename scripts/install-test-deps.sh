@@ -71,7 +71,7 @@ fi
 .tools/etcd --version | sed -n 1p
 .tools/kube-apiserver --version
 
-# .tools/gitops-health: runs the README's Argo CD health check (docs/gitops/argocd-health.lua)
+# .tools/gitops-health: runs docs/gitops.md's Argo CD health check (docs/gitops/argocd-health.lua)
 # with gopher-lua, the Lua interpreter Argo CD embeds, and Flux's kstatus, on objects the
 # controller wrote (tests/real_gitops.rs). Its own small module: scripts/gitops.
 gitops_stamp=$(cat scripts/gitops/go.mod scripts/gitops/go.sum scripts/gitops/main.go | sha256sum | cut -d' ' -f1)

@@ -35,7 +35,7 @@ fi
 
 echo "==> release image: scripts/build-image.sh (buildah, no Docker daemon) + scripts/check-image.sh"
 # The layout, user, entrypoint and DNS are checked with the debug binary that the tests use
-# too (built once); releases pass target/release/hatrack (README, "Image").
+# too (built once); releases pass target/release/hatrack (docs/deploy.md, "Image").
 cargo build --locked --bin hatrack
 scripts/build-image.sh "${CARGO_TARGET_DIR:-target}/debug/hatrack"
 scripts/check-image.sh

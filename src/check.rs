@@ -184,7 +184,7 @@ fn validate_role_binding(
 }
 
 /// A finding of rule `invalid-role-binding` for an IAMRoleBinding document: `path` is the
-/// field (`spec.policies[0].arn`), `message` what is wrong and how to fix it.
+/// field (`spec.managedPolicyArns[0]`), `message` what is wrong and how to fix it.
 pub fn role_binding_finding(doc: &Document, path: &str, message: String) -> Finding {
     Finding {
         rule: RuleId::InvalidRoleBinding,

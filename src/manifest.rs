@@ -167,7 +167,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadErro
 /// Not reproduced: YAML 1.1 plain scalars that go-yaml v2 reads as booleans or octal numbers
 /// (`on`, `yes`, `y`, `0755`) are read here as YAML 1.2 does (strings); the API server refuses
 /// a boolean or number where a string belongs, so such an env value or Secret key never
-/// reaches a pod either way (README: "What `check` reads as kubectl does").
+/// reaches a pod either way (docs/cli.md: "What `check` reads as kubectl does").
 struct KubectlYaml(Value);
 
 impl<'de> serde::Deserialize<'de> for KubectlYaml {

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-/// Kubernetes versions the chart supports (README, "Installing with Helm", says the same; the
+/// Kubernetes versions the chart supports (docs/deploy.md, "Installing with Helm", says the same; the
 /// real-API tests in tests/real_chart.rs install it into kube-apiserver 1.34).
 const KUBERNETES_VERSIONS: [&str; 4] = ["1.31.0", "1.32.0", "1.33.0", "1.34.0"];
 const NAMESPACE: &str = "hatrack-system";

@@ -1,6 +1,6 @@
 //! The Helm chart installed into a real kube-apiserver (tests/support/cluster.rs): every object
 //! it renders is accepted, `helm upgrade` with the same values changes nothing (no object's
-//! resourceVersion moves), `helm uninstall` leaves only what README's "Uninstalling" says is
+//! resourceVersion moves), `helm uninstall` leaves only what docs/deploy.md's "Uninstalling" says is
 //! kept, and value variants install the same way.
 //!
 //! The webhook configurations are stored with `webhook.url` set to a loopback port nobody
@@ -32,7 +32,7 @@ const CRDS: [&str; 3] = [
     "policyreports.wgpolicyk8s.io",
 ];
 
-/// The values README's install command passes (the account ID as a string, like
+/// The values docs/deploy.md's install command passes (the account ID as a string, like
 /// `--set-string`).
 const REQUIRED: [&str; 6] = [
     "--set",
@@ -457,13 +457,13 @@ async fn install_upgrade_uninstall(prefix: &str, release: &str, args: &[&str]) -
     kinds(&before)
 }
 
-/// README's install (release `hatrack`, the required values) plus `webhook.url`: every object
+/// docs/deploy.md's install (release `hatrack`, the required values) plus `webhook.url`: every object
 /// is created; the webhook pod's certificate step, run as the webhook's ServiceAccount, makes
-/// the Secret and writes the caBundle; `helm upgrade` (same values, and README's
+/// the Secret and writes the caBundle; `helm upgrade` (same values, and docs/deploy.md's
 /// `--reuse-values`) changes nothing; a changed value touches only its object and keeps the
 /// caBundle; `helm uninstall` leaves the CRDs, and the certificate Secret and the leader
 /// Lease that hatrack's pods create (here: their first steps, run as their ServiceAccounts),
-/// as README says.
+/// as docs/deploy.md says.
 #[tokio::test]
 async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_readme_keeps() {
     let _serial = serial().await;
@@ -622,7 +622,7 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
     assert_eq!(
         changed(&before, &release.objects()),
         Vec::<String>::new(),
-        "helm upgrade --reuse-values (README's command) changed these objects"
+        "helm upgrade --reuse-values (docs/deploy.md's command) changed these objects"
     );
 
     // A changed value changes its object only, and helm keeps the caBundle it never sets.
@@ -674,8 +674,8 @@ async fn default_install_upgrades_without_change_and_uninstalls_to_what_the_read
         "the webhook's timeouts stay under the API server's 7 s: {args}"
     );
 
-    // README: the CRDs stay, and so does the self-managed certificate Secret, until deleted
-    // with README's command.
+    // docs/deploy.md: the CRDs stay, and so does the self-managed certificate Secret, until deleted
+    // with docs/deploy.md's command.
     release.uninstall(&[
         format!("Lease/{ns}/hatrack-controller"),
         format!("Secret/{ns}/hatrack-webhook-tls"),
@@ -796,7 +796,7 @@ async fn the_same_release_name_installs_in_two_namespaces() {
 
 /// The ServiceMonitor needs the Prometheus Operator's CRD, which is not installed here (nor
 /// bundled by the chart): helm then refuses the install before creating anything, with a
-/// message naming the missing kind, as README says.
+/// message naming the missing kind, as docs/deploy.md says.
 #[tokio::test]
 async fn service_monitor_without_its_crd_fails_before_creating_anything() {
     let _serial = serial().await;

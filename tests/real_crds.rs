@@ -1,7 +1,7 @@
 //! hatrack's CRDs on a real kube-apiserver (tests/support/cluster.rs): they install with
-//! client-side and server-side apply, every rejection the README promises comes from the real
+//! client-side and server-side apply, every rejection docs/binding.md promises comes from the real
 //! server's schema and CEL evaluation, unknown fields are pruned, and `kubectl get` / `kubectl
-//! explain` show what the README says.
+//! explain` show what docs/binding.md says.
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! GitOps health of hatrack's resources, on objects the real controller wrote to the real API
-//! server: the README's Argo CD health check (docs/gitops/argocd-health.lua) run by
+//! server: docs/gitops.md's Argo CD health check (docs/gitops/argocd-health.lua) run by
 //! gopher-lua, the Lua interpreter Argo CD embeds, and Flux's kstatus
 //! (sigs.k8s.io/cli-utils/pkg/kstatus/status), both in .tools/gitops-health (scripts/gitops,
 //! built by scripts/install-test-deps.sh).

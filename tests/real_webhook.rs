@@ -982,7 +982,7 @@ async fn with_the_webhook_stopped_the_failure_policy_decides() {
         .expect("webhook configuration");
     for w in vwc.webhooks.unwrap_or_default() {
         assert_eq!(w.failure_policy.as_deref(), Some("Ignore"));
-        // helm upgrade keeps the caBundle hatrack wrote (README: "Helm never sets caBundle").
+        // helm upgrade keeps the caBundle hatrack wrote (docs/deploy.md: "Helm never sets caBundle").
         assert_eq!(
             w.client_config
                 .ca_bundle

@@ -866,7 +866,7 @@ impl<'r> Cx<'r> {
     }
 
     /// A volume whose content hatrack cannot know where the SDKs read credentials: a warning
-    /// saying what is known, not a denial (see the README's rule table).
+    /// saying what is known, not a denial (see the rule table in docs/webhook.md).
     fn opaque_warning(&mut self, cont: Option<&str>, at: String, what: &str, kind: &str) {
         self.warnings.push(Warning {
             container: cont.map(str::to_string),

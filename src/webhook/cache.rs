@@ -20,8 +20,8 @@ use crate::detect::{
 use crate::exemption::{self, Exemption};
 use crate::watch::{Relist, WatchIndex};
 
-/// Secrets and ConfigMaps listed per request when the caches fill (README, "Slow and hostile
-/// clients": memory at startup).
+/// Secrets and ConfigMaps listed per request when the caches fill (docs/webhook.md, "Slow and
+/// hostile clients": memory at startup).
 pub const OBJECT_PAGE_SIZE: u32 = 10;
 
 /// The cluster as the webhook sees it: facts of Secrets and ConfigMaps, namespace modes.

@@ -2,7 +2,7 @@
 //! take to handshake, send its headers and send its body, how many connections are served at
 //! once, how large a body may be, and how many large bodies are read at once (memory).
 //!
-//! The numbers and their reasons are in README, "Slow and hostile clients".
+//! The numbers and their reasons are in docs/webhook.md, "Slow and hostile clients".
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

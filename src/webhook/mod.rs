@@ -83,7 +83,7 @@ pub struct WebhookArgs {
     pub lookups: Lookups,
 
     /// Largest AdmissionReview body accepted (bytes); larger ones get HTTP 413. The default
-    /// is a review of the largest object etcd stores, old and new (README, "Slow and hostile
+    /// is a review of the largest object etcd stores, old and new (docs/webhook.md, "Slow and hostile
     /// clients").
     #[arg(long, default_value_t = limits::DEFAULT_MAX_BODY_BYTES, env = "HATRACK_WEBHOOK_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,

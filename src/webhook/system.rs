@@ -1,7 +1,8 @@
 //! The cluster's own namespaces (`kube-system` …) are judged, but in their own mode (`warn` by
 //! default): keyed add-ons live there, and a denial there could stop the cluster from healing.
 //! The chart sends them through a second webhook entry with `failurePolicy: Ignore`, so a
-//! webhook that is down never blocks them either (README, "kube-system").
+//! webhook that is down never blocks them either (docs/deploy.md, "kube-system: judged without
+//! risking the cluster").
 
 use std::collections::HashSet;
 use std::sync::Arc;
