@@ -12,11 +12,11 @@ kind: Deployment
 metadata: {name: app, namespace: team}
 spec:
   template:
-spec:
-  containers:
-  - name: app
-    envFrom:
-    - secretRef: {name: creds}
+    spec:
+      containers:
+      - name: app
+        envFrom:
+        - secretRef: {name: creds}
 "#;
 
 #[test]
