@@ -100,41 +100,35 @@ impl EksError {
     }
 }
 
-fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> EksError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let message = err
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&err).to_string());
-    let code = err.code().unwrap_or("").to_string();
-    match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return EksError::Transport { operation, message };
-        }
-        SdkError::ResponseError(_) => return EksError::BadResponse { operation, message },
-        _ => {}
+impl crate::aws::ServiceError for EksError {
+    fn transport(operation: &'static str, message: String) -> Self {
+        EksError::Transport { operation, message }
     }
-    match code.as_str() {
-        "ResourceNotFoundException" | "NotFoundException" => {
-            EksError::NotFound { operation, message }
+
+    fn bad_response(operation: &'static str, message: String) -> Self {
+        EksError::BadResponse { operation, message }
+    }
+
+    fn from_code(operation: &'static str, code: String, message: String) -> Self {
+        match code.as_str() {
+            "ResourceNotFoundException" | "NotFoundException" => {
+                EksError::NotFound { operation, message }
+            }
+            "ResourceInUseException" => EksError::InUse { operation, message },
+            "ThrottlingException" | "TooManyRequestsException" => {
+                EksError::Throttled { operation, message }
+            }
+            "ServerException" | "ServiceUnavailableException" | "" => EksError::Service {
+                operation,
+                code,
+                message,
+            },
+            _ => EksError::Refused {
+                operation,
+                code,
+                message,
+            },
         }
-        "ResourceInUseException" => EksError::InUse { operation, message },
-        "ThrottlingException" | "TooManyRequestsException" => {
-            EksError::Throttled { operation, message }
-        }
-        "ServerException" | "ServiceUnavailableException" | "" => EksError::Service {
-            operation,
-            code,
-            message,
-        },
-        _ => EksError::Refused {
-            operation,
-            code,
-            message,
-        },
     }
 }
 
@@ -229,7 +223,9 @@ impl Eks {
         R: std::fmt::Debug,
     {
         self.limiter.until_ready().await;
-        let result = fut.await.map_err(|e| classify(operation, e));
+        let result = fut
+            .await
+            .map_err(|e| crate::aws::classify::<EksError, _, _>(operation, e));
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e.label(),

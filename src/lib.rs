@@ -13,6 +13,7 @@
 )]
 
 pub mod audit;
+pub mod aws;
 pub mod binding_admission;
 pub mod certs;
 pub mod check;
@@ -23,6 +24,7 @@ pub mod iam;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod signal;
 pub mod sync;
 pub mod telemetry;
 pub mod throttle;

@@ -4,9 +4,9 @@ use clap::{Parser, Subcommand};
 use hatrack::telemetry::{self, LogFormat};
 
 // Opt-in mimalloc instead of the libc allocator: per-thread free lists make the small,
-// short-lived allocations of each admission review cheaper (5–12% fewer instructions per
-// review since the review's JSON tree moved to an arena), but it raises the controller's RSS
-// with 1,000 bindings cached from 27 to 56 MiB, so the default build keeps the libc allocator.
+// short-lived allocations of each admission review cheaper, but it raises the controller's
+// RSS with many bindings cached, so the default build keeps the libc allocator (figures:
+// BENCHMARKS.md, "Figures behind design choices").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

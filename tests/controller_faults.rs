@@ -1,6 +1,7 @@
 //! The controller recovers from API server faults without a restart: 409 conflicts on status
 //! writes, watch streams dropped and expired (410 Gone → re-list), 500s; and a guardrail list
-//! that fails at start never lets a binding be judged without its guardrails.
+//! that fails at start never lets a binding be judged without its guardrails; a guardrail status
+//! write that fails is tried again.
 
 mod support;
 
@@ -144,6 +145,50 @@ async fn no_binding_is_judged_before_the_guardrails_are_listed() {
     assert!(
         refused >= 4,
         "expected 3 refused guardrail lists and a good one, saw {refused}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_guardrail_status_write_is_retried_without_a_change_to_the_guardrail() {
+    let (server, _moto, controller) = setup().await;
+    let client = server.client();
+    server
+        .faults()
+        .fail_next_status_writes(2, "/iamguardrails/", 500);
+    let guardrails: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
+    let g = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": "status-retry"},
+        "spec": {"deniedActions": ["iam:*"],
+                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "none"}}}
+    }))
+    .unwrap();
+    guardrails
+        .create(&Default::default(), &g)
+        .await
+        .expect("create guardrail");
+    // Nothing changes the guardrail after the refused writes: only a retry writes its status.
+    wait_for(60, "guardrail status written", || async {
+        let g = guardrails.get("status-retry").await.ok()?;
+        let c = g
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.status == "True" && c.reason == "Valid").then_some(())
+    })
+    .await;
+    let writes = server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.contains("/iamguardrails/") && r.path.ends_with("/status") && r.method != "GET"
+        })
+        .count();
+    assert!(
+        writes >= 3,
+        "expected the 2 refused status writes and a successful one, saw {writes}"
     );
     controller.stop().await;
 }

@@ -1,8 +1,14 @@
 //! The webhook's watch caches against the real test API server: Secret and ConfigMap facts
 //! (never values), namespace modes, and the guardrail/binding caches of binding admission.
 
+#[path = "corpus/harness.rs"]
+mod harness;
 mod support;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hatrack::crd::{IAMGuardrail, IAMRoleBinding};
@@ -160,4 +166,112 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
         .delete(&guardrail, &DeleteParams::default())
         .await
         .expect("delete guardrail");
+}
+
+/// A client layer that holds back every request to one resource path (the list and the watch)
+/// until the gate opens, and tells when the first such request arrived.
+#[derive(Clone)]
+struct Gate {
+    path_suffix: &'static str,
+    open: tokio::sync::watch::Receiver<bool>,
+    asked: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Clone)]
+struct Gated<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S> tower::Layer<S> for Gate {
+    type Service = Gated<S>;
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            gate: self.clone(),
+        }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Gated<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let held = req.uri().path().ends_with(self.gate.path_suffix);
+        if held {
+            self.gate.asked.notify_one();
+        }
+        let mut open = self.gate.open.clone();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            if held {
+                let _ = open.wait_for(|open| *open).await;
+            }
+            answer.await
+        })
+    }
+}
+
+/// `/readyz` of a webhook whose caches are those of `--lookups on` (`webhook::start_caches`),
+/// over a client that holds back one kind's list: 503 while held, 200 once it is let through.
+#[tokio::test]
+async fn readyz_is_503_until_every_cache_has_listed() {
+    let cluster = cluster_with_crds().await;
+    for path_suffix in [
+        "/api/v1/secrets",
+        "/api/v1/configmaps",
+        "/api/v1/namespaces",
+        "/iamguardrails",
+        "/iamrolebindings",
+        "/iamaccounts",
+    ] {
+        let (open, gate_rx) = tokio::sync::watch::channel(false);
+        let gate = Gate {
+            path_suffix,
+            open: gate_rx,
+            asked: Arc::new(tokio::sync::Notify::new()),
+        };
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .unwrap()
+            .with_layer(&gate)
+            .build();
+        let (refs, bindings, watches) = hatrack::webhook::start_caches(client);
+        let watches = tokio::spawn(watches);
+        let server = harness::start_with_bindings(Mode::Enforce, refs, bindings).await;
+        tokio::time::timeout(Duration::from_secs(30), gate.asked.notified())
+            .await
+            .unwrap_or_else(|_| panic!("no request to {path_suffix} in 30 s"));
+        // Everything but the held kind lists meanwhile; readiness must still wait for it.
+        for _ in 0..10 {
+            assert_eq!(
+                server.get("/readyz").await.status(),
+                503,
+                "ready while {path_suffix} was not listed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        open.send_replace(true);
+        wait_for(30, &format!("ready after {path_suffix} listed"), || async {
+            (server.get("/readyz").await.status() == 200).then_some(())
+        })
+        .await;
+        server.stop().await;
+        watches.abort();
+    }
 }

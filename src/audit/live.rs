@@ -13,18 +13,19 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Resource};
 use tokio::sync::mpsc;
 
 use super::kinds::{self, WorkloadKind};
 use super::metrics::AuditMetrics;
 use super::report;
 use super::state::{AuditPolicy, AuditState, StaleReader, Workload};
-use crate::detect::{FactsIndex, ObjectFacts, RefKind};
-use crate::webhook::cache::{WatchCache, configmap_facts, secret_facts};
+use crate::detect::RefKind;
+use crate::watch::Relist;
+use crate::webhook::cache::{FactsSource, WatchCache};
 
 /// Field manager of the report writes.
 pub const MANAGER: &str = "hatrack-audit";
@@ -67,15 +68,14 @@ enum FactChange {
 async fn run_facts<K>(
     cache: Arc<WatchCache>,
     api: Api<K>,
-    kind: RefKind,
-    facts: fn(&K) -> ObjectFacts,
     changes: mpsc::UnboundedSender<FactChange>,
 ) where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: FactsSource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
+    let kind = K::KIND;
     let stream = watcher::watcher(api, watcher::Config::default().page_size(100)).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut buffer = FactsIndex::default();
+    let mut buffer = Relist::default();
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(e) => e,
@@ -93,7 +93,7 @@ async fn run_facts<K>(
             Event::InitDone => Some(FactChange::Relisted(kind)),
             Event::Init | Event::InitApply(_) => None,
         };
-        cache.apply_object_event(kind, event, facts, &mut buffer);
+        cache.apply_object_event(&event, &mut buffer);
         if let Some(change) = change
             && changes.send(change).is_err()
         {
@@ -379,17 +379,9 @@ pub async fn run(
                 run_facts(
                     cache.clone(),
                     Api::<Secret>::all(client.clone()),
-                    RefKind::Secret,
-                    secret_facts,
                     tx.clone()
                 ),
-                run_facts(
-                    cache,
-                    Api::<ConfigMap>::all(client),
-                    RefKind::ConfigMap,
-                    configmap_facts,
-                    tx
-                ),
+                run_facts(cache, Api::<ConfigMap>::all(client), tx),
             );
         }
     });

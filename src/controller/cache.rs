@@ -3,11 +3,10 @@
 //! text.
 //!
 //! Why: a deserialized spec is mostly allocator overhead. Each `BTreeMap` (inline policies,
-//! tags) costs a whole B-tree node (about 1.1 KiB and 0.5 KiB) even with one entry, and each
-//! inline policy document is a tree of `serde_json` maps and vectors. The heap profile with
-//! 1,000 bindings put ~4 KiB per binding in the reflector store, ~2.6 KiB of it those maps;
-//! the same spec and status as text is ~0.6 KiB. A reconcile parses the text back
-//! ([`CachedBinding::to_binding`]), which costs microseconds next to its IAM calls.
+//! tags) costs a whole B-tree node even with one entry, and each inline policy document is a
+//! tree of `serde_json` maps and vectors; as text, the same spec and status take a fraction of
+//! that (figures: BENCHMARKS.md, "Figures behind design choices"). A reconcile parses the
+//! text back ([`CachedBinding::to_binding`]), which is cheap next to its IAM calls.
 
 use std::borrow::Cow;
 

@@ -7,6 +7,7 @@ pub mod associations;
 pub mod cache;
 pub mod claims;
 pub mod enforce;
+pub mod guardrail_status;
 pub mod orphans;
 pub mod reconcile;
 pub mod requeue;
@@ -23,7 +24,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use self::cache::{CacheError, CachedBinding};
@@ -34,6 +35,7 @@ use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
+use crate::watch::{Relist, WatchIndex};
 
 /// The finalizer that makes deletion wait for IAM cleanup.
 pub const FINALIZER: &str = "hatrack.dev/cleanup";
@@ -291,95 +293,27 @@ fn bindings_naming(
         .collect()
 }
 
-/// Keeps a [`ClaimIndex`] in step with the bindings' watch events; a re-list builds a fresh
-/// index and swaps it in when complete, as the reflector does with its store.
-#[derive(Default)]
-struct ClaimIndexWriter {
-    relisting: Option<ClaimIndex>,
-}
-
-impl ClaimIndexWriter {
-    fn apply(&mut self, index: &RwLock<ClaimIndex>, event: &watcher::Event<IAMRoleBinding>) {
-        use watcher::Event;
-        match event {
-            Event::Init => self.relisting = Some(ClaimIndex::default()),
-            Event::InitApply(b) => {
-                if let Some(fresh) = self.relisting.as_mut() {
-                    fresh.upsert(b);
-                }
-            }
-            Event::InitDone => {
-                if let (Some(fresh), Ok(mut live)) = (self.relisting.take(), index.write()) {
-                    *live = fresh;
-                }
-            }
-            Event::Apply(b) => {
-                if let Ok(mut live) = index.write() {
-                    live.upsert(b);
-                }
-            }
-            Event::Delete(b) => {
-                if let Ok(mut live) = index.write() {
-                    live.remove(b);
-                }
-            }
-        }
+/// The claim index follows the bindings' watch through [`Relist`].
+impl WatchIndex<IAMRoleBinding> for ClaimIndex {
+    fn upsert(&mut self, b: &IAMRoleBinding) {
+        ClaimIndex::upsert(self, b);
+    }
+    fn remove(&mut self, b: &IAMRoleBinding) {
+        ClaimIndex::remove(self, b);
     }
 }
 
 /// What of a binding decides whether a watch event needs a reconcile: the spec (generation;
 /// deletion bumps it too), finalizers and deletion. Status-only updates (our own status
 /// writes among them) are filtered out: they would re-read the role from IAM for nothing.
-fn reconcile_inputs(b: &CachedBinding) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.metadata.generation.hash(&mut h);
-    b.metadata.finalizers.hash(&mut h);
-    b.metadata.deletion_timestamp.is_some().hash(&mut h);
-    h.finish()
-}
-
-/// Passes a binding on only when its [`reconcile_inputs`] changed: kube's `predicate_filter`
-/// (same rule: a key not seen for `ttl` counts as new), with one "namespace/name/uid" text
-/// as the key instead of three strings in a wider entry: ~110 instead of ~270 bytes a binding.
-struct InputsFilter {
-    seen: HashMap<Box<str>, (u64, Instant)>,
-    ttl: Duration,
-    last_evicted: Instant,
-}
-
-impl InputsFilter {
-    /// kube's default memory of an object's last inputs.
-    const TTL: Duration = Duration::from_secs(3600);
-
-    fn new(ttl: Duration, now: Instant) -> Self {
-        InputsFilter {
-            seen: HashMap::new(),
-            ttl,
-            last_evicted: now,
-        }
-    }
-
-    fn changed(&mut self, b: &CachedBinding, now: Instant) -> bool {
-        if now.duration_since(self.last_evicted) >= self.ttl {
-            let ttl = self.ttl;
-            self.seen
-                .retain(|_, (_, seen)| now.duration_since(*seen) < ttl);
-            self.last_evicted = now;
-        }
-        let inputs = reconcile_inputs(b);
-        let m = &b.metadata;
-        let key = format!(
-            "{}/{}/{}",
-            m.namespace.as_deref().unwrap_or_default(),
-            m.name.as_deref().unwrap_or_default(),
-            m.uid.as_deref().unwrap_or_default()
-        );
-        match self.seen.insert(key.into_boxed_str(), (inputs, now)) {
-            Some((old, seen)) => old != inputs || now.duration_since(seen) >= self.ttl,
-            None => true,
-        }
-    }
+/// kube's `predicate_filter` remembers each binding's last value (an hour; a binding not seen
+/// for that long counts as new).
+fn reconcile_inputs(b: &CachedBinding) -> Option<u64> {
+    let deleting = |b: &CachedBinding| Some(u64::from(b.metadata.deletion_timestamp.is_some()));
+    predicates::generation
+        .combine(predicates::finalizers)
+        .combine(deleting)
+        .hash_property(b)
 }
 
 /// The binding events as the cache and the controller take them: compacted.
@@ -472,6 +406,10 @@ fn bindings_in_namespace(
         .collect()
 }
 
+/// Guardrail changes the status controller may fall behind by before the guardrail watch waits
+/// for it (guardrails are few and change rarely).
+const GUARDRAIL_SUBSCRIBER_BUFFER: usize = 256;
+
 /// Runs the controller until `shutdown` completes (in-flight reconciles finish first).
 /// Tests run it in-process against the API stand-in and moto.
 pub async fn run_with(
@@ -499,13 +437,14 @@ pub async fn run_with(
         .map_err(|e| format!("cannot list IAMRoleBindings (are the CRDs installed? `hatrack crd | kubectl apply -f -`): {e}"))?;
 
     let (sa_store, sa_writer) = reflector::store();
-    let (guardrail_store, guardrail_writer) = reflector::store();
+    // Shared: the guardrail status controller follows the same watch.
+    let (guardrail_store, guardrail_writer) = reflector::store_shared(GUARDRAIL_SUBSCRIBER_BUFFER);
     let (namespace_store, namespace_writer) = reflector::store();
     let (binding_store, binding_writer) = reflector::store();
     let (account_store, account_writer) = reflector::store();
     let claims = Arc::new(RwLock::new(ClaimIndex::default()));
     let claims_for_stream = claims.clone();
-    let mut claim_writer = ClaimIndexWriter::default();
+    let mut claim_writer = Relist::default();
     let binding_stream = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(strip_binding)
@@ -517,24 +456,20 @@ pub async fn run_with(
         .map_ok(compact_event)
         .reflect(binding_writer)
         .applied_objects()
-        .try_filter({
-            let mut filter = InputsFilter::new(InputsFilter::TTL, Instant::now());
-            move |b| std::future::ready(filter.changed(b, Instant::now()))
-        });
+        .predicate_filter(reconcile_inputs, PredicateConfig::default());
     let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let claims_for_map = claims.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
     let namespace_map = binding_store.clone();
     let first_list = binding_store.clone();
-    let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel::<IAMGuardrail>();
-    let status_task = tokio::spawn(guardrail_status_writer(client.clone(), status_rx));
-    let guardrail_stream =
-        crate::watch::guardrails(client.clone(), guardrail_writer).inspect(move |g| {
-            if let Ok(g) = g {
-                // Status writes happen off the watch path.
-                let _ = status_tx.send(g.clone());
-            }
-        });
+    let status_task = guardrail_writer.subscribe().map(|changes| {
+        tokio::spawn(guardrail_status::run(
+            client.clone(),
+            changes,
+            guardrail_store.clone(),
+        ))
+    });
+    let guardrail_stream = crate::watch::guardrails(client.clone(), guardrail_writer);
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
     let account_stream = accounts::watch(client.clone(), account_writer);
     let account_map = binding_store.clone();
@@ -620,76 +555,14 @@ pub async fn run_with(
         _ = running => {}
         _ = stopped_before_first_list => {}
     }
-    status_task.abort();
+    if let Some(status_task) = status_task {
+        status_task.abort();
+    }
     if let Some(sweep) = sweep {
         sweep.abort();
     }
     tracing::info!("controller stopped");
     Ok(())
-}
-
-/// Writes each guardrail's status: `Ready` True (`Valid`) or False (`Invalid`, with what is
-/// wrong), and the generation seen; only when that changes.
-async fn guardrail_status_writer(
-    client: Client,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<IAMGuardrail>,
-) {
-    use crate::crd::IAMGuardrailStatus;
-    let api: Api<IAMGuardrail> = Api::all(client);
-    while let Some(g) = rx.recv().await {
-        if g.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let problems = crate::guardrail::guardrail_problems(&g);
-        let (ready, reason, message) = if problems.is_empty() {
-            (
-                true,
-                "Valid",
-                "enforced on IAMRoleBindings of the namespaces it selects".to_string(),
-            )
-        } else {
-            (false, status::GUARDRAIL_INVALID, problems.join("; "))
-        };
-        let old = g.status.clone().unwrap_or_default();
-        let current = old.conditions.iter().find(|c| c.type_ == "Ready");
-        let stalled = old.conditions.iter().any(|c| c.type_ == "Stalled");
-        let unchanged = old.observed_generation == g.metadata.generation
-            && stalled != ready
-            && current.is_some_and(|c| {
-                c.status == if ready { "True" } else { "False" }
-                    && c.reason == reason
-                    && c.message == message
-            });
-        if unchanged {
-            continue;
-        }
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
-        let status = IAMGuardrailStatus {
-            observed_generation: g.metadata.generation,
-            conditions: status::with_ready(
-                &old.conditions,
-                status::ready_condition(
-                    ready,
-                    reason,
-                    &message,
-                    g.metadata.generation,
-                    &old.conditions,
-                    now,
-                ),
-            ),
-        };
-        let patch = serde_json::json!({"status": status});
-        if let Err(e) = api
-            .patch_status(
-                &g.name_any(),
-                &kube::api::PatchParams::apply(MANAGER),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-        {
-            tracing::warn!(guardrail = %g.name_any(), error = %e, "cannot write guardrail status");
-        }
-    }
 }
 
 /// `hatrack controller`.
@@ -740,30 +613,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     result
 }
 
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown signal received");
-}
+pub use crate::signal::shutdown_signal;
 
 #[cfg(test)]
 mod tests {
@@ -783,7 +633,7 @@ mod tests {
     #[test]
     fn a_relist_replaces_the_claim_index_when_complete() {
         let index = RwLock::new(ClaimIndex::default());
-        let mut writer = ClaimIndexWriter::default();
+        let mut writer = Relist::default();
         writer.apply(&index, &watcher::Event::Apply(binding("gone", &["api"])));
         writer.apply(&index, &watcher::Event::Init);
         writer.apply(
@@ -801,7 +651,7 @@ mod tests {
     #[test]
     fn deletion_removes_claims() {
         let index = RwLock::new(ClaimIndex::default());
-        let mut writer = ClaimIndexWriter::default();
+        let mut writer = Relist::default();
         writer.apply(&index, &watcher::Event::Apply(binding("a", &["api"])));
         writer.apply(&index, &watcher::Event::Delete(binding("a", &["api"])));
         assert_eq!(index.read().unwrap().live_in_namespace("ns"), 0);
@@ -834,31 +684,6 @@ mod tests {
             reconcile_inputs(&b.clone().into()),
             reconcile_inputs(&deleting.into())
         );
-    }
-
-    #[test]
-    fn the_inputs_filter_passes_changes_new_objects_and_forgotten_ones() {
-        let t0 = Instant::now();
-        let ttl = Duration::from_secs(60);
-        let mut f = InputsFilter::new(ttl, t0);
-        let mut b = binding("a", &["api"]);
-        b.metadata.uid = Some("u1".into());
-        let cached = |b: &IAMRoleBinding| CachedBinding::from(b.clone());
-        assert!(f.changed(&cached(&b), t0), "first sight");
-        let mut with_status = b.clone();
-        with_status.status = Some(Default::default());
-        assert!(!f.changed(&cached(&with_status), t0), "status only");
-        let mut edited = b.clone();
-        edited.metadata.generation = Some(2);
-        assert!(f.changed(&cached(&edited), t0), "spec edited");
-        assert!(!f.changed(&cached(&edited), t0 + ttl / 2), "unchanged");
-        // Re-created under the same name: a new uid is a new object.
-        let mut recreated = edited.clone();
-        recreated.metadata.uid = Some("u2".into());
-        assert!(f.changed(&cached(&recreated), t0 + ttl / 2));
-        // Not seen for the ttl: passed again, and eviction forgets what is that old.
-        assert!(f.changed(&cached(&edited), t0 + ttl / 2 + ttl));
-        assert_eq!(f.seen.len(), 1);
     }
 
     #[test]

@@ -51,19 +51,31 @@ pub struct BindingCache {
 }
 
 impl BindingCache {
-    /// Starts the caches; spawn the returned future. Needs get/list/watch on iamguardrails,
-    /// iamrolebindings, iamaccounts and namespaces.
+    /// Starts the caches, a Namespace watch included; spawn the returned future. Needs
+    /// get/list/watch on iamguardrails, iamrolebindings, iamaccounts and namespaces.
     pub fn start(
         client: kube::Client,
     ) -> (Arc<BindingCache>, impl Future<Output = ()> + Send + 'static) {
+        let (namespaces, namespace_watch) = crate::webhook::cache::namespace_watch(client.clone());
+        let (cache, run) = Self::start_with(client, namespaces);
+        (cache, async move {
+            futures::join!(run, namespace_watch);
+        })
+    }
+
+    /// Starts the guardrail, binding and account caches; namespace labels come from
+    /// `namespaces`, which another watch fills.
+    pub fn start_with(
+        client: kube::Client,
+        namespaces: Store<Namespace>,
+    ) -> (Arc<BindingCache>, impl Future<Output = ()> + Send + 'static) {
         let (guardrails, gw) = reflector::store();
         let (bindings, bw) = reflector::store();
-        let (namespaces, nw) = reflector::store();
         let (accounts, aw) = reflector::store();
         let g = crate::watch::guardrails(client.clone(), gw).for_each(|_| async {});
         let a = crate::controller::accounts::watch(client.clone(), aw).for_each(|_| async {});
         let b = watcher(
-            Api::<IAMRoleBinding>::all(client.clone()),
+            Api::<IAMRoleBinding>::all(client),
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
@@ -76,7 +88,6 @@ impl BindingCache {
         })
         .reflect(bw)
         .for_each(|_| async {});
-        let n = crate::watch::namespace_labels(client, nw).for_each(|_| async {});
         let synced = Arc::new(AtomicBool::new(false));
         let stores = (
             guardrails.clone(),
@@ -105,7 +116,7 @@ impl BindingCache {
             synced,
         });
         (cache, async move {
-            futures::join!(g, b, n, a, ready);
+            futures::join!(g, b, a, ready);
         })
     }
 }

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
@@ -17,22 +18,82 @@ use crate::detect::{
     self, FactsIndex, Lookup, MODE_LABEL, Mode, ObjectFacts, RefKind, ReferenceView,
 };
 use crate::exemption::{self, Exemption};
+use crate::watch::{Relist, WatchIndex};
 
 /// Secrets and ConfigMaps listed per request when the caches fill (docs/webhook.md, "Slow and
 /// hostile clients": memory at startup).
 pub const OBJECT_PAGE_SIZE: u32 = 10;
 
 /// The cluster as the webhook sees it: facts of Secrets and ConfigMaps, namespace modes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WatchCache {
     objects: RwLock<FactsIndex>,
-    modes: RwLock<HashMap<String, Mode>>,
+    /// Namespace names and labels (the mode label), shared with the binding cache.
+    namespaces: Store<Namespace>,
     /// StaticKeyExemptions by name (a handful; their watch does not gate readiness, so a
     /// cluster without the CRD still admits).
     exemptions: RwLock<HashMap<String, Exemption>>,
     secrets_synced: AtomicBool,
     configmaps_synced: AtomicBool,
-    namespaces_synced: AtomicBool,
+}
+
+impl Default for WatchCache {
+    /// A cache that no watch fills: namespace modes stay unknown.
+    fn default() -> Self {
+        Self::with_namespaces(reflector::store().0)
+    }
+}
+
+/// A Secret or ConfigMap, as the cache keeps it: its facts.
+pub trait FactsSource: kube::Resource {
+    const KIND: RefKind;
+    fn facts(&self) -> ObjectFacts;
+}
+
+impl FactsSource for Secret {
+    const KIND: RefKind = RefKind::Secret;
+    fn facts(&self) -> ObjectFacts {
+        secret_facts(self)
+    }
+}
+
+impl FactsSource for ConfigMap {
+    const KIND: RefKind = RefKind::ConfigMap;
+    fn facts(&self) -> ObjectFacts {
+        configmap_facts(self)
+    }
+}
+
+fn key<K: kube::Resource>(o: &K) -> (&str, &str) {
+    (
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// A watch of one kind fills its part of the index; a re-list replaces that part only.
+impl<K: FactsSource> WatchIndex<K> for FactsIndex {
+    fn upsert(&mut self, o: &K) {
+        let (ns, name) = key(o);
+        self.insert(K::KIND, ns, name, Arc::new(o.facts()));
+    }
+    fn remove(&mut self, o: &K) {
+        let (ns, name) = key(o);
+        FactsIndex::remove(self, K::KIND, ns, name);
+    }
+    fn replace(&mut self, fresh: Self) {
+        self.replace_kind(K::KIND, fresh);
+    }
+}
+
+impl WatchIndex<StaticKeyExemption> for HashMap<String, Exemption> {
+    fn upsert(&mut self, e: &StaticKeyExemption) {
+        let e = Exemption::from_resource(e);
+        self.insert(e.name.clone(), e);
+    }
+    fn remove(&mut self, e: &StaticKeyExemption) {
+        HashMap::remove(self, e.metadata.name.as_deref().unwrap_or_default());
+    }
 }
 
 /// Facts of a Secret (values are already decoded by k8s-openapi).
@@ -58,8 +119,7 @@ pub fn configmap_facts(cm: &ConfigMap) -> ObjectFacts {
 
 /// The mode a Namespace's label asks for (an unknown value is logged and ignored).
 pub fn namespace_mode(ns: &Namespace) -> Option<Mode> {
-    let value = ns.metadata.labels.as_ref()?.get(MODE_LABEL)?;
-    match value.parse::<Mode>() {
+    match label_mode(ns)? {
         Ok(mode) => Some(mode),
         Err(e) => {
             tracing::warn!(namespace = ns.metadata.name.as_deref().unwrap_or(""), error = %e,
@@ -69,50 +129,84 @@ pub fn namespace_mode(ns: &Namespace) -> Option<Mode> {
     }
 }
 
+fn label_mode(ns: &Namespace) -> Option<Result<Mode, String>> {
+    let value = ns.metadata.labels.as_ref()?.get(MODE_LABEL)?;
+    Some(value.parse::<Mode>().map_err(|e| e.to_string()))
+}
+
+/// The webhook's one Namespace watch (names and labels), which both the reference cache and
+/// the binding cache read; spawn the future. Bad mode labels are logged as they arrive.
+pub fn namespace_watch(client: Client) -> (Store<Namespace>, impl Future<Output = ()> + Send) {
+    let (store, writer) = reflector::store();
+    let run = crate::watch::namespace_labels(client, writer).for_each(|ns| async move {
+        match ns {
+            Ok(ns) => {
+                namespace_mode(&ns);
+            }
+            Err(e) => tracing::warn!(error = %e, "namespace watch error; retrying"),
+        }
+    });
+    (store, run)
+}
+
 impl WatchCache {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Starts watching with `client`. The returned future runs the watches (forever, with
-    /// backoff on errors); spawn it. Needs list/watch on Secrets, ConfigMaps and Namespaces.
+    /// An empty cache that reads namespace modes from `namespaces`.
+    pub fn with_namespaces(namespaces: Store<Namespace>) -> Self {
+        WatchCache {
+            objects: RwLock::default(),
+            namespaces,
+            exemptions: RwLock::default(),
+            secrets_synced: AtomicBool::new(false),
+            configmaps_synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts watching with `client`, Namespaces included. The returned future runs the
+    /// watches (forever, with backoff on errors); spawn it. Needs list/watch on Secrets,
+    /// ConfigMaps and Namespaces.
     pub fn start(client: Client) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        let cache = Arc::new(Self::new());
-        let config = watcher::Config::default().page_size(100);
+        let (namespaces, namespace_watch) = namespace_watch(client.clone());
+        let (cache, run) = Self::start_with(client, namespaces);
+        (cache, async move {
+            futures::join!(run, namespace_watch);
+        })
+    }
+
+    /// Starts the Secret, ConfigMap and StaticKeyExemption watches; namespace modes come from
+    /// `namespaces`, which another watch fills ([`namespace_watch`]).
+    pub fn start_with(
+        client: Client,
+        namespaces: Store<Namespace>,
+    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let cache = Arc::new(Self::with_namespaces(namespaces));
         // A page of Secrets or ConfigMaps is held whole while its objects are classified (the
         // response body, then the decoded objects): at up to 1 MiB each, a page of 100 would
-        // take ~250 MiB and kill a restarting pod; 10 keep the peak near 25 MiB.
+        // be a memory spike that can kill a restarting pod (BENCHMARKS.md, "Secret cache").
         let objects = watcher::Config::default().page_size(OBJECT_PAGE_SIZE);
         let secrets = {
             let cache = cache.clone();
             let stream = watcher(Api::<Secret>::all(client.clone()), objects.clone());
-            async move {
-                cache
-                    .run_objects(stream, RefKind::Secret, secret_facts)
-                    .await
-            }
+            async move { cache.run_objects(stream).await }
         };
         let configmaps = {
             let cache = cache.clone();
             let stream = watcher(Api::<ConfigMap>::all(client.clone()), objects);
-            async move {
-                cache
-                    .run_objects(stream, RefKind::ConfigMap, configmap_facts)
-                    .await
-            }
-        };
-        let namespaces = {
-            let cache = cache.clone();
-            let stream = watcher(Api::<Namespace>::all(client.clone()), config.clone());
-            async move { cache.run_namespaces(stream).await }
+            async move { cache.run_objects(stream).await }
         };
         let exemptions = {
             let cache = cache.clone();
-            let stream = watcher(Api::<StaticKeyExemption>::all(client), config);
+            let stream = watcher(
+                Api::<StaticKeyExemption>::all(client),
+                watcher::Config::default().page_size(100),
+            );
             async move { cache.run_exemptions(stream).await }
         };
         let run = async move {
-            futures::join!(secrets, configmaps, namespaces, exemptions);
+            futures::join!(secrets, configmaps, exemptions);
         };
         (cache, run)
     }
@@ -124,124 +218,28 @@ impl WatchCache {
         }
     }
 
-    /// Applies one watch event of Secrets or ConfigMaps. `buffer` collects a re-list.
-    pub fn apply_object_event<K: kube::Resource>(
+    /// Applies one watch event of Secrets or ConfigMaps; `relist` collects a re-list.
+    pub fn apply_object_event<K: FactsSource>(
         &self,
-        kind: RefKind,
-        event: Event<K>,
-        facts: fn(&K) -> ObjectFacts,
-        buffer: &mut FactsIndex,
+        event: &Event<K>,
+        relist: &mut Relist<FactsIndex>,
     ) {
-        let key = |o: &K| {
-            (
-                o.meta().namespace.clone().unwrap_or_default(),
-                o.meta().name.clone().unwrap_or_default(),
-            )
-        };
-        match event {
-            Event::Init => *buffer = FactsIndex::default(),
-            Event::InitApply(o) => {
-                let (ns, name) = key(&o);
-                buffer.insert(kind, &ns, &name, Arc::new(facts(&o)));
-            }
-            Event::InitDone => {
-                let fresh = std::mem::take(buffer);
-                if let Ok(mut index) = self.objects.write() {
-                    index.replace_kind(kind, fresh);
-                    tracing::info!(
-                        kind = kind.as_str(),
-                        objects = index.len(kind),
-                        "cache synced"
-                    );
-                }
-                self.synced_flag(kind).store(true, Ordering::Release);
-            }
-            Event::Apply(o) => {
-                let (ns, name) = key(&o);
-                let f = Arc::new(facts(&o));
-                if let Ok(mut index) = self.objects.write() {
-                    index.insert(kind, &ns, &name, f);
-                }
-            }
-            Event::Delete(o) => {
-                let (ns, name) = key(&o);
-                if let Ok(mut index) = self.objects.write() {
-                    index.remove(kind, &ns, &name);
-                }
-            }
+        if relist.apply(&self.objects, event) {
+            let objects = self.objects.read().map(|i| i.len(K::KIND)).unwrap_or(0);
+            tracing::info!(kind = K::KIND.as_str(), objects, "cache synced");
+            self.synced_flag(K::KIND).store(true, Ordering::Release);
         }
     }
 
-    /// Applies one watch event of Namespaces.
-    pub fn apply_namespace_event(
-        &self,
-        event: Event<Namespace>,
-        buffer: &mut HashMap<String, Mode>,
-    ) {
-        let name = |n: &Namespace| n.metadata.name.clone().unwrap_or_default();
-        match event {
-            Event::Init => buffer.clear(),
-            Event::InitApply(n) => {
-                if let Some(mode) = namespace_mode(&n) {
-                    buffer.insert(name(&n), mode);
-                }
-            }
-            Event::InitDone => {
-                if let Ok(mut modes) = self.modes.write() {
-                    *modes = std::mem::take(buffer);
-                }
-                self.namespaces_synced.store(true, Ordering::Release);
-            }
-            Event::Apply(n) => {
-                if let Ok(mut modes) = self.modes.write() {
-                    match namespace_mode(&n) {
-                        Some(mode) => modes.insert(name(&n), mode),
-                        None => modes.remove(&name(&n)),
-                    };
-                }
-            }
-            Event::Delete(n) => {
-                if let Ok(mut modes) = self.modes.write() {
-                    modes.remove(&name(&n));
-                }
-            }
-        }
-    }
-
-    /// Applies one watch event of StaticKeyExemptions. `buffer` collects a re-list.
+    /// Applies one watch event of StaticKeyExemptions; `relist` collects a re-list.
     pub fn apply_exemption_event(
         &self,
-        event: Event<StaticKeyExemption>,
-        buffer: &mut HashMap<String, Exemption>,
+        event: &Event<StaticKeyExemption>,
+        relist: &mut Relist<HashMap<String, Exemption>>,
     ) {
-        let write = |f: &mut dyn FnMut(&mut HashMap<String, Exemption>)| {
-            if let Ok(mut map) = self.exemptions.write() {
-                f(&mut map);
-            }
-        };
-        match event {
-            Event::Init => buffer.clear(),
-            Event::InitApply(e) => {
-                let e = Exemption::from_resource(&e);
-                buffer.insert(e.name.clone(), e);
-            }
-            Event::InitDone => {
-                let fresh = std::mem::take(buffer);
-                tracing::info!(exemptions = fresh.len(), "exemption cache synced");
-                write(&mut |map| *map = fresh.clone());
-            }
-            Event::Apply(e) => {
-                let e = Exemption::from_resource(&e);
-                write(&mut |map| {
-                    map.insert(e.name.clone(), e.clone());
-                });
-            }
-            Event::Delete(e) => {
-                let name = e.metadata.name.clone().unwrap_or_default();
-                write(&mut |map| {
-                    map.remove(&name);
-                });
-            }
+        if relist.apply(&self.exemptions, event) {
+            let exemptions = self.exemptions.read().map(|m| m.len()).unwrap_or(0);
+            tracing::info!(exemptions, "exemption cache synced");
         }
     }
 
@@ -249,42 +247,29 @@ impl WatchCache {
     where
         S: futures::Stream<Item = Result<Event<StaticKeyExemption>, watcher::Error>>,
     {
-        let mut buffer = HashMap::new();
+        let mut relist = Relist::default();
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(event) => self.apply_exemption_event(event, &mut buffer),
+                Ok(event) => self.apply_exemption_event(&event, &mut relist),
                 Err(e) => tracing::warn!(error = %e, "StaticKeyExemption watch error; retrying"),
             }
         }
     }
 
-    async fn run_objects<K, S>(&self, stream: S, kind: RefKind, facts: fn(&K) -> ObjectFacts)
+    async fn run_objects<K, S>(&self, stream: S)
     where
-        K: kube::Resource,
+        K: FactsSource,
         S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
     {
-        let mut buffer = FactsIndex::default();
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            match stream.try_next().await {
-                Ok(Some(event)) => self.apply_object_event(kind, event, facts, &mut buffer),
-                Ok(None) => return,
-                Err(e) => tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying"),
-            }
-        }
-    }
-
-    async fn run_namespaces<S>(&self, stream: S)
-    where
-        S: futures::Stream<Item = Result<Event<Namespace>, watcher::Error>>,
-    {
-        let mut buffer = HashMap::new();
+        let mut relist = Relist::default();
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(event) => self.apply_namespace_event(event, &mut buffer),
-                Err(e) => tracing::warn!(error = %e, "namespace watch error; retrying"),
+                Ok(event) => self.apply_object_event(&event, &mut relist),
+                Err(e) => {
+                    tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch error; retrying")
+                }
             }
         }
     }
@@ -313,13 +298,18 @@ impl ReferenceView for WatchCache {
     }
 
     fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
-        self.modes.read().ok()?.get(namespace).copied()
+        // Bad labels were logged as they arrived; here they only do not count.
+        label_mode(self.namespaces.get(&ObjectRef::new(namespace))?.as_ref())?.ok()
     }
 
     fn ready(&self) -> bool {
+        use futures::FutureExt;
         self.secrets_synced.load(Ordering::Acquire)
             && self.configmaps_synced.load(Ordering::Acquire)
-            && self.namespaces_synced.load(Ordering::Acquire)
+            && matches!(
+                self.namespaces.wait_until_ready().now_or_never(),
+                Some(Ok(()))
+            )
     }
 
     fn exemption(
@@ -369,10 +359,9 @@ mod tests {
     #[test]
     fn keeps_facts_not_values_and_follows_relists_and_deletes() {
         let cache = WatchCache::new();
-        let mut buf = FactsIndex::default();
-        let apply = |e, buf: &mut FactsIndex| {
-            cache.apply_object_event(RefKind::Secret, e, secret_facts, buf)
-        };
+        let mut buf = Relist::default();
+        let apply =
+            |e: Event<Secret>, buf: &mut Relist<FactsIndex>| cache.apply_object_event(&e, buf);
         assert!(!cache.ready());
         apply(Event::Init, &mut buf);
         apply(
@@ -417,7 +406,6 @@ mod tests {
 
     #[test]
     fn namespace_labels_set_modes_and_bad_values_are_ignored() {
-        let cache = WatchCache::new();
         let ns = |name: &str, label: &str| Namespace {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -426,14 +414,16 @@ mod tests {
             },
             ..Default::default()
         };
-        let mut buf = HashMap::new();
-        cache.apply_namespace_event(Event::Init, &mut buf);
-        cache.apply_namespace_event(Event::InitApply(ns("a", "warn")), &mut buf);
-        cache.apply_namespace_event(Event::InitApply(ns("b", "nonsense")), &mut buf);
-        cache.apply_namespace_event(Event::InitDone, &mut buf);
+        let (store, mut writer) = reflector::store();
+        let cache = WatchCache::with_namespaces(store);
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(ns("a", "warn")));
+        writer.apply_watcher_event(&Event::InitApply(ns("b", "nonsense")));
+        assert!(!cache.ready(), "namespaces not listed yet");
+        writer.apply_watcher_event(&Event::InitDone);
         assert_eq!(cache.namespace_mode("a"), Some(Mode::Warn));
         assert_eq!(cache.namespace_mode("b"), None);
-        cache.apply_namespace_event(Event::Apply(ns("a", "audit")), &mut buf);
+        writer.apply_watcher_event(&Event::Apply(ns("a", "audit")));
         assert_eq!(cache.namespace_mode("a"), Some(Mode::Audit));
     }
 }

@@ -3,7 +3,8 @@
 //! - [`review`]: pure AdmissionReview bytes → answer (modes, exemptions, UPDATE handling).
 //! - [`server`]: the axum routers and error mapping; [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls (ring) configuration from PEM files, reloaded when they change.
-//! - [`cache`]: watch caches of Secret/ConfigMap facts and namespace modes.
+//! - [`cache`]: watch caches of Secret/ConfigMap facts and namespace modes, and the one
+//!   Namespace watch both caches read; [`bindings`]: guardrails, bindings and accounts.
 //!
 //! [`start`] binds and serves (used by tests with port 0); [`run`] is the subcommand.
 
@@ -318,6 +319,25 @@ pub async fn start(
     })
 }
 
+/// The caches of `--lookups on`: Secret/ConfigMap facts, namespace modes and exemptions for
+/// workloads; guardrails, bindings and accounts for IAMRoleBindings. One Namespace watch
+/// serves both. `/readyz` answers 200 only once all but the exemptions have listed. Spawn the
+/// returned future.
+pub fn start_caches(
+    client: kube::Client,
+) -> (
+    Arc<WatchCache>,
+    Arc<bindings::BindingCache>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (namespaces, namespace_watch) = cache::namespace_watch(client.clone());
+    let (refs, ref_watches) = WatchCache::start_with(client.clone(), namespaces.clone());
+    let (bindings, binding_watches) = bindings::BindingCache::start_with(client, namespaces);
+    (refs, bindings, async move {
+        futures::join!(namespace_watch, ref_watches, binding_watches);
+    })
+}
+
 /// Runs `hatrack webhook` until SIGTERM or Ctrl-C.
 pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let mut background = Vec::new();
@@ -334,10 +354,8 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     let (refs, binding_view): (Arc<dyn ReferenceView>, Arc<dyn BindingView>) =
         match (&client, args.lookups) {
             (Some(client), Lookups::On) => {
-                let (cache, watches) = WatchCache::start(client.clone());
+                let (cache, bindings, watches) = start_caches(client.clone());
                 background.push(tokio::spawn(watches));
-                let (bindings, binding_watches) = bindings::BindingCache::start(client.clone());
-                background.push(tokio::spawn(binding_watches));
                 (cache, bindings)
             }
             _ => (
@@ -360,33 +378,11 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
         )));
     }
     let running = start(&args, refs, binding_view).await?;
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    crate::signal::shutdown_signal().await;
     for task in background {
         task.abort();
     }
     running.shutdown(Duration::from_secs(10)).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 #[cfg(test)]

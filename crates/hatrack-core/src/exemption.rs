@@ -11,6 +11,7 @@
 use jiff::Timestamp;
 
 use crate::crd::StaticKeyExemption;
+use crate::detect::{Decision, Verdict};
 
 /// A StaticKeyExemption as the rules read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -148,6 +149,32 @@ fn rank<'a>(a: &Applied<'a>) -> (bool, bool, Timestamp, std::cmp::Reverse<&'a st
     )
 }
 
+/// The decision on a workload once the StaticKeyExemption that covers it (if any) is applied:
+/// an active one admits, saying who granted it, why and until when; an expired one changes
+/// nothing but says so. `findings` is how many static-key findings the workload has.
+pub fn apply(
+    mut decision: Decision,
+    exemption: Option<(&Exemption, State)>,
+    findings: usize,
+) -> Decision {
+    match exemption {
+        Some((e, State::Active)) => {
+            decision.verdict = Verdict::Allow;
+            decision.message = None;
+            decision.warnings = vec![active_warning(e, findings)];
+        }
+        Some((e, State::Expired)) => {
+            let notice = expired_notice(e);
+            if let Some(m) = &mut decision.message {
+                m.push_str(&format!(" ({notice})"));
+            }
+            decision.warnings.insert(0, notice);
+        }
+        None => {}
+    }
+    decision
+}
+
 /// What the client is told when an active exemption admits a workload's findings.
 pub fn active_warning(e: &Exemption, findings: usize) -> String {
     let what = match findings {
@@ -175,6 +202,32 @@ pub fn expired_notice(e: &Exemption) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_active_exemption_admits_and_an_expired_one_only_says_so() {
+        let e = ex("legacy", None, None, "2030-01-01T00:00:00Z");
+        let denied = || Decision {
+            verdict: Verdict::Deny,
+            message: Some("denied".into()),
+            warnings: vec!["old finding".into()],
+            denied: Vec::new(),
+        };
+        let active = apply(denied(), Some((&e, State::Active)), 2);
+        assert_eq!(active.verdict, Verdict::Allow);
+        assert_eq!(active.message, None);
+        assert_eq!(active.warnings, vec![active_warning(&e, 2)]);
+        let expired = apply(denied(), Some((&e, State::Expired)), 2);
+        assert_eq!(expired.verdict, Verdict::Deny);
+        assert_eq!(
+            expired.message,
+            Some(format!("denied ({})", expired_notice(&e)))
+        );
+        assert_eq!(
+            expired.warnings,
+            vec![expired_notice(&e), "old finding".into()]
+        );
+        assert_eq!(apply(denied(), None, 2), denied());
+    }
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -23,7 +23,7 @@ pub use facts::{
     RefKind, ReferenceView, classify_data, classify_value,
 };
 pub use json::Json;
-pub use policy::{Decision, Mode, Verdict, decide};
+pub use policy::{Decision, Mode, Verdict, decide, labelled_mode, mode_in};
 pub use templates::{PodTemplates, TemplatesError};
 
 /// Stable rule ids, used in messages, JSON output and metrics labels.

@@ -89,6 +89,26 @@ impl Decision {
     }
 }
 
+/// The mode a workload in `namespace` is judged in: `None` in an exempt namespace (not judged
+/// at all), else the mode its namespace's label asks for, else `mode`. The webhook and
+/// `check` both ask this.
+pub fn mode_in(
+    namespace: &str,
+    mode: Mode,
+    exempt_namespaces: &HashSet<String>,
+    refs: &dyn super::ReferenceView,
+) -> Option<Mode> {
+    if exempt_namespaces.contains(namespace) {
+        return None;
+    }
+    Some(labelled_mode(namespace, mode, refs))
+}
+
+/// The mode `namespace`'s label asks for, else `mode` (exempt namespaces not considered).
+pub fn labelled_mode(namespace: &str, mode: Mode, refs: &dyn super::ReferenceView) -> Mode {
+    refs.namespace_mode(namespace).unwrap_or(mode)
+}
+
 /// Decides on an evaluation in `mode`. On UPDATE, `old` is the evaluation of the old object:
 /// only findings it did not already have are denied, and the old ones become warnings, so an
 /// existing violator can still scale, roll back or change its image.

@@ -1,5 +1,6 @@
-//! IAM policy documents: reading and checking them in AWS's own JSON form, putting them in a
-//! canonical form for comparison, and evaluating them (for tests and guardrails).
+//! IAM policy documents: reading and checking them in AWS's own JSON form and putting them in a
+//! canonical form for comparison. Guardrails match action patterns with [`wildcard`] and
+//! [`intersect`]; [`eval`] is an IAM evaluator that only tests use (who may assume a role).
 
 pub mod intersect;
 pub mod wildcard;
