@@ -161,30 +161,34 @@ impl CheckReport {
     }
 }
 
-/// Validates an IAMRoleBinding found in the input exactly as `plan` does (spec, IAM limits,
-/// and the IAMGuardrails and Namespaces of the input); any problem denies it.
+/// Judges an IAMRoleBinding found in the input exactly as `plan` does (the judge, with the
+/// input's IAMGuardrails, IAMAccounts, Namespaces and earlier bindings' ServiceAccount claims);
+/// any problem denies it. Also returns what could not be checked offline.
 fn validate_role_binding(
     doc: &Document,
     offline: &OfflineContext,
     settings: &Settings,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Option<String>) {
     match offline.plan(doc, settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems
-            .into_iter()
-            .map(|p| {
-                let message = match &p.guardrail {
-                    Some(g) => format!("violates IAMGuardrail {g}: {}", p.message),
-                    None => p.message,
-                };
-                role_binding_finding(doc, &p.field, message)
-            })
-            .collect(),
+        (Ok(_), unchecked) => (Vec::new(), unchecked),
+        (Err(problems), unchecked) => (
+            problems
+                .into_iter()
+                .map(|p| {
+                    let message = match &p.guardrail {
+                        Some(g) => format!("violates IAMGuardrail {g}: {}", p.message),
+                        None => p.message,
+                    };
+                    role_binding_finding(doc, &p.field, message)
+                })
+                .collect(),
+            unchecked,
+        ),
     }
 }
 
 /// A finding of rule `invalid-role-binding` for an IAMRoleBinding document: `path` is the
-/// field (`spec.policies[0].arn`), `message` what is wrong and how to fix it.
+/// field (`spec.managedPolicyArns[0]`), `message` what is wrong and how to fix it.
 pub fn role_binding_finding(doc: &Document, path: &str, message: String) -> Finding {
     Finding {
         rule: RuleId::InvalidRoleBinding,
@@ -230,9 +234,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
         let kind = doc.kind();
         let namespace = doc.namespace().unwrap_or(&opts.default_namespace);
         if is_role_binding(doc) {
-            let findings = validate_role_binding(doc, &offline, &opts.settings);
-            let warnings = offline
-                .unchecked(doc)
+            let (findings, unchecked) = validate_role_binding(doc, &offline, &opts.settings);
+            let warnings = unchecked
                 .map(|message| Warning {
                     container: None,
                     path: "spec.managedPolicyArns".into(),

@@ -5,7 +5,7 @@ pub mod accounts;
 pub mod adoption;
 pub mod associations;
 pub mod cache;
-pub mod claims;
+pub mod decide;
 pub mod enforce;
 pub mod orphans;
 pub mod reconcile;
@@ -27,8 +27,8 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use self::cache::{CacheError, CachedBinding};
-use self::claims::ClaimIndex;
 use self::requeue::{FailureClass, retry_delay};
+use crate::claims::ClaimIndex;
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};

@@ -1,6 +1,7 @@
-//! One reconcile of one binding, as a pipeline: read the binding → build the desired role
-//! (pure) → read the role from IAM → diff (pure) → make the IAM writes → annotate
-//! ServiceAccounts → write status. Cleanup on delete runs the same edges in reverse.
+//! One reconcile of one binding, as a pipeline: gather what surrounds the binding → judge it
+//! (pure, [`crate::judge`]) → decide what that means ([`super::decide`], pure) → read the role
+//! from IAM → diff (pure) → make the IAM writes → annotate ServiceAccounts → write status.
+//! Cleanup on delete runs the same edges in reverse.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,15 +19,18 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::cache::CachedBinding;
+use super::decide::{self, Next, Requeue};
 use super::enforce;
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
-use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
-use crate::guardrail;
+use crate::claims::{Age, ClaimIndex};
+use crate::crd::{DeletionPolicy, IAMAccount, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::guardrail::ManagedPolicyDocument;
 use crate::iam::IamError;
+use crate::judge::{self, Surroundings};
 use crate::naming;
-use crate::role::{self, DesiredRole};
+use crate::role::DesiredRole;
 use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
 
 /// Entry point called by the kube-runtime Controller, with the binding from its cache.
@@ -94,8 +98,8 @@ pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
 }
 
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    // 0. The account the role lives in (spec.account); a refused one waits for a change of
-    //    the binding, its IAMAccount or its namespace's labels.
+    // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
+    //    for a change of the binding, its IAMAccount or its namespace's labels.
     let target = match accounts::target(binding, ctx, false).await {
         Ok(t) => t,
         Err(refusal) => {
@@ -107,89 +111,92 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
 
-    // 1. Build the desired role; a spec that cannot be one waits for a spec change.
-    let desired = match role::desired_role(binding, settings) {
-        Ok(d) => d,
-        Err(errors) => {
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            not_ready(binding, ctx, reason::INVALID_SPEC, &message, None).await?;
-            return Ok(Action::await_change());
-        }
-    };
-
-    // 2. Guardrails, re-checked before any IAM write (one may have been added after the
-    //    binding was admitted). A violating binding's role loses its grants (see enforce).
-    //    The cache's guardrails are shared, not copied.
+    // 2. Gather what surrounds the binding from the caches (shared, not copied) and judge it
+    //    (pure): guardrails are re-checked before any IAM write, as one may have been added
+    //    after the binding was admitted. The managed policies' contents are read from IAM only
+    //    when they are the one thing left to judge.
     let guardrails = ctx.guardrails.state();
+    let guardrail_refs: Vec<&IAMGuardrail> = guardrails.iter().map(|g| g.as_ref()).collect();
+    let all_accounts = ctx.accounts.state();
+    let account_refs: Vec<&IAMAccount> = all_accounts.iter().map(|a| a.as_ref()).collect();
     let ns_labels = ctx
         .namespaces
         .get(&ObjectRef::new(&ns))
         .map(|n| n.labels().clone())
         .unwrap_or_default();
-    let applicable = guardrail::applicable(guardrails.iter().map(|g| g.as_ref()), &ns_labels);
-    let in_namespace = ctx
-        .claims
-        .read()
-        .map(|c| c.live_in_namespace(&ns))
-        .unwrap_or(0)
-        .max(1);
-    let mut violations = guardrail::check(binding, settings, &applicable, in_namespace);
-    // The managed policies' contents are read from IAM only when the spec itself passes.
-    if violations.is_empty() {
-        match enforce::managed_policy_violations(binding, ctx, &target.iam, &applicable).await {
-            Ok(v) => violations = v,
-            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+    let judge_with = |managed_policies: Option<&[ManagedPolicyDocument]>| {
+        let claims = ctx.claims.read();
+        let none = ClaimIndex::default();
+        judge::judge(
+            binding,
+            &ctx.settings,
+            &Surroundings {
+                guardrails: &guardrail_refs,
+                namespace_labels: &ns_labels,
+                accounts: &account_refs,
+                claims: claims.as_deref().unwrap_or(&none),
+                age: Age::of(binding),
+                managed_policies,
+            },
+        )
+    };
+    let mut judgement = judge_with(None);
+    if judgement.needs_managed_documents() {
+        match ctx
+            .managed_policies
+            .documents(&target.iam, &binding.spec.managed_policy_arns)
+            .await
+        {
+            Ok(docs) => judgement = judge_with(Some(&docs)),
+            Err(e) => return Err(aws_failure(binding, ctx, e, judgement.desired.as_ref()).await),
         }
     }
-    if !violations.is_empty() {
-        return enforce::violated(
-            binding,
-            ctx,
-            &target.iam,
-            &desired,
-            &violations,
-            &applicable,
-        )
-        .await;
-    }
-    let mut desired = desired;
-    guardrail::enforce_boundary(&mut desired, &applicable);
 
-    // 3. A ServiceAccount belongs to the oldest binding that claims it.
-    let conflict = ctx
-        .claims
-        .read()
-        .ok()
-        .and_then(|c| c.conflicting_claim(binding));
-    if let Some((other, sa)) = conflict {
-        let message = format!(
-            "ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role"
-        );
-        not_ready(
-            binding,
-            ctx,
-            reason::SERVICE_ACCOUNT_CONFLICT,
-            &message,
-            Some(&desired),
-        )
-        .await?;
-        return Ok(Action::requeue(
-            ctx.jittered_resync()
-                .min(std::time::Duration::from_secs(60)),
-        ));
+    // 3. Decide (pure) what the judgement means for this reconcile.
+    match decide::after_judgement(&judgement) {
+        Next::Proceed => {}
+        Next::Refuse {
+            reason,
+            message,
+            with_role,
+            requeue,
+        } => {
+            let desired = judgement.desired.as_ref().filter(|_| with_role);
+            not_ready(binding, ctx, reason, &message, desired).await?;
+            return Ok(match requeue {
+                Requeue::AwaitChange => Action::await_change(),
+                Requeue::Resync => Action::requeue(ctx.jittered_resync()),
+                Requeue::ResyncAtMost(most) => Action::requeue(ctx.jittered_resync().min(most)),
+            });
+        }
+        // A violating binding's role loses its grants (see enforce). Spec errors are reported
+        // before violations, so a violating binding's spec is a role.
+        Next::Violated(violations) => {
+            if let Some(desired) = &judgement.desired {
+                return enforce::violated(
+                    binding,
+                    ctx,
+                    &target.iam,
+                    desired,
+                    &violations,
+                    &judgement.applicable,
+                )
+                .await;
+            }
+        }
     }
+    let Some(mut desired) = judgement.desired.clone() else {
+        // Unreachable: a judgement without a role has a problem, handled above.
+        return Ok(Action::await_change());
+    };
+    let applicable = judgement.applicable.clone();
 
-    // 3. IRSA needs the cluster's OIDC provider in IAM.
-    let uses_irsa = desired
-        .role
-        .assume_role_policy
-        .to_string()
-        .contains("AssumeRoleWithWebIdentity");
-    if uses_irsa && let Some(provider) = settings.oidc_provider_arn() {
+    // 4. IRSA needs the cluster's OIDC provider in IAM.
+    let uses_irsa = desired.uses_irsa();
+    let provider = settings.oidc_provider_arn();
+    if decide::needs_oidc_provider(&desired, provider.as_deref())
+        && let Some(provider) = provider
+    {
         match target.oidc_provider_exists(ctx, &provider).await {
             Ok(true) => {}
             Ok(false) => {
@@ -206,11 +213,11 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
                 .await?;
                 return Ok(Action::requeue(std::time::Duration::from_secs(300)));
             }
-            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+            Err(e) => return Err(aws_failure(binding, ctx, e, Some(&desired)).await),
         }
     }
 
-    // 4. Read the role, diff, write; never touch a role hatrack does not own.
+    // 5. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner::of(settings, &ns, &name);
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
     match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
@@ -219,7 +226,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             not_ready(binding, ctx, refusal.reason, &refusal.message, None).await?;
             return Ok(Action::requeue(ctx.jittered_resync()));
         }
-        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        Err(e) => return Err(aws_failure(binding, ctx, e, Some(&desired)).await),
     }
     let mut outcome = sync_role(&target.iam, &desired, &owner).await;
     let current = naming::role_name(&settings.cluster_identity(), &ns, &name);
@@ -256,7 +263,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             .await?;
             return Ok(Action::requeue(ctx.jittered_resync()));
         }
-        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        Err(e) => return Err(aws_failure(binding, ctx, e, Some(&desired)).await),
     };
     if !made.is_empty() {
         let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation)
@@ -288,17 +295,17 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
-    // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    // 6. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
     let pod_identity_associations =
         match super::associations::apply_step(binding, ctx, &desired).await? {
             super::associations::Step::Synced(a) => a,
             super::associations::Step::Reported(action) => return Ok(action),
         };
 
-    // 6. IRSA reads the role ARN from the ServiceAccount.
+    // 7. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
-    // 7. Status.
+    // 8. Status.
     let mut message = format!("IAM role {} is in sync", desired.role.role_name);
     if let Some(kept) = &boundary_kept {
         message.push_str(&format!(
@@ -523,7 +530,7 @@ async fn aws_failure(
     binding: &IAMRoleBinding,
     ctx: &Context,
     e: IamError,
-    desired: &DesiredRole,
+    desired: Option<&DesiredRole>,
 ) -> Error {
     let message = e.to_string();
     publish(
@@ -535,14 +542,7 @@ async fn aws_failure(
         message.clone(),
     )
     .await;
-    let st = build_status(
-        binding,
-        false,
-        reason::AWS_ERROR,
-        &message,
-        Some(desired),
-        false,
-    );
+    let st = build_status(binding, false, reason::AWS_ERROR, &message, desired, false);
     if let Err(write_err) = write_status(binding, ctx, st).await {
         tracing::warn!(error = %write_err, "cannot write status");
     }
