@@ -95,29 +95,6 @@ impl ManagedPolicyCache {
     }
 }
 
-/// The violations of the binding's managed policies' contents, read from IAM when an
-/// applicable guardrail has action rules.
-pub async fn managed_policy_violations(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    iam: &Iam,
-    applicable: &[&IAMGuardrail],
-) -> Result<Vec<Violation>, IamError> {
-    if !guardrail::needs_managed_documents(binding, applicable) {
-        return Ok(Vec::new());
-    }
-    let docs = ctx
-        .managed_policies
-        .documents(iam, &binding.spec.managed_policy_arns)
-        .await?;
-    Ok(guardrail::check_managed(
-        binding,
-        &ctx.settings,
-        applicable,
-        &docs,
-    ))
-}
-
 /// The writes that take every grant from a role: its inline policies deleted, its managed
 /// policies detached. Trust, tags and boundary stay, so the grants can be put back.
 pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
@@ -382,21 +359,6 @@ pub async fn retain_on_delete(
     )
     .await;
     Ok(Some(Action::await_change()))
-}
-
-/// The guardrails that apply to the binding's namespace now.
-pub fn applicable_guardrails(ctx: &Context, binding: &IAMRoleBinding) -> Vec<Arc<IAMGuardrail>> {
-    let ns = binding.namespace().unwrap_or_default();
-    let labels = ctx
-        .namespaces
-        .get(&kube::runtime::reflector::ObjectRef::new(&ns))
-        .map(|n| n.labels().clone())
-        .unwrap_or_default();
-    ctx.guardrails
-        .state()
-        .into_iter()
-        .filter(|g| guardrail::selector_matches(g.spec.namespace_selector.as_ref(), &labels))
-        .collect()
 }
 
 #[cfg(test)]
