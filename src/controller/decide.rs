@@ -99,6 +99,37 @@ pub fn needs_oidc_provider(desired: &crate::role::DesiredRole, provider: Option<
     desired.uses_irsa() && provider.is_some()
 }
 
+/// What a ServiceAccount's role ARN annotation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Annotation {
+    Keep,
+    Set,
+    Remove,
+}
+
+/// The annotation of one ServiceAccount of the binding's namespace: set where the role is worn
+/// through IRSA (`wears`: bound, and the role trusts IRSA), taken back where it is not — but
+/// only when it names this role, never someone else's.
+pub fn annotation(wears: bool, current: Option<&str>, arn: &str) -> Annotation {
+    match (wears, current == Some(arn)) {
+        (true, false) => Annotation::Set,
+        (false, true) => Annotation::Remove,
+        _ => Annotation::Keep,
+    }
+}
+
+/// The Normal Event's reason and verb after IAM writes: a role made, drift corrected in a role
+/// that was in sync for this generation, or a role updated to a changed spec.
+pub fn sync_event(created: bool, in_sync_before: bool) -> (&'static str, &'static str) {
+    if created {
+        ("RoleCreated", "Created")
+    } else if in_sync_before {
+        ("DriftCorrected", "Corrected drift in")
+    } else {
+        ("RoleUpdated", "Updated")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +330,32 @@ mod tests {
             Some("arn:aws:iam::1:oidc-provider/x")
         ));
         assert!(!pod.uses_irsa() && irsa.uses_irsa());
+    }
+
+    #[test]
+    fn annotations_are_set_where_worn_and_taken_back_only_when_ours() {
+        let ours = "arn:aws:iam::1:role/ours";
+        let cases = [
+            (true, None, Annotation::Set),
+            (true, Some("arn:aws:iam::1:role/other"), Annotation::Set),
+            (true, Some(ours), Annotation::Keep),
+            (false, Some(ours), Annotation::Remove),
+            (false, Some("arn:aws:iam::1:role/other"), Annotation::Keep),
+            (false, None, Annotation::Keep),
+        ];
+        for (wears, current, want) in cases {
+            assert_eq!(
+                annotation(wears, current, ours),
+                want,
+                "{wears} {current:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sync_event_says_made_corrected_or_updated() {
+        assert_eq!(sync_event(true, true).0, "RoleCreated");
+        assert_eq!(sync_event(false, true).0, "DriftCorrected");
+        assert_eq!(sync_event(false, false).0, "RoleUpdated");
     }
 }

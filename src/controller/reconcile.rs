@@ -363,13 +363,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation)
             == binding.metadata.generation
             && is_ready(binding);
-        let (reason, verb) = if created {
-            ("RoleCreated", "Created")
-        } else if in_sync_before {
-            ("DriftCorrected", "Corrected drift in")
-        } else {
-            ("RoleUpdated", "Updated")
-        };
+        let (reason, verb) = decide::sync_event(created, in_sync_before);
         tracing::info!(role = %desired.role.role_name, calls = ?made, "{verb} IAM role");
         publish(
             ctx,
@@ -427,16 +421,17 @@ async fn annotate_service_accounts(
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
     for sa in service_accounts_in(ctx, &ns) {
-        let current = sa.annotations().get(ROLE_ARN_ANNOTATION);
         let bound = binding.spec.service_accounts.contains(&sa.name_any());
-        let patch = if bound && uses_irsa && current != Some(&desired.role.arn) {
-            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: desired.role.arn}}})
-        } else if (!bound || !uses_irsa) && current == Some(&desired.role.arn) {
-            // No longer bound: take our annotation back, but never someone else's.
-            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}})
-        } else {
-            continue;
+        let current = sa
+            .annotations()
+            .get(ROLE_ARN_ANNOTATION)
+            .map(String::as_str);
+        let value = match decide::annotation(bound && uses_irsa, current, &desired.role.arn) {
+            decide::Annotation::Keep => continue,
+            decide::Annotation::Set => json!(desired.role.arn),
+            decide::Annotation::Remove => serde_json::Value::Null,
         };
+        let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: value}}});
         set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
     }
     Ok(())

@@ -106,10 +106,11 @@ pub struct IAMGuardrailSpec {
     pub adoptable_roles: Option<Vec<String>>,
 }
 
-/// A trust mechanism through which pods assume a role: one type for guardrails'
-/// `allowedTrust` (serialized `irsa`, `podIdentity`) and the controller's `--default-trust`
-/// (values `irsa`, `pod-identity`). Variants carry no doc comments: schemars would turn them
-/// into a `oneOf` and change the CRD schema; the flag's help is given with `value(help)`.
+// One type for guardrails' `allowedTrust` (serialized `irsa`, `podIdentity`) and the
+// controller's `--default-trust` (values `irsa`, `pod-identity`). Its doc comment is the CRD's
+// description, and variants carry none (schemars would turn the enum into a `oneOf`): the
+// flag's help is given with `value(help)`.
+/// A trust mechanism, as named in `allowedTrust`.
 #[derive(
     JsonSchema,
     Deserialize,
