@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
+use super::reconcile::{Stop, build_status, publish};
 use super::status::reason;
 use super::{Context, Error};
 use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
@@ -112,16 +112,16 @@ pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
     changes
 }
 
-/// Handles a binding that violates a guardrail: reports it and, unless every violated
-/// guardrail says `Report`, takes the role's grants away.
-pub async fn violated(
+/// Handles a binding that violates a guardrail: unless every violated guardrail says
+/// `Report`, takes the role's grants away; returns what the reconcile reports.
+pub(super) async fn violated(
     binding: &IAMRoleBinding,
     ctx: &Context,
     iam: &Iam,
     desired: &DesiredRole,
     violations: &[Violation],
     applicable: &[&IAMGuardrail],
-) -> Result<Action, Error> {
+) -> Result<Stop, Error> {
     let mut message = violations
         .iter()
         .map(|v| v.to_string())
@@ -129,15 +129,12 @@ pub async fn violated(
         .join("; ");
     if guardrail::enforcement(violations, applicable) == Enforcement::Report {
         message.push_str("; the role is left as it is (enforcement: Report)");
-        not_ready(
-            binding,
-            ctx,
+        return Ok(Stop::not_ready(
             reason::GUARDRAIL_VIOLATION,
-            &message,
+            message,
             Some(desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+            Action::requeue(ctx.jittered_resync()),
+        ));
     }
     let role_name = &desired.role.role_name;
     let actual = match iam.get_role(role_name).await {
@@ -149,15 +146,12 @@ pub async fn violated(
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
         message.push_str("; no IAM role is created or changed until the binding complies");
-        not_ready(
-            binding,
-            ctx,
+        return Ok(Stop::not_ready(
             reason::GUARDRAIL_VIOLATION,
-            &message,
+            message,
             Some(desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+            Action::requeue(ctx.jittered_resync()),
+        ));
     };
     let changes = revocation(&actual);
     let mut removed = Vec::new();
@@ -229,10 +223,10 @@ pub async fn violated(
         reason::GUARDRAIL_VIOLATION,
         &what,
     );
-    write_status(binding, ctx, st).await?;
-    ctx.metrics
-        .binding_ready(&binding_key(binding), Some(false));
-    Ok(Action::requeue(ctx.jittered_resync()))
+    Ok(Stop::NotReadyStatus {
+        status: Box::new(st),
+        requeue: Action::requeue(ctx.jittered_resync()),
+    })
 }
 
 fn previous_revocation(binding: &IAMRoleBinding) -> Option<String> {

@@ -26,7 +26,7 @@ use super::status::reason;
 use super::{Context, Error, FINALIZER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
 use crate::claims::{Age, ClaimIndex};
-use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
+use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
 use crate::guardrail::ManagedPolicyDocument;
 use crate::iam::IamError;
 use crate::judge::{self, Surroundings};
@@ -134,6 +134,12 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
             not_ready(binding, ctx, reason, &message, desired.as_deref()).await?;
             Ok(requeue)
         }
+        Err(Stop::NotReadyStatus { status, requeue }) => {
+            write_status(binding, ctx, *status).await?;
+            ctx.metrics
+                .binding_ready(&binding_key(binding), Some(false));
+            Ok(requeue)
+        }
         Err(Stop::Aws(e, desired)) => Err(aws_failure(binding, ctx, e, desired.as_deref()).await),
         Err(Stop::Reported(result)) => result,
     }
@@ -149,12 +155,17 @@ struct Synced {
 }
 
 /// Why [`make`] stopped early.
-enum Stop {
+pub(super) enum Stop {
     /// Ready=False with this reason (nothing more to write to IAM), then `requeue`.
     NotReady {
         reason: &'static str,
         message: String,
         desired: Option<Box<DesiredRole>>,
+        requeue: Action,
+    },
+    /// Ready=False with a status already built (guardrail enforcement adds its condition).
+    NotReadyStatus {
+        status: Box<IAMRoleBindingStatus>,
         requeue: Action,
     },
     /// An AWS call failed: reported, then handed to the error policy.
@@ -165,7 +176,7 @@ enum Stop {
 }
 
 impl Stop {
-    fn not_ready(
+    pub(super) fn not_ready(
         reason: &'static str,
         message: String,
         desired: Option<&DesiredRole>,
@@ -267,17 +278,15 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         // before violations, so a violating binding's spec is a role.
         Next::Violated(violations) => {
             if let Some(desired) = &judgement.desired {
-                return Err(Stop::Reported(
-                    enforce::violated(
-                        binding,
-                        ctx,
-                        &target.iam,
-                        desired,
-                        &violations,
-                        &judgement.applicable,
-                    )
-                    .await,
-                ));
+                return Err(enforce::violated(
+                    binding,
+                    ctx,
+                    &target.iam,
+                    desired,
+                    &violations,
+                    &judgement.applicable,
+                )
+                .await?);
             }
         }
     }
