@@ -1,15 +1,13 @@
-//! Admission of IAMRoleBindings: spec validation, guardrails and ServiceAccount claims, as a
-//! pure function the webhook calls with what its watch caches know.
+//! Admission of IAMRoleBindings: the judge ([`crate::judge`]) with what the webhook's watch
+//! caches know, as a pure function.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::ResourceExt;
-
-use crate::controller::accounts::{self, AccountRefusal};
+use crate::claims::{Age, ClaimIndex};
+use crate::controller::accounts::AccountRefusal;
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
-use crate::guardrail;
-use crate::role;
+use crate::judge::{self, Problem, Surroundings};
 use crate::settings::Settings;
 
 /// What the caches know around one binding. The objects are shared with the caches (`Arc`),
@@ -25,81 +23,60 @@ pub struct BindingContext {
     pub accounts: Vec<Arc<IAMAccount>>,
 }
 
-/// What admission could not check about an admitted binding (a warning for the user): the
-/// contents of managed policies an applicable guardrail's action rules need, which only the
-/// controller reads from IAM.
-pub fn unchecked(binding: &IAMRoleBinding, ctx: &BindingContext) -> Option<String> {
-    let applicable = guardrail::applicable_in(
-        ctx.guardrails.iter().map(Arc::as_ref),
-        &ctx.namespace_labels,
-    );
-    guardrail::managed_policies_unchecked(binding, &applicable)
+/// What admission decides about one binding.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Every reason to deny it (empty: admitted).
+    pub problems: Vec<String>,
+    /// What could not be checked here (a warning for the user): the contents of managed
+    /// policies an applicable guardrail's action rules need, which only the controller reads.
+    pub unchecked: Option<String>,
 }
 
-/// Every reason to deny a CREATE or UPDATE of `binding`. An UPDATE that leaves the spec as it
-/// was (finalizer removal, labels, a binding being deleted) is always admitted, so a guardrail
-/// added later can never wedge deletion or the controller's own writes.
+/// The judge's decision on a CREATE or UPDATE of `binding` ([`crate::judge::judge`]), as the
+/// newest claimant of its ServiceAccounts (see [`crate::claims`]). An UPDATE that leaves the
+/// spec as it was (finalizer removal, labels, a binding being deleted) is always admitted, so
+/// a guardrail added later can never wedge deletion or the controller's own writes. An
+/// IAMAccount not known (yet) is left to the controller, which reports it: GitOps may apply
+/// the binding before the IAMAccount.
 pub fn admit(
     binding: &IAMRoleBinding,
     old: Option<&IAMRoleBinding>,
     settings: &Settings,
     ctx: &BindingContext,
-) -> Vec<String> {
+) -> Admission {
     if let Some(old) = old
         && (old.spec == binding.spec || binding.metadata.deletion_timestamp.is_some())
     {
-        return Vec::new();
+        return Admission::default();
     }
-    let mut problems: Vec<String> = match role::desired_role(binding, settings) {
-        Ok(_) => Vec::new(),
-        Err(errs) => errs.iter().map(ToString::to_string).collect(),
-    };
-    let name = binding.name_any();
-    let others: Vec<&IAMRoleBinding> = ctx
-        .others_in_namespace
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|b| b.name_any() != name && b.metadata.deletion_timestamp.is_none())
-        .collect();
-    for sa in &binding.spec.service_accounts {
-        if let Some(other) = others.iter().find(|b| b.spec.service_accounts.contains(sa)) {
-            problems.push(format!(
-                "spec.serviceAccounts: ServiceAccount {sa:?} is already bound by IAMRoleBinding {:?}; a ServiceAccount can wear one role",
-                other.name_any()
-            ));
-        }
+    let mut claims = ClaimIndex::default();
+    for other in &ctx.others_in_namespace {
+        claims.upsert(other);
     }
-    // An account its IAMAccount does not allow this namespace, or cannot serve: refused. One not
-    // known (yet) is left to the controller, which reports it: GitOps may apply the binding
-    // before the IAMAccount.
-    match accounts::resolve(
+    let guardrails: Vec<&IAMGuardrail> = ctx.guardrails.iter().map(Arc::as_ref).collect();
+    let accounts: Vec<&IAMAccount> = ctx.accounts.iter().map(Arc::as_ref).collect();
+    let judgement = judge::judge(
         binding,
         settings,
-        ctx.accounts.iter().map(Arc::as_ref),
-        &ctx.namespace_labels,
-        false,
-    ) {
-        Ok(_) | Err(AccountRefusal::NotFound(_)) => {}
-        Err(refusal) => problems.push(refusal.to_string()),
-    }
-    let applicable = guardrail::applicable_in(
-        ctx.guardrails.iter().map(Arc::as_ref),
-        &ctx.namespace_labels,
+        &Surroundings {
+            guardrails: &guardrails,
+            namespace_labels: &ctx.namespace_labels,
+            accounts: &accounts,
+            claims: &claims,
+            age: Age::Newest,
+            managed_policies: None,
+        },
     );
-    // Adoption needs a guardrail's allowance; the role's path is not known here, so only the
-    // controller judges path patterns.
-    if let Some(role) = binding.spec.adopt_role.as_deref()
-        && let Err(message) = crate::controller::adoption::allowed(&applicable, role, None)
-    {
-        problems.push(message);
-    }
-    let count = others.len() + 1;
-    problems.extend(
-        guardrail::check(binding, settings, &applicable, count)
+    Admission {
+        problems: judgement
+            .problems
             .iter()
-            .map(ToString::to_string),
-    );
-    problems
+            .filter(|p| !matches!(p, Problem::Account(AccountRefusal::NotFound(_))))
+            .map(ToString::to_string)
+            .collect(),
+        unchecked: judgement.unchecked,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +101,7 @@ mod tests {
                 &Settings::example(),
                 &BindingContext::default()
             )
+            .problems
             .is_empty()
         );
     }
@@ -145,7 +123,9 @@ mod tests {
             "second",
             json!({"serviceAccounts": ["api"], "maxSessionDuration": 60, "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}}}}),
         );
-        let problems = admit(&b, None, &Settings::example(), &ctx).join("\n");
+        let problems = admit(&b, None, &Settings::example(), &ctx)
+            .problems
+            .join("\n");
         assert!(problems.contains("spec.maxSessionDuration"), "{problems}");
         assert!(
             problems.contains(r#"ServiceAccount "api" is already bound by IAMRoleBinding "first""#),
@@ -173,15 +153,25 @@ mod tests {
             ..Default::default()
         };
         let b = binding("b", json!({"serviceAccounts": ["api"], "account": "data"}));
-        let problems = admit(&b, None, &Settings::example(), &ctx).join("\n");
+        let problems = admit(&b, None, &Settings::example(), &ctx)
+            .problems
+            .join("\n");
         assert!(
             problems.contains("does not select namespace \"ns\""),
             "{problems}"
         );
         ctx.namespace_labels = BTreeMap::from([("team".into(), "data".into())]);
-        assert!(admit(&b, None, &Settings::example(), &ctx).is_empty());
+        assert!(
+            admit(&b, None, &Settings::example(), &ctx)
+                .problems
+                .is_empty()
+        );
         let unknown = binding("u", json!({"serviceAccounts": ["web"], "account": "later"}));
-        assert!(admit(&unknown, None, &Settings::example(), &ctx).is_empty());
+        assert!(
+            admit(&unknown, None, &Settings::example(), &ctx)
+                .problems
+                .is_empty()
+        );
     }
 
     #[test]
@@ -196,8 +186,16 @@ mod tests {
         );
         let mut new = old.clone();
         new.metadata.finalizers = Some(vec![]);
-        assert!(admit(&new, Some(&old), &Settings::example(), &ctx).is_empty());
+        assert!(
+            admit(&new, Some(&old), &Settings::example(), &ctx)
+                .problems
+                .is_empty()
+        );
         new.spec.description = Some("changed".into());
-        assert!(!admit(&new, Some(&old), &Settings::example(), &ctx).is_empty());
+        assert!(
+            !admit(&new, Some(&old), &Settings::example(), &ctx)
+                .problems
+                .is_empty()
+        );
     }
 }

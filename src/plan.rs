@@ -1,15 +1,17 @@
 //! `hatrack plan`: the IAM role each IAMRoleBinding in a set of manifests would produce,
-//! computed offline with the same code the controller uses.
+//! computed offline by the same judge the controller and the webhook use ([`crate::judge`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::claims::{Age, ClaimIndex};
+use crate::controller::accounts::AccountRefusal;
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
-use crate::guardrail;
+use crate::judge::{self, Judgement, Surroundings};
 use crate::manifest::{self, Document};
-use crate::role::{self, DesiredRole, SpecError};
+use crate::role::{DesiredRole, SpecError};
 use crate::settings::{ClusterArgs, Settings};
 
 /// Flags of `hatrack plan`.
@@ -61,17 +63,24 @@ pub fn read_binding(
     Ok(binding)
 }
 
-/// What the offline commands know besides the bindings: the IAMGuardrails and Namespaces
-/// found in the same input, and how many bindings each namespace holds there.
+/// What the offline commands know besides each binding: the IAMGuardrails, IAMAccounts and
+/// Namespaces found in the same input, and the ServiceAccount claims of its bindings, aged by
+/// input order (see [`crate::claims`]).
 #[derive(Debug, Default)]
 pub struct OfflineContext {
     pub guardrails: Vec<IAMGuardrail>,
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
-    pub bindings_per_namespace: BTreeMap<String, usize>,
     pub default_namespace: String,
     /// IAMAccounts in the input (for bindings' `spec.account`).
     pub accounts: Vec<crate::crd::IAMAccount>,
+    /// The claims of the input's bindings, each at its position.
+    pub claims: ClaimIndex,
+    /// (namespace, name) → position among the input's bindings.
+    positions: HashMap<(String, String), u32>,
 }
+
+/// The labels of a namespace the input does not hold.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// Whether a manifest is an IAMGuardrail of any hatrack.dev version.
 pub fn is_guardrail(doc: &Document) -> bool {
@@ -82,8 +91,9 @@ pub fn is_guardrail(doc: &Document) -> bool {
 }
 
 impl OfflineContext {
-    /// Collects guardrails, namespace labels and binding counts. Guardrails that cannot be read
-    /// are returned as errors (with their document), so they are never silently skipped.
+    /// Collects guardrails, accounts, namespace labels and the bindings' claims. Guardrails and
+    /// accounts that cannot be read are returned as errors (with their document), so they are
+    /// never silently skipped.
     pub fn from_documents(
         docs: &[Document],
         default_namespace: &str,
@@ -127,94 +137,76 @@ impl OfflineContext {
                     .and_then(|l| serde_json::from_value(l.clone()).ok())
                     .unwrap_or_default();
                 ctx.namespace_labels.insert(doc.name().to_string(), labels);
-            } else if is_role_binding(doc) {
-                let ns = doc
-                    .namespace()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(default_namespace)
-                    .to_string();
-                *ctx.bindings_per_namespace.entry(ns).or_default() += 1;
+            } else if is_role_binding(doc)
+                && let Ok(binding) = read_binding(doc, default_namespace)
+            {
+                // An unreadable binding is reported by `judge`; it claims nothing.
+                let key = (
+                    binding.metadata.namespace.clone().unwrap_or_default(),
+                    binding.metadata.name.clone().unwrap_or_default(),
+                );
+                let position = u32::try_from(ctx.positions.len()).unwrap_or(u32::MAX);
+                let position = *ctx.positions.entry(key).or_insert(position);
+                ctx.claims
+                    .upsert_aged(&binding, Age::at(&binding, position));
             }
         }
         (ctx, errors)
     }
 
-    /// The role a binding manifest would produce with the guardrails applied (a required
-    /// boundary set), or every reason it cannot.
-    pub fn plan(&self, doc: &Document, settings: &Settings) -> Result<DesiredRole, Vec<Problem>> {
-        let from_spec = |errs: Vec<SpecError>| {
-            errs.into_iter()
-                .map(|e| Problem {
-                    guardrail: None,
-                    field: e.field,
-                    message: e.message,
-                })
-                .collect::<Vec<_>>()
-        };
-        let binding = read_binding(doc, &self.default_namespace).map_err(from_spec)?;
+    /// The judge's decision on a binding manifest, with what the input holds around it; `Err`:
+    /// the manifest is not a readable IAMRoleBinding.
+    pub fn judge<'a>(
+        &'a self,
+        doc: &Document,
+        settings: &Settings,
+        guardrails: &'a [&'a IAMGuardrail],
+        accounts: &'a [&'a crate::crd::IAMAccount],
+    ) -> Result<(IAMRoleBinding, Judgement<'a>), Vec<Problem>> {
+        let binding = read_binding(doc, &self.default_namespace)
+            .map_err(|errs| errs.into_iter().map(Problem::from).collect::<Vec<_>>())?;
         let ns = binding.metadata.namespace.clone().unwrap_or_default();
-        let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
-        // A role in another account (spec.account): built with that account's id, when the
-        // IAMAccount is in the input.
-        let in_account = crate::controller::accounts::resolve(
+        let labels = self.namespace_labels.get(&ns).unwrap_or(&NO_LABELS);
+        let position = self
+            .positions
+            .get(&(ns, binding.metadata.name.clone().unwrap_or_default()))
+            .copied()
+            .unwrap_or(u32::MAX);
+        let judgement = judge::judge(
             &binding,
             settings,
-            &self.accounts,
-            &labels,
-            false,
-        )
-        .map_err(|refusal| {
-            let message = match refusal {
-                crate::controller::accounts::AccountRefusal::NotFound(name) => format!(
-                    "spec.account: IAMAccount {name:?} is not in the input; give it to plan to build the role in its account"
-                ),
-                other => other.to_string(),
-            };
-            vec![Problem {
-                guardrail: None,
-                field: "spec.account".into(),
-                message: message
-                    .strip_prefix("spec.account: ")
-                    .unwrap_or(&message)
-                    .to_string(),
-            }]
-        })?;
-        let settings = &crate::controller::accounts::settings_in(settings, in_account);
-        let built = role::desired_role(&binding, settings);
-        let applicable = guardrail::applicable(&self.guardrails, &labels);
-        let count = self.bindings_per_namespace.get(&ns).copied().unwrap_or(1);
-        let violations: Vec<Problem> = guardrail::check(&binding, settings, &applicable, count)
-            .into_iter()
-            .map(|v| Problem {
-                guardrail: Some(v.guardrail),
-                field: v.field,
-                message: v.message,
-            })
-            .collect();
-        match built {
-            Ok(mut desired) if violations.is_empty() => {
-                guardrail::enforce_boundary(&mut desired, &applicable);
-                Ok(desired)
-            }
-            Ok(_) => Err(violations),
-            Err(errs) => {
-                let mut all = from_spec(errs);
-                all.extend(violations);
-                Err(all)
-            }
-        }
+            &Surroundings {
+                guardrails,
+                namespace_labels: labels,
+                accounts,
+                claims: &self.claims,
+                age: Age::at(&binding, position),
+                managed_policies: None,
+            },
+        );
+        Ok((binding, judgement))
     }
-}
 
-impl OfflineContext {
-    /// What this offline judgement could not check: the contents of managed policies that an
-    /// applicable guardrail's `deniedActions` would need (only the controller reads IAM).
-    pub fn unchecked(&self, doc: &Document) -> Option<String> {
-        let binding = read_binding(doc, &self.default_namespace).ok()?;
-        let ns = binding.metadata.namespace.clone().unwrap_or_default();
-        let labels = self.namespace_labels.get(&ns).cloned().unwrap_or_default();
-        let applicable = guardrail::applicable(&self.guardrails, &labels);
-        guardrail::managed_policies_unchecked(&binding, &applicable)
+    /// The role a binding manifest would produce with the guardrails applied (a required
+    /// boundary set), or every reason it cannot; and what could not be checked offline (the
+    /// contents of managed policies a guardrail's action rules need).
+    pub fn plan(
+        &self,
+        doc: &Document,
+        settings: &Settings,
+    ) -> (Result<DesiredRole, Vec<Problem>>, Option<String>) {
+        let guardrails: Vec<&IAMGuardrail> = self.guardrails.iter().collect();
+        let accounts: Vec<&crate::crd::IAMAccount> = self.accounts.iter().collect();
+        match self.judge(doc, settings, &guardrails, &accounts) {
+            Err(problems) => (Err(problems), None),
+            Ok((_, judgement)) => (
+                judgement
+                    .role()
+                    .cloned()
+                    .map_err(|problems| problems.iter().map(Problem::offline).collect()),
+                judgement.unchecked,
+            ),
+        }
     }
 }
 
@@ -248,12 +240,41 @@ impl PlannedBinding {
     }
 }
 
-/// Why a binding cannot become a role: a spec error, or a guardrail it violates.
+/// Why a binding cannot become a role, as the offline commands report it: the judge's
+/// [`judge::Problem`] with the guardrail named apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub guardrail: Option<String>,
     pub field: String,
     pub message: String,
+}
+
+impl From<SpecError> for Problem {
+    fn from(e: SpecError) -> Problem {
+        Problem {
+            guardrail: None,
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl Problem {
+    /// The judge's problem as an offline report says it: an IAMAccount missing from the input
+    /// is the input's gap, not the cluster's.
+    fn offline(p: &judge::Problem) -> Problem {
+        let message = match p {
+            judge::Problem::Account(AccountRefusal::NotFound(name)) => format!(
+                "IAMAccount {name:?} is not in the input; give it to plan to build the role in its account"
+            ),
+            other => other.message(),
+        };
+        Problem {
+            guardrail: p.guardrail().map(str::to_string),
+            field: p.field().to_string(),
+            message,
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -311,13 +332,13 @@ pub fn run(args: PlanArgs) -> ExitCode {
     let mut roles = Vec::new();
     for doc in docs.iter().filter(|d| is_role_binding(d)) {
         match offline.plan(doc, &settings) {
-            Ok(role) => {
-                if let Some(note) = offline.unchecked(doc) {
+            (Ok(role), unchecked) => {
+                if let Some(note) = unchecked {
                     eprintln!("warning: {}", describe_errors(doc, &[note]));
                 }
                 roles.push(PlannedBinding::new(role, doc, &offline, &settings))
             }
-            Err(problems) => {
+            (Err(problems), _) => {
                 invalid = true;
                 eprintln!("{}", describe_errors(doc, &problems));
             }
@@ -377,7 +398,7 @@ spec: {serviceAccounts: [web], account: elsewhere}
         let (ctx, errors) = OfflineContext::from_documents(&docs, "default");
         assert!(errors.is_empty());
         let settings = Settings::example();
-        let d = ctx.plan(&docs[2], &settings).unwrap();
+        let d = ctx.plan(&docs[2], &settings).0.unwrap();
         assert!(
             d.role
                 .arn
@@ -389,14 +410,14 @@ spec: {serviceAccounts: [web], account: elsewhere}
                 .to_string()
                 .contains("arn:aws:iam::222222222222:oidc-provider/")
         );
-        let refused = ctx.plan(&docs[3], &settings).unwrap_err();
+        let refused = ctx.plan(&docs[3], &settings).0.unwrap_err();
         assert!(
             refused[0]
                 .message
                 .contains("does not select namespace \"web\""),
             "{refused:?}"
         );
-        let unknown = ctx.plan(&docs[4], &settings).unwrap_err();
+        let unknown = ctx.plan(&docs[4], &settings).0.unwrap_err();
         assert!(
             unknown[0].message.contains("not in the input"),
             "{unknown:?}"

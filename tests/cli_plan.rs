@@ -136,6 +136,22 @@ fn reads_stdin_and_applies_the_default_namespace() {
 }
 
 #[test]
+fn a_later_binding_claiming_the_same_service_account_exits_1_naming_the_holder() {
+    let manifest = "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: first}\nspec: {serviceAccounts: [app]}\n---\napiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: again}\nspec: {serviceAccounts: [app]}\n";
+    let mut args = vec!["plan", "--default-namespace=team-a"];
+    args.extend(CLUSTER);
+    args.push("-");
+    let out = hatrack(&args, Some(manifest));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"/again: spec.serviceAccounts: ServiceAccount "app" is already bound by IAMRoleBinding "first""#),
+        "{err}"
+    );
+    assert!(!err.contains("/first:"), "{err}");
+}
+
+#[test]
 fn an_invalid_binding_exits_1_naming_file_object_and_field() {
     let out = plan(&["tests/data/plan/invalid-effect.yaml"]);
     assert_eq!(out.status.code(), Some(1));

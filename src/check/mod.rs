@@ -167,25 +167,29 @@ impl CheckReport {
     }
 }
 
-/// Validates an IAMRoleBinding found in the input exactly as `plan` does (spec, IAM limits,
-/// and the IAMGuardrails and Namespaces of the input); any problem denies it.
+/// Judges an IAMRoleBinding found in the input exactly as `plan` does (the judge, with the
+/// input's IAMGuardrails, IAMAccounts, Namespaces and earlier bindings' ServiceAccount claims);
+/// any problem denies it. Also returns what could not be checked offline.
 fn validate_role_binding(
     doc: &Document,
     offline: &OfflineContext,
     settings: &Settings,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Option<String>) {
     match offline.plan(doc, settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems
-            .into_iter()
-            .map(|p| {
-                let message = match &p.guardrail {
-                    Some(g) => format!("violates IAMGuardrail {g}: {}", p.message),
-                    None => p.message,
-                };
-                role_binding_finding(doc, &p.field, message)
-            })
-            .collect(),
+        (Ok(_), unchecked) => (Vec::new(), unchecked),
+        (Err(problems), unchecked) => (
+            problems
+                .into_iter()
+                .map(|p| {
+                    let message = match &p.guardrail {
+                        Some(g) => format!("violates IAMGuardrail {g}: {}", p.message),
+                        None => p.message,
+                    };
+                    role_binding_finding(doc, &p.field, message)
+                })
+                .collect(),
+            unchecked,
+        ),
     }
 }
 
@@ -236,9 +240,8 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
         let kind = doc.kind();
         let namespace = doc.namespace().unwrap_or(&opts.default_namespace);
         if is_role_binding(doc) {
-            let findings = validate_role_binding(doc, &offline, &opts.settings);
-            let warnings = offline
-                .unchecked(doc)
+            let (findings, unchecked) = validate_role_binding(doc, &offline, &opts.settings);
+            let warnings = unchecked
                 .map(|message| Warning {
                     container: None,
                     path: "spec.managedPolicyArns".into(),

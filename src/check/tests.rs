@@ -113,6 +113,48 @@ fn role_bindings_are_validated_like_plan_including_guardrails() {
     assert_eq!(report.exit_code(), 1);
 }
 
+#[test]
+fn a_later_binding_claiming_a_claimed_service_account_is_denied_as_the_webhook_would() {
+    let rb = |name: &str, ns: &str, sas: &str| {
+        format!(
+            "---\napiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{serviceAccounts: [{sas}]}}\n"
+        )
+    };
+    // "b" sorts before "z" by name, but comes later in the input: input order decides.
+    let input = [
+        rb("z", "team", "api"),
+        rb("b", "team", "web, api"),
+        rb("c", "other", "api"),
+        rb("d", "team", "db"),
+    ]
+    .concat();
+    let report = check_documents(&docs(&input), &CheckOptions::default());
+    let verdicts: Vec<(&str, Verdict)> = report
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("z", Verdict::Allow),
+            ("b", Verdict::Deny),
+            ("c", Verdict::Allow),
+            ("d", Verdict::Allow)
+        ]
+    );
+    let finding = &report.results[1].findings[0];
+    assert_eq!(finding.path, "spec.serviceAccounts");
+    assert!(
+        finding
+            .message
+            .contains(r#"ServiceAccount "api" is already bound by IAMRoleBinding "z""#),
+        "{}",
+        finding.message
+    );
+    assert_eq!(report.results[1].findings.len(), 1);
+}
+
 #[derive(clap::Parser)]
 struct CheckCli {
     #[command(flatten)]

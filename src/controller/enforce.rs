@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
+use super::reconcile::{Stop, build_status, publish};
 use super::status::reason;
 use super::{Context, Error};
 use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
@@ -95,29 +95,6 @@ impl ManagedPolicyCache {
     }
 }
 
-/// The violations of the binding's managed policies' contents, read from IAM when an
-/// applicable guardrail has action rules.
-pub async fn managed_policy_violations(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    iam: &Iam,
-    applicable: &[&IAMGuardrail],
-) -> Result<Vec<Violation>, IamError> {
-    if !guardrail::needs_managed_documents(binding, applicable) {
-        return Ok(Vec::new());
-    }
-    let docs = ctx
-        .managed_policies
-        .documents(iam, &binding.spec.managed_policy_arns)
-        .await?;
-    Ok(guardrail::check_managed(
-        binding,
-        &ctx.settings,
-        applicable,
-        &docs,
-    ))
-}
-
 /// The writes that take every grant from a role: its inline policies deleted, its managed
 /// policies detached. Trust, tags and boundary stay, so the grants can be put back.
 pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
@@ -135,16 +112,16 @@ pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
     changes
 }
 
-/// Handles a binding that violates a guardrail: reports it and, unless every violated
-/// guardrail says `Report`, takes the role's grants away.
-pub async fn violated(
+/// Handles a binding that violates a guardrail: unless every violated guardrail says
+/// `Report`, takes the role's grants away; returns what the reconcile reports.
+pub(super) async fn violated(
     binding: &IAMRoleBinding,
     ctx: &Context,
     iam: &Iam,
     desired: &DesiredRole,
     violations: &[Violation],
     applicable: &[&IAMGuardrail],
-) -> Result<Action, Error> {
+) -> Result<Stop, Error> {
     let mut message = violations
         .iter()
         .map(|v| v.to_string())
@@ -152,15 +129,12 @@ pub async fn violated(
         .join("; ");
     if guardrail::enforcement(violations, applicable) == Enforcement::Report {
         message.push_str("; the role is left as it is (enforcement: Report)");
-        not_ready(
-            binding,
-            ctx,
+        return Ok(Stop::not_ready(
             reason::GUARDRAIL_VIOLATION,
-            &message,
+            message,
             Some(desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+            Action::requeue(ctx.jittered_resync()),
+        ));
     }
     let role_name = &desired.role.role_name;
     let actual = match iam.get_role(role_name).await {
@@ -172,15 +146,12 @@ pub async fn violated(
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
         message.push_str("; no IAM role is created or changed until the binding complies");
-        not_ready(
-            binding,
-            ctx,
+        return Ok(Stop::not_ready(
             reason::GUARDRAIL_VIOLATION,
-            &message,
+            message,
             Some(desired),
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.jittered_resync()));
+            Action::requeue(ctx.jittered_resync()),
+        ));
     };
     let changes = revocation(&actual);
     let mut removed = Vec::new();
@@ -252,10 +223,10 @@ pub async fn violated(
         reason::GUARDRAIL_VIOLATION,
         &what,
     );
-    write_status(binding, ctx, st).await?;
-    ctx.metrics
-        .binding_ready(&binding_key(binding), Some(false));
-    Ok(Action::requeue(ctx.jittered_resync()))
+    Ok(Stop::NotReadyStatus {
+        status: Box::new(st),
+        requeue: Action::requeue(ctx.jittered_resync()),
+    })
 }
 
 fn previous_revocation(binding: &IAMRoleBinding) -> Option<String> {
@@ -382,21 +353,6 @@ pub async fn retain_on_delete(
     )
     .await;
     Ok(Some(Action::await_change()))
-}
-
-/// The guardrails that apply to the binding's namespace now.
-pub fn applicable_guardrails(ctx: &Context, binding: &IAMRoleBinding) -> Vec<Arc<IAMGuardrail>> {
-    let ns = binding.namespace().unwrap_or_default();
-    let labels = ctx
-        .namespaces
-        .get(&kube::runtime::reflector::ObjectRef::new(&ns))
-        .map(|n| n.labels().clone())
-        .unwrap_or_default();
-    ctx.guardrails
-        .state()
-        .into_iter()
-        .filter(|g| guardrail::selector_matches(g.spec.namespace_selector.as_ref(), &labels))
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,12 +5,16 @@ pub mod accounts;
 pub mod adoption;
 pub mod associations;
 pub mod cache;
-pub mod claims;
+mod cleanup;
+pub mod decide;
 pub mod enforce;
+mod events;
 pub mod guardrail_status;
 pub mod orphans;
 pub mod reconcile;
+mod report;
 pub mod requeue;
+pub mod sa_index;
 pub mod status;
 
 use std::collections::HashMap;
@@ -28,8 +32,8 @@ use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, pred
 use kube::{Api, Client, ResourceExt};
 
 use self::cache::{CacheError, CachedBinding};
-use self::claims::ClaimIndex;
 use self::requeue::{FailureClass, retry_delay};
+use crate::claims::ClaimIndex;
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::eks::{Eks, EksArgs, EksError};
 use crate::iam::{Iam, IamArgs, IamError};
@@ -149,6 +153,7 @@ pub type CachedServiceAccount = PartialObjectMeta<ServiceAccount>;
 pub struct Stores {
     pub bindings: Store<CachedBinding>,
     pub service_accounts: Store<CachedServiceAccount>,
+    pub service_accounts_by_namespace: Arc<RwLock<sa_index::NamespaceIndex>>,
     pub guardrails: Store<IAMGuardrail>,
     pub namespaces: Store<Namespace>,
     pub claims: Arc<RwLock<ClaimIndex>>,
@@ -174,6 +179,8 @@ pub struct Context {
     pub claims: Arc<RwLock<ClaimIndex>>,
     /// ServiceAccounts (metadata only), to annotate the ones that exist.
     pub service_accounts: Store<CachedServiceAccount>,
+    /// Their names by namespace (a reconcile looks at its own namespace only).
+    pub service_accounts_by_namespace: Arc<RwLock<sa_index::NamespaceIndex>>,
     /// All guardrails, re-checked before every IAM write.
     pub guardrails: Store<IAMGuardrail>,
     /// Namespaces (labels only), to know which guardrails apply.
@@ -221,6 +228,7 @@ impl Context {
             bindings: stores.bindings,
             claims: stores.claims,
             service_accounts: stores.service_accounts,
+            service_accounts_by_namespace: stores.service_accounts_by_namespace,
             guardrails: stores.guardrails,
             namespaces: stores.namespaces,
             failures: Mutex::new(HashMap::new()),
@@ -473,10 +481,18 @@ pub async fn run_with(
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
     let account_stream = accounts::watch(client.clone(), account_writer);
     let account_map = binding_store.clone();
+    let sa_by_namespace = Arc::new(RwLock::new(sa_index::NamespaceIndex::default()));
+    let sa_index_for_stream = sa_by_namespace.clone();
+    let mut sa_index_writer = sa_index::NamespaceIndexWriter::default();
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(strip_service_account)
         .reflect(sa_writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                sa_index_writer.apply(&sa_index_for_stream, event);
+            }
+        })
         .applied_objects();
     let mut ctx = Context::new(
         client,
@@ -487,6 +503,7 @@ pub async fn run_with(
         Stores {
             bindings: binding_store,
             service_accounts: sa_store,
+            service_accounts_by_namespace: sa_by_namespace,
             guardrails: guardrail_store,
             namespaces: namespace_store,
             claims,

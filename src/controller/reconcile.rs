@@ -1,33 +1,38 @@
-//! One reconcile of one binding, as a pipeline: read the binding → build the desired role
-//! (pure) → read the role from IAM → diff (pure) → make the IAM writes → annotate
-//! ServiceAccounts → write status. Cleanup on delete runs the same edges in reverse.
+//! One reconcile of one binding, as a pipeline: gather what surrounds the binding → judge it
+//! (pure, [`crate::judge`]) → decide what that means ([`super::decide`], pure) → read the role
+//! from IAM → diff (pure) → make the IAM writes → annotate ServiceAccounts → write status.
+//! Cleanup on delete runs the same edges in reverse.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::events::v1::Event as K8sEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::cache::CachedBinding;
+use super::cleanup::cleanup;
+use super::decide::{self, Next, Requeue};
 use super::enforce;
-use super::status::{self, reason};
-use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
+pub(super) use super::events::publish;
+use super::report::{aws_failure, is_ready};
+pub(super) use super::report::{build_status, not_ready, write_status};
+use super::status::reason;
+use super::{Context, Error, FINALIZER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
-use crate::crd::{DeletionPolicy, IAMRoleBinding, IAMRoleBindingStatus};
-use crate::guardrail;
+use crate::claims::{Age, ClaimIndex};
+use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::guardrail::ManagedPolicyDocument;
 use crate::iam::IamError;
+use crate::judge::{self, Surroundings};
 use crate::naming;
-use crate::role::{self, DesiredRole};
-use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
+use crate::role::DesiredRole;
+use crate::sync::{Owner, SyncOutcome, sync_role};
 
 /// Entry point called by the kube-runtime Controller, with the binding from its cache.
 #[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()), generation = cached.metadata.generation))]
@@ -93,133 +98,241 @@ pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
+/// The reconcile of a live binding: [`make`] does the work and says how it ended; the result
+/// is reported here, the one place that writes its status.
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    // 0. The account the role lives in (spec.account); a refused one waits for a change of
-    //    the binding, its IAMAccount or its namespace's labels.
+    match make(binding, ctx).await {
+        Ok(synced) => {
+            // 8. Status.
+            let desired = &synced.desired;
+            let mut message = format!("IAM role {} is in sync", desired.role.role_name);
+            if let Some(kept) = &synced.boundary_kept {
+                message.push_str(&format!(
+                    "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
+                ));
+            }
+            let mut new_status = build_status(
+                binding,
+                true,
+                reason::SYNCED,
+                &message,
+                Some(desired),
+                synced.changed,
+            );
+            enforce::restored(binding, ctx, &mut new_status).await;
+            new_status.pod_identity_associations = synced.pod_identity_associations;
+            write_status(binding, ctx, new_status).await?;
+            ctx.metrics.binding_ready(&binding_key(binding), Some(true));
+            Ok(Action::requeue(ctx.jittered_resync()))
+        }
+        Err(Stop::NotReady {
+            reason,
+            message,
+            desired,
+            requeue,
+        }) => {
+            not_ready(binding, ctx, reason, &message, desired.as_deref()).await?;
+            Ok(requeue)
+        }
+        Err(Stop::NotReadyStatus { status, requeue }) => {
+            write_status(binding, ctx, *status).await?;
+            ctx.metrics
+                .binding_ready(&binding_key(binding), Some(false));
+            Ok(requeue)
+        }
+        Err(Stop::Aws(e, desired)) => Err(aws_failure(binding, ctx, e, desired.as_deref()).await),
+        Err(Stop::Reported(result)) => result,
+    }
+}
+
+/// What [`make`] achieved: the role in sync.
+struct Synced {
+    desired: DesiredRole,
+    /// Whether IAM was written to this time.
+    changed: bool,
+    boundary_kept: Option<String>,
+    pod_identity_associations: Vec<crate::crd::PodIdentityAssociationStatus>,
+}
+
+/// Why [`make`] stopped early.
+pub(super) enum Stop {
+    /// Ready=False with this reason (nothing more to write to IAM), then `requeue`.
+    NotReady {
+        reason: &'static str,
+        message: String,
+        desired: Option<Box<DesiredRole>>,
+        requeue: Action,
+    },
+    /// Ready=False with a status already built (guardrail enforcement adds its condition).
+    NotReadyStatus {
+        status: Box<IAMRoleBindingStatus>,
+        requeue: Action,
+    },
+    /// An AWS call failed: reported, then handed to the error policy.
+    Aws(IamError, Option<Box<DesiredRole>>),
+    /// A step that reports its own outcome (guardrail enforcement, associations), or a failure
+    /// to write to the API server.
+    Reported(Result<Action, Error>),
+}
+
+impl Stop {
+    pub(super) fn not_ready(
+        reason: &'static str,
+        message: String,
+        desired: Option<&DesiredRole>,
+        requeue: Action,
+    ) -> Stop {
+        Stop::NotReady {
+            reason,
+            message,
+            desired: desired.map(|d| Box::new(d.clone())),
+            requeue,
+        }
+    }
+
+    fn aws(e: IamError, desired: Option<&DesiredRole>) -> Stop {
+        Stop::Aws(e, desired.map(|d| Box::new(d.clone())))
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Reported(Err(e))
+    }
+}
+
+/// Makes the role of a live binding: steps 1-7 of the pipeline.
+async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
+    // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
+    //    for a change of the binding, its IAMAccount or its namespace's labels.
     let target = match accounts::target(binding, ctx, false).await {
         Ok(t) => t,
         Err(refusal) => {
-            not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
-            return Ok(Action::requeue(ctx.jittered_resync()));
+            return Err(Stop::not_ready(
+                refusal.reason(),
+                refusal.to_string(),
+                None,
+                Action::requeue(ctx.jittered_resync()),
+            ));
         }
     };
     let settings = &target.settings;
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
 
-    // 1. Build the desired role; a spec that cannot be one waits for a spec change.
-    let desired = match role::desired_role(binding, settings) {
-        Ok(d) => d,
-        Err(errors) => {
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            not_ready(binding, ctx, reason::INVALID_SPEC, &message, None).await?;
-            return Ok(Action::await_change());
-        }
-    };
-
-    // 2. Guardrails, re-checked before any IAM write (one may have been added after the
-    //    binding was admitted). A violating binding's role loses its grants (see enforce).
-    //    The cache's guardrails are shared, not copied.
+    // 2. Gather what surrounds the binding from the caches (shared, not copied) and judge it
+    //    (pure): guardrails are re-checked before any IAM write, as one may have been added
+    //    after the binding was admitted. The managed policies' contents are read from IAM only
+    //    when they are the one thing left to judge.
     let guardrails = ctx.guardrails.state();
-    let ns_labels = ctx
-        .namespaces
-        .get(&ObjectRef::new(&ns))
-        .map(|n| n.labels().clone())
-        .unwrap_or_default();
-    let applicable = guardrail::applicable(guardrails.iter().map(|g| g.as_ref()), &ns_labels);
-    let in_namespace = ctx
-        .claims
-        .read()
-        .map(|c| c.live_in_namespace(&ns))
-        .unwrap_or(0)
-        .max(1);
-    let mut violations = guardrail::check(binding, settings, &applicable, in_namespace);
-    // The managed policies' contents are read from IAM only when the spec itself passes.
-    if violations.is_empty() {
-        match enforce::managed_policy_violations(binding, ctx, &target.iam, &applicable).await {
-            Ok(v) => violations = v,
-            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+    let guardrail_refs: Vec<&IAMGuardrail> = guardrails.iter().map(|g| g.as_ref()).collect();
+    let all_accounts = ctx.accounts.state();
+    let account_refs: Vec<&IAMAccount> = all_accounts.iter().map(|a| a.as_ref()).collect();
+    let ns_labels = namespace_labels(ctx, &ns);
+    let judge_with = |managed_policies: Option<&[ManagedPolicyDocument]>| {
+        let claims = ctx.claims.read();
+        let none = ClaimIndex::default();
+        judge::judge(
+            binding,
+            &ctx.settings,
+            &Surroundings {
+                guardrails: &guardrail_refs,
+                namespace_labels: &ns_labels,
+                accounts: &account_refs,
+                claims: claims.as_deref().unwrap_or(&none),
+                age: Age::of(binding),
+                managed_policies,
+            },
+        )
+    };
+    let mut judgement = judge_with(None);
+    if judgement.needs_managed_documents() {
+        match ctx
+            .managed_policies
+            .documents(&target.iam, &binding.spec.managed_policy_arns)
+            .await
+        {
+            Ok(docs) => judgement = judge_with(Some(&docs)),
+            Err(e) => return Err(Stop::aws(e, judgement.desired.as_ref())),
         }
     }
-    if !violations.is_empty() {
-        return enforce::violated(
-            binding,
-            ctx,
-            &target.iam,
-            &desired,
-            &violations,
-            &applicable,
-        )
-        .await;
-    }
-    let mut desired = desired;
-    guardrail::enforce_boundary(&mut desired, &applicable);
 
-    // 3. A ServiceAccount belongs to the oldest binding that claims it.
-    let conflict = ctx
-        .claims
-        .read()
-        .ok()
-        .and_then(|c| c.conflicting_claim(binding));
-    if let Some((other, sa)) = conflict {
-        let message = format!(
-            "ServiceAccount {sa:?} is already bound by IAMRoleBinding {other:?} in this namespace; a ServiceAccount can wear one role"
-        );
-        not_ready(
-            binding,
-            ctx,
-            reason::SERVICE_ACCOUNT_CONFLICT,
-            &message,
-            Some(&desired),
-        )
-        .await?;
-        return Ok(Action::requeue(
-            ctx.jittered_resync()
-                .min(std::time::Duration::from_secs(60)),
-        ));
+    // 3. Decide (pure) what the judgement means for this reconcile.
+    match decide::after_judgement(&judgement) {
+        Next::Proceed => {}
+        Next::Refuse {
+            reason,
+            message,
+            with_role,
+            requeue,
+        } => {
+            let desired = judgement.desired.as_ref().filter(|_| with_role);
+            let requeue = match requeue {
+                Requeue::AwaitChange => Action::await_change(),
+                Requeue::Resync => Action::requeue(ctx.jittered_resync()),
+                Requeue::ResyncAtMost(most) => Action::requeue(ctx.jittered_resync().min(most)),
+            };
+            return Err(Stop::not_ready(reason, message, desired, requeue));
+        }
+        // A violating binding's role loses its grants (see enforce). Spec errors are reported
+        // before violations, so a violating binding's spec is a role.
+        Next::Violated(violations) => {
+            if let Some(desired) = &judgement.desired {
+                return Err(enforce::violated(
+                    binding,
+                    ctx,
+                    &target.iam,
+                    desired,
+                    &violations,
+                    &judgement.applicable,
+                )
+                .await?);
+            }
+        }
     }
+    let Some(mut desired) = judgement.desired.clone() else {
+        // Unreachable: a judgement without a role has a problem, handled above.
+        return Err(Stop::Reported(Ok(Action::await_change())));
+    };
+    let applicable = judgement.applicable.clone();
 
-    // 3. IRSA needs the cluster's OIDC provider in IAM.
-    let uses_irsa = desired
-        .role
-        .assume_role_policy
-        .to_string()
-        .contains("AssumeRoleWithWebIdentity");
-    if uses_irsa && let Some(provider) = settings.oidc_provider_arn() {
+    // 4. IRSA needs the cluster's OIDC provider in IAM.
+    let uses_irsa = desired.uses_irsa();
+    let provider = settings.oidc_provider_arn();
+    if decide::needs_oidc_provider(&desired, provider.as_deref())
+        && let Some(provider) = provider
+    {
         match target.oidc_provider_exists(ctx, &provider).await {
             Ok(true) => {}
             Ok(false) => {
                 let message = format!(
                     "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
                 );
-                not_ready(
-                    binding,
-                    ctx,
+                return Err(Stop::not_ready(
                     reason::OIDC_PROVIDER_MISSING,
-                    &message,
+                    message,
                     Some(&desired),
-                )
-                .await?;
-                return Ok(Action::requeue(std::time::Duration::from_secs(300)));
+                    Action::requeue(std::time::Duration::from_secs(300)),
+                ));
             }
-            Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+            Err(e) => return Err(Stop::aws(e, Some(&desired))),
         }
     }
 
-    // 4. Read the role, diff, write; never touch a role hatrack does not own.
+    // 5. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner::of(settings, &ns, &name);
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
     match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {
-            not_ready(binding, ctx, refusal.reason, &refusal.message, None).await?;
-            return Ok(Action::requeue(ctx.jittered_resync()));
+            return Err(Stop::not_ready(
+                refusal.reason,
+                refusal.message,
+                None,
+                Action::requeue(ctx.jittered_resync()),
+            ));
         }
-        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        Err(e) => return Err(Stop::aws(e, Some(&desired))),
     }
     let mut outcome = sync_role(&target.iam, &desired, &owner).await;
     let current = naming::role_name(&settings.cluster_identity(), &ns, &name);
@@ -246,29 +359,20 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
                 naming::TAG_PREFIX,
                 settings.cluster_name
             );
-            not_ready(
-                binding,
-                ctx,
+            return Err(Stop::not_ready(
                 reason::ROLE_NOT_OWNED,
-                &message,
+                message,
                 Some(&desired),
-            )
-            .await?;
-            return Ok(Action::requeue(ctx.jittered_resync()));
+                Action::requeue(ctx.jittered_resync()),
+            ));
         }
-        Err(e) => return Err(aws_failure(binding, ctx, e, &desired).await),
+        Err(e) => return Err(Stop::aws(e, Some(&desired))),
     };
     if !made.is_empty() {
         let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation)
             == binding.metadata.generation
             && is_ready(binding);
-        let (reason, verb) = if created {
-            ("RoleCreated", "Created")
-        } else if in_sync_before {
-            ("DriftCorrected", "Corrected drift in")
-        } else {
-            ("RoleUpdated", "Updated")
-        };
+        let (reason, verb) = decide::sync_event(created, in_sync_before);
         tracing::info!(role = %desired.role.role_name, calls = ?made, "{verb} IAM role");
         publish(
             ctx,
@@ -288,44 +392,33 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
-    // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    // 6. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
     let pod_identity_associations =
         match super::associations::apply_step(binding, ctx, &desired).await? {
             super::associations::Step::Synced(a) => a,
-            super::associations::Step::Reported(action) => return Ok(action),
+            super::associations::Step::Reported(action) => return Err(Stop::Reported(Ok(action))),
         };
 
-    // 6. IRSA reads the role ARN from the ServiceAccount.
+    // 7. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
-    // 7. Status.
-    let mut message = format!("IAM role {} is in sync", desired.role.role_name);
-    if let Some(kept) = &boundary_kept {
-        message.push_str(&format!(
-            "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
-        ));
-    }
-    let mut new_status = build_status(
-        binding,
-        true,
-        reason::SYNCED,
-        &message,
-        Some(&desired),
-        !made.is_empty(),
-    );
-    enforce::restored(binding, ctx, &mut new_status).await;
-    new_status.pod_identity_associations = pod_identity_associations;
-    write_status(binding, ctx, new_status).await?;
-    ctx.metrics.binding_ready(&binding_key(binding), Some(true));
-    Ok(Action::requeue(ctx.jittered_resync()))
+    Ok(Synced {
+        desired,
+        changed: !made.is_empty(),
+        boundary_kept,
+        pod_identity_associations,
+    })
 }
 
-fn is_ready(binding: &IAMRoleBinding) -> bool {
-    binding.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
+/// The labels of a namespace, from the cache (empty when unknown).
+pub(super) fn namespace_labels(
+    ctx: &Context,
+    namespace: &str,
+) -> std::collections::BTreeMap<String, String> {
+    ctx.namespaces
+        .get(&ObjectRef::new(namespace))
+        .map(|n| n.labels().clone())
+        .unwrap_or_default()
 }
 
 async fn annotate_service_accounts(
@@ -336,28 +429,45 @@ async fn annotate_service_accounts(
 ) -> Result<(), Error> {
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    for sa in ctx.service_accounts.state() {
-        if sa.namespace().as_deref() != Some(ns.as_str()) {
-            continue;
-        }
-        let current = sa.annotations().get(ROLE_ARN_ANNOTATION);
+    for sa in service_accounts_in(ctx, &ns) {
         let bound = binding.spec.service_accounts.contains(&sa.name_any());
-        let patch = if bound && uses_irsa && current != Some(&desired.role.arn) {
-            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: desired.role.arn}}})
-        } else if (!bound || !uses_irsa) && current == Some(&desired.role.arn) {
-            // No longer bound: take our annotation back, but never someone else's.
-            json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}})
-        } else {
-            continue;
+        let current = sa
+            .annotations()
+            .get(ROLE_ARN_ANNOTATION)
+            .map(String::as_str);
+        let value = match decide::annotation(bound && uses_irsa, current, &desired.role.arn) {
+            decide::Annotation::Keep => continue,
+            decide::Annotation::Set => json!(desired.role.arn),
+            decide::Annotation::Remove => serde_json::Value::Null,
         };
+        let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: value}}});
         set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
     }
     Ok(())
 }
 
+/// The cached ServiceAccounts of `namespace`, found through the namespace index.
+pub(super) fn service_accounts_in(
+    ctx: &Context,
+    namespace: &str,
+) -> Vec<Arc<super::CachedServiceAccount>> {
+    let names = ctx
+        .service_accounts_by_namespace
+        .read()
+        .map(|i| i.names(namespace))
+        .unwrap_or_default();
+    names
+        .iter()
+        .filter_map(|n| {
+            ctx.service_accounts
+                .get(&ObjectRef::new(n).within(namespace))
+        })
+        .collect()
+}
+
 /// Applies an annotation patch to a ServiceAccount; one deleted since the cache saw it needs
 /// nothing.
-async fn set_role_arn_annotation(
+pub(super) async fn set_role_arn_annotation(
     api: &Api<ServiceAccount>,
     name: &str,
     patch: serde_json::Value,
@@ -369,437 +479,5 @@ async fn set_role_arn_annotation(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-async fn remove_annotations(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    arn: &str,
-) -> Result<(), Error> {
-    let ns = binding.namespace().unwrap_or_default();
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    for sa in ctx.service_accounts.state() {
-        if sa.namespace().as_deref() == Some(ns.as_str())
-            && sa
-                .annotations()
-                .get(ROLE_ARN_ANNOTATION)
-                .map(String::as_str)
-                == Some(arn)
-        {
-            let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
-            set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    // The role is removed from the account it was made in, even if the IAMAccount no longer
-    // selects the namespace; without the IAMAccount it cannot be reached, and deletion waits.
-    let target = match accounts::target(binding, ctx, true).await {
-        Ok(t) => t,
-        Err(refusal) => {
-            let st = build_status(
-                binding,
-                false,
-                reason::DELETING,
-                &refusal.to_string(),
-                None,
-                false,
-            );
-            write_status(binding, ctx, st).await?;
-            return Err(refusal.into());
-        }
-    };
-    let settings = &target.settings;
-    let ns = binding.namespace().unwrap_or_default();
-    let name = binding.name_any();
-    // The name depends only on identity (or is the adopted role's), so cleanup works even
-    // for an invalid spec.
-    let role_name = binding.spec.adopt_role.clone().unwrap_or_else(|| {
-        naming::role_name_in_use(
-            &settings.cluster_identity(),
-            settings
-                .cluster_region
-                .is_some()
-                .then_some(settings.cluster_name.as_str()),
-            binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
-            &ns,
-            &name,
-        )
-    });
-    let arn = match (&binding.spec.adopt_role, binding.status.as_ref()) {
-        // An adopted role's path is its own: the ARN is the one status recorded.
-        (Some(_), Some(st)) => st.role_arn.clone().unwrap_or_default(),
-        _ => settings.role_arn(&role_name),
-    };
-    remove_annotations(binding, ctx, &arn).await?;
-    let owner = Owner::of(settings, &ns, &name);
-    if binding.deletion_policy() == DeletionPolicy::Retain {
-        let applicable = enforce::applicable_guardrails(ctx, binding);
-        let refs: Vec<&crate::crd::IAMGuardrail> = applicable.iter().map(|g| g.as_ref()).collect();
-        // None: Retain is forbidden here, and the role goes like any other.
-        if let Some(action) =
-            enforce::retain_on_delete(binding, ctx, &target.iam, &role_name, &refs).await?
-        {
-            // Not an orphan: the sweep leaves roles marked retained alone.
-            super::orphans::mark_retained(&target.iam, &role_name, &owner).await?;
-            ctx.metrics.binding_ready(&binding_key(binding), None);
-            return Ok(action);
-        }
-    }
-    // Associations name the role: they go first.
-    super::associations::cleanup_step(binding, ctx).await?;
-    match delete_owned_role(&target.iam, &role_name, &owner).await {
-        Ok(CleanupOutcome::Deleted) => {
-            publish(
-                ctx,
-                binding,
-                EventType::Normal,
-                "RoleDeleted",
-                "Delete",
-                format!("Deleted IAM role {role_name}"),
-            )
-            .await;
-        }
-        Ok(CleanupOutcome::AlreadyGone) => {}
-        Ok(CleanupOutcome::NotOwned) => {
-            publish(
-                ctx,
-                binding,
-                EventType::Warning,
-                reason::ROLE_NOT_OWNED,
-                "Delete",
-                format!("IAM role {role_name} is not owned by this binding; left in place"),
-            )
-            .await;
-        }
-        Ok(CleanupOutcome::HeldBy(holders)) => {
-            let err = Error::RoleHeld {
-                role: role_name.clone(),
-                holders: holders.join(", "),
-            };
-            publish(
-                ctx,
-                binding,
-                EventType::Warning,
-                "DeleteBlocked",
-                "Delete",
-                err.to_string(),
-            )
-            .await;
-            let st = build_status(
-                binding,
-                false,
-                reason::DELETING,
-                &err.to_string(),
-                None,
-                false,
-            );
-            write_status(binding, ctx, st).await?;
-            return Err(err);
-        }
-        Err(e) => {
-            publish(
-                ctx,
-                binding,
-                EventType::Warning,
-                reason::AWS_ERROR,
-                "Delete",
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
-        }
-    }
-    ctx.metrics.binding_ready(&binding_key(binding), None);
-    Ok(Action::await_change())
-}
-
-/// Records an AWS failure in status and Events, and hands the error to the error policy
-/// (which backs off with jitter).
-async fn aws_failure(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    e: IamError,
-    desired: &DesiredRole,
-) -> Error {
-    let message = e.to_string();
-    publish(
-        ctx,
-        binding,
-        EventType::Warning,
-        reason::AWS_ERROR,
-        "Reconcile",
-        message.clone(),
-    )
-    .await;
-    let st = build_status(
-        binding,
-        false,
-        reason::AWS_ERROR,
-        &message,
-        Some(desired),
-        false,
-    );
-    if let Err(write_err) = write_status(binding, ctx, st).await {
-        tracing::warn!(error = %write_err, "cannot write status");
-    }
-    ctx.metrics
-        .binding_ready(&binding_key(binding), Some(false));
-    e.into()
-}
-
-pub(super) async fn not_ready(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    reason: &str,
-    message: &str,
-    desired: Option<&DesiredRole>,
-) -> Result<(), Error> {
-    let was = binding.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    });
-    if was.as_ref() != Some(&(reason.to_string(), message.to_string())) {
-        publish(
-            ctx,
-            binding,
-            EventType::Warning,
-            reason,
-            "Reconcile",
-            message.to_string(),
-        )
-        .await;
-    }
-    let st = build_status(binding, false, reason, message, desired, false);
-    write_status(binding, ctx, st).await?;
-    ctx.metrics
-        .binding_ready(&binding_key(binding), Some(false));
-    Ok(())
-}
-
-pub(super) fn build_status(
-    binding: &IAMRoleBinding,
-    ready: bool,
-    reason: &str,
-    message: &str,
-    desired: Option<&DesiredRole>,
-    synced_now: bool,
-) -> IAMRoleBindingStatus {
-    let old = binding.status.clone().unwrap_or_default();
-    let now = Time(jiff::Timestamp::now());
-    let condition = status::ready_condition(
-        ready,
-        reason,
-        message,
-        binding.metadata.generation,
-        &old.conditions,
-        now.clone(),
-    );
-    let conditions = status::with_ready(&old.conditions, condition);
-    IAMRoleBindingStatus {
-        role_name: desired
-            .map(|d| d.role.role_name.clone())
-            .or(old.role_name.clone()),
-        role_arn: desired.map(|d| d.role.arn.clone()).or(old.role_arn.clone()),
-        observed_generation: binding.metadata.generation,
-        conditions,
-        last_sync_time: if ready
-            && (synced_now || old.last_sync_time.is_none() || !is_ready(binding))
-        {
-            Some(now)
-        } else {
-            old.last_sync_time
-        },
-        pod_identity_associations: old.pod_identity_associations,
-    }
-}
-
-/// Writes status only when something a reader cares about changed: a resync that finds the
-/// role in sync writes nothing to the API server either.
-pub(super) async fn write_status(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    new: IAMRoleBindingStatus,
-) -> Result<(), Error> {
-    if !status::status_changed(binding.status.as_ref(), &new)
-        && binding
-            .status
-            .as_ref()
-            .and_then(|s| s.last_sync_time.clone())
-            == new.last_sync_time
-    {
-        return Ok(());
-    }
-    let ns = binding.namespace().unwrap_or_default();
-    let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut patch = json!({"status": new});
-    // An empty list is not serialised, and a merge patch keeps what it does not name.
-    if new.pod_identity_associations.is_empty() {
-        patch["status"]["podIdentityAssociations"] = serde_json::Value::Null;
-    }
-    api.patch_status(
-        &binding.name_any(),
-        &PatchParams::apply(MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn publish(
-    ctx: &Context,
-    binding: &IAMRoleBinding,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let reference = binding.object_ref(&());
-    let note = status::event_note(note);
-    // The Recorder names its Events `<binding>.<hex time>`, which for the longest binding
-    // names exceeds the 253 characters an Event name may have (the API server rejects it):
-    // those bindings' Warnings are written one-off, under a shortened name, like Normal ones.
-    let recorder_can_name = reference
-        .name
-        .as_deref()
-        .is_some_and(|n| n.len() <= EVENT_NAME_OBJECT_MAX);
-    let result = match type_ {
-        // Warnings repeat while a problem lasts: the Recorder folds repeats into one Event
-        // with a count. Normal events are one-off outcomes (created, updated, deleted), written
-        // directly: the Recorder would keep each in its cache for 6 minutes and rescan the whole
-        // cache on every publish, which a burst of thousands of creations makes large.
-        EventType::Warning if recorder_can_name => {
-            let event = Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: action.into(),
-                secondary: None,
-            };
-            ctx.recorder.publish(&event, &reference).await
-        }
-        _ => {
-            let event = one_off_event(&reference, type_, reason, action, note, &ctx.event_instance);
-            let api: Api<K8sEvent> = Api::namespaced(
-                ctx.client.clone(),
-                reference.namespace.as_deref().unwrap_or("default"),
-            );
-            api.create(&PostParams::default(), &event).await.map(drop)
-        }
-    };
-    if let Err(e) = result {
-        // Events are best effort; never fail a reconcile over one.
-        tracing::warn!(error = %e, "cannot publish event");
-    }
-}
-
-/// The longest object name that still leaves room for `.<16 hex digits>` in an Event name
-/// (at most 253 characters, a DNS subdomain).
-const EVENT_NAME_OBJECT_MAX: usize = 253 - 17;
-
-/// `<object>.<hex time>` as the Recorder names Events, the object's name cut short when
-/// needed so the whole stays a valid Event name (no label may end in `-` or `.`).
-fn event_name(object: &str, nanos: i128) -> String {
-    let mut end = object.len().min(EVENT_NAME_OBJECT_MAX);
-    while !object.is_char_boundary(end) {
-        end -= 1;
-    }
-    let prefix = object[..end].trim_end_matches(['-', '.']);
-    format!("{prefix}.{nanos:x}")
-}
-
-/// An Event as the Recorder would write it the first time (events.k8s.io/v1).
-fn one_off_event(
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-    instance: &str,
-) -> K8sEvent {
-    let now = jiff::Timestamp::now();
-    K8sEvent {
-        action: Some(action.into()),
-        reason: Some(reason.into()),
-        event_time: Some(MicroTime(now)),
-        regarding: Some(reference.clone()),
-        note: Some(note),
-        metadata: kube::api::ObjectMeta {
-            namespace: reference.namespace.clone(),
-            name: Some(event_name(
-                reference.name.as_deref().unwrap_or(MANAGER),
-                now.as_nanosecond(),
-            )),
-            ..Default::default()
-        },
-        reporting_controller: Some(MANAGER.into()),
-        reporting_instance: Some(instance.into()),
-        type_: Some(
-            match type_ {
-                EventType::Normal => "Normal",
-                EventType::Warning => "Warning",
-            }
-            .into(),
-        ),
-        ..Default::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_off_events_name_the_binding_and_the_reporter() {
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
-            name: Some("app".into()),
-            namespace: Some("team".into()),
-            ..Default::default()
-        };
-        let e = one_off_event(
-            &reference,
-            EventType::Normal,
-            "RoleCreated",
-            "Reconcile",
-            "made".into(),
-            "pod-1",
-        );
-        assert_eq!(e.metadata.namespace.as_deref(), Some("team"));
-        assert!(e.metadata.name.unwrap().starts_with("app."));
-        assert_eq!(e.regarding, Some(reference));
-        assert_eq!(e.type_.as_deref(), Some("Normal"));
-        assert_eq!(e.reason.as_deref(), Some("RoleCreated"));
-        assert_eq!(e.reporting_controller.as_deref(), Some(MANAGER));
-        assert_eq!(e.reporting_instance.as_deref(), Some("pod-1"));
-        assert!(e.series.is_none() && e.event_time.is_some());
-    }
-
-    #[test]
-    fn event_names_stay_valid_for_the_longest_object_names() {
-        let nanos = 0x18ec_8b2d_849c_5a0e_i128;
-        assert_eq!(event_name("app", nanos), "app.18ec8b2d849c5a0e");
-        for object in [
-            "a".repeat(253),
-            format!(
-                "{}-{}",
-                "a".repeat(EVENT_NAME_OBJECT_MAX - 1),
-                "b".repeat(20)
-            ),
-            format!(
-                "{}.{}",
-                "a".repeat(EVENT_NAME_OBJECT_MAX - 1),
-                "b".repeat(20)
-            ),
-        ] {
-            let name = event_name(&object, nanos);
-            assert!(name.len() <= 253, "{} characters", name.len());
-            assert!(!name.contains("-.") && !name.contains(".."), "{name}");
-            assert!(name.ends_with(".18ec8b2d849c5a0e"));
-        }
     }
 }

@@ -7,19 +7,12 @@ use crate::crd::IAMRoleBindingStatus;
 /// Reasons of the Ready condition.
 pub mod reason {
     pub const SYNCED: &str = "Synced";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const ROLE_NOT_OWNED: &str = "RoleNotOwned";
-    pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
     pub const OIDC_PROVIDER_MISSING: &str = "OidcProviderMissing";
     pub const AWS_ERROR: &str = "AwsError";
     pub const DELETING: &str = "Deleting";
-    pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
-    /// `spec.account` names an IAMAccount that is missing or invalid.
-    pub const ACCOUNT_UNAVAILABLE: &str = "AccountUnavailable";
-    /// `spec.account` names an IAMAccount that does not select the binding's namespace.
-    pub const ACCOUNT_NOT_ALLOWED: &str = "AccountNotAllowed";
-    /// What the binding asks for cannot be made in the account it names.
-    pub const ACCOUNT_UNSUPPORTED: &str = "AccountUnsupported";
+    /// The reasons of a binding the judge refuses.
+    pub use crate::judge::reason::*;
     /// An EKS Pod Identity association hatrack does not own holds a bound ServiceAccount.
     pub const FOREIGN_POD_IDENTITY_ASSOCIATION: &str = "ForeignPodIdentityAssociation";
 }

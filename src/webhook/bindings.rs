@@ -15,7 +15,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::binding_admission::{BindingContext, admit, unchecked};
+use crate::binding_admission::{BindingContext, admit};
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
 use crate::settings::Settings;
 
@@ -177,10 +177,11 @@ pub fn review_binding(
             }
             let ns = binding.namespace().unwrap_or_default();
             let context = view.context(&ns);
-            let problems = admit(&binding, old.as_ref(), settings, &context);
+            let admission = admit(&binding, old.as_ref(), settings, &context);
+            let problems = admission.problems;
             if problems.is_empty() {
                 let mut response = response;
-                if let Some(note) = unchecked(&binding, &context) {
+                if let Some(note) = admission.unchecked {
                     response.warnings = Some(vec![note]);
                 }
                 response

@@ -191,7 +191,7 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
             partition: "aws".into(),
             oidc_issuer: Some("https://oidc.eks.eu-west-1.amazonaws.com/id/TEST".into()),
             role_path: "/hatrack/".into(),
-            default_trust: vec![hatrack::settings::TrustKind::Irsa],
+            default_trust: vec![hatrack::crd::TrustMechanism::Irsa],
             default_audience: "sts.amazonaws.com".into(),
             trust_policy_max_chars: 2048,
             max_managed_policies: 10,

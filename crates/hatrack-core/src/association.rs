@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::crd::IAMRoleBinding;
+use crate::crd::TrustMechanism;
 use crate::naming;
-use crate::settings::{Settings, TrustKind};
+use crate::settings::Settings;
 
 /// An association as `ListPodIdentityAssociations` gives it (no role, no tags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +75,9 @@ impl DesiredAssociations {
 pub fn uses_pod_identity(binding: &IAMRoleBinding, settings: &Settings) -> bool {
     match &binding.spec.trust {
         Some(t) => t.pod_identity.is_some(),
-        None => settings.default_trust.contains(&TrustKind::PodIdentity),
+        None => settings
+            .default_trust
+            .contains(&TrustMechanism::PodIdentity),
     }
 }
 
@@ -308,7 +311,7 @@ mod tests {
             "default trust is irsa"
         );
         let mut pod_default = s.clone();
-        pod_default.default_trust = vec![TrustKind::PodIdentity];
+        pod_default.default_trust = vec![TrustMechanism::PodIdentity];
         let d = desired(&default, &pod_default, ROLE).unwrap();
         assert_eq!(d.service_accounts, BTreeSet::from(["web".to_string()]));
         assert_eq!(d.cluster, "prod-eu");

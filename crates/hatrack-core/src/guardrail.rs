@@ -14,7 +14,7 @@ use crate::crd::{
 use crate::policy::intersect::patterns_intersect;
 use crate::policy::wildcard;
 use crate::role::{DEFAULT_MAX_SESSION_SECONDS, DesiredRole};
-use crate::settings::{Settings, TrustKind};
+use crate::settings::Settings;
 
 /// One way a binding breaks a guardrail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,16 +55,9 @@ pub fn selector_matches(
     true
 }
 
-/// The guardrails that apply to a namespace with these labels.
+/// The guardrails that apply to a namespace with these labels (from any collection: owned,
+/// or `Arc`s shared with a watch cache, mapped with `Arc::as_ref`).
 pub fn applicable<'a>(
-    guardrails: impl IntoIterator<Item = &'a IAMGuardrail>,
-    namespace_labels: &BTreeMap<String, String>,
-) -> Vec<&'a IAMGuardrail> {
-    applicable_in(guardrails, namespace_labels)
-}
-
-/// [`applicable`] over any collection of guardrails (e.g. `Arc`s shared with a watch cache).
-pub fn applicable_in<'a>(
     guardrails: impl IntoIterator<Item = &'a IAMGuardrail>,
     namespace_labels: &BTreeMap<String, String>,
 ) -> Vec<&'a IAMGuardrail> {
@@ -87,14 +80,7 @@ pub fn trust_mechanisms(binding: &IAMRoleBinding, settings: &Settings) -> Vec<Tr
             }
             m
         }
-        None => settings
-            .default_trust
-            .iter()
-            .map(|k| match k {
-                TrustKind::Irsa => TrustMechanism::Irsa,
-                TrustKind::PodIdentity => TrustMechanism::PodIdentity,
-            })
-            .collect(),
+        None => settings.default_trust.clone(),
     }
 }
 
@@ -193,10 +179,7 @@ pub fn check(
         if let Some(allowed) = &g.spec.allowed_trust {
             for m in trust_mechanisms(binding, settings) {
                 if !allowed.contains(&m) {
-                    let name = match m {
-                        TrustMechanism::Irsa => "irsa",
-                        TrustMechanism::PodIdentity => "podIdentity",
-                    };
+                    let name = m.to_string();
                     out.push(v(
                         format!("spec.trust.{name}"),
                         format!("trust mechanism {name} is not allowed here"),

@@ -7,9 +7,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::crd::IAMRoleBinding;
+use crate::crd::TrustMechanism;
 use crate::naming;
 use crate::policy::{self, DocumentKind};
-use crate::settings::{Settings, TrustKind};
+use crate::settings::Settings;
 use crate::trust::{self, TrustInputs};
 use crate::validate;
 
@@ -62,6 +63,17 @@ pub struct DesiredRole {
     pub name: String,
     #[serde(flatten)]
     pub role: Role,
+    /// The trust mechanisms the role's trust policy admits (the binding's, or the defaults).
+    #[serde(skip)]
+    pub mechanisms: BTreeSet<TrustMechanism>,
+}
+
+impl DesiredRole {
+    /// Whether pods reach the role through IRSA (the ServiceAccount annotation and the
+    /// cluster's OIDC provider are needed).
+    pub fn uses_irsa(&self) -> bool {
+        self.mechanisms.contains(&TrustMechanism::Irsa)
+    }
 }
 
 /// The role as IAM has it.
@@ -110,14 +122,14 @@ pub fn desired_role(
     }
 
     // Trust.
-    let kinds: BTreeSet<TrustKind> = match &spec.trust {
+    let kinds: BTreeSet<TrustMechanism> = match &spec.trust {
         Some(t) => {
             let mut k = BTreeSet::new();
             if t.irsa.is_some() {
-                k.insert(TrustKind::Irsa);
+                k.insert(TrustMechanism::Irsa);
             }
             if t.pod_identity.is_some() {
-                k.insert(TrustKind::PodIdentity);
+                k.insert(TrustMechanism::PodIdentity);
             }
             if k.is_empty() {
                 errors.push(spec_err("spec.trust", "enable irsa, podIdentity or both"));
@@ -145,9 +157,9 @@ pub fn desired_role(
                 namespace: &namespace,
                 service_accounts: &spec.service_accounts,
                 irsa_audience: kinds
-                    .contains(&TrustKind::Irsa)
+                    .contains(&TrustMechanism::Irsa)
                     .then_some(audience.as_str()),
-                pod_identity: kinds.contains(&TrustKind::PodIdentity),
+                pod_identity: kinds.contains(&TrustMechanism::PodIdentity),
             },
         ) {
             Ok(doc) => doc,
@@ -289,6 +301,7 @@ pub fn desired_role(
     Ok(DesiredRole {
         namespace,
         name,
+        mechanisms: kinds,
         role: Role {
             arn: settings.role_arn(&role_name),
             role_name,

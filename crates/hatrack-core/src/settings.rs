@@ -3,27 +3,9 @@
 //! validated once, so everything downstream can rely on them.
 
 use std::collections::HashSet;
-use std::fmt;
 
+use crate::crd::TrustMechanism;
 use crate::detect::Mode;
-
-/// A trust mechanism through which pods assume a role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum TrustKind {
-    /// IAM Roles for Service Accounts (web identity on the cluster's OIDC issuer).
-    Irsa,
-    /// EKS Pod Identity (`pods.eks.amazonaws.com`).
-    PodIdentity,
-}
-
-impl fmt::Display for TrustKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TrustKind::Irsa => "irsa",
-            TrustKind::PodIdentity => "podIdentity",
-        })
-    }
-}
 
 /// Flags shared by `controller` and `plan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,7 +47,7 @@ pub struct ClusterArgs {
         value_delimiter = ',',
         default_value = "irsa"
     )]
-    pub default_trust: Vec<TrustKind>,
+    pub default_trust: Vec<TrustMechanism>,
 
     /// IRSA audience used when a binding names none.
     #[arg(
@@ -145,7 +127,7 @@ pub struct Settings {
     /// Issuer without the `https://` scheme and trailing slash, as IAM condition keys use it.
     pub oidc_issuer_host_path: Option<String>,
     pub role_path: String,
-    pub default_trust: Vec<TrustKind>,
+    pub default_trust: Vec<TrustMechanism>,
     pub default_audience: String,
     pub trust_policy_max_chars: usize,
     pub max_managed_policies: usize,
@@ -209,7 +191,7 @@ impl ClusterArgs {
         if self.default_trust.is_empty() {
             return Err(err("default-trust", "must name irsa, pod-identity or both"));
         }
-        if self.default_trust.contains(&TrustKind::Irsa) && oidc_issuer_host_path.is_none() {
+        if self.default_trust.contains(&TrustMechanism::Irsa) && oidc_issuer_host_path.is_none() {
             return Err(err(
                 "oidc-issuer",
                 "is required when the default trust includes irsa (or set --default-trust pod-identity)",
@@ -348,7 +330,7 @@ impl Settings {
                 "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
             ),
             role_path: "/hatrack/".into(),
-            default_trust: vec![TrustKind::Irsa],
+            default_trust: vec![TrustMechanism::Irsa],
             default_audience: "sts.amazonaws.com".into(),
             trust_policy_max_chars: 2048,
             max_managed_policies: 10,
@@ -456,7 +438,7 @@ mod tests {
             "--default-trust=pod-identity",
         ])
         .unwrap();
-        assert_eq!(s.default_trust, vec![TrustKind::PodIdentity]);
+        assert_eq!(s.default_trust, vec![TrustMechanism::PodIdentity]);
     }
 
     #[test]

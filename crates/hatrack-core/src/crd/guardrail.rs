@@ -108,14 +108,43 @@ pub struct IAMGuardrailSpec {
     pub adoptable_roles: Option<Vec<String>>,
 }
 
+// One type for guardrails' `allowedTrust` (serialized `irsa`, `podIdentity`) and the
+// controller's `--default-trust` (values `irsa`, `pod-identity`). Its doc comment is the CRD's
+// description, and variants carry none (schemars would turn the enum into a `oneOf`): the
+// flag's help is given with `value(help)`.
 /// A trust mechanism, as named in `allowedTrust`.
 #[derive(
-    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+    JsonSchema,
+    Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum TrustMechanism {
+    // IAM Roles for Service Accounts (web identity on the cluster's OIDC issuer).
+    #[value(help = "IAM Roles for Service Accounts (web identity on the cluster's OIDC issuer)")]
     Irsa,
+    // EKS Pod Identity (`pods.eks.amazonaws.com`).
+    #[value(help = "EKS Pod Identity (pods.eks.amazonaws.com)")]
     PodIdentity,
+}
+
+impl std::fmt::Display for TrustMechanism {
+    /// The name guardrails and status messages use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrustMechanism::Irsa => "irsa",
+            TrustMechanism::PodIdentity => "podIdentity",
+        })
+    }
 }
 
 /// What the controller does about a binding that violates a guardrail.

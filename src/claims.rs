@@ -1,30 +1,68 @@
-//! Which binding owns a ServiceAccount when several claim it: the oldest (by creation time,
-//! then name), so an existing binding never loses its ServiceAccount to a newcomer.
+//! Which binding holds a ServiceAccount when several claim it: the conflict rule, in one place
+//! for the controller, the binding webhook, `plan` and `check`.
+//!
+//! The rule: a ServiceAccount belongs to the **oldest** live binding that claims it, by
+//! creation time, then input position (offline only), then name. Every other claimant is in
+//! conflict. The controller judges a binding at its own age, so an existing binding never
+//! loses its ServiceAccount to a newcomer, and the outcome survives restarts (it depends on
+//! stored metadata only). Admission judges the binding under review as the newest
+//! ([`Age::Newest`]): a CREATE or UPDATE that claims a ServiceAccount another live binding
+//! claims is refused, because admitting it would either lose (a newcomer) or take the
+//! ServiceAccount from the binding that holds it. `plan` and `check` judge the bindings of
+//! their input in input order: a later binding claiming a ServiceAccount an earlier one claims
+//! is refused as the webhook would refuse it when they are applied in that order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::crd::IAMRoleBinding;
 
+/// How old a claimant is, for the conflict rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Age {
+    /// Stored metadata: creation time (a missing one sorts first: only offline), then the
+    /// position in an offline input (0 in a cluster). Ties are broken by name.
+    At {
+        created: Option<jiff::Timestamp>,
+        position: u32,
+    },
+    /// Younger than every claimant: a binding under admission.
+    Newest,
+}
+
+impl Age {
+    /// A binding's age in a cluster (its creation time).
+    pub fn of(b: &IAMRoleBinding) -> Age {
+        Age::at(b, 0)
+    }
+
+    /// A binding's age at `position` of an offline input.
+    pub fn at(b: &IAMRoleBinding, position: u32) -> Age {
+        Age::At {
+            created: b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            position,
+        }
+    }
+}
+
 /// A binding that claims a ServiceAccount, ordered by age.
 #[derive(Debug, Clone)]
 struct Claimant {
-    created: Option<jiff::Timestamp>,
+    age: Age,
     name: Name,
 }
 
 impl Claimant {
-    fn of(b: &IAMRoleBinding) -> Claimant {
-        Claimant {
-            created: b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            name: b.metadata.name.as_deref().unwrap_or_default().into(),
-        }
+    fn is_older_than(&self, age: Age, name: &str) -> bool {
+        (self.age, &*self.name) < (age, name)
     }
+}
 
-    /// Older first; a missing creation time sorts first (only offline), then by name.
-    fn is_older_than(&self, other: &Claimant) -> bool {
-        (self.created, &self.name) < (other.created, &other.name)
-    }
+/// A ServiceAccount the judged binding cannot have: `holder` claims it and is older.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub service_account: String,
+    pub holder: String,
 }
 
 /// A namespace, binding or ServiceAccount name. Shared: with 10,000 bindings, one copy of each
@@ -55,6 +93,11 @@ pub struct ClaimIndex {
 impl ClaimIndex {
     /// Records the binding as it is now (a binding being deleted claims nothing).
     pub fn upsert(&mut self, b: &IAMRoleBinding) {
+        self.upsert_aged(b, Age::of(b));
+    }
+
+    /// [`upsert`](Self::upsert) with an age given by the caller (offline input order).
+    pub fn upsert_aged(&mut self, b: &IAMRoleBinding, age: Age) {
         let key = binding_key(b);
         self.remove_key(&key);
         if b.metadata.deletion_timestamp.is_some() {
@@ -64,10 +107,7 @@ impl ClaimIndex {
             .live_in_namespace
             .get_key_value(&key.0)
             .map_or(key.0, |(ns, _)| ns.clone());
-        let me = Claimant {
-            created: b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            name: key.1,
-        };
+        let me = Claimant { age, name: key.1 };
         let mut claimed: Vec<Name> = Vec::with_capacity(b.spec.service_accounts.len());
         for sa in &b.spec.service_accounts {
             if claimed.iter().any(|c| **c == **sa) {
@@ -112,29 +152,40 @@ impl ClaimIndex {
         }
     }
 
-    /// The first (binding name, ServiceAccount) where an older binding in the same namespace
-    /// already claims one of `me`'s ServiceAccounts.
-    pub fn conflicting_claim(&self, me: &IAMRoleBinding) -> Option<(String, String)> {
-        let (ns, _) = binding_key(me);
-        let mine = Claimant::of(me);
-        let mut found: Option<(&Claimant, &str)> = None;
+    /// The ServiceAccounts of `me` (in spec order, each once) that an older live binding of its
+    /// namespace claims, each with its oldest such claimant: the conflict rule.
+    pub fn conflicts(&self, me: &IAMRoleBinding, age: Age) -> Vec<Conflict> {
+        let (ns, my_name) = binding_key(me);
+        let mut out: Vec<Conflict> = Vec::new();
         for sa in &me.spec.service_accounts {
+            if out.iter().any(|c| c.service_account == *sa) {
+                continue;
+            }
             let Some(claimants) = self
                 .by_service_account
                 .get(&(ns.clone(), sa.as_str().into()))
             else {
                 continue;
             };
-            for c in claimants {
-                if c.name != mine.name
-                    && c.is_older_than(&mine)
-                    && found.is_none_or(|(best, _)| c.is_older_than(best))
-                {
-                    found = Some((c, sa));
-                }
+            let holder = claimants
+                .iter()
+                .filter(|c| c.name != my_name && c.is_older_than(age, &my_name))
+                .min_by(|a, b| (a.age, &a.name).cmp(&(b.age, &b.name)));
+            if let Some(h) = holder {
+                out.push(Conflict {
+                    service_account: sa.clone(),
+                    holder: h.name.to_string(),
+                });
             }
         }
-        found.map(|(c, sa)| (c.name.to_string(), sa.to_string()))
+        out
+    }
+
+    /// Live bindings of `me`'s namespace, `me` counted once whether the index holds it or not.
+    pub fn live_with(&self, me: &IAMRoleBinding) -> usize {
+        let key = binding_key(me);
+        let listed = self.by_binding.contains_key(&key);
+        self.live_in_namespace(&key.0) + usize::from(!listed)
     }
 
     /// Names of the bindings in `namespace` that claim ServiceAccount `sa`.
@@ -158,7 +209,8 @@ mod tests {
 
     /// The first (binding name, ServiceAccount) where an older binding in the same namespace
     /// already claims one of `me`'s ServiceAccounts, by scanning `others`: the definition that
-    /// [`ClaimIndex::conflicting_claim`] answers without a scan, kept as the tests' reference.
+    /// [`ClaimIndex::conflicts`] answers without a scan (see [`first`]), kept as the tests'
+    /// reference.
     fn conflicting_claim<'a>(
         me: &IAMRoleBinding,
         others: impl IntoIterator<Item = &'a IAMRoleBinding>,
@@ -190,6 +242,23 @@ mod tests {
             }
         }
         found.map(|(_, name, sa)| (name, sa))
+    }
+
+    /// The conflict of `me` whose holder is oldest, from the index.
+    fn first(i: &ClaimIndex, me: &IAMRoleBinding) -> Option<(String, String)> {
+        let ns: Name = me.metadata.namespace.as_deref().unwrap_or_default().into();
+        i.conflicts(me, Age::of(me))
+            .into_iter()
+            .map(|c| {
+                let holder = i.by_service_account[&(ns.clone(), c.service_account.as_str().into())]
+                    .iter()
+                    .find(|h| *h.name == *c.holder)
+                    .map(|h| (h.age, h.name.clone()))
+                    .unwrap();
+                (holder, c)
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, c)| (c.holder, c.service_account))
     }
 
     fn age_key(b: &IAMRoleBinding) -> (Option<String>, String) {
@@ -285,17 +354,14 @@ mod tests {
         let i = index(&all);
         for me in all {
             assert_eq!(
-                i.conflicting_claim(me),
+                first(&i, me),
                 conflicting_claim(me, all),
                 "{:?}",
                 me.metadata.name
             );
         }
         // "new" names web before api: web's oldest claimant is mid, api's is old (older).
-        assert_eq!(
-            i.conflicting_claim(&new),
-            Some(("old".into(), "api".into()))
-        );
+        assert_eq!(first(&i, &new), Some(("old".into(), "api".into())));
         assert_eq!(i.live_in_namespace("ns"), 4);
         assert_eq!(i.claimants("ns", "web"), vec!["mid", "new"]);
     }
@@ -305,21 +371,21 @@ mod tests {
         let old = b("old", "ns", "2026-01-01T00:00:00Z", &["api"]);
         let new = b("new", "ns", "2026-02-01T00:00:00Z", &["api"]);
         let mut i = index(&[&old, &new]);
-        assert!(i.conflicting_claim(&new).is_some());
+        assert!(first(&i, &new).is_some());
 
         // The old binding moves to another ServiceAccount: the claim is released.
         let moved = b("old", "ns", "2026-01-01T00:00:00Z", &["db"]);
         i.upsert(&moved);
-        assert_eq!(i.conflicting_claim(&new), None);
+        assert_eq!(first(&i, &new), None);
         assert_eq!(i.claimants("ns", "api"), vec!["new"]);
 
         // Back again, then marked for deletion: released, and no longer counted.
         i.upsert(&old);
-        assert!(i.conflicting_claim(&new).is_some());
+        assert!(first(&i, &new).is_some());
         let mut deleting = old.clone();
         deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
         i.upsert(&deleting);
-        assert_eq!(i.conflicting_claim(&new), None);
+        assert_eq!(first(&i, &new), None);
         assert_eq!(i.live_in_namespace("ns"), 1);
 
         i.remove(&new);
@@ -335,5 +401,60 @@ mod tests {
         assert_eq!(i.claimants("ns", "api"), vec!["twice"]);
         i.remove(&twice);
         assert!(i.by_service_account.is_empty());
+    }
+
+    #[test]
+    fn each_service_account_reports_its_own_oldest_holder() {
+        let old = b("old", "ns", "2026-01-01T00:00:00Z", &["api"]);
+        let mid = b("mid", "ns", "2026-01-15T00:00:00Z", &["web", "api"]);
+        let new = b(
+            "new",
+            "ns",
+            "2026-02-01T00:00:00Z",
+            &["web", "api", "web", "db"],
+        );
+        let i = index(&[&old, &mid, &new]);
+        let got: Vec<(String, String)> = i
+            .conflicts(&new, Age::of(&new))
+            .into_iter()
+            .map(|c| (c.service_account, c.holder))
+            .collect();
+        assert_eq!(
+            got,
+            [("web".into(), "mid".into()), ("api".into(), "old".into())]
+        );
+        assert!(i.conflicts(&old, Age::of(&old)).is_empty());
+    }
+
+    #[test]
+    fn the_newest_loses_to_every_other_claimant_whatever_its_time() {
+        let old = b("old", "ns", "2026-01-01T00:00:00Z", &["api"]);
+        let i = index(&[&old]);
+        // Created earlier than "old" (or by a smaller name): judged as the newest at admission.
+        let early = b("a", "ns", "2025-01-01T00:00:00Z", &["api"]);
+        assert!(i.conflicts(&early, Age::of(&early)).is_empty());
+        assert_eq!(i.conflicts(&early, Age::Newest)[0].holder, "old");
+        // The same binding under review is not its own rival.
+        assert!(i.conflicts(&old, Age::Newest).is_empty());
+        assert_eq!(i.live_with(&old), 1);
+        assert_eq!(i.live_with(&early), 2);
+    }
+
+    #[test]
+    fn offline_input_order_decides_when_no_creation_time_is_known() {
+        let mk = |name: &str| -> IAMRoleBinding {
+            serde_json::from_value(json!({
+                "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"serviceAccounts": ["api"]}
+            }))
+            .unwrap()
+        };
+        let (z, a) = (mk("z"), mk("a"));
+        let mut i = ClaimIndex::default();
+        i.upsert_aged(&z, Age::at(&z, 0));
+        i.upsert_aged(&a, Age::at(&a, 1));
+        assert!(i.conflicts(&z, Age::at(&z, 0)).is_empty());
+        assert_eq!(i.conflicts(&a, Age::at(&a, 1))[0].holder, "z");
     }
 }
