@@ -193,6 +193,11 @@ pub struct Iam {
     calls_per_second: u32,
 }
 
+/// Credentials cannot be obtained (e.g. `sts:AssumeRole` refused or STS unreachable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsUnavailable(pub String);
+
 /// How to reach another AWS account: a role there that the operator assumes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AssumeRoleTarget {
@@ -289,6 +294,26 @@ impl Iam {
             calls_per_second,
             self.metrics.clone(),
         ))
+    }
+
+    /// Obtains this client's credentials: for a client of another account, `sts:AssumeRole`
+    /// into its role (the SDK caches them until shortly before they expire, so a check while
+    /// they are valid costs no call). `None` for a client built by hand, which has no
+    /// provider to ask.
+    pub async fn check_credentials(&self) -> Option<Result<(), CredentialsUnavailable>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = self.sdk.as_ref()?.credentials_provider()?;
+        Some(
+            provider
+                .provide_credentials()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    CredentialsUnavailable(
+                        aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                    )
+                }),
+        )
     }
 
     pub fn new(client: aws_sdk_iam::Client, calls_per_second: u32, metrics: Arc<Metrics>) -> Iam {

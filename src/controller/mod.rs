@@ -536,7 +536,17 @@ pub async fn run_with(
             }
         });
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
-    let account_stream = accounts::watch(client.clone(), account_writer);
+    let (account_tx, account_rx) = tokio::sync::mpsc::unbounded_channel::<IAMAccount>();
+    let account_stream = {
+        let tx = account_tx.clone();
+        let mut changed = accounts::spec_changes(account_store.clone());
+        accounts::watch(client.clone(), account_writer).try_filter(move |a| {
+            // Its status is written off the watch path; only spec changes and deletions
+            // concern the bindings naming it.
+            let _ = tx.send(a.clone());
+            std::future::ready(changed(a))
+        })
+    };
     let account_map = binding_store.clone();
     let sa_stream = watcher(sa_api, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -560,6 +570,12 @@ pub async fn run_with(
     );
     ctx.eks = args.eks.clone();
     let ctx = Arc::new(ctx);
+    let account_status = tokio::spawn(accounts::status_writer(
+        ctx.clone(),
+        args.resync.min(Duration::from_secs(60)),
+        account_tx,
+        account_rx,
+    ));
     let sweep = args.orphans.clone().map(|o| {
         tokio::spawn(orphans::sweep_periodically(
             ctx.clone(),
@@ -621,6 +637,7 @@ pub async fn run_with(
         _ = stopped_before_first_list => {}
     }
     status_task.abort();
+    account_status.abort();
     if let Some(sweep) = sweep {
         sweep.abort();
     }

@@ -210,6 +210,13 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         }
     }
 
+    // 3c. Pod Identity in another account: the chaining role at home, the target's trust.
+    let chain = match super::associations::chain_step(binding, ctx, &target, &mut desired).await? {
+        super::associations::ChainStep::None => None,
+        super::associations::ChainStep::Ready(c) => Some(c),
+        super::associations::ChainStep::Reported(action) => return Ok(action),
+    };
+
     // 4. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner::of(settings, &ns, &name);
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
@@ -290,7 +297,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
 
     // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
     let pod_identity_associations =
-        match super::associations::apply_step(binding, ctx, &desired).await? {
+        match super::associations::apply_step(binding, ctx, &desired, chain.as_ref()).await? {
             super::associations::Step::Synced(a) => a,
             super::associations::Step::Reported(action) => return Ok(action),
         };
