@@ -627,76 +627,17 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
         .collect();
     assert_eq!(recorded, expected);
 
-    // The target role in B trusts only the chaining role, only with those external ids; it
-    // has the binding's policies.
-    let in_b = moto.sdk_client_in(OTHER).await;
-    let role = in_b.get_role().role_name(&role_name).send().await.unwrap();
-    let trust = trust_of(role.role().unwrap());
-    let statements = trust["Statement"].as_array().unwrap();
-    assert_eq!(statements.len(), 1, "{trust}");
-    assert_eq!(statements[0]["Effect"], "Allow");
-    assert_eq!(statements[0]["Principal"]["AWS"], json!(chaining_arn));
-    assert_eq!(
-        statements[0]["Condition"]["StringEquals"]["sts:ExternalId"],
-        json!(ids)
-    );
-    let attached = in_b
-        .list_attached_role_policies()
-        .role_name(&role_name)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(attached.attached_policies().len(), 1);
-
-    // The chaining role in A: trusted by EKS Pod Identity for this namespace's ServiceAccounts,
-    // allowed only to assume the target role; tagged as the binding's.
-    let in_a = moto.sdk_client();
-    let chaining = in_a.get_role().role_name(&role_name).send().await.unwrap();
-    let chaining = chaining.role().unwrap();
-    assert_eq!(chaining.arn(), chaining_arn);
-    let trust = trust_of(chaining);
-    assert_eq!(
-        trust["Statement"][0]["Principal"]["Service"],
-        "pods.eks.amazonaws.com"
-    );
-    assert_eq!(
-        trust["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"],
-        json!(ns)
-    );
-    let policy = in_a
-        .get_role_policy()
-        .role_name(&role_name)
-        .policy_name(hatrack::association::chain::CHAIN_POLICY)
-        .send()
-        .await
-        .unwrap();
-    let policy = hatrack::policy::decode_document(policy.policy_document()).unwrap();
-    assert_eq!(policy["Statement"][0]["Resource"], json!(target_arn));
-    assert_eq!(
-        policy["Statement"][0]["Action"],
-        json!(["sts:AssumeRole", "sts:TagSession"])
-    );
-    let attached_a = in_a
-        .list_attached_role_policies()
-        .role_name(&role_name)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        attached_a.attached_policies().is_empty(),
-        "the binding's grants are the target role's only"
-    );
-    let tags: std::collections::BTreeMap<String, String> = chaining
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    assert!(hatrack::naming::is_owned_by(
-        &tags,
-        &support::controller::settings().cluster_name,
+    // Boxed: the test's own future stays small (the controller's tasks share this thread).
+    Box::pin(assert_chained_roles(
+        &moto,
         &ns,
-        "app"
-    ));
+        &role_name,
+        &chaining_arn,
+        &target_arn,
+        &ids,
+    ))
+    .await;
+    let in_b = moto.sdk_client_in(OTHER).await;
 
     // A ServiceAccount leaves: its association goes, and its external id from the trust.
     let worker_id = made["worker"].external_id.clone().unwrap();
@@ -725,4 +666,85 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
     assert!(moto.roles_in(OTHER, "/hatrack/").await.is_empty());
     assert!(hatrack_roles(&moto).await.is_empty());
     controller.stop().await;
+}
+
+/// The target role in B and the chaining role in A of a chained binding `app` of `ns`.
+async fn assert_chained_roles(
+    moto: &Moto,
+    ns: &str,
+    role_name: &str,
+    chaining_arn: &str,
+    target_arn: &str,
+    ids: &[String],
+) {
+    // The target role in B trusts only the chaining role, only with those external ids; it
+    // has the binding's policies.
+    let in_b = moto.sdk_client_in(OTHER).await;
+    let role = in_b.get_role().role_name(role_name).send().await.unwrap();
+    let trust = trust_of(role.role().unwrap());
+    let statements = trust["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{trust}");
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Principal"]["AWS"], json!(chaining_arn));
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        json!(ids)
+    );
+    let attached = in_b
+        .list_attached_role_policies()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.attached_policies().len(), 1);
+
+    // The chaining role in A: trusted by EKS Pod Identity for this namespace's ServiceAccounts,
+    // allowed only to assume the target role; tagged as the binding's.
+    let in_a = moto.sdk_client();
+    let chaining = in_a.get_role().role_name(role_name).send().await.unwrap();
+    let chaining = chaining.role().unwrap();
+    assert_eq!(chaining.arn(), chaining_arn);
+    let trust = trust_of(chaining);
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        "pods.eks.amazonaws.com"
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"],
+        json!(ns)
+    );
+    let policy = in_a
+        .get_role_policy()
+        .role_name(role_name)
+        .policy_name(hatrack::association::chain::CHAIN_POLICY)
+        .send()
+        .await
+        .unwrap();
+    let policy = hatrack::policy::decode_document(policy.policy_document()).unwrap();
+    assert_eq!(policy["Statement"][0]["Resource"], json!(target_arn));
+    assert_eq!(
+        policy["Statement"][0]["Action"],
+        json!(["sts:AssumeRole", "sts:TagSession"])
+    );
+    let attached_a = in_a
+        .list_attached_role_policies()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached_a.attached_policies().is_empty(),
+        "the binding's grants are the target role's only"
+    );
+    let tags: std::collections::BTreeMap<String, String> = chaining
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert!(hatrack::naming::is_owned_by(
+        &tags,
+        &support::controller::settings().cluster_name,
+        ns,
+        "app"
+    ));
 }

@@ -138,7 +138,27 @@ pub(super) async fn chain_step(
     }))
 }
 
-/// After the associations are in sync: the target role trusts exactly their external ids.
+/// After the associations are in sync (`current`): the target role trusts exactly their
+/// external ids. A step of its own, not inside [`apply_step`]: the reconcile's future is deep
+/// enough already.
+#[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
+pub(super) async fn chain_trust_step(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    chain: &Chain,
+    desired: &DesiredRole,
+    current: &[PodIdentityAssociationStatus],
+) -> Result<(), Error> {
+    match chain_trust(chain, desired, current).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            not_ready(binding, ctx, reason::AWS_ERROR, &message, Some(desired)).await?;
+            Err(e.into())
+        }
+    }
+}
+
 async fn chain_trust(
     chain: &Chain,
     desired: &DesiredRole,
@@ -408,13 +428,6 @@ pub(super) async fn apply_step(
         })
         .collect();
     current.sort_by(|a, b| a.service_account.cmp(&b.service_account));
-    if let Some(chain) = chain
-        && let Err(e) = chain_trust(chain, desired, &current).await
-    {
-        let message = e.to_string();
-        not_ready(binding, ctx, reason::AWS_ERROR, &message, Some(desired)).await?;
-        return Err(e.into());
-    }
     let Some(message) = association::foreign_message(&plan.foreign) else {
         return Ok(Step::Synced(current));
     };

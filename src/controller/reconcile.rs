@@ -211,7 +211,15 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     }
 
     // 3c. Pod Identity in another account: the chaining role at home, the target's trust.
-    let chain = match super::associations::chain_step(binding, ctx, &target, &mut desired).await? {
+    // Boxed, as the association steps are: kept off the stack of an already deep future.
+    let chain = match Box::pin(super::associations::chain_step(
+        binding,
+        ctx,
+        &target,
+        &mut desired,
+    ))
+    .await?
+    {
         super::associations::ChainStep::None => None,
         super::associations::ChainStep::Ready(c) => Some(c),
         super::associations::ChainStep::Reported(action) => return Ok(action),
@@ -296,11 +304,27 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     }
 
     // 5b. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
-    let pod_identity_associations =
-        match super::associations::apply_step(binding, ctx, &desired, chain.as_ref()).await? {
-            super::associations::Step::Synced(a) => a,
-            super::associations::Step::Reported(action) => return Ok(action),
-        };
+    let pod_identity_associations = match Box::pin(super::associations::apply_step(
+        binding,
+        ctx,
+        &desired,
+        chain.as_ref(),
+    ))
+    .await?
+    {
+        super::associations::Step::Synced(a) => a,
+        super::associations::Step::Reported(action) => return Ok(action),
+    };
+    if let Some(chain) = &chain {
+        Box::pin(super::associations::chain_trust_step(
+            binding,
+            ctx,
+            chain,
+            &desired,
+            &pod_identity_associations,
+        ))
+        .await?;
+    }
 
     // 6. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
@@ -457,7 +481,7 @@ async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Erro
         }
     }
     // Associations name the role: they go first.
-    super::associations::cleanup_step(binding, ctx).await?;
+    Box::pin(super::associations::cleanup_step(binding, ctx)).await?;
     match delete_owned_role(&target.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
             publish(
