@@ -191,6 +191,9 @@ pub struct Iam {
     /// accounts ([`Iam::assume_role`]). `None` for a client built by hand.
     sdk: Option<aws_config::SdkConfig>,
     calls_per_second: u32,
+    /// The account a client of another account acts in (its assumed role's), for the
+    /// per-account call count; `None` for the controller's own credentials.
+    account: Option<Arc<str>>,
 }
 
 /// Credentials cannot be obtained (e.g. `sts:AssumeRole` refused or STS unreachable).
@@ -289,11 +292,9 @@ impl Iam {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        Some(Iam::from_sdk_config(
-            &config,
-            calls_per_second,
-            self.metrics.clone(),
-        ))
+        let mut iam = Iam::from_sdk_config(&config, calls_per_second, self.metrics.clone());
+        iam.account = target.role_arn.split(':').nth(4).map(Arc::from);
+        Some(iam)
     }
 
     /// Obtains this client's credentials: for a client of another account, `sts:AssumeRole`
@@ -324,6 +325,7 @@ impl Iam {
             pause: Arc::new(Mutex::new(ThrottlePause::default())),
             metrics,
             sdk: None,
+            account: None,
             calls_per_second: rate.get(),
         }
     }
@@ -367,6 +369,8 @@ impl Iam {
             Err(e) => e.label(),
         };
         self.metrics.iam_call(operation, outcome);
+        self.metrics
+            .iam_call_in(self.account.as_deref().unwrap_or("controller"));
         result
     }
 

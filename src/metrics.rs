@@ -18,6 +18,12 @@ struct IamCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    /// An IAMAccount's account id, or `controller` for the controller's own credentials.
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -47,6 +53,7 @@ pub struct Metrics {
     orphaned_roles: Gauge,
     orphaned_roles_deleted: Counter,
     orphaned_associations: Gauge,
+    iam_calls_by_account: Family<AccountLabels, Counter>,
     orphaned_associations_deleted: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
@@ -101,6 +108,12 @@ impl Default for Metrics {
             "Orphaned IAM roles deleted by the sweep (--delete-orphans)",
             orphaned_roles_deleted.clone(),
         );
+        let iam_calls_by_account = Family::<AccountLabels, Counter>::default();
+        registry.register(
+            "iam_calls_by_account",
+            "IAM API calls by the AWS account they act in (an IAMAccount's id, or controller for the controller's own credentials); each account has its own rate limit",
+            iam_calls_by_account.clone(),
+        );
         let orphaned_associations = Gauge::default();
         let orphaned_associations_deleted = Counter::default();
         registry.register(
@@ -131,6 +144,7 @@ impl Default for Metrics {
             orphaned_roles_deleted,
             orphaned_associations,
             orphaned_associations_deleted,
+            iam_calls_by_account,
             registry,
             grants_revoked,
             grants_restored,
@@ -159,6 +173,15 @@ impl Metrics {
                 .entry((operation.to_string(), outcome.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// One IAM call in `account` (see [`AccountLabels`]).
+    pub fn iam_call_in(&self, account: &str) {
+        self.iam_calls_by_account
+            .get_or_create(&AccountLabels {
+                account: account.into(),
+            })
+            .inc();
     }
 
     pub fn eks_call(&self, operation: &str, outcome: &str) {
