@@ -900,9 +900,6 @@ async fn accounts(dir: &Path) {
             }
         })
         .collect();
-    println!(
-        "## Controller: {n} IAMRoleBindings over {k} AWS accounts, {rate} IAM calls/s per account\n"
-    );
     // With the real API each run is a process of its own (its own API server): two
     // controllers over all namespaces one after the other would share one server.
     let runs: Vec<bool> = match std::env::var("CONTROLLER_ACCOUNTS_RUN").as_deref() {
@@ -922,6 +919,9 @@ async fn accounts(dir: &Path) {
         }
         _ => vec![true, false],
     };
+    println!(
+        "## Controller: {n} IAMRoleBindings over {k} AWS accounts, {rate} IAM calls/s per account\n"
+    );
     for spread in runs {
         let moto = Moto::start();
         moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))

@@ -554,4 +554,109 @@ mod tests {
         // A resync of an unchanged spec reads only its own.
         assert_eq!(picked(false), ["web", "was-mine"]);
     }
+
+    mod chained {
+        use super::super::chain::*;
+        use crate::policy::eval::{Decision, Principal, Request, evaluate};
+        use crate::settings::Settings;
+        use serde_json::json;
+        use std::collections::BTreeSet;
+
+        const CHAINING: &str = "arn:aws:iam::111122223333:role/hatrack/shop-web-0123456789ab";
+
+        fn target() -> crate::role::DesiredRole {
+            let b: crate::crd::IAMRoleBinding = serde_json::from_value(json!({
+                "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"serviceAccounts": ["api"], "trust": {"irsa": {}, "podIdentity": {}},
+                         "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}
+            }))
+            .unwrap();
+            let mut b_settings = Settings::example();
+            b_settings.account_id = "222222222222".into();
+            crate::role::desired_role(&b, &b_settings).unwrap()
+        }
+
+        fn assume(external_id: Option<&str>) -> Request {
+            let r = Request {
+                principal: Some(Principal::Aws(CHAINING.into())),
+                action: "sts:AssumeRole".into(),
+                ..Request::default()
+            };
+            match external_id {
+                Some(id) => r.with("sts:ExternalId", id),
+                None => r,
+            }
+        }
+
+        #[test]
+        fn the_target_trusts_the_chaining_role_only_with_the_associations_external_ids() {
+            let t = target();
+            let ids = BTreeSet::from(["e-1".to_string(), "e-2".to_string()]);
+            let trust = target_trust(&t.role.assume_role_policy, CHAINING, &ids);
+            let statements = trust["Statement"].as_array().unwrap();
+            // The IRSA statement stays; the Pod Identity one is replaced by the chain.
+            assert!(statements.iter().any(|s| s["Sid"] == "IRSA"));
+            assert!(!statements.iter().any(|s| s["Sid"] == "EKSPodIdentity"));
+            assert_eq!(
+                evaluate(&trust, &assume(Some("e-2"))).unwrap(),
+                Decision::Allow
+            );
+            assert_ne!(
+                evaluate(&trust, &assume(Some("e-3"))).unwrap(),
+                Decision::Allow
+            );
+            assert_ne!(evaluate(&trust, &assume(None)).unwrap(), Decision::Allow);
+        }
+
+        #[test]
+        fn before_any_association_the_chaining_role_is_denied() {
+            let mut t = target();
+            t.role.assume_role_policy = json!({"Version": "2012-10-17", "Statement": [
+                t.role.assume_role_policy["Statement"].as_array().unwrap().iter()
+                    .find(|s| s["Sid"] == "EKSPodIdentity").unwrap().clone()
+            ]});
+            let trust = target_trust(&t.role.assume_role_policy, CHAINING, &BTreeSet::new());
+            assert_eq!(trust["Statement"].as_array().unwrap().len(), 1);
+            assert_eq!(
+                evaluate(&trust, &assume(Some("anything"))).unwrap(),
+                Decision::ExplicitDeny
+            );
+        }
+
+        #[test]
+        fn the_chaining_role_may_only_assume_the_target() {
+            let t = target();
+            let home = Settings::example();
+            let c = chaining_role(&t, &home, json!({"Version": "2012-10-17", "Statement": []}));
+            assert_eq!(c.role.role_name, t.role.role_name);
+            assert!(
+                c.role.arn.starts_with("arn:aws:iam::111122223333:role/"),
+                "{}",
+                c.role.arn
+            );
+            assert!(c.role.managed_policy_arns.is_empty());
+            assert_eq!(c.role.permissions_boundary, None);
+            assert_eq!(c.role.tags, t.role.tags, "the binding's ownership tags");
+            let policy = &c.role.inline_policies[CHAIN_POLICY];
+            let on = |action: &str, resource: &str| {
+                evaluate(
+                    policy,
+                    &Request {
+                        action: action.into(),
+                        resource: Some(resource.into()),
+                        ..Request::default()
+                    },
+                )
+                .unwrap()
+            };
+            assert_eq!(on("sts:AssumeRole", &t.role.arn), Decision::Allow);
+            assert_eq!(on("sts:TagSession", &t.role.arn), Decision::Allow);
+            assert_ne!(
+                on("sts:AssumeRole", "arn:aws:iam::222222222222:role/other"),
+                Decision::Allow
+            );
+            assert_ne!(on("s3:GetObject", "*"), Decision::Allow);
+        }
+    }
 }

@@ -663,6 +663,28 @@ mod tests {
     }
 
     #[test]
+    fn account_status_says_why_credentials_are_missing() {
+        let a = account("data", "222222222222", json!({}));
+        let (ready, reason, message) = account_ready(&a, &CredentialsCheck::Obtained);
+        assert!(ready);
+        assert_eq!(reason, CREDENTIALS_OBTAINED);
+        assert!(message.contains("222222222222"), "{message}");
+        let (ready, reason, message) = account_ready(
+            &a,
+            &CredentialsCheck::Failed("AccessDenied: not trusted".into()),
+        );
+        assert!(!ready);
+        assert_eq!(reason, ASSUME_ROLE_FAILED);
+        assert!(
+            message.contains("arn:aws:iam::222222222222:role/hatrack")
+                && message.contains("AccessDenied: not trusted"),
+            "{message}"
+        );
+        assert!(super::super::status::is_stalled(ACCOUNT_INVALID));
+        assert!(!super::super::status::is_stalled(ASSUME_ROLE_FAILED));
+    }
+
+    #[test]
     fn session_names_are_valid_for_any_cluster_name() {
         assert_eq!(default_session_name("prod_eu"), "hatrack-prod_eu");
         assert_eq!(default_session_name(&"c".repeat(100)).len(), 64);
