@@ -63,7 +63,7 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
         Duration::from_secs(600),
         Some(ns.clone()),
     );
-    let (status, reason, message) = wait_for(60, "Ready=False AssumeRoleFailed", || async {
+    let (status, _, message) = wait_for(60, "Ready=False AssumeRoleFailed", || async {
         ready_of(&api, &name)
             .await
             .filter(|r| r.1 == "AssumeRoleFailed")

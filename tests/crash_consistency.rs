@@ -485,13 +485,17 @@ async fn writes_of_flow(
     writes_of_flow_in(c, moto, eks, prepare, done, crashing_controller_with_eks).await
 }
 
+/// Starts a controller that crashes after `n` writes.
+type StartCrashing =
+    fn(&Cluster, &Moto, &EksStandIn, usize) -> (RunningController, Arc<CrashState>);
+
 async fn writes_of_flow_in(
     c: Cluster,
     moto: &Moto,
     eks: &EksStandIn,
     prepare: impl AsyncFn(&Cluster),
     done: impl AsyncFn(&Cluster) -> bool,
-    controller: fn(&Cluster, &Moto, &EksStandIn, usize) -> (RunningController, Arc<CrashState>),
+    controller: StartCrashing,
 ) -> Vec<String> {
     prepare(&c).await;
     let (counting, state) = controller(&c, moto, eks, usize::MAX);
@@ -689,7 +693,7 @@ async fn assert_chain_matches(c: &Cluster, moto: &Moto, eks: &EksStandIn) {
     let target_arn = status.role_arn.clone().unwrap();
     let chaining_arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}");
     assert_eq!(
-        hatrack_roles(&moto).await,
+        hatrack_roles(moto).await,
         vec![role_name.clone()],
         "one chaining role"
     );

@@ -37,7 +37,7 @@ pub(super) struct Chain {
 pub(super) enum ChainStep {
     /// Not Pod Identity in another account: nothing to chain.
     None,
-    Ready(Chain),
+    Ready(Box<Chain>),
     /// The binding was reported not Ready and comes back after this.
     Reported(Action),
 }
@@ -129,13 +129,13 @@ pub(super) async fn chain_step(
     );
     let base_trust = std::mem::take(&mut desired.role.assume_role_policy);
     desired.role.assume_role_policy = chain::target_trust(&base_trust, &chaining.role.arn, &ids);
-    Ok(ChainStep::Ready(Chain {
+    Ok(ChainStep::Ready(Box::new(Chain {
         chaining_arn: chaining.role.arn,
         iam: target.iam.clone(),
         owner: Owner::of(&target.settings, &ns, &name),
         base_trust,
         ids_in_trust: ids,
-    }))
+    })))
 }
 
 /// After the associations are in sync (`current`): the target role trusts exactly their

@@ -308,7 +308,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
         binding,
         ctx,
         &desired,
-        chain.as_ref(),
+        chain.as_deref(),
     ))
     .await?
     {

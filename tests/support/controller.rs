@@ -190,7 +190,6 @@ impl RunningController {
             watch_namespace,
             eks,
             orphans,
-            ..Default::default()
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,
