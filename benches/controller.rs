@@ -178,6 +178,8 @@ struct Scrape {
     iam: BTreeMap<(String, String), u64>,
     /// result → count
     reconciles: BTreeMap<String, u64>,
+    /// account (an id, or `controller`) → IAM calls made in it
+    by_account: BTreeMap<String, u64>,
 }
 
 fn label<'a>(labels: &'a str, name: &str) -> &'a str {
@@ -208,6 +210,12 @@ impl Scrape {
                     ),
                     value,
                 );
+            } else if let Some(labels) = series.strip_prefix("hatrack_iam_calls_by_account_total{")
+            {
+                s.by_account.insert(
+                    label(labels.trim_end_matches('}'), "account").to_string(),
+                    value,
+                );
             } else if let Some(labels) = series.strip_prefix("hatrack_reconciles_total{") {
                 s.reconciles.insert(
                     label(labels.trim_end_matches('}'), "result").to_string(),
@@ -222,6 +230,9 @@ impl Scrape {
         let mut d = self.clone();
         for (k, v) in d.iam.iter_mut() {
             *v -= before.iam.get(k).copied().unwrap_or(0);
+        }
+        for (k, v) in d.by_account.iter_mut() {
+            *v -= before.by_account.get(k).copied().unwrap_or(0);
         }
         for (k, v) in d.reconciles.iter_mut() {
             *v -= before.reconciles.get(k).copied().unwrap_or(0);
@@ -889,15 +900,29 @@ async fn accounts(dir: &Path) {
             }
         })
         .collect();
+    // With the real API each run is a process of its own (its own API server): two
+    // controllers over all namespaces one after the other would share one server.
+    let runs: Vec<bool> = match std::env::var("CONTROLLER_ACCOUNTS_RUN").as_deref() {
+        Ok("spread") => vec![true],
+        Ok("one") => vec![false],
+        _ if KubeApi::is_real() => {
+            for run in ["spread", "one"] {
+                let status = Command::new(std::env::current_exe().expect("bench binary"))
+                    .args(std::env::args().skip(1))
+                    .env("CONTROLLER_PHASES", "accounts")
+                    .env("CONTROLLER_ACCOUNTS_RUN", run)
+                    .status()
+                    .expect("run accounts run");
+                assert!(status.success(), "accounts run {run} failed");
+            }
+            return;
+        }
+        _ => vec![true, false],
+    };
     println!(
         "## Controller: {n} IAMRoleBindings over {k} AWS accounts, {rate} IAM calls/s per account\n"
     );
-    if KubeApi::is_real() {
-        // Two controllers over all namespaces one after the other would share the server.
-        println!("(the accounts phase runs on the stand-in only)\n");
-        return;
-    }
-    for spread in [true, false] {
+    for spread in runs {
         let moto = Moto::start();
         moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
             .await;
@@ -944,12 +969,23 @@ async fn accounts(dir: &Path) {
         let calls = controller.metrics().minus(&before);
         let total: u64 = calls.by_operation().values().sum();
         let mut per_account = Vec::new();
-        for id in &ids {
+        for (i, id) in ids.iter().enumerate() {
             let roles = moto.roles_in(id, "/hatrack/").await.len();
-            per_account.push(format!("{id}: {roles}"));
+            // The controller's own account is counted as `controller`.
+            let key = if i == 0 { "controller" } else { id.as_str() };
+            let made = calls.by_account.get(key).copied().unwrap_or(0);
+            per_account.push(format!(
+                "{id}: {roles} roles, {made} IAM calls ({:.1} calls/s, limit {rate})",
+                made as f64 / took.as_secs_f64()
+            ));
         }
         println!(
-            "- {}: {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.1} bindings/s); {total} IAM calls ({:.2} per binding, {:.0} calls/s overall); roles per account: {}",
+            "- {}{}: {synced}/{n} Ready=True (Synced) after **{:.1} s** ({:.1} bindings/s); {total} IAM calls ({:.2} per binding, {:.0} calls/s overall); per account: {}",
+            if KubeApi::is_real() {
+                "real kube-apiserver, "
+            } else {
+                ""
+            },
             if spread {
                 format!("spread over {k} accounts (each its own limit)")
             } else {

@@ -235,8 +235,16 @@ impl Eks {
     }
 
     /// The associations of one namespace (every page).
-    #[tracing::instrument(skip(self))]
     pub async fn list(&self, namespace: &str) -> Result<Vec<AssociationSummary>, EksError> {
+        self.list_in(Some(namespace)).await
+    }
+
+    /// The associations of one namespace, or of the whole cluster for `None` (every page).
+    #[tracing::instrument(skip(self))]
+    pub async fn list_in(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<AssociationSummary>, EksError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -246,7 +254,7 @@ impl Eks {
                     self.client
                         .list_pod_identity_associations()
                         .cluster_name(&self.cluster)
-                        .namespace(namespace)
+                        .set_namespace(namespace.map(str::to_string))
                         .set_next_token(token.clone())
                         .send(),
                 )
@@ -264,7 +272,15 @@ impl Eks {
                 out.push(AssociationSummary {
                     id: id.to_string(),
                     arn: arn.to_string(),
-                    namespace: a.namespace().unwrap_or(namespace).to_string(),
+                    namespace: match (a.namespace(), namespace) {
+                        (Some(n), _) | (None, Some(n)) => n.to_string(),
+                        (None, None) => {
+                            return Err(EksError::BadResponse {
+                                operation: "ListPodIdentityAssociations",
+                                message: "an association summary lacks its namespace".into(),
+                            });
+                        }
+                    },
                     service_account: sa.to_string(),
                 });
             }
@@ -297,13 +313,15 @@ impl Eks {
         }
     }
 
-    /// Creates an association tagged with `tags`.
+    /// Creates an association tagged with `tags`; with `target_role_arn`, EKS chains from
+    /// `role_arn` to it (and returns the association's external id).
     #[tracing::instrument(skip(self, tags))]
     pub async fn create(
         &self,
         namespace: &str,
         service_account: &str,
         role_arn: &str,
+        target_role_arn: Option<&str>,
         tags: &BTreeMap<String, String>,
     ) -> Result<ActualAssociation, EksError> {
         let out = self
@@ -315,6 +333,7 @@ impl Eks {
                     .namespace(namespace)
                     .service_account(service_account)
                     .role_arn(role_arn)
+                    .set_target_role_arn(target_role_arn.map(str::to_string))
                     .set_tags(Some(
                         tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                     ))
@@ -324,13 +343,21 @@ impl Eks {
         actual("CreatePodIdentityAssociation", out.association())
     }
 
-    /// Points an association at another role.
+    /// Points an association at another role and target role; `clear_target` removes a
+    /// target role it has (EKS clears it on an empty `targetRoleArn`).
     #[tracing::instrument(skip(self))]
     pub async fn update_role(
         &self,
         id: &str,
         role_arn: &str,
+        target_role_arn: Option<&str>,
+        clear_target: bool,
     ) -> Result<ActualAssociation, EksError> {
+        let target = match (target_role_arn, clear_target) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, true) => Some(String::new()),
+            (None, false) => None,
+        };
         let out = self
             .call(
                 "UpdatePodIdentityAssociation",
@@ -339,6 +366,7 @@ impl Eks {
                     .cluster_name(&self.cluster)
                     .association_id(id)
                     .role_arn(role_arn)
+                    .set_target_role_arn(target)
                     .send(),
             )
             .await?;
@@ -387,5 +415,13 @@ fn actual(
             .tags()
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        target_role_arn: a
+            .target_role_arn()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        external_id: a
+            .external_id()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
     })
 }

@@ -18,6 +18,12 @@ struct IamCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    /// An IAMAccount's account id, or `controller` for the controller's own credentials.
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -46,6 +52,9 @@ pub struct Metrics {
     bindings: Family<ReadyLabels, Gauge>,
     orphaned_roles: Gauge,
     orphaned_roles_deleted: Counter,
+    orphaned_associations: Gauge,
+    iam_calls_by_account: Family<AccountLabels, Counter>,
+    orphaned_associations_deleted: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// (operation, outcome) → count of EKS calls.
@@ -99,6 +108,24 @@ impl Default for Metrics {
             "Orphaned IAM roles deleted by the sweep (--delete-orphans)",
             orphaned_roles_deleted.clone(),
         );
+        let iam_calls_by_account = Family::<AccountLabels, Counter>::default();
+        registry.register(
+            "iam_calls_by_account",
+            "IAM API calls by the AWS account they act in (an IAMAccount's id, or controller for the controller's own credentials); each account has its own rate limit",
+            iam_calls_by_account.clone(),
+        );
+        let orphaned_associations = Gauge::default();
+        let orphaned_associations_deleted = Counter::default();
+        registry.register(
+            "orphaned_pod_identity_associations",
+            "EKS Pod Identity associations tagged as this cluster's whose IAMRoleBinding is gone, at the last sweep",
+            orphaned_associations.clone(),
+        );
+        registry.register(
+            "orphaned_pod_identity_associations_deleted",
+            "Orphaned EKS Pod Identity associations deleted by the sweep (--delete-orphans)",
+            orphaned_associations_deleted.clone(),
+        );
         // Guardrail enforcement (issue 14): grants taken away from violating bindings' roles.
         let grants_revoked = Family::<GrantLabels, Counter>::default();
         let grants_restored = Counter::default();
@@ -115,6 +142,9 @@ impl Default for Metrics {
         Metrics {
             orphaned_roles,
             orphaned_roles_deleted,
+            orphaned_associations,
+            orphaned_associations_deleted,
+            iam_calls_by_account,
             registry,
             grants_revoked,
             grants_restored,
@@ -143,6 +173,15 @@ impl Metrics {
                 .entry((operation.to_string(), outcome.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// One IAM call in `account` (see [`AccountLabels`]).
+    pub fn iam_call_in(&self, account: &str) {
+        self.iam_calls_by_account
+            .get_or_create(&AccountLabels {
+                account: account.into(),
+            })
+            .inc();
     }
 
     pub fn eks_call(&self, operation: &str, outcome: &str) {
@@ -214,6 +253,17 @@ impl Metrics {
     /// One orphaned role deleted.
     pub fn orphan_deleted(&self) {
         self.orphaned_roles_deleted.inc();
+    }
+
+    /// The orphaned EKS Pod Identity associations found by the last sweep.
+    pub fn orphaned_associations_found(&self, n: usize) {
+        self.orphaned_associations
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One orphaned association deleted.
+    pub fn orphaned_association_deleted(&self) {
+        self.orphaned_associations_deleted.inc();
     }
 
     /// Counts permission policies removed from a violating binding's role.

@@ -219,23 +219,63 @@ pub struct PlannedBinding {
     pub role: DesiredRole,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pod_identity_associations: Vec<crate::association::PlannedAssociation>,
+    /// Pod Identity in another account: the role in the cluster's account that the
+    /// associations name and EKS chains from (see `association::chain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaining_role: Option<DesiredRole>,
 }
 
 impl PlannedBinding {
     fn new(
-        role: DesiredRole,
+        mut role: DesiredRole,
         doc: &Document,
         offline: &OfflineContext,
         settings: &Settings,
     ) -> Self {
-        let pod_identity_associations = read_binding(doc, &offline.default_namespace)
-            .ok()
-            .and_then(|b| crate::association::desired(&b, settings, &role.role.arn))
+        use crate::association::chain;
+        let binding = read_binding(doc, &offline.default_namespace).ok();
+        let elsewhere = role.role.arn.split(':').nth(4) != Some(settings.account_id.as_str());
+        let chaining_role = binding
+            .as_ref()
+            .filter(|b| elsewhere && crate::association::uses_pod_identity(b, settings))
+            .and_then(|b| {
+                let trust = crate::trust::trust_policy(
+                    settings,
+                    &crate::trust::TrustInputs {
+                        namespace: &role.namespace,
+                        service_accounts: &b.spec.service_accounts,
+                        irsa_audience: None,
+                        pod_identity: true,
+                    },
+                )
+                .ok()?;
+                Some(chain::chaining_role(&role, settings, trust))
+            });
+        if let Some(c) = &chaining_role {
+            // EKS makes the external ids when it creates the associations.
+            let ids = std::collections::BTreeSet::from([
+                "<externalId of each association, made by EKS>".to_string(),
+            ]);
+            role.role.assume_role_policy =
+                chain::target_trust(&role.role.assume_role_policy, &c.role.arn, &ids);
+        }
+        let pod_identity_associations = binding
+            .and_then(|b| {
+                let (arn, target) = match &chaining_role {
+                    Some(c) => (c.role.arn.clone(), Some(role.role.arn.clone())),
+                    None => (role.role.arn.clone(), None),
+                };
+                crate::association::desired(&b, settings, &arn).map(|mut d| {
+                    d.target_role_arn = target;
+                    d
+                })
+            })
             .map(|d| d.planned())
             .unwrap_or_default();
         PlannedBinding {
             role,
             pod_identity_associations,
+            chaining_role,
         }
     }
 }

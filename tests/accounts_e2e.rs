@@ -199,7 +199,8 @@ async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made(
     label_namespace(&client, &ns, &format!("{ns}-allowed")).await;
     wait_ready_reason(&client, &ns, "denied", "Synced", 60).await;
 
-    // Pod Identity in another account is refused whole, never half-made.
+    // Pod Identity in another account, from a controller that does not manage associations
+    // (the chain needs one): refused whole, never half-made.
     create_binding(
         &client,
         &ns,
@@ -336,6 +337,8 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             &ns,
             "--output",
             "json",
+            // No EKS here: roles only.
+            "--pod-identity-associations=false",
         ])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("HATRACK_IAM_ENDPOINT", &moto.endpoint)
@@ -539,4 +542,209 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         .await
         .expect("delete guardrail");
     controller.stop().await;
+}
+
+/// The stand-in's associations of `ns`, by ServiceAccount.
+fn associations_of(
+    eks: &support::eks::EksStandIn,
+    ns: &str,
+) -> std::collections::BTreeMap<String, support::eks::StoredAssociation> {
+    support::controller::associations_in(eks, ns)
+}
+
+#[tokio::test]
+async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("acct-chain").await;
+    let acct = format!("{ns}-b");
+    label_namespace(&client, &ns, &ns).await;
+    create_account(&client, &acct, OTHER, &ns).await;
+    let eks = support::eks::EksStandIn::start(
+        ACCOUNT,
+        "eu-west-1",
+        &[&support::controller::settings().cluster_name],
+    )
+    .await;
+    let controller = RunningController::start_with_eks(
+        &ns,
+        client.clone(),
+        &moto,
+        &eks,
+        Duration::from_secs(600),
+    );
+    create_binding(
+        &client,
+        &ns,
+        "app",
+        json!({"serviceAccounts": ["api", "worker"], "account": acct,
+               "trust": {"podIdentity": {}},
+               "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+    )
+    .await;
+    let b = wait_ready_reason(&client, &ns, "app", "Synced", 60).await;
+    let status = b.status.clone().unwrap();
+    let role_name = status.role_name.clone().unwrap();
+    let target_arn = status.role_arn.clone().unwrap();
+    assert!(
+        target_arn.starts_with(&format!("arn:aws:iam::{OTHER}:role/hatrack/")),
+        "{target_arn}"
+    );
+    let chaining_arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}");
+
+    // One association per ServiceAccount: the chaining role, on to the target role, each with
+    // the external id EKS made; status records both.
+    let made = associations_of(&eks, &ns);
+    assert_eq!(made.keys().collect::<Vec<_>>(), ["api", "worker"]);
+    let mut ids = Vec::new();
+    for a in made.values() {
+        assert_eq!(a.role_arn, chaining_arn);
+        assert_eq!(a.target_role_arn.as_deref(), Some(target_arn.as_str()));
+        ids.push(a.external_id.clone().expect("an external id"));
+    }
+    ids.sort();
+    let recorded: Vec<(String, Option<String>, Option<String>)> = status
+        .pod_identity_associations
+        .iter()
+        .map(|a| {
+            (
+                a.service_account.clone(),
+                a.target_role_arn.clone(),
+                a.external_id.clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Option<String>, Option<String>)> = made
+        .values()
+        .map(|a| {
+            (
+                a.service_account.clone(),
+                Some(target_arn.clone()),
+                a.external_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, expected);
+
+    // Boxed: the test's own future stays small (the controller's tasks share this thread).
+    Box::pin(assert_chained_roles(
+        &moto,
+        &ns,
+        &role_name,
+        &chaining_arn,
+        &target_arn,
+        &ids,
+    ))
+    .await;
+    let in_b = moto.sdk_client_in(OTHER).await;
+
+    // A ServiceAccount leaves: its association goes, and its external id from the trust.
+    let worker_id = made["worker"].external_id.clone().unwrap();
+    support::controller::patch_spec(&client, &ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    wait_for(60, "worker's association and external id gone", || async {
+        let role = in_b.get_role().role_name(&role_name).send().await.ok()?;
+        let trust = trust_of(role.role()?);
+        (!associations_of(&eks, &ns).contains_key("worker")
+            && trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"]
+                == json!(made["api"].external_id.clone().unwrap()))
+        .then_some(())
+    })
+    .await;
+    assert_ne!(made["api"].external_id, Some(worker_id));
+
+    // Delete: associations, then both roles, gone.
+    delete_binding(&client, &ns, "app").await;
+    wait_for(60, "binding gone", || async {
+        get_binding(&client, &ns, "app")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(associations_of(&eks, &ns).is_empty());
+    assert!(moto.roles_in(OTHER, "/hatrack/").await.is_empty());
+    assert!(hatrack_roles(&moto).await.is_empty());
+    controller.stop().await;
+}
+
+/// The target role in B and the chaining role in A of a chained binding `app` of `ns`.
+async fn assert_chained_roles(
+    moto: &Moto,
+    ns: &str,
+    role_name: &str,
+    chaining_arn: &str,
+    target_arn: &str,
+    ids: &[String],
+) {
+    // The target role in B trusts only the chaining role, only with those external ids; it
+    // has the binding's policies.
+    let in_b = moto.sdk_client_in(OTHER).await;
+    let role = in_b.get_role().role_name(role_name).send().await.unwrap();
+    let trust = trust_of(role.role().unwrap());
+    let statements = trust["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{trust}");
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Principal"]["AWS"], json!(chaining_arn));
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        json!(ids)
+    );
+    let attached = in_b
+        .list_attached_role_policies()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.attached_policies().len(), 1);
+
+    // The chaining role in A: trusted by EKS Pod Identity for this namespace's ServiceAccounts,
+    // allowed only to assume the target role; tagged as the binding's.
+    let in_a = moto.sdk_client();
+    let chaining = in_a.get_role().role_name(role_name).send().await.unwrap();
+    let chaining = chaining.role().unwrap();
+    assert_eq!(chaining.arn(), chaining_arn);
+    let trust = trust_of(chaining);
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        "pods.eks.amazonaws.com"
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"],
+        json!(ns)
+    );
+    let policy = in_a
+        .get_role_policy()
+        .role_name(role_name)
+        .policy_name(hatrack::association::chain::CHAIN_POLICY)
+        .send()
+        .await
+        .unwrap();
+    let policy = hatrack::policy::decode_document(policy.policy_document()).unwrap();
+    assert_eq!(policy["Statement"][0]["Resource"], json!(target_arn));
+    assert_eq!(
+        policy["Statement"][0]["Action"],
+        json!(["sts:AssumeRole", "sts:TagSession"])
+    );
+    let attached_a = in_a
+        .list_attached_role_policies()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached_a.attached_policies().is_empty(),
+        "the binding's grants are the target role's only"
+    );
+    let tags: std::collections::BTreeMap<String, String> = chaining
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert!(hatrack::naming::is_owned_by(
+        &tags,
+        &support::controller::settings().cluster_name,
+        ns,
+        "app"
+    ));
 }

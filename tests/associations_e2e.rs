@@ -315,3 +315,173 @@ async fn irsa_bindings_make_no_eks_calls() {
     .await;
     controller.stop().await;
 }
+
+async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
+    let api: kube::Api<hatrack::crd::IAMRoleBinding> = kube::Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove finalizer");
+    delete_binding(client, ns, name).await;
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configured() {
+    use hatrack::controller::orphans::SweepOptions;
+    let Setup {
+        client,
+        ns,
+        moto,
+        eks,
+        controller,
+    } = setup(Duration::from_secs(600)).await;
+    let ns = ns.as_str();
+    let mut retained = pod_identity(&["c"]);
+    retained["deletionPolicy"] = json!("Retain");
+    for (name, spec) in [
+        ("kept", pod_identity(&["a"])),
+        ("lost", pod_identity(&["b"])),
+        ("retained", retained),
+    ] {
+        create_binding(&client, ns, name, spec).await;
+        wait_ready_reason(&client, ns, name, "Synced", 30).await;
+    }
+    // Someone else's association, untagged: never hatrack's to judge.
+    eks.sdk_client()
+        .create_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .namespace(ns)
+        .service_account("by-hand")
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/by-hand"))
+        .send()
+        .await
+        .expect("create a foreign association");
+    delete_by_force(&client, ns, "lost").await;
+    // Retained on purpose: its role and association stay, and are no orphans.
+    delete_binding(&client, ns, "retained").await;
+    wait_for(30, "retained binding gone", || async {
+        get_binding(&client, ns, "retained")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    controller.stop().await;
+    assert_eq!(
+        associations_in(&eks, ns).keys().collect::<Vec<_>>(),
+        ["a", "b", "by-hand", "c"]
+    );
+
+    let sweep = |delete| SweepOptions {
+        interval: Duration::from_millis(500),
+        delete,
+    };
+    let reporting = RunningController::start_with_eks_sweeping(
+        ns,
+        client.clone(),
+        &moto,
+        &eks,
+        Duration::from_secs(600),
+        sweep(false),
+    );
+    wait_for(60, "one orphaned association and role reported", || async {
+        let text = reporting.metrics.encode();
+        (metric(&text, "hatrack_orphaned_pod_identity_associations") == Some(1.0)
+            && metric(&text, "hatrack_orphaned_roles") == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    // Reported for a few sweeps, deleted by none.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(associations_in(&eks, ns).len(), 4);
+    assert_eq!(hatrack_roles(&moto).await.len(), 3);
+    reporting.stop().await;
+
+    // `hatrack orphans` lists the association (with its ServiceAccount) and the role.
+    let cluster = cluster_with_crds().await;
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"));
+    cli.args(["orphans", "--cluster-name", &settings().cluster_name])
+        .args([
+            "--account-id",
+            ACCOUNT,
+            "--namespace",
+            ns,
+            "--output",
+            "json",
+        ])
+        .args(["--eks-endpoint", &eks.endpoint, "--aws-region", &eks.region])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HATRACK_IAM_ENDPOINT", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE");
+    // The EKS stand-in is served by this test's runtime: wait off it.
+    let out = tokio::task::spawn_blocking(move || cli.output())
+        .await
+        .unwrap()
+        .expect("run hatrack orphans");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let found: Vec<(String, String, Option<String>)> = listed
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["binding"].as_str().unwrap().to_string(),
+                o["serviceAccount"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "PodIdentityAssociation".to_string(),
+                "lost".to_string(),
+                Some("b".to_string())
+            ),
+            ("Role".to_string(), "lost".to_string(), None),
+        ]
+    );
+    assert_eq!(listed[0]["name"], json!(associations_in(&eks, ns)["b"].id));
+
+    // Configured to delete: the association and then the role go; the rest stays.
+    let deleting = RunningController::start_with_eks_sweeping(
+        ns,
+        client.clone(),
+        &moto,
+        &eks,
+        Duration::from_secs(600),
+        sweep(true),
+    );
+    wait_for(60, "orphaned association and role deleted", || async {
+        (!associations_in(&eks, ns).contains_key("b") && hatrack_roles(&moto).await.len() == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        associations_in(&eks, ns).keys().collect::<Vec<_>>(),
+        ["a", "by-hand", "c"]
+    );
+    assert_eq!(
+        metric(
+            &deleting.metrics.encode(),
+            "hatrack_orphaned_pod_identity_associations_deleted_total"
+        ),
+        Some(1.0)
+    );
+    deleting.stop().await;
+}

@@ -266,3 +266,52 @@ fn a_bad_worker_thread_count_is_a_usage_error_not_a_panic() {
         .expect("hatrack runs");
     assert!(out.status.success());
 }
+
+#[test]
+fn pod_identity_in_another_account_plans_the_chaining_role_and_target_associations() {
+    let manifest = r#"apiVersion: hatrack.dev/v1alpha1
+kind: IAMAccount
+metadata: {name: data}
+spec:
+  accountId: "222222222222"
+  assumeRole: {roleArn: "arn:aws:iam::222222222222:role/hatrack-operator"}
+  namespaceSelector: {}
+---
+apiVersion: hatrack.dev/v1alpha1
+kind: IAMRoleBinding
+metadata: {name: app, namespace: team-a}
+spec:
+  serviceAccounts: [api]
+  account: data
+  trust: {podIdentity: {}}
+"#;
+    let mut args = vec!["plan"];
+    args.extend(CLUSTER);
+    args.push("-");
+    let out = hatrack(&args, Some(manifest));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let target = &roles[0];
+    let target_arn = target["arn"].as_str().unwrap();
+    assert!(target_arn.starts_with("arn:aws:iam::222222222222:role/hatrack/"));
+    let chaining = &target["chainingRole"];
+    let chaining_arn = chaining["arn"].as_str().unwrap();
+    assert!(chaining_arn.starts_with("arn:aws:iam::111122223333:role/hatrack/"));
+    assert_eq!(chaining["roleName"], target["roleName"]);
+    assert_eq!(
+        chaining["assumeRolePolicy"]["Statement"][0]["Principal"]["Service"],
+        "pods.eks.amazonaws.com"
+    );
+    assert_eq!(
+        target["assumeRolePolicy"]["Statement"][0]["Principal"]["AWS"],
+        chaining_arn
+    );
+    let a = &target["podIdentityAssociations"][0];
+    assert_eq!(a["roleArn"], chaining_arn);
+    assert_eq!(a["targetRoleArn"], target_arn);
+}

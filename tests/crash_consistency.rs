@@ -482,14 +482,33 @@ async fn writes_of_flow(
     done: impl AsyncFn(&Cluster) -> bool,
 ) -> Vec<String> {
     let c = fresh_pod_identity_cluster(moto, eks).await;
+    writes_of_flow_in(c, moto, eks, prepare, done, crashing_controller_with_eks).await
+}
+
+/// Starts a controller that crashes after `n` writes.
+type StartCrashing =
+    fn(&Cluster, &Moto, &EksStandIn, usize) -> (RunningController, Arc<CrashState>);
+
+async fn writes_of_flow_in(
+    c: Cluster,
+    moto: &Moto,
+    eks: &EksStandIn,
+    prepare: impl AsyncFn(&Cluster),
+    done: impl AsyncFn(&Cluster) -> bool,
+    controller: StartCrashing,
+) -> Vec<String> {
     prepare(&c).await;
-    let (counting, state) = crashing_controller_with_eks(&c, moto, eks, usize::MAX);
+    let (counting, state) = controller(&c, moto, eks, usize::MAX);
     wait_for(30, "flow done", || async { done(&c).await.then_some(()) }).await;
     counting.kill();
     let ops = state.operations.lock().unwrap().clone();
     ops.into_iter()
         .filter(|op| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+            // STS AssumeRole (credentials for another account) is not a write the crash counts.
+            !(op.starts_with("Get")
+                || op.starts_with("List")
+                || op.starts_with("Describe")
+                || op == "AssumeRole")
         })
         .collect()
 }
@@ -590,6 +609,221 @@ async fn crash_at_every_step_of_a_pod_identity_delete() {
         assert!(
             hatrack_roles(&moto).await.is_empty(),
             "orphaned role after a crash at step {n}"
+        );
+        assert!(
+            eks.associations().is_empty(),
+            "orphaned association after a crash at step {n}: {:?}",
+            eks.associations()
+        );
+        second.stop().await;
+    }
+}
+
+// Pod Identity in another account: the chaining role in the controller's account, the target
+// role in B, the associations with their targetRoleArn, the target's trust of their external
+// ids; the crash budget counts IAM writes in both accounts and EKS writes together.
+
+/// A controller with EKS whose IAM writes (in every account) and EKS writes stop after `n`.
+fn crashing_chained_controller(
+    c: &Cluster,
+    moto: &Moto,
+    eks: &EksStandIn,
+    n: usize,
+) -> (RunningController, Arc<CrashState>) {
+    let state = Arc::new(CrashState::default());
+    let (iam, metrics) = moto.iam_crashing(n, state.clone());
+    let crash = CrashAfterWrites {
+        allowed_writes: n,
+        state: state.clone(),
+    };
+    let eks = hatrack::eks::Eks::new(
+        aws_sdk_eks::Client::from_conf(eks.sdk_config().interceptor(crash).build()),
+        &settings().cluster_name,
+        1000,
+        metrics.clone(),
+    );
+    (
+        RunningController::start_full(
+            c.client.clone(),
+            iam,
+            Some(eks),
+            metrics,
+            Duration::from_secs(600),
+            Some(c.ns.clone()),
+        ),
+        state,
+    )
+}
+
+/// A fresh IAM, EKS and namespace holding Pod Identity binding `b` in account B.
+async fn fresh_chained_cluster(moto: &Moto, eks: &EksStandIn) -> Cluster {
+    moto.reset();
+    eks.reset();
+    let cluster = cluster_with_crds().await;
+    let c = Cluster {
+        client: cluster.client().await,
+        ns: cluster.namespace("crash-chain").await,
+    };
+    let accounts: kube::Api<hatrack::crd::IAMAccount> = kube::Api::all(c.client.clone());
+    let account: hatrack::crd::IAMAccount = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+        "metadata": {"name": c.ns},
+        "spec": {"accountId": OTHER,
+                 "assumeRole": {"roleArn": format!("arn:aws:iam::{OTHER}:role/hatrack-operator")},
+                 "namespaceSelector": {}}
+    }))
+    .unwrap();
+    accounts
+        .create(&kube::api::PostParams::default(), &account)
+        .await
+        .expect("create IAMAccount");
+    let mut spec = pod_spec_v1();
+    spec["account"] = json!(c.ns);
+    create_binding(&c.client, &c.ns, "b", spec).await;
+    c
+}
+
+/// Exactly one chaining role at home and one target role in B (both binding `b`'s), one
+/// association per bound ServiceAccount chaining from the one to the other, and the target
+/// role trusting the chaining role with exactly those associations' external ids.
+async fn assert_chain_matches(c: &Cluster, moto: &Moto, eks: &EksStandIn) {
+    let binding = get_binding(&c.client, &c.ns, "b").await.expect("binding");
+    let status = binding.status.clone().unwrap();
+    let role_name = status.role_name.clone().unwrap();
+    let target_arn = status.role_arn.clone().unwrap();
+    let chaining_arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}");
+    assert_eq!(
+        hatrack_roles(moto).await,
+        vec![role_name.clone()],
+        "one chaining role"
+    );
+    assert_eq!(
+        moto.roles_in(OTHER, "/hatrack/").await,
+        vec![role_name.clone()],
+        "one target role"
+    );
+    let all: Vec<_> = eks
+        .associations()
+        .into_iter()
+        .filter(|a| a.namespace == c.ns)
+        .collect();
+    let mut sas: Vec<&str> = all.iter().map(|a| a.service_account.as_str()).collect();
+    sas.sort();
+    assert_eq!(sas, ["api", "worker"], "one association per ServiceAccount");
+    let mut ids = Vec::new();
+    for a in &all {
+        assert_eq!(a.role_arn, chaining_arn);
+        assert_eq!(a.target_role_arn.as_deref(), Some(target_arn.as_str()));
+        ids.push(a.external_id.clone().expect("external id"));
+    }
+    ids.sort();
+    let in_b = moto.sdk_client_in(OTHER).await;
+    let role = in_b.get_role().role_name(&role_name).send().await.unwrap();
+    let trust = hatrack::policy::decode_document(
+        role.role().unwrap().assume_role_policy_document().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["AWS"],
+        json!(chaining_arn)
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        json!(ids),
+        "the target trusts exactly the associations' external ids"
+    );
+    let mut recorded: Vec<String> = status
+        .pod_identity_associations
+        .iter()
+        .filter_map(|a| a.external_id.clone())
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded, ids);
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let c = fresh_chained_cluster(&moto, &eks).await;
+    let writes = writes_of_flow_in(
+        c,
+        &moto,
+        &eks,
+        async |_| {},
+        async |c| is_synced(c).await,
+        crashing_chained_controller,
+    )
+    .await;
+    // Chaining role, target role, associations, then the target's trust of their ids.
+    assert!(
+        writes.iter().filter(|w| *w == "CreateRole").count() == 2
+            && writes.iter().any(|w| w == "UpdateAssumeRolePolicy"),
+        "{writes:?}"
+    );
+    for n in 0..=writes.len() {
+        let c = fresh_chained_cluster(&moto, &eks).await;
+        let (first, state) = crashing_chained_controller(&c, &moto, &eks, n);
+        run_until_crash_or(&state, first, n, writes.len(), async || is_synced(&c).await).await;
+        let second = healthy_controller_with_eks(&c, &eks, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        assert_chain_matches(&c, &moto, &eks).await;
+        second.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_every_step_of_a_pod_identity_delete_in_another_account() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let prepare = async |c: &Cluster| {
+        let healthy = healthy_controller_with_eks(c, &eks, &moto);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        healthy.stop().await;
+        delete_binding(&c.client, &c.ns, "b").await;
+    };
+    let c = fresh_chained_cluster(&moto, &eks).await;
+    let writes = writes_of_flow_in(
+        c,
+        &moto,
+        &eks,
+        prepare,
+        async |c| is_gone(c).await,
+        crashing_chained_controller,
+    )
+    .await;
+    // Associations first; then both roles.
+    let last_association = writes
+        .iter()
+        .rposition(|w| w == "DeletePodIdentityAssociation")
+        .expect("associations deleted");
+    let first_role = writes
+        .iter()
+        .position(|w| w == "DeleteRole")
+        .expect("roles deleted");
+    assert!(last_association < first_role, "{writes:?}");
+    assert_eq!(
+        writes.iter().filter(|w| *w == "DeleteRole").count(),
+        2,
+        "{writes:?}"
+    );
+    for n in 0..=writes.len() {
+        let c = fresh_chained_cluster(&moto, &eks).await;
+        prepare(&c).await;
+        let (first, state) = crashing_chained_controller(&c, &moto, &eks, n);
+        run_until_crash_or(&state, first, n, writes.len(), async || is_gone(&c).await).await;
+        let second = healthy_controller_with_eks(&c, &eks, &moto);
+        wait_for(30, "binding gone", || async {
+            is_gone(&c).await.then_some(())
+        })
+        .await;
+        assert!(
+            hatrack_roles(&moto).await.is_empty(),
+            "orphaned chaining role after a crash at step {n}"
+        );
+        assert!(
+            moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
+            "orphaned target role after a crash at step {n}"
         );
         assert!(
             eks.associations().is_empty(),

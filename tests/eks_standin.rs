@@ -325,3 +325,103 @@ async fn list_filters_and_pages() {
     assert_eq!(one.associations().len(), 1);
     assert!(one.next_token().is_none());
 }
+
+#[tokio::test]
+async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
+    let (_eks, client) = standin().await;
+    const TARGET: &str = "arn:aws:iam::222222222222:role/hatrack/web-0123456789ab";
+    // Without a target role: no external id.
+    let plain = client
+        .create_pod_identity_association()
+        .cluster_name("prod-eu")
+        .namespace("shop")
+        .service_account("plain")
+        .role_arn(ROLE)
+        .send()
+        .await
+        .expect("create");
+    let plain = plain.association().unwrap();
+    assert_eq!(plain.target_role_arn(), None);
+    assert_eq!(plain.external_id(), None);
+
+    let created = client
+        .create_pod_identity_association()
+        .cluster_name("prod-eu")
+        .namespace("shop")
+        .service_account("web")
+        .role_arn(ROLE)
+        .target_role_arn(TARGET)
+        .send()
+        .await
+        .expect("create with a target role");
+    let a = created.association().unwrap();
+    let id = a.association_id().unwrap().to_string();
+    assert_eq!(a.target_role_arn(), Some(TARGET));
+    let external_id = a.external_id().expect("an external id").to_string();
+    // A UUID, as EKS makes them.
+    let groups: Vec<usize> = external_id.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{external_id}");
+
+    let described = client
+        .describe_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let d = described.association().unwrap();
+    assert_eq!(d.target_role_arn(), Some(TARGET));
+    assert_eq!(d.external_id(), Some(external_id.as_str()));
+
+    // Another target: the association's external id stays.
+    let other = "arn:aws:iam::333333333333:role/x";
+    let updated = client
+        .update_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .target_role_arn(other)
+        .send()
+        .await
+        .unwrap();
+    let u = updated.association().unwrap();
+    assert_eq!(u.target_role_arn(), Some(other));
+    assert_eq!(u.external_id(), Some(external_id.as_str()));
+    // An update naming only the role leaves the target as it is.
+    let updated = client
+        .update_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.association().unwrap().target_role_arn(),
+        Some(other)
+    );
+    // An empty target removes it, and the external id with it.
+    let cleared = client
+        .update_pod_identity_association()
+        .cluster_name("prod-eu")
+        .association_id(&id)
+        .target_role_arn("")
+        .send()
+        .await
+        .unwrap();
+    let c = cleared.association().unwrap();
+    assert_eq!(c.target_role_arn(), None);
+    assert_eq!(c.external_id(), None);
+
+    // A malformed target role ARN is a bad parameter.
+    let err = client
+        .create_pod_identity_association()
+        .cluster_name("prod-eu")
+        .namespace("shop")
+        .service_account("bad")
+        .role_arn(ROLE)
+        .target_role_arn("arn:aws:iam::222222222222:user/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameterException"));
+}

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tracing::Instrument;
 
 use super::Context;
 use super::cache::CachedBinding;
-use crate::crd::{IAMAccount, IAMRoleBinding, TrustMechanism};
+use crate::crd::{IAMAccount, IAMRoleBinding};
 use crate::iam::{AssumeRoleTarget, Iam, IamError};
 use crate::settings::Settings;
 
@@ -34,7 +35,7 @@ pub enum AccountRefusal {
     #[error("spec.account: IAMAccount {account:?} is invalid: {problems}")]
     Invalid { account: String, problems: String },
     #[error(
-        "spec.account: EKS Pod Identity trust in another account (IAMAccount {account:?}, account {account_id}) is not supported yet: it needs a role in the cluster's account chained to this one (an association's targetRoleArn); use irsa trust (with the cluster's OIDC provider in account {account_id}), or no spec.account"
+        "spec.account: EKS Pod Identity trust in another account (IAMAccount {account:?}, account {account_id}) needs the controller to manage EKS Pod Identity associations (a chaining role's association with targetRoleArn), and --pod-identity-associations is off; use irsa trust (with the cluster's OIDC provider in account {account_id}), or no spec.account"
     )]
     PodIdentityUnsupported { account: String, account_id: String },
 }
@@ -107,7 +108,9 @@ pub fn account_problems(a: &IAMAccount) -> Vec<String> {
 /// still removed after they changed.
 pub fn resolve<'a>(
     binding: &IAMRoleBinding,
-    settings: &Settings,
+    // The controller's settings: the account choice no longer depends on them (Pod Identity
+    // elsewhere is chained), kept so that callers need not change.
+    _settings: &Settings,
     accounts: impl IntoIterator<Item = &'a IAMAccount>,
     namespace_labels: &BTreeMap<String, String>,
     for_cleanup: bool,
@@ -137,18 +140,8 @@ pub fn resolve<'a>(
             namespace: binding.namespace().unwrap_or_default(),
         });
     }
-    // Pod Identity's trust is the EKS service principal of the cluster's own account; a role
-    // elsewhere can only be reached through a role chained from there, which hatrack does not
-    // make (yet). Refused whole rather than made half.
-    if account.spec.account_id != settings.account_id
-        && crate::guardrail::trust_mechanisms(binding, settings)
-            .contains(&TrustMechanism::PodIdentity)
-    {
-        return Err(AccountRefusal::PodIdentityUnsupported {
-            account: name.into(),
-            account_id: account.spec.account_id.clone(),
-        });
-    }
+    // Pod Identity in another account is reached through a chaining role in the cluster's
+    // account (controller::associations::chain_step); without associations it is refused there.
     Ok(Some(account))
 }
 
@@ -281,6 +274,167 @@ impl AccountClients {
     }
 }
 
+/// Ready reasons of an IAMAccount.
+pub const CREDENTIALS_OBTAINED: &str = "CredentialsObtained";
+pub const ASSUME_ROLE_FAILED: &str = "AssumeRoleFailed";
+pub const ACCOUNT_INVALID: &str = "InvalidAccount";
+pub const NO_BASE_CREDENTIALS: &str = "NoBaseCredentials";
+
+/// What checking an account's credentials found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsCheck {
+    Obtained,
+    /// The spec is wrong: these problems ([`account_problems`]).
+    Invalid(Vec<String>),
+    /// The controller has no credentials of its own to assume from.
+    NoBase,
+    /// `sts:AssumeRole` failed: the SDK's message.
+    Failed(String),
+}
+
+/// The Ready condition's (status, reason, message) for a check of `a`.
+pub fn account_ready(a: &IAMAccount, check: &CredentialsCheck) -> (bool, &'static str, String) {
+    let role = &a.spec.assume_role.role_arn;
+    let id = &a.spec.account_id;
+    match check {
+        CredentialsCheck::Obtained => (
+            true,
+            CREDENTIALS_OBTAINED,
+            format!("credentials in account {id} obtained through sts:AssumeRole into {role}"),
+        ),
+        CredentialsCheck::Invalid(problems) => (false, ACCOUNT_INVALID, problems.join("; ")),
+        CredentialsCheck::NoBase => (
+            false,
+            NO_BASE_CREDENTIALS,
+            "the controller has no AWS credentials of its own to assume the role with".into(),
+        ),
+        CredentialsCheck::Failed(e) => (
+            false,
+            ASSUME_ROLE_FAILED,
+            format!(
+                "sts:AssumeRole into {role}{} failed: {e}; the role must exist, trust the controller's own role{} and allow it sts:AssumeRole",
+                a.spec
+                    .assume_role
+                    .external_id
+                    .as_ref()
+                    .map(|_| " (with the external id)")
+                    .unwrap_or(""),
+                a.spec
+                    .assume_role
+                    .external_id
+                    .as_ref()
+                    .map(|_| " with sts:ExternalId")
+                    .unwrap_or("")
+            ),
+        ),
+    }
+}
+
+/// Checks that the controller can act in `a`: the spec, then the credentials (assumed now,
+/// or still valid from before).
+pub async fn check_account(
+    clients: &AccountClients,
+    a: &IAMAccount,
+    cluster: &str,
+) -> CredentialsCheck {
+    let problems = account_problems(a);
+    if !problems.is_empty() {
+        return CredentialsCheck::Invalid(problems);
+    }
+    let Ok(iam) = clients.client(Some(a), cluster).await else {
+        return CredentialsCheck::NoBase;
+    };
+    match iam.check_credentials().await {
+        Some(Ok(())) => CredentialsCheck::Obtained,
+        Some(Err(e)) => CredentialsCheck::Failed(e.to_string()),
+        None => CredentialsCheck::NoBase,
+    }
+}
+
+/// Writes each IAMAccount's status as it is added or changed: whether the controller obtains
+/// credentials there. An account that fails is checked again every `retry` until it works
+/// or changes.
+pub async fn status_writer(
+    ctx: Arc<Context>,
+    retry: Duration,
+    tx: tokio::sync::mpsc::UnboundedSender<IAMAccount>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<IAMAccount>,
+) {
+    use crate::crd::IAMAccountStatus;
+    use kube::api::{Patch, PatchParams};
+    let api: kube::Api<IAMAccount> = kube::Api::all(ctx.client.clone());
+    // Accounts with a check already scheduled: at most one each.
+    let pending: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    while let Some(a) = rx.recv().await {
+        let name = a.name_any();
+        // Deleted (or a stale copy): the cache has the latest.
+        let Some(a) = ctx.accounts.get(&ObjectRef::new(&name)) else {
+            continue;
+        };
+        if a.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let check = check_account(&ctx.account_clients, &a, &ctx.settings.cluster_name)
+            .instrument(tracing::info_span!("account_check", account = %name))
+            .await;
+        let (ready, reason, message) = account_ready(&a, &check);
+        if !ready
+            && reason != ACCOUNT_INVALID
+            && pending.lock().is_ok_and(|mut p| p.insert(name.clone()))
+        {
+            let (tx, pending, again) = (tx.clone(), pending.clone(), a.as_ref().clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(retry).await;
+                if let Ok(mut p) = pending.lock() {
+                    p.remove(&again.name_any());
+                }
+                let _ = tx.send(again);
+            });
+        }
+        let old = a.status.clone().unwrap_or_default();
+        let current = old.conditions.iter().find(|c| c.type_ == "Ready");
+        let unchanged = old.observed_generation == a.metadata.generation
+            && current.is_some_and(|c| {
+                c.status == if ready { "True" } else { "False" }
+                    && c.reason == reason
+                    && c.message == message
+            });
+        if unchanged {
+            continue;
+        }
+        if ready {
+            tracing::info!(account = %name, account_id = %a.spec.account_id, "credentials obtained in account");
+        } else {
+            tracing::warn!(account = %name, account_id = %a.spec.account_id, reason, message = %message, "cannot act in account");
+        }
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+        let status = IAMAccountStatus {
+            observed_generation: a.metadata.generation,
+            conditions: super::status::with_ready(
+                &old.conditions,
+                super::status::ready_condition(
+                    ready,
+                    reason,
+                    &message,
+                    a.metadata.generation,
+                    &old.conditions,
+                    now,
+                ),
+            ),
+        };
+        if let Err(e) = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(super::MANAGER),
+                &Patch::Merge(&serde_json::json!({"status": status})),
+            )
+            .await
+        {
+            tracing::warn!(account = %name, error = %e, "cannot write IAMAccount status");
+        }
+    }
+}
+
 /// IAMAccounts, cached in `writer`; yields every account added, changed or deleted.
 pub fn watch(
     client: kube::Client,
@@ -295,6 +449,20 @@ pub fn watch(
     .modify(|a: &mut IAMAccount| a.metadata.managed_fields = None)
     .reflect(writer)
     .touched_objects()
+}
+
+/// A filter passing an IAMAccount when its spec may have changed since last passed (a new
+/// generation, or first seen) or it is gone from `store` (deleted), not for status writes.
+pub fn spec_changes(store: Store<IAMAccount>) -> impl FnMut(&IAMAccount) -> bool {
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    move |a| {
+        let name = a.name_any();
+        if store.get(&ObjectRef::new(&name)).is_none() {
+            seen.remove(&name);
+            return true;
+        }
+        seen.insert(name, a.metadata.generation) != Some(a.metadata.generation)
+    }
 }
 
 /// The cached bindings whose `spec.account` is `account`.
@@ -475,20 +643,45 @@ mod tests {
     }
 
     #[test]
-    fn pod_identity_in_another_account_is_refused_whole() {
+    fn pod_identity_in_another_account_resolves_to_it() {
         let s = Settings::example();
         let accts = [account("data", "222222222222", json!({}))];
         let b = binding(
             json!({"serviceAccounts": ["a"], "account": "data", "trust": {"irsa": {}, "podIdentity": {}}}),
         );
-        let err = resolve(&b, &s, &accts, &labels(&[]), false).unwrap_err();
-        assert!(matches!(err, AccountRefusal::PodIdentityUnsupported { .. }));
+        let got = resolve(&b, &s, &accts, &labels(&[]), false).unwrap();
+        assert_eq!(
+            got.map(|a| a.spec.account_id.clone()),
+            Some("222222222222".into())
+        );
         // The cluster's own account named through an IAMAccount needs no chaining.
         let home = [account("home", &s.account_id, json!({}))];
         let b = binding(
             json!({"serviceAccounts": ["a"], "account": "home", "trust": {"podIdentity": {}}}),
         );
         assert!(resolve(&b, &s, &home, &labels(&[]), false).is_ok());
+    }
+
+    #[test]
+    fn account_status_says_why_credentials_are_missing() {
+        let a = account("data", "222222222222", json!({}));
+        let (ready, reason, message) = account_ready(&a, &CredentialsCheck::Obtained);
+        assert!(ready);
+        assert_eq!(reason, CREDENTIALS_OBTAINED);
+        assert!(message.contains("222222222222"), "{message}");
+        let (ready, reason, message) = account_ready(
+            &a,
+            &CredentialsCheck::Failed("AccessDenied: not trusted".into()),
+        );
+        assert!(!ready);
+        assert_eq!(reason, ASSUME_ROLE_FAILED);
+        assert!(
+            message.contains("arn:aws:iam::222222222222:role/hatrack")
+                && message.contains("AccessDenied: not trusted"),
+            "{message}"
+        );
+        assert!(super::super::status::is_stalled(ACCOUNT_INVALID));
+        assert!(!super::super::status::is_stalled(ASSUME_ROLE_FAILED));
     }
 
     #[test]

@@ -10,13 +10,214 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::reconcile::{binding_key, build_status, publish, write_status};
+use super::accounts::{self, AccountRefusal, Target};
+use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
 use super::status::reason;
 use super::{Context, Error};
-use crate::association::{self, ActualAssociation, Change, Plan};
+use crate::association::{self, ActualAssociation, Change, Plan, chain};
 use crate::crd::{IAMRoleBinding, PodIdentityAssociationStatus};
 use crate::eks::{Eks, EksError};
+use crate::iam::Iam;
 use crate::role::DesiredRole;
+use crate::sync::{CleanupOutcome, Owner, SyncOutcome, delete_owned_role, sync_role};
+
+/// EKS Pod Identity for a role in another account, as the apply set it up: the chaining role
+/// in the cluster's account is in sync, and the target role's trust names these external ids.
+pub(super) struct Chain {
+    chaining_arn: String,
+    /// The target account's client, and the owner the target role is synced as.
+    iam: Iam,
+    owner: Owner,
+    /// The target role's trust as built for the binding (before [`chain::target_trust`]).
+    base_trust: serde_json::Value,
+    ids_in_trust: BTreeSet<String>,
+}
+
+/// What the chaining step of an apply found.
+pub(super) enum ChainStep {
+    /// Not Pod Identity in another account: nothing to chain.
+    None,
+    Ready(Box<Chain>),
+    /// The binding was reported not Ready and comes back after this.
+    Reported(Action),
+}
+
+/// External ids of associations recorded in status for `target_role_arn`.
+fn recorded_external_ids<'a>(
+    associations: impl IntoIterator<Item = &'a PodIdentityAssociationStatus>,
+    target_role_arn: &str,
+) -> BTreeSet<String> {
+    associations
+        .into_iter()
+        .filter(|a| a.target_role_arn.as_deref() == Some(target_role_arn))
+        .filter_map(|a| a.external_id.clone())
+        .collect()
+}
+
+/// Pod Identity in another account, before the target role is synced: makes the chaining
+/// role in the cluster's account (first: the target role's trust names it, and IAM checks
+/// that a principal exists) and sets the target role's trust to the chaining role with the
+/// external ids of the associations the status records (a crash between an association's
+/// creation and its status leaves an id out: the association step adds it).
+#[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
+pub(super) async fn chain_step(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    target: &Target,
+    desired: &mut DesiredRole,
+) -> Result<ChainStep, Error> {
+    let home = &ctx.settings;
+    if target.account.is_none()
+        || target.settings.account_id == home.account_id
+        || !association::uses_pod_identity(binding, home)
+    {
+        return Ok(ChainStep::None);
+    }
+    if ctx.eks.is_none() {
+        let refusal = AccountRefusal::PodIdentityUnsupported {
+            account: binding.spec.account.clone().unwrap_or_default(),
+            account_id: target.settings.account_id.clone(),
+        };
+        not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
+        return Ok(ChainStep::Reported(Action::requeue(ctx.jittered_resync())));
+    }
+    let ns = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let trust = match crate::trust::trust_policy(
+        home,
+        &crate::trust::TrustInputs {
+            namespace: &ns,
+            service_accounts: &binding.spec.service_accounts,
+            irsa_audience: None,
+            pod_identity: true,
+        },
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            not_ready(binding, ctx, reason::INVALID_SPEC, &e.to_string(), None).await?;
+            return Ok(ChainStep::Reported(Action::await_change()));
+        }
+    };
+    let chaining = chain::chaining_role(desired, home, trust);
+    let home_owner = Owner::of(home, &ns, &name);
+    match sync_role(&ctx.iam, &chaining, &home_owner).await {
+        Ok(SyncOutcome::Synced { writes, .. }) => {
+            if !writes.is_empty() {
+                tracing::info!(role = %chaining.role.arn, calls = ?writes, "synced EKS Pod Identity chaining role");
+            }
+        }
+        Ok(SyncOutcome::NotOwned) => {
+            let message = format!(
+                "IAM role {} (the EKS Pod Identity chaining role in the cluster's account {}) exists but is not owned by this binding; hatrack will not modify or delete it",
+                chaining.role.arn, home.account_id
+            );
+            not_ready(binding, ctx, reason::ROLE_NOT_OWNED, &message, None).await?;
+            return Ok(ChainStep::Reported(Action::requeue(ctx.jittered_resync())));
+        }
+        Err(e) => {
+            let message = e.to_string();
+            not_ready(binding, ctx, reason::AWS_ERROR, &message, None).await?;
+            return Err(e.into());
+        }
+    }
+    let ids = recorded_external_ids(
+        binding
+            .status
+            .iter()
+            .flat_map(|s| s.pod_identity_associations.iter()),
+        &desired.role.arn,
+    );
+    let base_trust = std::mem::take(&mut desired.role.assume_role_policy);
+    desired.role.assume_role_policy = chain::target_trust(&base_trust, &chaining.role.arn, &ids);
+    Ok(ChainStep::Ready(Box::new(Chain {
+        chaining_arn: chaining.role.arn,
+        iam: target.iam.clone(),
+        owner: Owner::of(&target.settings, &ns, &name),
+        base_trust,
+        ids_in_trust: ids,
+    })))
+}
+
+/// After the associations are in sync (`current`): the target role trusts exactly their
+/// external ids. A step of its own, not inside [`apply_step`]: the reconcile's future is deep
+/// enough already.
+#[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
+pub(super) async fn chain_trust_step(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    chain: &Chain,
+    desired: &DesiredRole,
+    current: &[PodIdentityAssociationStatus],
+) -> Result<(), Error> {
+    match chain_trust(chain, desired, current).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            not_ready(binding, ctx, reason::AWS_ERROR, &message, Some(desired)).await?;
+            Err(e.into())
+        }
+    }
+}
+
+async fn chain_trust(
+    chain: &Chain,
+    desired: &DesiredRole,
+    current: &[PodIdentityAssociationStatus],
+) -> Result<(), crate::iam::IamError> {
+    let ids = recorded_external_ids(current, &desired.role.arn);
+    if ids == chain.ids_in_trust {
+        return Ok(());
+    }
+    let mut d = desired.clone();
+    d.role.assume_role_policy = chain::target_trust(&chain.base_trust, &chain.chaining_arn, &ids);
+    match sync_role(&chain.iam, &d, &chain.owner).await? {
+        SyncOutcome::Synced { writes, .. } => {
+            tracing::info!(role = %d.role.arn, calls = ?writes, external_ids = ?ids, "target role trusts the chaining role with the associations' external ids");
+        }
+        // Checked by the role step just before; taken over since: the next apply reports it.
+        SyncOutcome::NotOwned => {}
+    }
+    Ok(())
+}
+
+/// The cleanup of a chained binding, after its associations: its chaining role in the
+/// cluster's account goes (its own only). Nothing for a binding whose role is at home.
+pub(super) async fn cleanup_chaining_role(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let home = &ctx.settings;
+    let ns = binding.namespace().unwrap_or_default();
+    let labels = ctx
+        .namespaces
+        .get(&kube::runtime::reflector::ObjectRef::new(&ns))
+        .map(|n| n.labels().clone())
+        .unwrap_or_default();
+    let all = ctx.accounts.state();
+    let elsewhere = matches!(
+        accounts::resolve(binding, home, all.iter().map(|a| a.as_ref()), &labels, true),
+        Ok(Some(a)) if a.spec.account_id != home.account_id
+    );
+    if !elsewhere {
+        return Ok(());
+    }
+    let name = binding.name_any();
+    let role_name = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.role_name.clone())
+        .unwrap_or_else(|| crate::naming::role_name(&home.cluster_identity(), &ns, &name));
+    match delete_owned_role(&ctx.iam, &role_name, &Owner::of(home, &ns, &name)).await? {
+        CleanupOutcome::Deleted => {
+            tracing::info!(role = %role_name, "deleted EKS Pod Identity chaining role");
+        }
+        CleanupOutcome::AlreadyGone | CleanupOutcome::NotOwned => {}
+        CleanupOutcome::HeldBy(holders) => {
+            tracing::warn!(role = %role_name, holders = ?holders, "chaining role is held by something hatrack does not own; left in place");
+        }
+    }
+    Ok(())
+}
 
 /// What the association step of an apply found.
 pub(super) enum Step {
@@ -94,12 +295,29 @@ async fn write(
     for change in &plan.changes {
         let result = match (change, want) {
             (Change::Create { service_account }, Some(w)) => eks
-                .create(ns, service_account, &w.role_arn, &w.tags)
+                .create(
+                    ns,
+                    service_account,
+                    &w.role_arn,
+                    w.target_role_arn.as_deref(),
+                    &w.tags,
+                )
                 .await
                 .map(|a| made.push(a)),
-            (Change::UpdateRole { id, .. }, Some(w)) => {
-                eks.update_role(id, &w.role_arn).await.map(|a| made.push(a))
-            }
+            (
+                Change::UpdateRole {
+                    id, from_target, ..
+                },
+                Some(w),
+            ) => eks
+                .update_role(
+                    id,
+                    &w.role_arn,
+                    w.target_role_arn.as_deref(),
+                    from_target.is_some(),
+                )
+                .await
+                .map(|a| made.push(a)),
             (Change::Delete { id, .. }, _) => eks.delete(id).await,
             // Creates and updates come only from a desired set.
             (_, None) => Ok(()),
@@ -160,11 +378,19 @@ pub(super) async fn apply_step(
     binding: &IAMRoleBinding,
     ctx: &Context,
     desired: &DesiredRole,
+    chain: Option<&Chain>,
 ) -> Result<Step, Error> {
     let Some(eks) = &ctx.eks else {
         return Ok(Step::Synced(Vec::new()));
     };
-    let want = association::desired(binding, &ctx.settings, &desired.role.arn);
+    let want = match chain {
+        // Chained: the association names the chaining role, EKS goes on to the target.
+        Some(c) => association::desired(binding, &ctx.settings, &c.chaining_arn).map(|mut w| {
+            w.target_role_arn = Some(desired.role.arn.clone());
+            w
+        }),
+        None => association::desired(binding, &ctx.settings, &desired.role.arn),
+    };
     // Bindings without Pod Identity, and without associations of their own, cost no EKS call.
     if want.is_none() && recorded(binding).is_empty() {
         return Ok(Step::Synced(Vec::new()));
@@ -197,6 +423,8 @@ pub(super) async fn apply_step(
             service_account: a.service_account.clone(),
             association_id: a.id.clone(),
             association_arn: a.arn.clone(),
+            target_role_arn: a.target_role_arn.clone(),
+            external_id: a.external_id.clone(),
         })
         .collect();
     current.sort_by(|a, b| a.service_account.cmp(&b.service_account));
@@ -246,6 +474,12 @@ pub(super) async fn apply_step(
 /// associations go; anyone else's stay.
 #[tracing::instrument(skip_all)]
 pub(super) async fn cleanup_step(binding: &IAMRoleBinding, ctx: &Context) -> Result<(), Error> {
+    cleanup_associations(binding, ctx).await?;
+    // Associations name the chaining role: it goes after them.
+    cleanup_chaining_role(binding, ctx).await
+}
+
+async fn cleanup_associations(binding: &IAMRoleBinding, ctx: &Context) -> Result<(), Error> {
     let Some(eks) = &ctx.eks else {
         return Ok(());
     };

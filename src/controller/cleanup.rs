@@ -100,7 +100,7 @@ pub(super) async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<A
         }
     }
     // Associations name the role: they go first.
-    super::associations::cleanup_step(binding, ctx).await?;
+    Box::pin(super::associations::cleanup_step(binding, ctx)).await?;
     match delete_owned_role(&target.iam, &role_name, &owner).await {
         Ok(CleanupOutcome::Deleted) => {
             publish(

@@ -479,7 +479,17 @@ pub async fn run_with(
     });
     let guardrail_stream = crate::watch::guardrails(client.clone(), guardrail_writer);
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
-    let account_stream = accounts::watch(client.clone(), account_writer);
+    let (account_tx, account_rx) = tokio::sync::mpsc::unbounded_channel::<IAMAccount>();
+    let account_stream = {
+        let tx = account_tx.clone();
+        let mut changed = accounts::spec_changes(account_store.clone());
+        accounts::watch(client.clone(), account_writer).try_filter(move |a| {
+            // Its status is written off the watch path; only spec changes and deletions
+            // concern the bindings naming it.
+            let _ = tx.send(a.clone());
+            std::future::ready(changed(a))
+        })
+    };
     let account_map = binding_store.clone();
     let sa_by_namespace = Arc::new(RwLock::new(sa_index::NamespaceIndex::default()));
     let sa_index_for_stream = sa_by_namespace.clone();
@@ -512,6 +522,12 @@ pub async fn run_with(
     );
     ctx.eks = args.eks.clone();
     let ctx = Arc::new(ctx);
+    let account_status = tokio::spawn(accounts::status_writer(
+        ctx.clone(),
+        args.resync.min(Duration::from_secs(60)),
+        account_tx,
+        account_rx,
+    ));
     let sweep = args.orphans.clone().map(|o| {
         tokio::spawn(orphans::sweep_periodically(
             ctx.clone(),
@@ -575,6 +591,7 @@ pub async fn run_with(
     if let Some(status_task) = status_task {
         status_task.abort();
     }
+    account_status.abort();
     if let Some(sweep) = sweep {
         sweep.abort();
     }

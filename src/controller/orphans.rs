@@ -5,9 +5,13 @@
 //! configured to (`--delete-orphans`), and then only when found in two sweeps in a row and
 //! still orphaned when checked again right before the delete.
 //!
+//! EKS Pod Identity associations of this cluster tagged as a binding's that is gone are
+//! orphans too, swept the same way and deleted before roles; an association naming a role
+//! kept on purpose (`deletionPolicy: Retain`) is kept with it.
+//!
 //! Judging is pure ([`judge`]); listing and deleting are the I/O edges. Other kinds of AWS
-//! objects hatrack tags (e.g. EKS pod identity associations) join by adding an
-//! [`OrphanKind`] and a lister that yields [`Candidate`]s.
+//! objects hatrack tags join by adding an [`OrphanKind`] and a lister that yields
+//! [`Candidate`]s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tracing::Instrument;
 use super::Context;
 use super::accounts::AccountClients;
 use crate::crd::{IAMAccount, IAMRoleBinding};
+use crate::eks::{Eks, EksError};
 use crate::iam::{DeleteOutcome, Iam, IamError};
 use crate::naming;
 use crate::sync::Owner;
@@ -53,9 +58,13 @@ pub struct SweepOptions {
     pub delete: bool,
 }
 
-/// What kind of AWS object an orphan is.
+/// What kind of AWS object an orphan is. Ordered as they are deleted: an association names a
+/// role, so it goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OrphanKind {
+    /// An EKS Pod Identity association of this cluster (name: its id).
+    PodIdentityAssociation,
+    /// An IAM role (name: the role name).
     Role,
 }
 
@@ -67,6 +76,10 @@ pub struct Candidate {
     pub name: String,
     pub arn: String,
     pub tags: BTreeMap<String, String>,
+    /// An association's ServiceAccount.
+    pub service_account: Option<String>,
+    /// The roles an association names (its role, and its target role if any).
+    pub role_arns: Vec<String>,
 }
 
 /// An object whose binding is gone.
@@ -80,6 +93,9 @@ pub struct Orphan {
     /// The binding its tags name.
     pub namespace: String,
     pub binding: String,
+    /// An association's ServiceAccount (in `namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// Where each live binding's role lives: (namespace, name) → account id, `None` when the
@@ -115,6 +131,8 @@ fn claimed(live: &LiveBindings, account_id: &str, namespace: &str, name: &str) -
 
 /// The candidates that are orphans: tagged with this cluster, not retained on purpose, of a
 /// namespace in `scope` (`None`: all), and with no live binding that owns them there.
+/// An association is not an orphan while a role it names is retained (a role candidate
+/// carrying the retained mark): the binding was deleted with `deletionPolicy: Retain`.
 pub fn judge(
     cluster: &str,
     cluster_arn: Option<&str>,
@@ -122,22 +140,38 @@ pub fn judge(
     live: &LiveBindings,
     scope: Option<&str>,
 ) -> Vec<Orphan> {
+    let retained_roles: HashSet<&str> = candidates
+        .iter()
+        .filter(|c| c.kind == OrphanKind::Role && c.tags.contains_key(naming::TAG_RETAINED))
+        .map(|c| c.arn.as_str())
+        .collect();
     let mut out: Vec<Orphan> = candidates
         .iter()
         .filter_map(|c| {
+            let association = c.kind == OrphanKind::PodIdentityAssociation;
             // The cluster ARN tag must match too (both absent, or equal): a same-named
-            // cluster in another region or account keeps its roles, even legacy ones.
+            // cluster in another region or account keeps its roles, even legacy ones. An
+            // association is listed from this very cluster: its name tag is enough.
             if c.tags.get(naming::TAG_CLUSTER).map(String::as_str) != Some(cluster)
-                || c.tags.get(naming::TAG_CLUSTER_ARN).map(String::as_str) != cluster_arn
+                || (!association
+                    && c.tags.get(naming::TAG_CLUSTER_ARN).map(String::as_str) != cluster_arn)
                 || c.tags.contains_key(naming::TAG_RETAINED)
+                || c.role_arns
+                    .iter()
+                    .any(|r| retained_roles.contains(r.as_str()))
             {
                 return None;
             }
             let namespace = c.tags.get(naming::TAG_NAMESPACE)?;
             let binding = c.tags.get(naming::TAG_NAME)?;
-            if scope.is_some_and(|s| s != namespace)
-                || claimed(live, &c.account_id, namespace, binding)
-            {
+            // An association lives in the cluster's account whichever account its binding's
+            // role is in: any live binding of that name owns it.
+            let owned = if association {
+                live.contains_key(&(namespace.clone(), binding.clone()))
+            } else {
+                claimed(live, &c.account_id, namespace, binding)
+            };
+            if scope.is_some_and(|s| s != namespace) || owned {
                 return None;
             }
             Some(Orphan {
@@ -147,6 +181,7 @@ pub fn judge(
                 arn: c.arn.clone(),
                 namespace: namespace.clone(),
                 binding: binding.clone(),
+                service_account: c.service_account.clone(),
             })
         })
         .collect();
@@ -167,6 +202,8 @@ pub enum SweepError {
     Kube(#[from] kube::Error),
     #[error("IAMAccount {0}: {1}")]
     Account(String, String),
+    #[error("EKS: {0}")]
+    Eks(#[from] EksError),
 }
 
 /// One account to look in.
@@ -232,10 +269,56 @@ async fn role_candidates(
                 name,
                 arn,
                 tags,
+                service_account: None,
+                role_arns: Vec::new(),
             });
         }
     }
     Ok(out)
+}
+
+/// The cluster's associations (of `scope`'s namespace, or all) that may be orphans, with their
+/// tags. Those a live binding's status records are certainly not, so only the others cost a
+/// DescribePodIdentityAssociation.
+async fn association_candidates(
+    eks: &Eks,
+    home_account_id: &str,
+    scope: Option<&str>,
+    recorded: &HashSet<String>,
+) -> Result<Vec<Candidate>, SweepError> {
+    let mut out = Vec::new();
+    for summary in eks.list_in(scope).await? {
+        if recorded.contains(&summary.id) {
+            continue;
+        }
+        // Gone since the listing: nothing to judge.
+        let Some(a) = eks.describe(&summary.id).await? else {
+            continue;
+        };
+        out.push(Candidate {
+            kind: OrphanKind::PodIdentityAssociation,
+            account_id: home_account_id.to_string(),
+            name: a.id,
+            arn: a.arn,
+            tags: a.tags,
+            service_account: Some(a.service_account),
+            role_arns: std::iter::once(a.role_arn)
+                .chain(a.target_role_arn)
+                .filter(|r| !r.is_empty())
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The association ids live bindings' statuses record.
+fn recorded_associations(bindings: &[IAMRoleBinding]) -> HashSet<String> {
+    bindings
+        .iter()
+        .filter_map(|b| b.status.as_ref())
+        .flat_map(|s| s.pod_identity_associations.iter())
+        .map(|a| a.association_id.clone())
+        .collect()
 }
 
 /// Which cluster's roles a sweep looks for: its name and, when its region is known, its ARN.
@@ -245,8 +328,10 @@ pub struct ClusterId<'a> {
     pub arn: Option<&'a str>,
 }
 
-/// Finds the orphans: roles first, then a fresh list of bindings, so a binding that made a
-/// role seen here is in the list (a binding is created before its role).
+/// Finds the orphans: roles and (with `eks`) the cluster's associations first, then a fresh
+/// list of bindings, so a binding that made an object seen here is in the list (a binding is
+/// created before its role and associations).
+#[allow(clippy::too_many_arguments)]
 pub async fn find(
     client: &kube::Client,
     cluster: ClusterId<'_>,
@@ -254,6 +339,7 @@ pub async fn find(
     role_path: &str,
     accounts: &[AccountToSweep],
     known_accounts: &[IAMAccount],
+    eks: Option<&Eks>,
     scope: Option<&str>,
 ) -> Result<Vec<Orphan>, SweepError> {
     let bindings_api: Api<IAMRoleBinding> = match scope {
@@ -273,9 +359,37 @@ pub async fn find(
             .collect();
         candidates.extend(role_candidates(account, role_path, &expected).await?);
     }
+    if let Some(eks) = eks {
+        let recorded = recorded_associations(&before);
+        candidates.extend(association_candidates(eks, home_account_id, scope, &recorded).await?);
+    }
     let after = bindings_api.list(&ListParams::default()).await?.items;
     let live = live_bindings(&after, known_accounts, home_account_id);
     Ok(judge(cluster.name, cluster.arn, &candidates, &live, scope))
+}
+
+/// Deletes an orphaned association after checking again that its binding is still absent and
+/// the association still tagged as that binding's. Returns whether it was deleted.
+async fn delete_orphaned_association(
+    client: &kube::Client,
+    cluster: &str,
+    orphan: &Orphan,
+    eks: &Eks,
+) -> Result<bool, SweepError> {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &orphan.namespace);
+    if api.get_opt(&orphan.binding).await?.is_some() {
+        return Ok(false);
+    }
+    let Some(a) = eks.describe(&orphan.name).await? else {
+        return Ok(false);
+    };
+    if !naming::is_owned_by(&a.tags, cluster, &orphan.namespace, &orphan.binding)
+        || a.tags.contains_key(naming::TAG_RETAINED)
+    {
+        return Ok(false);
+    }
+    eks.delete(&orphan.name).await?;
+    Ok(true)
 }
 
 /// Deletes an orphaned role after checking again that its binding is still absent and the
@@ -346,15 +460,39 @@ pub async fn sweep_once(
         &settings.role_path,
         &accounts,
         &known,
+        ctx.eks.as_ref(),
         scope,
     )
     .await?;
-    ctx.metrics.orphans_found(orphans.len());
-    for o in &orphans {
+    let (associations, roles): (Vec<&Orphan>, Vec<&Orphan>) = orphans
+        .iter()
+        .partition(|o| o.kind == OrphanKind::PodIdentityAssociation);
+    ctx.metrics.orphans_found(roles.len());
+    ctx.metrics.orphaned_associations_found(associations.len());
+    for o in &associations {
+        tracing::warn!(association = %o.name, arn = %o.arn, service_account = ?o.service_account, binding = %format!("{}/{}", o.namespace, o.binding), "orphaned EKS Pod Identity association: tagged as this cluster's, its IAMRoleBinding is gone");
+    }
+    for o in &roles {
         tracing::warn!(role = %o.name, arn = %o.arn, account_id = %o.account_id, binding = %format!("{}/{}", o.namespace, o.binding), "orphaned IAM role: tagged as this cluster's, its IAMRoleBinding is gone");
     }
     if options.delete {
+        // Associations first (sorted by kind): they name the roles.
         for o in orphans.iter().filter(|o| previous.contains(*o)) {
+            if o.kind == OrphanKind::PodIdentityAssociation {
+                let Some(eks) = &ctx.eks else { continue };
+                match delete_orphaned_association(&ctx.client, &settings.cluster_name, o, eks).await
+                {
+                    Ok(true) => {
+                        ctx.metrics.orphaned_association_deleted();
+                        tracing::info!(association = %o.name, service_account = ?o.service_account, "deleted orphaned EKS Pod Identity association");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(association = %o.name, error = %e, "cannot delete orphaned EKS Pod Identity association")
+                    }
+                }
+                continue;
+            }
             let Some(a) = accounts.iter().find(|a| a.account_id == o.account_id) else {
                 continue;
             };
@@ -436,7 +574,11 @@ pub struct OrphansCliArgs {
     pub role_path: String,
     #[command(flatten)]
     pub iam: crate::iam::IamArgs,
-    /// Only roles of bindings of this namespace.
+    /// The cluster's EKS Pod Identity associations are listed too (in `--aws-region`, as the
+    /// controller does), unless `--pod-identity-associations=false`.
+    #[command(flatten)]
+    pub eks: crate::eks::EksArgs,
+    /// Only roles and associations of bindings of this namespace.
     #[arg(long)]
     pub namespace: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
@@ -444,7 +586,7 @@ pub struct OrphansCliArgs {
 }
 
 /// `hatrack orphans`: lists the orphaned roles in every account hatrack uses (its own and the
-/// IAMAccounts'); deletes nothing.
+/// IAMAccounts') and the cluster's orphaned Pod Identity associations; deletes nothing.
 pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
     crate::validate::role_path(&args.role_path).map_err(|e| format!("--role-path: {e}"))?;
     if args.account_id.len() != 12 || !args.account_id.chars().all(|c| c.is_ascii_digit()) {
@@ -457,7 +599,16 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let home = Iam::from_args(&args.iam, metrics).await;
+    let home = Iam::from_args(&args.iam, metrics.clone()).await;
+    // As the controller: the cluster's associations are in `--aws-region`.
+    let eks = Eks::from_args(
+        &args.eks,
+        &args.iam.aws_region,
+        args.iam.iam_max_attempts,
+        &args.cluster_name,
+        metrics,
+    )
+    .await;
     let known: Vec<IAMAccount> = Api::<IAMAccount>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -490,6 +641,7 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         &args.role_path,
         &accounts,
         &known,
+        eks.as_ref(),
         args.namespace.as_deref(),
     )
     .await
@@ -501,13 +653,19 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         ),
         OutputFormat::Text => {
             if orphans.is_empty() {
-                eprintln!("no orphaned roles");
+                eprintln!("no orphaned roles or associations");
             }
             for o in &orphans {
-                println!(
-                    "{}\t{}\t{}/{}\t{}",
-                    o.account_id, o.name, o.namespace, o.binding, o.arn
-                );
+                match &o.service_account {
+                    Some(sa) => println!(
+                        "{}\tassociation {} (ServiceAccount {sa})\t{}/{}\t{}",
+                        o.account_id, o.name, o.namespace, o.binding, o.arn
+                    ),
+                    None => println!(
+                        "{}\t{}\t{}/{}\t{}",
+                        o.account_id, o.name, o.namespace, o.binding, o.arn
+                    ),
+                }
             }
         }
     }
@@ -528,6 +686,20 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            service_account: None,
+            role_arns: Vec::new(),
+        }
+    }
+
+    fn association(ns: &str, binding: &str, role: &str) -> Candidate {
+        Candidate {
+            kind: OrphanKind::PodIdentityAssociation,
+            account_id: "111".into(),
+            name: format!("a-{binding}"),
+            arn: format!("arn:aws:eks:eu-west-1:111:podidentityassociation/prod/a-{binding}"),
+            tags: naming::ownership_tags("prod", ns, binding),
+            service_account: Some("sa".into()),
+            role_arns: vec![role.into()],
         }
     }
 
@@ -620,6 +792,48 @@ mod tests {
         let found = judge("prod", None, &c, &live(&[]), Some("b"));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].namespace, "b");
+    }
+
+    #[test]
+    fn an_association_without_its_binding_is_an_orphan_and_goes_before_roles() {
+        let role = owned("111", "prod", "team", "gone");
+        let c = [
+            role.clone(),
+            association("team", "gone", &role.arn),
+            association("team", "kept", "arn:aws:iam::222:role/hatrack/k"),
+        ];
+        // The cluster has an ARN: associations carry no ARN tag and are still judged (they
+        // were listed from this cluster); the role without one is a legacy role, not ours.
+        let found = judge(
+            "prod",
+            Some("arn:aws:eks:eu-west-1:111:cluster/prod"),
+            &c,
+            &live(&[("team", "kept", Some("222"))]),
+            None,
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, OrphanKind::PodIdentityAssociation);
+        assert_eq!(found[0].service_account.as_deref(), Some("sa"));
+        let found = judge("prod", None, &c, &live(&[]), None);
+        let kinds: Vec<OrphanKind> = found.iter().map(|o| o.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                OrphanKind::PodIdentityAssociation,
+                OrphanKind::PodIdentityAssociation,
+                OrphanKind::Role
+            ]
+        );
+    }
+
+    #[test]
+    fn an_association_of_a_retained_role_or_another_cluster_is_not_an_orphan() {
+        let mut role = owned("111", "prod", "team", "gone");
+        role.tags.insert(naming::TAG_RETAINED.into(), "true".into());
+        let mut other = association("team", "x", "arn:aws:iam::111:role/x");
+        other.tags = naming::ownership_tags("staging", "team", "x");
+        let c = [role.clone(), association("team", "gone", &role.arn), other];
+        assert!(judge("prod", None, &c, &live(&[]), None).is_empty());
     }
 
     #[test]

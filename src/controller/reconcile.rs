@@ -103,7 +103,7 @@ pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
     match make(binding, ctx).await {
         Ok(synced) => {
-            // 8. Status.
+            // 9. Status.
             let desired = &synced.desired;
             let mut message = format!("IAM role {} is in sync", desired.role.role_name);
             if let Some(kept) = &synced.boundary_kept {
@@ -201,7 +201,7 @@ impl From<Error> for Stop {
     }
 }
 
-/// Makes the role of a live binding: steps 1-7 of the pipeline.
+/// Makes the role of a live binding: steps 1-8 of the pipeline (9, status, is [`apply`]'s).
 async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
     //    for a change of the binding, its IAMAccount or its namespace's labels.
@@ -319,7 +319,22 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         }
     }
 
-    // 5. Read the role, diff, write; never touch a role hatrack does not own.
+    // 5. Pod Identity in another account: the chaining role at home, the target's trust.
+    // Boxed, as the association steps are: kept off the stack of an already deep future.
+    let chain = match Box::pin(super::associations::chain_step(
+        binding,
+        ctx,
+        &target,
+        &mut desired,
+    ))
+    .await?
+    {
+        super::associations::ChainStep::None => None,
+        super::associations::ChainStep::Ready(c) => Some(c),
+        super::associations::ChainStep::Reported(action) => return Err(Stop::Reported(Ok(action))),
+    };
+
+    // 6. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner::of(settings, &ns, &name);
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
     match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
@@ -392,14 +407,30 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
-    // 6. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
-    let pod_identity_associations =
-        match super::associations::apply_step(binding, ctx, &desired).await? {
-            super::associations::Step::Synced(a) => a,
-            super::associations::Step::Reported(action) => return Err(Stop::Reported(Ok(action))),
-        };
+    // 7. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    let pod_identity_associations = match Box::pin(super::associations::apply_step(
+        binding,
+        ctx,
+        &desired,
+        chain.as_deref(),
+    ))
+    .await?
+    {
+        super::associations::Step::Synced(a) => a,
+        super::associations::Step::Reported(action) => return Err(Stop::Reported(Ok(action))),
+    };
+    if let Some(chain) = &chain {
+        Box::pin(super::associations::chain_trust_step(
+            binding,
+            ctx,
+            chain,
+            &desired,
+            &pod_identity_associations,
+        ))
+        .await?;
+    }
 
-    // 7. IRSA reads the role ARN from the ServiceAccount.
+    // 8. IRSA reads the role ARN from the ServiceAccount.
     annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
 
     Ok(Synced {

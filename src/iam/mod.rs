@@ -186,7 +186,15 @@ pub struct Iam {
     /// accounts ([`Iam::assume_role`]). `None` for a client built by hand.
     sdk: Option<aws_config::SdkConfig>,
     calls_per_second: u32,
+    /// The account a client of another account acts in (its assumed role's), for the
+    /// per-account call count; `None` for the controller's own credentials.
+    account: Option<Arc<str>>,
 }
+
+/// Credentials cannot be obtained (e.g. `sts:AssumeRole` refused or STS unreachable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsUnavailable(pub String);
 
 /// How to reach another AWS account: a role there that the operator assumes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -279,11 +287,29 @@ impl Iam {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        Some(Iam::from_sdk_config(
-            &config,
-            calls_per_second,
-            self.metrics.clone(),
-        ))
+        let mut iam = Iam::from_sdk_config(&config, calls_per_second, self.metrics.clone());
+        iam.account = target.role_arn.split(':').nth(4).map(Arc::from);
+        Some(iam)
+    }
+
+    /// Obtains this client's credentials: for a client of another account, `sts:AssumeRole`
+    /// into its role (the SDK caches them until shortly before they expire, so a check while
+    /// they are valid costs no call). `None` for a client built by hand, which has no
+    /// provider to ask.
+    pub async fn check_credentials(&self) -> Option<Result<(), CredentialsUnavailable>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = self.sdk.as_ref()?.credentials_provider()?;
+        Some(
+            provider
+                .provide_credentials()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    CredentialsUnavailable(
+                        aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                    )
+                }),
+        )
     }
 
     pub fn new(client: aws_sdk_iam::Client, calls_per_second: u32, metrics: Arc<Metrics>) -> Iam {
@@ -294,6 +320,7 @@ impl Iam {
             pause: Arc::new(Mutex::new(ThrottlePause::default())),
             metrics,
             sdk: None,
+            account: None,
             calls_per_second: rate.get(),
         }
     }
@@ -339,6 +366,8 @@ impl Iam {
             Err(e) => e.label(),
         };
         self.metrics.iam_call(operation, outcome);
+        self.metrics
+            .iam_call_in(self.account.as_deref().unwrap_or("controller"));
         result
     }
 }

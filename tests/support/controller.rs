@@ -136,6 +136,33 @@ impl RunningController {
         )
     }
 
+    /// [`start_with_eks`](Self::start_with_eks) with the orphan sweep on.
+    pub fn start_with_eks_sweeping(
+        namespace: &str,
+        client: kube::Client,
+        moto: &Moto,
+        eks: &EksStandIn,
+        resync: Duration,
+        orphans: hatrack::controller::orphans::SweepOptions,
+    ) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        let eks = hatrack::eks::Eks::new(
+            eks.sdk_client(),
+            &settings().cluster_name,
+            1000,
+            metrics.clone(),
+        );
+        Self::start_full_sweeping(
+            client,
+            iam,
+            Some(eks),
+            metrics,
+            resync,
+            Some(namespace.to_string()),
+            Some(orphans),
+        )
+    }
+
     pub fn start_full(
         client: kube::Client,
         iam: hatrack::iam::Iam,
@@ -144,13 +171,25 @@ impl RunningController {
         resync: Duration,
         watch_namespace: Option<String>,
     ) -> RunningController {
+        Self::start_full_sweeping(client, iam, eks, metrics, resync, watch_namespace, None)
+    }
+
+    pub fn start_full_sweeping(
+        client: kube::Client,
+        iam: hatrack::iam::Iam,
+        eks: Option<hatrack::eks::Eks>,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+        watch_namespace: Option<String>,
+        orphans: Option<hatrack::controller::orphans::SweepOptions>,
+    ) -> RunningController {
         let (tx, rx) = oneshot::channel::<()>();
         let options = hatrack::controller::ControllerOptions {
             resync,
             concurrency: 4,
             watch_namespace,
             eks,
-            ..Default::default()
+            orphans,
         };
         let task = tokio::spawn(hatrack::controller::run_with(
             client,

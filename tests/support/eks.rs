@@ -9,10 +9,15 @@
 //! `ResourceInUseException: Association already exists: <id>`; 404 `ResourceNotFoundException`
 //! for an unknown cluster or association id; 400 `InvalidParameterException` for a missing or
 //! malformed namespace, ServiceAccount or role ARN, bad tags, `maxResults` outside 1..=100 and
-//! an unknown `nextToken`; `clientRequestToken` idempotency of creates; tags on create.
+//! an unknown `nextToken`; `clientRequestToken` idempotency of creates; tags on create;
+//! `targetRoleArn` (cross-account role chaining) on create and update, with the `externalId`
+//! EKS makes for an association that has a target role (a UUID, kept while the association
+//! has a target, dropped with it; an empty `targetRoleArn` on update removes the target), and
+//! 400 for a malformed target role ARN.
 //! Not modelled: authentication and IAM authorisation (no `iam:PassRole` check), whether the
-//! role exists or trusts `pods.eks.amazonaws.com`, eventual consistency, throttling,
-//! `targetRoleArn`/`externalId`/`disableSessionTags`/session `policy` (accepted, not used),
+//! role exists or trusts `pods.eks.amazonaws.com` (nor whether the target role trusts the role
+//! with the external id: no credentials are ever issued), eventual consistency, throttling,
+//! `disableSessionTags`/session `policy` (accepted, not used),
 //! TagResource/UntagResource/ListTagsForResource, and add-on owned associations (`ownerArn`).
 #![allow(dead_code)]
 // Handlers return the error response itself; boxing it would only add noise here.
@@ -39,6 +44,8 @@ pub struct StoredAssociation {
     pub id: String,
     pub arn: String,
     pub tags: BTreeMap<String, String>,
+    pub target_role_arn: Option<String>,
+    pub external_id: Option<String>,
     pub created_at: f64,
     pub modified_at: f64,
 }
@@ -177,7 +184,35 @@ fn new_id() -> String {
     format!("a-{tail}")
 }
 
+/// An external id as EKS makes them (a UUID).
+fn new_external_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let hex = |n: usize, rng: &mut rand::rngs::ThreadRng| -> String {
+        (0..n)
+            .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+            .collect()
+    };
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        hex(8, &mut rng),
+        hex(4, &mut rng),
+        hex(3, &mut rng),
+        hex(3, &mut rng),
+        hex(12, &mut rng)
+    )
+}
+
 fn full(a: &StoredAssociation) -> Value {
+    let mut v = full_without_target(a);
+    if let (Some(t), Some(e)) = (&a.target_role_arn, &a.external_id) {
+        v["targetRoleArn"] = json!(t);
+        v["externalId"] = json!(e);
+    }
+    v
+}
+
+fn full_without_target(a: &StoredAssociation) -> Value {
     json!({
         "clusterName": a.cluster,
         "namespace": a.namespace,
@@ -300,9 +335,10 @@ async fn create(
             string_field(&body, "serviceAccount")?,
             string_field(&body, "roleArn")?,
             string_field(&body, "clientRequestToken")?,
+            string_field(&body, "targetRoleArn")?,
         ))
     })();
-    let (namespace, service_account, role_arn, token) = match fields {
+    let (namespace, service_account, role_arn, token, target_role_arn) = match fields {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -321,6 +357,11 @@ async fn create(
     }
     if !is_role_arn(&role_arn) {
         return invalid(&format!("roleArn {role_arn:?} is not an IAM role ARN"));
+    }
+    if let Some(t) = &target_role_arn
+        && !is_role_arn(t)
+    {
+        return invalid(&format!("targetRoleArn {t:?} is not an IAM role ARN"));
     }
     let tags: BTreeMap<String, String> = match body.get("tags") {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -360,6 +401,8 @@ async fn create(
         role_arn,
         id: id.clone(),
         tags,
+        external_id: target_role_arn.as_ref().map(|_| new_external_id()),
+        target_role_arn,
         created_at: at,
         modified_at: at,
     };
@@ -487,6 +530,16 @@ async fn update(
     {
         return invalid(&format!("roleArn {r:?} is not an IAM role ARN"));
     }
+    let target_role_arn = match string_field(&body, "targetRoleArn") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Some(t) = &target_role_arn
+        && !t.is_empty()
+        && !is_role_arn(t)
+    {
+        return invalid(&format!("targetRoleArn {t:?} is not an IAM role ARN"));
+    }
     let Some(a) = inner
         .associations
         .iter_mut()
@@ -496,6 +549,20 @@ async fn update(
     };
     if let Some(r) = role_arn {
         a.role_arn = r;
+    }
+    match target_role_arn {
+        // Absent: unchanged. Empty: the target (and its external id) removed.
+        None => {}
+        Some(t) if t.is_empty() => {
+            a.target_role_arn = None;
+            a.external_id = None;
+        }
+        Some(t) => {
+            if a.external_id.is_none() {
+                a.external_id = Some(new_external_id());
+            }
+            a.target_role_arn = Some(t);
+        }
     }
     a.modified_at = now();
     axum::Json(json!({"association": full(a)})).into_response()

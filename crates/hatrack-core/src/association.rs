@@ -30,6 +30,11 @@ pub struct ActualAssociation {
     pub service_account: String,
     pub role_arn: String,
     pub tags: BTreeMap<String, String>,
+    /// The role EKS chains to from `role_arn` (cross-account Pod Identity), if any.
+    pub target_role_arn: Option<String>,
+    /// The id EKS made for this association, which a target role's trust must require
+    /// (`sts:ExternalId`); present only with a target role.
+    pub external_id: Option<String>,
 }
 
 /// What a binding asks for: an association per ServiceAccount to `role_arn`, with `tags`.
@@ -41,6 +46,9 @@ pub struct DesiredAssociations {
     pub namespace: String,
     pub service_accounts: BTreeSet<String>,
     pub role_arn: String,
+    /// The binding's role in another account, chained to from `role_arn` (see [`chain`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -52,6 +60,8 @@ pub struct PlannedAssociation {
     pub namespace: String,
     pub service_account: String,
     pub role_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -65,6 +75,7 @@ impl DesiredAssociations {
                 namespace: self.namespace.clone(),
                 service_account: sa.clone(),
                 role_arn: self.role_arn.clone(),
+                target_role_arn: self.target_role_arn.clone(),
                 tags: self.tags.clone(),
             })
             .collect()
@@ -98,6 +109,7 @@ pub fn desired(
         namespace,
         service_accounts: binding.spec.service_accounts.iter().cloned().collect(),
         role_arn: role_arn.to_string(),
+        target_role_arn: None,
     })
 }
 
@@ -131,10 +143,13 @@ pub enum Change {
     Create {
         service_account: String,
     },
+    /// Points the association at the wanted role and target role.
     UpdateRole {
         id: String,
         service_account: String,
         from: String,
+        /// Its target role before (to clear when none is wanted).
+        from_target: Option<String>,
     },
     Delete {
         id: String,
@@ -215,11 +230,16 @@ pub fn diff(
                     role_arn: a.role_arn.clone(),
                     holder: holder(&a.tags, cluster),
                 }),
-                Some(a) if a.role_arn != want.role_arn => plan.changes.push(Change::UpdateRole {
-                    id: a.id.clone(),
-                    service_account: sa.clone(),
-                    from: a.role_arn.clone(),
-                }),
+                Some(a)
+                    if a.role_arn != want.role_arn || a.target_role_arn != want.target_role_arn =>
+                {
+                    plan.changes.push(Change::UpdateRole {
+                        id: a.id.clone(),
+                        service_account: sa.clone(),
+                        from: a.role_arn.clone(),
+                        from_target: a.target_role_arn.clone(),
+                    })
+                }
                 Some(a) => plan.kept.push((*a).clone()),
             }
         }
@@ -256,6 +276,113 @@ pub fn foreign_message(foreign: &[Foreign]) -> Option<String> {
     ))
 }
 
+/// EKS Pod Identity for a role in another account (role chaining through an association's
+/// `targetRoleArn`): EKS assumes a *chaining role* in the cluster's account (trusted by
+/// `pods.eks.amazonaws.com`, as any Pod Identity role), then with it the binding's role in the
+/// other account (the *target role*), passing the association's `externalId`, which EKS makes.
+/// hatrack makes both roles, with the same name and the binding's ownership tags; the chaining
+/// role may do nothing but assume the target role; the target role trusts the chaining role
+/// only with the external ids of the binding's own associations.
+pub mod chain {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde_json::{Value, json};
+
+    use crate::role::DesiredRole;
+    use crate::settings::Settings;
+
+    /// Sid of the target role's statement trusting the chaining role.
+    pub const CHAIN_SID: &str = "EKSPodIdentityChain";
+    /// Name of the chaining role's only inline policy.
+    pub const CHAIN_POLICY: &str = "hatrack-pod-identity-chain";
+
+    /// The chaining role in the cluster's account (`home`) for `target`, the binding's role in
+    /// another account: same name and path, trusted by EKS Pod Identity for the binding's
+    /// namespace and ServiceAccounts (`pod_identity_trust`, built with `home`'s settings), and
+    /// allowed only `sts:AssumeRole` and `sts:TagSession` on the target role.
+    pub fn chaining_role(
+        target: &DesiredRole,
+        home: &Settings,
+        pod_identity_trust: Value,
+    ) -> DesiredRole {
+        let mut role = target.role.clone();
+        role.arn = home.role_arn(&role.role_name);
+        role.assume_role_policy = pod_identity_trust;
+        role.inline_policies = BTreeMap::from([(
+            CHAIN_POLICY.to_string(),
+            json!({"Version": "2012-10-17", "Statement": [{
+                "Sid": "AssumeTargetRole",
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Resource": target.role.arn,
+            }]}),
+        )]);
+        role.managed_policy_arns = BTreeSet::new();
+        // A boundary names a policy of the target's account; this role's only grant is the
+        // chain itself.
+        role.permissions_boundary = None;
+        role.description = truncate(&format!(
+            "hatrack: EKS Pod Identity chaining role of {}/{}, assumes {}",
+            target.namespace, target.name, target.role.arn
+        ));
+        DesiredRole {
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            role,
+            // Pods reach it through EKS Pod Identity only (no ServiceAccount annotation).
+            mechanisms: BTreeSet::from([crate::crd::TrustMechanism::PodIdentity]),
+        }
+    }
+
+    fn truncate(s: &str) -> String {
+        // IAM's limit on a role description.
+        s.chars().take(1000).collect()
+    }
+
+    /// The target role's trust: `trust` (as built for the binding) with its EKS Pod Identity
+    /// statement replaced by one trusting the chaining role with exactly `external_ids` (the
+    /// binding's associations'). Before any association exists there is no external id to
+    /// name: then the chaining role is explicitly denied (a trust policy needs a statement).
+    pub fn target_trust(
+        trust: &Value,
+        chaining_arn: &str,
+        external_ids: &BTreeSet<String>,
+    ) -> Value {
+        let mut statements: Vec<Value> = trust["Statement"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter(|st| st["Sid"] != "EKSPodIdentity")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !external_ids.is_empty() {
+            let ids: Vec<&String> = external_ids.iter().collect();
+            let ids = if ids.len() == 1 {
+                json!(ids[0])
+            } else {
+                json!(ids)
+            };
+            statements.push(json!({
+                "Sid": CHAIN_SID,
+                "Effect": "Allow",
+                "Principal": {"AWS": chaining_arn},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {"StringEquals": {"sts:ExternalId": ids}}
+            }));
+        } else if statements.is_empty() {
+            statements.push(json!({
+                "Sid": format!("{CHAIN_SID}Pending"),
+                "Effect": "Deny",
+                "Principal": {"AWS": chaining_arn},
+                "Action": "sts:AssumeRole"
+            }));
+        }
+        json!({"Version": "2012-10-17", "Statement": statements})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +416,7 @@ mod tests {
             tags: owner
                 .map(|(c, n, b)| naming::ownership_tags(c, n, b))
                 .unwrap_or_default(),
+            ..Default::default()
         }
     }
 
@@ -349,7 +477,8 @@ mod tests {
             vec![Change::UpdateRole {
                 id: "a-web".into(),
                 service_account: "web".into(),
-                from: "arn:aws:iam::111122223333:role/old".into()
+                from: "arn:aws:iam::111122223333:role/old".into(),
+                from_target: None,
             }]
         );
     }
@@ -429,5 +558,110 @@ mod tests {
         assert_eq!(picked(true), ["web", "was-mine", "nobodys"]);
         // A resync of an unchanged spec reads only its own.
         assert_eq!(picked(false), ["web", "was-mine"]);
+    }
+
+    mod chained {
+        use super::super::chain::*;
+        use crate::settings::Settings;
+        use iam_eval::{Decision, Principal, Request, evaluate};
+        use serde_json::json;
+        use std::collections::BTreeSet;
+
+        const CHAINING: &str = "arn:aws:iam::111122223333:role/hatrack/shop-web-0123456789ab";
+
+        fn target() -> crate::role::DesiredRole {
+            let b: crate::crd::IAMRoleBinding = serde_json::from_value(json!({
+                "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"serviceAccounts": ["api"], "trust": {"irsa": {}, "podIdentity": {}},
+                         "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}
+            }))
+            .unwrap();
+            let mut b_settings = Settings::example();
+            b_settings.account_id = "222222222222".into();
+            crate::role::desired_role(&b, &b_settings).unwrap()
+        }
+
+        fn assume(external_id: Option<&str>) -> Request {
+            let r = Request {
+                principal: Some(Principal::Aws(CHAINING.into())),
+                action: "sts:AssumeRole".into(),
+                ..Request::default()
+            };
+            match external_id {
+                Some(id) => r.with("sts:ExternalId", id),
+                None => r,
+            }
+        }
+
+        #[test]
+        fn the_target_trusts_the_chaining_role_only_with_the_associations_external_ids() {
+            let t = target();
+            let ids = BTreeSet::from(["e-1".to_string(), "e-2".to_string()]);
+            let trust = target_trust(&t.role.assume_role_policy, CHAINING, &ids);
+            let statements = trust["Statement"].as_array().unwrap();
+            // The IRSA statement stays; the Pod Identity one is replaced by the chain.
+            assert!(statements.iter().any(|s| s["Sid"] == "IRSA"));
+            assert!(!statements.iter().any(|s| s["Sid"] == "EKSPodIdentity"));
+            assert_eq!(
+                evaluate(&trust, &assume(Some("e-2"))).unwrap(),
+                Decision::Allow
+            );
+            assert_ne!(
+                evaluate(&trust, &assume(Some("e-3"))).unwrap(),
+                Decision::Allow
+            );
+            assert_ne!(evaluate(&trust, &assume(None)).unwrap(), Decision::Allow);
+        }
+
+        #[test]
+        fn before_any_association_the_chaining_role_is_denied() {
+            let mut t = target();
+            t.role.assume_role_policy = json!({"Version": "2012-10-17", "Statement": [
+                t.role.assume_role_policy["Statement"].as_array().unwrap().iter()
+                    .find(|s| s["Sid"] == "EKSPodIdentity").unwrap().clone()
+            ]});
+            let trust = target_trust(&t.role.assume_role_policy, CHAINING, &BTreeSet::new());
+            assert_eq!(trust["Statement"].as_array().unwrap().len(), 1);
+            assert_eq!(
+                evaluate(&trust, &assume(Some("anything"))).unwrap(),
+                Decision::ExplicitDeny
+            );
+        }
+
+        #[test]
+        fn the_chaining_role_may_only_assume_the_target() {
+            let t = target();
+            let home = Settings::example();
+            let c = chaining_role(&t, &home, json!({"Version": "2012-10-17", "Statement": []}));
+            assert_eq!(c.role.role_name, t.role.role_name);
+            assert!(
+                c.role.arn.starts_with("arn:aws:iam::111122223333:role/"),
+                "{}",
+                c.role.arn
+            );
+            assert!(c.role.managed_policy_arns.is_empty());
+            assert_eq!(c.role.permissions_boundary, None);
+            assert_eq!(c.role.tags, t.role.tags, "the binding's ownership tags");
+            let policy = &c.role.inline_policies[CHAIN_POLICY];
+            let on = |action: &str, resource: &str| {
+                evaluate(
+                    policy,
+                    &Request {
+                        action: action.into(),
+                        resource: Some(resource.into()),
+                        ..Request::default()
+                    },
+                )
+                .unwrap()
+            };
+            assert_eq!(on("sts:AssumeRole", &t.role.arn), Decision::Allow);
+            assert_eq!(on("sts:TagSession", &t.role.arn), Decision::Allow);
+            assert_ne!(
+                on("sts:AssumeRole", "arn:aws:iam::222222222222:role/other"),
+                Decision::Allow
+            );
+            assert_ne!(on("s3:GetObject", "*"), Decision::Allow);
+        }
     }
 }

@@ -1,5 +1,6 @@
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube_derive::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An AWS account other than the controller's own that IAMRoleBindings may create their roles
@@ -15,8 +16,11 @@ use serde::{Deserialize, Serialize};
     kind = "IAMAccount",
     plural = "iamaccounts",
     shortname = "iacct",
+    status = "IAMAccountStatus",
     doc = "An AWS account IAMRoleBindings may create their roles in, and how hatrack reaches it.",
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountId"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Role","type":"string","priority":1,"jsonPath":".spec.assumeRole.roleArn"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -61,4 +65,21 @@ pub struct AssumeRoleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
     pub session_name: Option<String>,
+}
+
+/// Observed state of an IAMAccount, written by the controller.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMAccountStatus {
+    /// The `metadata.generation` last checked by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` says whether the controller holds credentials in the account: True
+    /// (`CredentialsObtained`) once `sts:AssumeRole` into `spec.assumeRole.roleArn` succeeded;
+    /// False with `AssumeRoleFailed` (STS refused or could not be reached; the message says
+    /// why), `InvalidAccount` (the spec is wrong) or `NoBaseCredentials` (the controller has no
+    /// credentials of its own to assume the role with). `Stalled` (True) is present while a
+    /// change to the spec is needed (kstatus reads it as Failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }

@@ -185,6 +185,14 @@ pub struct PodIdentityAssociationStatus {
     pub association_id: String,
     /// The association's ARN.
     pub association_arn: String,
+    /// The binding's role in another account that EKS chains to (`spec.account` with
+    /// podIdentity trust); the association's role is then the chaining role in the cluster's
+    /// account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
+    /// The external id EKS made for the association, which the target role's trust requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 fn inline_policies_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -1,0 +1,119 @@
+//! IAMAccount status on the real API server: the controller says whether it obtains
+//! credentials in the account (`sts:AssumeRole` against a real moto STS), and why not.
+//! Its own test binary (its own API server): a controller that cannot reach STS writes every
+//! IAMAccount's status, which would fight the controllers of other tests over theirs.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hatrack::crd::IAMAccount;
+use hatrack::metrics::Metrics;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::cluster::cluster_with_crds;
+use support::controller::{RunningController, wait_for};
+use support::moto::{Moto, free_port};
+
+/// The Ready condition's (status, reason, message) and observedGeneration, once the status
+/// is about the account's current generation.
+async fn ready_of(api: &Api<IAMAccount>, name: &str) -> Option<(String, String, String)> {
+    let a = api.get(name).await.ok()?;
+    let st = a.status?;
+    if st.observed_generation != a.metadata.generation {
+        return None;
+    }
+    let c = st.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+    Some((c.status, c.reason, c.message))
+}
+
+#[tokio::test]
+async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() {
+    let cluster = cluster_with_crds().await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    let ns = cluster.namespace("acct-status").await;
+    let api: Api<IAMAccount> = Api::all(client.clone());
+    let name = format!("{ns}-b");
+    let account: IAMAccount = serde_json::from_value(json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
+        "metadata": {"name": name},
+        "spec": {"accountId": "222222222222",
+                 "assumeRole": {"roleArn": "arn:aws:iam::222222222222:role/hatrack-operator",
+                                "externalId": "hatrack-e2e"},
+                 "namespaceSelector": {}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &account).await.unwrap();
+
+    // A controller whose STS (and IAM) is a port nothing listens on: AssumeRole fails, and
+    // the status says so, with the role and the SDK's reason.
+    let dead = moto
+        .shared_config()
+        .to_builder()
+        .endpoint_url(format!("http://127.0.0.1:{}", free_port()))
+        .build();
+    let metrics = Arc::new(Metrics::default());
+    let iam = hatrack::iam::Iam::from_sdk_config(&dead, 1000, metrics.clone());
+    let failing = RunningController::start_with_options(
+        client.clone(),
+        iam,
+        metrics,
+        Duration::from_secs(600),
+        Some(ns.clone()),
+    );
+    let (status, _, message) = wait_for(60, "Ready=False AssumeRoleFailed", || async {
+        ready_of(&api, &name)
+            .await
+            .filter(|r| r.1 == "AssumeRoleFailed")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("arn:aws:iam::222222222222:role/hatrack-operator"),
+        "{message}"
+    );
+    failing.stop().await;
+
+    // The same account with a working STS: credentials obtained, Ready=True.
+    let working = RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let (status, _, message) = wait_for(60, "Ready=True CredentialsObtained", || async {
+        ready_of(&api, &name)
+            .await
+            .filter(|r| r.1 == "CredentialsObtained")
+    })
+    .await;
+    assert_eq!(status, "True");
+    assert!(message.contains("222222222222"), "{message}");
+    let a = api.get(&name).await.unwrap();
+    assert!(
+        !a.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled"),
+        "no Stalled while Ready"
+    );
+
+    // A spec change is checked again: observedGeneration follows the generation.
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"iamCallsPerSecond": 5}})),
+    )
+    .await
+    .unwrap();
+    let generation = api.get(&name).await.unwrap().metadata.generation;
+    assert_eq!(generation, Some(2));
+    wait_for(60, "status of generation 2", || async {
+        let a = api.get(&name).await.ok()?;
+        (a.status?.observed_generation == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ready_of(&api, &name).await.map(|r| r.1),
+        Some("CredentialsObtained".to_string())
+    );
+    working.stop().await;
+}
