@@ -983,8 +983,8 @@ fn chart_flags_parse_with_the_real_command_line_types() {
 }
 
 /// `audit.enabled`: the auditor's Deployment, its flags (parsed with the real type), its
-/// Service, and RBAC that reads workloads, Secrets and ConfigMaps and writes only
-/// PolicyReports. Off by default.
+/// Service, and RBAC that reads workloads, Secrets, ConfigMaps and StaticKeyExemptions and
+/// writes only PolicyReports. Off by default.
 #[test]
 fn audit_renders_only_when_enabled_with_flags_rbac_and_metrics() {
     use clap::Parser;
@@ -1047,6 +1047,18 @@ fn audit_renders_only_when_enabled_with_flags_rbac_and_metrics() {
         writes,
         ["policyreports"],
         "the audit writes only its reports"
+    );
+    // It honours StaticKeyExemptions: reads and watches them (and only reads).
+    let reads_exemptions = role["rules"].as_sequence().unwrap().iter().any(|rule| {
+        strings(&rule["apiGroups"]) == ["hatrack.dev"]
+            && strings(&rule["resources"]).contains(&"statickeyexemptions".to_string())
+            && ["list", "watch"]
+                .iter()
+                .all(|v| strings(&rule["verbs"]).contains(&v.to_string()))
+    });
+    assert!(
+        reads_exemptions,
+        "the audit watches StaticKeyExemptions: {role:#?}"
     );
     let lease = named(&d, "Role", "hr-hatrack-audit-leader-election");
     assert_eq!(strings(&lease["rules"][0]["resources"]), ["leases"]);

@@ -4,7 +4,8 @@
 //! `helm template` and stored by the real server), and the PolicyReports it writes are read
 //! back from the server. The PolicyReport CRD is the chart's own (charts/hatrack/crds/).
 //!
-//! The audit watches the whole cluster: the tests run one at a time.
+//! The audit watches the whole cluster: the tests run one at a time. StaticKeyExemptions are
+//! cluster-scoped: each test names its own after its namespace.
 
 mod support;
 
@@ -14,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hatrack::audit::{AuditMetrics, AuditPolicy, AuditorOptions, live, report};
+use hatrack::crd::{StaticKeyExemption, StaticKeyExemptionSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, cluster, helm, kubectl, run, temp_file};
+use support::cluster::{TestCluster, cluster_with_crds, helm, kubectl, run, temp_file};
 use support::controller::{RequestLog, wait_for};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -34,10 +36,10 @@ fn chart_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/hatrack"))
 }
 
-/// The cluster with the chart's PolicyReport CRD and the audit's RBAC; returns the release
-/// namespace (where the audit's ServiceAccount is).
+/// The cluster with hatrack's CRDs (StaticKeyExemption), the chart's PolicyReport CRD and the
+/// audit's RBAC; returns the release namespace (where the audit's ServiceAccount is).
 async fn setup() -> (&'static TestCluster, String) {
-    let c = cluster().await;
+    let c = cluster_with_crds().await;
     let ns = SETUP
         .get_or_init(|| async {
             let ns = c.namespace("audit-release").await;
@@ -635,6 +637,312 @@ async fn reports_are_written_only_when_their_content_changes() {
         audit.report_writes().len()
     );
     audit.stop().await;
+}
+
+/// `name result` of each result of a report (`result` is fail or skip).
+fn outcomes(report: &Value) -> Vec<String> {
+    let mut out: Vec<String> = report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["resources"][0]["name"].as_str().unwrap_or(""),
+                r["result"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_outcomes(client: &kube::Client, ns: &str, secs: u64, want: &[&str]) -> Value {
+    let mut last = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if let Some(r) = report_in(client, ns).await {
+                last = outcomes(&r);
+                if last == want {
+                    return r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    match found {
+        Ok(r) => r,
+        Err(_) => panic!("report of {ns} within {secs} s: wanted {want:#?}\nlast seen {last:#?}"),
+    }
+}
+
+fn exemption(name: &str, ns: &str, workload: &str, expires: jiff::Timestamp) -> StaticKeyExemption {
+    StaticKeyExemption::new(
+        name,
+        StaticKeyExemptionSpec {
+            namespace: ns.to_string(),
+            kind: Some("Deployment".into()),
+            name: Some(workload.to_string()),
+            granted_by: "platform@example.com".into(),
+            reason: "TICKET-16 move to IRSA".into(),
+            expires: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(expires),
+        },
+    )
+}
+
+/// The API server keeps times to the second.
+fn whole_seconds(t: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.as_second()).expect("a time in range")
+}
+
+fn result_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"][0]["name"] == name)
+        .unwrap_or_else(|| panic!("a result for {name}: {report:#}"))
+}
+
+/// PolicyReport writes to `ns` since the log was cleared.
+fn writes_to(audit: &RunningAudit, ns: &str) -> Vec<String> {
+    audit
+        .report_writes()
+        .into_iter()
+        .filter(|w| w.contains(&format!("/namespaces/{ns}/")))
+        .collect()
+}
+
+/// StaticKeyExemptions as the webhook and `check` honour them: exempted findings are `skip`
+/// results naming the exemption; a past expiry is enforced; an exemption that expires while
+/// the audit runs turns `fail` at its expiry with no other change; exemption changes re-judge
+/// nothing and write the report only when its content changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemptions_skip_until_they_expire_and_write_only_on_change() {
+    let _serial = SERIAL.lock().await;
+    let (c, release_ns) = setup().await;
+    let admin = c.client().await;
+    let ns = c.namespace("audit-exempt").await;
+    let leaky = |name: &str| {
+        deployment(
+            name,
+            json!([{"name": "app", "image": "app", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": KEY_ID}]}]),
+        )
+    };
+    for name in ["exempt", "past", "soon", "plain"] {
+        create(&admin, &ns, leaky(name)).await;
+    }
+    let exemptions: Api<StaticKeyExemption> = Api::all(admin.clone());
+    let pp = PostParams::default();
+    let now = whole_seconds(jiff::Timestamp::now());
+    let far = now + jiff::SignedDuration::from_hours(24 * 365);
+    let in_past = now - jiff::SignedDuration::from_hours(24);
+    for e in [
+        exemption(&format!("{ns}-exempt"), &ns, "exempt", far),
+        exemption(&format!("{ns}-past"), &ns, "past", in_past),
+    ] {
+        exemptions.create(&pp, &e).await.expect("create exemption");
+    }
+
+    // `hatrack audit` reads the cluster's exemptions as `check` reads its input's.
+    let out = Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args(["audit", "--format", "json", "-n", &ns, "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .expect("run hatrack audit");
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let mut verdicts: Vec<String> = printed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["name"].as_str().unwrap(),
+                r["verdict"].as_str().unwrap(),
+                r["exemption"]["state"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            "exempt allow active",
+            "past deny expired",
+            "plain deny -",
+            "soon deny -"
+        ],
+        "{printed:#}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    let audit = RunningAudit::start(c, &release_ns).await;
+    audit.wait_first_report().await;
+    let r = wait_outcomes(
+        &admin,
+        &ns,
+        30,
+        &["exempt skip", "past fail", "plain fail", "soon fail"],
+    )
+    .await;
+    assert_eq!(r["summary"]["skip"], 1, "{r:#}");
+    assert_eq!(r["summary"]["fail"], 3, "{r:#}");
+    let skipped = result_of(&r, "exempt");
+    let message = skipped["message"].as_str().unwrap();
+    for part in [
+        format!("StaticKeyExemption {ns}-exempt"),
+        "platform@example.com".to_string(),
+        "TICKET-16 move to IRSA".to_string(),
+        format!("exempt until {far}"),
+    ] {
+        assert!(message.contains(&part), "{part}: {message}");
+    }
+    assert_eq!(skipped["properties"]["exemption"], format!("{ns}-exempt"));
+    let expired = result_of(&r, "past");
+    let message = expired["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("StaticKeyExemption {ns}-past"))
+            && message.contains(&format!("expired at {in_past}")),
+        "{message}"
+    );
+    assert_eq!(expired["properties"]["exemptionState"], "expired");
+    let metrics = audit.metrics.encode();
+    for line in [
+        format!("hatrack_audit_exempted_workloads{{namespace=\"{ns}\"}} 1"),
+        format!("hatrack_audit_expired_exemption_workloads{{namespace=\"{ns}\"}} 1"),
+        format!("hatrack_audit_failing_workloads{{namespace=\"{ns}\"}} 3"),
+    ] {
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+
+    // An exemption that expires a few seconds after it is granted: skip, then fail at its
+    // expiry with no other change (no workload, Secret or exemption event).
+    let judged = audit.metrics.judgements.get();
+    audit.log.clear();
+    let expires = whole_seconds(jiff::Timestamp::now()) + jiff::SignedDuration::from_secs(20);
+    exemptions
+        .create(&pp, &exemption(&format!("{ns}-soon"), &ns, "soon", expires))
+        .await
+        .expect("create exemption");
+    // Seen before it expires (a deadline, not a speed measure: 20 s for one watch event).
+    wait_outcomes(
+        &admin,
+        &ns,
+        18,
+        &["exempt skip", "past fail", "plain fail", "soon skip"],
+    )
+    .await;
+    let r = wait_outcomes(
+        &admin,
+        &ns,
+        60,
+        &["exempt skip", "past fail", "plain fail", "soon fail"],
+    )
+    .await;
+    assert!(
+        jiff::Timestamp::now() >= expires,
+        "enforced again only once expired"
+    );
+    let message = result_of(&r, "soon")["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("expired at {expires}")),
+        "{message}"
+    );
+    let writes = writes_to(&audit, &ns);
+    assert_eq!(
+        writes.len(),
+        2,
+        "one write when granted, one at the expiry: {writes:?}"
+    );
+    assert_eq!(
+        audit.metrics.judgements.get(),
+        judged,
+        "exemptions re-judge nothing"
+    );
+    let m = audit.metrics.clone();
+    let n = ns.clone();
+    wait_for(10, "the expiry in the metrics", || {
+        let (m, n) = (m.clone(), n.clone());
+        async move {
+            m.encode()
+                .contains(&format!(
+                    "hatrack_audit_expired_exemption_workloads{{namespace=\"{n}\"}} 2"
+                ))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Exemptions of other namespaces, and edits that change nothing the report shows, write
+    // nothing; a reason edited is written once; a deletion once.
+    audit.log.clear();
+    let other = exemption(&format!("{ns}-elsewhere"), "elsewhere", "exempt", far);
+    exemptions
+        .create(&pp, &other)
+        .await
+        .expect("create exemption");
+    exemptions
+        .patch(
+            &format!("{ns}-exempt"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    let flushes = audit.metrics.flushes.get();
+    let m = audit.metrics.clone();
+    wait_for(30, "three report rounds", || {
+        let m = m.clone();
+        async move { (m.flushes.get() >= flushes + 3).then_some(()) }
+    })
+    .await;
+    assert_eq!(writes_to(&audit, &ns), Vec::<String>::new());
+    exemptions
+        .patch(
+            &format!("{ns}-exempt"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"reason": "TICKET-17 new plan"}})),
+        )
+        .await
+        .unwrap();
+    let (a, n) = (&admin, ns.as_str());
+    wait_for(30, "the new reason in the report", || async move {
+        let r = report_in(a, n).await?;
+        result_of(&r, "exempt")["message"]
+            .as_str()?
+            .contains("TICKET-17 new plan")
+            .then_some(())
+    })
+    .await;
+    exemptions
+        .delete(&format!("{ns}-exempt"), &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_outcomes(
+        &admin,
+        &ns,
+        30,
+        &["exempt fail", "past fail", "plain fail", "soon fail"],
+    )
+    .await;
+    let flushes = audit.metrics.flushes.get();
+    let m = audit.metrics.clone();
+    wait_for(30, "two report rounds", || {
+        let m = m.clone();
+        async move { (m.flushes.get() >= flushes + 2).then_some(()) }
+    })
+    .await;
+    let writes = writes_to(&audit, &ns);
+    assert_eq!(writes.len(), 2, "the reason, the deletion: {writes:?}");
+    assert_eq!(audit.metrics.judgements.get(), judged);
+    audit.stop().await;
+    for name in ["past", "soon", "elsewhere"] {
+        let _ = exemptions
+            .delete(&format!("{ns}-{name}"), &DeleteParams::default())
+            .await;
+    }
 }
 
 /// A cluster that cannot be read is exit code 2 with the reason, as `check`'s unreadable input.

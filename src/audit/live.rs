@@ -5,6 +5,11 @@
 //! Memory: no workload object is kept. A watch event is judged and dropped; what stays is the
 //! judgement (findings, and the facts of the objects it read, shared with the cache). When a
 //! Secret's facts change, its readers are fetched again (one GET each) and judged.
+//!
+//! StaticKeyExemptions are watched too (a handful of cluster-scoped objects) and applied by
+//! [`AuditState`] without judging anything again; a timer set to the next expiry moves the
+//! audit's clock, so an exemption that expires is enforced in the reports at that time with
+//! no other event.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -23,7 +28,9 @@ use super::kinds::{self, WorkloadKind};
 use super::metrics::AuditMetrics;
 use super::report;
 use super::state::{AuditPolicy, AuditState, StaleReader, Workload};
+use crate::crd::StaticKeyExemption;
 use crate::detect::RefKind;
+use crate::exemption::Exemption;
 use crate::watch::Relist;
 use crate::webhook::cache::{FactsSource, WatchCache};
 
@@ -127,6 +134,10 @@ struct Auditor {
     /// Workloads to fetch again and judge (a fact they read changed).
     refetch: Vec<StaleReader>,
     synced_kinds: HashSet<WorkloadKind>,
+    /// The StaticKeyExemptions were listed (or cannot be: no CRD, no RBAC).
+    exemptions_listed: bool,
+    /// StaticKeyExemptions of a re-list in progress.
+    exemption_buffer: Vec<Exemption>,
     started: Instant,
     first_report_done: bool,
 }
@@ -183,6 +194,88 @@ impl Auditor {
         }
     }
 
+    fn on_exemption(&mut self, event: Event<StaticKeyExemption>) {
+        self.state.advance(jiff::Timestamp::now());
+        let (what, name, reevaluated) = match event {
+            Event::Init => {
+                self.exemption_buffer.clear();
+                return;
+            }
+            Event::InitApply(e) => {
+                self.exemption_buffer.push(Exemption::from_resource(&e));
+                return;
+            }
+            Event::InitDone => {
+                let all = std::mem::take(&mut self.exemption_buffer);
+                let n = all.len();
+                let reevaluated = self.state.set_exemptions(all);
+                if !self.exemptions_listed {
+                    self.exemptions_listed = true;
+                    tracing::info!(exemptions = n, "StaticKeyExemptions listed");
+                }
+                ("listed", String::new(), reevaluated)
+            }
+            Event::Apply(e) => {
+                let e = Exemption::from_resource(&e);
+                let name = e.name.clone();
+                ("applied", name, self.state.apply_exemption(e))
+            }
+            Event::Delete(e) => {
+                let name = e.metadata.name.clone().unwrap_or_default();
+                let n = self.state.delete_exemption(&name);
+                ("deleted", name, n)
+            }
+        };
+        tracing::debug!(event = what, exemption = %name, workloads = reevaluated,
+            "StaticKeyExemption change re-evaluated the workloads it covers");
+        self.exemption_metrics();
+    }
+
+    /// The StaticKeyExemption watch failed. A cluster without the CRD (or an auditor without
+    /// the RBAC to read them) is audited without exemptions rather than not at all.
+    fn on_exemption_error(&mut self, e: &watcher::Error) {
+        let absent = match e {
+            watcher::Error::InitialListFailed(kube::Error::Api(s)) => {
+                matches!(s.code, 403 | 404).then_some(s.code)
+            }
+            _ => None,
+        };
+        match absent {
+            Some(code) if !self.exemptions_listed => {
+                self.exemptions_listed = true;
+                tracing::warn!(code, error = %e,
+                    "cannot list StaticKeyExemptions (CRD not installed, or no RBAC to read them); auditing without exemptions and retrying");
+            }
+            Some(_) => tracing::debug!(error = %e, "StaticKeyExemption watch error; retrying"),
+            None => tracing::warn!(error = %e, "StaticKeyExemption watch error; retrying"),
+        }
+    }
+
+    /// The time passed an exemption's expiry: the workloads it covers are enforced again.
+    fn on_clock(&mut self) {
+        let expired = self.state.advance(jiff::Timestamp::now());
+        if expired > 0 {
+            tracing::info!(
+                workloads = expired,
+                "a StaticKeyExemption expired; its workloads are enforced again"
+            );
+        }
+        self.exemption_metrics();
+    }
+
+    fn exemption_metrics(&self) {
+        let (active, expired) = self.state.exemption_counts();
+        self.metrics.set_exemptions(active, expired);
+    }
+
+    /// How long until the next exemption expires (`None`: none will).
+    fn until_next_expiry(&self) -> Option<Duration> {
+        let next = self.state.next_expiry()?;
+        let wait = jiff::Timestamp::now().duration_until(next);
+        // Already past (or a clock step): at once.
+        Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    }
+
     fn on_fact_change(&mut self, change: FactChange) {
         let stale = match change {
             FactChange::Object(kind, ns, name) => {
@@ -224,7 +317,7 @@ impl Auditor {
     }
 
     fn complete(&self) -> bool {
-        self.synced_kinds.len() == WorkloadKind::ALL.len()
+        self.synced_kinds.len() == WorkloadKind::ALL.len() && self.exemptions_listed
     }
 
     /// Writes the reports of namespaces whose content changed.
@@ -242,11 +335,7 @@ impl Auditor {
         let mut failed = Vec::new();
         for ns in dirty {
             let desired = report::build(&ns, &self.state.failing_in(&ns));
-            self.metrics.set_namespace(
-                &ns,
-                self.state.failing_in(&ns).len(),
-                &self.state.workloads_by_rule(&ns),
-            );
+            self.metrics.set_namespace(&ns, &self.state.summary(&ns));
             if !self.write(&ns, desired).await {
                 failed.push(ns);
             }
@@ -419,6 +508,8 @@ pub async fn run(
         written: HashMap::new(),
         refetch: Vec::new(),
         synced_kinds: HashSet::new(),
+        exemptions_listed: false,
+        exemption_buffer: Vec::new(),
         started,
         first_report_done: false,
     };
@@ -426,10 +517,25 @@ pub async fn run(
         auditor.state.mark_dirty(&ns);
         auditor.written.insert(ns, hash);
     }
+    auditor.state.advance(jiff::Timestamp::now());
     let mut workloads = std::pin::pin!(workload_streams(&client));
+    let exemptions = watcher::watcher(
+        Api::<StaticKeyExemption>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let mut exemptions = std::pin::pin!(exemptions);
     let mut tick = tokio::time::interval(options.flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Enforces an exemption again at its expiry, with no other event.
+        let expiry = auditor.until_next_expiry();
+        let expiry = async move {
+            match expiry {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             Some(change) = changes.recv() => auditor.on_fact_change(change),
@@ -437,6 +543,11 @@ pub async fn run(
                 Ok(event) => auditor.on_workload(kind, event),
                 Err(e) => tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying"),
             },
+            Some(event) = exemptions.next() => match event {
+                Ok(event) => auditor.on_exemption(event),
+                Err(e) => auditor.on_exemption_error(&e),
+            },
+            _ = expiry => auditor.on_clock(),
             _ = tick.tick() => auditor.flush().await,
         }
     }

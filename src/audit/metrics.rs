@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::state::NamespaceSummary;
 use crate::detect::RuleId;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -22,6 +23,12 @@ pub struct NamespaceLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// active or expired.
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     /// apply or delete.
     pub operation: &'static str,
@@ -33,10 +40,16 @@ pub struct WriteLabels {
 #[derive(Debug)]
 pub struct AuditMetrics {
     registry: Registry,
-    /// Workloads with at least one finding of the rule, by namespace.
+    /// Workloads with at least one finding of the rule, by namespace (not exempted).
     pub workloads_with_findings: Family<FindingLabels, Gauge>,
-    /// Workloads with at least one finding, by namespace (each counted once).
+    /// Workloads with at least one finding, by namespace (each counted once; not exempted).
     pub failing_workloads: Family<NamespaceLabels, Gauge>,
+    /// Workloads with findings an active StaticKeyExemption excuses, by namespace.
+    pub exempted_workloads: Family<NamespaceLabels, Gauge>,
+    /// Of the failing workloads, those whose StaticKeyExemption expired, by namespace.
+    pub expired_exemption_workloads: Family<NamespaceLabels, Gauge>,
+    /// StaticKeyExemption objects by state.
+    pub exemptions: Family<StateLabels, Gauge>,
     /// Workloads the audit holds a judgement of.
     pub workloads: Gauge,
     /// Judgements made (unchanged workloads are not judged again).
@@ -63,14 +76,32 @@ impl AuditMetrics {
         let workloads_with_findings = Family::<FindingLabels, Gauge>::default();
         registry.register(
             "workloads_with_findings",
-            "Running workloads with at least one static-key finding of the rule, by namespace",
+            "Running workloads with at least one static-key finding of the rule, by namespace (exempted ones not counted)",
             workloads_with_findings.clone(),
         );
         let failing_workloads = Family::<NamespaceLabels, Gauge>::default();
         registry.register(
             "failing_workloads",
-            "Running workloads with at least one static-key finding, by namespace",
+            "Running workloads with at least one static-key finding, by namespace (exempted ones not counted)",
             failing_workloads.clone(),
+        );
+        let exempted_workloads = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "exempted_workloads",
+            "Running workloads with static-key findings that an active StaticKeyExemption excuses (report results skip), by namespace",
+            exempted_workloads.clone(),
+        );
+        let expired_exemption_workloads = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "expired_exemption_workloads",
+            "Running workloads with static-key findings whose StaticKeyExemption expired (enforced again: counted in failing_workloads too), by namespace",
+            expired_exemption_workloads.clone(),
+        );
+        let exemptions = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "exemptions",
+            "StaticKeyExemption objects by state (active, expired)",
+            exemptions.clone(),
         );
         let workloads = Gauge::default();
         registry.register(
@@ -119,6 +150,9 @@ impl AuditMetrics {
             flushes,
             workloads_with_findings,
             failing_workloads,
+            exempted_workloads,
+            expired_exemption_workloads,
+            exemptions,
             workloads,
             judgements,
             judge_duration,
@@ -128,30 +162,31 @@ impl AuditMetrics {
         }
     }
 
-    /// Sets the gauges of `namespace`: `failing` workloads with findings, `counts` of them by
-    /// rule (absent rules, and a namespace without findings, are removed).
-    pub fn set_namespace(
-        &self,
-        namespace: &str,
-        failing: usize,
-        counts: &std::collections::BTreeMap<RuleId, u64>,
-    ) {
+    /// Sets the gauges of `namespace` from its summary (zero counts, absent rules, and a
+    /// namespace without findings are removed, so the series disappear).
+    pub fn set_namespace(&self, namespace: &str, summary: &NamespaceSummary) {
         let labels = NamespaceLabels {
             namespace: namespace.to_string(),
         };
-        if failing == 0 {
-            self.failing_workloads.remove(&labels);
-        } else {
-            self.failing_workloads
-                .get_or_create(&labels)
-                .set(i64::try_from(failing).unwrap_or(i64::MAX));
+        for (family, n) in [
+            (&self.failing_workloads, summary.failing),
+            (&self.exempted_workloads, summary.exempted),
+            (&self.expired_exemption_workloads, summary.expired),
+        ] {
+            if n == 0 {
+                family.remove(&labels);
+            } else {
+                family
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
         for rule in RuleId::ALL {
             let labels = FindingLabels {
                 namespace: namespace.to_string(),
                 rule: rule.as_str(),
             };
-            match counts.get(&rule) {
+            match summary.by_rule.get(&rule) {
                 Some(n) => {
                     self.workloads_with_findings
                         .get_or_create(&labels)
@@ -161,6 +196,15 @@ impl AuditMetrics {
                     self.workloads_with_findings.remove(&labels);
                 }
             }
+        }
+    }
+
+    /// The StaticKeyExemption objects held, by state.
+    pub fn set_exemptions(&self, active: usize, expired: usize) {
+        for (state, n) in [("active", active), ("expired", expired)] {
+            self.exemptions
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -198,10 +242,20 @@ mod tests {
     #[test]
     fn namespace_gauges_follow_the_counts() {
         let m = AuditMetrics::new();
+        let summary = |failing, exempted, expired, by_rule: &[(RuleId, u64)]| NamespaceSummary {
+            failing,
+            exempted,
+            expired,
+            by_rule: by_rule.iter().copied().collect::<BTreeMap<_, _>>(),
+        };
         m.set_namespace(
             "team",
-            2,
-            &BTreeMap::from([(RuleId::EnvStaticKey, 2), (RuleId::LiteralAccessKey, 1)]),
+            &summary(
+                2,
+                1,
+                1,
+                &[(RuleId::EnvStaticKey, 2), (RuleId::LiteralAccessKey, 1)],
+            ),
         );
         let text = m.encode();
         assert!(
@@ -211,10 +265,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hatrack_audit_failing_workloads{namespace=\"team\"} 2"));
-        m.set_namespace("team", 1, &BTreeMap::from([(RuleId::EnvStaticKey, 1)]));
+        assert!(text.contains("hatrack_audit_exempted_workloads{namespace=\"team\"} 1"));
+        assert!(
+            text.contains("hatrack_audit_expired_exemption_workloads{namespace=\"team\"} 1"),
+            "{text}"
+        );
+        m.set_namespace("team", &summary(1, 0, 0, &[(RuleId::EnvStaticKey, 1)]));
         let text = m.encode();
         assert!(!text.contains("literal-access-key"), "{text}");
-        m.set_namespace("team", 0, &BTreeMap::new());
+        assert!(!text.contains("exempted_workloads{"), "{text}");
+        m.set_namespace("team", &summary(0, 0, 0, &[]));
         assert!(!m.encode().contains("namespace=\"team\""));
+        m.set_exemptions(3, 1);
+        let text = m.encode();
+        assert!(
+            text.contains("hatrack_audit_exemptions{state=\"active\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hatrack_audit_exemptions{state=\"expired\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! `hatrack audit`: what the webhook would say of every running workload of a live cluster,
-//! printed as `hatrack check` prints it (same formats, same exit codes).
+//! printed as `hatrack check` prints it (same formats, same exit codes). The cluster's
+//! StaticKeyExemptions apply as in the webhook and `check`: an active one admits (the result
+//! names it), an expired one is enforced and the result says it expired.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,7 +14,9 @@ use kube::{Client, Config};
 use super::kinds::{self, WorkloadKind};
 use super::state::{AuditPolicy, Workload};
 use crate::check::{self, CheckReport, CheckResult, Format, InputError};
+use crate::crd::StaticKeyExemption;
 use crate::detect::{self, InMemoryView, Mode, RefKind, ReferenceView, Verdict};
+use crate::exemption::{self, Exemption};
 use crate::settings::PolicyArgs;
 use crate::webhook::cache::{configmap_facts, namespace_mode, secret_facts};
 
@@ -151,15 +155,37 @@ async fn view(client: &Client, namespace: Option<&str>) -> Result<InMemoryView, 
     Ok(view)
 }
 
-/// Judges one listed workload as the webhook would, into `report`.
-fn judge_into(
-    report: &mut CheckReport,
-    kind: WorkloadKind,
-    o: &DynamicObject,
-    view: &InMemoryView,
-    policy: &AuditPolicy,
+/// The cluster's StaticKeyExemptions (none when their CRD is not installed).
+async fn exemptions(client: &Client) -> Result<Vec<Exemption>, OneShotError> {
+    let mut out = Vec::new();
+    let api = Api::<StaticKeyExemption>::all(client.clone());
+    match list_all(&api, "StaticKeyExemptions", |e| {
+        out.push(Exemption::from_resource(&e))
+    })
+    .await
+    {
+        Err(OneShotError::List { source, .. }) if matches!(&*source, kube::Error::Api(s) if s.code == 404) => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(out),
+    }
+}
+
+/// What decides a workload's result besides its own content.
+struct Judging<'a> {
+    view: &'a InMemoryView,
+    policy: &'a AuditPolicy,
     mode: Mode,
-) {
+    exemptions: &'a [Exemption],
+    now: jiff::Timestamp,
+}
+
+/// Judges one listed workload as the webhook would, into `report`.
+fn judge_into(report: &mut CheckReport, kind: WorkloadKind, o: &DynamicObject, j: &Judging<'_>) {
+    let Judging {
+        view, policy, mode, ..
+    } = *j;
     let meta = &o.metadata;
     if !kinds::judged_itself_object(kind, meta, &o.data) {
         return;
@@ -204,7 +230,16 @@ fn judge_into(
     match detect::evaluate(&target, view) {
         Ok(Some(eval)) => {
             let mode = view.namespace_mode(namespace).unwrap_or(mode);
-            let decision = detect::decide(mode, &eval, None);
+            let mut decision = detect::decide(mode, &eval, None);
+            // As the webhook: an active exemption admits, an expired one changes nothing.
+            let applied =
+                exemption::applicable(j.exemptions, kind.as_str(), namespace, name, j.now);
+            if let Some(a) = &applied
+                && a.state == exemption::State::Active
+            {
+                decision.verdict = Verdict::Allow;
+            }
+            result.exemption = applied.map(|a| a.reported());
             result.verdict = decision.verdict;
             result.mode = Some(mode);
             result.findings = eval.findings;
@@ -227,6 +262,14 @@ pub async fn audit_cluster(client: &Client, args: &AuditArgs) -> Result<CheckRep
     let policy = AuditPolicy {
         exempt_namespaces: args.policy.exempt_namespace_set(),
     };
+    let exemptions = exemptions(client).await?;
+    let judging = Judging {
+        view: &view,
+        policy: &policy,
+        mode: args.policy.mode,
+        exemptions: &exemptions,
+        now: jiff::Timestamp::now(),
+    };
     let mut report = CheckReport::default();
     for kind in WorkloadKind::ALL {
         let ar = kind.api_resource();
@@ -235,7 +278,7 @@ pub async fn audit_cluster(client: &Client, args: &AuditArgs) -> Result<CheckRep
             None => Api::<DynamicObject>::all_with(client.clone(), &ar),
         };
         list_all(&api, kind.plural(), |o| {
-            judge_into(&mut report, kind, &o, &view, &policy, args.policy.mode)
+            judge_into(&mut report, kind, &o, &judging)
         })
         .await?;
     }

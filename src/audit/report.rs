@@ -1,12 +1,15 @@
 //! The PolicyReport of a namespace (`wgpolicyk8s.io/v1alpha2`, the policy working group's
 //! format that Kyverno, Kubewarden, Trivy and Policy Reporter read): one result per finding,
 //! naming the workload (`resources`), the container and field (`properties`), the rule and the
-//! fix (`message`). Pure: the writer in [`super::live`] applies what this builds.
+//! fix (`message`). Findings a StaticKeyExemption excuses are results `skip` naming it (who
+//! granted it, why, until when); once it expired they `fail` again and say so. Pure: the
+//! writer in [`super::live`] applies what this builds.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::state::{AuditFinding, Entry};
+use crate::exemption::State;
 
 pub const GROUP: &str = "wgpolicyk8s.io";
 pub const VERSION: &str = "v1alpha2";
@@ -25,7 +28,7 @@ pub const HASH_ANNOTATION: &str = "hatrack.dev/report-hash";
 /// Set when a namespace has more findings than a report holds.
 pub const TRUNCATED_ANNOTATION: &str = "hatrack.dev/results-omitted";
 /// Results kept in one report: an object must stay well under etcd's 1.5 MiB limit (a result
-/// is about 600 bytes); `summary.fail` still counts them all.
+/// is about 600 bytes); `summary` still counts them all.
 pub const MAX_RESULTS: usize = 1000;
 
 pub fn api_resource() -> kube::core::ApiResource {
@@ -41,14 +44,39 @@ fn result(e: &Entry, f: &AuditFinding) -> Value {
         properties.insert("container".into(), json!(c));
     }
     properties.insert("path".into(), json!(f.path));
-    let message = match &f.container {
+    let mut message = match &f.container {
         Some(c) => format!("container {c}: {}", f.message),
         None => f.message.to_string(),
     };
+    let mut outcome = "fail";
+    if let Some(x) = &e.exemption {
+        let g = &x.exemption;
+        // Who, why and until when first: UIs cut long messages.
+        let why = match x.state {
+            State::Active => {
+                outcome = "skip";
+                format!(
+                    "exempt until {} by StaticKeyExemption {} (granted by {}: {})",
+                    g.expires, g.name, g.granted_by, g.reason
+                )
+            }
+            State::Expired => format!(
+                "StaticKeyExemption {} (granted by {}: {}) expired at {}; enforced again",
+                g.name, g.granted_by, g.reason, g.expires
+            ),
+        };
+        message = format!("{why}; {message}");
+        // `properties` is a map of strings in the PolicyReport schema.
+        properties.insert("exemption".into(), json!(g.name));
+        properties.insert("exemptionState".into(), json!(x.state.as_str()));
+        properties.insert("exemptionGrantedBy".into(), json!(g.granted_by));
+        properties.insert("exemptionReason".into(), json!(g.reason));
+        properties.insert("exemptionExpires".into(), json!(g.expires.to_string()));
+    }
     json!({
         "policy": POLICY,
         "rule": f.rule.as_str(),
-        "result": "fail",
+        "result": outcome,
         "severity": "high",
         "category": "AWS credentials",
         "scored": true,
@@ -65,13 +93,25 @@ fn result(e: &Entry, f: &AuditFinding) -> Value {
     })
 }
 
-/// The report of `namespace` for its failing workloads, or `None` when it has none (the
-/// report is then deleted: no report means nothing found).
+fn exempted(e: &Entry) -> bool {
+    e.exemption
+        .as_ref()
+        .is_some_and(|x| x.state == State::Active)
+}
+
+/// The report of `namespace` for its workloads with findings (exempted ones included, as
+/// `skip`), or `None` when it has none (the report is then deleted: no report means nothing
+/// found).
 pub fn build(namespace: &str, failing: &[&Entry]) -> Option<Value> {
     let total: usize = failing.iter().map(|e| e.findings.len()).sum();
     if total == 0 {
         return None;
     }
+    let skip: usize = failing
+        .iter()
+        .filter(|e| exempted(e))
+        .map(|e| e.findings.len())
+        .sum();
     let results: Vec<Value> = failing
         .iter()
         .flat_map(|e| e.findings.iter().map(move |f| result(e, f)))
@@ -79,7 +119,7 @@ pub fn build(namespace: &str, failing: &[&Entry]) -> Option<Value> {
         .collect();
     let body = json!({
         "scope": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
-        "summary": {"pass": 0, "fail": total, "warn": 0, "error": 0, "skip": 0},
+        "summary": {"pass": 0, "fail": total - skip, "warn": 0, "error": 0, "skip": skip},
         "results": results,
     });
     let hash = content_hash(&body);
@@ -199,5 +239,69 @@ mod tests {
             r["metadata"]["annotations"][TRUNCATED_ANNOTATION],
             MAX_RESULTS.to_string()
         );
+    }
+
+    #[test]
+    fn exempted_findings_skip_naming_the_exemption_and_expired_ones_fail_saying_so() {
+        let mut state = state_with(2);
+        state.advance("2026-06-01T00:00:00Z".parse().unwrap());
+        let exemption = |expires: &str| crate::exemption::Exemption {
+            name: "legacy-backup".into(),
+            namespace: "team".into(),
+            kind: Some("Deployment".into()),
+            workload: Some("app-0000".into()),
+            granted_by: "platform@example.com".into(),
+            reason: "TICKET-7 move to IRSA".into(),
+            expires: expires.parse().unwrap(),
+        };
+        state.apply_exemption(exemption("2026-06-01T00:00:30Z"));
+        let active = build("team", &state.failing_in("team")).unwrap();
+        assert_eq!(active["summary"]["fail"], 1, "{active:#}");
+        assert_eq!(active["summary"]["skip"], 1);
+        let results = active["results"].as_array().unwrap();
+        let skipped = &results[0];
+        assert_eq!(skipped["resources"][0]["name"], "app-0000");
+        assert_eq!(skipped["result"], "skip");
+        let message = skipped["message"].as_str().unwrap();
+        for part in [
+            "exempt until 2026-06-01T00:00:30Z",
+            "StaticKeyExemption legacy-backup",
+            "platform@example.com",
+            "TICKET-7 move to IRSA",
+            "container app: ",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert_eq!(skipped["properties"]["exemption"], "legacy-backup");
+        assert_eq!(skipped["properties"]["exemptionState"], "active");
+        assert_eq!(
+            skipped["properties"]["exemptionGrantedBy"],
+            "platform@example.com"
+        );
+        assert_eq!(
+            skipped["properties"]["exemptionExpires"],
+            "2026-06-01T00:00:30Z"
+        );
+        assert_eq!(results[1]["result"], "fail");
+        assert!(results[1]["properties"].get("exemption").is_none());
+
+        state.advance("2026-06-01T00:00:30Z".parse().unwrap());
+        let expired = build("team", &state.failing_in("team")).unwrap();
+        assert_eq!(expired["summary"]["fail"], 2, "{expired:#}");
+        assert_eq!(expired["summary"]["skip"], 0);
+        let r = &expired["results"][0];
+        assert_eq!(r["result"], "fail");
+        assert_eq!(r["properties"]["exemptionState"], "expired");
+        let message = r["message"].as_str().unwrap();
+        assert!(
+            message.contains("StaticKeyExemption legacy-backup")
+                && message.contains("expired at 2026-06-01T00:00:30Z"),
+            "{message}"
+        );
+        assert_ne!(hash_of(&active), hash_of(&expired));
+        // The report depends on the exemption's state, not on the clock.
+        state.advance("2026-06-01T01:00:00Z".parse().unwrap());
+        let later = build("team", &state.failing_in("team")).unwrap();
+        assert_eq!(hash_of(&later), hash_of(&expired));
     }
 }
