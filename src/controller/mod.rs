@@ -694,7 +694,13 @@ async fn guardrail_status_writer(
 
 /// `hatrack controller`.
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
-    let settings = args.cluster.settings().map_err(|e| e.to_string())?;
+    let settings = args
+        .cluster
+        .settings_with_region(args.iam.explicit_region())
+        .map_err(|e| e.to_string())?;
+    if args.cluster.cluster_region.is_none() {
+        tracing::info!(region = ?settings.cluster_region, "cluster region taken from --aws-region");
+    }
     let metrics = Arc::new(Metrics::default());
     let client = Client::try_default()
         .await
@@ -707,7 +713,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut options = ControllerOptions::from(&args);
     options.eks = Eks::from_args(
         &args.eks,
-        &args.iam.aws_region,
+        // The cluster's own region: its Pod Identity associations live there.
+        settings
+            .cluster_region
+            .as_deref()
+            .unwrap_or(args.iam.region()),
         args.iam.iam_max_attempts,
         &settings.cluster_name,
         metrics.clone(),

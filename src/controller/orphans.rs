@@ -421,8 +421,9 @@ pub struct OrphansCliArgs {
     /// Name of the cluster whose orphans to list (the `hatrack.dev/cluster` tag).
     #[arg(long, env = "HATRACK_CLUSTER_NAME")]
     pub cluster_name: String,
-    /// The cluster's region, as the controller's `--cluster-region`: with it, only roles tagged
-    /// with the cluster's ARN are this cluster's.
+    /// The cluster's region, as the controller's `--cluster-region` (required; taken from
+    /// `--aws-region`/`AWS_REGION` when only that is set): only roles tagged with the cluster's
+    /// ARN are this cluster's.
     #[arg(long, env = "HATRACK_CLUSTER_REGION")]
     pub cluster_region: Option<String>,
     /// The controller's own AWS account id.
@@ -453,6 +454,15 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
             args.account_id
         ));
     }
+    // The controller's rule: a region is required, the cluster being known by its ARN.
+    let region = args
+        .cluster_region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .or(args.iam.explicit_region())
+        .ok_or("--cluster-region: is required (HATRACK_CLUSTER_REGION), as the controller's")?
+        .to_string();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
@@ -472,14 +482,12 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         &args.cluster_name,
     )
     .await;
-    let cluster_arn = args.cluster_region.as_ref().map(|region| {
-        naming::cluster_arn(
-            &args.partition,
-            region,
-            &args.account_id,
-            &args.cluster_name,
-        )
-    });
+    let cluster_arn = Some(naming::cluster_arn(
+        &args.partition,
+        &region,
+        &args.account_id,
+        &args.cluster_name,
+    ));
     let orphans = find(
         &client,
         ClusterId {
