@@ -46,6 +46,7 @@ pub struct Metrics {
     bindings: Family<ReadyLabels, Gauge>,
     orphaned_roles: Gauge,
     orphaned_roles_deleted: Counter,
+    resyncs_deferred: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// (operation, outcome) → count of EKS calls.
@@ -99,6 +100,12 @@ impl Default for Metrics {
             "Orphaned IAM roles deleted by the sweep (--delete-orphans)",
             orphaned_roles_deleted.clone(),
         );
+        let resyncs_deferred = Counter::default();
+        registry.register(
+            "resyncs_deferred",
+            "Resyncs put off because resyncs held their share of the reconcile workers",
+            resyncs_deferred.clone(),
+        );
         // Guardrail enforcement (issue 14): grants taken away from violating bindings' roles.
         let grants_revoked = Family::<GrantLabels, Counter>::default();
         let grants_restored = Counter::default();
@@ -115,6 +122,7 @@ impl Default for Metrics {
         Metrics {
             orphaned_roles,
             orphaned_roles_deleted,
+            resyncs_deferred,
             registry,
             grants_revoked,
             grants_restored,
@@ -214,6 +222,11 @@ impl Metrics {
     /// One orphaned role deleted.
     pub fn orphan_deleted(&self) {
         self.orphaned_roles_deleted.inc();
+    }
+
+    /// A resync put off (see `controller::resync_gate`).
+    pub fn resync_deferred(&self) {
+        self.resyncs_deferred.inc();
     }
 
     /// Counts permission policies removed from a violating binding's role.

@@ -10,6 +10,7 @@ pub mod enforce;
 pub mod orphans;
 pub mod reconcile;
 pub mod requeue;
+pub mod resync_gate;
 pub mod status;
 
 use std::collections::HashMap;
@@ -186,6 +187,8 @@ pub struct Context {
     pub account_clients: accounts::AccountClients,
     /// Managed policy documents by ARN and version, for guardrails' action rules.
     pub managed_policies: enforce::ManagedPolicyCache,
+    /// Caps the workers resyncs hold, so changes never wait behind them.
+    pub resync_gate: resync_gate::SharedGate<ObjectRef<CachedBinding>>,
 }
 
 impl Context {
@@ -224,6 +227,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             oidc_provider_checked: Mutex::new(None),
             managed_policies: enforce::ManagedPolicyCache::default(),
+            resync_gate: Arc::new(Mutex::new(resync_gate::ResyncGate::new(1, resync))),
         }
     }
 
@@ -505,6 +509,11 @@ pub async fn run_with(
     let (account_store, account_writer) = reflector::store();
     let claims = Arc::new(RwLock::new(ClaimIndex::default()));
     let claims_for_stream = claims.clone();
+    let gate: resync_gate::SharedGate<ObjectRef<CachedBinding>> = Arc::new(Mutex::new(
+        resync_gate::ResyncGate::new(usize::from(args.concurrency.max(1)), args.resync),
+    ));
+    let (gate_sa, gate_guardrail, gate_namespace, gate_account) =
+        (gate.clone(), gate.clone(), gate.clone(), gate.clone());
     let mut claim_writer = ClaimIndexWriter::default();
     let binding_stream = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -520,6 +529,13 @@ pub async fn run_with(
         .try_filter({
             let mut filter = InputsFilter::new(InputsFilter::TTL, Instant::now());
             move |b| std::future::ready(filter.changed(b, Instant::now()))
+        })
+        // What passes the filter changed: its next reconcile is not a capped resync.
+        .inspect_ok({
+            let gate = gate.clone();
+            move |b| {
+                resync_gate::mark_changed(&gate, vec![ObjectRef::from_obj(b)]);
+            }
         });
     let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let claims_for_map = claims.clone();
@@ -559,6 +575,7 @@ pub async fn run_with(
         },
     );
     ctx.eks = args.eks.clone();
+    ctx.resync_gate = gate;
     let ctx = Arc::new(ctx);
     let sweep = args.orphans.clone().map(|o| {
         tokio::spawn(orphans::sweep_periodically(
@@ -595,18 +612,30 @@ pub async fn run_with(
     tracing::info!("controller starting");
     let running = controller
         .with_config(config)
-        .watches_stream(sa_stream, move |sa| bindings_naming(&claims_for_map, &sa))
+        // Every mapped binding is marked changed: its reconcile is never a capped resync.
+        .watches_stream(sa_stream, move |sa| {
+            resync_gate::mark_changed(&gate_sa, bindings_naming(&claims_for_map, &sa))
+        })
         // A guardrail change (deletion included) re-queues the bindings it selects.
         .watches_stream(guardrail_stream, move |g| {
-            bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g)
+            resync_gate::mark_changed(
+                &gate_guardrail,
+                bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g),
+            )
         })
         // A namespace's labels decide which guardrails apply to its bindings.
         .watches_stream(namespace_stream, move |ns| {
-            bindings_in_namespace(&namespace_map, &ns.name_any())
+            resync_gate::mark_changed(
+                &gate_namespace,
+                bindings_in_namespace(&namespace_map, &ns.name_any()),
+            )
         })
         // An IAMAccount's change (deletion included) re-queues the bindings that name it.
         .watches_stream(account_stream, move |a| {
-            accounts::bindings_naming(&account_map, &a.name_any())
+            resync_gate::mark_changed(
+                &gate_account,
+                accounts::bindings_naming(&account_map, &a.name_any()),
+            )
         })
         .graceful_shutdown_on(signal)
         .run(reconcile::reconcile, error_policy, ctx)

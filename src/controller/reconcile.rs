@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::cache::CachedBinding;
 use super::enforce;
+use super::resync_gate::{Admission, ResyncSlot};
 use super::status::{self, reason};
 use super::{Context, Error, FINALIZER, MANAGER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
@@ -42,6 +43,22 @@ pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<
         Some(false) => return Ok(Action::requeue(POLICY_CACHES_RETRY)),
         None => return Err(Error::PolicyCachesGone),
     }
+    // A resync past the cap comes back later, so changes always find a free worker.
+    let key = ObjectRef::from_obj(cached.as_ref());
+    let (admission, epoch) = match ctx.resync_gate.lock() {
+        Ok(mut g) => g.begin(&key, rand::random::<f64>()),
+        Err(_) => (Admission::Change, 0),
+    };
+    if let Admission::Defer(wait) = admission {
+        ctx.metrics.resync_deferred();
+        return Ok(Action::requeue(wait));
+    }
+    let mut slot = ResyncSlot::new(
+        ctx.resync_gate.clone(),
+        key,
+        epoch,
+        admission == Admission::Resync,
+    );
     let started = Instant::now();
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
@@ -64,6 +81,8 @@ pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<
     if result.is_ok() {
         ctx.record_success(&ObjectRef::from_obj(cached.as_ref()));
     }
+    // A binding whose cleanup ran is gone once its finalizer is off.
+    slot.finish(result.is_ok(), cached.metadata.deletion_timestamp.is_some());
     result
 }
 
