@@ -209,6 +209,8 @@ fn rendering_without_cluster_name_or_account_id_fails_with_a_clear_message() {
         "cluster.name=demo",
         "--set-string",
         "cluster.accountId=111122223333",
+        "--set",
+        "cluster.region=eu-west-1",
     ])
     .expect_err("rendered without oidcIssuer");
     assert!(err.contains("cluster.oidcIssuer is required"), "{err}");
