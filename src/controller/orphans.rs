@@ -463,6 +463,11 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         .or(args.iam.explicit_region())
         .ok_or("--cluster-region: is required (HATRACK_CLUSTER_REGION), as the controller's")?
         .to_string();
+    if !crate::settings::is_region(&region) {
+        return Err(format!(
+            "--cluster-region: must be an AWS region such as eu-west-1, got {region:?}"
+        ));
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
