@@ -97,6 +97,7 @@ impl ControllerProcess {
         let child = command
             .arg("controller")
             .args(["--cluster-name", "bench", "--account-id", ACCOUNT])
+            .args(["--cluster-region", "eu-west-1"])
             .args(["--oidc-issuer", &format!("https://{ISSUER_HOST_PATH}")])
             .args(["--iam-endpoint", iam_endpoint])
             .args(["--iam-calls-per-second", &calls_per_second.to_string()])

@@ -41,7 +41,7 @@ ulimit -n 65536 2>/dev/null || true
 
 RUST_LOG=error "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --account-id 123456789012 --default-trust pod-identity ${EXTRA_ARGS:-} \
+  --cluster-name bench --cluster-region eu-west-1 --account-id 123456789012 --default-trust pod-identity ${EXTRA_ARGS:-} \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do

@@ -61,7 +61,7 @@ fi
 
 RUST_LOG=warn "${SERVER_PIN[@]}" "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --account-id 123456789012 --default-trust pod-identity \
+  --cluster-name bench --cluster-region eu-west-1 --account-id 123456789012 --default-trust pod-identity \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

@@ -36,7 +36,7 @@ if [ "${1:-}" = --inside ]; then
     ok "chroot --userspec=65532:65532 ROOTFS /hatrack --version: $out (read-only root fs)"
 
     # README's first command, on the examples (from stdin: the image holds no examples).
-    plan_args=(plan --cluster-name demo --account-id 111122223333
+    plan_args=(plan --cluster-name demo --cluster-region eu-west-1 --account-id 111122223333
         --oidc-issuer https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE)
     for f in examples/*.yaml; do
         cat "$f"
@@ -67,7 +67,7 @@ if [ "${1:-}" = --inside ]; then
         : >"$work/standin.log"
         rc=0
         KUBECONFIG=/check/kubeconfig timeout 60 chroot --userspec=65532:65532 "$rootfs" /hatrack \
-            controller --cluster-name demo --account-id 111122223333 \
+            controller --cluster-name demo --cluster-region eu-west-1 --account-id 111122223333 \
             --oidc-issuer https://oidc.example --metrics-listen 127.0.0.1:0 2>"$work/err" || rc=$?
     }
     controller localhost

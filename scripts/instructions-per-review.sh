@@ -28,7 +28,7 @@ python3 -c 'import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
   "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --account-id 123456789012 --default-trust pod-identity \
+  --cluster-name bench --cluster-region eu-west-1 --account-id 123456789012 --default-trust pod-identity \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do

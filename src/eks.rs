@@ -26,7 +26,7 @@ pub struct EksArgs {
     )]
     pub pod_identity_associations: bool,
     /// EKS endpoint override (for EKS-compatible test servers; AWS needs none). The region is
-    /// `--aws-region`, which must be the cluster's.
+    /// the cluster's (`--cluster-region`).
     #[arg(long, env = "HATRACK_EKS_ENDPOINT")]
     pub eks_endpoint: Option<String>,
     /// Client-side limit on EKS calls per second, shared by all reconciles.

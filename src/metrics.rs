@@ -55,6 +55,7 @@ pub struct Metrics {
     orphaned_associations: Gauge,
     iam_calls_by_account: Family<AccountLabels, Counter>,
     orphaned_associations_deleted: Counter,
+    resyncs_deferred: Counter,
     /// (operation, outcome) → count, readable by tests and benchmarks.
     iam_call_counts: Mutex<BTreeMap<(String, String), u64>>,
     /// (operation, outcome) → count of EKS calls.
@@ -126,6 +127,12 @@ impl Default for Metrics {
             "Orphaned EKS Pod Identity associations deleted by the sweep (--delete-orphans)",
             orphaned_associations_deleted.clone(),
         );
+        let resyncs_deferred = Counter::default();
+        registry.register(
+            "resyncs_deferred",
+            "Resyncs put off because resyncs held their share of the reconcile workers",
+            resyncs_deferred.clone(),
+        );
         // Guardrail enforcement (issue 14): grants taken away from violating bindings' roles.
         let grants_revoked = Family::<GrantLabels, Counter>::default();
         let grants_restored = Counter::default();
@@ -145,6 +152,7 @@ impl Default for Metrics {
             orphaned_associations,
             orphaned_associations_deleted,
             iam_calls_by_account,
+            resyncs_deferred,
             registry,
             grants_revoked,
             grants_restored,
@@ -264,6 +272,11 @@ impl Metrics {
     /// One orphaned association deleted.
     pub fn orphaned_association_deleted(&self) {
         self.orphaned_associations_deleted.inc();
+    }
+
+    /// A resync put off (see `controller::resync_gate`).
+    pub fn resync_deferred(&self) {
+        self.resyncs_deferred.inc();
     }
 
     /// Counts permission policies removed from a violating binding's role.

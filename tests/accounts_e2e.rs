@@ -329,6 +329,8 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             "orphans",
             "--cluster-name",
             &support::controller::settings().cluster_name,
+            "--cluster-region",
+            support::controller::REGION,
         ])
         .args([
             "--account-id",

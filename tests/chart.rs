@@ -209,10 +209,14 @@ fn rendering_without_cluster_name_or_account_id_fails_with_a_clear_message() {
         "cluster.name=demo",
         "--set-string",
         "cluster.accountId=111122223333",
+        "--set",
+        "cluster.region=eu-west-1",
     ])
     .expect_err("rendered without oidcIssuer");
     assert!(err.contains("cluster.oidcIssuer is required"), "{err}");
-    try_render(&[
+    // Without its region the cluster would be known by its name alone, which a same-named
+    // cluster elsewhere shares: refused, and not guessed from aws.region's default.
+    let err = try_render(&[
         "--set",
         "cluster.name=demo",
         "--set-string",
@@ -220,7 +224,28 @@ fn rendering_without_cluster_name_or_account_id_fails_with_a_clear_message() {
         "--set",
         "controller.defaultTrust={pod-identity}",
     ])
-    .expect("Pod Identity needs no issuer");
+    .expect_err("rendered without cluster.region");
+    assert!(err.contains("cluster.region is required"), "{err}");
+    let d = docs(
+        &try_render(&[
+            "--set",
+            "cluster.name=demo",
+            "--set-string",
+            "cluster.accountId=111122223333",
+            "--set",
+            "cluster.region=ap-southeast-2",
+            "--set",
+            "controller.defaultTrust={pod-identity}",
+        ])
+        .expect("Pod Identity needs no issuer"),
+    );
+    for deployment in ["hr-hatrack-controller", "hr-hatrack-webhook"] {
+        assert!(
+            args_of(named(&d, "Deployment", deployment))
+                .contains(&"--cluster-region=ap-southeast-2".to_string()),
+            "{deployment}"
+        );
+    }
 }
 
 #[test]
@@ -236,6 +261,7 @@ fn schema_rejects_bad_values() {
         ("webhook.replicas=1", "webhook.replicas"),
         ("webhook.lookups=sometimes", "webhook.lookups"),
         ("cluster.accountId=12345", "cluster.accountId"),
+        ("cluster.region=EU-WEST-1", "cluster.region"),
         ("controller.defaultTrust={saml}", "defaultTrust"),
         ("controller.trustPolicyMaxChars=100", "trustPolicyMaxChars"),
         ("controller.leaderElection.bogus=true", "bogus"),

@@ -4,8 +4,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const CLUSTER: [&str; 3] = [
+const CLUSTER: [&str; 4] = [
     "--cluster-name=prod-eu",
+    "--cluster-region=eu-west-1",
     "--account-id=111122223333",
     "--oidc-issuer=https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
 ];
@@ -94,6 +95,14 @@ fn plans_every_binding_in_a_directory() {
         "s3:PutObject"
     );
     assert_eq!(reader["tags"]["hatrack.dev/namespace"], "payments");
+    // The cluster is known by its ARN: in the ownership tags and in Pod Identity trust.
+    let arn = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
+    assert_eq!(reader["tags"]["hatrack.dev/cluster-arn"], arn);
+    assert!(
+        reader["assumeRolePolicy"].to_string().contains(arn),
+        "{}",
+        reader["assumeRolePolicy"]
+    );
     // Pod Identity trust: one association per ServiceAccount, naming the role.
     let associations = reader["podIdentityAssociations"].as_array().unwrap();
     let reader_sas: Vec<&str> = associations
@@ -198,6 +207,27 @@ fn bad_flags_exit_2_with_the_flag_named() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--account-id"));
+}
+
+#[test]
+fn without_the_cluster_region_plan_exits_2_naming_the_flag() {
+    let out = hatrack(
+        &[
+            "plan",
+            "--cluster-name=prod",
+            "--account-id=111122223333",
+            "--oidc-issuer=https://x",
+            "examples",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cluster-region") && err.contains("required"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

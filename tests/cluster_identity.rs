@@ -195,3 +195,146 @@ async fn a_role_made_by_an_earlier_version_is_migrated_in_place_by_its_first_own
     let own = naming::role_name(&us.cluster_identity(), "payments", "reader");
     assert_ne!(own, legacy_name);
 }
+
+/// An install made before the cluster's region was required (roles keyed on its name alone),
+/// upgraded: the controller restarted with the region keeps every role under its name, tags it
+/// with the cluster's ARN and pins Pod Identity trust to it; it creates no role, and none of
+/// the old roles is an orphan. Real API server, real controller, moto.
+#[tokio::test]
+async fn upgrading_a_name_only_install_adopts_its_roles_in_place() {
+    use hatrack::controller::orphans::{AccountToSweep, ClusterId, find};
+    use std::time::Duration;
+    use support::controller::{
+        RunningController, create_binding, get_binding, hatrack_roles, settings, wait_for,
+        wait_ready_reason,
+    };
+
+    let cluster = support::cluster::cluster_with_crds().await;
+    let ns = cluster.namespace("upgrade").await;
+    let client = cluster.client().await;
+    let moto = Moto::start();
+    moto.create_oidc_provider(&format!(
+        "https://{}",
+        support::controller::ISSUER_HOST_PATH
+    ))
+    .await;
+    let upgraded = settings();
+    let arn = upgraded
+        .cluster_arn()
+        .expect("the test cluster has a region");
+    let mut before = upgraded.clone();
+    before.cluster_region = None;
+
+    // The earlier install: bindings of both trusts synced with name-keyed roles.
+    let old = RunningController::start_in_as(
+        &ns,
+        client.clone(),
+        &moto,
+        Duration::from_secs(60),
+        before.clone(),
+    );
+    let s3 = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+    create_binding(
+        &client,
+        &ns,
+        "irsa",
+        json!({"serviceAccounts": ["api"], "managedPolicyArns": [s3]}),
+    )
+    .await;
+    create_binding(&client, &ns, "pods", json!({"serviceAccounts": ["worker"], "trust": {"podIdentity": {}}, "managedPolicyArns": [s3]})).await;
+    let mut names = Vec::new();
+    for b in ["irsa", "pods"] {
+        let synced = wait_ready_reason(&client, &ns, b, "Synced", 30).await;
+        let name = synced.status.unwrap().role_name.unwrap();
+        assert_eq!(name, naming::role_name(&before.cluster_name, &ns, b));
+        assert_ne!(name, naming::role_name(&arn, &ns, b));
+        names.push(name);
+    }
+    let (iam, _) = moto.iam();
+    for name in &names {
+        let role = iam.get_role(name).await.unwrap().unwrap();
+        assert!(!role.tags.contains_key(naming::TAG_CLUSTER_ARN), "{name}");
+    }
+    old.stop().await;
+
+    // Upgraded: the same cluster, now known by its ARN.
+    let new = RunningController::start_in_as(
+        &ns,
+        client.clone(),
+        &moto,
+        Duration::from_secs(60),
+        upgraded.clone(),
+    );
+    for name in &names {
+        let role = wait_for(
+            30,
+            &format!("{name} tagged with the cluster's ARN"),
+            || async {
+                let role = iam.get_role(name).await.unwrap().unwrap();
+                (role.tags.get(naming::TAG_CLUSTER_ARN) == Some(&arn)).then_some(role)
+            },
+        )
+        .await;
+        assert_eq!(role.managed_policy_arns.iter().collect::<Vec<_>>(), [s3]);
+    }
+    // Pod Identity trust names the cluster's ARN now.
+    let pods_role = iam.get_role(&names[1]).await.unwrap().unwrap();
+    assert!(
+        pods_role.assume_role_policy.to_string().contains(&arn),
+        "{}",
+        pods_role.assume_role_policy
+    );
+    for (b, name) in ["irsa", "pods"].iter().zip(&names) {
+        let after = wait_ready_reason(&client, &ns, b, "Synced", 30).await;
+        assert_eq!(after.status.unwrap().role_name.as_ref(), Some(name));
+    }
+    let mut roles = hatrack_roles(&moto).await;
+    roles.sort();
+    assert_eq!(roles, names, "no role made beside the adopted ones");
+    let creates = new
+        .metrics
+        .iam_call_counts()
+        .iter()
+        .filter(|((op, _), _)| op == "CreateRole")
+        .map(|(_, n)| *n)
+        .sum::<u64>();
+    assert_eq!(creates, 0, "the upgraded controller created a role");
+
+    // A binding made after the upgrade gets the ARN-keyed name.
+    create_binding(
+        &client,
+        &ns,
+        "later",
+        json!({"serviceAccounts": ["cron"], "managedPolicyArns": [s3]}),
+    )
+    .await;
+    let later = wait_ready_reason(&client, &ns, "later", "Synced", 30).await;
+    assert_eq!(
+        later.status.unwrap().role_name,
+        Some(naming::role_name(&arn, &ns, "later"))
+    );
+
+    // The sweep, with the cluster's identity as the upgraded controller knows it: no orphan.
+    let orphans = find(
+        &client,
+        ClusterId {
+            name: &upgraded.cluster_name,
+            arn: Some(&arn),
+        },
+        ACCOUNT,
+        &upgraded.role_path,
+        &[AccountToSweep {
+            account_id: ACCOUNT.into(),
+            iam: iam.clone(),
+        }],
+        &[],
+        // Roles only: this test has no EKS.
+        None,
+        Some(&ns),
+    )
+    .await
+    .unwrap();
+    assert_eq!(orphans, vec![], "an adopted role was judged an orphan");
+    assert!(get_binding(&client, &ns, "irsa").await.is_some());
+    new.stop().await;
+}

@@ -46,7 +46,7 @@ async fn setup_without_oidc_provider(resync: Duration) -> Setup {
 }
 
 fn role_name(ns: &str, name: &str) -> String {
-    naming::role_name(&settings().cluster_name, ns, name)
+    naming::role_name(&settings().cluster_identity(), ns, name)
 }
 
 #[tokio::test]

@@ -77,3 +77,28 @@ fn cel_rules_reject_what_they_can() {
         assert!(format!("{err:?}").contains(expected), "{spec}: {err:?}");
     }
 }
+
+/// The API server's limit on `spec.tags` is the controller's: a binding it admits always
+/// becomes a role, one it would refuse the controller refuses too (IAM's 50 less hatrack's 4).
+#[test]
+fn the_schema_tag_limit_is_the_controllers() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(IAMRoleBinding::crd()).unwrap();
+    let tags = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["tags"];
+    assert_eq!(
+        tags["maxProperties"].as_u64(),
+        Some(hatrack::role::MAX_BINDING_TAGS as u64),
+        "{tags}"
+    );
+    let mut settings = hatrack::settings::Settings::example();
+    settings.cluster_region = Some("eu-west-1".into());
+    let with = |n: usize| {
+        let tags: serde_json::Map<String, serde_json::Value> =
+            (0..n).map(|i| (format!("k{i}"), json!("v"))).collect();
+        binding(json!({"serviceAccounts": ["api"], "tags": tags}))
+    };
+    let max = hatrack::role::MAX_BINDING_TAGS;
+    assert!(hatrack::role::desired_role(&with(max), &settings).is_ok());
+    assert!(hatrack::role::desired_role(&with(max + 1), &settings).is_err());
+}

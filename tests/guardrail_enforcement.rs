@@ -23,7 +23,7 @@ const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const IAM_FULL_ACCESS: &str = "arn:aws:iam::aws:policy/IAMFullAccess";
 
 fn role_name(ns: &str, name: &str) -> String {
-    naming::role_name(&settings().cluster_name, ns, name)
+    naming::role_name(&settings().cluster_identity(), ns, name)
 }
 
 /// A guardrail named `<ns>-<name>` that selects only namespace `ns` (guardrails are

@@ -61,6 +61,8 @@ async fn setup() -> (&'static TestCluster, String) {
                 .args([
                     "--set",
                     "cluster.name=test",
+                    "--set",
+                    "cluster.region=eu-west-1",
                     "--set-string",
                     "cluster.accountId=111122223333",
                 ])

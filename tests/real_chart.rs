@@ -34,9 +34,11 @@ const CRDS: [&str; 3] = [
 
 /// The values the install command of README.md and docs/deploy.md passes (the account ID as a
 /// string, like `--set-string`).
-const REQUIRED: [&str; 6] = [
+const REQUIRED: [&str; 8] = [
     "--set",
     "cluster.name=prod-eu",
+    "--set",
+    "cluster.region=eu-west-1",
     "--set-string",
     "cluster.accountId=011122223333",
     "--set",

@@ -59,6 +59,11 @@ fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/hatrack")
 }
 
+/// The identity of the chart-installed controller's cluster `life` (`cluster.region=us-east-1`).
+fn life_arn() -> String {
+    hatrack::naming::cluster_arn("aws", "us-east-1", ACCOUNT, "life")
+}
+
 /// Installs the chart as release `name` with the required values, IAM at moto, and the
 /// webhooks registered by URL at a loopback port nobody listens on with `failurePolicy:
 /// Ignore` (no webhook runs here; the stored configuration must never block a request nor
@@ -79,6 +84,7 @@ async fn install_chart(
         .arg(chart_dir())
         .args(["--namespace", &namespace])
         .args(["--set", &format!("cluster.name={cluster_name}")])
+        .args(["--set", "cluster.region=us-east-1"])
         .args(["--set-string", &format!("cluster.accountId={ACCOUNT}")])
         .args([
             "--set",
@@ -453,7 +459,10 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let status = b.status.clone().expect("status");
     let role_name = status.role_name.clone().expect("status.roleName");
     let role_arn = status.role_arn.clone().expect("status.roleArn");
-    assert_eq!(role_name, hatrack::naming::role_name("life", &team, "app"));
+    assert_eq!(
+        role_name,
+        hatrack::naming::role_name(&life_arn(), &team, "app")
+    );
     assert_eq!(
         role_arn,
         format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}")
@@ -640,7 +649,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     .await;
     wait_ready_reason(&admin, &team, &kept, "Synced", 60).await;
     wait_event(&admin, &team, &kept, "RoleCreated").await;
-    let kept_role = hatrack::naming::role_name("life", &team, &kept);
+    let kept_role = hatrack::naming::role_name(&life_arn(), &team, &kept);
     assert!(role(&moto, &kept_role).await.is_some());
     delete_binding(&admin, &team, &kept).await;
     wait_for(60, "binding kept gone", || async {
@@ -659,7 +668,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     // A role of the same name that hatrack does not own is never touched (a Warning Event,
     // again for a binding with the longest name there may be).
     let squatter = format!("squatter-{}", "s".repeat(244));
-    let squatted = hatrack::naming::role_name("life", &team, &squatter);
+    let squatted = hatrack::naming::role_name(&life_arn(), &team, &squatter);
     iam.create_role()
         .role_name(&squatted)
         .path("/hatrack/")

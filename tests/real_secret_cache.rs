@@ -104,6 +104,7 @@ async fn secret_cache_startup_memory_stays_bounded_by_facts() {
             dir.path().join("tls.key").display()
         ))
         .args(["--cluster-name", "bench", "--account-id", "123456789012"])
+        .args(["--cluster-region", "eu-west-1"])
         .args(["--default-trust", "pod-identity"])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("RUST_LOG", "warn,hatrack=info");

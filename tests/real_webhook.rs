@@ -78,6 +78,7 @@ async fn setup() -> Option<(&'static TestCluster, &'static Release)> {
                 .arg(chart_dir())
                 .args(["--namespace", &namespace])
                 .args(["--set", "cluster.name=test-cluster"])
+                .args(["--set", "cluster.region=us-east-1"])
                 .args(["--set-string", "cluster.accountId=111122223333"])
                 .args([
                     "--set",

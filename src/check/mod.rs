@@ -45,6 +45,7 @@ pub enum Format {
 #[command(
     mut_arg("cluster_name", |a| a.required(false).default_value("cluster")),
     mut_arg("account_id", |a| a.required(false).default_value("000000000000")),
+    mut_arg("cluster_region", |a| a.default_value("us-east-1")),
     mut_arg("oidc_issuer", |a| a.default_value(
         "https://oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
     )),

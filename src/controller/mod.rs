@@ -14,6 +14,7 @@ pub mod orphans;
 pub mod reconcile;
 mod report;
 pub mod requeue;
+pub mod resync_gate;
 pub mod sa_index;
 pub mod status;
 
@@ -195,6 +196,8 @@ pub struct Context {
     pub account_clients: accounts::AccountClients,
     /// Managed policy documents by ARN and version, for guardrails' action rules.
     pub managed_policies: enforce::ManagedPolicyCache,
+    /// Caps the workers resyncs hold, so changes never wait behind them.
+    pub resync_gate: resync_gate::SharedGate<ObjectRef<CachedBinding>>,
 }
 
 impl Context {
@@ -234,6 +237,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             oidc_provider_checked: Mutex::new(None),
             managed_policies: enforce::ManagedPolicyCache::default(),
+            resync_gate: Arc::new(Mutex::new(resync_gate::ResyncGate::new(1, resync))),
         }
     }
 
@@ -452,6 +456,11 @@ pub async fn run_with(
     let (account_store, account_writer) = reflector::store();
     let claims = Arc::new(RwLock::new(ClaimIndex::default()));
     let claims_for_stream = claims.clone();
+    let gate: resync_gate::SharedGate<ObjectRef<CachedBinding>> = Arc::new(Mutex::new(
+        resync_gate::ResyncGate::new(usize::from(args.concurrency.max(1)), args.resync),
+    ));
+    let (gate_sa, gate_guardrail, gate_namespace, gate_account) =
+        (gate.clone(), gate.clone(), gate.clone(), gate.clone());
     let mut claim_writer = Relist::default();
     let binding_stream = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -464,7 +473,14 @@ pub async fn run_with(
         .map_ok(compact_event)
         .reflect(binding_writer)
         .applied_objects()
-        .predicate_filter(reconcile_inputs, PredicateConfig::default());
+        .predicate_filter(reconcile_inputs, PredicateConfig::default())
+        // What passes the filter changed: its next reconcile is not a capped resync.
+        .inspect_ok({
+            let gate = gate.clone();
+            move |b| {
+                resync_gate::mark_changed(&gate, vec![ObjectRef::from_obj(b)]);
+            }
+        });
     let controller = Controller::for_stream(binding_stream, binding_store.clone());
     let claims_for_map = claims.clone();
     let guardrail_map = (binding_store.clone(), namespace_store.clone());
@@ -521,6 +537,7 @@ pub async fn run_with(
         },
     );
     ctx.eks = args.eks.clone();
+    ctx.resync_gate = gate;
     let ctx = Arc::new(ctx);
     let account_status = tokio::spawn(accounts::status_writer(
         ctx.clone(),
@@ -563,18 +580,30 @@ pub async fn run_with(
     tracing::info!("controller starting");
     let running = controller
         .with_config(config)
-        .watches_stream(sa_stream, move |sa| bindings_naming(&claims_for_map, &sa))
+        // Every mapped binding is marked changed: its reconcile is never a capped resync.
+        .watches_stream(sa_stream, move |sa| {
+            resync_gate::mark_changed(&gate_sa, bindings_naming(&claims_for_map, &sa))
+        })
         // A guardrail change (deletion included) re-queues the bindings it selects.
         .watches_stream(guardrail_stream, move |g| {
-            bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g)
+            resync_gate::mark_changed(
+                &gate_guardrail,
+                bindings_selected_by(&guardrail_map.0, &guardrail_map.1, &g),
+            )
         })
         // A namespace's labels decide which guardrails apply to its bindings.
         .watches_stream(namespace_stream, move |ns| {
-            bindings_in_namespace(&namespace_map, &ns.name_any())
+            resync_gate::mark_changed(
+                &gate_namespace,
+                bindings_in_namespace(&namespace_map, &ns.name_any()),
+            )
         })
         // An IAMAccount's change (deletion included) re-queues the bindings that name it.
         .watches_stream(account_stream, move |a| {
-            accounts::bindings_naming(&account_map, &a.name_any())
+            resync_gate::mark_changed(
+                &gate_account,
+                accounts::bindings_naming(&account_map, &a.name_any()),
+            )
         })
         .graceful_shutdown_on(signal)
         .run(reconcile::reconcile, error_policy, ctx)
@@ -601,7 +630,13 @@ pub async fn run_with(
 
 /// `hatrack controller`.
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
-    let settings = args.cluster.settings().map_err(|e| e.to_string())?;
+    let settings = args
+        .cluster
+        .settings_with_region(args.iam.explicit_region())
+        .map_err(|e| e.to_string())?;
+    if args.cluster.cluster_region.is_none() {
+        tracing::info!(region = ?settings.cluster_region, "cluster region taken from --aws-region");
+    }
     let metrics = Arc::new(Metrics::default());
     let client = Client::try_default()
         .await
@@ -614,7 +649,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut options = ControllerOptions::from(&args);
     options.eks = Eks::from_args(
         &args.eks,
-        &args.iam.aws_region,
+        // The cluster's own region: its Pod Identity associations live there.
+        settings
+            .cluster_region
+            .as_deref()
+            .unwrap_or(args.iam.region()),
         args.iam.iam_max_attempts,
         &settings.cluster_name,
         metrics.clone(),

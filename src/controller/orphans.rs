@@ -559,8 +559,9 @@ pub struct OrphansCliArgs {
     /// Name of the cluster whose orphans to list (the `hatrack.dev/cluster` tag).
     #[arg(long, env = "HATRACK_CLUSTER_NAME")]
     pub cluster_name: String,
-    /// The cluster's region, as the controller's `--cluster-region`: with it, only roles tagged
-    /// with the cluster's ARN are this cluster's.
+    /// The cluster's region, as the controller's `--cluster-region` (required; taken from
+    /// `--aws-region`/`AWS_REGION` when only that is set): only roles tagged with the cluster's
+    /// ARN are this cluster's.
     #[arg(long, env = "HATRACK_CLUSTER_REGION")]
     pub cluster_region: Option<String>,
     /// The controller's own AWS account id.
@@ -595,15 +596,29 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
             args.account_id
         ));
     }
+    // The controller's rule: a region is required, the cluster being known by its ARN.
+    let region = args
+        .cluster_region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .or(args.iam.explicit_region())
+        .ok_or("--cluster-region: is required (HATRACK_CLUSTER_REGION), as the controller's")?
+        .to_string();
+    if !crate::settings::is_region(&region) {
+        return Err(format!(
+            "--cluster-region: must be an AWS region such as eu-west-1, got {region:?}"
+        ));
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let home = Iam::from_args(&args.iam, metrics.clone()).await;
-    // As the controller: the cluster's associations are in `--aws-region`.
+    // As the controller: the cluster's associations are in the cluster's region.
     let eks = Eks::from_args(
         &args.eks,
-        &args.iam.aws_region,
+        &region,
         args.iam.iam_max_attempts,
         &args.cluster_name,
         metrics,
@@ -623,14 +638,12 @@ pub async fn run_cli(args: OrphansCliArgs) -> Result<(), String> {
         &args.cluster_name,
     )
     .await;
-    let cluster_arn = args.cluster_region.as_ref().map(|region| {
-        naming::cluster_arn(
-            &args.partition,
-            region,
-            &args.account_id,
-            &args.cluster_name,
-        )
-    });
+    let cluster_arn = Some(naming::cluster_arn(
+        &args.partition,
+        &region,
+        &args.account_id,
+        &args.cluster_name,
+    ));
     let orphans = find(
         &client,
         ClusterId {

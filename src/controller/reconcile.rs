@@ -22,6 +22,7 @@ use super::enforce;
 pub(super) use super::events::publish;
 use super::report::{aws_failure, is_ready};
 pub(super) use super::report::{build_status, not_ready, write_status};
+use super::resync_gate::{Admission, ResyncSlot};
 use super::status::reason;
 use super::{Context, Error, FINALIZER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
@@ -47,6 +48,22 @@ pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<
         Some(false) => return Ok(Action::requeue(POLICY_CACHES_RETRY)),
         None => return Err(Error::PolicyCachesGone),
     }
+    // A resync past the cap comes back later, so changes always find a free worker.
+    let key = ObjectRef::from_obj(cached.as_ref());
+    let (admission, epoch) = match ctx.resync_gate.lock() {
+        Ok(mut g) => g.begin(&key, rand::random::<f64>()),
+        Err(_) => (Admission::Change, 0),
+    };
+    if let Admission::Defer(wait) = admission {
+        ctx.metrics.resync_deferred();
+        return Ok(Action::requeue(wait));
+    }
+    let mut slot = ResyncSlot::new(
+        ctx.resync_gate.clone(),
+        key,
+        epoch,
+        admission == Admission::Resync,
+    );
     let started = Instant::now();
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
@@ -69,6 +86,8 @@ pub async fn reconcile(cached: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<
     if result.is_ok() {
         ctx.record_success(&ObjectRef::from_obj(cached.as_ref()));
     }
+    // A binding whose cleanup ran is gone once its finalizer is off.
+    slot.finish(result.is_ok(), cached.metadata.deletion_timestamp.is_some());
     result
 }
 

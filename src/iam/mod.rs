@@ -25,8 +25,9 @@ pub struct IamArgs {
     #[arg(long, env = "HATRACK_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
     /// Region for the AWS SDK (IAM is global; this picks the STS endpoint for credentials).
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub aws_region: String,
+    /// Default us-east-1. When set and `--cluster-region` is not, it is taken as the cluster's.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
     /// Client-side limit on IAM calls per second, shared by all reconciles.
     #[arg(long, env = "HATRACK_IAM_CALLS_PER_SECOND", default_value_t = 10)]
     pub iam_calls_per_second: u32,
@@ -34,6 +35,23 @@ pub struct IamArgs {
     /// retry quota is not capped, the calls-per-second limit bounds the load instead).
     #[arg(long, env = "HATRACK_IAM_MAX_ATTEMPTS", default_value_t = 5)]
     pub iam_max_attempts: u32,
+}
+
+impl IamArgs {
+    /// The SDK's region: `--aws-region`, or us-east-1.
+    pub fn region(&self) -> &str {
+        self.explicit_region().unwrap_or("us-east-1")
+    }
+
+    /// `--aws-region` (or `AWS_REGION`) when set: the controller takes it for the cluster's
+    /// region when `--cluster-region` is not set. The us-east-1 default never is, since a
+    /// wrong region would key roles and Pod Identity trust on another cluster's ARN.
+    pub fn explicit_region(&self) -> Option<&str> {
+        self.aws_region
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
 }
 
 /// An IAM failure, classified for retry policy, conditions and metrics.
@@ -219,7 +237,7 @@ impl Iam {
     pub async fn from_args(args: &IamArgs, metrics: Arc<Metrics>) -> Iam {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client())
-            .region(aws_config::Region::new(args.aws_region.clone()))
+            .region(aws_config::Region::new(args.region().to_string()))
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(args.iam_max_attempts.max(1)),

@@ -20,6 +20,8 @@ use super::moto::Moto;
 
 /// moto's account, so ARNs we compute match the ones it returns.
 pub const ACCOUNT: &str = "123456789012";
+/// The test cluster's region (`--cluster-region`).
+pub const REGION: &str = "eu-west-1";
 pub const ISSUER_HOST_PATH: &str = "oidc.eks.eu-west-1.amazonaws.com/id/E2ETEST";
 
 pub fn settings() -> Settings {
@@ -27,6 +29,8 @@ pub fn settings() -> Settings {
     s.account_id = ACCOUNT.into();
     s.cluster_account_id = ACCOUNT.into();
     s.oidc_issuer_host_path = Some(ISSUER_HOST_PATH.into());
+    // The cluster is known by its ARN, as every install is since issue 14.
+    s.cluster_region = Some(REGION.into());
     s
 }
 
@@ -78,6 +82,40 @@ impl RunningController {
             client,
             iam,
             settings(),
+            metrics.clone(),
+            options,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        RunningController {
+            stop: Some(tx),
+            task,
+            metrics,
+        }
+    }
+
+    /// A controller watching `namespace` that knows its cluster as `settings` say (e.g. an
+    /// earlier version's, by name alone).
+    pub fn start_in_as(
+        namespace: &str,
+        client: kube::Client,
+        moto: &Moto,
+        resync: Duration,
+        settings: Settings,
+    ) -> RunningController {
+        let (iam, metrics) = moto.iam();
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = hatrack::controller::ControllerOptions {
+            resync,
+            concurrency: 4,
+            watch_namespace: Some(namespace.to_string()),
+            ..Default::default()
+        };
+        let task = tokio::spawn(hatrack::controller::run_with(
+            client,
+            iam,
+            settings,
             metrics.clone(),
             options,
             async move {

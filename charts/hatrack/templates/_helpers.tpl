@@ -178,6 +178,14 @@ timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 {{- end -}}
 {{- end -}}
 
+{{/* The cluster's region: required, since roles, ownership tags and Pod Identity trust are
+keyed on the cluster's ARN (an install without it would share roles with a same-named cluster
+elsewhere). Not derived from aws.region, whose us-east-1 default is no statement about the
+cluster. */}}
+{{- define "hatrack.clusterRegion" -}}
+{{- required "cluster.region is required: the cluster's AWS region (e.g. eu-west-1); roles, their ownership tags and Pod Identity trust are keyed on the cluster's ARN (roles of an install without it are kept and migrated in place)" .Values.cluster.region -}}
+{{- end -}}
+
 {{/* Background audit (templates/audit-*.yaml). */}}
 {{- define "hatrack.audit.fullname" -}}{{ include "hatrack.fullname" . }}-audit{{- end -}}
 {{- define "hatrack.audit.serviceAccountName" -}}

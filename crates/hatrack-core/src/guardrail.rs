@@ -250,6 +250,13 @@ impl<'a> ActionRules<'a> {
 
     /// (field, message) for each Allow statement of a policy document that could grant a
     /// denied action. Odd shapes are skipped (documents are validated elsewhere).
+    ///
+    /// Conditions are not evaluated, on purpose (README "Guardrails"): an Allow with a
+    /// `Condition` still grants whenever its condition holds, which the role's holder often
+    /// controls (tags, source IP, time), so it counts as if unconditioned; and a Deny, with or
+    /// without a `Condition`, never offsets an Allow here: a conditioned Deny stops applying
+    /// when its condition fails, and crediting any Deny would make the check depend on how
+    /// statements of different policies combine, which a guardrail must not bet on.
     fn grants(&self, doc: &Value) -> Vec<(String, String)> {
         let statements: Vec<&Value> = match doc.get("Statement") {
             Some(Value::Array(items)) => items.iter().collect(),
@@ -268,9 +275,15 @@ impl<'a> ActionRules<'a> {
         };
         let mut out = Vec::new();
         for (i, st) in statements.iter().enumerate() {
+            // Deny statements grant nothing, and are not credited with taking a grant away.
             if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
                 continue;
             }
+            let conditioned = if st.get("Condition").is_some() {
+                " (its Condition does not exempt it: a conditioned Allow grants whenever the condition holds)"
+            } else {
+                ""
+            };
             let all_denied = || {
                 self.denied
                     .iter()
@@ -283,7 +296,7 @@ impl<'a> ActionRules<'a> {
                 out.push((
                     format!("Statement[{i}].NotAction"),
                     format!(
-                        "an Allow with NotAction grants nearly every action, including denied ones ({})",
+                        "an Allow with NotAction grants nearly every action, including denied ones ({}){conditioned}",
                         all_denied()
                     ),
                 ));
@@ -303,13 +316,13 @@ impl<'a> ActionRules<'a> {
                 if let Some(d) = self.denied_index.find(action) {
                     out.push((
                         format!("Statement[{i}].Action[{j}]"),
-                        format!("{action:?} could grant {d:?}, which is denied"),
+                        format!("{action:?} could grant {d:?}, which is denied{conditioned}"),
                     ));
                 } else if any_resource && let Some(d) = self.denied_on_all_index.find(action) {
                     out.push((
                         format!("Statement[{i}].Action[{j}]"),
                         format!(
-                            "{action:?} could grant {d:?} on every resource, which is denied (name the resources)"
+                            "{action:?} could grant {d:?} on every resource, which is denied (name the resources){conditioned}"
                         ),
                     ));
                 }
@@ -654,6 +667,73 @@ mod tests {
         let not_action = json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]}}});
         let v = violations(&g, &binding(not_action));
         assert!(v[0].contains("NotAction"), "{v:?}");
+    }
+
+    #[test]
+    fn a_condition_never_excuses_an_allow_and_no_deny_offsets_one() {
+        let no_iam = guardrail("no-iam", json!({"deniedActions": ["iam:*"]}));
+        let no_any_role = guardrail(
+            "no-any-role",
+            json!({"deniedActionsOnAllResources": ["iam:PassRole"]}),
+        );
+        let policy = |statements: Value| {
+            binding(
+                json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": statements}}}),
+            )
+        };
+        // A condition the holder may well meet (or that looks unmeetable): still a grant.
+        let in_region = json!({"StringEquals": {"aws:RequestedRegion": "nowhere-1"}});
+        let v = violations(
+            &no_iam,
+            &policy(
+                json!([{"Effect": "Allow", "Action": "iam:CreateUser", "Resource": "*", "Condition": in_region}]),
+            ),
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].contains("Statement[0].Action[0]") && v[0].contains("Condition"),
+            "{v:?}"
+        );
+        let v = violations(
+            &no_any_role,
+            &policy(
+                json!([{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*", "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]),
+            ),
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("on every resource"), "{v:?}");
+        let v = violations(
+            &no_iam,
+            &policy(
+                json!([{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*", "Condition": in_region}]),
+            ),
+        );
+        assert!(v.len() == 1 && v[0].contains("NotAction"), "{v:?}");
+        // A Deny beside the Allow, conditioned or not, is not credited with removing it.
+        for deny in [
+            json!({"Effect": "Deny", "Action": "iam:*", "Resource": "*", "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "false"}}}),
+            json!({"Effect": "Deny", "Action": "iam:*", "Resource": "*"}),
+        ] {
+            let allow = json!({"Effect": "Allow", "Action": "iam:*", "Resource": "*"});
+            let v = violations(&no_iam, &policy(json!([allow, deny])));
+            assert_eq!(v.len(), 1, "{deny}: {v:?}");
+            assert!(v[0].contains("Statement[0].Action[0]"), "{v:?}");
+        }
+        // The same in an attached managed policy's document.
+        let b = binding(
+            json!({"serviceAccounts": ["a"], "managedPolicyArns": ["arn:aws:iam::111122223333:policy/cond"]}),
+        );
+        let docs = [ManagedPolicyDocument {
+            arn: "arn:aws:iam::111122223333:policy/cond".into(),
+            version_id: "v1".into(),
+            document: json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iam:AttachRolePolicy", "Resource": "*", "Condition": {"StringLike": {"aws:PrincipalTag/team": "*"}}},
+                {"Effect": "Deny", "Action": "iam:*", "Resource": "*", "Condition": {"StringNotLike": {"aws:PrincipalTag/team": "*"}}}
+            ]}),
+        }];
+        let v = check_managed(&b, &Settings::example(), &[&no_iam], &docs);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].message.contains("Condition"), "{}", v[0].message);
     }
 
     #[test]

@@ -18,6 +18,11 @@ use crate::validate;
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
 /// IAM allows 50 tags per role.
 pub const MAX_TAGS: usize = 50;
+/// hatrack's ownership tags on every role: cluster, cluster ARN, namespace, name.
+pub const OWNERSHIP_TAGS: usize = 4;
+/// Tags a binding may set (`spec.tags`; the CRD's `maxProperties` says the same): what IAM
+/// allows less hatrack's own, so a binding the API server admits can always become a role.
+pub const MAX_BINDING_TAGS: usize = MAX_TAGS - OWNERSHIP_TAGS;
 /// Default maximum session duration.
 pub const DEFAULT_MAX_SESSION_SECONDS: i32 = 3600;
 
@@ -240,6 +245,15 @@ pub fn desired_role(
     }
 
     // Tags: the user's, then ownership (which the user may not set).
+    if spec.tags.len() > MAX_BINDING_TAGS {
+        errors.push(spec_err(
+            "spec.tags",
+            format!(
+                "{} tags, over the {MAX_BINDING_TAGS} a binding may set (IAM allows {MAX_TAGS} per role; hatrack adds its {OWNERSHIP_TAGS} ownership tags)",
+                spec.tags.len()
+            ),
+        ));
+    }
     let mut tags = BTreeMap::new();
     for (k, v) in &spec.tags {
         let field = format!("spec.tags.{k}");
@@ -518,6 +532,32 @@ mod tests {
             let text = format!("{errors:?}");
             assert!(text.contains(expected), "{tags}: {text}");
         }
+    }
+
+    #[test]
+    fn a_binding_may_set_46_tags_whatever_the_cluster_identity() {
+        let with_tags = |n: usize| {
+            let tags: serde_json::Map<String, serde_json::Value> =
+                (0..n).map(|i| (format!("t{i}"), json!("v"))).collect();
+            binding(json!({"serviceAccounts": ["api"], "tags": tags}))
+        };
+        let mut by_arn = Settings::example();
+        by_arn.cluster_region = Some("eu-west-1".into());
+        for settings in [&by_arn, &Settings::example()] {
+            let d = desired_role(&with_tags(MAX_BINDING_TAGS), settings).unwrap();
+            assert!(d.role.tags.len() <= MAX_TAGS);
+            let errors = desired_role(&with_tags(MAX_BINDING_TAGS + 1), settings).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == "spec.tags" && e.message.contains("over the 46")),
+                "{errors:?}"
+            );
+        }
+        // The count of ownership tags is what the ARN identity adds: the limit is exact.
+        let d = desired_role(&with_tags(MAX_BINDING_TAGS), &by_arn).unwrap();
+        assert_eq!(d.role.tags.len(), MAX_TAGS);
+        assert_eq!(MAX_BINDING_TAGS, 46);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct ClusterArgs {
     /// `arn:<partition>:eks:<region>:<account>:cluster/<name>`: role names, the
     /// `hatrack.dev/cluster-arn` ownership tag and Pod Identity trust
     /// (`aws:RequestTag/eks-cluster-arn`) are keyed on it, so a same-named cluster in another
-    /// region or account never shares or takes over a role. Without it: the name alone.
+    /// region or account never shares or takes over a role. Required (`controller` and
+    /// `orphans` take `--aws-region`/`AWS_REGION` when it is set and this is not).
     #[arg(long, env = "HATRACK_CLUSTER_REGION")]
     pub cluster_region: Option<String>,
 
@@ -118,6 +119,8 @@ impl PolicyArgs {
 pub struct Settings {
     pub cluster_name: String,
     /// The cluster's region: with it, the cluster's identity is its ARN ([`Settings::cluster_arn`]).
+    /// Always set from flags; `None` only in fixtures standing in for an install made before
+    /// issue 14, which knew the cluster by its name alone.
     pub cluster_region: Option<String>,
     /// The account roles are made in (an IAMAccount's for a binding that names one).
     pub account_id: String,
@@ -149,7 +152,16 @@ fn err(flag: &'static str, message: impl Into<String>) -> SettingsError {
 }
 
 impl ClusterArgs {
+    /// The validated settings; `--cluster-region` is required.
     pub fn settings(&self) -> Result<Settings, SettingsError> {
+        self.settings_with_region(None)
+    }
+
+    /// The validated settings, the cluster's region being `--cluster-region` or else
+    /// `fallback` (a region the caller was told explicitly, such as `--aws-region`). Without
+    /// either it is an error: a cluster known by its name alone can share roles with a
+    /// same-named cluster elsewhere.
+    pub fn settings_with_region(&self, fallback: Option<&str>) -> Result<Settings, SettingsError> {
         let cluster_name = self.cluster_name.trim().to_string();
         if cluster_name.is_empty()
             || cluster_name.len() > 100
@@ -212,8 +224,19 @@ impl ClusterArgs {
                 "must be between 1 and 20 (the IAM maximum)",
             ));
         }
-        let cluster_region = match self.cluster_region.as_deref().map(str::trim) {
-            None | Some("") => None,
+        let given = self
+            .cluster_region
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .or(fallback.map(str::trim).filter(|r| !r.is_empty()));
+        let cluster_region = match given {
+            None => {
+                return Err(err(
+                    "cluster-region",
+                    "is required (HATRACK_CLUSTER_REGION; the chart's cluster.region): the cluster is known by its ARN, so a same-named cluster in another region or account never shares its roles; roles of an earlier install known by name alone are kept and migrated",
+                ));
+            }
             Some(r) if is_region(r) => Some(r.to_string()),
             Some(r) => {
                 return Err(err(
@@ -243,7 +266,7 @@ impl ClusterArgs {
 
 /// `eu-west-1`, `us-gov-west-1`, `ap-southeast-3`: lower-case words joined by `-`, ending in a
 /// number.
-fn is_region(r: &str) -> bool {
+pub fn is_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
         && parts.len() <= 5
@@ -368,11 +391,11 @@ mod tests {
             "--default-trust",
             "pod-identity",
         ];
-        let s = parse(&base).unwrap();
-        assert_eq!(
-            (s.cluster_arn(), s.cluster_identity()),
-            (None, "prod".into())
-        );
+        // Without a region the cluster would be known by its name alone: refused.
+        assert_eq!(parse(&base).unwrap_err().flag, "cluster-region");
+        let mut args = base.to_vec();
+        args.extend(["--cluster-region", " "]);
+        assert_eq!(parse(&args).unwrap_err().flag, "cluster-region");
         let mut args = base.to_vec();
         args.extend(["--cluster-region", "eu-west-1"]);
         let s = parse(&args).unwrap();
@@ -392,10 +415,45 @@ mod tests {
     }
 
     #[test]
+    fn the_region_falls_back_to_one_given_explicitly_but_the_flag_wins() {
+        let cli = |args: &[&str]| {
+            let mut argv = vec![
+                "x",
+                "--cluster-name=prod",
+                "--account-id=111122223333",
+                "--default-trust=pod-identity",
+            ];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).expect("clap parses").cluster
+        };
+        let s = cli(&[]).settings_with_region(Some("eu-west-1")).unwrap();
+        assert_eq!(
+            s.cluster_arn().as_deref(),
+            Some("arn:aws:eks:eu-west-1:111122223333:cluster/prod")
+        );
+        let s = cli(&["--cluster-region=us-east-2"])
+            .settings_with_region(Some("eu-west-1"))
+            .unwrap();
+        assert_eq!(s.cluster_region.as_deref(), Some("us-east-2"));
+        assert_eq!(
+            cli(&[]).settings_with_region(None).unwrap_err().flag,
+            "cluster-region"
+        );
+        assert_eq!(
+            cli(&[])
+                .settings_with_region(Some("nowhere"))
+                .unwrap_err()
+                .flag,
+            "cluster-region"
+        );
+    }
+
+    #[test]
     fn parses_valid_flags_and_strips_issuer_scheme() {
         let s = parse(&[
             "--cluster-name=prod",
             "--account-id=111122223333",
+            "--cluster-region=us-east-1",
             "--oidc-issuer=https://oidc.eks.us-east-1.amazonaws.com/id/ABC/",
         ])
         .unwrap();
@@ -435,6 +493,7 @@ mod tests {
         let s = parse(&[
             "--cluster-name=p",
             "--account-id=111122223333",
+            "--cluster-region=eu-west-1",
             "--default-trust=pod-identity",
         ])
         .unwrap();

@@ -75,11 +75,10 @@ pub struct IAMRoleBindingSpec {
     pub description: Option<String>,
 
     /// Extra tags for the IAM role. Keys may not start with `aws:` or `hatrack.dev/` (hatrack's
-    /// ownership tags), in any case: IAM compares tag keys case-insensitively. At most 47 (IAM
-    /// allows 50 tags; hatrack uses 3), 46 when the controller knows the cluster's region (it
-    /// adds `hatrack.dev/cluster-arn`).
+    /// ownership tags), in any case: IAM compares tag keys case-insensitively. At most 46 (IAM
+    /// allows 50 tags; hatrack adds 4: cluster, cluster ARN, namespace, name).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 47))]
+    #[schemars(extend("maxProperties" = crate::role::MAX_BINDING_TAGS))]
     #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('aws:') && !k.lowerAscii().startsWith('hatrack.dev/'))").message("tag keys may not start with aws: or hatrack.dev/ (in any case): those are reserved for AWS and for hatrack's ownership tags"))]
     pub tags: BTreeMap<String, String>,
 
