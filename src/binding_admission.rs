@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::account::AccountRefusal;
 use crate::claims::{Age, ClaimIndex};
-use crate::controller::accounts::AccountRefusal;
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::judge::{self, Problem, Surroundings};
 use crate::settings::Settings;

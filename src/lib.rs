@@ -18,11 +18,9 @@ pub mod binding_admission;
 pub mod certs;
 pub mod check;
 pub mod check_formats;
-pub mod claims;
 pub mod controller;
 pub mod eks;
 pub mod iam;
-pub mod judge;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
@@ -34,6 +32,6 @@ pub mod watch;
 pub mod webhook;
 
 pub use hatrack_core::{
-    association, backoff, crd, detect, exemption, guardrail, json_type, manifest, naming, policy,
-    role, settings, trust, validate, yaml_positions,
+    account, association, backoff, claims, crd, detect, exemption, guardrail, json_type, judge,
+    manifest, naming, policy, role, settings, trust, validate, yaml_positions,
 };

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::account::AccountRefusal;
 use crate::claims::{Age, ClaimIndex};
-use crate::controller::accounts::AccountRefusal;
 use crate::crd::{IAMGuardrail, IAMRoleBinding};
 use crate::judge::{self, Judgement, Surroundings};
 use crate::manifest::{self, Document};

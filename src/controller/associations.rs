@@ -10,10 +10,11 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::accounts::{self, AccountRefusal, Target};
+use super::accounts::Target;
 use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
 use super::status::reason;
 use super::{Context, Error};
+use crate::account::{self as accounts, AccountRefusal};
 use crate::association::{self, ActualAssociation, Change, Plan, chain};
 use crate::crd::{IAMRoleBinding, PodIdentityAssociationStatus};
 use crate::eks::{Eks, EksError};

@@ -96,7 +96,7 @@ pub enum Error {
     #[error("the guardrail and namespace caches stopped before their first list (shutting down)")]
     PolicyCachesGone,
     #[error("{0}")]
-    Account(#[from] accounts::AccountRefusal),
+    Account(#[from] crate::account::AccountRefusal),
 }
 
 impl From<kube::Error> for Error {

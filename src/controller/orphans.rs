@@ -227,7 +227,7 @@ pub async fn accounts_to_sweep(
         iam: home.clone(),
     }];
     for a in accounts {
-        if !super::accounts::account_problems(a).is_empty()
+        if !crate::account::account_problems(a).is_empty()
             || !seen.insert(a.spec.account_id.clone())
         {
             continue;

@@ -10,13 +10,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod account;
 pub mod association;
 pub mod backoff;
+pub mod claims;
 pub mod crd;
 pub mod detect;
 pub mod exemption;
 pub mod guardrail;
 pub mod json_type;
+pub mod judge;
 pub mod manifest;
 pub mod naming;
 pub mod policy;

@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use kube::ResourceExt;
+use kube_core::ResourceExt;
 
+use crate::account::{self as accounts, AccountRefusal};
 use crate::claims::{Age, ClaimIndex, Conflict};
-use crate::controller::accounts::{self, AccountRefusal};
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::guardrail::{self, ManagedPolicyDocument, Violation};
 use crate::policy::wildcard;
