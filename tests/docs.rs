@@ -279,6 +279,8 @@ fn the_readme_first_binding_shows_what_plan_prints() {
         "plan",
         "--cluster-name",
         "demo",
+        "--cluster-region",
+        "eu-west-1",
         "--account-id",
         "111122223333",
         "--oidc-issuer",
