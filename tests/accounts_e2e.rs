@@ -249,6 +249,23 @@ async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
     delete_binding(client, ns, name).await;
 }
 
+/// Polls `check` until it answers or `secs` pass; `None` on time-out, so the caller can say
+/// what it last saw.
+async fn wait_for_or_last<T, F, Fut>(secs: u64, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -302,10 +319,17 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             .then_some(())
     })
     .await;
-    wait_for(60, "two orphans reported", || async {
-        (metric(&reporting.metrics.encode(), "hatrack_orphaned_roles") == Some(2.0)).then_some(())
+    let mut last = None;
+    let found = wait_for_or_last(60, || {
+        let seen = metric(&reporting.metrics.encode(), "hatrack_orphaned_roles");
+        last = seen;
+        async move { (seen == Some(2.0)).then_some(()) }
     })
     .await;
+    assert!(
+        found.is_some(),
+        "two orphans reported: hatrack_orphaned_roles was {last:?}"
+    );
     // Reported for a few sweeps, deleted by none.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
