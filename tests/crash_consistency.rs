@@ -767,9 +767,53 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
         run_until_crash_or(&state, first, n, writes.len(), async || is_synced(&c).await).await;
         let second = healthy_controller_with_eks(&c, &eks, &moto);
         wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        // Synced may be the crashed controller's last word: wait for the healthy one to
+        // have set the target's trust (a write the crash can interrupt) before judging.
+        wait_for(
+            30,
+            "the target role trusts the associations' external ids",
+            || async {
+                target_trusts_association_ids(&c, &moto, &eks)
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
         assert_chain_matches(&c, &moto, &eks).await;
         second.stop().await;
     }
+}
+
+/// Whether the target role in B trusts exactly the external ids of the namespace's
+/// associations (and there are some).
+async fn target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandIn) -> bool {
+    let Some(role_name) = get_binding(&c.client, &c.ns, "b")
+        .await
+        .and_then(|b| b.status)
+        .and_then(|s| s.role_name)
+    else {
+        return false;
+    };
+    let mut ids: Vec<String> = eks
+        .associations()
+        .into_iter()
+        .filter(|a| a.namespace == c.ns)
+        .filter_map(|a| a.external_id)
+        .collect();
+    ids.sort();
+    let in_b = moto.sdk_client_in(OTHER).await;
+    let Ok(role) = in_b.get_role().role_name(&role_name).send().await else {
+        return false;
+    };
+    let Some(trust) = role
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .and_then(|d| hatrack::policy::decode_document(d).ok())
+    else {
+        return false;
+    };
+    !ids.is_empty()
+        && trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] == json!(ids)
 }
 
 #[tokio::test]

@@ -186,7 +186,7 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         tls_reload_interval: Duration::from_millis(100),
         cluster: hatrack::settings::ClusterArgs {
             cluster_name: "test".into(),
-            cluster_region: None,
+            cluster_region: Some("eu-west-1".into()),
             account_id: "111122223333".into(),
             partition: "aws".into(),
             oidc_issuer: Some("https://oidc.eks.eu-west-1.amazonaws.com/id/TEST".into()),
