@@ -227,17 +227,23 @@ pub fn spawn_tied_to_this_thread(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+    tie_to_this_thread(cmd)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
+}
+
+/// Makes the child `cmd` starts die with SIGKILL when the thread that starts it ends
+/// (PR_SET_PDEATHSIG): a test process killed before its `Drop`s run leaves no server behind.
+pub fn tie_to_this_thread(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
-        });
+        })
     }
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
 }
 
 fn audit_enabled() -> bool {

@@ -40,13 +40,17 @@ pub fn free_port() -> u16 {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(moto_binary())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
+        // Tied to the starting thread as well as killed on Drop: a test binary killed from
+        // outside (time-out, Ctrl-C) runs no Drop, and moto would outlive it.
+        let child = super::cluster::tie_to_this_thread(
+            Command::new(moto_binary())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .spawn()
+        .expect("moto_server starts");
         let moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
