@@ -784,6 +784,80 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
     }
 }
 
+/// A status that lags the associations (here: their external ids wiped from it, as a cache
+/// behind the controller's own last write shows it) must not make the role step write the
+/// target's trust without them: pods would lose credentials until the association step put
+/// them back. The ids come from EKS, so a reconcile of a chain in sync writes nothing.
+#[tokio::test]
+async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
+    let moto = Moto::start();
+    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let c = fresh_chained_cluster(&moto, &eks).await;
+    let first = healthy_controller_with_eks(&c, &eks, &moto);
+    wait_for(
+        30,
+        "the target role trusts the associations' external ids",
+        || async {
+            target_trusts_association_ids(&c, &moto, &eks)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    first.stop().await;
+
+    let api: kube::Api<hatrack::crd::IAMRoleBinding> =
+        kube::Api::namespaced(c.client.clone(), &c.ns);
+    let mut binding = api.get_status("b").await.expect("binding");
+    let status = binding.status.as_mut().expect("status");
+    assert!(
+        status
+            .pod_identity_associations
+            .iter()
+            .all(|a| a.external_id.is_some())
+    );
+    for a in &mut status.pod_identity_associations {
+        a.external_id = None;
+    }
+    api.replace_status("b", &kube::api::PostParams::default(), &binding)
+        .await
+        .expect("write the lagging status");
+
+    let (counting, state) = crashing_chained_controller(&c, &moto, &eks, usize::MAX);
+    wait_for(30, "the status records the external ids again", || async {
+        get_binding(&c.client, &c.ns, "b")
+            .await
+            .and_then(|b| b.status)
+            .filter(|s| {
+                !s.pod_identity_associations.is_empty()
+                    && s.pod_identity_associations
+                        .iter()
+                        .all(|a| a.external_id.is_some())
+            })
+            .map(|_| ())
+    })
+    .await;
+    counting.kill();
+    let writes: Vec<String> = state
+        .operations
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|op| {
+            !(op.starts_with("Get")
+                || op.starts_with("List")
+                || op.starts_with("Describe")
+                || *op == "AssumeRole")
+        })
+        .cloned()
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a chain in sync needs no write, whatever the status says: {writes:?}"
+    );
+    assert_chain_matches(&c, &moto, &eks).await;
+}
+
 /// Whether the target role in B trusts exactly the external ids of the namespace's
 /// associations (and there are some).
 async fn target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandIn) -> bool {

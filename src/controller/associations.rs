@@ -32,6 +32,8 @@ pub(super) struct Chain {
     /// The target role's trust as built for the binding (before [`chain::target_trust`]).
     base_trust: serde_json::Value,
     ids_in_trust: BTreeSet<String>,
+    /// The associations read to find those ids: the association step's first read.
+    read: Vec<ActualAssociation>,
 }
 
 /// What the chaining step of an apply found.
@@ -43,8 +45,9 @@ pub(super) enum ChainStep {
     Reported(Action),
 }
 
-/// External ids of associations recorded in status for `target_role_arn`.
-fn recorded_external_ids<'a>(
+/// External ids of associations (as the association step made or kept them) for
+/// `target_role_arn`.
+fn external_ids_of<'a>(
     associations: impl IntoIterator<Item = &'a PodIdentityAssociationStatus>,
     target_role_arn: &str,
 ) -> BTreeSet<String> {
@@ -55,11 +58,17 @@ fn recorded_external_ids<'a>(
         .collect()
 }
 
+/// Whether the spec changed since the status was written.
+fn spec_changed(binding: &IAMRoleBinding) -> bool {
+    binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation
+}
+
 /// Pod Identity in another account, before the target role is synced: makes the chaining
 /// role in the cluster's account (first: the target role's trust names it, and IAM checks
 /// that a principal exists) and sets the target role's trust to the chaining role with the
-/// external ids of the associations the status records (a crash between an association's
-/// creation and its status leaves an id out: the association step adds it).
+/// external ids of the binding's associations as EKS has them now (never the status's, which
+/// may lag them: the role step would drop a live id until the association step put it back).
+/// Associations still to be made are added by [`chain_trust_step`].
 #[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
 pub(super) async fn chain_step(
     binding: &IAMRoleBinding,
@@ -74,14 +83,14 @@ pub(super) async fn chain_step(
     {
         return Ok(ChainStep::None);
     }
-    if ctx.eks.is_none() {
+    let Some(eks) = &ctx.eks else {
         let refusal = AccountRefusal::PodIdentityUnsupported {
             account: binding.spec.account.clone().unwrap_or_default(),
             account_id: target.settings.account_id.clone(),
         };
         not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
         return Ok(ChainStep::Reported(Action::requeue(ctx.jittered_resync())));
-    }
+    };
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     let trust = match crate::trust::trust_policy(
@@ -121,12 +130,16 @@ pub(super) async fn chain_step(
             return Err(e.into());
         }
     }
-    let ids = recorded_external_ids(
-        binding
-            .status
-            .iter()
-            .flat_map(|s| s.pod_identity_associations.iter()),
+    let wanted: BTreeSet<String> = binding.spec.service_accounts.iter().cloned().collect();
+    let read = match read_actual(eks, ctx, binding, &wanted, spec_changed(binding)).await {
+        Ok(r) => r,
+        Err(e) => return Err(failure(binding, ctx, e, Some(desired)).await),
+    };
+    let ids = chain::live_external_ids(
+        &read,
+        &chaining.role.arn,
         &desired.role.arn,
+        (&home.cluster_name, &ns, &name),
     );
     let base_trust = std::mem::take(&mut desired.role.assume_role_policy);
     desired.role.assume_role_policy = chain::target_trust(&base_trust, &chaining.role.arn, &ids);
@@ -136,6 +149,7 @@ pub(super) async fn chain_step(
         owner: Owner::of(&target.settings, &ns, &name),
         base_trust,
         ids_in_trust: ids,
+        read,
     })))
 }
 
@@ -165,7 +179,7 @@ async fn chain_trust(
     desired: &DesiredRole,
     current: &[PodIdentityAssociationStatus],
 ) -> Result<(), crate::iam::IamError> {
-    let ids = recorded_external_ids(current, &desired.role.arn);
+    let ids = external_ids_of(current, &desired.role.arn);
     if ids == chain.ids_in_trust {
         return Ok(());
     }
@@ -346,21 +360,25 @@ async fn write(
 
 /// Reads, diffs and writes until the associations match (at most twice: a second race is an
 /// error, retried with backoff). Returns the final plan and the associations made or updated.
+/// `first_read`: what an earlier step of this reconcile read, used in place of the first read.
 async fn converge(
     eks: &Eks,
     ctx: &Context,
     binding: &IAMRoleBinding,
     want: Option<&association::DesiredAssociations>,
+    mut first_read: Option<Vec<ActualAssociation>>,
 ) -> Result<(Plan, Vec<ActualAssociation>, Vec<String>), EksError> {
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     let wanted = want.map(|w| w.service_accounts.clone()).unwrap_or_default();
     let mut made = Vec::new();
     let mut done = Vec::new();
-    let spec_changed =
-        binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation;
+    let spec_changed = spec_changed(binding);
     for _ in 0..2 {
-        let actual = read_actual(eks, ctx, binding, &wanted, spec_changed).await?;
+        let actual = match first_read.take() {
+            Some(read) => read,
+            None => read_actual(eks, ctx, binding, &wanted, spec_changed).await?,
+        };
         let plan = association::diff(want, &actual, &ctx.settings.cluster_name, &ns, &name);
         made.clear();
         if write(eks, want, &ns, &plan, &mut made, &mut done).await? {
@@ -396,7 +414,15 @@ pub(super) async fn apply_step(
     if want.is_none() && recorded(binding).is_empty() {
         return Ok(Step::Synced(Vec::new()));
     }
-    let (plan, made, done) = match converge(eks, ctx, binding, want.as_ref()).await {
+    let (plan, made, done) = match converge(
+        eks,
+        ctx,
+        binding,
+        want.as_ref(),
+        chain.map(|c| c.read.clone()),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return Err(failure(binding, ctx, e, Some(desired)).await),
     };

@@ -339,6 +339,28 @@ pub mod chain {
         s.chars().take(1000).collect()
     }
 
+    /// The external ids the target role must trust, as EKS has them now: those of the
+    /// binding's own associations (ownership tags of `cluster`/`namespace`/`name`) that chain
+    /// from `chaining_arn` to `target_arn`. Read from EKS, never from the binding's status: a
+    /// status that lags the associations would make the role step drop a live id (and pods
+    /// lose credentials) until the association step puts it back.
+    pub fn live_external_ids<'a>(
+        actual: impl IntoIterator<Item = &'a super::ActualAssociation>,
+        chaining_arn: &str,
+        target_arn: &str,
+        (cluster, namespace, name): (&str, &str, &str),
+    ) -> BTreeSet<String> {
+        actual
+            .into_iter()
+            .filter(|a| {
+                a.role_arn == chaining_arn
+                    && a.target_role_arn.as_deref() == Some(target_arn)
+                    && crate::naming::is_owned_by(&a.tags, cluster, namespace, name)
+            })
+            .filter_map(|a| a.external_id.clone())
+            .collect()
+    }
+
     /// The target role's trust: `trust` (as built for the binding) with its EKS Pod Identity
     /// statement replaced by one trusting the chaining role with exactly `external_ids` (the
     /// binding's associations'). Before any association exists there is no external id to
@@ -612,6 +634,56 @@ mod tests {
                 Decision::Allow
             );
             assert_ne!(evaluate(&trust, &assume(None)).unwrap(), Decision::Allow);
+        }
+
+        #[test]
+        fn only_the_bindings_own_associations_to_the_target_are_trusted() {
+            let owner = ("prod", "shop", "web");
+            let target_arn = "arn:aws:iam::222222222222:role/hatrack/shop-web-0123456789ab";
+            let ours = crate::naming::ownership_tags("prod", "shop", "web");
+            let theirs = crate::naming::ownership_tags("prod", "shop", "other");
+            let a = |id: &str,
+                     role: &str,
+                     target: Option<&str>,
+                     tags: &std::collections::BTreeMap<String, String>| {
+                super::super::ActualAssociation {
+                    id: id.into(),
+                    role_arn: role.into(),
+                    target_role_arn: target.map(str::to_string),
+                    external_id: Some(format!("x-{id}")),
+                    tags: tags.clone(),
+                    ..Default::default()
+                }
+            };
+            let actual = [
+                a("1", CHAINING, Some(target_arn), &ours),
+                a("2", CHAINING, Some(target_arn), &ours),
+                // Another binding's association naming our roles gets no access through us.
+                a("3", CHAINING, Some(target_arn), &theirs),
+                // Ours, but chaining elsewhere (an update in flight): not this target's.
+                a(
+                    "4",
+                    CHAINING,
+                    Some("arn:aws:iam::222222222222:role/other"),
+                    &ours,
+                ),
+                a(
+                    "5",
+                    "arn:aws:iam::111122223333:role/other",
+                    Some(target_arn),
+                    &ours,
+                ),
+                // Ours and direct (no target): no external id to trust.
+                super::super::ActualAssociation {
+                    external_id: None,
+                    ..a("6", CHAINING, None, &ours)
+                },
+            ];
+            assert_eq!(
+                live_external_ids(&actual, CHAINING, target_arn, owner),
+                BTreeSet::from(["x-1".to_string(), "x-2".to_string()])
+            );
+            assert!(live_external_ids(&[], CHAINING, target_arn, owner).is_empty());
         }
 
         #[test]
