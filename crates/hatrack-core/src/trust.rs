@@ -108,6 +108,25 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The trust policy for `service_accounts` of `namespace`.
+    fn policy(
+        s: &Settings,
+        namespace: &str,
+        service_accounts: &[String],
+        irsa_audience: Option<&str>,
+        pod_identity: bool,
+    ) -> Result<Value, TrustError> {
+        trust_policy(
+            s,
+            &TrustInputs {
+                namespace,
+                service_accounts,
+                irsa_audience,
+                pod_identity,
+            },
+        )
+    }
+
     fn web_identity(provider: &str, issuer: &str, aud: &str, sub: &str) -> Request {
         Request {
             principal: Some(Principal::Federated(provider.into())),
@@ -130,90 +149,56 @@ mod tests {
         .with("aws:RequestTag/kubernetes-service-account", sa)
     }
 
+    /// EKS Pod Identity asking for ServiceAccount payments/api of cluster prod-eu.
+    fn payments_api() -> Request {
+        pod_identity(
+            "111122223333",
+            "prod-eu",
+            "payments",
+            "api",
+            "sts:AssumeRole",
+        )
+    }
+
     #[test]
     fn irsa_admits_exactly_the_bound_service_accounts() {
         let s = Settings::example();
-        let bound = sas(&["api", "worker"]);
-        let doc = trust_policy(
+        let doc = policy(
             &s,
-            &TrustInputs {
-                namespace: "payments",
-                service_accounts: &bound,
-                irsa_audience: Some("sts.amazonaws.com"),
-                pod_identity: false,
-            },
+            "payments",
+            &sas(&["api", "worker"]),
+            Some("sts.amazonaws.com"),
+            false,
         )
         .unwrap();
         let provider = s.oidc_provider_arn().unwrap();
-        let may = |issuer: &str, provider: &str, aud: &str, sub: &str| {
-            evaluate(&doc, &web_identity(provider, issuer, aud, sub)).unwrap() == Decision::Allow
-        };
-        assert!(may(
-            ISSUER,
-            &provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:api"
-        ));
-        assert!(may(
-            ISSUER,
-            &provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:worker"
-        ));
-        // an unbound SA, another namespace, a prefix trick, another audience
-        assert!(!may(
-            ISSUER,
-            &provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:admin"
-        ));
-        assert!(!may(
-            ISSUER,
-            &provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:billing:api"
-        ));
-        assert!(!may(
-            ISSUER,
-            &provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:api-x"
-        ));
-        assert!(!may(
-            ISSUER,
-            &provider,
-            "other-audience",
-            "system:serviceaccount:payments:api"
-        ));
         // another cluster's issuer (a different provider, and its own condition keys)
         let other = "oidc.eks.us-east-1.amazonaws.com/id/OTHER";
         let other_provider = format!("arn:aws:iam::111122223333:oidc-provider/{other}");
-        assert!(!may(
-            other,
-            &other_provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:api"
-        ));
-        // the right token presented through the wrong principal
-        assert!(!may(
-            ISSUER,
-            &other_provider,
-            "sts.amazonaws.com",
-            "system:serviceaccount:payments:api"
-        ));
+        let aud = "sts.amazonaws.com";
+        for (issuer, provider, aud, sub, allowed) in [
+            (ISSUER, &provider, aud, "payments:api", true),
+            (ISSUER, &provider, aud, "payments:worker", true),
+            // an unbound SA, another namespace, a prefix trick, another audience
+            (ISSUER, &provider, aud, "payments:admin", false),
+            (ISSUER, &provider, aud, "billing:api", false),
+            (ISSUER, &provider, aud, "payments:api-x", false),
+            (ISSUER, &provider, "other-audience", "payments:api", false),
+            (other, &other_provider, aud, "payments:api", false),
+            // the right token presented through the wrong principal
+            (ISSUER, &other_provider, aud, "payments:api", false),
+        ] {
+            let sub = format!("system:serviceaccount:{sub}");
+            let decision = evaluate(&doc, &web_identity(provider, issuer, aud, &sub)).unwrap();
+            assert_eq!(
+                decision == Decision::Allow,
+                allowed,
+                "{issuer} {provider} {aud} {sub}: {decision:?}"
+            );
+        }
         // pod identity is not enabled
         assert_eq!(
-            evaluate(
-                &doc,
-                &pod_identity(
-                    "111122223333",
-                    "prod-eu",
-                    "payments",
-                    "api",
-                    "sts:AssumeRole"
-                )
-            )
-            .unwrap(),
+            evaluate(&doc, &payments_api()).unwrap(),
             Decision::ImplicitDeny
         );
         assert!(
@@ -226,27 +211,8 @@ mod tests {
     fn pod_identity_is_pinned_to_the_clusters_arn_when_its_region_is_known() {
         let mut s = Settings::example();
         s.cluster_region = Some("eu-west-1".into());
-        let bound = sas(&["api"]);
-        let doc = trust_policy(
-            &s,
-            &TrustInputs {
-                namespace: "payments",
-                service_accounts: &bound,
-                irsa_audience: None,
-                pod_identity: true,
-            },
-        )
-        .unwrap();
-        let from = |arn: &str| {
-            pod_identity(
-                "111122223333",
-                "prod-eu",
-                "payments",
-                "api",
-                "sts:AssumeRole",
-            )
-            .with("aws:RequestTag/eks-cluster-arn", arn)
-        };
+        let doc = policy(&s, "payments", &sas(&["api"]), None, true).unwrap();
+        let from = |arn: &str| payments_api().with("aws:RequestTag/eks-cluster-arn", arn);
         let ours = "arn:aws:eks:eu-west-1:111122223333:cluster/prod-eu";
         assert_eq!(evaluate(&doc, &from(ours)).unwrap(), Decision::Allow);
         // the same name in another region, or in another account
@@ -261,89 +227,78 @@ mod tests {
             );
         }
         // without the session tag (disableSessionTags): refused
-        assert_ne!(
-            evaluate(
-                &doc,
-                &pod_identity(
-                    "111122223333",
-                    "prod-eu",
-                    "payments",
-                    "api",
-                    "sts:AssumeRole"
-                )
-            )
-            .unwrap(),
-            Decision::Allow
-        );
+        assert_ne!(evaluate(&doc, &payments_api()).unwrap(), Decision::Allow);
     }
 
     #[test]
     fn pod_identity_is_pinned_to_cluster_namespace_and_service_accounts() {
         let s = Settings::example();
-        let bound = sas(&["api"]);
-        let doc = trust_policy(
-            &s,
-            &TrustInputs {
-                namespace: "payments",
-                service_accounts: &bound,
-                irsa_audience: None,
-                pod_identity: true,
-            },
-        )
-        .unwrap();
-        let may = |account: &str, cluster: &str, ns: &str, sa: &str, action: &str| {
-            evaluate(&doc, &pod_identity(account, cluster, ns, sa, action)).unwrap()
-                == Decision::Allow
-        };
-        assert!(may(
-            "111122223333",
-            "prod-eu",
-            "payments",
-            "api",
-            "sts:AssumeRole"
-        ));
-        assert!(may(
-            "111122223333",
-            "prod-eu",
-            "payments",
-            "api",
-            "sts:TagSession"
-        ));
-        assert!(!may(
-            "111122223333",
-            "staging",
-            "payments",
-            "api",
-            "sts:AssumeRole"
-        ));
-        assert!(!may(
-            "111122223333",
-            "prod-eu",
-            "billing",
-            "api",
-            "sts:AssumeRole"
-        ));
-        assert!(!may(
-            "111122223333",
-            "prod-eu",
-            "payments",
-            "worker",
-            "sts:AssumeRole"
-        ));
-        assert!(!may(
-            "999999999999",
-            "prod-eu",
-            "payments",
-            "api",
-            "sts:AssumeRole"
-        ));
-        assert!(!may(
-            "111122223333",
-            "prod-eu",
-            "payments",
-            "api",
-            "sts:AssumeRoleWithWebIdentity"
-        ));
+        let doc = policy(&s, "payments", &sas(&["api"]), None, true).unwrap();
+        for (account, cluster, ns, sa, action, allowed) in [
+            (
+                "111122223333",
+                "prod-eu",
+                "payments",
+                "api",
+                "sts:AssumeRole",
+                true,
+            ),
+            (
+                "111122223333",
+                "prod-eu",
+                "payments",
+                "api",
+                "sts:TagSession",
+                true,
+            ),
+            (
+                "111122223333",
+                "staging",
+                "payments",
+                "api",
+                "sts:AssumeRole",
+                false,
+            ),
+            (
+                "111122223333",
+                "prod-eu",
+                "billing",
+                "api",
+                "sts:AssumeRole",
+                false,
+            ),
+            (
+                "111122223333",
+                "prod-eu",
+                "payments",
+                "worker",
+                "sts:AssumeRole",
+                false,
+            ),
+            (
+                "999999999999",
+                "prod-eu",
+                "payments",
+                "api",
+                "sts:AssumeRole",
+                false,
+            ),
+            (
+                "111122223333",
+                "prod-eu",
+                "payments",
+                "api",
+                "sts:AssumeRoleWithWebIdentity",
+                false,
+            ),
+        ] {
+            let decision = evaluate(&doc, &pod_identity(account, cluster, ns, sa, action)).unwrap();
+            assert_eq!(
+                decision == Decision::Allow,
+                allowed,
+                "{account} {cluster} {ns} {sa} {action}: {decision:?}"
+            );
+        }
         // a request without the cluster tag is refused
         let untagged = Request {
             principal: Some(Principal::Service(POD_IDENTITY_PRINCIPAL.into())),
@@ -358,16 +313,12 @@ mod tests {
 
     #[test]
     fn both_mechanisms_together() {
-        let s = Settings::example();
-        let bound = sas(&["api"]);
-        let doc = trust_policy(
-            &s,
-            &TrustInputs {
-                namespace: "ns",
-                service_accounts: &bound,
-                irsa_audience: Some("aud"),
-                pod_identity: true,
-            },
+        let doc = policy(
+            &Settings::example(),
+            "ns",
+            &sas(&["api"]),
+            Some("aud"),
+            true,
         )
         .unwrap();
         assert_eq!(doc["Statement"].as_array().unwrap().len(), 2);
@@ -377,17 +328,7 @@ mod tests {
     fn irsa_without_issuer_is_an_error() {
         let mut s = Settings::example();
         s.oidc_issuer_host_path = None;
-        let bound = sas(&["api"]);
-        let err = trust_policy(
-            &s,
-            &TrustInputs {
-                namespace: "ns",
-                service_accounts: &bound,
-                irsa_audience: Some("a"),
-                pod_identity: false,
-            },
-        )
-        .unwrap_err();
+        let err = policy(&s, "ns", &sas(&["api"]), Some("a"), false).unwrap_err();
         assert_eq!(err, TrustError::NoIssuer);
     }
 
@@ -395,33 +336,14 @@ mod tests {
     fn too_many_service_accounts_is_an_error_never_a_wider_trust() {
         let s = Settings::example();
         let many: Vec<String> = (0..60).map(|i| format!("service-account-{i}")).collect();
-        let err = trust_policy(
-            &s,
-            &TrustInputs {
-                namespace: "payments",
-                service_accounts: &many,
-                irsa_audience: Some("sts.amazonaws.com"),
-                pod_identity: false,
-            },
-        )
-        .unwrap_err();
+        let aud = Some("sts.amazonaws.com");
+        let err = policy(&s, "payments", &many, aud, false).unwrap_err();
         assert!(
             matches!(err, TrustError::TooLarge { limit: 2048, .. }),
             "{err:?}"
         );
         let mut raised = s.clone();
         raised.trust_policy_max_chars = 8192;
-        assert!(
-            trust_policy(
-                &raised,
-                &TrustInputs {
-                    namespace: "payments",
-                    service_accounts: &many,
-                    irsa_audience: Some("sts.amazonaws.com"),
-                    pod_identity: false
-                }
-            )
-            .is_ok()
-        );
+        assert!(policy(&raised, "payments", &many, aud, false).is_ok());
     }
 }

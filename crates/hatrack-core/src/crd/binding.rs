@@ -44,7 +44,7 @@ pub struct IAMRoleBindingSpec {
     /// ARNs of managed IAM policies to attach, e.g. `arn:aws:iam::aws:policy/ReadOnlyAccess`.
     /// At most 10 (the IAM default quota; see `--max-managed-policies`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$'))").message("each managedPolicyArn must be an IAM policy ARN (arn:<partition>:iam::<account>:policy/<name>)"))]
+    #[x_kube(validation = super::policy_arns_rule())]
     #[schemars(length(max = 20), inner(length(max = 2048)), extend("x-kubernetes-list-type" = "set"))]
     pub managed_policy_arns: Vec<String>,
 
@@ -59,7 +59,7 @@ pub struct IAMRoleBindingSpec {
     /// ARN of a managed policy to set as the role's permissions boundary. hatrack never removes
     /// a boundary once set; an IAMGuardrail may require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$')").message("permissionsBoundary must be an IAM policy ARN"))]
+    #[x_kube(validation = super::policy_arn_rule("permissionsBoundary"))]
     #[schemars(length(max = 2048))]
     pub permissions_boundary: Option<String>,
 

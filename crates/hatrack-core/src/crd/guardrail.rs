@@ -80,7 +80,7 @@ pub struct IAMGuardrailSpec {
     /// ARN of the permissions boundary every role in scope gets. The controller sets it on
     /// bindings that name none; a binding naming another boundary violates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$')").message("requiredPermissionsBoundary must be an IAM policy ARN"))]
+    #[x_kube(validation = super::policy_arn_rule("requiredPermissionsBoundary"))]
     #[schemars(length(max = 2048))]
     pub required_permissions_boundary: Option<String>,
 
