@@ -234,69 +234,25 @@ mod tests {
     fn pod_identity_is_pinned_to_cluster_namespace_and_service_accounts() {
         let s = Settings::example();
         let doc = policy(&s, "payments", &sas(&["api"]), None, true).unwrap();
-        for (account, cluster, ns, sa, action, allowed) in [
+        // account, cluster, namespace, ServiceAccount, action
+        for (request, allowed) in [
+            ("111122223333 prod-eu payments api sts:AssumeRole", true),
+            ("111122223333 prod-eu payments api sts:TagSession", true),
+            ("111122223333 staging payments api sts:AssumeRole", false),
+            ("111122223333 prod-eu billing api sts:AssumeRole", false),
+            ("111122223333 prod-eu payments worker sts:AssumeRole", false),
+            ("999999999999 prod-eu payments api sts:AssumeRole", false),
             (
-                "111122223333",
-                "prod-eu",
-                "payments",
-                "api",
-                "sts:AssumeRole",
-                true,
-            ),
-            (
-                "111122223333",
-                "prod-eu",
-                "payments",
-                "api",
-                "sts:TagSession",
-                true,
-            ),
-            (
-                "111122223333",
-                "staging",
-                "payments",
-                "api",
-                "sts:AssumeRole",
-                false,
-            ),
-            (
-                "111122223333",
-                "prod-eu",
-                "billing",
-                "api",
-                "sts:AssumeRole",
-                false,
-            ),
-            (
-                "111122223333",
-                "prod-eu",
-                "payments",
-                "worker",
-                "sts:AssumeRole",
-                false,
-            ),
-            (
-                "999999999999",
-                "prod-eu",
-                "payments",
-                "api",
-                "sts:AssumeRole",
-                false,
-            ),
-            (
-                "111122223333",
-                "prod-eu",
-                "payments",
-                "api",
-                "sts:AssumeRoleWithWebIdentity",
+                "111122223333 prod-eu payments api sts:AssumeRoleWithWebIdentity",
                 false,
             ),
         ] {
-            let decision = evaluate(&doc, &pod_identity(account, cluster, ns, sa, action)).unwrap();
+            let r: Vec<&str> = request.split(' ').collect();
+            let decision = evaluate(&doc, &pod_identity(r[0], r[1], r[2], r[3], r[4])).unwrap();
             assert_eq!(
                 decision == Decision::Allow,
                 allowed,
-                "{account} {cluster} {ns} {sa} {action}: {decision:?}"
+                "{request}: {decision:?}"
             );
         }
         // a request without the cluster tag is refused

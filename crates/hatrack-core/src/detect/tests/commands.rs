@@ -62,11 +62,7 @@ fn finds_keys_in_lifecycle_hooks_and_probe_exec_commands() {
         "startupProbe": {"exec": {"command": ["check", format!("s3://{ID}:x@b")]}, "periodSeconds": 3}
     }]}));
     let e = eval(&obj);
-    let got: Vec<_> = e
-        .findings
-        .iter()
-        .map(|f| (f.rule.as_str(), f.path.as_str()))
-        .collect();
+    let got = rules_and_paths(&e);
     let p = "spec.template.spec.containers[0]";
     assert_eq!(
         got,
@@ -125,11 +121,7 @@ fn finds_keys_assembled_by_the_kubelets_var_expansion() {
         "lifecycle": {"preStop": {"exec": {"command": ["stop", "--id=$(P1)$(P2)"]}}}
     }]}));
     let e = eval(&obj);
-    let got: Vec<_> = e
-        .findings
-        .iter()
-        .map(|f| (f.rule.as_str(), f.path.as_str()))
-        .collect();
+    let got = rules_and_paths(&e);
     let p = "spec.template.spec.containers[0]";
     assert_eq!(
         got,

@@ -36,6 +36,14 @@ pub(super) fn rules(e: &Evaluation) -> Vec<&'static str> {
     e.findings.iter().map(|f| f.rule.as_str()).collect()
 }
 
+/// (rule, field path) of each finding.
+pub(super) fn rules_and_paths(e: &Evaluation) -> Vec<(&'static str, &str)> {
+    e.findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.path.as_str()))
+        .collect()
+}
+
 pub(super) fn secret(view: &mut InMemoryView, name: &str, data: &[(&str, &str)]) {
     let facts = classify_data(data.iter().map(|(k, v)| (*k, v.as_bytes())));
     view.insert(RefKind::Secret, "team", name, facts);

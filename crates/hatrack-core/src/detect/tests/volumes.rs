@@ -30,11 +30,7 @@ fn mounted_secret_with_credentials_is_denied_and_items_restrict_keys() {
         ]
     }));
     let e = eval_with(&obj, &view);
-    let got: Vec<_> = e
-        .findings
-        .iter()
-        .map(|f| (f.rule.as_str(), f.path.as_str()))
-        .collect();
+    let got = rules_and_paths(&e);
     assert_eq!(
         got,
         [

@@ -175,53 +175,54 @@ impl Cx<'_> {
             // `--lookups off`: whether an optional object exists is not knowable, so it is
             // judged as `check` judges one absent from its input (a warning).
             Lookup::Disabled if optional => {
-                if self.unreadable.insert((kind, name.to_string())) {
-                    self.warnings.push(Warning {
-                        container: container.map(str::to_string),
-                        path: format!("{}.{}", self.prefix, path()),
-                        message: format!(
-                            "optional {} {}/{} is not read (lookups are off): nothing is set from it if it does not exist; if it does, what it holds is not judged",
-                            kind.as_str(),
-                            self.namespace,
-                            name
-                        ),
-                    });
-                }
+                self.warn_unreadable(kind, name, container, path, |object| {
+                    format!(
+                        "optional {object} is not read (lookups are off): nothing is set from it if it does not exist; if it does, what it holds is not judged"
+                    )
+                });
                 Known::Absent
             }
             Lookup::Disabled => Known::Unknown,
             Lookup::Missing if optional => {
                 // The kubelet sets nothing from an optional reference to an object that does
                 // not exist. Offline, the object may exist in the cluster all the same.
-                if self.refs.partial() && self.unreadable.insert((kind, name.to_string())) {
-                    self.warnings.push(Warning {
-                        container: container.map(str::to_string),
-                        path: format!("{}.{}", self.prefix, path()),
-                        message: format!(
-                            "optional {} {}/{} is not in the input: nothing is set from it if it does not exist in the cluster; if it does, the webhook judges what it holds",
-                            kind.as_str(),
-                            self.namespace,
-                            name
-                        ),
+                if self.refs.partial() {
+                    self.warn_unreadable(kind, name, container, path, |object| {
+                        format!(
+                            "optional {object} is not in the input: nothing is set from it if it does not exist in the cluster; if it does, the webhook judges what it holds"
+                        )
                     });
                 }
                 Known::Absent
             }
             Lookup::Missing => {
-                if self.unreadable.insert((kind, name.to_string())) {
-                    self.warnings.push(Warning {
-                        container: container.map(str::to_string),
-                        path: format!("{}.{}", self.prefix, path()),
-                        message: format!(
-                            "{} {}/{} could not be read (it does not exist yet, or is not in the input); references to it are judged by env var names only",
-                            kind.as_str(),
-                            self.namespace,
-                            name
-                        ),
-                    });
-                }
+                self.warn_unreadable(kind, name, container, path, |object| {
+                    format!(
+                        "{object} could not be read (it does not exist yet, or is not in the input); references to it are judged by env var names only"
+                    )
+                });
                 Known::Unknown
             }
+        }
+    }
+
+    /// A warning about an object hatrack cannot read, the first time it meets it; `message`
+    /// gets the object as `kind namespace/name`.
+    fn warn_unreadable(
+        &mut self,
+        kind: RefKind,
+        name: &str,
+        container: Option<&str>,
+        path: impl FnOnce() -> String,
+        message: impl FnOnce(&str) -> String,
+    ) {
+        if self.unreadable.insert((kind, name.to_string())) {
+            let object = format!("{} {}/{}", kind.as_str(), self.namespace, name);
+            self.warnings.push(Warning {
+                container: container.map(str::to_string),
+                path: format!("{}.{}", self.prefix, path()),
+                message: message(&object),
+            });
         }
     }
 
