@@ -31,7 +31,7 @@ pub use metrics::AuditMetrics;
 pub use oneshot::AuditArgs;
 pub use state::AuditPolicy;
 
-use crate::settings::PolicyArgs;
+use crate::detect::PolicyArgs;
 
 /// Flags of `hatrack auditor`.
 #[derive(Debug, Clone, clap::Args)]

@@ -15,9 +15,9 @@ use super::kinds::{self, WorkloadKind};
 use super::state::{AuditPolicy, Workload};
 use crate::check::{self, CheckReport, CheckResult, Format, InputError};
 use crate::crd::StaticKeyExemption;
+use crate::detect::PolicyArgs;
 use crate::detect::{self, InMemoryView, Mode, RefKind, ReferenceView, Verdict};
 use crate::exemption::{self, Exemption};
-use crate::settings::PolicyArgs;
 use crate::webhook::cache::{configmap_facts, namespace_mode, secret_facts};
 
 /// Flags of `hatrack audit`.

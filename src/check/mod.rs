@@ -12,10 +12,11 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::detect::PolicyArgs;
 use crate::detect::{self, Evaluation, Finding, Mode, ObjectRef, RuleId, Verdict, Warning};
 use crate::manifest::{self, Document};
 use crate::plan::OfflineContext;
-use crate::settings::{ClusterArgs, PolicyArgs, Settings, SettingsError};
+use crate::settings::{ClusterArgs, Settings, SettingsError};
 
 mod inputs;
 mod render;

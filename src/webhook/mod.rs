@@ -70,7 +70,7 @@ pub struct WebhookArgs {
 
     /// `--mode` and `--exempt-namespaces`.
     #[command(flatten)]
-    pub policy: crate::settings::PolicyArgs,
+    pub policy: crate::detect::PolicyArgs,
 
     /// Read referenced Secrets/ConfigMaps and namespace labels from the API (`off`: no API
     /// access at all).

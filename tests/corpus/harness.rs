@@ -174,7 +174,7 @@ pub fn args(dir: &Path, mode: Mode, lookups: Lookups) -> WebhookArgs {
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        policy: hatrack::settings::PolicyArgs {
+        policy: hatrack::detect::PolicyArgs {
             mode,
             exempt_namespaces: vec!["kube-system".into(), "hatrack-system".into()],
             pod_templates: None,

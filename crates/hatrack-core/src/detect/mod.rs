@@ -6,6 +6,7 @@
 //! and [`evaluate_object`] (a whole manifest object), then [`policy::decide`] to turn an
 //! [`Evaluation`] into an admission [`Decision`].
 
+mod args;
 mod expand;
 pub mod facts;
 pub mod json;
@@ -18,6 +19,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub use args::PolicyArgs;
 pub use facts::{
     FactsIndex, InMemoryView, KeyClass, KeyFact, Lookup, MODE_LABEL, NoLookups, ObjectFacts,
     RefKind, ReferenceView, classify_data, classify_value,
