@@ -303,6 +303,21 @@ impl Cx<'_> {
         Ok(None)
     }
 
+    /// The key a `valueFrom` reads, and what the lookup of its object told (`None` without
+    /// `secretKeyRef` or `configMapKeyRef`).
+    fn key_ref_lookup<'v>(
+        &mut self,
+        vf: &'v Object<'v>,
+        cont: Option<&str>,
+        at: impl Fn() -> String + Copy,
+    ) -> Result<Option<(KeyRef<'v>, Known)>, DetectError> {
+        let Some(r) = self.key_ref_of(vf, at)? else {
+            return Ok(None);
+        };
+        let known = self.lookup(r.kind, r.name, r.optional, cont, at);
+        Ok(Some((r, known)))
+    }
+
     /// Where a credential-named env var gets a value from (for messages), or `None` when it
     /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
     /// to a key or object that does not exist (the kubelet then does not set the variable).
@@ -313,17 +328,20 @@ impl Cx<'_> {
         cont: Option<&str>,
         at: impl Fn() -> String + Copy,
     ) -> Result<Option<String>, DetectError> {
-        let Some(KeyRef {
-            kind,
-            name,
-            key,
-            optional,
-        }) = self.key_ref_of(vf, at)?
+        let Some((
+            KeyRef {
+                kind,
+                name,
+                key,
+                optional,
+            },
+            known,
+        )) = self.key_ref_lookup(vf, cont, at)?
         else {
             return Ok(Some("valueFrom".into()));
         };
         let source = format!("{} '{name}' key '{key}'", kind.as_str());
-        Ok(match self.lookup(kind, name, optional, cont, at) {
+        Ok(match known {
             Known::Absent => None,
             Known::Unknown => Some(source),
             Known::Found(facts) => match facts.key(key) {
@@ -343,16 +361,16 @@ impl Cx<'_> {
         cont: Option<&str>,
         at: impl Fn() -> String + Copy,
     ) -> Result<(), DetectError> {
-        let Some(KeyRef {
-            kind,
-            name,
-            key,
-            optional,
-        }) = self.key_ref_of(vf, at)?
+        let Some((
+            KeyRef {
+                kind, name, key, ..
+            },
+            known,
+        )) = self.key_ref_lookup(vf, cont, at)?
         else {
             return Ok(());
         };
-        if let Known::Found(facts) = self.lookup(kind, name, optional, cont, at)
+        if let Known::Found(facts) = known
             && let Some(k) = facts.key(key).filter(|k| k.class.is_credential())
         {
             self.push(
