@@ -7,60 +7,29 @@ mod support;
 use std::time::Duration;
 
 use hatrack::controller::orphans::SweepOptions;
-use hatrack::crd::{IAMAccount, IAMRoleBinding};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use hatrack::crd::IAMRoleBinding;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::cluster::cluster_with_crds;
-use support::controller::{
-    ACCOUNT, ISSUER_HOST_PATH, RunningController, create_binding, create_service_account,
-    delete_binding, get_binding, hatrack_roles, ready, role_arn_annotation, wait_for,
-    wait_ready_reason,
-};
+use support::controller::*;
 use support::moto::Moto;
+use support::objects;
 
 const OTHER: &str = "222222222222";
 
 /// An IAMAccount for `account_id` selecting namespaces labelled `hatrack-test/account=<label>`.
 async fn create_account(client: &kube::Client, name: &str, account_id: &str, label: &str) {
-    let api: Api<IAMAccount> = Api::all(client.clone());
-    let a: IAMAccount = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
-        "metadata": {"name": name},
-        "spec": {
-            "accountId": account_id,
-            "assumeRole": {"roleArn": format!("arn:aws:iam::{account_id}:role/hatrack-operator"),
-                           "externalId": "hatrack-e2e"},
-            "namespaceSelector": {"matchLabels": {"hatrack-test/account": label}}
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &a)
-        .await
-        .expect("create IAMAccount");
+    let selector = json!({"matchLabels": {"hatrack-test/account": label}});
+    objects::create_account(client, name, account_id, Some("hatrack-e2e"), selector).await;
 }
 
 async fn label_namespace(client: &kube::Client, ns: &str, label: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.patch(
-        ns,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/account": label}}})),
-    )
-    .await
-    .expect("label namespace");
+    objects::label_namespace(client, ns, json!({"hatrack-test/account": label})).await;
 }
 
 async fn create_oidc_provider_in(moto: &Moto, account: &str) {
-    moto.sdk_client_in(account)
-        .await
-        .create_open_id_connect_provider()
-        .url(format!("https://{ISSUER_HOST_PATH}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("create OIDC provider");
+    moto.create_oidc_provider_in(account, &format!("https://{ISSUER_HOST_PATH}"))
+        .await;
 }
 
 fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
@@ -80,8 +49,9 @@ async fn a_binding_in_account_b_gets_its_role_there_with_b_trust_and_none_in_a()
     // IRSA in B needs the cluster's OIDC provider in B; A has one, B not yet.
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .start();
 
     create_binding(
         &client,
@@ -142,13 +112,7 @@ async fn a_binding_in_account_b_gets_its_role_there_with_b_trust_and_none_in_a()
     );
 
     delete_binding(&client, &ns, "reader").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "reader")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(&client, &ns, "reader", 60).await;
     assert!(
         moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
         "role in B deleted"
@@ -168,8 +132,9 @@ async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made(
     label_namespace(&client, &ns, "someone-else").await;
     create_account(&client, &acct, OTHER, &format!("{ns}-allowed")).await;
     create_oidc_provider_in(&moto, OTHER).await;
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .start();
 
     create_binding(
         &client,
@@ -235,20 +200,6 @@ async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made(
     controller.stop().await;
 }
 
-/// Deletes a binding the way a forced cleanup does: its finalizer removed, so hatrack never
-/// sees the delete and the role stays.
-async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
-    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("remove finalizer");
-    delete_binding(client, ns, name).await;
-}
-
 /// Polls `check` until it answers or `secs` pass; `None` on time-out, so the caller can say
 /// what it last saw.
 async fn wait_for_or_last<T, F, Fut>(secs: u64, mut check: F) -> Option<T>
@@ -266,12 +217,6 @@ where
     None
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     let cluster = cluster_with_crds().await;
@@ -286,16 +231,13 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     create_oidc_provider_in(&moto, OTHER).await;
 
     // First a controller that only reports.
-    let reporting = RunningController::start_in_sweeping(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(600),
-        SweepOptions {
+    let reporting = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .sweeping(SweepOptions {
             interval: Duration::from_millis(500),
             delete: false,
-        },
-    );
+        })
+        .start();
     for (name, spec) in [
         ("kept", json!({"serviceAccounts": ["a"]})),
         ("lost-home", json!({"serviceAccounts": ["b"]})),
@@ -398,16 +340,13 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     );
 
     // Then one configured to delete: both orphans go, in both accounts; the rest stays.
-    let deleting = RunningController::start_in_sweeping(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(600),
-        SweepOptions {
+    let deleting = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .sweeping(SweepOptions {
             interval: Duration::from_millis(500),
             delete: true,
-        },
-    );
+        })
+        .start();
     wait_for(60, "orphans deleted", || async {
         (moto.roles_in(OTHER, "/hatrack/").await.is_empty()
             && hatrack_roles(&moto).await.len() == 2)
@@ -460,8 +399,9 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         .send()
         .await
         .unwrap();
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .start();
 
     create_binding(
         &client,
@@ -484,18 +424,13 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
     );
 
     // A guardrail for this namespace allowing roles under /legacy/.
-    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
-    let g: hatrack::crd::IAMGuardrail = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": ns},
-        "spec": {"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
-                 "adoptableRoles": ["/legacy/*"]}
-    }))
-    .unwrap();
-    guardrails
-        .create(&PostParams::default(), &g)
-        .await
-        .expect("create guardrail");
+    objects::create_guardrail(
+        &client,
+        &ns,
+        json!({"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
+               "adoptableRoles": ["/legacy/*"]}),
+    )
+    .await;
     let b = wait_ready_reason(&client, &ns, "payments", "Synced", 60).await;
     let status = b.status.clone().unwrap();
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/legacy/{legacy}");
@@ -546,13 +481,7 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
 
     // Deleted: the adopted role is kept (and marked retained), the annotation goes.
     delete_binding(&client, &ns, "payments").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "payments")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(&client, &ns, "payments", 60).await;
     let kept = iam.get_role().role_name(legacy).send().await.unwrap();
     assert!(
         kept.role()
@@ -563,19 +492,12 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         "kept and marked retained"
     );
     assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
     guardrails
         .delete(&ns, &Default::default())
         .await
         .expect("delete guardrail");
     controller.stop().await;
-}
-
-/// The stand-in's associations of `ns`, by ServiceAccount.
-fn associations_of(
-    eks: &support::eks::EksStandIn,
-    ns: &str,
-) -> std::collections::BTreeMap<String, support::eks::StoredAssociation> {
-    support::controller::associations_in(eks, ns)
 }
 
 #[tokio::test]
@@ -587,19 +509,11 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
     let acct = format!("{ns}-b");
     label_namespace(&client, &ns, &ns).await;
     create_account(&client, &acct, OTHER, &ns).await;
-    let eks = support::eks::EksStandIn::start(
-        ACCOUNT,
-        "eu-west-1",
-        &[&support::controller::settings().cluster_name],
-    )
-    .await;
-    let controller = RunningController::start_with_eks(
-        &ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-    );
+    let eks = eks_for_test_cluster().await;
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .eks(&eks)
+        .start();
     create_binding(
         &client,
         &ns,
@@ -621,7 +535,7 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
 
     // One association per ServiceAccount: the chaining role, on to the target role, each with
     // the external id EKS made; status records both.
-    let made = associations_of(&eks, &ns);
+    let made = support::controller::associations_in(&eks, &ns);
     assert_eq!(made.keys().collect::<Vec<_>>(), ["api", "worker"]);
     let mut ids = Vec::new();
     for a in made.values() {
@@ -671,7 +585,7 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
     wait_for(60, "worker's association and external id gone", || async {
         let role = in_b.get_role().role_name(&role_name).send().await.ok()?;
         let trust = trust_of(role.role()?);
-        (!associations_of(&eks, &ns).contains_key("worker")
+        (!support::controller::associations_in(&eks, &ns).contains_key("worker")
             && trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"]
                 == json!(made["api"].external_id.clone().unwrap()))
         .then_some(())
@@ -681,14 +595,8 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
 
     // Delete: associations, then both roles, gone.
     delete_binding(&client, &ns, "app").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "app")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(associations_of(&eks, &ns).is_empty());
+    wait_binding_gone(&client, &ns, "app", 60).await;
+    assert!(support::controller::associations_in(&eks, &ns).is_empty());
     assert!(moto.roles_in(OTHER, "/hatrack/").await.is_empty());
     assert!(hatrack_roles(&moto).await.is_empty());
     controller.stop().await;

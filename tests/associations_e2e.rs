@@ -28,8 +28,12 @@ async fn setup(resync: Duration) -> Setup {
     let moto = Moto::start();
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let controller = RunningController::start_with_eks(&ns, client.clone(), &moto, &eks, resync);
+    let eks = eks_for_test_cluster().await;
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .eks(&eks)
+        .resync(resync)
+        .start();
     Setup {
         client,
         ns,
@@ -316,24 +320,6 @@ async fn irsa_bindings_make_no_eks_calls() {
     controller.stop().await;
 }
 
-async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
-    let api: kube::Api<hatrack::crd::IAMRoleBinding> = kube::Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("remove finalizer");
-    delete_binding(client, ns, name).await;
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configured() {
     use hatrack::controller::orphans::SweepOptions;
@@ -385,14 +371,11 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         interval: Duration::from_millis(500),
         delete,
     };
-    let reporting = RunningController::start_with_eks_sweeping(
-        ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-        sweep(false),
-    );
+    let reporting = RunningController::builder(client.clone(), &moto)
+        .namespace(ns)
+        .eks(&eks)
+        .sweeping(sweep(false))
+        .start();
     wait_for(60, "one orphaned association and role reported", || async {
         let text = reporting.metrics.encode();
         (metric(&text, "hatrack_orphaned_pod_identity_associations") == Some(1.0)
@@ -459,14 +442,11 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
     assert_eq!(listed[0]["name"], json!(associations_in(&eks, ns)["b"].id));
 
     // Configured to delete: the association and then the role go; the rest stays.
-    let deleting = RunningController::start_with_eks_sweeping(
-        ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-        sweep(true),
-    );
+    let deleting = RunningController::builder(client.clone(), &moto)
+        .namespace(ns)
+        .eks(&eks)
+        .sweeping(sweep(true))
+        .start();
     wait_for(60, "orphaned association and role deleted", || async {
         (!associations_in(&eks, ns).contains_key("b") && hatrack_roles(&moto).await.len() == 2)
             .then_some(())
