@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hatrack::crd::IAMAccount;
 use hatrack::metrics::Metrics;

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::json;
 use support::apiserver::ApiServer;
 use support::controller::*;

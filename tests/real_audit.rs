@@ -226,11 +226,23 @@ fn results(report: &Value) -> Vec<String> {
 async fn wait_results(client: &kube::Client, ns: &str, want: &[&str]) -> Value {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
+    wait_report(client, ns, 30, results, &want).await
+}
+
+/// Waits up to `secs` until the report of `ns` shows `want` as `view` sees it; fails with the
+/// last view seen.
+async fn wait_report(
+    client: &kube::Client,
+    ns: &str,
+    secs: u64,
+    view: fn(&Value) -> Vec<String>,
+    want: &[String],
+) -> Value {
     let mut last = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
         loop {
             if let Some(r) = report_in(client, ns).await {
-                last = results(&r);
+                last = view(&r);
                 if last == want {
                     return r;
                 }
@@ -241,7 +253,7 @@ async fn wait_results(client: &kube::Client, ns: &str, want: &[&str]) -> Value {
     .await;
     match found {
         Ok(r) => r,
-        Err(_) => panic!("report of {ns}: wanted {want:#?}\nlast seen {last:#?}"),
+        Err(_) => panic!("report of {ns} within {secs} s: wanted {want:#?}\nlast seen {last:#?}"),
     }
 }
 
@@ -660,23 +672,8 @@ fn outcomes(report: &Value) -> Vec<String> {
 }
 
 async fn wait_outcomes(client: &kube::Client, ns: &str, secs: u64, want: &[&str]) -> Value {
-    let mut last = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            if let Some(r) = report_in(client, ns).await {
-                last = outcomes(&r);
-                if last == want {
-                    return r;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    match found {
-        Ok(r) => r,
-        Err(_) => panic!("report of {ns} within {secs} s: wanted {want:#?}\nlast seen {last:#?}"),
-    }
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    wait_report(client, ns, secs, outcomes, &want).await
 }
 
 fn exemption(name: &str, ns: &str, workload: &str, expires: jiff::Timestamp) -> StaticKeyExemption {

@@ -29,9 +29,9 @@ use support::cluster::{
     spawn_tied_to_this_thread,
 };
 use support::controller::{
-    ACCOUNT, ISSUER_HOST_PATH, associations_in, create_binding, create_service_account,
-    delete_binding, get_binding, hatrack_roles, patch_spec, ready, role_arn_annotation, wait_for,
-    wait_ready_reason,
+    ACCOUNT, ISSUER_HOST_PATH, TestNamespace, associations_in, create_binding,
+    create_service_account, delete_binding, get_binding, hatrack_roles, iam_role, patch_spec,
+    ready, role_arn_annotation, wait_for, wait_ready_reason,
 };
 use support::eks::EksStandIn;
 use support::moto::{Moto, free_port};
@@ -298,57 +298,26 @@ fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &s
     }
 }
 
-/// (type, reason, note) of the events.k8s.io Events about binding `name`.
-async fn events_about(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-) -> Vec<(String, String, String)> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IAMRoleBinding")
-        })
-        .map(|e| {
-            assert_eq!(
-                e.reporting_controller.as_deref(),
-                Some("hatrack-controller")
-            );
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
+/// (type, reason, note) of the Event with `reason` about binding `ns/name`, once there is
+/// one; every Event about it must come from hatrack's controller.
 async fn wait_event(
     client: &kube::Client,
     ns: &str,
     name: &str,
     reason: &str,
 ) -> (String, String, String) {
-    wait_for(
-        60,
-        &format!("an Event {reason} about {ns}/{name}"),
-        || async {
-            events_about(client, ns, name)
-                .await
-                .into_iter()
-                .find(|(_, r, _)| r == reason)
-        },
+    let e = support::controller::wait_event(client, ns, name, reason, 60).await;
+    for e in support::controller::events_about(client, ns, name).await {
+        assert_eq!(
+            e.reporting_controller.as_deref(),
+            Some("hatrack-controller")
+        );
+    }
+    (
+        e.type_.unwrap_or_default(),
+        e.reason.unwrap_or_default(),
+        e.note.unwrap_or_default(),
     )
-    .await
-}
-
-async fn role(moto: &Moto, name: &str) -> Option<hatrack::role::Role> {
-    moto.iam().0.get_role(name).await.expect("GetRole")
 }
 
 /// Whether the trust policy lets exactly ServiceAccount `ns/sa` assume the role through the
@@ -378,12 +347,8 @@ fn managed(role: &hatrack::role::Role) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("team").await;
+    let t = TestNamespace::new("team").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-life",
@@ -467,7 +432,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         role_arn,
         format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}")
     );
-    let r = role(&moto, &role_name).await.expect("role in IAM");
+    let r = iam_role(&moto, &role_name).await.expect("role in IAM");
     assert!(
         irsa_trust_names(&r.assume_role_policy, &team, "api"),
         "trust policy: {}",
@@ -500,7 +465,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     .await;
     let b = wait_ready_reason(&admin, &team, "app", "Synced", 60).await;
     assert_eq!(b.metadata.generation, Some(2));
-    let r = role(&moto, &role_name).await.expect("role in IAM");
+    let r = iam_role(&moto, &role_name).await.expect("role in IAM");
     assert_eq!(managed(&r), BTreeSet::from([S3_READ_ONLY.to_string()]));
     assert_eq!(
         r.inline_policies.keys().collect::<Vec<_>>(),
@@ -528,7 +493,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .await
         .expect("change the trust behind hatrack's back");
     wait_for(60, "drift repaired in IAM", || async {
-        let r = role(&moto, &role_name).await?;
+        let r = iam_role(&moto, &role_name).await?;
         (managed(&r) == BTreeSet::from([S3_READ_ONLY.to_string()])
             && irsa_trust_names(&r.assume_role_policy, &team, "api"))
         .then_some(())
@@ -650,7 +615,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     wait_ready_reason(&admin, &team, &kept, "Synced", 60).await;
     wait_event(&admin, &team, &kept, "RoleCreated").await;
     let kept_role = hatrack::naming::role_name(&life_arn(), &team, &kept);
-    assert!(role(&moto, &kept_role).await.is_some());
+    assert!(iam_role(&moto, &kept_role).await.is_some());
     delete_binding(&admin, &team, &kept).await;
     wait_for(60, "binding kept gone", || async {
         get_binding(&admin, &team, &kept)
@@ -660,7 +625,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     })
     .await;
     assert!(
-        role(&moto, &kept_role).await.is_some(),
+        iam_role(&moto, &kept_role).await.is_some(),
         "Retain keeps the role"
     );
     wait_event(&admin, &team, &kept, "RoleRetained").await;
@@ -690,7 +655,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let b = wait_ready_reason(&admin, &team, &squatter, "RoleNotOwned", 60).await;
     assert_eq!(ready(&b).map(|r| r.0).as_deref(), Some("False"));
     wait_event(&admin, &team, &squatter, "RoleNotOwned").await;
-    let r = role(&moto, &squatted).await.expect("the foreign role");
+    let r = iam_role(&moto, &squatted).await.expect("the foreign role");
     assert!(r.managed_policy_arns.is_empty() && r.tags.is_empty());
     delete_binding(&admin, &team, &squatter).await;
     wait_for(60, "binding squatter gone", || async {
@@ -701,7 +666,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     })
     .await;
     assert!(
-        role(&moto, &squatted).await.is_some(),
+        iam_role(&moto, &squatted).await.is_some(),
         "a role hatrack does not own is never deleted"
     );
 
@@ -728,7 +693,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
             .contains(&hatrack::controller::FINALIZER.to_string()),
         "the finalizer holds the binding"
     );
-    assert!(role(&moto, &role_name).await.is_some());
+    assert!(iam_role(&moto, &role_name).await.is_some());
     wait_event(&admin, &team, "app", "DeleteBlocked").await;
     // The Warning repeats at each retry: the Recorder folds the repeats into the first Event
     // (a PATCH of its series, which the chart's RBAC must allow and the server must accept).
@@ -761,7 +726,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
             .then_some(())
     })
     .await;
-    assert!(role(&moto, &role_name).await.is_none(), "role deleted");
+    assert!(iam_role(&moto, &role_name).await.is_none(), "role deleted");
     assert_eq!(role_arn_annotation(&admin, &team, "api").await, None);
     wait_event(&admin, &team, "app", "RoleDeleted").await;
     drop(controller);
@@ -770,12 +735,8 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writes() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("leaders").await;
+    let t = TestNamespace::new("leaders").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-leader",
@@ -981,12 +942,8 @@ async fn the_examples_apply_twice_and_diff_clean_after_the_controller_synced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("guarded").await;
+    let t = TestNamespace::new("guarded").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-guard",
