@@ -30,7 +30,6 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 use support::cluster::cluster_with_crds;
 use support::controller::*;
-use support::eks::EksStandIn;
 use support::moto::Moto;
 
 fn env_num(name: &str, default: u64) -> u64 {

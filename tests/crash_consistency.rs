@@ -109,7 +109,40 @@ struct Crashes<'a> {
     in_b: bool,
 }
 
-impl Crashes<'_> {
+impl<'a> Crashes<'a> {
+    fn irsa(moto: &'a Moto) -> Self {
+        Crashes {
+            moto,
+            eks: None,
+            in_b: false,
+        }
+    }
+
+    fn irsa_in_b(moto: &'a Moto) -> Self {
+        Crashes {
+            moto,
+            eks: None,
+            in_b: true,
+        }
+    }
+
+    fn pod_identity(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
+        Crashes {
+            moto,
+            eks: Some(eks),
+            in_b: false,
+        }
+    }
+
+    /// Pod Identity in B: the chaining role at home, the target role in B.
+    fn chained(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
+        Crashes {
+            moto,
+            eks: Some(eks),
+            in_b: true,
+        }
+    }
+
     /// A fresh IAM (with the cluster's OIDC provider where IRSA needs it), EKS and namespace
     /// holding binding `b` at v1 (naming a fresh IAMAccount for B that selects the namespace,
     /// if `in_b`).
@@ -187,6 +220,18 @@ impl Crashes<'_> {
         let healthy = self.healthy(c);
         wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
         healthy.stop().await;
+    }
+
+    /// [`sync`](Self::sync), then change binding `b` to `spec`: where an update flow starts.
+    async fn sync_then_patch(&self, c: &Cluster, spec: Value) {
+        self.sync(c).await;
+        patch_spec(&c.client, &c.ns, "b", spec).await;
+    }
+
+    /// [`sync`](Self::sync), then delete binding `b`: where a delete flow starts.
+    async fn sync_then_delete(&self, c: &Cluster) {
+        self.sync(c).await;
+        delete_binding(&c.client, &c.ns, "b").await;
     }
 
     /// The writes a never-crashing counting controller makes in `c` until `done` (`what`).
@@ -311,11 +356,7 @@ fn assert_no_associations(eks: &EksStandIn, n: usize) {
 #[tokio::test]
 async fn crash_at_every_step_of_a_create() {
     let moto = Moto::start();
-    let crashes = Crashes {
-        moto: &moto,
-        eks: None,
-        in_b: false,
-    };
+    let crashes = Crashes::irsa(&moto);
     // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
     crashes
         .crash_at_every_step(
@@ -330,17 +371,10 @@ async fn crash_at_every_step_of_a_create() {
 #[tokio::test]
 async fn crash_at_every_step_of_an_update() {
     let moto = Moto::start();
-    let crashes = Crashes {
-        moto: &moto,
-        eks: None,
-        in_b: false,
-    };
+    let crashes = Crashes::irsa(&moto);
     // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
     // AttachRolePolicy, DetachRolePolicy.
-    let prepare = async |c: &Cluster| {
-        crashes.sync(c).await;
-        patch_spec(&c.client, &c.ns, "b", spec_v2()).await;
-    };
+    let prepare = async |c: &Cluster| crashes.sync_then_patch(c, spec_v2()).await;
     crashes
         .crash_at_every_step(6, prepare, End::Synced, async |c, _| {
             assert_observed_generation(c, 2).await;
@@ -352,16 +386,9 @@ async fn crash_at_every_step_of_an_update() {
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete() {
     let moto = Moto::start();
-    let crashes = Crashes {
-        moto: &moto,
-        eks: None,
-        in_b: false,
-    };
+    let crashes = Crashes::irsa(&moto);
     // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
-    let prepare = async |c: &Cluster| {
-        crashes.sync(c).await;
-        delete_binding(&c.client, &c.ns, "b").await;
-    };
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     crashes
         .crash_at_every_step(3, prepare, End::Gone, async |_, n| {
             assert_no_roles(&moto, n).await
@@ -415,11 +442,7 @@ async fn assert_role_matches_in_b(c: &Cluster, moto: &Moto) {
 #[tokio::test]
 async fn crash_at_every_step_of_a_create_in_another_account() {
     let moto = Moto::start();
-    let crashes = Crashes {
-        moto: &moto,
-        eks: None,
-        in_b: true,
-    };
+    let crashes = Crashes::irsa_in_b(&moto);
     crashes
         .crash_at_every_step(
             3,
@@ -433,11 +456,7 @@ async fn crash_at_every_step_of_a_create_in_another_account() {
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete_in_another_account() {
     let moto = Moto::start();
-    let crashes = Crashes {
-        moto: &moto,
-        eks: None,
-        in_b: true,
-    };
+    let crashes = Crashes::irsa_in_b(&moto);
     let prepare = async |c: &Cluster| {
         crashes.sync(c).await;
         assert_role_matches_in_b(c, &moto).await;
@@ -503,15 +522,24 @@ async fn assert_associations_match(c: &Cluster, eks: &EksStandIn) {
     assert_eq!(recorded, stored);
 }
 
+/// The writes of a delete flow delete every association before the first role.
+fn assert_associations_deleted_before_roles(writes: &[String]) {
+    let last_association = writes
+        .iter()
+        .rposition(|w| w == "DeletePodIdentityAssociation")
+        .expect("associations deleted");
+    let first_role = writes
+        .iter()
+        .position(|w| w == "DeleteRole")
+        .expect("roles deleted");
+    assert!(last_association < first_role, "{writes:?}");
+}
+
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_create() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: false,
-    };
+    let crashes = Crashes::pod_identity(&moto, &eks);
     let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     assert_eq!(
         writes
@@ -538,15 +566,8 @@ async fn crash_at_every_step_of_a_pod_identity_create() {
 async fn crash_at_every_step_of_a_pod_identity_update() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: false,
-    };
-    let prepare = async |c: &Cluster| {
-        crashes.sync(c).await;
-        patch_spec(&c.client, &c.ns, "b", pod_spec_v2()).await;
-    };
+    let crashes = Crashes::pod_identity(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_patch(c, pod_spec_v2()).await;
     let writes = crashes.writes_of_flow(prepare, End::Synced).await;
     for op in [
         "CreatePodIdentityAssociation",
@@ -567,26 +588,11 @@ async fn crash_at_every_step_of_a_pod_identity_update() {
 async fn crash_at_every_step_of_a_pod_identity_delete() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: false,
-    };
-    let prepare = async |c: &Cluster| {
-        crashes.sync(c).await;
-        delete_binding(&c.client, &c.ns, "b").await;
-    };
+    let crashes = Crashes::pod_identity(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // The associations name the role: they go first.
-    let last_association = writes
-        .iter()
-        .rposition(|w| w == "DeletePodIdentityAssociation")
-        .expect("associations deleted");
-    let role = writes
-        .iter()
-        .position(|w| w == "DeleteRole")
-        .expect("role deleted");
-    assert!(last_association < role, "{writes:?}");
+    assert_associations_deleted_before_roles(&writes);
     crashes
         .crash_at_every_step(writes.len(), prepare, End::Gone, async |_, n| {
             assert_no_roles(&moto, n).await;
@@ -675,11 +681,7 @@ async fn wait_target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksS
 async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: true,
-    };
+    let crashes = Crashes::chained(&moto, &eks);
     let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     // Chaining role, target role, associations, then the target's trust of their ids.
     assert!(
@@ -710,11 +712,7 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
 async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: true,
-    };
+    let crashes = Crashes::chained(&moto, &eks);
     let c = crashes.fresh().await;
     let first = crashes.healthy(&c);
     wait_target_trusts_association_ids(&c, &moto, &eks).await;
@@ -797,26 +795,11 @@ async fn target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandI
 async fn crash_at_every_step_of_a_pod_identity_delete_in_another_account() {
     let moto = Moto::start();
     let eks = eks_for_test_cluster().await;
-    let crashes = Crashes {
-        moto: &moto,
-        eks: Some(&eks),
-        in_b: true,
-    };
-    let prepare = async |c: &Cluster| {
-        crashes.sync(c).await;
-        delete_binding(&c.client, &c.ns, "b").await;
-    };
+    let crashes = Crashes::chained(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // Associations first; then both roles.
-    let last_association = writes
-        .iter()
-        .rposition(|w| w == "DeletePodIdentityAssociation")
-        .expect("associations deleted");
-    let first_role = writes
-        .iter()
-        .position(|w| w == "DeleteRole")
-        .expect("roles deleted");
-    assert!(last_association < first_role, "{writes:?}");
+    assert_associations_deleted_before_roles(&writes);
     assert_eq!(
         writes.iter().filter(|w| *w == "DeleteRole").count(),
         2,

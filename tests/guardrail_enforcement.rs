@@ -34,22 +34,22 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
     let controller = t.controller().start();
 
-    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
-    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    create_binding(client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
     let name = role_name(ns, "deployer");
-    let before = iam_role(&moto, &name).await.expect("role made");
+    let before = iam_role(moto, &name).await.expect("role made");
     assert_eq!(before.inline_policies.len(), 1);
     assert_eq!(before.managed_policy_arns.len(), 1);
 
     // The platform team forbids passing any role: the existing role loses every grant.
     create_guardrail_for(
-        &client,
+        client,
         ns,
         "no-pass-any",
         json!({"deniedActionsOnAllResources": ["iam:PassRole", "sts:AssumeRole"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "deployer", "GuardrailViolation", 30).await;
     let (_, _, message) = ready(&b).unwrap();
     assert!(
         message.contains(&format!(
@@ -57,7 +57,7 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
         )) && message.contains("revoked until the binding complies"),
         "{message}"
     );
-    let revoked = iam_role(&moto, &name).await.expect("the role itself stays");
+    let revoked = iam_role(moto, &name).await.expect("the role itself stays");
     assert!(
         revoked.inline_policies.is_empty() && revoked.managed_policy_arns.is_empty(),
         "grants left on a violating role: {revoked:?}"
@@ -72,7 +72,7 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
         what.contains("deleted inline policy deploy") && what.contains(READ_ONLY),
         "{what}"
     );
-    let note = wait_event(&client, ns, "deployer", "GrantsRevoked", 20)
+    let note = wait_event(client, ns, "deployer", "GrantsRevoked", 20)
         .await
         .note
         .unwrap_or_default();
@@ -87,14 +87,14 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     // The team names the role it passes: compliant, and the grants are back.
     let named = format!("arn:aws:iam::{ACCOUNT}:role/ecs-task-runner");
     patch_spec(
-        &client,
+        client,
         ns,
         "deployer",
         json!({"inlinePolicies": passes_any_role(&named)["inlinePolicies"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
-    let restored = iam_role(&moto, &name).await.unwrap();
+    let b = wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
+    let restored = iam_role(moto, &name).await.unwrap();
     assert_eq!(
         restored.managed_policy_arns.iter().collect::<Vec<_>>(),
         [READ_ONLY]
@@ -105,14 +105,14 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     );
     let (status, reason, _) = condition(&b, "GrantsRevoked").unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Compliant"));
-    wait_event(&client, ns, "deployer", "GrantsRestored", 20).await;
+    wait_event(client, ns, "deployer", "GrantsRestored", 20).await;
     assert!(
         controller
             .metrics
             .encode()
             .contains("hatrack_grants_restored_total 1")
     );
-    delete_guardrail_for(&client, ns, "no-pass-any").await;
+    delete_guardrail_for(client, ns, "no-pass-any").await;
     controller.stop().await;
 }
 
@@ -121,22 +121,22 @@ async fn report_enforcement_leaves_the_role_as_it_is() {
     let t = TestNamespace::new("report").await;
     let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
     let controller = t.controller().start();
-    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
-    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    create_binding(client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
     create_guardrail_for(
-        &client,
+        client,
         ns,
         "report",
         json!({"deniedActionsOnAllResources": ["iam:PassRole"], "enforcement": "Report"}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "deployer", "GuardrailViolation", 30).await;
     assert!(ready(&b).unwrap().2.contains("enforcement: Report"));
-    let kept = iam_role(&moto, &role_name(ns, "deployer")).await.unwrap();
+    let kept = iam_role(moto, &role_name(ns, "deployer")).await.unwrap();
     assert_eq!(kept.inline_policies.len(), 1);
     assert_eq!(kept.managed_policy_arns.len(), 1);
     assert!(condition(&b, "GrantsRevoked").is_none());
-    delete_guardrail_for(&client, ns, "report").await;
+    delete_guardrail_for(client, ns, "report").await;
     controller.stop().await;
 }
 
@@ -144,18 +144,18 @@ async fn report_enforcement_leaves_the_role_as_it_is() {
 async fn denied_actions_are_found_inside_an_attached_managed_policy() {
     let t = TestNamespace::new("managed").await;
     let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
-    create_guardrail_for(&client, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    create_guardrail_for(client, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
     let controller = t.controller().start();
 
     // IAMFullAccess grants iam:* in its default version: read from IAM, refused.
     create_binding(
-        &client,
+        client,
         ns,
         "iam-admin",
         json!({"serviceAccounts": ["api"], "managedPolicyArns": [IAM_FULL_ACCESS]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "iam-admin", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "iam-admin", "GuardrailViolation", 30).await;
     let (_, _, message) = ready(&b).unwrap();
     assert!(
         message.contains(&format!(
@@ -164,20 +164,20 @@ async fn denied_actions_are_found_inside_an_attached_managed_policy() {
         "{message}"
     );
     assert!(
-        iam_role(&moto, &role_name(ns, "iam-admin")).await.is_none(),
+        iam_role(moto, &role_name(ns, "iam-admin")).await.is_none(),
         "no role for a binding whose managed policy breaks a guardrail"
     );
 
     // A managed policy without IAM actions passes, and is read once: later reconciles use
     // the cached version.
     create_binding(
-        &client,
+        client,
         ns,
         "s3-reader",
         json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}),
     )
     .await;
-    wait_ready_reason(&client, ns, "s3-reader", "Synced", 30).await;
+    wait_ready_reason(client, ns, "s3-reader", "Synced", 30).await;
     let counts = controller.metrics.iam_call_counts();
     let calls = |op: &str| {
         counts
@@ -192,7 +192,7 @@ async fn denied_actions_are_found_inside_an_attached_managed_policy() {
         2,
         "one document per policy and version: {counts:?}"
     );
-    delete_guardrail_for(&client, ns, "no-iam").await;
+    delete_guardrail_for(client, ns, "no-iam").await;
     controller.stop().await;
 }
 
@@ -249,9 +249,9 @@ async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
     let (cluster, admin, ns, moto) = (t.cluster, &t.client, t.ns.as_str(), &t.moto);
     // While no controller runs (a restart, a leader change): a guardrail, and a binding that
     // breaks it, admitted because no webhook was there to refuse it.
-    create_guardrail_for(&admin, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    create_guardrail_for(admin, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
     create_binding(
-        &admin,
+        admin,
         ns,
         "escalates",
         json!({"serviceAccounts": ["api"], "inlinePolicies": {"pass": {"Version": "2012-10-17",
@@ -276,12 +276,12 @@ async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
     // While the guardrails are held back, the binding gets neither a role nor a status.
     while tokio::time::Instant::now() < held_until {
         assert!(
-            hatrack_roles(&moto).await.is_empty(),
+            hatrack_roles(moto).await.is_empty(),
             "a role was made before the guardrails were known"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b = wait_ready_reason(&admin, ns, "escalates", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(admin, ns, "escalates", "GuardrailViolation", 30).await;
     assert!(
         ready(&b)
             .unwrap()
@@ -289,10 +289,10 @@ async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
             .contains(&format!("IAMGuardrail {ns}-no-iam"))
     );
     assert!(
-        hatrack_roles(&moto).await.is_empty(),
+        hatrack_roles(moto).await.is_empty(),
         "a violating binding got a role"
     );
-    delete_guardrail_for(&admin, ns, "no-iam").await;
+    delete_guardrail_for(admin, ns, "no-iam").await;
     controller.stop().await;
 }
 
@@ -304,16 +304,16 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
 
     // No guardrail says otherwise: the role stays, but nobody may assume it.
     create_binding(
-        &client,
+        client,
         ns,
         "keeper",
         json!({"serviceAccounts": ["api"], "managedPolicyArns": [READ_ONLY], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "keeper", "Synced", 30).await;
-    delete_binding(&client, ns, "keeper").await;
-    wait_binding_gone(&client, ns, "keeper", 30).await;
-    let kept = iam_role(&moto, &role_name(ns, "keeper"))
+    wait_ready_reason(client, ns, "keeper", "Synced", 30).await;
+    delete_binding(client, ns, "keeper").await;
+    wait_binding_gone(client, ns, "keeper", 30).await;
+    let kept = iam_role(moto, &role_name(ns, "keeper"))
         .await
         .expect("Retain keeps the role");
     let subject = format!("system:serviceaccount:{ns}:api");
@@ -334,44 +334,44 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
     );
 
     // A guardrail that allows it keeps the trust.
-    create_guardrail_for(&client, ns, "keep-trust", json!({"retain": "WithTrust"})).await;
+    create_guardrail_for(client, ns, "keep-trust", json!({"retain": "WithTrust"})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     create_binding(
-        &client,
+        client,
         ns,
         "trusted",
         json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "trusted", "Synced", 30).await;
-    delete_binding(&client, ns, "trusted").await;
-    wait_binding_gone(&client, ns, "trusted", 30).await;
-    let trusted = iam_role(&moto, &role_name(ns, "trusted")).await.unwrap();
+    wait_ready_reason(client, ns, "trusted", "Synced", 30).await;
+    delete_binding(client, ns, "trusted").await;
+    wait_binding_gone(client, ns, "trusted", 30).await;
+    let trusted = iam_role(moto, &role_name(ns, "trusted")).await.unwrap();
     assert_eq!(
         iam_eval::evaluate(&trusted.assume_role_policy, &web_identity).unwrap(),
         iam_eval::Decision::Allow
     );
-    delete_guardrail_for(&client, ns, "keep-trust").await;
+    delete_guardrail_for(client, ns, "keep-trust").await;
 
     // A guardrail that forbids Retain: the binding is refused, and its role deleted with it.
     create_binding(
-        &client,
+        client,
         ns,
         "escapee",
         json!({"serviceAccounts": ["web"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "escapee", "Synced", 30).await;
-    create_guardrail_for(&client, ns, "no-retain", json!({"retain": "Forbidden"})).await;
-    let b = wait_ready_reason(&client, ns, "escapee", "GuardrailViolation", 30).await;
+    wait_ready_reason(client, ns, "escapee", "Synced", 30).await;
+    create_guardrail_for(client, ns, "no-retain", json!({"retain": "Forbidden"})).await;
+    let b = wait_ready_reason(client, ns, "escapee", "GuardrailViolation", 30).await;
     assert!(ready(&b).unwrap().2.contains("spec.deletionPolicy"));
-    delete_binding(&client, ns, "escapee").await;
-    wait_binding_gone(&client, ns, "escapee", 30).await;
+    delete_binding(client, ns, "escapee").await;
+    wait_binding_gone(client, ns, "escapee", 30).await;
     assert!(
-        iam_role(&moto, &role_name(ns, "escapee")).await.is_none(),
+        iam_role(moto, &role_name(ns, "escapee")).await.is_none(),
         "a forbidden Retain kept the role"
     );
-    wait_event(&client, ns, "escapee", "RetainForbidden", 20).await;
-    delete_guardrail_for(&client, ns, "no-retain").await;
+    wait_event(client, ns, "escapee", "RetainForbidden", 20).await;
+    delete_guardrail_for(client, ns, "no-retain").await;
     controller.stop().await;
 }

@@ -36,9 +36,15 @@ fn chart_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/hatrack"))
 }
 
-/// The cluster with hatrack's CRDs (StaticKeyExemption), the chart's PolicyReport CRD and the
-/// audit's RBAC; returns the release namespace (where the audit's ServiceAccount is).
-async fn setup() -> (&'static TestCluster, String) {
+/// This test's turn (see [`SERIAL`]), then the cluster with hatrack's CRDs
+/// (StaticKeyExemption), the chart's PolicyReport CRD and the audit's RBAC; returns the
+/// release namespace (where the audit's ServiceAccount is) and the turn.
+async fn setup() -> (
+    &'static TestCluster,
+    String,
+    tokio::sync::MutexGuard<'static, ()>,
+) {
+    let serial = SERIAL.lock().await;
     let c = cluster_with_crds().await;
     let ns = SETUP
         .get_or_init(|| async {
@@ -77,7 +83,7 @@ async fn setup() -> (&'static TestCluster, String) {
             ns
         })
         .await;
-    (c, ns.clone())
+    (c, ns.clone(), serial)
 }
 
 /// The audit, running in-process as the chart's ServiceAccount, its requests logged.
@@ -259,8 +265,7 @@ async fn wait_report(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_follow_workloads_secrets_and_fixes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit").await;
 
@@ -521,8 +526,7 @@ async fn reports_follow_workloads_secrets_and_fixes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_written_only_when_their_content_changes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-writes").await;
     create(&admin, &ns, secret("creds", json!({"password": "a"}))).await;
@@ -719,8 +723,7 @@ fn writes_to(audit: &RunningAudit, ns: &str) -> Vec<String> {
 /// nothing and write the report only when its content changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemptions_skip_until_they_expire_and_write_only_on_change() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-exempt").await;
     let leaky = |name: &str| {
@@ -965,8 +968,7 @@ fn audit_without_a_readable_kubeconfig_exits_2() {
 /// write them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_leader_election_one_replica_writes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-lease").await;
     create(
