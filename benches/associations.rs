@@ -30,7 +30,6 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 use support::cluster::cluster_with_crds;
 use support::controller::*;
-use support::eks::EksStandIn;
 use support::moto::Moto;
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -125,16 +124,12 @@ async fn main() {
     let cluster = cluster_with_crds().await;
     let client = cluster.client().await;
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
+    let eks = eks_for_test_cluster().await;
     let start = |resync: Duration| {
-        let (iam, metrics) = moto.iam();
-        let eks_client = hatrack::eks::Eks::new(
-            eks.sdk_client(),
-            &settings().cluster_name,
-            1000,
-            metrics.clone(),
-        );
-        RunningController::start_full(client.clone(), iam, Some(eks_client), metrics, resync, None)
+        RunningController::builder(client.clone(), &moto)
+            .eks(&eks)
+            .resync(resync)
+            .start()
     };
     let controller = start(Duration::from_secs(3600));
     let mut nss = Vec::new();

@@ -30,17 +30,19 @@
 //!
 //! Every wait is bounded in time; nothing here asserts a timing.
 
+#[path = "support/http.rs"]
+mod bench_http;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench_http::http_get;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
@@ -156,20 +158,6 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// hatrack's own metrics, from its Prometheus text.
@@ -928,15 +916,8 @@ async fn accounts(dir: &Path) {
         moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
             .await;
         for id in &ids[1..] {
-            moto.sdk_client_in(id)
-                .await
-                .create_open_id_connect_provider()
-                .url(format!("https://{ISSUER_HOST_PATH}"))
-                .client_id_list("sts.amazonaws.com")
-                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-                .send()
-                .await
-                .expect("OIDC provider");
+            moto.create_oidc_provider_in(id, &format!("https://{ISSUER_HOST_PATH}"))
+                .await;
         }
         let phase = if spread { "accounts" } else { "oneaccount" };
         let api = KubeApi::start(phase).await;

@@ -39,18 +39,10 @@ ATTACK_BODY="${ATTACK_BODY:-6553599}"
 . scripts/webhook-scratch.sh
 ulimit -n 65536 2>/dev/null || true
 
-RUST_LOG=error "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-  --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --cluster-region eu-west-1 --account-id 123456789012 --default-trust pod-identity ${EXTRA_ARGS:-} \
-  >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  if curl -sk "https://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
+# EXTRA_ARGS is split into flags on purpose.
+# shellcheck disable=SC2086
+start_bench_webhook error ${EXTRA_ARGS:-}
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
-hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status"; }
 mib() { awk "BEGIN {printf \"%.1f\", $1/1024}"; }
 
 python3 -c 'import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), separators=(",",":")))' "$REVIEW" > "$WORK/body.json"

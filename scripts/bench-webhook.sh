@@ -59,19 +59,8 @@ else
   WRK_PIN=()
 fi
 
-RUST_LOG=warn "${SERVER_PIN[@]}" "$BIN" webhook --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-  --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --lookups off --mode enforce \
-  --cluster-name bench --cluster-region eu-west-1 --account-id 123456789012 --default-trust pod-identity \
-  >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
+start_bench_webhook warn
 
-for _ in $(seq 1 100); do
-  if curl -sk "https://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
-hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status"; }
 # The webhook's CPU time so far (user + system), in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 IDLE_RSS=$(rss_kib)

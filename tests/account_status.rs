@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hatrack::crd::IAMAccount;
 use hatrack::metrics::Metrics;
@@ -56,13 +55,9 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
         .build();
     let metrics = Arc::new(Metrics::default());
     let iam = hatrack::iam::Iam::from_sdk_config(&dead, 1000, metrics.clone());
-    let failing = RunningController::start_with_options(
-        client.clone(),
-        iam,
-        metrics,
-        Duration::from_secs(600),
-        Some(ns.clone()),
-    );
+    let failing = RunningController::builder_with_iam(client.clone(), iam, metrics)
+        .namespace(&ns)
+        .start();
     let (status, _, message) = wait_for(60, "Ready=False AssumeRoleFailed", || async {
         ready_of(&api, &name)
             .await
@@ -77,7 +72,9 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
     failing.stop().await;
 
     // The same account with a working STS: credentials obtained, Ready=True.
-    let working = RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let working = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .start();
     let (status, _, message) = wait_for(60, "Ready=True CredentialsObtained", || async {
         ready_of(&api, &name)
             .await

@@ -7,60 +7,28 @@ mod support;
 use std::time::Duration;
 
 use hatrack::controller::orphans::SweepOptions;
-use hatrack::crd::{IAMAccount, IAMRoleBinding};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use hatrack::crd::IAMRoleBinding;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::cluster::cluster_with_crds;
-use support::controller::{
-    ACCOUNT, ISSUER_HOST_PATH, RunningController, create_binding, create_service_account,
-    delete_binding, get_binding, hatrack_roles, ready, role_arn_annotation, wait_for,
-    wait_ready_reason,
-};
+use support::controller::*;
 use support::moto::Moto;
+use support::objects;
 
 const OTHER: &str = "222222222222";
 
 /// An IAMAccount for `account_id` selecting namespaces labelled `hatrack-test/account=<label>`.
 async fn create_account(client: &kube::Client, name: &str, account_id: &str, label: &str) {
-    let api: Api<IAMAccount> = Api::all(client.clone());
-    let a: IAMAccount = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
-        "metadata": {"name": name},
-        "spec": {
-            "accountId": account_id,
-            "assumeRole": {"roleArn": format!("arn:aws:iam::{account_id}:role/hatrack-operator"),
-                           "externalId": "hatrack-e2e"},
-            "namespaceSelector": {"matchLabels": {"hatrack-test/account": label}}
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &a)
-        .await
-        .expect("create IAMAccount");
+    let selector = json!({"matchLabels": {"hatrack-test/account": label}});
+    objects::create_account(client, name, account_id, Some("hatrack-e2e"), selector).await;
 }
 
 async fn label_namespace(client: &kube::Client, ns: &str, label: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.patch(
-        ns,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/account": label}}})),
-    )
-    .await
-    .expect("label namespace");
+    objects::label_namespace(client, ns, json!({"hatrack-test/account": label})).await;
 }
 
 async fn create_oidc_provider_in(moto: &Moto, account: &str) {
-    moto.sdk_client_in(account)
-        .await
-        .create_open_id_connect_provider()
-        .url(format!("https://{ISSUER_HOST_PATH}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("create OIDC provider");
+    moto.create_oidc_provider_in(account, &format!("https://{ISSUER_HOST_PATH}"))
+        .await;
 }
 
 fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
@@ -69,39 +37,34 @@ fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
 
 #[tokio::test]
 async fn a_binding_in_account_b_gets_its_role_there_with_b_trust_and_none_in_a() {
-    let cluster = cluster_with_crds().await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let ns = cluster.namespace("acct-b").await;
+    let t = TestNamespace::new("acct-b").await;
+    let (client, ns, moto) = (&t.client, &t.ns, &t.moto);
     let acct = format!("{ns}-b");
-    label_namespace(&client, &ns, &ns).await;
-    create_account(&client, &acct, OTHER, &ns).await;
-    create_service_account(&client, &ns, "api").await;
+    label_namespace(client, ns, ns).await;
+    create_account(client, &acct, OTHER, ns).await;
+    create_service_account(client, ns, "api").await;
     // IRSA in B needs the cluster's OIDC provider in B; A has one, B not yet.
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let controller = t.controller().start();
 
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "reader",
         json!({"serviceAccounts": ["api"], "account": acct,
                "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, &ns, "reader", "OidcProviderMissing", 60).await;
+    let b = wait_ready_reason(client, ns, "reader", "OidcProviderMissing", 60).await;
     let (_, _, message) = ready(&b).unwrap();
     assert!(
         message.contains(&format!("arn:aws:iam::{OTHER}:oidc-provider/")),
         "{message}"
     );
 
-    create_oidc_provider_in(&moto, OTHER).await;
+    create_oidc_provider_in(moto, OTHER).await;
     // The binding waits for a change or its retry; an edit brings it back at once.
-    support::controller::patch_spec(&client, &ns, "reader", json!({"description": "in B"})).await;
-    let b = wait_ready_reason(&client, &ns, "reader", "Synced", 60).await;
+    support::controller::patch_spec(client, ns, "reader", json!({"description": "in B"})).await;
+    let b = wait_ready_reason(client, ns, "reader", "Synced", 60).await;
     let status = b.status.clone().unwrap();
     let role_name = status.role_name.clone().unwrap();
     let arn = status.role_arn.clone().unwrap();
@@ -133,82 +96,73 @@ async fn a_binding_in_account_b_gets_its_role_there_with_b_trust_and_none_in_a()
         .unwrap();
     assert_eq!(attached.attached_policies().len(), 1);
     assert!(
-        hatrack_roles(&moto).await.is_empty(),
+        hatrack_roles(moto).await.is_empty(),
         "no role in the controller's account"
     );
     assert_eq!(
-        role_arn_annotation(&client, &ns, "api").await,
+        role_arn_annotation(client, ns, "api").await,
         Some(arn.clone())
     );
 
-    delete_binding(&client, &ns, "reader").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "reader")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_binding(client, ns, "reader").await;
+    wait_binding_gone(client, ns, "reader", 60).await;
     assert!(
         moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
         "role in B deleted"
     );
-    assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    assert_eq!(role_arn_annotation(client, ns, "api").await, None);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made() {
-    let cluster = cluster_with_crds().await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let ns = cluster.namespace("acct-refused").await;
+    let t = TestNamespace::without_oidc_provider("acct-refused").await;
+    let (client, ns, moto) = (&t.client, &t.ns, &t.moto);
     let acct = format!("{ns}-b");
     // The account selects another label value than this namespace has.
-    label_namespace(&client, &ns, "someone-else").await;
-    create_account(&client, &acct, OTHER, &format!("{ns}-allowed")).await;
-    create_oidc_provider_in(&moto, OTHER).await;
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    label_namespace(client, ns, "someone-else").await;
+    create_account(client, &acct, OTHER, &format!("{ns}-allowed")).await;
+    create_oidc_provider_in(moto, OTHER).await;
+    let controller = t.controller().start();
 
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "denied",
         json!({"serviceAccounts": ["api"], "account": acct}),
     )
     .await;
-    let b = wait_ready_reason(&client, &ns, "denied", "AccountNotAllowed", 60).await;
+    let b = wait_ready_reason(client, ns, "denied", "AccountNotAllowed", 60).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");
     assert!(
-        message.contains(&ns) && message.contains(OTHER),
+        message.contains(ns.as_str()) && message.contains(OTHER),
         "{message}"
     );
 
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "nowhere",
         json!({"serviceAccounts": ["web"], "account": "no-such-account"}),
     )
     .await;
-    wait_ready_reason(&client, &ns, "nowhere", "AccountUnavailable", 60).await;
+    wait_ready_reason(client, ns, "nowhere", "AccountUnavailable", 60).await;
 
     // Once the namespace is selected, the same binding is made (the namespace watch re-queues it).
-    label_namespace(&client, &ns, &format!("{ns}-allowed")).await;
-    wait_ready_reason(&client, &ns, "denied", "Synced", 60).await;
+    label_namespace(client, ns, &format!("{ns}-allowed")).await;
+    wait_ready_reason(client, ns, "denied", "Synced", 60).await;
 
     // Pod Identity in another account, from a controller that does not manage associations
     // (the chain needs one): refused whole, never half-made.
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "pod-identity",
         json!({"serviceAccounts": ["worker"], "account": acct, "trust": {"podIdentity": {}}}),
     )
     .await;
-    let b = wait_ready_reason(&client, &ns, "pod-identity", "AccountUnsupported", 60).await;
+    let b = wait_ready_reason(client, ns, "pod-identity", "AccountUnsupported", 60).await;
     assert!(ready(&b).unwrap().2.contains("targetRoleArn"));
     let in_b = moto.roles_in(OTHER, "/hatrack/").await;
     assert_eq!(
@@ -216,10 +170,10 @@ async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made(
         1,
         "only the allowed IRSA binding's role: {in_b:?}"
     );
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
 
     // spec.account cannot be changed (the API server's CEL rule).
-    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), &ns);
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
     let err = api
         .patch(
             "denied",
@@ -233,20 +187,6 @@ async fn a_namespace_the_account_does_not_select_is_refused_and_nothing_is_made(
         "{err}"
     );
     controller.stop().await;
-}
-
-/// Deletes a binding the way a forced cleanup does: its finalizer removed, so hatrack never
-/// sees the delete and the role stays.
-async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
-    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("remove finalizer");
-    delete_binding(client, ns, name).await;
 }
 
 /// Polls `check` until it answers or `secs` pass; `None` on time-out, so the caller can say
@@ -266,36 +206,23 @@ where
     None
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
-    let cluster = cluster_with_crds().await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let ns = cluster.namespace("orphans").await;
+    let t = TestNamespace::new("orphans").await;
+    let (client, ns, moto) = (&t.client, &t.ns, &t.moto);
     let acct = format!("{ns}-b");
-    label_namespace(&client, &ns, &ns).await;
-    create_account(&client, &acct, OTHER, &ns).await;
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    create_oidc_provider_in(&moto, OTHER).await;
+    label_namespace(client, ns, ns).await;
+    create_account(client, &acct, OTHER, ns).await;
+    create_oidc_provider_in(moto, OTHER).await;
 
     // First a controller that only reports.
-    let reporting = RunningController::start_in_sweeping(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(600),
-        SweepOptions {
+    let reporting = t
+        .controller()
+        .sweeping(SweepOptions {
             interval: Duration::from_millis(500),
             delete: false,
-        },
-    );
+        })
+        .start();
     for (name, spec) in [
         ("kept", json!({"serviceAccounts": ["a"]})),
         ("lost-home", json!({"serviceAccounts": ["b"]})),
@@ -305,15 +232,15 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             json!({"serviceAccounts": ["d"], "deletionPolicy": "Retain"}),
         ),
     ] {
-        create_binding(&client, &ns, name, spec).await;
-        wait_ready_reason(&client, &ns, name, "Synced", 60).await;
+        create_binding(client, ns, name, spec).await;
+        wait_ready_reason(client, ns, name, "Synced", 60).await;
     }
-    delete_by_force(&client, &ns, "lost-home").await;
-    delete_by_force(&client, &ns, "lost-b").await;
+    delete_by_force(client, ns, "lost-home").await;
+    delete_by_force(client, ns, "lost-b").await;
     // A retained role is left behind on purpose: not an orphan.
-    delete_binding(&client, &ns, "retained").await;
+    delete_binding(client, ns, "retained").await;
     wait_for(60, "retained binding gone", || async {
-        get_binding(&client, &ns, "retained")
+        get_binding(client, ns, "retained")
             .await
             .is_none()
             .then_some(())
@@ -333,7 +260,7 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     // Reported for a few sweeps, deleted by none.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        hatrack_roles(&moto).await.len(),
+        hatrack_roles(moto).await.len(),
         3,
         "kept, lost-home, retained"
     );
@@ -360,13 +287,13 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             "--account-id",
             ACCOUNT,
             "--namespace",
-            &ns,
+            ns,
             "--output",
             "json",
             // No EKS here: roles only.
             "--pod-identity-associations=false",
         ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", &t.cluster.kubeconfig)
         .env("HATRACK_IAM_ENDPOINT", &moto.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -398,19 +325,15 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     );
 
     // Then one configured to delete: both orphans go, in both accounts; the rest stays.
-    let deleting = RunningController::start_in_sweeping(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(600),
-        SweepOptions {
+    let deleting = t
+        .controller()
+        .sweeping(SweepOptions {
             interval: Duration::from_millis(500),
             delete: true,
-        },
-    );
+        })
+        .start();
     wait_for(60, "orphans deleted", || async {
-        (moto.roles_in(OTHER, "/hatrack/").await.is_empty()
-            && hatrack_roles(&moto).await.len() == 2)
+        (moto.roles_in(OTHER, "/hatrack/").await.is_empty() && hatrack_roles(moto).await.len() == 2)
             .then_some(())
     })
     .await;
@@ -421,12 +344,10 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
         ),
         Some(2.0)
     );
-    let kept = get_binding(&client, &ns, "kept")
-        .await
-        .expect("kept binding");
+    let kept = get_binding(client, ns, "kept").await.expect("kept binding");
     let role = kept.status.unwrap().role_name.unwrap();
     assert!(
-        hatrack_roles(&moto).await.contains(&role),
+        hatrack_roles(moto).await.contains(&role),
         "a live binding's role is never an orphan"
     );
     deleting.stop().await;
@@ -434,14 +355,10 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
 
 #[tokio::test]
 async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
-    let cluster = cluster_with_crds().await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let ns = cluster.namespace("adopt").await;
-    label_namespace(&client, &ns, &ns).await;
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    create_service_account(&client, &ns, "api").await;
+    let t = TestNamespace::new("adopt").await;
+    let (client, ns, moto) = (&t.client, &t.ns, &t.moto);
+    label_namespace(client, ns, ns).await;
+    create_service_account(client, ns, "api").await;
     // A role made by hand (Terraform, say): its own path, trust, policy and tag.
     let iam = moto.sdk_client();
     let legacy = "legacy-payments";
@@ -460,18 +377,17 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         .send()
         .await
         .unwrap();
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600));
+    let controller = t.controller().start();
 
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "payments",
         json!({"serviceAccounts": ["api"], "adoptRole": legacy,
                "inlinePolicies": {"read": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}}),
     )
     .await;
-    let b = wait_ready_reason(&client, &ns, "payments", "AdoptionNotAllowed", 60).await;
+    let b = wait_ready_reason(client, ns, "payments", "AdoptionNotAllowed", 60).await;
     assert!(ready(&b).unwrap().2.contains("adoptableRoles"));
     let untouched = iam.get_role().role_name(legacy).send().await.unwrap();
     let untouched = untouched.role().unwrap();
@@ -484,19 +400,14 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
     );
 
     // A guardrail for this namespace allowing roles under /legacy/.
-    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
-    let g: hatrack::crd::IAMGuardrail = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": ns},
-        "spec": {"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
-                 "adoptableRoles": ["/legacy/*"]}
-    }))
-    .unwrap();
-    guardrails
-        .create(&PostParams::default(), &g)
-        .await
-        .expect("create guardrail");
-    let b = wait_ready_reason(&client, &ns, "payments", "Synced", 60).await;
+    objects::create_guardrail(
+        client,
+        ns,
+        json!({"namespaceSelector": {"matchLabels": {"hatrack-test/account": ns}},
+               "adoptableRoles": ["/legacy/*"]}),
+    )
+    .await;
+    let b = wait_ready_reason(client, ns, "payments", "Synced", 60).await;
     let status = b.status.clone().unwrap();
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/legacy/{legacy}");
     assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
@@ -508,7 +419,7 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
-    assert_eq!(tags.get("hatrack.dev/namespace"), Some(&ns));
+    assert_eq!(tags.get("hatrack.dev/namespace"), Some(ns));
     assert_eq!(
         tags.get("hatrack.dev/name").map(String::as_str),
         Some("payments")
@@ -536,23 +447,17 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
         .unwrap();
     assert_eq!(inline.policy_names(), ["read"]);
     assert_eq!(
-        role_arn_annotation(&client, &ns, "api").await,
+        role_arn_annotation(client, ns, "api").await,
         Some(arn.clone())
     );
     assert!(
-        hatrack_roles(&moto).await.is_empty(),
+        hatrack_roles(moto).await.is_empty(),
         "no role of hatrack's own"
     );
 
     // Deleted: the adopted role is kept (and marked retained), the annotation goes.
-    delete_binding(&client, &ns, "payments").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "payments")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_binding(client, ns, "payments").await;
+    wait_binding_gone(client, ns, "payments", 60).await;
     let kept = iam.get_role().role_name(legacy).send().await.unwrap();
     assert!(
         kept.role()
@@ -562,54 +467,34 @@ async fn adoption_is_refused_without_a_guardrail_allowance_and_done_with_one() {
             .any(|t| t.key() == "hatrack.dev/retained"),
         "kept and marked retained"
     );
-    assert_eq!(role_arn_annotation(&client, &ns, "api").await, None);
+    assert_eq!(role_arn_annotation(client, ns, "api").await, None);
+    let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
     guardrails
-        .delete(&ns, &Default::default())
+        .delete(ns, &Default::default())
         .await
         .expect("delete guardrail");
     controller.stop().await;
 }
 
-/// The stand-in's associations of `ns`, by ServiceAccount.
-fn associations_of(
-    eks: &support::eks::EksStandIn,
-    ns: &str,
-) -> std::collections::BTreeMap<String, support::eks::StoredAssociation> {
-    support::controller::associations_in(eks, ns)
-}
-
 #[tokio::test]
 async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() {
-    let cluster = cluster_with_crds().await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let ns = cluster.namespace("acct-chain").await;
+    let t = TestNamespace::without_oidc_provider("acct-chain").await;
+    let (client, ns, moto) = (&t.client, &t.ns, &t.moto);
     let acct = format!("{ns}-b");
-    label_namespace(&client, &ns, &ns).await;
-    create_account(&client, &acct, OTHER, &ns).await;
-    let eks = support::eks::EksStandIn::start(
-        ACCOUNT,
-        "eu-west-1",
-        &[&support::controller::settings().cluster_name],
-    )
-    .await;
-    let controller = RunningController::start_with_eks(
-        &ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-    );
+    label_namespace(client, ns, ns).await;
+    create_account(client, &acct, OTHER, ns).await;
+    let eks = eks_for_test_cluster().await;
+    let controller = t.controller().eks(&eks).start();
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "app",
         json!({"serviceAccounts": ["api", "worker"], "account": acct,
                "trust": {"podIdentity": {}},
                "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, &ns, "app", "Synced", 60).await;
+    let b = wait_ready_reason(client, ns, "app", "Synced", 60).await;
     let status = b.status.clone().unwrap();
     let role_name = status.role_name.clone().unwrap();
     let target_arn = status.role_arn.clone().unwrap();
@@ -621,7 +506,7 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
 
     // One association per ServiceAccount: the chaining role, on to the target role, each with
     // the external id EKS made; status records both.
-    let made = associations_of(&eks, &ns);
+    let made = support::controller::associations_in(&eks, ns);
     assert_eq!(made.keys().collect::<Vec<_>>(), ["api", "worker"]);
     let mut ids = Vec::new();
     for a in made.values() {
@@ -655,8 +540,8 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
 
     // Boxed: the test's own future stays small (the controller's tasks share this thread).
     Box::pin(assert_chained_roles(
-        &moto,
-        &ns,
+        moto,
+        ns,
         &role_name,
         &chaining_arn,
         &target_arn,
@@ -667,11 +552,11 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
 
     // A ServiceAccount leaves: its association goes, and its external id from the trust.
     let worker_id = made["worker"].external_id.clone().unwrap();
-    support::controller::patch_spec(&client, &ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    support::controller::patch_spec(client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
     wait_for(60, "worker's association and external id gone", || async {
         let role = in_b.get_role().role_name(&role_name).send().await.ok()?;
         let trust = trust_of(role.role()?);
-        (!associations_of(&eks, &ns).contains_key("worker")
+        (!support::controller::associations_in(&eks, ns).contains_key("worker")
             && trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"]
                 == json!(made["api"].external_id.clone().unwrap()))
         .then_some(())
@@ -680,17 +565,11 @@ async fn pod_identity_in_account_b_chains_from_a_role_in_the_clusters_account() 
     assert_ne!(made["api"].external_id, Some(worker_id));
 
     // Delete: associations, then both roles, gone.
-    delete_binding(&client, &ns, "app").await;
-    wait_for(60, "binding gone", || async {
-        get_binding(&client, &ns, "app")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(associations_of(&eks, &ns).is_empty());
+    delete_binding(client, ns, "app").await;
+    wait_binding_gone(client, ns, "app", 60).await;
+    assert!(support::controller::associations_in(&eks, ns).is_empty());
     assert!(moto.roles_in(OTHER, "/hatrack/").await.is_empty());
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
     controller.stop().await;
 }
 

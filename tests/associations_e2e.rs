@@ -8,35 +8,13 @@ use std::time::Duration;
 
 use hatrack::naming;
 use serde_json::json;
-use support::cluster::cluster_with_crds;
 use support::controller::*;
 use support::eks::EksStandIn;
-use support::moto::Moto;
 
-struct Setup {
-    client: kube::Client,
-    ns: String,
-    moto: Moto,
-    eks: EksStandIn,
-    controller: RunningController,
-}
-
-async fn setup(resync: Duration) -> Setup {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("assoc").await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let controller = RunningController::start_with_eks(&ns, client.clone(), &moto, &eks, resync);
-    Setup {
-        client,
-        ns,
-        moto,
-        eks,
-        controller,
-    }
+/// A fresh namespace, moto with the cluster's OIDC provider, and the EKS stand-in.
+async fn setup() -> (TestNamespace, EksStandIn) {
+    let t = TestNamespace::new("assoc").await;
+    (t, eks_for_test_cluster().await)
 }
 
 fn pod_identity(sas: &[&str]) -> serde_json::Value {
@@ -45,22 +23,21 @@ fn pod_identity(sas: &[&str]) -> serde_json::Value {
 
 #[tokio::test]
 async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the_role() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        eks,
-        controller,
-    } = setup(Duration::from_secs(2)).await;
-    let ns = ns.as_str();
-    create_binding(&client, ns, "app", pod_identity(&["api", "worker"])).await;
+    let (t, eks) = setup().await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t
+        .controller()
+        .eks(&eks)
+        .resync(Duration::from_secs(2))
+        .start();
+    create_binding(client, ns, "app", pod_identity(&["api", "worker"])).await;
 
     // Role + one association per ServiceAccount, tagged as the binding's, in status.
-    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    let b = wait_ready_reason(client, ns, "app", "Synced", 30).await;
     let status = b.status.unwrap();
     let role_arn = status.role_arn.clone().unwrap();
     assert_eq!(
-        hatrack_roles(&moto).await,
+        hatrack_roles(moto).await,
         vec![status.role_name.clone().unwrap()]
     );
     let made = associations_in(&eks, ns);
@@ -90,16 +67,16 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
         .collect();
     assert_eq!(listed, expected);
     // IRSA is not asked for: no ServiceAccount annotation.
-    create_service_account(&client, ns, "api").await;
+    create_service_account(client, ns, "api").await;
 
     // A ServiceAccount leaves the binding: its association goes, the other stays as it was.
     let api_id = made["api"].id.clone();
-    patch_spec(&client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    patch_spec(client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
     let b = wait_for(
         30,
         "worker's association gone, status at generation 2",
         || async {
-            let b = get_binding(&client, ns, "app").await?;
+            let b = get_binding(client, ns, "app").await?;
             (ready(&b).is_some_and(|r| r.1 == "Synced")
                 && !associations_in(&eks, ns).contains_key("worker"))
             .then_some(b)
@@ -110,7 +87,7 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
     assert_eq!(left.keys().collect::<Vec<_>>(), ["api"]);
     assert_eq!(left["api"].id, api_id, "kept, not recreated");
     assert_eq!(b.status.unwrap().pod_identity_associations.len(), 1);
-    assert_eq!(role_arn_annotation(&client, ns, "api").await, None);
+    assert_eq!(role_arn_annotation(client, ns, "api").await, None);
 
     // Drift: someone points our association at another role; the resync points it back.
     eks.sdk_client()
@@ -130,16 +107,10 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
     .await;
 
     // Delete: the associations, then the role, are gone.
-    delete_binding(&client, ns, "app").await;
-    wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "app")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_binding(client, ns, "app").await;
+    wait_binding_gone(client, ns, "app", 30).await;
     assert!(associations_in(&eks, ns).is_empty());
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
     let counts = controller.metrics.eks_call_counts();
     assert!(
         counts.keys().all(|(_, outcome)| outcome == "success"),
@@ -150,14 +121,13 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
 
 #[tokio::test]
 async fn a_foreign_association_is_left_alone_and_reported() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        eks,
-        controller,
-    } = setup(Duration::from_secs(2)).await;
-    let ns = ns.as_str();
+    let (t, eks) = setup().await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t
+        .controller()
+        .eks(&eks)
+        .resync(Duration::from_secs(2))
+        .start();
     let by_hand = format!("arn:aws:iam::{ACCOUNT}:role/by-hand");
     let foreign = eks
         .sdk_client()
@@ -176,9 +146,9 @@ async fn a_foreign_association_is_left_alone_and_reported() {
         .association_id()
         .unwrap()
         .to_string();
-    create_binding(&client, ns, "app", pod_identity(&["web", "api"])).await;
+    create_binding(client, ns, "app", pod_identity(&["web", "api"])).await;
 
-    let b = wait_ready_reason(&client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
+    let b = wait_ready_reason(client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");
     // Someone must act (delete the foreign association): kstatus' Stalled says so.
@@ -199,7 +169,7 @@ async fn a_foreign_association_is_left_alone_and_reported() {
         "{message}"
     );
     // The role and the free ServiceAccount's association are made; the foreign one untouched.
-    assert_eq!(hatrack_roles(&moto).await.len(), 1);
+    assert_eq!(hatrack_roles(moto).await.len(), 1);
     let now = associations_in(&eks, ns);
     assert_eq!(now["web"].id, foreign_id);
     assert_eq!(now["web"].role_arn, by_hand);
@@ -223,32 +193,25 @@ async fn a_foreign_association_is_left_alone_and_reported() {
     assert_eq!(updates, None, "nothing updated");
 
     // Delete: ours goes before the role, the foreign one stays.
-    delete_binding(&client, ns, "app").await;
-    wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "app")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_binding(client, ns, "app").await;
+    wait_binding_gone(client, ns, "app", 30).await;
     let left = associations_in(&eks, ns);
     assert_eq!(left.keys().collect::<Vec<_>>(), ["web"]);
     assert_eq!(left["web"].id, foreign_id);
     assert_eq!(left["web"].role_arn, by_hand);
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gone() {
-    let Setup {
-        client,
-        ns,
-        moto: _moto,
-        eks,
-        controller,
-    } = setup(Duration::from_secs(2)).await;
-    let ns = ns.as_str();
+    let (t, eks) = setup().await;
+    let (client, ns) = (&t.client, t.ns.as_str());
+    let controller = t
+        .controller()
+        .eks(&eks)
+        .resync(Duration::from_secs(2))
+        .start();
     let foreign = eks
         .sdk_client()
         .create_pod_identity_association()
@@ -260,8 +223,8 @@ async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gon
         .await
         .unwrap();
     let foreign_id = foreign.association().unwrap().association_id().unwrap();
-    create_binding(&client, ns, "app", pod_identity(&["web"])).await;
-    wait_ready_reason(&client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
+    create_binding(client, ns, "app", pod_identity(&["web"])).await;
+    wait_ready_reason(client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
     eks.sdk_client()
         .delete_pod_identity_association()
         .cluster_name(settings().cluster_name)
@@ -269,7 +232,7 @@ async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gon
         .send()
         .await
         .unwrap();
-    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    let b = wait_ready_reason(client, ns, "app", "Synced", 30).await;
     let web = &associations_in(&eks, ns)["web"];
     assert_ne!(web.id, foreign_id);
     assert_eq!(Some(&web.role_arn), b.status.unwrap().role_arn.as_ref());
@@ -278,27 +241,26 @@ async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gon
 
 #[tokio::test]
 async fn irsa_bindings_make_no_eks_calls() {
-    let Setup {
-        client,
-        ns,
-        moto: _moto,
-        eks,
-        controller,
-    } = setup(Duration::from_secs(2)).await;
-    let ns = ns.as_str();
-    create_binding(&client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
-    let b = wait_ready_reason(&client, ns, "app", "Synced", 30).await;
+    let (t, eks) = setup().await;
+    let (client, ns) = (&t.client, t.ns.as_str());
+    let controller = t
+        .controller()
+        .eks(&eks)
+        .resync(Duration::from_secs(2))
+        .start();
+    create_binding(client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_ready_reason(client, ns, "app", "Synced", 30).await;
     assert!(b.status.unwrap().pod_identity_associations.is_empty());
     assert!(eks.calls().is_empty(), "{:?}", eks.calls());
     // Switching to Pod Identity makes the association; switching back removes it.
-    patch_spec(&client, ns, "app", json!({"trust": {"podIdentity": {}}})).await;
+    patch_spec(client, ns, "app", json!({"trust": {"podIdentity": {}}})).await;
     wait_for(30, "association made", || async {
         associations_in(&eks, ns).contains_key("api").then_some(())
     })
     .await;
     // A merge patch: null removes podIdentity.
     patch_spec(
-        &client,
+        client,
         ns,
         "app",
         json!({"trust": {"irsa": {}, "podIdentity": null}}),
@@ -306,7 +268,7 @@ async fn irsa_bindings_make_no_eks_calls() {
     .await;
     wait_for(30, "association removed, IRSA annotation back", || async {
         let gone = associations_in(&eks, ns).is_empty();
-        let b = get_binding(&client, ns, "app").await?;
+        let b = get_binding(client, ns, "app").await?;
         (gone
             && ready(&b).is_some_and(|r| r.1 == "Synced")
             && b.status?.pod_identity_associations.is_empty())
@@ -316,35 +278,12 @@ async fn irsa_bindings_make_no_eks_calls() {
     controller.stop().await;
 }
 
-async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
-    let api: kube::Api<hatrack::crd::IAMRoleBinding> = kube::Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("remove finalizer");
-    delete_binding(client, ns, name).await;
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configured() {
     use hatrack::controller::orphans::SweepOptions;
-    let Setup {
-        client,
-        ns,
-        moto,
-        eks,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
+    let (t, eks) = setup().await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().eks(&eks).start();
     let mut retained = pod_identity(&["c"]);
     retained["deletionPolicy"] = json!("Retain");
     for (name, spec) in [
@@ -352,8 +291,8 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         ("lost", pod_identity(&["b"])),
         ("retained", retained),
     ] {
-        create_binding(&client, ns, name, spec).await;
-        wait_ready_reason(&client, ns, name, "Synced", 30).await;
+        create_binding(client, ns, name, spec).await;
+        wait_ready_reason(client, ns, name, "Synced", 30).await;
     }
     // Someone else's association, untagged: never hatrack's to judge.
     eks.sdk_client()
@@ -365,11 +304,11 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         .send()
         .await
         .expect("create a foreign association");
-    delete_by_force(&client, ns, "lost").await;
+    delete_by_force(client, ns, "lost").await;
     // Retained on purpose: its role and association stay, and are no orphans.
-    delete_binding(&client, ns, "retained").await;
+    delete_binding(client, ns, "retained").await;
     wait_for(30, "retained binding gone", || async {
-        get_binding(&client, ns, "retained")
+        get_binding(client, ns, "retained")
             .await
             .is_none()
             .then_some(())
@@ -385,14 +324,7 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         interval: Duration::from_millis(500),
         delete,
     };
-    let reporting = RunningController::start_with_eks_sweeping(
-        ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-        sweep(false),
-    );
+    let reporting = t.controller().eks(&eks).sweeping(sweep(false)).start();
     wait_for(60, "one orphaned association and role reported", || async {
         let text = reporting.metrics.encode();
         (metric(&text, "hatrack_orphaned_pod_identity_associations") == Some(1.0)
@@ -403,11 +335,11 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
     // Reported for a few sweeps, deleted by none.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(associations_in(&eks, ns).len(), 4);
-    assert_eq!(hatrack_roles(&moto).await.len(), 3);
+    assert_eq!(hatrack_roles(moto).await.len(), 3);
     reporting.stop().await;
 
     // `hatrack orphans` lists the association (with its ServiceAccount) and the role.
-    let cluster = cluster_with_crds().await;
+    let cluster = t.cluster;
     let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"));
     cli.args(["orphans", "--cluster-name", &settings().cluster_name])
         .args([
@@ -459,16 +391,9 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
     assert_eq!(listed[0]["name"], json!(associations_in(&eks, ns)["b"].id));
 
     // Configured to delete: the association and then the role go; the rest stays.
-    let deleting = RunningController::start_with_eks_sweeping(
-        ns,
-        client.clone(),
-        &moto,
-        &eks,
-        Duration::from_secs(600),
-        sweep(true),
-    );
+    let deleting = t.controller().eks(&eks).sweeping(sweep(true)).start();
     wait_for(60, "orphaned association and role deleted", || async {
-        (!associations_in(&eks, ns).contains_key("b") && hatrack_roles(&moto).await.len() == 2)
+        (!associations_in(&eks, ns).contains_key("b") && hatrack_roles(moto).await.len() == 2)
             .then_some(())
     })
     .await;

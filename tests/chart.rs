@@ -115,6 +115,28 @@ fn rules(docs: &[Value]) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// `kubernetes-validate --strict` of `files` for Kubernetes `version`.
+fn kubernetes_validate(version: &str, files: &[PathBuf]) -> std::process::Output {
+    Command::new(tool(
+        "HATRACK_KUBERNETES_VALIDATE",
+        ".venv/bin/kubernetes-validate",
+    ))
+    .args(["--strict", "--quiet", "-k", version])
+    .args(files)
+    .output()
+    .expect("run kubernetes-validate")
+}
+
+/// Fails with `what` and the command's output unless it succeeded.
+fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn chart_passes_helm_lint_strict() {
     for file in ["required.yaml", "custom.yaml", "cert-manager.yaml"] {
@@ -125,12 +147,7 @@ fn chart_passes_helm_lint_strict() {
             .arg(values(file))
             .output()
             .expect("run helm");
-        assert!(
-            out.status.success(),
-            "helm lint --strict -f {file}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("helm lint --strict -f {file}"));
     }
 }
 
@@ -157,22 +174,9 @@ fn every_rendering_validates_against_supported_kubernetes_versions() {
         std::fs::write(&path, rendered).expect("write rendering");
         files.push(path);
     }
-    let validate = tool(
-        "HATRACK_KUBERNETES_VALIDATE",
-        ".venv/bin/kubernetes-validate",
-    );
     for version in KUBERNETES_VERSIONS {
-        let out = Command::new(&validate)
-            .args(["--strict", "--quiet", "-k", version])
-            .args(&files)
-            .output()
-            .expect("run kubernetes-validate");
-        assert!(
-            out.status.success(),
-            "kubernetes-validate -k {version}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = kubernetes_validate(version, &files);
+        assert_success(&out, &format!("kubernetes-validate -k {version}"));
     }
 }
 
@@ -185,14 +189,7 @@ fn kubernetes_validate_catches_a_bad_manifest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("broken.yaml");
     std::fs::write(&path, broken).expect("write");
-    let out = Command::new(tool(
-        "HATRACK_KUBERNETES_VALIDATE",
-        ".venv/bin/kubernetes-validate",
-    ))
-    .args(["--strict", "--quiet", "-k", KUBERNETES_VERSIONS[0]])
-    .arg(&path)
-    .output()
-    .expect("run kubernetes-validate");
+    let out = kubernetes_validate(KUBERNETES_VERSIONS[0], &[path]);
     assert!(!out.status.success(), "an unknown field was not rejected");
 }
 

@@ -46,16 +46,25 @@ fn plan(paths: &[&str]) -> Output {
     hatrack(&args, None)
 }
 
-#[test]
-fn plans_every_binding_in_a_directory() {
-    let out = plan(&["examples"]);
+/// The roles `plan` prints for `paths`, which it must plan with exit code 0.
+fn planned(paths: &[&str]) -> Vec<Value> {
+    roles_of(plan(paths))
+}
+
+/// The roles a `plan` that exited 0 printed.
+fn roles_of(out: Output) -> Vec<Value> {
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn plans_every_binding_in_a_directory() {
+    let roles = planned(&["examples"]);
     assert_eq!(roles.len(), 2);
     let names: Vec<&str> = roles.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["exporter", "reader"]);
@@ -131,14 +140,7 @@ fn reads_stdin_and_applies_the_default_namespace() {
     let mut args = vec!["plan", "--default-namespace=team-a"];
     args.extend(CLUSTER);
     args.push("-");
-    let out = hatrack(&args, Some(manifest));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let roles = roles_of(hatrack(&args, Some(manifest)));
     assert_eq!(roles[0]["namespace"], "team-a");
     let sub = roles[0]["assumeRolePolicy"]["Statement"][0]["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"].clone();
     assert_eq!(sub, "system:serviceaccount:team-a:app");
@@ -248,14 +250,7 @@ fn crd_subcommand_prints_the_checked_in_crds() {
 
 #[test]
 fn plan_applies_guardrails_found_in_the_input_and_shows_the_enforced_boundary() {
-    let out = plan(&["tests/data/guardrails"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let roles = planned(&["tests/data/guardrails"]);
     assert_eq!(roles.len(), 1);
     assert_eq!(
         roles[0]["permissionsBoundary"],
@@ -318,14 +313,7 @@ spec:
     let mut args = vec!["plan"];
     args.extend(CLUSTER);
     args.push("-");
-    let out = hatrack(&args, Some(manifest));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let roles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let roles = roles_of(hatrack(&args, Some(manifest)));
     let target = &roles[0];
     let target_arn = target["arn"].as_str().unwrap();
     assert!(target_arn.starts_with("arn:aws:iam::222222222222:role/hatrack/"));

@@ -226,13 +226,11 @@ async fn upgrading_a_name_only_install_adopts_its_roles_in_place() {
     before.cluster_region = None;
 
     // The earlier install: bindings of both trusts synced with name-keyed roles.
-    let old = RunningController::start_in_as(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(60),
-        before.clone(),
-    );
+    let old = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .resync(Duration::from_secs(60))
+        .settings(before.clone())
+        .start();
     let s3 = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
     create_binding(
         &client,
@@ -258,13 +256,11 @@ async fn upgrading_a_name_only_install_adopts_its_roles_in_place() {
     old.stop().await;
 
     // Upgraded: the same cluster, now known by its ARN.
-    let new = RunningController::start_in_as(
-        &ns,
-        client.clone(),
-        &moto,
-        Duration::from_secs(60),
-        upgraded.clone(),
-    );
+    let new = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .resync(Duration::from_secs(60))
+        .settings(upgraded.clone())
+        .start();
     for name in &names {
         let role = wait_for(
             30,

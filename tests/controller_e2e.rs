@@ -6,60 +6,20 @@ mod support;
 
 use std::time::Duration;
 
-use hatrack::naming;
 use k8s_openapi::api::events::v1::Event;
 use serde_json::json;
 use support::cluster::cluster_with_crds;
 use support::controller::*;
 use support::moto::Moto;
-
-struct Setup {
-    client: kube::Client,
-    /// The test's own namespace (bindings, ServiceAccounts, Events).
-    ns: String,
-    moto: Moto,
-    controller: RunningController,
-}
-
-/// A fresh namespace, moto with the cluster's OIDC provider, and a controller watching the
-/// namespace.
-async fn setup(resync: Duration) -> Setup {
-    let s = setup_without_oidc_provider(resync).await;
-    s.moto
-        .create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    s
-}
-
-async fn setup_without_oidc_provider(resync: Duration) -> Setup {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("e2e").await;
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    let controller = RunningController::start_in(&ns, client.clone(), &moto, resync);
-    Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    }
-}
-
-fn role_name(ns: &str, name: &str) -> String {
-    naming::role_name(&settings().cluster_identity(), ns, name)
-}
+use support::objects::{create_guardrail_for, label_namespace};
 
 #[tokio::test]
 async fn apply_edit_drift_and_delete() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(2)).await;
-    let ns = ns.as_str();
-    create_service_account(&client, ns, "api").await;
-    create_binding(&client, ns, "reader", json!({
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().resync(Duration::from_secs(2)).start();
+    create_service_account(client, ns, "api").await;
+    create_binding(client, ns, "reader", json!({
         "serviceAccounts": ["api", "worker"],
         "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
         "inlinePolicies": {"put-receipts": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::receipts/*"}]}}
@@ -67,7 +27,7 @@ async fn apply_edit_drift_and_delete() {
     .await;
 
     // apply → role, status Ready, finalizer, SA annotated
-    let b = wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
+    let b = wait_ready_reason(client, ns, "reader", "Synced", 20).await;
     let status = b.status.clone().unwrap();
     let name = role_name(ns, "reader");
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{name}");
@@ -79,28 +39,20 @@ async fn apply_edit_drift_and_delete() {
         b.metadata.finalizers.clone().unwrap_or_default(),
         vec![hatrack::controller::FINALIZER.to_string()]
     );
-    assert_eq!(hatrack_roles(&moto).await, vec![name.clone()]);
+    assert_eq!(hatrack_roles(moto).await, vec![name.clone()]);
     let (iam, _) = moto.iam();
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.managed_policy_arns.len(), 1);
     assert_eq!(actual.inline_policies.len(), 1);
-    wait_for(10, "api annotated", || async {
-        (role_arn_annotation(&client, ns, "api").await.as_deref() == Some(arn.as_str()))
-            .then_some(())
-    })
-    .await;
+    wait_role_arn_annotation(client, ns, "api", &arn, 10).await;
 
     // a bound ServiceAccount that appears later is annotated then
-    create_service_account(&client, ns, "worker").await;
-    wait_for(10, "worker annotated", || async {
-        (role_arn_annotation(&client, ns, "worker").await.as_deref() == Some(arn.as_str()))
-            .then_some(())
-    })
-    .await;
+    create_service_account(client, ns, "worker").await;
+    wait_role_arn_annotation(client, ns, "worker", &arn, 10).await;
 
     // edit → role updated, observedGeneration advances
-    patch_spec(&client, ns, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
-    let b = wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
+    patch_spec(client, ns, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
+    let b = wait_ready_reason(client, ns, "reader", "Synced", 20).await;
     assert_eq!(b.status.as_ref().unwrap().observed_generation, Some(2));
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.description, "edited");
@@ -142,41 +94,28 @@ async fn apply_edit_drift_and_delete() {
     assert_eq!(event.type_.as_deref(), Some("Normal"));
 
     // delete → role gone, finalizer removed, annotations removed
-    delete_binding(&client, ns, "reader").await;
-    wait_for(20, "binding gone", || async {
-        get_binding(&client, ns, "reader")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(hatrack_roles(&moto).await.is_empty());
-    assert_eq!(role_arn_annotation(&client, ns, "api").await, None);
-    assert_eq!(role_arn_annotation(&client, ns, "worker").await, None);
+    delete_binding(client, ns, "reader").await;
+    wait_binding_gone(client, ns, "reader", 20).await;
+    assert!(hatrack_roles(moto).await.is_empty());
+    assert_eq!(role_arn_annotation(client, ns, "api").await, None);
+    assert_eq!(role_arn_annotation(client, ns, "worker").await, None);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_resync_of_bindings_in_sync_writes_nothing() {
     // The controller's client logs its requests: the API server's side of "no writes".
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("e2e").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
     let log = RequestLog::default();
-    let controller = RunningController::start_in(
-        ns,
-        log.client(&cluster.kubeconfig).await,
-        &moto,
-        Duration::from_secs(1),
-    );
+    let controller = RunningController::builder(log.client(&t.cluster.kubeconfig).await, moto)
+        .namespace(ns)
+        .resync(Duration::from_secs(1))
+        .start();
     for name in ["a", "b", "c"] {
-        create_service_account(&client, ns, &format!("sa-{name}")).await;
+        create_service_account(client, ns, &format!("sa-{name}")).await;
         create_binding(
-            &client,
+            client,
             ns,
             name,
             json!({"serviceAccounts": [format!("sa-{name}")]}),
@@ -184,11 +123,11 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
         .await;
     }
     for name in ["a", "b", "c"] {
-        wait_ready_reason(&client, ns, name, "Synced", 20).await;
+        wait_ready_reason(client, ns, name, "Synced", 20).await;
     }
     for name in ["a", "b", "c"] {
         wait_for(10, "ServiceAccount annotated", || async {
-            role_arn_annotation(&client, ns, &format!("sa-{name}"))
+            role_arn_annotation(client, ns, &format!("sa-{name}"))
                 .await
                 .map(|_| ())
         })
@@ -239,177 +178,137 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
         .map(|(_, n)| *n)
         .sum::<u64>();
     assert!(reads >= 6, "expected resync reads, got {reads}");
-    assert_eq!(hatrack_roles(&moto).await.len(), 3);
+    assert_eq!(hatrack_roles(moto).await.len(), 3);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn an_invalid_spec_gets_invalid_spec_and_no_role() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
-    create_binding(&client, ns, "maybe", json!({
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
+    create_binding(client, ns, "maybe", json!({
         "serviceAccounts": ["api"],
         "inlinePolicies": {"undecided": {"Statement": [{"Effect": "Perhaps", "Action": "s3:GetObject", "Resource": "*"}]}}
     }))
     .await;
-    let b = wait_ready_reason(&client, ns, "maybe", "InvalidSpec", 20).await;
+    let b = wait_ready_reason(client, ns, "maybe", "InvalidSpec", 20).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");
     assert!(message.contains(r#"spec.inlinePolicies.undecided.Statement[0].Effect: Effect must be Allow or Deny, got "Perhaps""#), "{message}");
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // fixing the spec makes it Ready
-    patch_spec(&client, ns, "maybe", json!({"inlinePolicies": {"undecided": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
-    wait_ready_reason(&client, ns, "maybe", "Synced", 20).await;
+    patch_spec(client, ns, "maybe", json!({"inlinePolicies": {"undecided": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})).await;
+    wait_ready_reason(client, ns, "maybe", "Synced", 20).await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn two_bindings_claiming_one_service_account_conflict() {
-    let Setup {
-        client,
-        ns,
-        moto: _moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
-    create_binding(&client, ns, "first", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, ns, "first", "Synced", 20).await;
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns) = (&t.client, t.ns.as_str());
+    let controller = t.controller().start();
+    create_binding(client, ns, "first", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(client, ns, "first", "Synced", 20).await;
     // creationTimestamp has one-second resolution: make the second visibly later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     create_binding(
-        &client,
+        client,
         ns,
         "second",
         json!({"serviceAccounts": ["web", "api"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "second", "ServiceAccountConflict", 20).await;
+    let b = wait_ready_reason(client, ns, "second", "ServiceAccountConflict", 20).await;
     assert!(ready(&b).unwrap().2.contains("\"first\""));
-    let first = get_binding(&client, ns, "first").await.unwrap();
+    let first = get_binding(client, ns, "first").await.unwrap();
     assert_eq!(ready(&first).unwrap().1, "Synced");
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn an_unowned_role_is_reported_and_left_alone() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
     let name = role_name(ns, "squatter");
     moto.sdk_client().create_role().role_name(&name).path("/hatrack/")
         .assume_role_policy_document(json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}).to_string())
         .send().await.unwrap();
-    create_binding(&client, ns, "squatter", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, ns, "squatter", "RoleNotOwned", 20).await;
+    create_binding(client, ns, "squatter", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(client, ns, "squatter", "RoleNotOwned", 20).await;
     assert_eq!(controller.metrics.iam_write_count(), 0);
     // deleting the binding leaves the foreign role in place
-    delete_binding(&client, ns, "squatter").await;
-    wait_for(20, "binding gone", || async {
-        get_binding(&client, ns, "squatter")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert_eq!(hatrack_roles(&moto).await, vec![name]);
+    delete_binding(client, ns, "squatter").await;
+    wait_binding_gone(client, ns, "squatter", 20).await;
+    assert_eq!(hatrack_roles(moto).await, vec![name]);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn retain_keeps_the_role_and_drops_the_finalizer() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
     create_binding(
-        &client,
+        client,
         ns,
         "keeper",
         json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "keeper", "Synced", 20).await;
-    delete_binding(&client, ns, "keeper").await;
-    wait_for(20, "binding gone", || async {
-        get_binding(&client, ns, "keeper")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert_eq!(hatrack_roles(&moto).await, vec![role_name(ns, "keeper")]);
+    wait_ready_reason(client, ns, "keeper", "Synced", 20).await;
+    delete_binding(client, ns, "keeper").await;
+    wait_binding_gone(client, ns, "keeper", 20).await;
+    assert_eq!(hatrack_roles(moto).await, vec![role_name(ns, "keeper")]);
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_oidc_provider_is_reported() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup_without_oidc_provider(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
-    create_binding(&client, ns, "irsa", json!({"serviceAccounts": ["api"]})).await;
-    let b = wait_ready_reason(&client, ns, "irsa", "OidcProviderMissing", 20).await;
+    let t = TestNamespace::without_oidc_provider("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
+    create_binding(client, ns, "irsa", json!({"serviceAccounts": ["api"]})).await;
+    let b = wait_ready_reason(client, ns, "irsa", "OidcProviderMissing", 20).await;
     assert!(ready(&b).unwrap().2.contains(ISSUER_HOST_PATH));
-    assert!(hatrack_roles(&moto).await.is_empty());
+    assert!(hatrack_roles(moto).await.is_empty());
     // Pod Identity needs no OIDC provider.
     create_binding(
-        &client,
+        client,
         ns,
         "pod-identity",
         json!({"serviceAccounts": ["web"], "trust": {"podIdentity": {}}}),
     )
     .await;
-    wait_ready_reason(&client, ns, "pod-identity", "Synced", 20).await;
+    wait_ready_reason(client, ns, "pod-identity", "Synced", 20).await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("e2e").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
     let names: Vec<String> = (0..6).map(|i| format!("b{i}")).collect();
     for n in &names {
-        create_binding(&client, ns, n, json!({"serviceAccounts": [format!("sa-{n}")], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
+        create_binding(client, ns, n, json!({"serviceAccounts": [format!("sa-{n}")], "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]})).await;
     }
     // First controller: killed as soon as it has created some role, mid-way through the batch.
-    let first = RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    let first = t.controller().start();
     wait_for(20, "a first role", || async {
-        (!hatrack_roles(&moto).await.is_empty()).then_some(())
+        (!hatrack_roles(moto).await.is_empty()).then_some(())
     })
     .await;
     first.kill();
     // Delete one binding while no controller runs; its finalizer holds it.
-    delete_binding(&client, ns, "b0").await;
-    let second = RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    delete_binding(client, ns, "b0").await;
+    let second = t.controller().start();
     for n in &names[1..] {
-        wait_ready_reason(&client, ns, n, "Synced", 30).await;
+        wait_ready_reason(client, ns, n, "Synced", 30).await;
     }
-    wait_for(20, "b0 gone", || async {
-        get_binding(&client, ns, "b0").await.is_none().then_some(())
-    })
-    .await;
-    let mut roles = hatrack_roles(&moto).await;
+    wait_binding_gone(client, ns, "b0", 20).await;
+    let mut roles = hatrack_roles(moto).await;
     roles.sort();
     let mut expected: Vec<String> = names[1..].iter().map(|n| role_name(ns, n)).collect();
     expected.sort();
@@ -432,53 +331,18 @@ async fn a_controller_restarted_mid_way_makes_no_duplicate_or_orphan() {
     second.stop().await;
 }
 
-/// A guardrail named `<ns>-<name>` (guardrails are cluster-wide; the tests share the API
-/// server), selecting only namespace `ns` besides what `spec` says.
-async fn create_guardrail(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    mut spec: serde_json::Value,
-) {
-    let labels = spec["namespaceSelector"]["matchLabels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let mut labels = labels;
-    labels.insert("kubernetes.io/metadata.name".into(), json!(ns));
-    spec["namespaceSelector"] = json!({"matchLabels": labels});
-    let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
-    let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": format!("{ns}-{name}")}, "spec": spec})).unwrap();
-    api.create(&kube::api::PostParams::default(), &g)
-        .await
-        .expect("create guardrail");
-}
-
 #[tokio::test]
 async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
-    let Setup {
-        client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(client.clone());
-    namespaces
-        .patch(
-            ns,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"tier": "sandbox"}}})),
-        )
-        .await
-        .unwrap();
-    create_guardrail(&client, ns, "no-iam", json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"]})).await;
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
+    label_namespace(client, ns, json!({"tier": "sandbox"})).await;
+    create_guardrail_for(client, ns, "no-iam", json!({"namespaceSelector": {"matchLabels": {"tier": "sandbox"}}, "deniedActions": ["iam:*"]})).await;
     // Let the controller's guardrail and namespace caches fill.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    create_binding(&client, ns, "escalate", json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "IAM:createrole", "Resource": "*"}]}}})).await;
-    let b = wait_ready_reason(&client, ns, "escalate", "GuardrailViolation", 20).await;
+    create_binding(client, ns, "escalate", json!({"serviceAccounts": ["api"], "inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "IAM:createrole", "Resource": "*"}]}}})).await;
+    let b = wait_ready_reason(client, ns, "escalate", "GuardrailViolation", 20).await;
     assert!(
         ready(&b).unwrap().2.contains(&format!(
             "IAMGuardrail {ns}-no-iam: spec.inlinePolicies.p.Statement[0].Action[0]"
@@ -487,22 +351,22 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
         ready(&b)
     );
     assert!(
-        hatrack_roles(&moto).await.is_empty(),
+        hatrack_roles(moto).await.is_empty(),
         "no IAM writes for a violating binding"
     );
 
     // A binding admitted before a guardrail existed: the new guardrail re-queues it.
     // (ReadOnlyAccess would break no-iam: the controller reads it, and it grants iam:Get*.)
-    create_binding(&client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]})).await;
-    wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
-    create_guardrail(
-        &client,
+    create_binding(client, ns, "reader", json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]})).await;
+    wait_ready_reason(client, ns, "reader", "Synced", 20).await;
+    create_guardrail_for(
+        client,
         ns,
         "no-managed",
         json!({"allowedManagedPolicyArns": []}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "reader", "GuardrailViolation", 20).await;
+    let b = wait_ready_reason(client, ns, "reader", "GuardrailViolation", 20).await;
     assert!(
         ready(&b).unwrap().2.contains(&format!(
             "IAMGuardrail {ns}-no-managed: spec.managedPolicyArns[0]"
@@ -523,7 +387,7 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
     api.delete(&format!("{ns}-no-managed"), &Default::default())
         .await
         .unwrap();
-    wait_ready_reason(&client, ns, "reader", "Synced", 20).await;
+    wait_ready_reason(client, ns, "reader", "Synced", 20).await;
     let role = iam
         .get_role(&role_name(ns, "reader"))
         .await
@@ -538,23 +402,19 @@ async fn guardrails_block_iam_writes_and_a_new_guardrail_requeues_bindings() {
 
 #[tokio::test]
 async fn a_required_boundary_is_set_on_the_role() {
-    let Setup {
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
+    create_guardrail_for(
         client,
-        ns,
-        moto,
-        controller,
-    } = setup(Duration::from_secs(600)).await;
-    let ns = ns.as_str();
-    create_guardrail(
-        &client,
         ns,
         "boundary",
         json!({"requiredPermissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess"}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    create_binding(&client, ns, "bounded", json!({"serviceAccounts": ["api"]})).await;
-    wait_ready_reason(&client, ns, "bounded", "Synced", 20).await;
+    create_binding(client, ns, "bounded", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(client, ns, "bounded", "Synced", 20).await;
     let (iam, _) = moto.iam();
     let role = iam
         .get_role(&role_name(ns, "bounded"))
@@ -577,7 +437,7 @@ async fn a_required_boundary_is_set_on_the_role() {
         .then_some(())
     })
     .await;
-    create_guardrail(&client, ns, "broken", json!({"deniedActions": ["iam"]})).await;
+    create_guardrail_for(client, ns, "broken", json!({"deniedActions": ["iam"]})).await;
     let message = wait_for(10, "guardrail status Invalid", || async {
         let s = guardrails.get(&format!("{ns}-broken")).await.ok()?.status?;
         s.conditions
@@ -606,7 +466,9 @@ async fn a_controller_stopped_as_it_starts_stops() {
     let moto = Moto::start();
     create_binding(&client, &ns, "early", json!({"serviceAccounts": ["api"]})).await;
     for _ in 0..3 {
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(600))
+        RunningController::builder(client.clone(), &moto)
+            .namespace(&ns)
+            .start()
             .stop()
             .await;
     }

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::json;
 use support::apiserver::ApiServer;
 use support::controller::*;
@@ -19,7 +17,7 @@ async fn setup() -> (ApiServer, Moto, RunningController) {
     let moto = Moto::start();
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(server.client(), &moto).start();
     (server, moto, controller)
 }
 
@@ -128,7 +126,7 @@ async fn no_binding_is_judged_before_the_guardrails_are_listed() {
         .unwrap(),
     );
     server.faults().fail_next(3, "GET", "/iamguardrails", 500);
-    let controller = RunningController::start(server.client(), &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(server.client(), &moto).start();
     let b = wait_ready_reason(&server.client(), NS, "escalates", "GuardrailViolation", 60).await;
     let (status, _, message) = ready(&b).unwrap();
     assert_eq!(status, "False");

@@ -9,7 +9,6 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use hatrack::role;
 use serde_json::{Value, json};
@@ -18,6 +17,7 @@ use support::controller::*;
 use support::eks::EksStandIn;
 use support::faults::{CrashAfterWrites, CrashState};
 use support::moto::Moto;
+use support::objects::{create_account, label_namespace};
 
 fn spec_v1() -> Value {
     json!({
@@ -36,23 +36,247 @@ fn spec_v2() -> Value {
     })
 }
 
-/// A controller that crashes after `n` IAM writes; returns it and its crash state.
-fn crashing_controller(c: &Cluster, moto: &Moto, n: usize) -> (RunningController, Arc<CrashState>) {
-    let state = Arc::new(CrashState::default());
-    let (iam, metrics) = moto.iam_with(CrashAfterWrites {
-        allowed_writes: n,
-        state: state.clone(),
-    });
-    (
-        RunningController::start_with_options(
-            c.client.clone(),
-            iam,
-            metrics,
-            Duration::from_secs(600),
-            Some(c.ns.clone()),
-        ),
-        state,
-    )
+fn pod_spec_v1() -> Value {
+    json!({
+        "serviceAccounts": ["api", "worker"],
+        "trust": {"podIdentity": {}},
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    })
+}
+
+fn pod_spec_v2() -> Value {
+    json!({"serviceAccounts": ["api", "jobs"]})
+}
+
+/// The other account of the cross-account crash points.
+const OTHER: &str = "222222222222";
+
+/// The API server's client and the namespace of one crash point.
+struct Cluster {
+    client: kube::Client,
+    ns: String,
+}
+
+/// Whether binding `b` reports Ready with reason Synced.
+async fn is_synced(c: &Cluster) -> bool {
+    get_binding(&c.client, &c.ns, "b")
+        .await
+        .and_then(|b| ready(&b))
+        .is_some_and(|r| r.1 == "Synced")
+}
+
+async fn is_gone(c: &Cluster) -> bool {
+    get_binding(&c.client, &c.ns, "b").await.is_none()
+}
+
+/// Where a flow ends: binding `b` Synced, or gone.
+#[derive(Clone, Copy)]
+enum End {
+    Synced,
+    Gone,
+}
+
+impl End {
+    async fn reached(self, c: &Cluster) -> bool {
+        match self {
+            End::Synced => is_synced(c).await,
+            End::Gone => is_gone(c).await,
+        }
+    }
+
+    /// Waits (30 s at most) until the flow has ended.
+    async fn wait(self, c: &Cluster) {
+        match self {
+            End::Synced => {
+                wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+            }
+            End::Gone => {
+                wait_for(30, "binding gone", || async {
+                    is_gone(c).await.then_some(())
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// One family of crash points: binding `b` with IRSA or (with `eks`) Pod Identity, in the
+/// controller's account or (`in_b`) in account B through an IAMAccount. Each crash point gets
+/// a fresh namespace, a reset moto and a reset EKS.
+struct Crashes<'a> {
+    moto: &'a Moto,
+    eks: Option<&'a EksStandIn>,
+    in_b: bool,
+}
+
+impl<'a> Crashes<'a> {
+    fn irsa(moto: &'a Moto) -> Self {
+        Crashes {
+            moto,
+            eks: None,
+            in_b: false,
+        }
+    }
+
+    fn irsa_in_b(moto: &'a Moto) -> Self {
+        Crashes {
+            moto,
+            eks: None,
+            in_b: true,
+        }
+    }
+
+    fn pod_identity(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
+        Crashes {
+            moto,
+            eks: Some(eks),
+            in_b: false,
+        }
+    }
+
+    /// Pod Identity in B: the chaining role at home, the target role in B.
+    fn chained(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
+        Crashes {
+            moto,
+            eks: Some(eks),
+            in_b: true,
+        }
+    }
+
+    /// A fresh IAM (with the cluster's OIDC provider where IRSA needs it), EKS and namespace
+    /// holding binding `b` at v1 (naming a fresh IAMAccount for B that selects the namespace,
+    /// if `in_b`).
+    async fn fresh(&self) -> Cluster {
+        self.moto.reset();
+        if let Some(eks) = self.eks {
+            eks.reset();
+        }
+        let issuer = format!("https://{ISSUER_HOST_PATH}");
+        match (self.eks.is_some(), self.in_b) {
+            (false, false) => self.moto.create_oidc_provider(&issuer).await,
+            (false, true) => self.moto.create_oidc_provider_in(OTHER, &issuer).await,
+            (true, _) => {}
+        }
+        let prefix = match (self.eks.is_some(), self.in_b) {
+            (false, false) => "crash",
+            (false, true) => "crash-b",
+            (true, false) => "crash-pi",
+            (true, true) => "crash-chain",
+        };
+        let cluster = cluster_with_crds().await;
+        let c = Cluster {
+            client: cluster.client().await,
+            ns: cluster.namespace(prefix).await,
+        };
+        let mut spec = if self.eks.is_some() {
+            pod_spec_v1()
+        } else {
+            spec_v1()
+        };
+        if self.in_b {
+            label_namespace(&c.client, &c.ns, json!({"crash-account": c.ns})).await;
+            let selector = json!({"matchLabels": {"crash-account": c.ns}});
+            create_account(&c.client, &c.ns, OTHER, None, selector).await;
+            spec["account"] = json!(c.ns);
+        }
+        create_binding(&c.client, &c.ns, "b", spec).await;
+        c
+    }
+
+    /// A controller whose IAM writes (in every account, if `in_b`) and EKS writes stop
+    /// after `n` in all (`usize::MAX`: never); returns it and its crash state.
+    fn crashing(&self, c: &Cluster, n: usize) -> (RunningController, Arc<CrashState>) {
+        let state = Arc::new(CrashState::default());
+        let crash = CrashAfterWrites {
+            allowed_writes: n,
+            state: state.clone(),
+        };
+        let (iam, metrics) = if self.in_b {
+            self.moto.iam_crashing(n, state.clone())
+        } else {
+            self.moto.iam_with(crash.clone())
+        };
+        let mut controller =
+            RunningController::builder_with_iam(c.client.clone(), iam, metrics).namespace(&c.ns);
+        if let Some(eks) = self.eks {
+            controller = controller.eks_client(aws_sdk_eks::Client::from_conf(
+                eks.sdk_config().interceptor(crash).build(),
+            ));
+        }
+        (controller.start(), state)
+    }
+
+    /// A controller that does not crash, with a long resync so only watch events drive it.
+    fn healthy(&self, c: &Cluster) -> RunningController {
+        let controller = RunningController::builder(c.client.clone(), self.moto).namespace(&c.ns);
+        match self.eks {
+            Some(eks) => controller.eks(eks).start(),
+            None => controller.start(),
+        }
+    }
+
+    /// Lets a healthy controller sync binding `b`, then stops it.
+    async fn sync(&self, c: &Cluster) {
+        let healthy = self.healthy(c);
+        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
+        healthy.stop().await;
+    }
+
+    /// [`sync`](Self::sync), then change binding `b` to `spec`: where an update flow starts.
+    async fn sync_then_patch(&self, c: &Cluster, spec: Value) {
+        self.sync(c).await;
+        patch_spec(&c.client, &c.ns, "b", spec).await;
+    }
+
+    /// [`sync`](Self::sync), then delete binding `b`: where a delete flow starts.
+    async fn sync_then_delete(&self, c: &Cluster) {
+        self.sync(c).await;
+        delete_binding(&c.client, &c.ns, "b").await;
+    }
+
+    /// The writes a never-crashing counting controller makes in `c` until `done` (`what`).
+    async fn writes_until(
+        &self,
+        c: &Cluster,
+        what: &str,
+        done: impl AsyncFn() -> bool,
+    ) -> Vec<String> {
+        let (counting, state) = self.crashing(c, usize::MAX);
+        wait_for(30, what, || async { done().await.then_some(()) }).await;
+        counting.kill();
+        state.writes()
+    }
+
+    /// The writes of the flow from where `prepare` leaves a fresh namespace to `end` (so
+    /// the crash points follow the flow, whatever it takes).
+    async fn writes_of_flow(&self, prepare: impl AsyncFn(&Cluster), end: End) -> Vec<String> {
+        let c = self.fresh().await;
+        prepare(&c).await;
+        self.writes_until(&c, "flow done", async || end.reached(&c).await)
+            .await
+    }
+
+    /// For each crash point `n` of a flow of `writes` writes: a fresh namespace, `prepare`, a
+    /// controller that dies after `n` writes, a healthy one until the flow's `end`, and then
+    /// `check(c, n)` of the end state.
+    async fn crash_at_every_step(
+        &self,
+        writes: usize,
+        prepare: impl AsyncFn(&Cluster),
+        end: End,
+        check: impl AsyncFn(&Cluster, usize),
+    ) {
+        for n in 0..=writes {
+            let c = self.fresh().await;
+            prepare(&c).await;
+            let (first, state) = self.crashing(&c, n);
+            run_until_crash_or(&state, first, n, writes, async || end.reached(&c).await).await;
+            let second = self.healthy(&c);
+            end.wait(&c).await;
+            check(&c, n).await;
+            second.stop().await;
+        }
+    }
 }
 
 /// Waits until the crashing controller either crashed or reached `done`, then kills it. A
@@ -109,180 +333,71 @@ async fn assert_role_matches(c: &Cluster, moto: &Moto, name: &str) {
     );
 }
 
-/// The API server's client and the namespace of one crash point.
-struct Cluster {
-    client: kube::Client,
-    ns: String,
+async fn assert_observed_generation(c: &Cluster, generation: i64) {
+    let b = get_binding(&c.client, &c.ns, "b").await.expect("binding");
+    assert_eq!(b.status.unwrap().observed_generation, Some(generation));
 }
 
-/// A fresh IAM (with the cluster's OIDC provider) and a fresh namespace holding binding `b`
-/// at v1.
-async fn fresh_cluster_with_binding(moto: &Moto) -> Cluster {
-    moto.reset();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let cluster = cluster_with_crds().await;
-    let c = Cluster {
-        client: cluster.client().await,
-        ns: cluster.namespace("crash").await,
-    };
-    create_binding(&c.client, &c.ns, "b", spec_v1()).await;
-    c
+async fn assert_no_roles(moto: &Moto, n: usize) {
+    assert!(
+        hatrack_roles(moto).await.is_empty(),
+        "orphaned role after a crash at step {n}"
+    );
 }
 
-/// A controller that does not crash, with a long resync so only watch events drive it.
-fn healthy_controller(c: &Cluster, moto: &Moto) -> RunningController {
-    RunningController::start_in(&c.ns, c.client.clone(), moto, Duration::from_secs(600))
-}
-
-/// Lets a healthy controller sync binding `b`, then stops it.
-async fn sync_with_healthy_controller(c: &Cluster, moto: &Moto) {
-    let healthy = healthy_controller(c, moto);
-    wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-    healthy.stop().await;
-}
-
-/// Whether binding `b` reports Ready with reason Synced.
-async fn is_synced(c: &Cluster) -> bool {
-    get_binding(&c.client, &c.ns, "b")
-        .await
-        .and_then(|b| ready(&b))
-        .is_some_and(|r| r.1 == "Synced")
-}
-
-async fn is_gone(c: &Cluster) -> bool {
-    get_binding(&c.client, &c.ns, "b").await.is_none()
+fn assert_no_associations(eks: &EksStandIn, n: usize) {
+    assert!(
+        eks.associations().is_empty(),
+        "orphaned association after a crash at step {n}: {:?}",
+        eks.associations()
+    );
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_create() {
     let moto = Moto::start();
+    let crashes = Crashes::irsa(&moto);
     // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
-    for n in 0..=3 {
-        let c = fresh_cluster_with_binding(&moto).await;
-        let (first, state) = crashing_controller(&c, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || is_synced(&c).await).await;
-        let second = healthy_controller(&c, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        assert_role_matches(&c, &moto, "b").await;
-        second.stop().await;
-    }
+    crashes
+        .crash_at_every_step(
+            3,
+            async |_| {},
+            End::Synced,
+            async |c, _| assert_role_matches(c, &moto, "b").await,
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_an_update() {
     let moto = Moto::start();
+    let crashes = Crashes::irsa(&moto);
     // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
     // AttachRolePolicy, DetachRolePolicy.
-    for n in 0..=6 {
-        let c = fresh_cluster_with_binding(&moto).await;
-        sync_with_healthy_controller(&c, &moto).await;
-
-        patch_spec(&c.client, &c.ns, "b", spec_v2()).await;
-        let (first, state) = crashing_controller(&c, &moto, n);
-        run_until_crash_or(&state, first, n, 6, async || is_synced(&c).await).await;
-        let second = healthy_controller(&c, &moto);
-        let b = wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        assert_eq!(b.status.unwrap().observed_generation, Some(2));
-        assert_role_matches(&c, &moto, "b").await;
-        second.stop().await;
-    }
+    let prepare = async |c: &Cluster| crashes.sync_then_patch(c, spec_v2()).await;
+    crashes
+        .crash_at_every_step(6, prepare, End::Synced, async |c, _| {
+            assert_observed_generation(c, 2).await;
+            assert_role_matches(c, &moto, "b").await;
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete() {
     let moto = Moto::start();
+    let crashes = Crashes::irsa(&moto);
     // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
-    for n in 0..=3 {
-        let c = fresh_cluster_with_binding(&moto).await;
-        sync_with_healthy_controller(&c, &moto).await;
-
-        delete_binding(&c.client, &c.ns, "b").await;
-        let (first, state) = crashing_controller(&c, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || is_gone(&c).await).await;
-        let second = healthy_controller(&c, &moto);
-        wait_for(30, "binding gone", || async {
-            is_gone(&c).await.then_some(())
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
+    crashes
+        .crash_at_every_step(3, prepare, End::Gone, async |_, n| {
+            assert_no_roles(&moto, n).await
         })
         .await;
-        assert!(
-            hatrack_roles(&moto).await.is_empty(),
-            "orphaned role after a crash at step {n}"
-        );
-        second.stop().await;
-    }
 }
 
 // Cross-account: the same crash points for a role made in account B through an IAMAccount
 // (the controller's IAM client and B's, with credentials assumed through STS, die together).
-
-const OTHER: &str = "222222222222";
-
-/// A fresh IAM (the OIDC provider in B), a fresh namespace selected by a fresh IAMAccount for
-/// B, and binding `b` naming it.
-async fn fresh_cluster_with_binding_in_b(moto: &Moto) -> Cluster {
-    moto.reset();
-    moto.sdk_client_in(OTHER)
-        .await
-        .create_open_id_connect_provider()
-        .url(format!("https://{ISSUER_HOST_PATH}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("OIDC provider in B");
-    let cluster = cluster_with_crds().await;
-    let c = Cluster {
-        client: cluster.client().await,
-        ns: cluster.namespace("crash-b").await,
-    };
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(c.client.clone());
-    namespaces
-        .patch(
-            &c.ns,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"crash-account": c.ns}}})),
-        )
-        .await
-        .expect("label namespace");
-    let accounts: kube::Api<hatrack::crd::IAMAccount> = kube::Api::all(c.client.clone());
-    let account: hatrack::crd::IAMAccount = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
-        "metadata": {"name": c.ns},
-        "spec": {"accountId": OTHER,
-                 "assumeRole": {"roleArn": format!("arn:aws:iam::{OTHER}:role/hatrack-operator")},
-                 "namespaceSelector": {"matchLabels": {"crash-account": c.ns}}}
-    }))
-    .unwrap();
-    accounts
-        .create(&kube::api::PostParams::default(), &account)
-        .await
-        .expect("create IAMAccount");
-    let mut spec = spec_v1();
-    spec["account"] = json!(c.ns);
-    create_binding(&c.client, &c.ns, "b", spec).await;
-    c
-}
-
-fn crashing_controller_all_accounts(
-    c: &Cluster,
-    moto: &Moto,
-    n: usize,
-) -> (RunningController, Arc<CrashState>) {
-    let state = Arc::new(CrashState::default());
-    let (iam, metrics) = moto.iam_crashing(n, state.clone());
-    (
-        RunningController::start_with_options(
-            c.client.clone(),
-            iam,
-            metrics,
-            Duration::from_secs(600),
-            Some(c.ns.clone()),
-        ),
-        state,
-    )
-}
 
 /// Exactly binding `b`'s role in B, as its spec says; none in the controller's account.
 async fn assert_role_matches_in_b(c: &Cluster, moto: &Moto) {
@@ -327,105 +442,39 @@ async fn assert_role_matches_in_b(c: &Cluster, moto: &Moto) {
 #[tokio::test]
 async fn crash_at_every_step_of_a_create_in_another_account() {
     let moto = Moto::start();
-    for n in 0..=3 {
-        let c = fresh_cluster_with_binding_in_b(&moto).await;
-        let (first, state) = crashing_controller_all_accounts(&c, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || is_synced(&c).await).await;
-        let second = healthy_controller(&c, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        assert_role_matches_in_b(&c, &moto).await;
-        second.stop().await;
-    }
+    let crashes = Crashes::irsa_in_b(&moto);
+    crashes
+        .crash_at_every_step(
+            3,
+            async |_| {},
+            End::Synced,
+            async |c, _| assert_role_matches_in_b(c, &moto).await,
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete_in_another_account() {
     let moto = Moto::start();
-    for n in 0..=3 {
-        let c = fresh_cluster_with_binding_in_b(&moto).await;
-        sync_with_healthy_controller(&c, &moto).await;
-        assert_role_matches_in_b(&c, &moto).await;
-
+    let crashes = Crashes::irsa_in_b(&moto);
+    let prepare = async |c: &Cluster| {
+        crashes.sync(c).await;
+        assert_role_matches_in_b(c, &moto).await;
         delete_binding(&c.client, &c.ns, "b").await;
-        let (first, state) = crashing_controller_all_accounts(&c, &moto, n);
-        run_until_crash_or(&state, first, n, 3, async || is_gone(&c).await).await;
-        let second = healthy_controller(&c, &moto);
-        wait_for(30, "binding gone", || async {
-            is_gone(&c).await.then_some(())
+    };
+    crashes
+        .crash_at_every_step(3, prepare, End::Gone, async |_, n| {
+            assert!(
+                moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
+                "orphaned role in B after a crash at step {n}"
+            );
+            assert!(hatrack_roles(&moto).await.is_empty());
         })
         .await;
-        assert!(
-            moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
-            "orphaned role in B after a crash at step {n}"
-        );
-        assert!(hatrack_roles(&moto).await.is_empty());
-        second.stop().await;
-    }
 }
 
 // EKS Pod Identity associations: the same crash points, with the association writes among
 // them (IAM and EKS writes counted together, in the order the controller makes them).
-
-fn pod_spec_v1() -> Value {
-    json!({
-        "serviceAccounts": ["api", "worker"],
-        "trust": {"podIdentity": {}},
-        "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
-    })
-}
-
-fn pod_spec_v2() -> Value {
-    json!({"serviceAccounts": ["api", "jobs"]})
-}
-
-/// A controller with EKS whose IAM and EKS writes stop after `n` in all (`usize::MAX`: never).
-fn crashing_controller_with_eks(
-    c: &Cluster,
-    moto: &Moto,
-    eks: &EksStandIn,
-    n: usize,
-) -> (RunningController, Arc<CrashState>) {
-    let state = Arc::new(CrashState::default());
-    let crash = CrashAfterWrites {
-        allowed_writes: n,
-        state: state.clone(),
-    };
-    let (iam, metrics) = moto.iam_with(crash.clone());
-    let eks = hatrack::eks::Eks::new(
-        aws_sdk_eks::Client::from_conf(eks.sdk_config().interceptor(crash).build()),
-        &settings().cluster_name,
-        1000,
-        metrics.clone(),
-    );
-    (
-        RunningController::start_full(
-            c.client.clone(),
-            iam,
-            Some(eks),
-            metrics,
-            Duration::from_secs(600),
-            Some(c.ns.clone()),
-        ),
-        state,
-    )
-}
-
-fn healthy_controller_with_eks(c: &Cluster, eks: &EksStandIn, moto: &Moto) -> RunningController {
-    RunningController::start_with_eks(&c.ns, c.client.clone(), moto, eks, Duration::from_secs(600))
-}
-
-/// A fresh IAM, EKS and namespace holding Pod Identity binding `b` at v1.
-async fn fresh_pod_identity_cluster(moto: &Moto, eks: &EksStandIn) -> Cluster {
-    moto.reset();
-    eks.reset();
-    let cluster = cluster_with_crds().await;
-    let c = Cluster {
-        client: cluster.client().await,
-        ns: cluster.namespace("crash-pi").await,
-    };
-    create_binding(&c.client, &c.ns, "b", pod_spec_v1()).await;
-    c
-}
 
 /// Exactly one association per bound ServiceAccount, each the binding's and naming its role,
 /// none other in the namespace, and the status recording them.
@@ -473,51 +522,25 @@ async fn assert_associations_match(c: &Cluster, eks: &EksStandIn) {
     assert_eq!(recorded, stored);
 }
 
-/// Runs a never-crashing counting controller through the flow that `prepare` sets up, and
-/// returns the writes it made (so the crash points follow the flow, whatever it takes).
-async fn writes_of_flow(
-    moto: &Moto,
-    eks: &EksStandIn,
-    prepare: impl AsyncFn(&Cluster),
-    done: impl AsyncFn(&Cluster) -> bool,
-) -> Vec<String> {
-    let c = fresh_pod_identity_cluster(moto, eks).await;
-    writes_of_flow_in(c, moto, eks, prepare, done, crashing_controller_with_eks).await
-}
-
-/// Starts a controller that crashes after `n` writes.
-type StartCrashing =
-    fn(&Cluster, &Moto, &EksStandIn, usize) -> (RunningController, Arc<CrashState>);
-
-async fn writes_of_flow_in(
-    c: Cluster,
-    moto: &Moto,
-    eks: &EksStandIn,
-    prepare: impl AsyncFn(&Cluster),
-    done: impl AsyncFn(&Cluster) -> bool,
-    controller: StartCrashing,
-) -> Vec<String> {
-    prepare(&c).await;
-    let (counting, state) = controller(&c, moto, eks, usize::MAX);
-    wait_for(30, "flow done", || async { done(&c).await.then_some(()) }).await;
-    counting.kill();
-    let ops = state.operations.lock().unwrap().clone();
-    ops.into_iter()
-        .filter(|op| {
-            // STS AssumeRole (credentials for another account) is not a write the crash counts.
-            !(op.starts_with("Get")
-                || op.starts_with("List")
-                || op.starts_with("Describe")
-                || op == "AssumeRole")
-        })
-        .collect()
+/// The writes of a delete flow delete every association before the first role.
+fn assert_associations_deleted_before_roles(writes: &[String]) {
+    let last_association = writes
+        .iter()
+        .rposition(|w| w == "DeletePodIdentityAssociation")
+        .expect("associations deleted");
+    let first_role = writes
+        .iter()
+        .position(|w| w == "DeleteRole")
+        .expect("roles deleted");
+    assert!(last_association < first_role, "{writes:?}");
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_create() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let writes = writes_of_flow(&moto, &eks, async |_| {}, async |c| is_synced(c).await).await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::pod_identity(&moto, &eks);
+    let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     assert_eq!(
         writes
             .iter()
@@ -526,162 +549,61 @@ async fn crash_at_every_step_of_a_pod_identity_create() {
         2,
         "{writes:?}"
     );
-    for n in 0..=writes.len() {
-        let c = fresh_pod_identity_cluster(&moto, &eks).await;
-        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
-        run_until_crash_or(&state, first, n, writes.len(), async || is_synced(&c).await).await;
-        let second = healthy_controller_with_eks(&c, &eks, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        assert_role_matches(&c, &moto, "b").await;
-        assert_associations_match(&c, &eks).await;
-        second.stop().await;
-    }
+    crashes
+        .crash_at_every_step(
+            writes.len(),
+            async |_| {},
+            End::Synced,
+            async |c, _| {
+                assert_role_matches(c, &moto, "b").await;
+                assert_associations_match(c, &eks).await;
+            },
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_update() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let prepare = async |c: &Cluster| {
-        let healthy = healthy_controller_with_eks(c, &eks, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        healthy.stop().await;
-        patch_spec(&c.client, &c.ns, "b", pod_spec_v2()).await;
-    };
-    let updated = async |c: &Cluster| {
-        get_binding(&c.client, &c.ns, "b")
-            .await
-            .and_then(|b| ready(&b))
-            .is_some_and(|r| r.1 == "Synced")
-    };
-    let writes = writes_of_flow(&moto, &eks, prepare, updated).await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::pod_identity(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_patch(c, pod_spec_v2()).await;
+    let writes = crashes.writes_of_flow(prepare, End::Synced).await;
     for op in [
         "CreatePodIdentityAssociation",
         "DeletePodIdentityAssociation",
     ] {
         assert!(writes.iter().any(|w| w == op), "{op} in {writes:?}");
     }
-    for n in 0..=writes.len() {
-        let c = fresh_pod_identity_cluster(&moto, &eks).await;
-        prepare(&c).await;
-        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
-        run_until_crash_or(&state, first, n, writes.len(), async || updated(&c).await).await;
-        let second = healthy_controller_with_eks(&c, &eks, &moto);
-        let b = wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        assert_eq!(b.status.unwrap().observed_generation, Some(2));
-        assert_role_matches(&c, &moto, "b").await;
-        assert_associations_match(&c, &eks).await;
-        second.stop().await;
-    }
+    crashes
+        .crash_at_every_step(writes.len(), prepare, End::Synced, async |c, _| {
+            assert_observed_generation(c, 2).await;
+            assert_role_matches(c, &moto, "b").await;
+            assert_associations_match(c, &eks).await;
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_delete() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let prepare = async |c: &Cluster| {
-        let healthy = healthy_controller_with_eks(c, &eks, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        healthy.stop().await;
-        delete_binding(&c.client, &c.ns, "b").await;
-    };
-    let writes = writes_of_flow(&moto, &eks, prepare, async |c| is_gone(c).await).await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::pod_identity(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
+    let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // The associations name the role: they go first.
-    let last_association = writes
-        .iter()
-        .rposition(|w| w == "DeletePodIdentityAssociation")
-        .expect("associations deleted");
-    let role = writes
-        .iter()
-        .position(|w| w == "DeleteRole")
-        .expect("role deleted");
-    assert!(last_association < role, "{writes:?}");
-    for n in 0..=writes.len() {
-        let c = fresh_pod_identity_cluster(&moto, &eks).await;
-        prepare(&c).await;
-        let (first, state) = crashing_controller_with_eks(&c, &moto, &eks, n);
-        run_until_crash_or(&state, first, n, writes.len(), async || is_gone(&c).await).await;
-        let second = healthy_controller_with_eks(&c, &eks, &moto);
-        wait_for(30, "binding gone", || async {
-            is_gone(&c).await.then_some(())
+    assert_associations_deleted_before_roles(&writes);
+    crashes
+        .crash_at_every_step(writes.len(), prepare, End::Gone, async |_, n| {
+            assert_no_roles(&moto, n).await;
+            assert_no_associations(&eks, n);
         })
         .await;
-        assert!(
-            hatrack_roles(&moto).await.is_empty(),
-            "orphaned role after a crash at step {n}"
-        );
-        assert!(
-            eks.associations().is_empty(),
-            "orphaned association after a crash at step {n}: {:?}",
-            eks.associations()
-        );
-        second.stop().await;
-    }
 }
 
 // Pod Identity in another account: the chaining role in the controller's account, the target
 // role in B, the associations with their targetRoleArn, the target's trust of their external
 // ids; the crash budget counts IAM writes in both accounts and EKS writes together.
-
-/// A controller with EKS whose IAM writes (in every account) and EKS writes stop after `n`.
-fn crashing_chained_controller(
-    c: &Cluster,
-    moto: &Moto,
-    eks: &EksStandIn,
-    n: usize,
-) -> (RunningController, Arc<CrashState>) {
-    let state = Arc::new(CrashState::default());
-    let (iam, metrics) = moto.iam_crashing(n, state.clone());
-    let crash = CrashAfterWrites {
-        allowed_writes: n,
-        state: state.clone(),
-    };
-    let eks = hatrack::eks::Eks::new(
-        aws_sdk_eks::Client::from_conf(eks.sdk_config().interceptor(crash).build()),
-        &settings().cluster_name,
-        1000,
-        metrics.clone(),
-    );
-    (
-        RunningController::start_full(
-            c.client.clone(),
-            iam,
-            Some(eks),
-            metrics,
-            Duration::from_secs(600),
-            Some(c.ns.clone()),
-        ),
-        state,
-    )
-}
-
-/// A fresh IAM, EKS and namespace holding Pod Identity binding `b` in account B.
-async fn fresh_chained_cluster(moto: &Moto, eks: &EksStandIn) -> Cluster {
-    moto.reset();
-    eks.reset();
-    let cluster = cluster_with_crds().await;
-    let c = Cluster {
-        client: cluster.client().await,
-        ns: cluster.namespace("crash-chain").await,
-    };
-    let accounts: kube::Api<hatrack::crd::IAMAccount> = kube::Api::all(c.client.clone());
-    let account: hatrack::crd::IAMAccount = serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMAccount",
-        "metadata": {"name": c.ns},
-        "spec": {"accountId": OTHER,
-                 "assumeRole": {"roleArn": format!("arn:aws:iam::{OTHER}:role/hatrack-operator")},
-                 "namespaceSelector": {}}
-    }))
-    .unwrap();
-    accounts
-        .create(&kube::api::PostParams::default(), &account)
-        .await
-        .expect("create IAMAccount");
-    let mut spec = pod_spec_v1();
-    spec["account"] = json!(c.ns);
-    create_binding(&c.client, &c.ns, "b", spec).await;
-    c
-}
 
 /// Exactly one chaining role at home and one target role in B (both binding `b`'s), one
 /// association per bound ServiceAccount chaining from the one to the other, and the target
@@ -741,47 +663,45 @@ async fn assert_chain_matches(c: &Cluster, moto: &Moto, eks: &EksStandIn) {
     assert_eq!(recorded, ids);
 }
 
+/// Waits until the target role in B trusts the external ids of the namespace's associations.
+async fn wait_target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandIn) {
+    wait_for(
+        30,
+        "the target role trusts the associations' external ids",
+        || async {
+            target_trusts_association_ids(c, moto, eks)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let c = fresh_chained_cluster(&moto, &eks).await;
-    let writes = writes_of_flow_in(
-        c,
-        &moto,
-        &eks,
-        async |_| {},
-        async |c| is_synced(c).await,
-        crashing_chained_controller,
-    )
-    .await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::chained(&moto, &eks);
+    let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     // Chaining role, target role, associations, then the target's trust of their ids.
     assert!(
         writes.iter().filter(|w| *w == "CreateRole").count() == 2
             && writes.iter().any(|w| w == "UpdateAssumeRolePolicy"),
         "{writes:?}"
     );
-    for n in 0..=writes.len() {
-        let c = fresh_chained_cluster(&moto, &eks).await;
-        let (first, state) = crashing_chained_controller(&c, &moto, &eks, n);
-        run_until_crash_or(&state, first, n, writes.len(), async || is_synced(&c).await).await;
-        let second = healthy_controller_with_eks(&c, &eks, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        // Synced may be the crashed controller's last word: wait for the healthy one to
-        // have set the target's trust (a write the crash can interrupt) before judging.
-        wait_for(
-            30,
-            "the target role trusts the associations' external ids",
-            || async {
-                target_trusts_association_ids(&c, &moto, &eks)
-                    .await
-                    .then_some(())
+    crashes
+        .crash_at_every_step(
+            writes.len(),
+            async |_| {},
+            End::Synced,
+            async |c, _| {
+                // Synced may be the crashed controller's last word: wait for the healthy one to
+                // have set the target's trust (a write the crash can interrupt) before judging.
+                wait_target_trusts_association_ids(c, &moto, &eks).await;
+                assert_chain_matches(c, &moto, &eks).await;
             },
         )
         .await;
-        assert_chain_matches(&c, &moto, &eks).await;
-        second.stop().await;
-    }
 }
 
 /// A status that lags the associations (here: their external ids wiped from it, as a cache
@@ -791,19 +711,11 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
 #[tokio::test]
 async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let c = fresh_chained_cluster(&moto, &eks).await;
-    let first = healthy_controller_with_eks(&c, &eks, &moto);
-    wait_for(
-        30,
-        "the target role trusts the associations' external ids",
-        || async {
-            target_trusts_association_ids(&c, &moto, &eks)
-                .await
-                .then_some(())
-        },
-    )
-    .await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::chained(&moto, &eks);
+    let c = crashes.fresh().await;
+    let first = crashes.healthy(&c);
+    wait_target_trusts_association_ids(&c, &moto, &eks).await;
     first.stop().await;
 
     let api: kube::Api<hatrack::crd::IAMRoleBinding> =
@@ -823,34 +735,23 @@ async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
         .await
         .expect("write the lagging status");
 
-    let (counting, state) = crashing_chained_controller(&c, &moto, &eks, usize::MAX);
-    wait_for(30, "the status records the external ids again", || async {
-        get_binding(&c.client, &c.ns, "b")
-            .await
-            .and_then(|b| b.status)
-            .filter(|s| {
-                !s.pod_identity_associations.is_empty()
-                    && s.pod_identity_associations
-                        .iter()
-                        .all(|a| a.external_id.is_some())
-            })
-            .map(|_| ())
-    })
-    .await;
-    counting.kill();
-    let writes: Vec<String> = state
-        .operations
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|op| {
-            !(op.starts_with("Get")
-                || op.starts_with("List")
-                || op.starts_with("Describe")
-                || *op == "AssumeRole")
-        })
-        .cloned()
-        .collect();
+    let writes = crashes
+        .writes_until(
+            &c,
+            "the status records the external ids again",
+            async || {
+                get_binding(&c.client, &c.ns, "b")
+                    .await
+                    .and_then(|b| b.status)
+                    .is_some_and(|s| {
+                        !s.pod_identity_associations.is_empty()
+                            && s.pod_identity_associations
+                                .iter()
+                                .all(|a| a.external_id.is_some())
+                    })
+            },
+        )
+        .await;
     assert!(
         writes.is_empty(),
         "a chain in sync needs no write, whatever the status says: {writes:?}"
@@ -893,61 +794,28 @@ async fn target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandI
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_delete_in_another_account() {
     let moto = Moto::start();
-    let eks = EksStandIn::start(ACCOUNT, "eu-west-1", &[&settings().cluster_name]).await;
-    let prepare = async |c: &Cluster| {
-        let healthy = healthy_controller_with_eks(c, &eks, &moto);
-        wait_ready_reason(&c.client, &c.ns, "b", "Synced", 30).await;
-        healthy.stop().await;
-        delete_binding(&c.client, &c.ns, "b").await;
-    };
-    let c = fresh_chained_cluster(&moto, &eks).await;
-    let writes = writes_of_flow_in(
-        c,
-        &moto,
-        &eks,
-        prepare,
-        async |c| is_gone(c).await,
-        crashing_chained_controller,
-    )
-    .await;
+    let eks = eks_for_test_cluster().await;
+    let crashes = Crashes::chained(&moto, &eks);
+    let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
+    let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // Associations first; then both roles.
-    let last_association = writes
-        .iter()
-        .rposition(|w| w == "DeletePodIdentityAssociation")
-        .expect("associations deleted");
-    let first_role = writes
-        .iter()
-        .position(|w| w == "DeleteRole")
-        .expect("roles deleted");
-    assert!(last_association < first_role, "{writes:?}");
+    assert_associations_deleted_before_roles(&writes);
     assert_eq!(
         writes.iter().filter(|w| *w == "DeleteRole").count(),
         2,
         "{writes:?}"
     );
-    for n in 0..=writes.len() {
-        let c = fresh_chained_cluster(&moto, &eks).await;
-        prepare(&c).await;
-        let (first, state) = crashing_chained_controller(&c, &moto, &eks, n);
-        run_until_crash_or(&state, first, n, writes.len(), async || is_gone(&c).await).await;
-        let second = healthy_controller_with_eks(&c, &eks, &moto);
-        wait_for(30, "binding gone", || async {
-            is_gone(&c).await.then_some(())
+    crashes
+        .crash_at_every_step(writes.len(), prepare, End::Gone, async |_, n| {
+            assert!(
+                hatrack_roles(&moto).await.is_empty(),
+                "orphaned chaining role after a crash at step {n}"
+            );
+            assert!(
+                moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
+                "orphaned target role after a crash at step {n}"
+            );
+            assert_no_associations(&eks, n);
         })
         .await;
-        assert!(
-            hatrack_roles(&moto).await.is_empty(),
-            "orphaned chaining role after a crash at step {n}"
-        );
-        assert!(
-            moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
-            "orphaned target role after a crash at step {n}"
-        );
-        assert!(
-            eks.associations().is_empty(),
-            "orphaned association after a crash at step {n}: {:?}",
-            eks.associations()
-        );
-        second.stop().await;
-    }
 }

@@ -6,25 +6,71 @@ mod support;
 use aws_sdk_eks::error::ProvideErrorMetadata;
 use support::eks::EksStandIn;
 
+mod builders {
+    pub use aws_sdk_eks::operation::create_pod_identity_association::builders::CreatePodIdentityAssociationFluentBuilder;
+    pub use aws_sdk_eks::operation::delete_pod_identity_association::builders::DeletePodIdentityAssociationFluentBuilder;
+    pub use aws_sdk_eks::operation::describe_pod_identity_association::builders::DescribePodIdentityAssociationFluentBuilder;
+    pub use aws_sdk_eks::operation::list_pod_identity_associations::builders::ListPodIdentityAssociationsFluentBuilder;
+    pub use aws_sdk_eks::operation::update_pod_identity_association::builders::UpdatePodIdentityAssociationFluentBuilder;
+}
+
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-west-1";
 const ROLE: &str = "arn:aws:iam::123456789012:role/hatrack/web-0123456789ab";
 
-async fn standin() -> (EksStandIn, aws_sdk_eks::Client) {
+async fn standin() -> (EksStandIn, ProdEu) {
     let eks = EksStandIn::start(ACCOUNT, REGION, &["prod-eu"]).await;
-    let client = eks.sdk_client();
+    let client = ProdEu(eks.sdk_client());
     (eks, client)
+}
+
+/// The SDK's requests on the stand-in's cluster `prod-eu`, with what every test passes.
+struct ProdEu(aws_sdk_eks::Client);
+
+impl ProdEu {
+    /// A create for ServiceAccount `shop/web` and [`ROLE`].
+    fn create(&self) -> builders::CreatePodIdentityAssociationFluentBuilder {
+        self.0
+            .create_pod_identity_association()
+            .cluster_name("prod-eu")
+            .namespace("shop")
+            .service_account("web")
+            .role_arn(ROLE)
+    }
+
+    fn describe(&self, id: &str) -> builders::DescribePodIdentityAssociationFluentBuilder {
+        self.0
+            .describe_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id(id)
+    }
+
+    fn update(&self, id: &str) -> builders::UpdatePodIdentityAssociationFluentBuilder {
+        self.0
+            .update_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id(id)
+    }
+
+    fn delete(&self, id: &str) -> builders::DeletePodIdentityAssociationFluentBuilder {
+        self.0
+            .delete_pod_identity_association()
+            .cluster_name("prod-eu")
+            .association_id(id)
+    }
+
+    fn list(&self) -> builders::ListPodIdentityAssociationsFluentBuilder {
+        self.0
+            .list_pod_identity_associations()
+            .cluster_name("prod-eu")
+    }
 }
 
 #[tokio::test]
 async fn create_describe_update_delete_round_trip() {
     let (eks, client) = standin().await;
     let created = client
-        .create_pod_identity_association()
-        .cluster_name("prod-eu")
-        .namespace("shop")
-        .service_account("web")
-        .role_arn(ROLE)
+        .create()
         .tags("hatrack.dev/cluster", "prod-eu")
         .send()
         .await
@@ -49,13 +95,7 @@ async fn create_describe_update_delete_round_trip() {
     assert_eq!(a.role_arn(), Some(ROLE));
     assert!(a.created_at().is_some() && a.modified_at().is_some());
 
-    let described = client
-        .describe_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
-        .send()
-        .await
-        .expect("describe");
+    let described = client.describe(&id).send().await.expect("describe");
     let d = described.association().unwrap();
     assert_eq!(
         d.tags().and_then(|t| t.get("hatrack.dev/cluster")).cloned(),
@@ -64,9 +104,7 @@ async fn create_describe_update_delete_round_trip() {
 
     let other = "arn:aws:iam::123456789012:role/hatrack/other";
     let updated = client
-        .update_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
+        .update(&id)
         .role_arn(other)
         .send()
         .await
@@ -74,13 +112,7 @@ async fn create_describe_update_delete_round_trip() {
     assert_eq!(updated.association().unwrap().role_arn(), Some(other));
     assert_eq!(eks.associations()[0].role_arn, other);
 
-    let deleted = client
-        .delete_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
-        .send()
-        .await
-        .expect("delete");
+    let deleted = client.delete(&id).send().await.expect("delete");
     assert_eq!(
         deleted.association().unwrap().association_id(),
         Some(id.as_str())
@@ -100,22 +132,14 @@ async fn create_describe_update_delete_round_trip() {
 #[tokio::test]
 async fn a_second_association_for_the_same_service_account_is_in_use() {
     let (_eks, client) = standin().await;
-    let create = || {
-        client
-            .create_pod_identity_association()
-            .cluster_name("prod-eu")
-            .namespace("shop")
-            .service_account("web")
-            .role_arn(ROLE)
-    };
-    let first = create().send().await.expect("first create");
+    let first = client.create().send().await.expect("first create");
     let id = first
         .association()
         .unwrap()
         .association_id()
         .unwrap()
         .to_string();
-    let err = create().send().await.expect_err("duplicate");
+    let err = client.create().send().await.expect_err("duplicate");
     let service = err.as_service_error().expect("a service error");
     assert!(service.is_resource_in_use_exception(), "{service:?}");
     assert_eq!(
@@ -123,12 +147,14 @@ async fn a_second_association_for_the_same_service_account_is_in_use() {
         Some(format!("Association already exists: {id}").as_str())
     );
     // Another ServiceAccount, or the same one in another namespace, is fine.
-    create()
+    client
+        .create()
         .service_account("worker")
         .send()
         .await
         .expect("other SA");
-    create()
+    client
+        .create()
         .namespace("ledger")
         .send()
         .await
@@ -138,15 +164,7 @@ async fn a_second_association_for_the_same_service_account_is_in_use() {
 #[tokio::test]
 async fn a_retried_create_with_the_same_token_gets_the_same_association() {
     let (eks, client) = standin().await;
-    let create = || {
-        client
-            .create_pod_identity_association()
-            .cluster_name("prod-eu")
-            .namespace("shop")
-            .service_account("web")
-            .role_arn(ROLE)
-            .client_request_token("token-1")
-    };
+    let create = || client.create().client_request_token("token-1");
     let a = create().send().await.unwrap();
     let b = create().send().await.unwrap();
     assert_eq!(
@@ -160,6 +178,7 @@ async fn a_retried_create_with_the_same_token_gets_the_same_association() {
 async fn unknown_clusters_and_ids_are_not_found() {
     let (_eks, client) = standin().await;
     let err = client
+        .0
         .list_pod_identity_associations()
         .cluster_name("nope")
         .send()
@@ -169,26 +188,20 @@ async fn unknown_clusters_and_ids_are_not_found() {
     assert!(service.is_resource_not_found_exception(), "{service:?}");
     for result in [
         client
-            .describe_pod_identity_association()
-            .cluster_name("prod-eu")
-            .association_id("a-00000000000000000")
+            .describe("a-00000000000000000")
             .send()
             .await
             .map(drop)
             .map_err(|e| e.into_service_error().is_resource_not_found_exception()),
         client
-            .update_pod_identity_association()
-            .cluster_name("prod-eu")
-            .association_id("a-00000000000000000")
+            .update("a-00000000000000000")
             .role_arn(ROLE)
             .send()
             .await
             .map(drop)
             .map_err(|e| e.into_service_error().is_resource_not_found_exception()),
         client
-            .delete_pod_identity_association()
-            .cluster_name("prod-eu")
-            .association_id("a-00000000000000000")
+            .delete("a-00000000000000000")
             .send()
             .await
             .map(drop)
@@ -201,23 +214,18 @@ async fn unknown_clusters_and_ids_are_not_found() {
 #[tokio::test]
 async fn bad_parameters_are_invalid() {
     let (eks, client) = standin().await;
-    let base = || {
-        client
-            .create_pod_identity_association()
-            .cluster_name("prod-eu")
-            .namespace("shop")
-            .service_account("web")
-            .role_arn(ROLE)
-    };
     let cases = vec![
         (
             "not a role ARN",
-            base().role_arn("arn:aws:iam::123456789012:user/u"),
+            client.create().role_arn("arn:aws:iam::123456789012:user/u"),
         ),
-        ("bad namespace", base().namespace("Shop_1")),
-        ("bad service account", base().service_account("-web")),
-        ("reserved tag", base().tags("aws:owner", "x")),
-        ("long tag key", base().tags("k".repeat(129), "x")),
+        ("bad namespace", client.create().namespace("Shop_1")),
+        (
+            "bad service account",
+            client.create().service_account("-web"),
+        ),
+        ("reserved tag", client.create().tags("aws:owner", "x")),
+        ("long tag key", client.create().tags("k".repeat(129), "x")),
     ];
     for (what, request) in cases {
         let err = request.send().await.expect_err(what);
@@ -228,9 +236,7 @@ async fn bad_parameters_are_invalid() {
         );
     }
     let err = client
-        .update_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id("a-00000000000000000")
+        .update("a-00000000000000000")
         .role_arn("not-an-arn")
         .send()
         .await
@@ -238,8 +244,7 @@ async fn bad_parameters_are_invalid() {
     assert!(err.into_service_error().is_invalid_parameter_exception());
     for max in [0, 101] {
         let err = client
-            .list_pod_identity_associations()
-            .cluster_name("prod-eu")
+            .list()
             .max_results(max)
             .send()
             .await
@@ -247,8 +252,7 @@ async fn bad_parameters_are_invalid() {
         assert!(err.into_service_error().is_invalid_parameter_exception());
     }
     let err = client
-        .list_pod_identity_associations()
-        .cluster_name("prod-eu")
+        .list()
         .next_token("forged")
         .send()
         .await
@@ -266,11 +270,9 @@ async fn list_filters_and_pages() {
     for ns in ["shop", "ledger"] {
         for i in 0..5 {
             client
-                .create_pod_identity_association()
-                .cluster_name("prod-eu")
+                .create()
                 .namespace(ns)
                 .service_account(format!("sa-{i}"))
-                .role_arn(ROLE)
                 .send()
                 .await
                 .unwrap();
@@ -282,8 +284,7 @@ async fn list_filters_and_pages() {
     let mut pages = 0;
     loop {
         let out = client
-            .list_pod_identity_associations()
-            .cluster_name("prod-eu")
+            .list()
             .namespace("shop")
             .max_results(2)
             .set_next_token(token.clone())
@@ -305,8 +306,7 @@ async fn list_filters_and_pages() {
     assert_eq!(seen, ["sa-0", "sa-1", "sa-2", "sa-3", "sa-4"]);
     // The SDK's paginator walks the same pages.
     let all: Vec<_> = client
-        .list_pod_identity_associations()
-        .cluster_name("prod-eu")
+        .list()
         .max_results(3)
         .into_paginator()
         .items()
@@ -315,8 +315,7 @@ async fn list_filters_and_pages() {
         .await;
     assert_eq!(all.len(), 10);
     let one = client
-        .list_pod_identity_associations()
-        .cluster_name("prod-eu")
+        .list()
         .namespace("ledger")
         .service_account("sa-3")
         .send()
@@ -332,11 +331,8 @@ async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
     const TARGET: &str = "arn:aws:iam::222222222222:role/hatrack/web-0123456789ab";
     // Without a target role: no external id.
     let plain = client
-        .create_pod_identity_association()
-        .cluster_name("prod-eu")
-        .namespace("shop")
+        .create()
         .service_account("plain")
-        .role_arn(ROLE)
         .send()
         .await
         .expect("create");
@@ -345,11 +341,7 @@ async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
     assert_eq!(plain.external_id(), None);
 
     let created = client
-        .create_pod_identity_association()
-        .cluster_name("prod-eu")
-        .namespace("shop")
-        .service_account("web")
-        .role_arn(ROLE)
+        .create()
         .target_role_arn(TARGET)
         .send()
         .await
@@ -362,13 +354,7 @@ async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
     let groups: Vec<usize> = external_id.split('-').map(str::len).collect();
     assert_eq!(groups, [8, 4, 4, 4, 12], "{external_id}");
 
-    let described = client
-        .describe_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
-        .send()
-        .await
-        .unwrap();
+    let described = client.describe(&id).send().await.unwrap();
     let d = described.association().unwrap();
     assert_eq!(d.target_role_arn(), Some(TARGET));
     assert_eq!(d.external_id(), Some(external_id.as_str()));
@@ -376,9 +362,7 @@ async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
     // Another target: the association's external id stays.
     let other = "arn:aws:iam::333333333333:role/x";
     let updated = client
-        .update_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
+        .update(&id)
         .target_role_arn(other)
         .send()
         .await
@@ -387,38 +371,21 @@ async fn a_target_role_gets_an_external_id_kept_until_the_target_goes() {
     assert_eq!(u.target_role_arn(), Some(other));
     assert_eq!(u.external_id(), Some(external_id.as_str()));
     // An update naming only the role leaves the target as it is.
-    let updated = client
-        .update_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
-        .role_arn(ROLE)
-        .send()
-        .await
-        .unwrap();
+    let updated = client.update(&id).role_arn(ROLE).send().await.unwrap();
     assert_eq!(
         updated.association().unwrap().target_role_arn(),
         Some(other)
     );
     // An empty target removes it, and the external id with it.
-    let cleared = client
-        .update_pod_identity_association()
-        .cluster_name("prod-eu")
-        .association_id(&id)
-        .target_role_arn("")
-        .send()
-        .await
-        .unwrap();
+    let cleared = client.update(&id).target_role_arn("").send().await.unwrap();
     let c = cleared.association().unwrap();
     assert_eq!(c.target_role_arn(), None);
     assert_eq!(c.external_id(), None);
 
     // A malformed target role ARN is a bad parameter.
     let err = client
-        .create_pod_identity_association()
-        .cluster_name("prod-eu")
-        .namespace("shop")
+        .create()
         .service_account("bad")
-        .role_arn(ROLE)
         .target_role_arn("arn:aws:iam::222222222222:user/x")
         .send()
         .await

@@ -11,76 +11,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hatrack::naming;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
-use support::cluster::cluster_with_crds;
 use support::controller::*;
-use support::moto::Moto;
+use support::objects::{create_guardrail_for, delete_guardrail_for};
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const IAM_FULL_ACCESS: &str = "arn:aws:iam::aws:policy/IAMFullAccess";
-
-fn role_name(ns: &str, name: &str) -> String {
-    naming::role_name(&settings().cluster_identity(), ns, name)
-}
-
-/// A guardrail named `<ns>-<name>` that selects only namespace `ns` (guardrails are
-/// cluster-wide and the tests share the API server).
-async fn create_guardrail(client: &kube::Client, ns: &str, name: &str, mut spec: Value) {
-    spec["namespaceSelector"] = json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
-    let api: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
-    let g = serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": format!("{ns}-{name}")}, "spec": spec})).unwrap();
-    api.create(&PostParams::default(), &g)
-        .await
-        .expect("create guardrail");
-}
-
-async fn delete_guardrail(client: &kube::Client, ns: &str, name: &str) {
-    let api: Api<hatrack::crd::IAMGuardrail> = Api::all(client.clone());
-    api.delete(&format!("{ns}-{name}"), &Default::default())
-        .await
-        .expect("delete guardrail");
-}
-
-async fn role(moto: &Moto, name: &str) -> Option<hatrack::role::Role> {
-    let (iam, _) = moto.iam();
-    iam.get_role(name).await.expect("get role")
-}
-
-/// The binding's condition of `type_`: (status, reason, message).
-fn condition(b: &hatrack::crd::IAMRoleBinding, type_: &str) -> Option<(String, String, String)> {
-    b.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-async fn event_reasons(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
-
-async fn wait_event(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
-    wait_for(20, &format!("Event {reason} for {name}"), || async {
-        event_reasons(client, ns, name)
-            .await
-            .into_iter()
-            .find(|(r, _)| r == reason)
-            .map(|(_, note)| note)
-    })
-    .await
-}
 
 fn passes_any_role(resource: &str) -> Value {
     json!({
@@ -94,32 +30,26 @@ fn passes_any_role(resource: &str) -> Value {
 
 #[tokio::test]
 async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_binding_complies() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("revoke").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let controller =
-        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    let t = TestNamespace::new("revoke").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
 
-    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
-    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
+    create_binding(client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
     let name = role_name(ns, "deployer");
-    let before = role(&moto, &name).await.expect("role made");
+    let before = iam_role(moto, &name).await.expect("role made");
     assert_eq!(before.inline_policies.len(), 1);
     assert_eq!(before.managed_policy_arns.len(), 1);
 
     // The platform team forbids passing any role: the existing role loses every grant.
-    create_guardrail(
-        &client,
+    create_guardrail_for(
+        client,
         ns,
         "no-pass-any",
         json!({"deniedActionsOnAllResources": ["iam:PassRole", "sts:AssumeRole"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "deployer", "GuardrailViolation", 30).await;
     let (_, _, message) = ready(&b).unwrap();
     assert!(
         message.contains(&format!(
@@ -127,7 +57,7 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
         )) && message.contains("revoked until the binding complies"),
         "{message}"
     );
-    let revoked = role(&moto, &name).await.expect("the role itself stays");
+    let revoked = iam_role(moto, &name).await.expect("the role itself stays");
     assert!(
         revoked.inline_policies.is_empty() && revoked.managed_policy_arns.is_empty(),
         "grants left on a violating role: {revoked:?}"
@@ -142,7 +72,10 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
         what.contains("deleted inline policy deploy") && what.contains(READ_ONLY),
         "{what}"
     );
-    let note = wait_event(&client, ns, "deployer", "GrantsRevoked").await;
+    let note = wait_event(client, ns, "deployer", "GrantsRevoked", 20)
+        .await
+        .note
+        .unwrap_or_default();
     assert!(note.contains(&name), "{note}");
     let metrics = controller.metrics.encode();
     assert!(
@@ -154,14 +87,14 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     // The team names the role it passes: compliant, and the grants are back.
     let named = format!("arn:aws:iam::{ACCOUNT}:role/ecs-task-runner");
     patch_spec(
-        &client,
+        client,
         ns,
         "deployer",
         json!({"inlinePolicies": passes_any_role(&named)["inlinePolicies"]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
-    let restored = role(&moto, &name).await.unwrap();
+    let b = wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
+    let restored = iam_role(moto, &name).await.unwrap();
     assert_eq!(
         restored.managed_policy_arns.iter().collect::<Vec<_>>(),
         [READ_ONLY]
@@ -172,69 +105,57 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     );
     let (status, reason, _) = condition(&b, "GrantsRevoked").unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Compliant"));
-    wait_event(&client, ns, "deployer", "GrantsRestored").await;
+    wait_event(client, ns, "deployer", "GrantsRestored", 20).await;
     assert!(
         controller
             .metrics
             .encode()
             .contains("hatrack_grants_restored_total 1")
     );
-    delete_guardrail(&client, ns, "no-pass-any").await;
+    delete_guardrail_for(client, ns, "no-pass-any").await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn report_enforcement_leaves_the_role_as_it_is() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("report").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let controller =
-        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
-    create_binding(&client, ns, "deployer", passes_any_role("*")).await;
-    wait_ready_reason(&client, ns, "deployer", "Synced", 30).await;
-    create_guardrail(
-        &client,
+    let t = TestNamespace::new("report").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
+    create_binding(client, ns, "deployer", passes_any_role("*")).await;
+    wait_ready_reason(client, ns, "deployer", "Synced", 30).await;
+    create_guardrail_for(
+        client,
         ns,
         "report",
         json!({"deniedActionsOnAllResources": ["iam:PassRole"], "enforcement": "Report"}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "deployer", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "deployer", "GuardrailViolation", 30).await;
     assert!(ready(&b).unwrap().2.contains("enforcement: Report"));
-    let kept = role(&moto, &role_name(ns, "deployer")).await.unwrap();
+    let kept = iam_role(moto, &role_name(ns, "deployer")).await.unwrap();
     assert_eq!(kept.inline_policies.len(), 1);
     assert_eq!(kept.managed_policy_arns.len(), 1);
     assert!(condition(&b, "GrantsRevoked").is_none());
-    delete_guardrail(&client, ns, "report").await;
+    delete_guardrail_for(client, ns, "report").await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn denied_actions_are_found_inside_an_attached_managed_policy() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("managed").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    create_guardrail(&client, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
-    let controller =
-        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    let t = TestNamespace::new("managed").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    create_guardrail_for(client, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    let controller = t.controller().start();
 
     // IAMFullAccess grants iam:* in its default version: read from IAM, refused.
     create_binding(
-        &client,
+        client,
         ns,
         "iam-admin",
         json!({"serviceAccounts": ["api"], "managedPolicyArns": [IAM_FULL_ACCESS]}),
     )
     .await;
-    let b = wait_ready_reason(&client, ns, "iam-admin", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(client, ns, "iam-admin", "GuardrailViolation", 30).await;
     let (_, _, message) = ready(&b).unwrap();
     assert!(
         message.contains(&format!(
@@ -243,20 +164,20 @@ async fn denied_actions_are_found_inside_an_attached_managed_policy() {
         "{message}"
     );
     assert!(
-        role(&moto, &role_name(ns, "iam-admin")).await.is_none(),
+        iam_role(moto, &role_name(ns, "iam-admin")).await.is_none(),
         "no role for a binding whose managed policy breaks a guardrail"
     );
 
     // A managed policy without IAM actions passes, and is read once: later reconciles use
     // the cached version.
     create_binding(
-        &client,
+        client,
         ns,
         "s3-reader",
         json!({"serviceAccounts": ["web"], "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}),
     )
     .await;
-    wait_ready_reason(&client, ns, "s3-reader", "Synced", 30).await;
+    wait_ready_reason(client, ns, "s3-reader", "Synced", 30).await;
     let counts = controller.metrics.iam_call_counts();
     let calls = |op: &str| {
         counts
@@ -271,7 +192,7 @@ async fn denied_actions_are_found_inside_an_attached_managed_policy() {
         2,
         "one document per policy and version: {counts:?}"
     );
-    delete_guardrail(&client, ns, "no-iam").await;
+    delete_guardrail_for(client, ns, "no-iam").await;
     controller.stop().await;
 }
 
@@ -324,18 +245,13 @@ where
 
 #[tokio::test]
 async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("restart").await;
-    let ns = ns.as_str();
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
+    let t = TestNamespace::new("restart").await;
+    let (cluster, admin, ns, moto) = (t.cluster, &t.client, t.ns.as_str(), &t.moto);
     // While no controller runs (a restart, a leader change): a guardrail, and a binding that
     // breaks it, admitted because no webhook was there to refuse it.
-    create_guardrail(&admin, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
+    create_guardrail_for(admin, ns, "no-iam", json!({"deniedActions": ["iam:*"]})).await;
     create_binding(
-        &admin,
+        admin,
         ns,
         "escalates",
         json!({"serviceAccounts": ["api"], "inlinePolicies": {"pass": {"Version": "2012-10-17",
@@ -354,16 +270,18 @@ async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
         .unwrap()
         .with_layer(&HoldGuardrailsLayer(held_until))
         .build();
-    let controller = RunningController::start_in(ns, client, &moto, Duration::from_secs(600));
+    let controller = RunningController::builder(client, moto)
+        .namespace(ns)
+        .start();
     // While the guardrails are held back, the binding gets neither a role nor a status.
     while tokio::time::Instant::now() < held_until {
         assert!(
-            hatrack_roles(&moto).await.is_empty(),
+            hatrack_roles(moto).await.is_empty(),
             "a role was made before the guardrails were known"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b = wait_ready_reason(&admin, ns, "escalates", "GuardrailViolation", 30).await;
+    let b = wait_ready_reason(admin, ns, "escalates", "GuardrailViolation", 30).await;
     assert!(
         ready(&b)
             .unwrap()
@@ -371,43 +289,31 @@ async fn a_restart_with_a_violating_binding_in_place_never_applies_it() {
             .contains(&format!("IAMGuardrail {ns}-no-iam"))
     );
     assert!(
-        hatrack_roles(&moto).await.is_empty(),
+        hatrack_roles(moto).await.is_empty(),
         "a violating binding got a role"
     );
-    delete_guardrail(&admin, ns, "no-iam").await;
+    delete_guardrail_for(admin, ns, "no-iam").await;
     controller.stop().await;
 }
 
 #[tokio::test]
 async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
-    let cluster = cluster_with_crds().await;
-    let ns = cluster.namespace("retain").await;
-    let ns = ns.as_str();
-    let client = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let controller =
-        RunningController::start_in(ns, client.clone(), &moto, Duration::from_secs(600));
+    let t = TestNamespace::new("retain").await;
+    let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
+    let controller = t.controller().start();
 
     // No guardrail says otherwise: the role stays, but nobody may assume it.
     create_binding(
-        &client,
+        client,
         ns,
         "keeper",
         json!({"serviceAccounts": ["api"], "managedPolicyArns": [READ_ONLY], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "keeper", "Synced", 30).await;
-    delete_binding(&client, ns, "keeper").await;
-    wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "keeper")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    let kept = role(&moto, &role_name(ns, "keeper"))
+    wait_ready_reason(client, ns, "keeper", "Synced", 30).await;
+    delete_binding(client, ns, "keeper").await;
+    wait_binding_gone(client, ns, "keeper", 30).await;
+    let kept = iam_role(moto, &role_name(ns, "keeper"))
         .await
         .expect("Retain keeps the role");
     let subject = format!("system:serviceaccount:{ns}:api");
@@ -428,56 +334,44 @@ async fn retained_roles_keep_no_trust_and_a_guardrail_can_forbid_retain() {
     );
 
     // A guardrail that allows it keeps the trust.
-    create_guardrail(&client, ns, "keep-trust", json!({"retain": "WithTrust"})).await;
+    create_guardrail_for(client, ns, "keep-trust", json!({"retain": "WithTrust"})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     create_binding(
-        &client,
+        client,
         ns,
         "trusted",
         json!({"serviceAccounts": ["api"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "trusted", "Synced", 30).await;
-    delete_binding(&client, ns, "trusted").await;
-    wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "trusted")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    let trusted = role(&moto, &role_name(ns, "trusted")).await.unwrap();
+    wait_ready_reason(client, ns, "trusted", "Synced", 30).await;
+    delete_binding(client, ns, "trusted").await;
+    wait_binding_gone(client, ns, "trusted", 30).await;
+    let trusted = iam_role(moto, &role_name(ns, "trusted")).await.unwrap();
     assert_eq!(
         iam_eval::evaluate(&trusted.assume_role_policy, &web_identity).unwrap(),
         iam_eval::Decision::Allow
     );
-    delete_guardrail(&client, ns, "keep-trust").await;
+    delete_guardrail_for(client, ns, "keep-trust").await;
 
     // A guardrail that forbids Retain: the binding is refused, and its role deleted with it.
     create_binding(
-        &client,
+        client,
         ns,
         "escapee",
         json!({"serviceAccounts": ["web"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&client, ns, "escapee", "Synced", 30).await;
-    create_guardrail(&client, ns, "no-retain", json!({"retain": "Forbidden"})).await;
-    let b = wait_ready_reason(&client, ns, "escapee", "GuardrailViolation", 30).await;
+    wait_ready_reason(client, ns, "escapee", "Synced", 30).await;
+    create_guardrail_for(client, ns, "no-retain", json!({"retain": "Forbidden"})).await;
+    let b = wait_ready_reason(client, ns, "escapee", "GuardrailViolation", 30).await;
     assert!(ready(&b).unwrap().2.contains("spec.deletionPolicy"));
-    delete_binding(&client, ns, "escapee").await;
-    wait_for(30, "binding gone", || async {
-        get_binding(&client, ns, "escapee")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_binding(client, ns, "escapee").await;
+    wait_binding_gone(client, ns, "escapee", 30).await;
     assert!(
-        role(&moto, &role_name(ns, "escapee")).await.is_none(),
+        iam_role(moto, &role_name(ns, "escapee")).await.is_none(),
         "a forbidden Retain kept the role"
     );
-    wait_event(&client, ns, "escapee", "RetainForbidden").await;
-    delete_guardrail(&client, ns, "no-retain").await;
+    wait_event(client, ns, "escapee", "RetainForbidden", 20).await;
+    delete_guardrail_for(client, ns, "no-retain").await;
     controller.stop().await;
 }

@@ -36,9 +36,15 @@ fn chart_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/hatrack"))
 }
 
-/// The cluster with hatrack's CRDs (StaticKeyExemption), the chart's PolicyReport CRD and the
-/// audit's RBAC; returns the release namespace (where the audit's ServiceAccount is).
-async fn setup() -> (&'static TestCluster, String) {
+/// This test's turn (see [`SERIAL`]), then the cluster with hatrack's CRDs
+/// (StaticKeyExemption), the chart's PolicyReport CRD and the audit's RBAC; returns the
+/// release namespace (where the audit's ServiceAccount is) and the turn.
+async fn setup() -> (
+    &'static TestCluster,
+    String,
+    tokio::sync::MutexGuard<'static, ()>,
+) {
+    let serial = SERIAL.lock().await;
     let c = cluster_with_crds().await;
     let ns = SETUP
         .get_or_init(|| async {
@@ -77,7 +83,7 @@ async fn setup() -> (&'static TestCluster, String) {
             ns
         })
         .await;
-    (c, ns.clone())
+    (c, ns.clone(), serial)
 }
 
 /// The audit, running in-process as the chart's ServiceAccount, its requests logged.
@@ -226,11 +232,23 @@ fn results(report: &Value) -> Vec<String> {
 async fn wait_results(client: &kube::Client, ns: &str, want: &[&str]) -> Value {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
+    wait_report(client, ns, 30, results, &want).await
+}
+
+/// Waits up to `secs` until the report of `ns` shows `want` as `view` sees it; fails with the
+/// last view seen.
+async fn wait_report(
+    client: &kube::Client,
+    ns: &str,
+    secs: u64,
+    view: fn(&Value) -> Vec<String>,
+    want: &[String],
+) -> Value {
     let mut last = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
         loop {
             if let Some(r) = report_in(client, ns).await {
-                last = results(&r);
+                last = view(&r);
                 if last == want {
                     return r;
                 }
@@ -241,14 +259,13 @@ async fn wait_results(client: &kube::Client, ns: &str, want: &[&str]) -> Value {
     .await;
     match found {
         Ok(r) => r,
-        Err(_) => panic!("report of {ns}: wanted {want:#?}\nlast seen {last:#?}"),
+        Err(_) => panic!("report of {ns} within {secs} s: wanted {want:#?}\nlast seen {last:#?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_follow_workloads_secrets_and_fixes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit").await;
 
@@ -509,8 +526,7 @@ async fn reports_follow_workloads_secrets_and_fixes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_written_only_when_their_content_changes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-writes").await;
     create(&admin, &ns, secret("creds", json!({"password": "a"}))).await;
@@ -660,23 +676,8 @@ fn outcomes(report: &Value) -> Vec<String> {
 }
 
 async fn wait_outcomes(client: &kube::Client, ns: &str, secs: u64, want: &[&str]) -> Value {
-    let mut last = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            if let Some(r) = report_in(client, ns).await {
-                last = outcomes(&r);
-                if last == want {
-                    return r;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    match found {
-        Ok(r) => r,
-        Err(_) => panic!("report of {ns} within {secs} s: wanted {want:#?}\nlast seen {last:#?}"),
-    }
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    wait_report(client, ns, secs, outcomes, &want).await
 }
 
 fn exemption(name: &str, ns: &str, workload: &str, expires: jiff::Timestamp) -> StaticKeyExemption {
@@ -722,8 +723,7 @@ fn writes_to(audit: &RunningAudit, ns: &str) -> Vec<String> {
 /// nothing and write the report only when its content changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemptions_skip_until_they_expire_and_write_only_on_change() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-exempt").await;
     let leaky = |name: &str| {
@@ -968,8 +968,7 @@ fn audit_without_a_readable_kubeconfig_exits_2() {
 /// write them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_leader_election_one_replica_writes() {
-    let _serial = SERIAL.lock().await;
-    let (c, release_ns) = setup().await;
+    let (c, release_ns, _serial) = setup().await;
     let admin = c.client().await;
     let ns = c.namespace("audit-lease").await;
     create(

@@ -29,9 +29,9 @@ use support::cluster::{
     spawn_tied_to_this_thread,
 };
 use support::controller::{
-    ACCOUNT, ISSUER_HOST_PATH, associations_in, create_binding, create_service_account,
-    delete_binding, get_binding, hatrack_roles, patch_spec, ready, role_arn_annotation, wait_for,
-    wait_ready_reason,
+    ACCOUNT, ISSUER_HOST_PATH, TestNamespace, associations_in, create_binding,
+    create_service_account, delete_binding, get_binding, hatrack_roles, iam_role, patch_spec,
+    ready, role_arn_annotation, wait_for, wait_ready_reason,
 };
 use support::eks::EksStandIn;
 use support::moto::{Moto, free_port};
@@ -298,57 +298,26 @@ fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &s
     }
 }
 
-/// (type, reason, note) of the events.k8s.io Events about binding `name`.
-async fn events_about(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-) -> Vec<(String, String, String)> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IAMRoleBinding")
-        })
-        .map(|e| {
-            assert_eq!(
-                e.reporting_controller.as_deref(),
-                Some("hatrack-controller")
-            );
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
+/// (type, reason, note) of the Event with `reason` about binding `ns/name`, once there is
+/// one; every Event about it must come from hatrack's controller.
 async fn wait_event(
     client: &kube::Client,
     ns: &str,
     name: &str,
     reason: &str,
 ) -> (String, String, String) {
-    wait_for(
-        60,
-        &format!("an Event {reason} about {ns}/{name}"),
-        || async {
-            events_about(client, ns, name)
-                .await
-                .into_iter()
-                .find(|(_, r, _)| r == reason)
-        },
+    let e = support::controller::wait_event(client, ns, name, reason, 60).await;
+    for e in support::controller::events_about(client, ns, name).await {
+        assert_eq!(
+            e.reporting_controller.as_deref(),
+            Some("hatrack-controller")
+        );
+    }
+    (
+        e.type_.unwrap_or_default(),
+        e.reason.unwrap_or_default(),
+        e.note.unwrap_or_default(),
     )
-    .await
-}
-
-async fn role(moto: &Moto, name: &str) -> Option<hatrack::role::Role> {
-    moto.iam().0.get_role(name).await.expect("GetRole")
 }
 
 /// Whether the trust policy lets exactly ServiceAccount `ns/sa` assume the role through the
@@ -378,17 +347,13 @@ fn managed(role: &hatrack::role::Role) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("team").await;
+    let t = TestNamespace::new("team").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-life",
         "life",
-        &moto,
+        moto,
         &[
             // Short resync, so drift in IAM is repaired within the test.
             "controller.resyncSeconds=3".into(),
@@ -426,11 +391,11 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         "create a ClusterRoleBinding",
     );
     assert_forbidden(
-        Api::<IAMRoleBinding>::namespaced(as_controller.clone(), &team)
+        Api::<IAMRoleBinding>::namespaced(as_controller.clone(), team)
             .create(
                 &PostParams::default(),
                 &support::controller::binding_manifest(
-                    &team,
+                    team,
                     "made-by-controller",
                     json!({"serviceAccounts": ["x"]}),
                 ),
@@ -443,15 +408,15 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     controller.wait_serving().await;
 
     // Apply → role with IRSA trust for the ServiceAccount → Ready → annotation, Event.
-    create_service_account(&admin, &team, "api").await;
+    create_service_account(admin, team, "api").await;
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         "app",
         json!({"serviceAccounts": ["api"], "managedPolicyArns": [READ_ONLY]}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "app", "Synced", 60).await;
+    let b = wait_ready_reason(admin, team, "app", "Synced", 60).await;
     assert_eq!(
         b.metadata.finalizers.as_deref(),
         Some(&[hatrack::controller::FINALIZER.to_string()][..])
@@ -461,15 +426,15 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let role_arn = status.role_arn.clone().expect("status.roleArn");
     assert_eq!(
         role_name,
-        hatrack::naming::role_name(&life_arn(), &team, "app")
+        hatrack::naming::role_name(&life_arn(), team, "app")
     );
     assert_eq!(
         role_arn,
         format!("arn:aws:iam::{ACCOUNT}:role/hatrack/{role_name}")
     );
-    let r = role(&moto, &role_name).await.expect("role in IAM");
+    let r = iam_role(moto, &role_name).await.expect("role in IAM");
     assert!(
-        irsa_trust_names(&r.assume_role_policy, &team, "api"),
+        irsa_trust_names(&r.assume_role_policy, team, "api"),
         "trust policy: {}",
         r.assume_role_policy
     );
@@ -479,17 +444,17 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         Some("life")
     );
     assert_eq!(
-        role_arn_annotation(&admin, &team, "api").await.as_deref(),
+        role_arn_annotation(admin, team, "api").await.as_deref(),
         Some(role_arn.as_str())
     );
-    let (type_, _, note) = wait_event(&admin, &team, "app", "RoleCreated").await;
+    let (type_, _, note) = wait_event(admin, team, "app", "RoleCreated").await;
     assert_eq!(type_, "Normal");
     assert!(note.contains(&role_name), "{note}");
 
     // Edit → role updated.
     patch_spec(
-        &admin,
-        &team,
+        admin,
+        team,
         "app",
         json!({
             "managedPolicyArns": [S3_READ_ONLY],
@@ -498,16 +463,16 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         }),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "app", "Synced", 60).await;
+    let b = wait_ready_reason(admin, team, "app", "Synced", 60).await;
     assert_eq!(b.metadata.generation, Some(2));
-    let r = role(&moto, &role_name).await.expect("role in IAM");
+    let r = iam_role(moto, &role_name).await.expect("role in IAM");
     assert_eq!(managed(&r), BTreeSet::from([S3_READ_ONLY.to_string()]));
     assert_eq!(
         r.inline_policies.keys().collect::<Vec<_>>(),
         vec!["logs"],
         "inline policies after the edit"
     );
-    wait_event(&admin, &team, "app", "RoleUpdated").await;
+    wait_event(admin, team, "app", "RoleUpdated").await;
 
     // Drift in IAM (an extra policy, a different trust) is repaired at the next resync.
     let iam = moto.sdk_client();
@@ -528,16 +493,16 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .await
         .expect("change the trust behind hatrack's back");
     wait_for(60, "drift repaired in IAM", || async {
-        let r = role(&moto, &role_name).await?;
+        let r = iam_role(moto, &role_name).await?;
         (managed(&r) == BTreeSet::from([S3_READ_ONLY.to_string()])
-            && irsa_trust_names(&r.assume_role_policy, &team, "api"))
+            && irsa_trust_names(&r.assume_role_policy, team, "api"))
         .then_some(())
     })
     .await;
-    wait_event(&admin, &team, "app", "DriftCorrected").await;
+    wait_event(admin, team, "app", "DriftCorrected").await;
 
     // The annotation taken off the ServiceAccount comes back.
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &team);
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), team);
     sas.patch(
         "api",
         &PatchParams::default(),
@@ -548,7 +513,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     .await
     .expect("remove the annotation");
     wait_for(60, "the role-arn annotation restored", || async {
-        (role_arn_annotation(&admin, &team, "api").await.as_deref() == Some(role_arn.as_str()))
+        (role_arn_annotation(admin, team, "api").await.as_deref() == Some(role_arn.as_str()))
             .then_some(())
     })
     .await;
@@ -600,19 +565,19 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
     .collect();
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         "wide",
         json!({"serviceAccounts": ["wide"], "managedPolicyArns": wide}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "wide", "GuardrailViolation", 60).await;
+    let b = wait_ready_reason(admin, team, "wide", "GuardrailViolation", 60).await;
     let (_, _, message) = ready(&b).expect("Ready condition");
     assert!(
         message.len() > 1024,
         "the condition keeps the whole message"
     );
-    let (type_, _, note) = wait_event(&admin, &team, "wide", "GuardrailViolation").await;
+    let (type_, _, note) = wait_event(admin, team, "wide", "GuardrailViolation").await;
     assert_eq!(type_, "Warning");
     assert!(
         note.len() <= 1024
@@ -621,9 +586,9 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         "note of {} bytes: {note}",
         note.len()
     );
-    delete_binding(&admin, &team, "wide").await;
+    delete_binding(admin, team, "wide").await;
     wait_for(60, "binding wide gone", || async {
-        get_binding(&admin, &team, "wide")
+        get_binding(admin, team, "wide")
             .await
             .is_none()
             .then_some(())
@@ -641,34 +606,34 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     // as long as a name may be (253): its Events must still be valid objects.
     let kept = format!("kept-{}", "k".repeat(248));
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         &kept,
         json!({"serviceAccounts": ["kept"], "deletionPolicy": "Retain"}),
     )
     .await;
-    wait_ready_reason(&admin, &team, &kept, "Synced", 60).await;
-    wait_event(&admin, &team, &kept, "RoleCreated").await;
-    let kept_role = hatrack::naming::role_name(&life_arn(), &team, &kept);
-    assert!(role(&moto, &kept_role).await.is_some());
-    delete_binding(&admin, &team, &kept).await;
+    wait_ready_reason(admin, team, &kept, "Synced", 60).await;
+    wait_event(admin, team, &kept, "RoleCreated").await;
+    let kept_role = hatrack::naming::role_name(&life_arn(), team, &kept);
+    assert!(iam_role(moto, &kept_role).await.is_some());
+    delete_binding(admin, team, &kept).await;
     wait_for(60, "binding kept gone", || async {
-        get_binding(&admin, &team, &kept)
+        get_binding(admin, team, &kept)
             .await
             .is_none()
             .then_some(())
     })
     .await;
     assert!(
-        role(&moto, &kept_role).await.is_some(),
+        iam_role(moto, &kept_role).await.is_some(),
         "Retain keeps the role"
     );
-    wait_event(&admin, &team, &kept, "RoleRetained").await;
+    wait_event(admin, team, &kept, "RoleRetained").await;
 
     // A role of the same name that hatrack does not own is never touched (a Warning Event,
     // again for a binding with the longest name there may be).
     let squatter = format!("squatter-{}", "s".repeat(244));
-    let squatted = hatrack::naming::role_name(&life_arn(), &team, &squatter);
+    let squatted = hatrack::naming::role_name(&life_arn(), team, &squatter);
     iam.create_role()
         .role_name(&squatted)
         .path("/hatrack/")
@@ -681,27 +646,27 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .await
         .expect("pre-create a role");
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         &squatter,
         json!({"serviceAccounts": ["squatter"], "managedPolicyArns": [READ_ONLY]}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, &squatter, "RoleNotOwned", 60).await;
+    let b = wait_ready_reason(admin, team, &squatter, "RoleNotOwned", 60).await;
     assert_eq!(ready(&b).map(|r| r.0).as_deref(), Some("False"));
-    wait_event(&admin, &team, &squatter, "RoleNotOwned").await;
-    let r = role(&moto, &squatted).await.expect("the foreign role");
+    wait_event(admin, team, &squatter, "RoleNotOwned").await;
+    let r = iam_role(moto, &squatted).await.expect("the foreign role");
     assert!(r.managed_policy_arns.is_empty() && r.tags.is_empty());
-    delete_binding(&admin, &team, &squatter).await;
+    delete_binding(admin, team, &squatter).await;
     wait_for(60, "binding squatter gone", || async {
-        get_binding(&admin, &team, &squatter)
+        get_binding(admin, team, &squatter)
             .await
             .is_none()
             .then_some(())
     })
     .await;
     assert!(
-        role(&moto, &squatted).await.is_some(),
+        iam_role(moto, &squatted).await.is_some(),
         "a role hatrack does not own is never deleted"
     );
 
@@ -718,8 +683,8 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .send()
         .await
         .expect("add role to instance profile");
-    delete_binding(&admin, &team, "app").await;
-    let b = wait_ready_reason(&admin, &team, "app", "Deleting", 60).await;
+    delete_binding(admin, team, "app").await;
+    let b = wait_ready_reason(admin, team, "app", "Deleting", 60).await;
     assert!(b.metadata.deletion_timestamp.is_some());
     assert!(
         b.metadata
@@ -728,11 +693,11 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
             .contains(&hatrack::controller::FINALIZER.to_string()),
         "the finalizer holds the binding"
     );
-    assert!(role(&moto, &role_name).await.is_some());
-    wait_event(&admin, &team, "app", "DeleteBlocked").await;
+    assert!(iam_role(moto, &role_name).await.is_some());
+    wait_event(admin, team, "app", "DeleteBlocked").await;
     // The Warning repeats at each retry: the Recorder folds the repeats into the first Event
     // (a PATCH of its series, which the chart's RBAC must allow and the server must accept).
-    let events: Api<Event> = Api::namespaced(admin.clone(), &team);
+    let events: Api<Event> = Api::namespaced(admin.clone(), team);
     wait_for(60, "the DeleteBlocked Event counted twice", || async {
         events
             .list(&ListParams::default())
@@ -755,32 +720,28 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .await
         .expect("release the role");
     wait_for(90, "binding app gone", || async {
-        get_binding(&admin, &team, "app")
+        get_binding(admin, team, "app")
             .await
             .is_none()
             .then_some(())
     })
     .await;
-    assert!(role(&moto, &role_name).await.is_none(), "role deleted");
-    assert_eq!(role_arn_annotation(&admin, &team, "api").await, None);
-    wait_event(&admin, &team, "app", "RoleDeleted").await;
+    assert!(iam_role(moto, &role_name).await.is_none(), "role deleted");
+    assert_eq!(role_arn_annotation(admin, team, "api").await, None);
+    wait_event(admin, team, "app", "RoleDeleted").await;
     drop(controller);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writes() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("leaders").await;
+    let t = TestNamespace::new("leaders").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-leader",
         "leader",
-        &moto,
+        moto,
         &[format!("controller.watchNamespace={team}")],
     )
     .await;
@@ -818,15 +779,15 @@ async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writ
 
     for name in ["one", "two", "three"] {
         create_binding(
-            &admin,
-            &team,
+            admin,
+            team,
             name,
             json!({"serviceAccounts": [name], "managedPolicyArns": [READ_ONLY]}),
         )
         .await;
     }
     for name in ["one", "two", "three"] {
-        wait_ready_reason(&admin, &team, name, "Synced", 60).await;
+        wait_ready_reason(admin, team, name, "Synced", 60).await;
     }
     assert_eq!(first.iam_calls("CreateRole"), 3);
     assert_eq!(first.iam_calls("AttachRolePolicy"), 3);
@@ -852,15 +813,15 @@ async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writ
     .await;
     for name in ["four", "five"] {
         create_binding(
-            &admin,
-            &team,
+            admin,
+            team,
             name,
             json!({"serviceAccounts": [name], "managedPolicyArns": [READ_ONLY]}),
         )
         .await;
     }
     for name in ["four", "five"] {
-        wait_ready_reason(&admin, &team, name, "Synced", 60).await;
+        wait_ready_reason(admin, team, name, "Synced", 60).await;
     }
     // The new leader re-reads the first three roles on start; it finds them in sync.
     wait_for(60, "replica-b re-read all five roles", || async {
@@ -879,9 +840,9 @@ async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writ
         5,
         "AttachRolePolicy calls"
     );
-    assert_eq!(hatrack_roles(&moto).await.len(), 5);
+    assert_eq!(hatrack_roles(moto).await.len(), 5);
     for name in ["one", "two", "three", "four", "five"] {
-        let b = get_binding(&admin, &team, name).await.expect("binding");
+        let b = get_binding(admin, team, name).await.expect("binding");
         assert_eq!(
             ready(&b).map(|r| r.1).as_deref(),
             Some("Synced"),
@@ -981,17 +942,13 @@ async fn the_examples_apply_twice_and_diff_clean_after_the_controller_synced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller() {
     let _shared = EXCLUSIVE.read().await;
-    let cluster = cluster_with_crds().await;
-    let admin = cluster.client().await;
-    let moto = Moto::start();
-    moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
-        .await;
-    let team = cluster.namespace("guarded").await;
+    let t = TestNamespace::new("guarded").await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let release = install_chart(
         cluster,
         "hatrack-guard",
         "guard",
-        &moto,
+        moto,
         &[format!("controller.watchNamespace={team}")],
     )
     .await;
@@ -1014,14 +971,14 @@ async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller()
     // No webhook runs here (failurePolicy Ignore): the bindings are admitted, and the
     // controller is the one that refuses them.
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         "admin",
         json!({"serviceAccounts": ["a"],
         "managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "admin", "GuardrailViolation", 60).await;
+    let b = wait_ready_reason(admin, team, "admin", "GuardrailViolation", 60).await;
     let message = ready(&b).unwrap().2;
     assert!(
         message.contains(&format!(
@@ -1032,30 +989,30 @@ async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller()
     // A managed policy the default list does not name, whose contents grant IAM writes:
     // found by reading it from IAM.
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         "iam-writer",
         json!({"serviceAccounts": ["b"],
         "managedPolicyArns": ["arn:aws:iam::aws:policy/IAMUserChangePassword"]}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "iam-writer", "GuardrailViolation", 60).await;
+    let b = wait_ready_reason(admin, team, "iam-writer", "GuardrailViolation", 60).await;
     let message = ready(&b).unwrap().2;
     assert!(
         message.contains("managed policy arn:aws:iam::aws:policy/IAMUserChangePassword (version"),
         "{message}"
     );
     create_binding(
-        &admin,
-        &team,
+        admin,
+        team,
         "reader",
         json!({"serviceAccounts": ["c"],
         "managedPolicyArns": [READ_ONLY]}),
     )
     .await;
-    let b = wait_ready_reason(&admin, &team, "reader", "Synced", 60).await;
+    let b = wait_ready_reason(admin, team, "reader", "Synced", 60).await;
     assert_eq!(
-        hatrack_roles(&moto).await,
+        hatrack_roles(moto).await,
         vec![b.status.unwrap().role_name.unwrap()],
         "only the compliant binding has a role"
     );

@@ -92,8 +92,10 @@ async fn argo_cd_and_kstatus_read_the_status_the_controller_writes() {
     let moto = Moto::start();
     moto.create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
         .await;
-    let controller =
-        RunningController::start_in(&ns, client.clone(), &moto, Duration::from_secs(30));
+    let controller = RunningController::builder(client.clone(), &moto)
+        .namespace(&ns)
+        .resync(Duration::from_secs(30))
+        .start();
 
     // Synced; a second claim of the same ServiceAccount (a conflict only a change can fix).
     create_binding(&client, &ns, "synced", json!({"serviceAccounts": ["api"]})).await;

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{
     TestCluster, cluster, helm, kubectl, run, spawn_tied_to_this_thread, temp_file,
@@ -57,9 +57,13 @@ fn chart_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/hatrack"))
 }
 
-/// The cluster and the release, or `None` (with a note) when the API server cannot call back
-/// into this host.
-async fn setup() -> Option<(&'static TestCluster, &'static Release)> {
+/// The cluster, the release and this test's turn (see [`SERIAL`]), or `None` (with a note)
+/// when the API server cannot call back into this host.
+async fn setup() -> Option<(
+    &'static TestCluster,
+    &'static Release,
+    tokio::sync::MutexGuard<'static, ()>,
+)> {
     let cluster = cluster().await;
     if !cluster.is_local {
         eprintln!(
@@ -94,7 +98,19 @@ async fn setup() -> Option<(&'static TestCluster, &'static Release)> {
             }
         })
         .await;
-    Some((cluster, release))
+    Some((cluster, release, SERIAL.lock().await))
+}
+
+/// IAMGuardrail `name` denying `iam:*` in the namespaces labelled `hatrack-test/guardrail=<name>`.
+fn denies_iam_where_labelled(name: &str) -> Value {
+    json!({
+        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": name}},
+            "deniedActions": ["iam:*"],
+        },
+    })
 }
 
 fn tail(path: &Path) -> String {
@@ -397,23 +413,15 @@ async fn app_namespace(cluster: &TestCluster, prefix: &str) -> String {
 
 async fn namespace_with_labels(cluster: &TestCluster, prefix: &str, labels: Value) -> String {
     let ns = app_namespace(cluster, prefix).await;
-    let api: Api<Namespace> = Api::all(cluster.client().await);
-    api.patch(
-        &ns,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": labels}})),
-    )
-    .await
-    .expect("label namespace");
+    support::objects::label_namespace(&cluster.client().await, &ns, labels).await;
     ns
 }
 
 #[tokio::test]
 async fn the_webhook_writes_the_ca_bundle_the_api_server_calls_it_with() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let admin = cluster.client().await;
 
@@ -626,10 +634,9 @@ async fn the_webhook_writes_the_ca_bundle_the_api_server_calls_it_with() {
 
 #[tokio::test]
 async fn exempt_namespaces_are_not_sent_to_the_webhook() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let before = webhook.decisions(&[]);
     for ns in [release.namespace.as_str(), release.exempt.as_str()] {
@@ -656,10 +663,9 @@ async fn exempt_namespaces_are_not_sent_to_the_webhook() {
 
 #[tokio::test]
 async fn kube_system_is_judged_with_warnings_while_other_namespaces_are_enforced() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let before = webhook.decisions(&["mode=\"warn\"", "rule=\"env-static-key\""]);
     let name = format!("keyed-addon-{}", std::process::id());
@@ -697,10 +703,9 @@ async fn kube_system_is_judged_with_warnings_while_other_namespaces_are_enforced
 
 #[tokio::test]
 async fn the_binding_webhook_judges_namespaces_the_workload_webhook_exempts() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let guarded = format!("all-{}", std::process::id());
     // kube-system (judged in warn mode for workloads), the release namespace and
     // webhook.exemptNamespaces (never sent to the workload webhook).
@@ -710,25 +715,14 @@ async fn the_binding_webhook_judges_namespaces_the_workload_webhook_exempts() {
         release.exempt.as_str(),
     ];
     let admin = cluster.client().await;
-    let api: Api<Namespace> = Api::all(admin);
     for ns in namespaces {
-        api.patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"hatrack-test/guardrail": guarded}}})),
-        )
-        .await
-        .expect("label namespace");
+        let labels = json!({"hatrack-test/guardrail": guarded});
+        support::objects::label_namespace(&admin, ns, labels).await;
     }
-    let guardrail = json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": guarded},
-        "spec": {
-            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
-            "deniedActions": ["iam:*"],
-        },
-    });
-    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    assert_admitted(
+        apply(cluster, "default", &denies_iam_where_labelled(&guarded)),
+        "the IAMGuardrail",
+    );
     let webhook = Webhook::start(cluster, release).await;
     for ns in namespaces {
         let binding = json!({
@@ -755,10 +749,9 @@ async fn the_binding_webhook_judges_namespaces_the_workload_webhook_exempts() {
 
 #[tokio::test]
 async fn namespace_modes_warn_and_audit_admit_as_documented() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     // Labelled before the webhook starts: its namespace cache lists them at start.
     let warn =
         namespace_with_labels(cluster, "warn", json!({"hatrack.dev/static-keys": "warn"})).await;
@@ -811,22 +804,16 @@ async fn namespace_modes_warn_and_audit_admit_as_documented() {
 
 #[tokio::test]
 async fn an_iamrolebinding_breaking_a_guardrail_is_refused_at_admission() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let guarded = format!("guarded-{}", std::process::id());
     let ns =
         namespace_with_labels(cluster, "irb", json!({"hatrack-test/guardrail": guarded})).await;
-    let guardrail = json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": guarded},
-        "spec": {
-            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
-            "deniedActions": ["iam:*"],
-        },
-    });
-    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    assert_admitted(
+        apply(cluster, "default", &denies_iam_where_labelled(&guarded)),
+        "the IAMGuardrail",
+    );
     let webhook = Webhook::start(cluster, release).await;
 
     let binding = |name: &str, sa: &str, action: &str| {
@@ -877,10 +864,9 @@ async fn an_iamrolebinding_breaking_a_guardrail_is_refused_at_admission() {
 
 #[tokio::test]
 async fn an_iamrolebinding_naming_an_account_that_does_not_select_its_namespace_is_refused() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let team = format!("data-{}", std::process::id());
     let allowed =
         namespace_with_labels(cluster, "acct-ok", json!({"hatrack-test/team": team})).await;
@@ -942,10 +928,9 @@ fn set_failure_policy(
 
 #[tokio::test]
 async fn with_the_webhook_stopped_the_failure_policy_decides() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let webhook = Webhook::start(cluster, release).await;
     let ca = webhook.ca_pem.clone();
     drop(webhook);
@@ -1014,10 +999,9 @@ async fn with_the_webhook_stopped_the_failure_policy_decides() {
 
 #[tokio::test]
 async fn a_stored_certificate_without_the_url_host_is_reissued_and_served() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     // The Secret as hatrack's flow makes it, then its serving certificate swapped for one
     // that names the Service only (as a webhook without --cert-extra-names left it).
     drop(Webhook::start(cluster, release).await);
@@ -1083,10 +1067,9 @@ async fn a_stored_certificate_without_the_url_host_is_reissued_and_served() {
 
 #[tokio::test]
 async fn an_update_of_an_existing_violator_is_denied_only_for_new_keys() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     // A violator admitted while its namespace was in warn mode, then the namespace enforced.
     let ns = namespace_with_labels(
         cluster,
@@ -1156,10 +1139,9 @@ async fn an_update_of_an_existing_violator_is_denied_only_for_new_keys() {
 
 #[tokio::test]
 async fn pods_the_replicaset_controller_creates_for_an_owner_are_not_denied() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let ns = app_namespace(cluster, "children").await;
     let webhook = Webhook::start(cluster, release).await;
     let pod = json!({
@@ -1225,10 +1207,9 @@ fn exemption(name: &str, namespace: &str, target: Option<(&str, &str)>, expires:
 
 #[tokio::test]
 async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is_enforced() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let guarded = format!("exempted-{}", std::process::id());
     let ns = namespace_with_labels(
         cluster,
@@ -1236,15 +1217,10 @@ async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is
         json!({"hatrack-test/guardrail": guarded}),
     )
     .await;
-    let guardrail = json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": guarded},
-        "spec": {
-            "namespaceSelector": {"matchLabels": {"hatrack-test/guardrail": guarded}},
-            "deniedActions": ["iam:*"],
-        },
-    });
-    assert_admitted(apply(cluster, "default", &guardrail), "the IAMGuardrail");
+    assert_admitted(
+        apply(cluster, "default", &denies_iam_where_labelled(&guarded)),
+        "the IAMGuardrail",
+    );
     let current = format!("{ns}-legacy");
     let expired = format!("{ns}-old");
     for e in [
@@ -1401,10 +1377,9 @@ async fn a_current_exemption_admits_with_who_why_and_until_and_an_expired_one_is
 
 #[tokio::test]
 async fn the_charts_default_guardrail_refuses_admin_and_escalating_grants_at_admission() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     // The chart installed its default guardrail, for every namespace.
     let guardrails: Api<hatrack::crd::IAMGuardrail> = Api::all(cluster.client().await);
     let installed = guardrails
@@ -1511,10 +1486,9 @@ fn rollout(name: &str, env: Value) -> Value {
 
 #[tokio::test]
 async fn custom_resources_with_pod_templates_are_judged_through_the_charts_rules() {
-    let Some((cluster, release)) = setup().await else {
+    let Some((cluster, release, _serial)) = setup().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
     let _webhook = Webhook::start(cluster, release).await;
     let (ok, out, err) = apply(cluster, "default", &rollout_crd());
     assert!(ok, "CRD: {out}{err}");

@@ -15,24 +15,12 @@ use hatrack::crd::{IAMGuardrail, IAMRoleBinding};
 use hatrack::detect::{Lookup, Mode, RefKind, ReferenceView};
 use hatrack::webhook::WatchCache;
 use hatrack::webhook::bindings::{BindingCache, BindingView};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster::{cluster, cluster_with_crds};
 use support::controller::wait_for;
-
-/// Sets labels on a namespace.
-async fn label_namespace(client: &kube::Client, ns: &str, labels: serde_json::Value) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
-        )
-        .await
-        .expect("label namespace");
-}
+use support::objects::{create_guardrail, label_namespace};
 
 const SECRET_KEY_VALUE: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -126,14 +114,12 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
     label_namespace(&client, sandbox, json!({"tier": "sandbox"})).await;
     // Guardrails are cluster-wide: this one selects only the test's namespace.
     let guardrail = format!("{sandbox}-g");
-    let guardrails: Api<IAMGuardrail> = Api::all(client.clone());
-    guardrails
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail", "metadata": {"name": guardrail}, "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": sandbox}}, "deniedActions": ["iam:*"]}})).expect("guardrail"),
-        )
-        .await
-        .expect("create guardrail");
+    create_guardrail(
+        &client,
+        &guardrail,
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": sandbox}}, "deniedActions": ["iam:*"]}),
+    )
+    .await;
     let bindings: Api<IAMRoleBinding> = Api::namespaced(client.clone(), sandbox);
     bindings
         .create(
@@ -162,6 +148,7 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
     assert!(cache.context("elsewhere").others_in_namespace.is_empty());
     tokio::time::sleep(Duration::from_millis(10)).await;
     task.abort();
+    let guardrails: Api<IAMGuardrail> = Api::all(client.clone());
     guardrails
         .delete(&guardrail, &DeleteParams::default())
         .await

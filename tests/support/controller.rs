@@ -42,207 +42,30 @@ pub struct RunningController {
 }
 
 impl RunningController {
-    /// A controller watching bindings in all namespaces (on the stand-in, whose server is the
-    /// test's own).
-    pub fn start(client: kube::Client, moto: &Moto, resync: Duration) -> RunningController {
+    /// A controller to start against `client` with an IAM client on `moto`: by default it
+    /// watches all namespaces, resyncs every 600 s (so only watch events drive it), keeps no
+    /// EKS associations and sweeps no orphans.
+    pub fn builder(client: kube::Client, moto: &Moto) -> ControllerBuilder {
         let (iam, metrics) = moto.iam();
-        Self::start_with(client, iam, metrics, resync)
+        Self::builder_with_iam(client, iam, metrics)
     }
 
-    /// A controller watching only the bindings of `namespace` (`--watch-namespace`): on the
-    /// shared real API server, each test's controller keeps to the test's namespace.
-    pub fn start_in(
-        namespace: &str,
+    /// [`builder`](Self::builder) with an IAM client of the test's own (e.g. one that fails).
+    pub fn builder_with_iam(
         client: kube::Client,
-        moto: &Moto,
-        resync: Duration,
-    ) -> RunningController {
-        let (iam, metrics) = moto.iam();
-        Self::start_with_options(client, iam, metrics, resync, Some(namespace.to_string()))
-    }
-
-    /// [`start_in`](Self::start_in) with the orphan sweep on.
-    pub fn start_in_sweeping(
-        namespace: &str,
-        client: kube::Client,
-        moto: &Moto,
-        resync: Duration,
-        orphans: hatrack::controller::orphans::SweepOptions,
-    ) -> RunningController {
-        let (iam, metrics) = moto.iam();
-        let (tx, rx) = oneshot::channel::<()>();
-        let options = hatrack::controller::ControllerOptions {
-            resync,
-            concurrency: 4,
-            watch_namespace: Some(namespace.to_string()),
-            orphans: Some(orphans),
-            ..Default::default()
-        };
-        let task = tokio::spawn(hatrack::controller::run_with(
+        iam: hatrack::iam::Iam,
+        metrics: Arc<Metrics>,
+    ) -> ControllerBuilder {
+        ControllerBuilder {
             client,
             iam,
-            settings(),
-            metrics.clone(),
-            options,
-            async move {
-                let _ = rx.await;
+            metrics,
+            settings: settings(),
+            options: hatrack::controller::ControllerOptions {
+                resync: Duration::from_secs(600),
+                concurrency: 4,
+                ..Default::default()
             },
-        ));
-        RunningController {
-            stop: Some(tx),
-            task,
-            metrics,
-        }
-    }
-
-    /// A controller watching `namespace` that knows its cluster as `settings` say (e.g. an
-    /// earlier version's, by name alone).
-    pub fn start_in_as(
-        namespace: &str,
-        client: kube::Client,
-        moto: &Moto,
-        resync: Duration,
-        settings: Settings,
-    ) -> RunningController {
-        let (iam, metrics) = moto.iam();
-        let (tx, rx) = oneshot::channel::<()>();
-        let options = hatrack::controller::ControllerOptions {
-            resync,
-            concurrency: 4,
-            watch_namespace: Some(namespace.to_string()),
-            ..Default::default()
-        };
-        let task = tokio::spawn(hatrack::controller::run_with(
-            client,
-            iam,
-            settings,
-            metrics.clone(),
-            options,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        RunningController {
-            stop: Some(tx),
-            task,
-            metrics,
-        }
-    }
-
-    pub fn start_with(
-        client: kube::Client,
-        iam: hatrack::iam::Iam,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-    ) -> RunningController {
-        Self::start_with_options(client, iam, metrics, resync, None)
-    }
-
-    pub fn start_with_options(
-        client: kube::Client,
-        iam: hatrack::iam::Iam,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-        watch_namespace: Option<String>,
-    ) -> RunningController {
-        Self::start_full(client, iam, None, metrics, resync, watch_namespace)
-    }
-
-    /// A controller watching `namespace` that also keeps EKS Pod Identity associations, in
-    /// the EKS stand-in's cluster named as `settings().cluster_name`.
-    pub fn start_with_eks(
-        namespace: &str,
-        client: kube::Client,
-        moto: &Moto,
-        eks: &EksStandIn,
-        resync: Duration,
-    ) -> RunningController {
-        let (iam, metrics) = moto.iam();
-        let eks = hatrack::eks::Eks::new(
-            eks.sdk_client(),
-            &settings().cluster_name,
-            1000,
-            metrics.clone(),
-        );
-        Self::start_full(
-            client,
-            iam,
-            Some(eks),
-            metrics,
-            resync,
-            Some(namespace.to_string()),
-        )
-    }
-
-    /// [`start_with_eks`](Self::start_with_eks) with the orphan sweep on.
-    pub fn start_with_eks_sweeping(
-        namespace: &str,
-        client: kube::Client,
-        moto: &Moto,
-        eks: &EksStandIn,
-        resync: Duration,
-        orphans: hatrack::controller::orphans::SweepOptions,
-    ) -> RunningController {
-        let (iam, metrics) = moto.iam();
-        let eks = hatrack::eks::Eks::new(
-            eks.sdk_client(),
-            &settings().cluster_name,
-            1000,
-            metrics.clone(),
-        );
-        Self::start_full_sweeping(
-            client,
-            iam,
-            Some(eks),
-            metrics,
-            resync,
-            Some(namespace.to_string()),
-            Some(orphans),
-        )
-    }
-
-    pub fn start_full(
-        client: kube::Client,
-        iam: hatrack::iam::Iam,
-        eks: Option<hatrack::eks::Eks>,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-        watch_namespace: Option<String>,
-    ) -> RunningController {
-        Self::start_full_sweeping(client, iam, eks, metrics, resync, watch_namespace, None)
-    }
-
-    pub fn start_full_sweeping(
-        client: kube::Client,
-        iam: hatrack::iam::Iam,
-        eks: Option<hatrack::eks::Eks>,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-        watch_namespace: Option<String>,
-        orphans: Option<hatrack::controller::orphans::SweepOptions>,
-    ) -> RunningController {
-        let (tx, rx) = oneshot::channel::<()>();
-        let options = hatrack::controller::ControllerOptions {
-            resync,
-            concurrency: 4,
-            watch_namespace,
-            eks,
-            orphans,
-        };
-        let task = tokio::spawn(hatrack::controller::run_with(
-            client,
-            iam,
-            settings(),
-            metrics.clone(),
-            options,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        RunningController {
-            stop: Some(tx),
-            task,
-            metrics,
         }
     }
 
@@ -258,6 +81,77 @@ impl RunningController {
     /// A crash: the task is dropped wherever it is, mid-reconcile or not.
     pub fn kill(self) {
         self.task.abort();
+    }
+}
+
+/// What a [`RunningController`] starts with; made by [`RunningController::builder`].
+pub struct ControllerBuilder {
+    client: kube::Client,
+    iam: hatrack::iam::Iam,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    options: hatrack::controller::ControllerOptions,
+}
+
+impl ControllerBuilder {
+    /// Watch only the bindings of `namespace` (`--watch-namespace`): on the shared real API
+    /// server, each test's controller keeps to the test's namespace.
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.options.watch_namespace = Some(namespace.to_string());
+        self
+    }
+
+    pub fn resync(mut self, resync: Duration) -> Self {
+        self.options.resync = resync;
+        self
+    }
+
+    /// Know the cluster as `settings` say (e.g. an earlier version's, by name alone).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Keep EKS Pod Identity associations in the stand-in's cluster named as
+    /// `settings().cluster_name`.
+    pub fn eks(self, eks: &EksStandIn) -> Self {
+        self.eks_client(eks.sdk_client())
+    }
+
+    /// [`eks`](Self::eks) through an EKS client of the test's own (e.g. one that fails).
+    pub fn eks_client(mut self, client: aws_sdk_eks::Client) -> Self {
+        self.options.eks = Some(hatrack::eks::Eks::new(
+            client,
+            &settings().cluster_name,
+            1000,
+            self.metrics.clone(),
+        ));
+        self
+    }
+
+    /// Turn the orphan sweep on.
+    pub fn sweeping(mut self, orphans: hatrack::controller::orphans::SweepOptions) -> Self {
+        self.options.orphans = Some(orphans);
+        self
+    }
+
+    pub fn start(self) -> RunningController {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(hatrack::controller::run_with(
+            self.client,
+            self.iam,
+            self.settings,
+            self.metrics.clone(),
+            self.options,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        RunningController {
+            stop: Some(tx),
+            task,
+            metrics: self.metrics,
+        }
     }
 }
 
@@ -473,4 +367,153 @@ pub fn associations_in(
         .filter(|a| a.namespace == ns)
         .map(|a| (a.service_account.clone(), a))
         .collect()
+}
+
+/// The name of the role of binding `ns/name` in the test cluster.
+pub fn role_name(ns: &str, name: &str) -> String {
+    hatrack::naming::role_name(&settings().cluster_identity(), ns, name)
+}
+
+/// Role `name` as IAM (moto) holds it, if it exists.
+pub async fn iam_role(moto: &Moto, name: &str) -> Option<hatrack::role::Role> {
+    moto.iam().0.get_role(name).await.expect("GetRole")
+}
+
+/// (status, reason, message) of the binding's condition of `type_`, whatever its generation.
+pub fn condition(b: &IAMRoleBinding, type_: &str) -> Option<(String, String, String)> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until binding `ns/name` is gone (its finalizer done).
+pub async fn wait_binding_gone(client: &kube::Client, ns: &str, name: &str, secs: u64) {
+    wait_for(secs, &format!("binding {ns}/{name} gone"), || async {
+        get_binding(client, ns, name).await.is_none().then_some(())
+    })
+    .await;
+}
+
+/// Waits until ServiceAccount `ns/name` carries the role ARN annotation `arn`.
+pub async fn wait_role_arn_annotation(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    arn: &str,
+    secs: u64,
+) {
+    wait_for(
+        secs,
+        &format!("{ns}/{name} annotated with {arn}"),
+        || async {
+            (role_arn_annotation(client, ns, name).await.as_deref() == Some(arn)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The events.k8s.io Events about IAMRoleBinding `ns/name`, oldest first.
+pub async fn events_about(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IAMRoleBinding")
+        })
+        .collect()
+}
+
+/// Waits until an Event with `reason` about IAMRoleBinding `ns/name` exists; returns it.
+pub async fn wait_event(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    secs: u64,
+) -> k8s_openapi::api::events::v1::Event {
+    wait_for(
+        secs,
+        &format!("an Event {reason} about {ns}/{name}"),
+        || async {
+            events_about(client, ns, name)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+        },
+    )
+    .await
+}
+
+/// What most controller tests start from: a fresh namespace of their own on the shared real
+/// API server (CRDs installed) and a moto of their own, holding the cluster's OIDC provider
+/// unless made [`without_oidc_provider`](Self::without_oidc_provider).
+pub struct TestNamespace {
+    pub cluster: &'static super::cluster::TestCluster,
+    pub client: kube::Client,
+    pub ns: String,
+    pub moto: Moto,
+}
+
+impl TestNamespace {
+    /// A namespace named `<prefix>-…`, and moto with the cluster's OIDC provider (IRSA).
+    pub async fn new(prefix: &str) -> TestNamespace {
+        let t = Self::without_oidc_provider(prefix).await;
+        t.moto
+            .create_oidc_provider(&format!("https://{ISSUER_HOST_PATH}"))
+            .await;
+        t
+    }
+
+    pub async fn without_oidc_provider(prefix: &str) -> TestNamespace {
+        let cluster = super::cluster::cluster_with_crds().await;
+        TestNamespace {
+            cluster,
+            client: cluster.client().await,
+            ns: cluster.namespace(prefix).await,
+            moto: Moto::start(),
+        }
+    }
+
+    /// A controller for this namespace's bindings, IAM on this moto.
+    pub fn controller(&self) -> ControllerBuilder {
+        RunningController::builder(self.client.clone(), &self.moto).namespace(&self.ns)
+    }
+}
+
+/// Deletes a binding the way a forced cleanup does: its finalizer removed, so hatrack never
+/// sees the delete and the role stays.
+pub async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove finalizer");
+    delete_binding(client, ns, name).await;
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The EKS stand-in serving the test cluster (`settings().cluster_name` in [`REGION`], in
+/// moto's [`ACCOUNT`]).
+pub async fn eks_for_test_cluster() -> EksStandIn {
+    EksStandIn::start(ACCOUNT, REGION, &[&settings().cluster_name]).await
 }

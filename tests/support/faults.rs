@@ -20,6 +20,22 @@ pub struct CrashState {
     pub operations: std::sync::Mutex<Vec<String>>,
 }
 
+impl CrashState {
+    /// The writes attempted so far, in order, as the crash counts them: neither reads nor
+    /// STS AssumeRole (credentials for another account).
+    pub fn writes(&self) -> Vec<String> {
+        self.operations
+            .lock()
+            .map(|ops| {
+                ops.iter()
+                    .filter(|op| is_write(op) && *op != "AssumeRole")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CrashAfterWrites {
     pub allowed_writes: usize,

@@ -7,3 +7,4 @@ pub mod controller;
 pub mod eks;
 pub mod faults;
 pub mod moto;
+pub mod objects;

@@ -199,15 +199,24 @@ impl Moto {
 
     /// Creates the IAM OIDC provider for an issuer URL (IRSA needs it).
     pub async fn create_oidc_provider(&self, issuer_url: &str) {
-        self.sdk_client()
-            .create_open_id_connect_provider()
-            .url(issuer_url)
-            .client_id_list("sts.amazonaws.com")
-            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-            .send()
-            .await
-            .expect("create OIDC provider");
+        create_oidc_provider_with(&self.sdk_client(), issuer_url).await;
     }
+
+    /// [`create_oidc_provider`](Self::create_oidc_provider) in another `account`.
+    pub async fn create_oidc_provider_in(&self, account: &str, issuer_url: &str) {
+        create_oidc_provider_with(&self.sdk_client_in(account).await, issuer_url).await;
+    }
+}
+
+async fn create_oidc_provider_with(client: &aws_sdk_iam::Client, issuer_url: &str) {
+    client
+        .create_open_id_connect_provider()
+        .url(issuer_url)
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("create OIDC provider");
 }
 
 impl Drop for Moto {
