@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -147,7 +146,7 @@ pub fn load_with_sources<P: AsRef<Path>>(
 ) -> Result<(Vec<Document>, Sources), LoadError> {
     let mut docs = Vec::new();
     let mut sources = Sources::new();
-    let mut add = |name: String, text: String| -> Result<(), LoadError> {
+    manifest::read_paths(paths, |name, text| {
         docs.extend(manifest::parse_documents(&name, &text)?);
         let map = SourceMap::parse(&text).map_err(|message| LoadError::Parse {
             path: name.clone(),
@@ -155,29 +154,7 @@ pub fn load_with_sources<P: AsRef<Path>>(
         })?;
         sources.insert(name, map);
         Ok(())
-    };
-    for path in paths {
-        let path = path.as_ref();
-        if path == Path::new("-") {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| LoadError::Read {
-                    path: "-".into(),
-                    source,
-                })?;
-            add("-".into(), text)?;
-            continue;
-        }
-        for file in manifest::expand(path)? {
-            let name = file.display().to_string();
-            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
-                path: name.clone(),
-                source,
-            })?;
-            add(name, text)?;
-        }
-    }
+    })?;
     Ok((docs, sources))
 }
 

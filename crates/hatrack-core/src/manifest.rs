@@ -65,6 +65,19 @@ pub enum LoadError {
 /// entries sorted by name, documents in file order.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadError> {
     let mut docs = Vec::new();
+    read_paths(paths, |name, text| {
+        docs.extend(parse_documents(&name, &text)?);
+        Ok(())
+    })?;
+    Ok(docs)
+}
+
+/// Reads every path as [`load_paths`] does, handing each file's name and text to `each` in
+/// that order (stdin, `-`, is read once).
+pub fn read_paths<P: AsRef<Path>>(
+    paths: &[P],
+    mut each: impl FnMut(String, String) -> Result<(), LoadError>,
+) -> Result<(), LoadError> {
     for path in paths {
         let path = path.as_ref();
         if path == Path::new("-") {
@@ -75,7 +88,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadErro
                     path: "-".into(),
                     source,
                 })?;
-            docs.extend(parse_documents("-", &text)?);
+            each("-".into(), text)?;
             continue;
         }
         for file in expand(path)? {
@@ -84,10 +97,10 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadErro
                 path: name.clone(),
                 source,
             })?;
-            docs.extend(parse_documents(&name, &text)?);
+            each(name, text)?;
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
 /// The manifest files of `path`: itself, or a directory's *.yaml, *.yml and *.json, sorted.
