@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 use crate::controller::accounts::AccountClients;
-use crate::controller::orphans::{ClusterId, accounts_to_sweep, find};
+use crate::controller::orphans::{accounts_to_sweep, find_for};
 use crate::crd::IAMAccount;
 use crate::eks::Eks;
 use crate::iam::Iam;
@@ -80,15 +80,9 @@ pub async fn run(args: OrphansCliArgs) -> Result<(), String> {
         &settings.cluster_name,
     )
     .await;
-    let cluster_arn = settings.cluster_arn();
-    let orphans = find(
+    let orphans = find_for(
         &client,
-        ClusterId {
-            name: &settings.cluster_name,
-            arn: cluster_arn.as_deref(),
-        },
-        &settings.account_id,
-        &settings.role_path,
+        &settings,
         &accounts,
         &known,
         eks.as_ref(),

@@ -17,7 +17,6 @@ use super::report::{build_status, write_status};
 use super::status::reason;
 use super::{Context, Error, ROLE_ARN_ANNOTATION, accounts, enforce};
 use crate::crd::{DeletionPolicy, IAMRoleBinding};
-use crate::naming;
 use crate::sync::{CleanupOutcome, Owner, delete_owned_role};
 
 async fn remove_annotations(
@@ -65,12 +64,7 @@ pub(super) async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<A
     // The name depends only on identity (or is the adopted role's), so cleanup works even
     // for an invalid spec.
     let role_name = binding.spec.adopt_role.clone().unwrap_or_else(|| {
-        naming::role_name_in_use(
-            &settings.cluster_identity(),
-            settings
-                .cluster_region
-                .is_some()
-                .then_some(settings.cluster_name.as_str()),
+        settings.role_name_in_use(
             binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
             &ns,
             &name,

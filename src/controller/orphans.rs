@@ -27,6 +27,7 @@ use crate::eks::{Eks, EksError};
 use crate::iam::{DeleteOutcome, Iam, IamError};
 use crate::naming;
 use crate::orphan::{Candidate, Orphan, OrphanKind, judge, live_bindings, recorded_associations};
+use crate::settings::Settings;
 use crate::sync::Owner;
 
 /// Flags of the orphan sweep.
@@ -226,6 +227,34 @@ pub async fn find(
     Ok(judge(cluster.name, cluster.arn, &candidates, &live, scope))
 }
 
+/// [`find`] for the cluster `settings` describe (the sweep's and `hatrack orphans`').
+pub async fn find_for(
+    client: &kube::Client,
+    settings: &Settings,
+    accounts: &[AccountToSweep],
+    known_accounts: &[IAMAccount],
+    eks: Option<&Eks>,
+    scope: Option<&str>,
+) -> Result<Vec<Orphan>, SweepError> {
+    let cluster_arn = settings.cluster_arn();
+    let cluster = ClusterId {
+        name: &settings.cluster_name,
+        arn: cluster_arn.as_deref(),
+    };
+    let (home, role_path) = (&settings.account_id, &settings.role_path);
+    find(
+        client,
+        cluster,
+        home,
+        role_path,
+        accounts,
+        known_accounts,
+        eks,
+        scope,
+    )
+    .await
+}
+
 /// Deletes an orphaned association after checking again that its binding is still absent and
 /// the association still tagged as that binding's. Returns whether it was deleted.
 async fn delete_orphaned_association(
@@ -307,15 +336,9 @@ pub async fn sweep_once(
         &settings.cluster_name,
     )
     .await;
-    let cluster_arn = settings.cluster_arn();
-    let orphans = find(
+    let orphans = find_for(
         &ctx.client,
-        ClusterId {
-            name: &settings.cluster_name,
-            arn: cluster_arn.as_deref(),
-        },
-        &settings.account_id,
-        &settings.role_path,
+        settings,
         &accounts,
         &known,
         ctx.eks.as_ref(),

@@ -302,12 +302,7 @@ pub fn desired_role(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let role_name = naming::role_name_in_use(
-        &settings.cluster_identity(),
-        settings
-            .cluster_region
-            .is_some()
-            .then_some(settings.cluster_name.as_str()),
+    let role_name = settings.role_name_in_use(
         binding.status.as_ref().and_then(|s| s.role_name.as_deref()),
         &namespace,
         &name,

@@ -369,6 +369,26 @@ impl Settings {
             .unwrap_or_else(|| self.cluster_name.clone())
     }
 
+    /// The name of the role binding `namespace/name` has here (its status recording
+    /// `status_role_name`): keyed on [`Self::cluster_identity`], or on the cluster's name alone
+    /// for a role made before the region was known ([`crate::naming::role_name_in_use`]).
+    pub fn role_name_in_use(
+        &self,
+        status_role_name: Option<&str>,
+        namespace: &str,
+        name: &str,
+    ) -> String {
+        crate::naming::role_name_in_use(
+            &self.cluster_identity(),
+            self.cluster_region
+                .is_some()
+                .then_some(self.cluster_name.as_str()),
+            status_role_name,
+            namespace,
+            name,
+        )
+    }
+
     /// ARN of a role with this name under the configured path.
     pub fn role_arn(&self, role_name: &str) -> String {
         format!(
