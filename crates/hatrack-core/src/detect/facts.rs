@@ -460,4 +460,51 @@ mod tests {
             Lookup::Disabled
         ));
     }
+
+    /// A view whose every answer differs from the trait's defaults.
+    struct Unusual;
+    impl ReferenceView for Unusual {
+        fn lookup(&self, _: RefKind, _: &str, _: &str) -> Lookup {
+            Lookup::Missing
+        }
+        fn namespace_mode(&self, _: &str) -> Option<Mode> {
+            Some(Mode::Audit)
+        }
+        fn ready(&self) -> bool {
+            false
+        }
+        fn partial(&self) -> bool {
+            true
+        }
+        fn exemption_counts(&self, _: jiff::Timestamp) -> Option<(usize, usize)> {
+            Some((2, 1))
+        }
+    }
+
+    /// Changes the namespaces' mode only.
+    struct Enforcing(Unusual);
+    impl Overlay for Enforcing {
+        fn inner(&self) -> &dyn ReferenceView {
+            &self.0
+        }
+        fn namespace_mode(&self, _: &str) -> Option<Mode> {
+            Some(Mode::Enforce)
+        }
+    }
+
+    #[test]
+    fn an_overlay_forwards_every_answer_it_does_not_change() {
+        let view: &dyn ReferenceView = &Enforcing(Unusual);
+        assert_eq!(view.namespace_mode("ns"), Some(Mode::Enforce));
+        assert!(matches!(
+            view.lookup(RefKind::Secret, "ns", "a"),
+            Lookup::Missing
+        ));
+        assert!(!view.ready());
+        assert!(view.partial());
+        assert_eq!(
+            view.exemption_counts(jiff::Timestamp::UNIX_EPOCH),
+            Some((2, 1))
+        );
+    }
 }
