@@ -23,6 +23,7 @@ pub mod eks;
 pub mod iam;
 pub mod leader;
 pub mod metrics;
+pub mod orphans_cli;
 pub mod plan;
 pub mod signal;
 pub mod sync;
@@ -33,5 +34,5 @@ pub mod webhook;
 
 pub use hatrack_core::{
     account, association, backoff, claims, crd, detect, exemption, guardrail, json_type, judge,
-    manifest, naming, policy, role, settings, trust, validate, yaml_positions,
+    manifest, naming, orphan, policy, role, settings, trust, validate, yaml_positions,
 };

@@ -50,7 +50,7 @@ enum Command {
     Crd,
     /// List IAM roles tagged as this cluster's whose IAMRoleBinding is gone (kubeconfig and AWS
     /// credentials from the environment).
-    Orphans(hatrack::controller::orphans::OrphansCliArgs),
+    Orphans(hatrack::orphans_cli::OrphansCliArgs),
     /// Report what the webhook would deny among the running workloads of a live cluster.
     Audit(hatrack::audit::AuditArgs),
     /// Run the background audit: PolicyReports and metrics of the running workloads.
@@ -71,10 +71,7 @@ fn main() -> ExitCode {
             print!("{}", hatrack::crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Orphans(args) => run_async(
-            cli.worker_threads,
-            hatrack::controller::orphans::run_cli(args),
-        ),
+        Command::Orphans(args) => run_async(cli.worker_threads, hatrack::orphans_cli::run(args)),
         Command::Controller(args) => {
             telemetry::init(cli.log_format);
             run_async(cli.worker_threads, hatrack::controller::run(args))

@@ -1,6 +1,7 @@
-//! The background audit's I/O edge: watches of Secrets and ConfigMaps (into the webhook's
-//! fact cache, [`WatchCache`]) and of every workload kind, the judgements in [`AuditState`],
-//! and the writer that applies a namespace's PolicyReport only when its content changed.
+//! The background audit's loop: events of its watches (`super::watches`: Secrets and
+//! ConfigMaps into the webhook's fact cache, [`WatchCache`], and every workload kind) into the
+//! judgements in [`AuditState`], and on each tick the out-of-date PolicyReports to the
+//! writer (`super::writer`), which applies a namespace's report only when its content changed.
 //!
 //! Memory: no workload object is kept. A watch event is judged and dropped; what stays is the
 //! judgement (findings, and the facts of the objects it read, shared with the cache). When a
@@ -11,15 +12,15 @@
 //! audit's clock, so an exemption that expires is enforced in the reports at that time with
 //! no other event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
@@ -28,14 +29,13 @@ use super::kinds::{self, WorkloadKind};
 use super::metrics::AuditMetrics;
 use super::report;
 use super::state::{AuditPolicy, AuditState, StaleReader, Workload};
+use super::watches::{FactChange, run_facts, workload_streams};
+use super::writer::{ReportWriter, existing_reports};
 use crate::crd::StaticKeyExemption;
-use crate::detect::RefKind;
 use crate::exemption::Exemption;
-use crate::watch::Relist;
-use crate::webhook::cache::{FactsSource, WatchCache};
+use crate::webhook::cache::WatchCache;
 
-/// Field manager of the report writes.
-pub const MANAGER: &str = "hatrack-audit";
+pub use super::writer::MANAGER;
 
 /// Failures that stop the audit (everything else is retried).
 #[derive(Debug, thiserror::Error)]
@@ -63,65 +63,6 @@ impl Default for AuditorOptions {
     }
 }
 
-/// A change of the facts cache the audit must look at.
-#[derive(Debug)]
-enum FactChange {
-    Object(RefKind, String, String),
-    /// A (re-)list of the kind completed: any fact may have changed.
-    Relisted(RefKind),
-}
-
-/// Runs the watches of one kind of referenced object into `cache`, telling `changes`.
-async fn run_facts<K>(
-    cache: Arc<WatchCache>,
-    api: Api<K>,
-    changes: mpsc::UnboundedSender<FactChange>,
-) where
-    K: FactsSource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let kind = K::KIND;
-    let stream = watcher::watcher(api, watcher::Config::default().page_size(100)).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    let mut buffer = Relist::default();
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying");
-                continue;
-            }
-        };
-        let change = match &event {
-            Event::Apply(o) | Event::Delete(o) => Some(FactChange::Object(
-                kind,
-                o.meta().namespace.clone().unwrap_or_default(),
-                o.meta().name.clone().unwrap_or_default(),
-            )),
-            Event::InitDone => Some(FactChange::Relisted(kind)),
-            Event::Init | Event::InitApply(_) => None,
-        };
-        cache.apply_object_event(&event, &mut buffer);
-        if let Some(change) = change
-            && changes.send(change).is_err()
-        {
-            return;
-        }
-    }
-}
-
-type WorkloadEvent = (WorkloadKind, Result<Event<DynamicObject>, watcher::Error>);
-
-fn workload_streams(client: &Client) -> impl Stream<Item = WorkloadEvent> + Send + use<> {
-    let streams = WorkloadKind::ALL.into_iter().map(|kind| {
-        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
-        watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |e| (kind, e))
-            .boxed()
-    });
-    futures::stream::select_all(streams)
-}
-
 /// The audit loop's state beyond [`AuditState`].
 struct Auditor {
     client: Client,
@@ -129,8 +70,7 @@ struct Auditor {
     options: AuditorOptions,
     metrics: Arc<AuditMetrics>,
     state: AuditState,
-    /// Hash of the report last written (or found) per namespace.
-    written: HashMap<String, String>,
+    reports: ReportWriter,
     /// Workloads to fetch again and judge (a fact they read changed).
     refetch: Vec<StaleReader>,
     synced_kinds: HashSet<WorkloadKind>,
@@ -336,7 +276,7 @@ impl Auditor {
         for ns in dirty {
             let desired = report::build(&ns, &self.state.failing_in(&ns));
             self.metrics.set_namespace(&ns, &self.state.summary(&ns));
-            if !self.write(&ns, desired).await {
+            if !self.reports.write(&ns, desired).await {
                 failed.push(ns);
             }
         }
@@ -361,90 +301,6 @@ impl Auditor {
             );
         }
     }
-
-    /// Brings one namespace's report to `desired`; returns whether it succeeded.
-    #[tracing::instrument(skip(self, desired), fields(namespace = %ns))]
-    async fn write(&mut self, ns: &str, desired: Option<serde_json::Value>) -> bool {
-        let api =
-            Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &report::api_resource());
-        match desired {
-            Some(r) => {
-                let hash = report::hash_of(&r).unwrap_or_default().to_string();
-                if self.written.get(ns) == Some(&hash) {
-                    return true;
-                }
-                tracing::debug!(hash = %hash, previous = ?self.written.get(ns), "writing PolicyReport");
-                let params = PatchParams::apply(MANAGER).force();
-                match api
-                    .patch(report::REPORT_NAME, &params, &Patch::Apply(&r))
-                    .await
-                {
-                    Ok(_) => {
-                        self.metrics.write("apply", true);
-                        self.written.insert(ns.to_string(), hash);
-                        true
-                    }
-                    Err(e) => {
-                        self.metrics.write("apply", false);
-                        tracing::warn!(error = %e, "cannot write PolicyReport; retrying");
-                        false
-                    }
-                }
-            }
-            None => {
-                if !self.written.contains_key(ns) {
-                    return true;
-                }
-                match api
-                    .delete(report::REPORT_NAME, &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) => {
-                        self.metrics.write("delete", true);
-                        self.written.remove(ns);
-                        true
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 => {
-                        self.written.remove(ns);
-                        true
-                    }
-                    Err(e) => {
-                        self.metrics.write("delete", false);
-                        tracing::warn!(error = %e, "cannot delete PolicyReport; retrying");
-                        false
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The reports hatrack wrote before (by an earlier run): namespace -> content hash.
-async fn existing_reports(client: &Client) -> Result<HashMap<String, String>, AuditError> {
-    let api = Api::<DynamicObject>::all_with(client.clone(), &report::api_resource());
-    let params = ListParams::default().labels(&format!(
-        "{}={}",
-        report::MANAGED_BY_LABEL,
-        report::MANAGED_BY
-    ));
-    let list = api
-        .list_metadata(&params)
-        .await
-        .map_err(|e| AuditError::ListReports(Box::new(e)))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|r| r.metadata.name.as_deref() == Some(report::REPORT_NAME))
-        .filter_map(|r| {
-            let ns = r.metadata.namespace?;
-            let hash = r
-                .metadata
-                .annotations
-                .and_then(|mut a| a.remove(report::HASH_ANNOTATION))
-                .unwrap_or_default();
-            Some((ns, hash))
-        })
-        .collect())
 }
 
 /// Runs the background audit until `shutdown` completes: judges every running workload,
@@ -499,13 +355,18 @@ pub async fn run(
     }
     tracing::info!("Secrets and ConfigMaps listed; judging workloads");
 
+    // The reports found are checked once everything is judged.
+    let mut state = AuditState::new();
+    for ns in written.keys() {
+        state.mark_dirty(ns);
+    }
     let mut auditor = Auditor {
         client: client.clone(),
         cache,
         options: options.clone(),
+        reports: ReportWriter::new(client.clone(), metrics.clone(), written),
         metrics,
-        state: AuditState::new(),
-        written: HashMap::new(),
+        state,
         refetch: Vec::new(),
         synced_kinds: HashSet::new(),
         exemptions_listed: false,
@@ -513,10 +374,6 @@ pub async fn run(
         started,
         first_report_done: false,
     };
-    for (ns, hash) in written {
-        auditor.state.mark_dirty(&ns);
-        auditor.written.insert(ns, hash);
-    }
     auditor.state.advance(jiff::Timestamp::now());
     let mut workloads = std::pin::pin!(workload_streams(&client));
     let exemptions = watcher::watcher(

@@ -10,15 +10,20 @@
 //! the webhook's should. With several replicas, leader election on its own Lease lets one
 //! write reports. `hatrack audit` is the same judgement once, printed like `hatrack check`.
 //!
-//! Pure parts: [`kinds`] (what is judged), [`state`] (judgements, dependencies, what is out
-//! of date), [`report`] (the PolicyReport of a namespace). I/O: [`live`], [`oneshot`].
+//! Pure parts: [`kinds`] (what is judged), `judgement` (one judgement and what it read),
+//! [`state`] (judgements, dependencies, exemptions, what is out of date), [`report`] (the
+//! PolicyReport of a namespace). I/O: [`live`] (the loop), `watches`, `writer` (the
+//! PolicyReports), [`oneshot`] (`hatrack audit`).
 
+mod judgement;
 pub mod kinds;
 pub mod live;
 pub mod metrics;
 pub mod oneshot;
 pub mod report;
 pub mod state;
+mod watches;
+mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! StaticKeyExemptions apply as in the webhook and `check`: an active one admits (the result
 //! names it), an expired one is enforced and the result says it expired.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -12,12 +13,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use super::kinds::{self, WorkloadKind};
-use super::state::{AuditPolicy, Workload};
-use crate::check::{self, CheckReport, CheckResult, Format, InputError};
+use crate::check::{self, CheckReport, CheckResult, Format};
 use crate::crd::StaticKeyExemption;
-use crate::detect::PolicyArgs;
-use crate::detect::{self, InMemoryView, Mode, RefKind, ReferenceView, Verdict};
-use crate::exemption::{self, Exemption};
+use crate::detect::{self, InMemoryView, Mode, PolicyArgs, RefKind};
+use crate::exemption::Exemption;
 use crate::webhook::cache::{configmap_facts, namespace_mode, secret_facts};
 
 /// Flags of `hatrack audit`.
@@ -175,7 +174,7 @@ async fn exemptions(client: &Client) -> Result<Vec<Exemption>, OneShotError> {
 /// What decides a workload's result besides its own content.
 struct Judging<'a> {
     view: &'a InMemoryView,
-    policy: &'a AuditPolicy,
+    exempt_namespaces: &'a HashSet<String>,
     mode: Mode,
     exemptions: &'a [Exemption],
     now: jiff::Timestamp,
@@ -183,89 +182,38 @@ struct Judging<'a> {
 
 /// Judges one listed workload as the webhook would, into `report`.
 fn judge_into(report: &mut CheckReport, kind: WorkloadKind, o: &DynamicObject, j: &Judging<'_>) {
-    let Judging {
-        view, policy, mode, ..
-    } = *j;
     let meta = &o.metadata;
     if !kinds::judged_itself_object(kind, meta, &o.data) {
         return;
     }
     let namespace = meta.namespace.as_deref().unwrap_or_default();
     let name = meta.name.as_deref().unwrap_or_default();
-    let w = Workload {
-        kind,
-        namespace,
-        name,
-        uid: meta.uid.as_deref().unwrap_or_default(),
-        resource_version: meta.resource_version.as_deref().unwrap_or_default(),
-        body: &o.data,
-    };
     let document = report.results.len() + report.errors.len() + 1;
-    let mut result = CheckResult {
-        file: format!("cluster:{}", kind.plural()),
-        document,
-        kind: kind.as_str().into(),
-        namespace: Some(namespace.into()),
-        name: name.into(),
-        verdict: Verdict::Allow,
-        mode: None,
-        exempt: false,
-        findings: Vec::new(),
-        warnings: Vec::new(),
-        exemption: None,
-    };
-    if policy.exemption(&w).is_some() {
-        result.exempt = true;
-        report.results.push(result);
-        return;
-    }
-    let arena = bumpalo::Bump::new();
-    let json = detect::Json::from_value(&o.data, &arena);
-    let target = detect::Target {
-        kind: kind.as_str(),
-        namespace,
-        name,
-        object: &json,
-    };
-    match detect::evaluate(&target, view) {
-        Ok(Some(eval)) => {
-            let mode = view.namespace_mode(namespace).unwrap_or(mode);
-            let mut decision = detect::decide(mode, &eval, None);
-            // As the webhook: an active exemption admits, an expired one changes nothing.
-            let applied =
-                exemption::applicable(j.exemptions, kind.as_str(), namespace, name, j.now);
-            if let Some(a) = &applied
-                && a.state == exemption::State::Active
-            {
-                decision.verdict = Verdict::Allow;
-            }
-            result.exemption = applied.map(|a| a.reported());
-            result.verdict = decision.verdict;
-            result.mode = Some(mode);
-            result.findings = eval.findings;
-            result.warnings = eval.warnings;
-            report.results.push(result);
-        }
-        Ok(None) => report.ignored += 1,
-        Err(e) => report.errors.push(InputError {
-            file: result.file,
-            document: Some(document),
-            message: e.to_string(),
-        }),
-    }
+    let file = format!("cluster:{}", kind.plural());
+    let result = CheckResult::unjudged(&file, document, kind.as_str(), namespace, name);
+    let mode = detect::mode_in(namespace, j.mode, j.exempt_namespaces, j.view);
+    check::judge_workload(report, result, mode, j.exemptions, j.now, || {
+        let arena = bumpalo::Bump::new();
+        let json = detect::Json::from_value(&o.data, &arena);
+        let target = detect::Target {
+            kind: kind.as_str(),
+            namespace,
+            name,
+            object: &json,
+        };
+        detect::evaluate(&target, j.view)
+    });
 }
 
 /// Lists and judges everything; the report `check` would print.
 pub async fn audit_cluster(client: &Client, args: &AuditArgs) -> Result<CheckReport, OneShotError> {
     let namespace = args.namespace.as_deref();
     let view = view(client, namespace).await?;
-    let policy = AuditPolicy {
-        exempt_namespaces: args.policy.exempt_namespace_set(),
-    };
+    let exempt_namespaces = args.policy.exempt_namespace_set();
     let exemptions = exemptions(client).await?;
     let judging = Judging {
         view: &view,
-        policy: &policy,
+        exempt_namespaces: &exempt_namespaces,
         mode: args.policy.mode,
         exemptions: &exemptions,
         now: jiff::Timestamp::now(),

@@ -11,36 +11,24 @@
 //! report results say what is exempted, as `skip`), and the exemption that applies is kept
 //! beside its findings. An exemption created, changed or deleted, or one that expires (the
 //! time is an argument: [`AuditState::advance`]), re-evaluates only the workloads with
-//! findings it covers, and re-judges none.
+//! findings it covers, and re-judges none (`state/exemptions.rs`). The judgement itself, and
+//! what it read, is `super::judgement`.
+
+mod exemptions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use jiff::Timestamp;
 
+use super::judgement::{Dep, judge};
 use super::kinds::WorkloadKind;
-use crate::detect::{self, Lookup, Mode, ObjectFacts, RefKind, ReferenceView, RuleId};
+use crate::detect::{Lookup, ObjectFacts, RefKind, ReferenceView, RuleId};
 use crate::exemption::{self as ske, Reported};
 
-/// One finding as the audit keeps it (what a report result shows).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AuditFinding {
-    pub rule: RuleId,
-    pub container: Option<Box<str>>,
-    pub path: Box<str>,
-    /// What was found and the fix (`…; fix`), never a secret value.
-    pub message: Box<str>,
-}
-
-/// An object a judgement read, and the facts it had then (`None`: it did not exist).
-#[derive(Debug, Clone)]
-struct Dep {
-    kind: RefKind,
-    name: Box<str>,
-    facts: Option<Arc<ObjectFacts>>,
-}
+pub use super::judgement::AuditFinding;
 
 /// A judged workload.
 #[derive(Debug, Clone)]
@@ -106,100 +94,6 @@ pub struct NamespaceSummary {
     pub expired: usize,
     /// Per rule, the failing workloads with at least one finding of it.
     pub by_rule: BTreeMap<RuleId, u64>,
-}
-
-/// A view that remembers what was looked up, so a judgement knows what it depended on.
-pub struct Recording<'a> {
-    inner: &'a dyn ReferenceView,
-    seen: Mutex<Vec<Dep>>,
-}
-
-impl<'a> Recording<'a> {
-    pub fn new(inner: &'a dyn ReferenceView) -> Self {
-        Recording {
-            inner,
-            seen: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn into_deps(self) -> Vec<Dep> {
-        let mut seen = self.seen.into_inner().unwrap_or_default();
-        seen.sort_by(|a, b| (a.kind as u8, &a.name).cmp(&(b.kind as u8, &b.name)));
-        seen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
-        seen
-    }
-}
-
-impl ReferenceView for Recording<'_> {
-    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
-        let found = self.inner.lookup(kind, namespace, name);
-        let facts = match &found {
-            Lookup::Found(f) => Some(f.clone()),
-            Lookup::Missing | Lookup::Disabled => None,
-        };
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.push(Dep {
-                kind,
-                name: name.into(),
-                facts,
-            });
-        }
-        found
-    }
-
-    fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
-        self.inner.namespace_mode(namespace)
-    }
-
-    fn partial(&self) -> bool {
-        self.inner.partial()
-    }
-
-    fn exemption(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        now: jiff::Timestamp,
-    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
-        self.inner.exemption(kind, namespace, name, now)
-    }
-}
-
-/// Judges one workload with the webhook's rules. A workload the rules cannot read (never the
-/// case for objects the API server validated) is logged and counted as clean.
-fn judge(w: &Workload<'_>, view: &dyn ReferenceView) -> (Vec<AuditFinding>, Vec<Dep>) {
-    let recording = Recording::new(view);
-    let arena = bumpalo::Bump::new();
-    let json = detect::Json::from_value(w.body, &arena);
-    let target = detect::Target {
-        kind: w.kind.as_str(),
-        namespace: w.namespace,
-        name: w.name,
-        object: &json,
-    };
-    let findings = match detect::evaluate(&target, &recording) {
-        Ok(Some(eval)) => eval
-            .findings
-            .into_iter()
-            .map(|f| AuditFinding {
-                rule: f.rule,
-                container: f.container.map(String::into_boxed_str),
-                path: f.path.into_boxed_str(),
-                message: f.message.into_boxed_str(),
-            })
-            .collect(),
-        Ok(None) => Vec::new(),
-        Err(e) => {
-            tracing::warn!(kind = w.kind.as_str(), namespace = w.namespace, name = w.name,
-                error = %e, "cannot judge workload");
-            Vec::new()
-        }
-    };
-    let mut findings: Vec<AuditFinding> = findings;
-    findings.sort();
-    findings.dedup();
-    (findings, recording.into_deps())
 }
 
 /// A workload to fetch and judge again.
@@ -369,139 +263,6 @@ impl AuditState {
         self.entries.insert(entry.uid.clone(), entry);
     }
 
-    /// The exemption that applies to a workload now, if any covers it.
-    fn exemption_of(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<Reported> {
-        let all = self.exemptions.values().map(|e| &**e);
-        ske::applicable(all, kind.as_str(), namespace, name, self.now).map(|a| a.reported())
-    }
-
-    /// Re-evaluates the exemption of the workloads with findings that `changed` (exemptions
-    /// that were created, deleted, edited or crossed their expiry) cover; marks their
-    /// namespaces when a result changes. Returns how many workloads were re-evaluated.
-    fn reapply(&mut self, changed: &[Arc<ske::Exemption>]) -> usize {
-        let mut namespaces: Vec<&str> = changed.iter().map(|e| e.namespace.as_str()).collect();
-        namespaces.sort();
-        namespaces.dedup();
-        let mut covered: Vec<Arc<str>> = Vec::new();
-        for ns in namespaces {
-            for uid in self.failing.get(ns).into_iter().flatten() {
-                if let Some(e) = self.entries.get(uid)
-                    && changed
-                        .iter()
-                        .any(|x| x.covers(e.kind.as_str(), &e.namespace, &e.name))
-                {
-                    covered.push(uid.clone());
-                }
-            }
-        }
-        for uid in &covered {
-            let Some(e) = self.entries.get(uid) else {
-                continue;
-            };
-            let now = self.exemption_of(e.kind, &e.namespace, &e.name);
-            if now != e.exemption {
-                let ns = e.namespace.clone();
-                if let Some(e) = self.entries.get_mut(uid) {
-                    e.exemption = now;
-                }
-                self.dirty.insert(ns);
-            }
-        }
-        covered.len()
-    }
-
-    /// A StaticKeyExemption was created or changed. Returns how many workloads it (or its
-    /// previous version) covered and were re-evaluated; none is judged again.
-    pub fn apply_exemption(&mut self, e: ske::Exemption) -> usize {
-        let e = Arc::new(e);
-        let old = self.exemptions.insert(e.name.clone(), e.clone());
-        if old.as_deref() == Some(&*e) {
-            return 0;
-        }
-        let changed: Vec<_> = old.into_iter().chain([e]).collect();
-        self.reapply(&changed)
-    }
-
-    /// A StaticKeyExemption was deleted. Returns how many workloads were re-evaluated.
-    pub fn delete_exemption(&mut self, name: &str) -> usize {
-        match self.exemptions.remove(name) {
-            Some(old) => self.reapply(&[old]),
-            None => 0,
-        }
-    }
-
-    /// The StaticKeyExemptions were listed anew: the whole set. Re-evaluates only the
-    /// workloads covered by the ones that differ.
-    pub fn set_exemptions(&mut self, all: impl IntoIterator<Item = ske::Exemption>) -> usize {
-        let mut fresh: HashMap<String, Arc<ske::Exemption>> = HashMap::new();
-        for e in all {
-            fresh.insert(e.name.clone(), Arc::new(e));
-        }
-        let mut changed: Vec<Arc<ske::Exemption>> = Vec::new();
-        for (name, old) in &self.exemptions {
-            if fresh.get(name).is_none_or(|new| new != old) {
-                changed.push(old.clone());
-            }
-        }
-        for (name, new) in &fresh {
-            if self.exemptions.get(name).is_none_or(|old| old != new) {
-                changed.push(new.clone());
-            }
-        }
-        self.exemptions = fresh;
-        if changed.is_empty() {
-            0
-        } else {
-            self.reapply(&changed)
-        }
-    }
-
-    /// Moves the audit's clock to `now`: exemptions that expired since (or, if the clock went
-    /// back, are active again) re-evaluate the workloads they cover. Returns how many.
-    pub fn advance(&mut self, now: Timestamp) -> usize {
-        let then = std::mem::replace(&mut self.now, now);
-        let (from, to) = if then <= now {
-            (then, now)
-        } else {
-            (now, then)
-        };
-        let crossed: Vec<Arc<ske::Exemption>> = self
-            .exemptions
-            .values()
-            .filter(|e| from < e.expires && e.expires <= to)
-            .cloned()
-            .collect();
-        if crossed.is_empty() {
-            0
-        } else {
-            self.reapply(&crossed)
-        }
-    }
-
-    /// The audit's clock.
-    pub fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    /// The next time an exemption expires (when [`Self::advance`] must be called again).
-    pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.exemptions
-            .values()
-            .map(|e| e.expires)
-            .filter(|t| *t > self.now)
-            .min()
-    }
-
-    /// StaticKeyExemptions held: (active, expired) at the audit's clock.
-    pub fn exemption_counts(&self) -> (usize, usize) {
-        let active = self
-            .exemptions
-            .values()
-            .filter(|e| e.state_at(self.now) == ske::State::Active)
-            .count();
-        (active, self.exemptions.len() - active)
-    }
-
     /// The workloads that read `kind namespace/name` and were judged with other facts than
     /// `view` has now: they must be judged again (their objects fetched anew).
     pub fn stale_readers_of(
@@ -622,10 +383,10 @@ impl AuditState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::InMemoryView;
+    use crate::detect::{self, InMemoryView};
     use serde_json::json;
 
-    const KEY_ID: &str = "AKIAZ7Q3EXAMPLEK3Y4N";
+    pub(super) const KEY_ID: &str = "AKIAZ7Q3EXAMPLEK3Y4N";
 
     fn deployment(env_from_secret: &str) -> Value {
         json!({"spec": {"template": {"spec": {"containers": [
@@ -633,7 +394,7 @@ mod tests {
         ]}}}})
     }
 
-    fn w<'a>(uid: &'a str, rv: &'a str, body: &'a Value) -> Workload<'a> {
+    pub(super) fn w<'a>(uid: &'a str, rv: &'a str, body: &'a Value) -> Workload<'a> {
         Workload {
             kind: WorkloadKind::Deployment,
             namespace: "team",
@@ -776,159 +537,5 @@ mod tests {
         exempt.namespace = "kube-system";
         assert!(!state.upsert(&exempt, true, &policy, &view));
         assert!(state.is_empty());
-    }
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn grant(name: &str, namespace: &str, workload: Option<&str>, expires: &str) -> ske::Exemption {
-        ske::Exemption {
-            name: name.into(),
-            namespace: namespace.into(),
-            kind: None,
-            workload: workload.map(Into::into),
-            granted_by: "platform@example.com".into(),
-            reason: "TICKET-7 move to IRSA".into(),
-            expires: t(expires),
-        }
-    }
-
-    fn named<'a>(uid: &'a str, name: &'a str, body: &'a Value) -> Workload<'a> {
-        Workload {
-            name,
-            ..w(uid, "1", body)
-        }
-    }
-
-    fn state_of(e: &AuditState, uid: &str) -> Option<ske::State> {
-        e.entries[uid].exemption.as_ref().map(|x| x.state)
-    }
-
-    /// Two leaky workloads and a clean one in "team", one leaky in "other".
-    fn leaky_state(body: &Value, clean: &Value) -> AuditState {
-        let view = InMemoryView::new();
-        let policy = AuditPolicy::default();
-        let mut state = AuditState::new();
-        state.advance(t("2026-06-01T00:00:00Z"));
-        state.upsert(&named("a", "a", body), true, &policy, &view);
-        state.upsert(&named("b", "b", body), true, &policy, &view);
-        state.upsert(&named("c", "c", clean), true, &policy, &view);
-        let mut other = named("o", "a", body);
-        other.namespace = "other";
-        state.upsert(&other, true, &policy, &view);
-        state.take_dirty();
-        state
-    }
-
-    fn leaky_body() -> (Value, Value) {
-        (
-            json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "app", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": KEY_ID}]}
-            ]}}}}),
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}}),
-        )
-    }
-
-    #[test]
-    fn an_exemption_reevaluates_only_what_it_covers_and_judges_nothing_again() {
-        let (body, clean) = leaky_body();
-        let mut state = leaky_state(&body, &clean);
-        let judged = state.judged;
-        // Covers "a" only: one workload re-evaluated, its namespace's report out of date.
-        assert_eq!(
-            state.apply_exemption(grant("x", "team", Some("a"), "2026-07-01T00:00:00Z")),
-            1
-        );
-        assert_eq!(state_of(&state, "a"), Some(ske::State::Active));
-        assert_eq!(state_of(&state, "b"), None);
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
-        let s = state.summary("team");
-        assert_eq!((s.failing, s.exempted, s.expired), (1, 1, 0));
-        assert_eq!(s.by_rule, BTreeMap::from([(RuleId::EnvStaticKey, 1)]));
-        // The same exemption again (a resync): nothing.
-        assert_eq!(
-            state.apply_exemption(grant("x", "team", Some("a"), "2026-07-01T00:00:00Z")),
-            0
-        );
-        // Widened to the namespace: both leaky workloads of "team" (not the clean one, not
-        // "other").
-        assert_eq!(
-            state.apply_exemption(grant("x", "team", None, "2026-07-01T00:00:00Z")),
-            2
-        );
-        assert_eq!(state_of(&state, "b"), Some(ske::State::Active));
-        assert_eq!(state_of(&state, "o"), None);
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
-        // Deleted: enforced again.
-        assert_eq!(state.delete_exemption("x"), 2);
-        assert_eq!(state_of(&state, "a"), None);
-        assert_eq!(state.summary("team").failing, 2);
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
-        assert_eq!(state.delete_exemption("x"), 0);
-        assert_eq!(state.judged, judged, "exemptions re-judge nothing");
-    }
-
-    #[test]
-    fn an_exemption_expires_when_the_clock_passes_it_and_not_before() {
-        let (body, clean) = leaky_body();
-        let mut state = leaky_state(&body, &clean);
-        state.apply_exemption(grant("x", "team", Some("a"), "2026-06-01T00:00:10Z"));
-        state.apply_exemption(grant("later", "other", None, "2026-06-02T00:00:00Z"));
-        state.take_dirty();
-        assert_eq!(state.next_expiry(), Some(t("2026-06-01T00:00:10Z")));
-        assert_eq!(state.exemption_counts(), (2, 0));
-        assert_eq!(state.advance(t("2026-06-01T00:00:09Z")), 0);
-        assert!(state.take_dirty().is_empty());
-        // At the expiry itself (expired from that instant on, as the webhook judges).
-        assert_eq!(state.advance(t("2026-06-01T00:00:10Z")), 1);
-        assert_eq!(state_of(&state, "a"), Some(ske::State::Expired));
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("team")]);
-        let s = state.summary("team");
-        assert_eq!((s.failing, s.exempted, s.expired), (2, 0, 1));
-        assert_eq!(state.next_expiry(), Some(t("2026-06-02T00:00:00Z")));
-        assert_eq!(state.exemption_counts(), (1, 1));
-        // Nothing more to do until then.
-        assert_eq!(state.advance(t("2026-06-01T12:00:00Z")), 0);
-        assert!(state.take_dirty().is_empty());
-        assert_eq!(state.advance(t("2026-06-03T00:00:00Z")), 1);
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("other")]);
-        assert_eq!(state.next_expiry(), None);
-        // An exemption already expired when it arrives is reported as expired at once.
-        assert_eq!(
-            state.apply_exemption(grant("past", "team", Some("b"), "2020-01-01T00:00:00Z")),
-            1
-        );
-        assert_eq!(state_of(&state, "b"), Some(ske::State::Expired));
-    }
-
-    #[test]
-    fn a_relist_of_exemptions_reevaluates_only_what_differs_and_new_judgements_see_them() {
-        let (body, clean) = leaky_body();
-        let mut state = leaky_state(&body, &clean);
-        let a = grant("a", "team", Some("a"), "2026-07-01T00:00:00Z");
-        let o = grant("o", "other", None, "2026-07-01T00:00:00Z");
-        assert_eq!(state.set_exemptions([a.clone(), o.clone()]), 2);
-        state.take_dirty();
-        assert_eq!(state.set_exemptions([a.clone(), o.clone()]), 0);
-        // "o" gone while the watch was down: only "other" is re-evaluated.
-        assert_eq!(state.set_exemptions([a.clone()]), 1);
-        assert_eq!(state.take_dirty(), vec![Arc::<str>::from("other")]);
-        // A workload judged anew (a new resourceVersion, a new workload) carries its exemption.
-        let view = InMemoryView::new();
-        let mut again = named("a", "a", &body);
-        again.resource_version = "2";
-        state.upsert(&again, true, &AuditPolicy::default(), &view);
-        assert_eq!(state_of(&state, "a"), Some(ske::State::Active));
-        assert!(
-            state.take_dirty().is_empty(),
-            "same findings, same exemption"
-        );
-        // A clean workload keeps no exemption.
-        assert_eq!(
-            state.apply_exemption(grant("all", "team", None, "2026-07-01T00:00:00Z")),
-            2
-        );
-        assert_eq!(state_of(&state, "c"), None);
     }
 }

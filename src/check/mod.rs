@@ -136,6 +136,25 @@ pub struct CheckResult {
     pub exemption: Option<crate::exemption::Reported>,
 }
 
+impl CheckResult {
+    /// A workload's row before it is judged: allowed, nothing found.
+    pub fn unjudged(file: &str, document: usize, kind: &str, namespace: &str, name: &str) -> Self {
+        CheckResult {
+            file: file.to_string(),
+            document,
+            kind: kind.into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+            verdict: Verdict::Allow,
+            mode: None,
+            exempt: false,
+            findings: Vec::new(),
+            warnings: Vec::new(),
+            exemption: None,
+        }
+    }
+}
+
 /// Input that cannot be judged (exit 2).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InputError {
@@ -256,19 +275,13 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             } else {
                 Verdict::Deny
             };
+            // IAMRoleBindings are never exempt.
             report.results.push(CheckResult {
-                file: doc.file.clone(),
-                document: doc.index + 1,
-                kind: kind.into(),
-                namespace: Some(namespace.into()),
-                name: doc.name().into(),
                 verdict,
                 mode: Some(Mode::Enforce),
-                exempt: false,
                 findings,
                 warnings,
-                // IAMRoleBindings are never exempt.
-                exemption: None,
+                ..CheckResult::unjudged(&doc.file, doc.index + 1, kind, namespace, doc.name())
             });
             continue;
         }
@@ -278,61 +291,72 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             continue;
         }
         let name = detect::object_name(&doc.object);
-        let mut result = CheckResult {
-            file: doc.file.clone(),
-            document: doc.index + 1,
-            kind: kind.into(),
-            namespace: Some(namespace.into()),
-            name: name.into(),
-            verdict: Verdict::Allow,
-            mode: None,
-            exempt: false,
-            findings: Vec::new(),
-            warnings: Vec::new(),
-            exemption: None,
-        };
-        let Some(mode) = detect::mode_in(namespace, opts.mode, &opts.exempt_namespaces, &view)
-        else {
-            result.exempt = true;
-            report.results.push(result);
-            continue;
-        };
-        let arena = bumpalo::Bump::new();
-        let json = detect::Json::from_value(&doc.object, &arena);
-        let target = detect::Target {
-            kind,
-            namespace,
-            name,
-            object: &json,
-        };
-        match detect::evaluate_with(&target, group, &opts.templates, &view) {
-            Ok(Some(eval)) => {
-                let applied =
-                    crate::exemption::applicable(&exemptions, kind, namespace, name, opts.now);
-                let decision = crate::exemption::apply(
-                    detect::decide(mode, &eval, None),
-                    applied.as_ref().map(|a| (a.exemption, a.state)),
-                    eval.findings.len(),
-                );
-                result.exemption = applied.map(|a| a.reported());
-                let Evaluation {
-                    findings, warnings, ..
-                } = eval;
-                result.verdict = decision.verdict;
-                result.mode = Some(mode);
-                result.findings = findings;
-                result.warnings = warnings;
-                report.results.push(result);
-            }
-            Ok(None) => report.ignored += 1,
-            Err(e) => report.errors.push(InputError {
-                file: doc.file.clone(),
-                document: Some(doc.index + 1),
-                message: e.to_string(),
-            }),
-        }
+        let result = CheckResult::unjudged(&doc.file, doc.index + 1, kind, namespace, name);
+        let mode = detect::mode_in(namespace, opts.mode, &opts.exempt_namespaces, &view);
+        judge_workload(&mut report, result, mode, &exemptions, opts.now, || {
+            let arena = bumpalo::Bump::new();
+            let json = detect::Json::from_value(&doc.object, &arena);
+            let target = detect::Target {
+                kind,
+                namespace,
+                name,
+                object: &json,
+            };
+            detect::evaluate_with(&target, group, &opts.templates, &view)
+        });
     }
     report
+}
+
+/// Judges one workload as the webhook would, into `report` (`check` and `audit` both): exempt
+/// when `mode` is `None` (an exempt namespace), else `evaluate`d and decided in `mode`, the
+/// StaticKeyExemption that covers it at `now` applied; a kind the rules do not judge is
+/// counted as ignored, one they cannot read is an input error.
+pub fn judge_workload(
+    report: &mut CheckReport,
+    mut result: CheckResult,
+    mode: Option<Mode>,
+    exemptions: &[crate::exemption::Exemption],
+    now: jiff::Timestamp,
+    evaluate: impl FnOnce() -> Result<Option<Evaluation>, detect::DetectError>,
+) {
+    let Some(mode) = mode else {
+        result.exempt = true;
+        report.results.push(result);
+        return;
+    };
+    match evaluate() {
+        Ok(Some(eval)) => {
+            let namespace = result.namespace.as_deref().unwrap_or_default();
+            let applied = crate::exemption::applicable(
+                exemptions,
+                &result.kind,
+                namespace,
+                &result.name,
+                now,
+            );
+            let decision = crate::exemption::apply(
+                detect::decide(mode, &eval, None),
+                applied.as_ref().map(|a| (a.exemption, a.state)),
+                eval.findings.len(),
+            );
+            result.exemption = applied.map(|a| a.reported());
+            let Evaluation {
+                findings, warnings, ..
+            } = eval;
+            result.verdict = decision.verdict;
+            result.mode = Some(mode);
+            result.findings = findings;
+            result.warnings = warnings;
+            report.results.push(result);
+        }
+        Ok(None) => report.ignored += 1,
+        Err(e) => report.errors.push(InputError {
+            document: Some(result.document),
+            file: result.file,
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// Runs `hatrack check`.

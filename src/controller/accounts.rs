@@ -430,6 +430,15 @@ mod tests {
             .collect()
     }
 
+    /// IAMAccount "data" (222222222222), for namespaces labelled `team=data`.
+    fn data_account_for_team_data() -> IAMAccount {
+        account(
+            "data",
+            "222222222222",
+            json!({"matchLabels": {"team": "data"}}),
+        )
+    }
+
     #[test]
     fn no_account_is_the_controllers_own() {
         let s = Settings::example();
@@ -440,11 +449,7 @@ mod tests {
     #[test]
     fn a_selected_namespace_gets_the_account_and_its_id() {
         let s = Settings::example();
-        let accts = [account(
-            "data",
-            "222222222222",
-            json!({"matchLabels": {"team": "data"}}),
-        )];
+        let accts = [data_account_for_team_data()];
         let b = binding(json!({"serviceAccounts": ["a"], "account": "data"}));
         let got = resolve(&b, &s, &accts, &labels(&[("team", "data")]), false).unwrap();
         assert_eq!(got.map(|a| a.name_any()), Some("data".into()));
@@ -463,11 +468,7 @@ mod tests {
     #[test]
     fn a_namespace_the_account_does_not_select_is_refused_but_still_cleaned_up() {
         let s = Settings::example();
-        let accts = [account(
-            "data",
-            "222222222222",
-            json!({"matchLabels": {"team": "data"}}),
-        )];
+        let accts = [data_account_for_team_data()];
         let b = binding(json!({"serviceAccounts": ["a"], "account": "data"}));
         let err = resolve(&b, &s, &accts, &labels(&[("team", "web")]), false).unwrap_err();
         assert!(

@@ -44,32 +44,35 @@ const CONTAINER: Want = Want::Fields(&[
     ("startupProbe", HANDLER),
 ]);
 
-const POD_SPEC: Want = Want::Fields(&[
-    ("serviceAccountName", Want::All),
-    ("serviceAccount", Want::All),
-    ("containers", CONTAINER),
-    ("initContainers", CONTAINER),
-    ("ephemeralContainers", CONTAINER),
-    ("volumes", Want::All),
-]);
+/// The fields of a pod spec the rules read, and `$extra` fields besides (one list for a pod
+/// spec and a workload's spec, so the two cannot drift apart).
+macro_rules! pod_spec {
+    ($($extra:expr),* $(,)?) => {
+        Want::Fields(&[
+            ("serviceAccountName", Want::All),
+            ("serviceAccount", Want::All),
+            ("containers", CONTAINER),
+            ("initContainers", CONTAINER),
+            ("ephemeralContainers", CONTAINER),
+            ("volumes", Want::All),
+            $($extra),*
+        ])
+    };
+}
+
+const POD_SPEC: Want = pod_spec!();
 
 const TEMPLATE: Want = Want::Fields(&[("metadata", POD_METADATA), ("spec", POD_SPEC)]);
 
 /// The spec of any workload kind: a Pod's own fields, `template.spec` (Deployment, Job, …) and
 /// `jobTemplate.spec.template.spec` (CronJob). Only the ones present end up in the value.
-const WORKLOAD_SPEC: Want = Want::Fields(&[
-    ("serviceAccountName", Want::All),
-    ("serviceAccount", Want::All),
-    ("containers", CONTAINER),
-    ("initContainers", CONTAINER),
-    ("ephemeralContainers", CONTAINER),
-    ("volumes", Want::All),
+const WORKLOAD_SPEC: Want = pod_spec!(
     ("template", TEMPLATE),
     (
         "jobTemplate",
         Want::Fields(&[("spec", Want::Fields(&[("template", TEMPLATE)]))]),
     ),
-]);
+);
 
 const METADATA: Want = Want::Fields(&[
     ("name", Want::All),

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::detect::{Lookup, Mode, RefKind, ReferenceView};
+use crate::detect::{Mode, Overlay, ReferenceView};
 
 /// Flags of the system namespaces (`hatrack webhook`).
 #[derive(Debug, Clone, clap::Args)]
@@ -66,9 +66,9 @@ impl SystemNamespaces {
     }
 }
 
-impl ReferenceView for SystemNamespaces {
-    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
-        self.inner.lookup(kind, namespace, name)
+impl Overlay for SystemNamespaces {
+    fn inner(&self) -> &dyn ReferenceView {
+        &*self.inner
     }
 
     fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
@@ -76,36 +76,12 @@ impl ReferenceView for SystemNamespaces {
             .namespace_mode(namespace)
             .or_else(|| self.namespaces.contains(namespace).then_some(self.mode))
     }
-
-    fn ready(&self) -> bool {
-        self.inner.ready()
-    }
-
-    fn partial(&self) -> bool {
-        self.inner.partial()
-    }
-
-    // A wrapper must forward every method: a default left in place silently hides the inner
-    // view's answer (exemptions were lost this way).
-    fn exemption(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        now: jiff::Timestamp,
-    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
-        self.inner.exemption(kind, namespace, name, now)
-    }
-
-    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
-        self.inner.exemption_counts(now)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::NoLookups;
+    use crate::detect::{Lookup, NoLookups, RefKind};
 
     struct Labelled;
     impl ReferenceView for Labelled {

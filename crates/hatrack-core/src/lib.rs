@@ -22,6 +22,7 @@ pub mod json_type;
 pub mod judge;
 pub mod manifest;
 pub mod naming;
+pub mod orphan;
 pub mod policy;
 pub mod role;
 pub mod settings;

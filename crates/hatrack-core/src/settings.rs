@@ -86,6 +86,16 @@ pub struct Settings {
     pub max_managed_policies: usize,
 }
 
+/// What the settings are for. Building roles (`controller`, `webhook`, `plan`, `check`) needs
+/// the trust flags, and `--oidc-issuer` when the default trust includes IRSA. Finding the roles
+/// hatrack made (`orphans`) needs only who the cluster is and where its roles live: the trust
+/// flags are neither required nor read, and the settings' trust fields must not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsUse {
+    BuildRoles,
+    FindRoles,
+}
+
 /// A flag value that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("--{flag}: {message}")]
@@ -112,6 +122,15 @@ impl ClusterArgs {
     /// either it is an error: a cluster known by its name alone can share roles with a
     /// same-named cluster elsewhere.
     pub fn settings_with_region(&self, fallback: Option<&str>) -> Result<Settings, SettingsError> {
+        self.settings_for(SettingsUse::BuildRoles, fallback)
+    }
+
+    /// The validated settings for `purpose`, the region as in [`Self::settings_with_region`].
+    pub fn settings_for(
+        &self,
+        purpose: SettingsUse,
+        fallback: Option<&str>,
+    ) -> Result<Settings, SettingsError> {
         let cluster_name = self.cluster_name.trim().to_string();
         if cluster_name.is_empty()
             || cluster_name.len() > 100
@@ -144,35 +163,14 @@ impl ClusterArgs {
                 ),
             ));
         }
-        let oidc_issuer_host_path = match &self.oidc_issuer {
-            None => None,
-            Some(url) if url.trim().is_empty() => None,
-            Some(url) => Some(parse_issuer(url)?),
+        // Finding the roles hatrack made needs no trust: its flags are not read.
+        let oidc_issuer_host_path = match purpose {
+            SettingsUse::BuildRoles => self.oidc_issuer_host_path()?,
+            SettingsUse::FindRoles => None,
         };
         crate::validate::role_path(&self.role_path).map_err(|m| err("role-path", m))?;
-        if self.default_trust.is_empty() {
-            return Err(err("default-trust", "must name irsa, pod-identity or both"));
-        }
-        if self.default_trust.contains(&TrustMechanism::Irsa) && oidc_issuer_host_path.is_none() {
-            return Err(err(
-                "oidc-issuer",
-                "is required when the default trust includes irsa (or set --default-trust pod-identity)",
-            ));
-        }
-        if self.default_audience.is_empty() {
-            return Err(err("default-audience", "must not be empty"));
-        }
-        if self.trust_policy_max_chars < 2048 || self.trust_policy_max_chars > 8192 {
-            return Err(err(
-                "trust-policy-max-chars",
-                "must be between 2048 (the IAM default) and 8192 (the IAM maximum)",
-            ));
-        }
-        if self.max_managed_policies == 0 || self.max_managed_policies > 20 {
-            return Err(err(
-                "max-managed-policies",
-                "must be between 1 and 20 (the IAM maximum)",
-            ));
+        if purpose == SettingsUse::BuildRoles {
+            self.check_trust_flags(oidc_issuer_host_path.is_some())?;
         }
         let given = self
             .cluster_region
@@ -211,6 +209,44 @@ impl ClusterArgs {
             trust_policy_max_chars: self.trust_policy_max_chars,
             max_managed_policies: self.max_managed_policies,
         })
+    }
+
+    /// `--oidc-issuer` as IAM condition keys use it (`None`: not given).
+    fn oidc_issuer_host_path(&self) -> Result<Option<String>, SettingsError> {
+        Ok(match &self.oidc_issuer {
+            None => None,
+            Some(url) if url.trim().is_empty() => None,
+            Some(url) => Some(parse_issuer(url)?),
+        })
+    }
+
+    /// The flags of the trust a role is built with.
+    fn check_trust_flags(&self, has_oidc_issuer: bool) -> Result<(), SettingsError> {
+        if self.default_trust.is_empty() {
+            return Err(err("default-trust", "must name irsa, pod-identity or both"));
+        }
+        if self.default_trust.contains(&TrustMechanism::Irsa) && !has_oidc_issuer {
+            return Err(err(
+                "oidc-issuer",
+                "is required when the default trust includes irsa (or set --default-trust pod-identity)",
+            ));
+        }
+        if self.default_audience.is_empty() {
+            return Err(err("default-audience", "must not be empty"));
+        }
+        if self.trust_policy_max_chars < 2048 || self.trust_policy_max_chars > 8192 {
+            return Err(err(
+                "trust-policy-max-chars",
+                "must be between 2048 (the IAM default) and 8192 (the IAM maximum)",
+            ));
+        }
+        if self.max_managed_policies == 0 || self.max_managed_policies > 20 {
+            return Err(err(
+                "max-managed-policies",
+                "must be between 1 and 20 (the IAM maximum)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -468,6 +504,38 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.default_trust, vec![TrustMechanism::PodIdentity]);
+    }
+
+    #[test]
+    fn finding_roles_needs_neither_an_issuer_nor_valid_trust_flags() {
+        let cli = |args: &[&str]| {
+            let mut argv = vec!["x", "--cluster-name=p", "--account-id=111122223333"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).expect("clap parses").cluster
+        };
+        // IRSA by default and no issuer: building roles is refused, finding them is not.
+        let args = cli(&["--cluster-region=eu-west-1", "--oidc-issuer=http://x"]);
+        assert_eq!(args.settings().unwrap_err().flag, "oidc-issuer");
+        let s = args
+            .settings_for(SettingsUse::FindRoles, None)
+            .expect("finding roles ignores the trust flags");
+        assert_eq!(
+            s.cluster_arn().as_deref(),
+            Some("arn:aws:eks:eu-west-1:111122223333:cluster/p")
+        );
+        assert_eq!(s.oidc_issuer_host_path, None);
+        // The identity is still checked: the region (or its fallback) and the role path.
+        let find = |args: &[&str], fallback| {
+            cli(args)
+                .settings_for(SettingsUse::FindRoles, fallback)
+                .map_err(|e| e.flag)
+        };
+        assert_eq!(find(&[], None).unwrap_err(), "cluster-region");
+        assert!(find(&[], Some("us-east-2")).is_ok());
+        assert_eq!(
+            find(&["--cluster-region=eu-west-1", "--role-path=x"], None).unwrap_err(),
+            "role-path"
+        );
     }
 
     #[test]

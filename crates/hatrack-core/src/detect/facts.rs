@@ -199,6 +199,55 @@ pub trait ReferenceView: Send + Sync {
     }
 }
 
+/// A view that answers as an inner one except where it says otherwise (the webhook's system
+/// namespaces change the mode, the audit records what is looked up). Implement `inner` and
+/// the answers that change; [`ReferenceView`] comes with every other method forwarded, so a
+/// method added to it later cannot be left to its default and hide the inner view's answer
+/// (exemptions were lost this way once).
+pub trait Overlay: Send + Sync {
+    fn inner(&self) -> &dyn ReferenceView;
+
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
+        self.inner().lookup(kind, namespace, name)
+    }
+
+    fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
+        self.inner().namespace_mode(namespace)
+    }
+}
+
+impl<T: Overlay> ReferenceView for T {
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
+        Overlay::lookup(self, kind, namespace, name)
+    }
+
+    fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
+        Overlay::namespace_mode(self, namespace)
+    }
+
+    fn ready(&self) -> bool {
+        self.inner().ready()
+    }
+
+    fn partial(&self) -> bool {
+        self.inner().partial()
+    }
+
+    fn exemption(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: jiff::Timestamp,
+    ) -> Option<(crate::exemption::Exemption, crate::exemption::State)> {
+        self.inner().exemption(kind, namespace, name, now)
+    }
+
+    fn exemption_counts(&self, now: jiff::Timestamp) -> Option<(usize, usize)> {
+        self.inner().exemption_counts(now)
+    }
+}
+
 /// No Kubernetes API access at all (`--lookups off`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoLookups;
@@ -410,5 +459,52 @@ mod tests {
             NoLookups.lookup(RefKind::Secret, "ns", "a"),
             Lookup::Disabled
         ));
+    }
+
+    /// A view whose every answer differs from the trait's defaults.
+    struct Unusual;
+    impl ReferenceView for Unusual {
+        fn lookup(&self, _: RefKind, _: &str, _: &str) -> Lookup {
+            Lookup::Missing
+        }
+        fn namespace_mode(&self, _: &str) -> Option<Mode> {
+            Some(Mode::Audit)
+        }
+        fn ready(&self) -> bool {
+            false
+        }
+        fn partial(&self) -> bool {
+            true
+        }
+        fn exemption_counts(&self, _: jiff::Timestamp) -> Option<(usize, usize)> {
+            Some((2, 1))
+        }
+    }
+
+    /// Changes the namespaces' mode only.
+    struct Enforcing(Unusual);
+    impl Overlay for Enforcing {
+        fn inner(&self) -> &dyn ReferenceView {
+            &self.0
+        }
+        fn namespace_mode(&self, _: &str) -> Option<Mode> {
+            Some(Mode::Enforce)
+        }
+    }
+
+    #[test]
+    fn an_overlay_forwards_every_answer_it_does_not_change() {
+        let view: &dyn ReferenceView = &Enforcing(Unusual);
+        assert_eq!(view.namespace_mode("ns"), Some(Mode::Enforce));
+        assert!(matches!(
+            view.lookup(RefKind::Secret, "ns", "a"),
+            Lookup::Missing
+        ));
+        assert!(!view.ready());
+        assert!(view.partial());
+        assert_eq!(
+            view.exemption_counts(jiff::Timestamp::UNIX_EPOCH),
+            Some((2, 1))
+        );
     }
 }
