@@ -215,14 +215,7 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     create_account(client, &acct, OTHER, ns).await;
     create_oidc_provider_in(moto, OTHER).await;
 
-    // First a controller that only reports.
-    let reporting = t
-        .controller()
-        .sweeping(SweepOptions {
-            interval: Duration::from_millis(500),
-            delete: false,
-        })
-        .start();
+    let syncing = t.controller().start();
     for (name, spec) in [
         ("kept", json!({"serviceAccounts": ["a"]})),
         ("lost-home", json!({"serviceAccounts": ["b"]})),
@@ -235,8 +228,6 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
         create_binding(client, ns, name, spec).await;
         wait_ready_reason(client, ns, name, "Synced", 60).await;
     }
-    delete_by_force(client, ns, "lost-home").await;
-    delete_by_force(client, ns, "lost-b").await;
     // A retained role is left behind on purpose: not an orphan.
     delete_binding(client, ns, "retained").await;
     wait_for(60, "retained binding gone", || async {
@@ -246,6 +237,19 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
             .then_some(())
     })
     .await;
+    syncing.stop().await;
+    // Lost without their cleanup, while no controller runs (see `delete_by_force`).
+    delete_by_force(client, ns, "lost-home").await;
+    delete_by_force(client, ns, "lost-b").await;
+
+    // Then a controller that only reports.
+    let reporting = t
+        .controller()
+        .sweeping(SweepOptions {
+            interval: Duration::from_millis(500),
+            delete: false,
+        })
+        .start();
     let mut last = None;
     let found = wait_for_or_last(60, || {
         let seen = metric(&reporting.metrics.encode(), "hatrack_orphaned_roles");

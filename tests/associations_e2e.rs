@@ -304,7 +304,6 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         .send()
         .await
         .expect("create a foreign association");
-    delete_by_force(client, ns, "lost").await;
     // Retained on purpose: its role and association stay, and are no orphans.
     delete_binding(client, ns, "retained").await;
     wait_for(30, "retained binding gone", || async {
@@ -315,6 +314,8 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
     })
     .await;
     controller.stop().await;
+    // Lost without its cleanup, while no controller runs (see `delete_by_force`).
+    delete_by_force(client, ns, "lost").await;
     assert_eq!(
         associations_in(&eks, ns).keys().collect::<Vec<_>>(),
         ["a", "b", "by-hand", "c"]

@@ -492,7 +492,9 @@ impl TestNamespace {
 }
 
 /// Deletes a binding the way a forced cleanup does: its finalizer removed, so hatrack never
-/// sees the delete and the role stays.
+/// sees the delete and the role stays. Only while no controller watches the namespace: a
+/// running one puts its finalizer back before the delete arrives (a binding without it is a
+/// binding to reconcile), and then cleans the role up, which is what a lost binding must not get.
 pub async fn delete_by_force(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<IAMRoleBinding> = Api::namespaced(client.clone(), ns);
     api.patch(
