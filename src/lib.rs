@@ -33,5 +33,5 @@ pub mod webhook;
 
 pub use hatrack_core::{
     account, association, backoff, claims, crd, detect, exemption, guardrail, json_type, judge,
-    manifest, naming, policy, role, settings, trust, validate, yaml_positions,
+    manifest, naming, policy, role, role_sync, settings, trust, validate, yaml_positions,
 };

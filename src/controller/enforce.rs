@@ -14,7 +14,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use super::reconcile::{Stop, build_status, publish};
+use super::events::publish;
+use super::report::{Stop, build_status};
 use super::status::reason;
 use super::{Context, Error};
 use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
@@ -129,7 +130,7 @@ pub(super) async fn violated(
         .join("; ");
     if guardrail::enforcement(violations, applicable) == Enforcement::Report {
         message.push_str("; the role is left as it is (enforcement: Report)");
-        return Ok(Stop::not_ready(
+        return Ok(Stop::ready_false(
             reason::GUARDRAIL_VIOLATION,
             message,
             Some(desired),
@@ -146,7 +147,7 @@ pub(super) async fn violated(
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
         message.push_str("; no IAM role is created or changed until the binding complies");
-        return Ok(Stop::not_ready(
+        return Ok(Stop::ready_false(
             reason::GUARDRAIL_VIOLATION,
             message,
             Some(desired),

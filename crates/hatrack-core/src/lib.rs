@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod naming;
 pub mod policy;
 pub mod role;
+pub mod role_sync;
 pub mod settings;
 pub mod trust;
 pub mod validate;
