@@ -84,7 +84,10 @@ mod tests {
         }
     }
 
-    fn operations(w: &Writes) -> Option<Vec<&'static str>> {
+    /// The operations of the writes (`None`: not owned, nothing may be written).
+    type Operations = Option<Vec<&'static str>>;
+
+    fn operations(w: &Writes) -> Operations {
         match w {
             Writes::NotOwned => None,
             Writes::Make(d) => Some(d.changes.iter().map(|c| c.operation()).collect()),
@@ -115,13 +118,13 @@ mod tests {
                 "arn:aws:eks:us-east-1:111122223333:cluster/prod-eu".into(),
             );
         }));
-        let cases: [(&str, Option<Role>, Option<Vec<&str>>); 6] = [
+        let cases = [
             (
                 "no role: created, then its policies",
                 missing,
                 Some(vec!["CreateRole", "PutRolePolicy", "AttachRolePolicy"]),
             ),
-            ("in sync: nothing", in_sync, Some(vec![])),
+            ("in sync: nothing", in_sync, Some(Vec::new())),
             (
                 "drift in an owned role: corrected",
                 drifted,
