@@ -186,24 +186,12 @@ pub(super) async fn violated(
         "; the permission policies of IAM role {role_name} are revoked until the binding complies"
     ));
     // Ready False with the violation, and GrantsRevoked True saying what was taken (kept from
-    // the first revocation while later passes find nothing left to remove).
-    let was = binding.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    });
-    if removed.is_empty() && was != Some((reason::GUARDRAIL_VIOLATION.into(), message.clone())) {
-        publish(
-            ctx,
-            binding,
-            EventType::Warning,
-            reason::GUARDRAIL_VIOLATION,
-            "Reconcile",
-            message.clone(),
-        )
-        .await;
-    }
+    // the first revocation while later passes find nothing left to remove). A pass that
+    // revoked said so in its GrantsRevoked Event; one that found nothing to remove warns of
+    // the violation (when it is news).
+    let warning = removed
+        .is_empty()
+        .then(|| (reason::GUARDRAIL_VIOLATION, message.clone()));
     let mut st = build_status(
         binding,
         false,
@@ -226,6 +214,7 @@ pub(super) async fn violated(
     );
     Ok(Stop::NotReadyStatus {
         status: Box::new(st),
+        warning,
         requeue: Action::requeue(ctx.jittered_resync()),
     })
 }

@@ -42,9 +42,11 @@ pub(super) enum Stop {
         associations: Option<Vec<PodIdentityAssociationStatus>>,
         then: Result<Action, Error>,
     },
-    /// Ready=False with a status already built (guardrail enforcement adds its condition).
+    /// Ready=False with a status already built (guardrail enforcement adds its condition),
+    /// and the Warning (reason, message) that goes with it when that Ready is new.
     NotReadyStatus {
         status: Box<IAMRoleBindingStatus>,
+        warning: Option<(&'static str, String)>,
         requeue: Action,
     },
     /// An AWS call failed: its message in status and a Warning, then the error for the error
@@ -166,7 +168,14 @@ pub(super) async fn report(
             .await?;
             then
         }
-        Err(Stop::NotReadyStatus { status, requeue }) => {
+        Err(Stop::NotReadyStatus {
+            status,
+            warning,
+            requeue,
+        }) => {
+            if let Some((reason, message)) = warning {
+                warn_if_new(binding, ctx, reason, message).await;
+            }
             write_status(binding, ctx, *status).await?;
             ctx.metrics
                 .binding_ready(&binding_key(binding), Some(false));
@@ -219,6 +228,28 @@ async fn failed(
         .binding_ready(&binding_key(binding), Some(false));
 }
 
+/// The Warning of a Ready=False, published only when its reason or message is new (the
+/// Recorder folds repeats, but a resync that finds the same refusal says nothing new).
+async fn warn_if_new(binding: &IAMRoleBinding, ctx: &Context, reason: &str, message: String) {
+    let was = binding.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.reason.as_str(), c.message.as_str()))
+    });
+    if was != Some((reason, message.as_str())) {
+        publish(
+            ctx,
+            binding,
+            EventType::Warning,
+            reason,
+            "Reconcile",
+            message,
+        )
+        .await;
+    }
+}
+
 /// Ready=False with `reason`; the Warning only when the reason or message is new.
 async fn not_ready(
     binding: &IAMRoleBinding,
@@ -228,23 +259,7 @@ async fn not_ready(
     desired: Option<&DesiredRole>,
     associations: Option<Vec<PodIdentityAssociationStatus>>,
 ) -> Result<(), Error> {
-    let was = binding.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    });
-    if was.as_ref() != Some(&(reason.to_string(), message.to_string())) {
-        publish(
-            ctx,
-            binding,
-            EventType::Warning,
-            reason,
-            "Reconcile",
-            message.to_string(),
-        )
-        .await;
-    }
+    warn_if_new(binding, ctx, reason, message.to_string()).await;
     let mut st = build_status(binding, false, reason, message, desired, false);
     if let Some(associations) = associations {
         st.pod_identity_associations = associations;
