@@ -1,6 +1,8 @@
-//! One reconcile of one binding, as a pipeline: gather what surrounds the binding → judge it
-//! (pure, [`crate::judge`]) → decide what that means ([`super::decide`], pure) → read the role
-//! from IAM → diff (pure) → make the IAM writes → annotate ServiceAccounts → write status.
+//! One reconcile of one binding: gather what surrounds the binding → decide (pure: judge it,
+//! [`crate::judge`], and say what that means, [`super::decide`]) → execute (each edge reads
+//! what it changes and asks a pure function for the writes: the role, [`crate::role_sync`];
+//! the associations; the annotations) → report ([`super::report`], the one place that writes
+//! the binding's status). Each step ends in an outcome ([`Stop`] when it cannot go on).
 //! Cleanup on delete runs the same edges in reverse.
 
 use std::sync::Arc;
@@ -122,7 +124,7 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     report(binding, ctx, outcome).await
 }
 
-/// Makes the role of a live binding: steps 1-8 of the pipeline (9, status, is [`apply`]'s).
+/// Makes the role of a live binding: steps 1-8; how they ended is [`report`]ed by [`apply`].
 async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
     //    for a change of the binding, its IAMAccount or its namespace's labels.
