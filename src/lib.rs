@@ -34,5 +34,5 @@ pub mod webhook;
 
 pub use hatrack_core::{
     account, association, backoff, claims, crd, detect, exemption, guardrail, json_type, judge,
-    manifest, naming, orphan, policy, role, settings, trust, validate, yaml_positions,
+    manifest, naming, orphan, policy, role, role_sync, settings, trust, validate, yaml_positions,
 };

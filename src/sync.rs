@@ -1,36 +1,11 @@
 //! The IAM half of a reconcile, free of Kubernetes: make the role in IAM match a desired role
-//! (reads, pure diff, minimal writes), or delete it, and never touch a role someone else owns.
+//! (read, decide the writes with [`crate::role_sync::writes`] (pure), make them), or delete
+//! it, and never touch a role someone else owns.
 
 use crate::iam::{DeleteOutcome, Iam, IamError};
-use crate::naming;
-use crate::role::{self, Change, DesiredRole};
-
-/// Who owns a role: the identity in its ownership tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub cluster: String,
-    /// The cluster's ARN when known: a role tagged with another cluster's ARN is not ours.
-    pub cluster_arn: Option<String>,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl Owner {
-    /// The owner of binding `namespace`/`name`'s role in this cluster.
-    pub fn of(settings: &crate::settings::Settings, namespace: &str, name: &str) -> Owner {
-        Owner {
-            cluster: settings.cluster_name.clone(),
-            cluster_arn: settings.cluster_arn(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-
-    pub fn owns(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
-        naming::is_owned_by(tags, &self.cluster, &self.namespace, &self.name)
-            && naming::arn_matches(tags, self.cluster_arn.as_deref())
-    }
-}
+use crate::role::{Change, DesiredRole};
+pub use crate::role_sync::Owner;
+use crate::role_sync::{self, Writes};
 
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +21,9 @@ pub enum SyncOutcome {
     NotOwned,
 }
 
-/// Brings the role to the desired state.
+/// Brings the role to the desired state: reads it, makes the writes [`role_sync::writes`]
+/// decides (none for a role someone else owns), and decides again from a fresh read when a
+/// create finds the role made meanwhile.
 pub async fn sync_role(
     iam: &Iam,
     desired: &DesiredRole,
@@ -55,12 +32,10 @@ pub async fn sync_role(
     let mut actual = iam.get_role(&desired.role.role_name).await?;
     let mut retried_create = false;
     loop {
-        if let Some(a) = &actual
-            && !owner.owns(&a.tags)
-        {
-            return Ok(SyncOutcome::NotOwned);
-        }
-        let diff = role::diff(actual.as_ref(), &desired.role);
+        let diff = match role_sync::writes(actual.as_ref(), &desired.role, owner) {
+            Writes::NotOwned => return Ok(SyncOutcome::NotOwned),
+            Writes::Make(diff) => diff,
+        };
         let mut writes = Vec::new();
         let mut raced = false;
         for change in &diff.changes {

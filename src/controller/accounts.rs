@@ -375,14 +375,8 @@ pub async fn target(
         .map(|n| n.labels().clone())
         .unwrap_or_default();
     let all = ctx.accounts.state();
-    let account = resolve(
-        binding,
-        &ctx.settings,
-        all.iter().map(Arc::as_ref),
-        &labels,
-        for_cleanup,
-    )?
-    .and_then(|a| all.iter().find(|x| x.name_any() == a.name_any()).cloned());
+    let account = resolve(binding, all.iter().map(Arc::as_ref), &labels, for_cleanup)?
+        .and_then(|a| all.iter().find(|x| x.name_any() == a.name_any()).cloned());
     let iam = ctx
         .account_clients
         .client(account.as_deref(), &ctx.settings.cluster_name)
@@ -441,9 +435,8 @@ mod tests {
 
     #[test]
     fn no_account_is_the_controllers_own() {
-        let s = Settings::example();
         let b = binding(json!({"serviceAccounts": ["a"]}));
-        assert!(matches!(resolve(&b, &s, [], &labels(&[]), false), Ok(None)));
+        assert!(matches!(resolve(&b, [], &labels(&[]), false), Ok(None)));
     }
 
     #[test]
@@ -451,7 +444,7 @@ mod tests {
         let s = Settings::example();
         let accts = [data_account_for_team_data()];
         let b = binding(json!({"serviceAccounts": ["a"], "account": "data"}));
-        let got = resolve(&b, &s, &accts, &labels(&[("team", "data")]), false).unwrap();
+        let got = resolve(&b, &accts, &labels(&[("team", "data")]), false).unwrap();
         assert_eq!(got.map(|a| a.name_any()), Some("data".into()));
         let in_b = settings_in(&s, got);
         assert_eq!(
@@ -467,29 +460,27 @@ mod tests {
 
     #[test]
     fn a_namespace_the_account_does_not_select_is_refused_but_still_cleaned_up() {
-        let s = Settings::example();
         let accts = [data_account_for_team_data()];
         let b = binding(json!({"serviceAccounts": ["a"], "account": "data"}));
-        let err = resolve(&b, &s, &accts, &labels(&[("team", "web")]), false).unwrap_err();
+        let err = resolve(&b, &accts, &labels(&[("team", "web")]), false).unwrap_err();
         assert!(
             matches!(err, AccountRefusal::NamespaceNotAllowed { .. }),
             "{err}"
         );
         assert!(err.to_string().contains("222222222222"));
-        assert!(resolve(&b, &s, &accts, &labels(&[("team", "web")]), true).is_ok());
+        assert!(resolve(&b, &accts, &labels(&[("team", "web")]), true).is_ok());
     }
 
     #[test]
     fn an_unknown_or_invalid_account_is_refused() {
-        let s = Settings::example();
         let b = binding(json!({"serviceAccounts": ["a"], "account": "nope"}));
         assert!(matches!(
-            resolve(&b, &s, [], &labels(&[]), false),
+            resolve(&b, [], &labels(&[]), false),
             Err(AccountRefusal::NotFound(n)) if n == "nope"
         ));
         let mut bad = account("nope", "222222222222", json!({}));
         bad.spec.assume_role.role_arn = "arn:aws:iam::333333333333:role/x".into();
-        let err = resolve(&b, &s, [&bad], &labels(&[]), true).unwrap_err();
+        let err = resolve(&b, [&bad], &labels(&[]), true).unwrap_err();
         assert!(
             err.to_string().contains("role ARN in account 222222222222"),
             "{err}"
@@ -503,7 +494,7 @@ mod tests {
         let b = binding(
             json!({"serviceAccounts": ["a"], "account": "data", "trust": {"irsa": {}, "podIdentity": {}}}),
         );
-        let got = resolve(&b, &s, &accts, &labels(&[]), false).unwrap();
+        let got = resolve(&b, &accts, &labels(&[]), false).unwrap();
         assert_eq!(
             got.map(|a| a.spec.account_id.clone()),
             Some("222222222222".into())
@@ -513,7 +504,7 @@ mod tests {
         let b = binding(
             json!({"serviceAccounts": ["a"], "account": "home", "trust": {"podIdentity": {}}}),
         );
-        assert!(resolve(&b, &s, &home, &labels(&[]), false).is_ok());
+        assert!(resolve(&b, &home, &labels(&[]), false).is_ok());
     }
 
     #[test]

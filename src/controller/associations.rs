@@ -11,7 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::accounts::Target;
-use super::reconcile::{binding_key, build_status, not_ready, publish, write_status};
+use super::events::publish;
+use super::report::Stop;
 use super::status::reason;
 use super::{Context, Error};
 use crate::account::{self as accounts, AccountRefusal};
@@ -34,15 +35,6 @@ pub(super) struct Chain {
     ids_in_trust: BTreeSet<String>,
     /// The associations read to find those ids: the association step's first read.
     read: Vec<ActualAssociation>,
-}
-
-/// What the chaining step of an apply found.
-pub(super) enum ChainStep {
-    /// Not Pod Identity in another account: nothing to chain.
-    None,
-    Ready(Box<Chain>),
-    /// The binding was reported not Ready and comes back after this.
-    Reported(Action),
 }
 
 /// External ids of associations (as the association step made or kept them) for
@@ -68,28 +60,33 @@ fn spec_changed(binding: &IAMRoleBinding) -> bool {
 /// that a principal exists) and sets the target role's trust to the chaining role with the
 /// external ids of the binding's associations as EKS has them now (never the status's, which
 /// may lag them: the role step would drop a live id until the association step put it back).
-/// Associations still to be made are added by [`chain_trust_step`].
+/// Associations still to be made are added by [`chain_trust_step`]. `None`: not Pod Identity
+/// in another account, nothing to chain.
 #[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
 pub(super) async fn chain_step(
     binding: &IAMRoleBinding,
     ctx: &Context,
     target: &Target,
     desired: &mut DesiredRole,
-) -> Result<ChainStep, Error> {
+) -> Result<Option<Box<Chain>>, Stop> {
     let home = &ctx.settings;
     if target.account.is_none()
         || target.settings.account_id == home.account_id
         || !association::uses_pod_identity(binding, home)
     {
-        return Ok(ChainStep::None);
+        return Ok(None);
     }
     let Some(eks) = &ctx.eks else {
         let refusal = AccountRefusal::PodIdentityUnsupported {
             account: binding.spec.account.clone().unwrap_or_default(),
             account_id: target.settings.account_id.clone(),
         };
-        not_ready(binding, ctx, refusal.reason(), &refusal.to_string(), None).await?;
-        return Ok(ChainStep::Reported(Action::requeue(ctx.jittered_resync())));
+        return Err(Stop::ready_false(
+            refusal.reason(),
+            refusal.to_string(),
+            None,
+            Action::requeue(ctx.jittered_resync()),
+        ));
     };
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
@@ -104,8 +101,12 @@ pub(super) async fn chain_step(
     ) {
         Ok(t) => t,
         Err(e) => {
-            not_ready(binding, ctx, reason::INVALID_SPEC, &e.to_string(), None).await?;
-            return Ok(ChainStep::Reported(Action::await_change()));
+            return Err(Stop::ready_false(
+                reason::INVALID_SPEC,
+                e.to_string(),
+                None,
+                Action::await_change(),
+            ));
         }
     };
     let chaining = chain::chaining_role(desired, home, trust);
@@ -121,19 +122,19 @@ pub(super) async fn chain_step(
                 "IAM role {} (the EKS Pod Identity chaining role in the cluster's account {}) exists but is not owned by this binding; hatrack will not modify or delete it",
                 chaining.role.arn, home.account_id
             );
-            not_ready(binding, ctx, reason::ROLE_NOT_OWNED, &message, None).await?;
-            return Ok(ChainStep::Reported(Action::requeue(ctx.jittered_resync())));
+            return Err(Stop::ready_false(
+                reason::ROLE_NOT_OWNED,
+                message,
+                None,
+                Action::requeue(ctx.jittered_resync()),
+            ));
         }
-        Err(e) => {
-            let message = e.to_string();
-            not_ready(binding, ctx, reason::AWS_ERROR, &message, None).await?;
-            return Err(e.into());
-        }
+        Err(e) => return Err(Stop::chain_aws(e, None)),
     }
     let wanted: BTreeSet<String> = binding.spec.service_accounts.iter().cloned().collect();
     let read = match read_actual(eks, ctx, binding, &wanted, spec_changed(binding)).await {
         Ok(r) => r,
-        Err(e) => return Err(failure(binding, ctx, e, Some(desired)).await),
+        Err(e) => return Err(Stop::eks(e, Some(desired))),
     };
     let ids = chain::live_external_ids(
         &read,
@@ -143,7 +144,7 @@ pub(super) async fn chain_step(
     );
     let base_trust = std::mem::take(&mut desired.role.assume_role_policy);
     desired.role.assume_role_policy = chain::target_trust(&base_trust, &chaining.role.arn, &ids);
-    Ok(ChainStep::Ready(Box::new(Chain {
+    Ok(Some(Box::new(Chain {
         chaining_arn: chaining.role.arn,
         iam: target.iam.clone(),
         owner: Owner::of(&target.settings, &ns, &name),
@@ -158,20 +159,13 @@ pub(super) async fn chain_step(
 /// enough already.
 #[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
 pub(super) async fn chain_trust_step(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
     chain: &Chain,
     desired: &DesiredRole,
     current: &[PodIdentityAssociationStatus],
-) -> Result<(), Error> {
-    match chain_trust(chain, desired, current).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let message = e.to_string();
-            not_ready(binding, ctx, reason::AWS_ERROR, &message, Some(desired)).await?;
-            Err(e.into())
-        }
-    }
+) -> Result<(), Stop> {
+    chain_trust(chain, desired, current)
+        .await
+        .map_err(|e| Stop::chain_aws(e, Some(desired)))
 }
 
 async fn chain_trust(
@@ -210,7 +204,7 @@ pub(super) async fn cleanup_chaining_role(
         .unwrap_or_default();
     let all = ctx.accounts.state();
     let elsewhere = matches!(
-        accounts::resolve(binding, home, all.iter().map(|a| a.as_ref()), &labels, true),
+        accounts::resolve(binding, all.iter().map(|a| a.as_ref()), &labels, true),
         Ok(Some(a)) if a.spec.account_id != home.account_id
     );
     if !elsewhere {
@@ -232,16 +226,6 @@ pub(super) async fn cleanup_chaining_role(
         }
     }
     Ok(())
-}
-
-/// What the association step of an apply found.
-pub(super) enum Step {
-    /// The associations are as the binding wants (or not hatrack's to manage): these go into
-    /// the status.
-    Synced(Vec<PodIdentityAssociationStatus>),
-    /// Someone else holds an association the binding wants; the binding was reported not
-    /// Ready and comes back after this.
-    Reported(Action),
 }
 
 /// How soon a binding blocked by a foreign association looks again (EKS is not watched).
@@ -391,16 +375,18 @@ async fn converge(
     })
 }
 
-/// The association step of an apply, after the role is in sync.
+/// The association step of an apply, after the role is in sync: the associations as the
+/// binding wants them (or not hatrack's to manage), which go into the status. Someone else
+/// holding an association the binding wants stops the reconcile, with the associations found.
 #[tracing::instrument(skip_all, fields(role = %desired.role.role_name))]
 pub(super) async fn apply_step(
     binding: &IAMRoleBinding,
     ctx: &Context,
     desired: &DesiredRole,
     chain: Option<&Chain>,
-) -> Result<Step, Error> {
+) -> Result<Vec<PodIdentityAssociationStatus>, Stop> {
     let Some(eks) = &ctx.eks else {
-        return Ok(Step::Synced(Vec::new()));
+        return Ok(Vec::new());
     };
     let want = match chain {
         // Chained: the association names the chaining role, EKS goes on to the target.
@@ -412,7 +398,7 @@ pub(super) async fn apply_step(
     };
     // Bindings without Pod Identity, and without associations of their own, cost no EKS call.
     if want.is_none() && recorded(binding).is_empty() {
-        return Ok(Step::Synced(Vec::new()));
+        return Ok(Vec::new());
     }
     let (plan, made, done) = match converge(
         eks,
@@ -424,7 +410,7 @@ pub(super) async fn apply_step(
     .await
     {
         Ok(r) => r,
-        Err(e) => return Err(failure(binding, ctx, e, Some(desired)).await),
+        Err(e) => return Err(Stop::eks(e, Some(desired))),
     };
     if !done.is_empty() {
         tracing::info!(writes = ?done, "synced EKS Pod Identity associations");
@@ -456,45 +442,15 @@ pub(super) async fn apply_step(
         .collect();
     current.sort_by(|a, b| a.service_account.cmp(&b.service_account));
     let Some(message) = association::foreign_message(&plan.foreign) else {
-        return Ok(Step::Synced(current));
+        return Ok(current);
     };
-    let was = binding.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    });
-    if was.as_ref()
-        != Some(&(
-            reason::FOREIGN_POD_IDENTITY_ASSOCIATION.to_string(),
-            message.clone(),
-        ))
-    {
-        publish(
-            ctx,
-            binding,
-            EventType::Warning,
-            reason::FOREIGN_POD_IDENTITY_ASSOCIATION,
-            "Reconcile",
-            message.clone(),
-        )
-        .await;
-    }
-    let mut st = build_status(
-        binding,
-        false,
-        reason::FOREIGN_POD_IDENTITY_ASSOCIATION,
-        &message,
-        Some(desired),
-        false,
-    );
-    st.pod_identity_associations = current;
-    write_status(binding, ctx, st).await?;
-    ctx.metrics
-        .binding_ready(&binding_key(binding), Some(false));
-    Ok(Step::Reported(Action::requeue(
-        ctx.jittered_resync().min(FOREIGN_RETRY),
-    )))
+    Err(Stop::NotReady {
+        reason: reason::FOREIGN_POD_IDENTITY_ASSOCIATION,
+        message,
+        desired: Some(Box::new(desired.clone())),
+        associations: Some(current),
+        then: Ok(Action::requeue(ctx.jittered_resync().min(FOREIGN_RETRY))),
+    })
 }
 
 /// The association step of a cleanup, before the role is deleted: the binding's own
@@ -559,40 +515,21 @@ async fn cleanup_associations(binding: &IAMRoleBinding, ctx: &Context) -> Result
             .await;
             Ok(())
         }
-        Err(e) => Err(failure(binding, ctx, e, None).await),
+        Err(e) => Err(cleanup_failure(binding, ctx, e).await),
     }
 }
 
-/// Records an EKS failure in status and Events, and hands the error to the error policy.
-async fn failure(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    e: EksError,
-    desired: Option<&DesiredRole>,
-) -> Error {
-    let message = e.to_string();
-    // `desired` is absent on cleanup, whose failures the finalizer retries without a status.
-    let action = if desired.is_some() {
-        "Reconcile"
-    } else {
-        "Delete"
-    };
+/// Records an EKS failure of a cleanup in Events (the finalizer retries it; the status is
+/// left as it is), and hands the error to the error policy.
+async fn cleanup_failure(binding: &IAMRoleBinding, ctx: &Context, e: EksError) -> Error {
     publish(
         ctx,
         binding,
         EventType::Warning,
         reason::AWS_ERROR,
-        action,
-        message.clone(),
+        "Delete",
+        e.to_string(),
     )
     .await;
-    if desired.is_some() {
-        let st = build_status(binding, false, reason::AWS_ERROR, &message, desired, false);
-        if let Err(write_err) = write_status(binding, ctx, st).await {
-            tracing::warn!(error = %write_err, "cannot write status");
-        }
-        ctx.metrics
-            .binding_ready(&binding_key(binding), Some(false));
-    }
     e.into()
 }

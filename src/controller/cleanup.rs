@@ -13,7 +13,7 @@ use super::events::publish;
 use super::reconcile::{
     binding_key, namespace_labels, service_accounts_in, set_role_arn_annotation,
 };
-use super::report::{build_status, write_status};
+use super::report::deleting;
 use super::status::reason;
 use super::{Context, Error, ROLE_ARN_ANNOTATION, accounts, enforce};
 use crate::crd::{DeletionPolicy, IAMRoleBinding};
@@ -46,15 +46,7 @@ pub(super) async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<A
     let target = match accounts::target(binding, ctx, true).await {
         Ok(t) => t,
         Err(refusal) => {
-            let st = build_status(
-                binding,
-                false,
-                reason::DELETING,
-                &refusal.to_string(),
-                None,
-                false,
-            );
-            write_status(binding, ctx, st).await?;
+            deleting(binding, ctx, &refusal.to_string()).await?;
             return Err(refusal.into());
         }
     };
@@ -133,15 +125,7 @@ pub(super) async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<A
                 err.to_string(),
             )
             .await;
-            let st = build_status(
-                binding,
-                false,
-                reason::DELETING,
-                &err.to_string(),
-                None,
-                false,
-            );
-            write_status(binding, ctx, st).await?;
+            deleting(binding, ctx, &err.to_string()).await?;
             return Err(err);
         }
         Err(e) => {

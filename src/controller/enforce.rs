@@ -14,7 +14,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use super::reconcile::{Stop, build_status, publish};
+use super::events::publish;
+use super::report::{Stop, build_status};
 use super::status::reason;
 use super::{Context, Error};
 use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
@@ -129,7 +130,7 @@ pub(super) async fn violated(
         .join("; ");
     if guardrail::enforcement(violations, applicable) == Enforcement::Report {
         message.push_str("; the role is left as it is (enforcement: Report)");
-        return Ok(Stop::not_ready(
+        return Ok(Stop::ready_false(
             reason::GUARDRAIL_VIOLATION,
             message,
             Some(desired),
@@ -146,7 +147,7 @@ pub(super) async fn violated(
     let Some(actual) = actual.filter(|_| owned) else {
         // No role of ours: nothing to take away, and none is made.
         message.push_str("; no IAM role is created or changed until the binding complies");
-        return Ok(Stop::not_ready(
+        return Ok(Stop::ready_false(
             reason::GUARDRAIL_VIOLATION,
             message,
             Some(desired),
@@ -185,24 +186,12 @@ pub(super) async fn violated(
         "; the permission policies of IAM role {role_name} are revoked until the binding complies"
     ));
     // Ready False with the violation, and GrantsRevoked True saying what was taken (kept from
-    // the first revocation while later passes find nothing left to remove).
-    let was = binding.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    });
-    if removed.is_empty() && was != Some((reason::GUARDRAIL_VIOLATION.into(), message.clone())) {
-        publish(
-            ctx,
-            binding,
-            EventType::Warning,
-            reason::GUARDRAIL_VIOLATION,
-            "Reconcile",
-            message.clone(),
-        )
-        .await;
-    }
+    // the first revocation while later passes find nothing left to remove). A pass that
+    // revoked said so in its GrantsRevoked Event; one that found nothing to remove warns of
+    // the violation (when it is news).
+    let warning = removed
+        .is_empty()
+        .then(|| (reason::GUARDRAIL_VIOLATION, message.clone()));
     let mut st = build_status(
         binding,
         false,
@@ -225,6 +214,7 @@ pub(super) async fn violated(
     );
     Ok(Stop::NotReadyStatus {
         status: Box::new(st),
+        warning,
         requeue: Action::requeue(ctx.jittered_resync()),
     })
 }

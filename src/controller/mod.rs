@@ -1,13 +1,16 @@
-//! The IAMRoleBinding controller: wiring (watches, shared context, error policy, HTTP
-//! endpoints). The reconcile pipeline itself is in [`reconcile`].
+//! The IAMRoleBinding controller's wiring: watches, caches, the error policy, HTTP endpoints.
+//! What every reconcile shares is in [`context`], its errors in [`error`], the reconcile
+//! itself in [`reconcile`].
 
 pub mod accounts;
 pub mod adoption;
 pub mod associations;
 pub mod cache;
 mod cleanup;
+mod context;
 pub mod decide;
 pub mod enforce;
+mod error;
 mod events;
 pub mod guardrail_status;
 pub mod orphans;
@@ -18,29 +21,29 @@ pub mod resync_gate;
 pub mod sa_index;
 pub mod status;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use self::cache::{CacheError, CachedBinding};
-use self::requeue::{FailureClass, retry_delay};
+use self::cache::CachedBinding;
 use crate::claims::ClaimIndex;
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
-use crate::eks::{Eks, EksArgs, EksError};
-use crate::iam::{Iam, IamArgs, IamError};
+use crate::eks::{Eks, EksArgs};
+use crate::iam::{Iam, IamArgs};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
 use crate::watch::{Relist, WatchIndex};
+
+pub use self::context::{Context, Stores};
+pub use self::error::Error;
 
 /// The finalizer that makes deletion wait for IAM cleanup.
 pub const FINALIZER: &str = "hatrack.dev/cleanup";
@@ -76,212 +79,9 @@ pub struct ControllerArgs {
     pub orphans: orphans::OrphanArgs,
 }
 
-/// Failures of one reconcile (Kubernetes or AWS); spec problems are statuses, not errors.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("IAM: {0}")]
-    Iam(#[from] IamError),
-    #[error("EKS: {0}")]
-    Eks(#[from] EksError),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[source] Box<kube::Error>),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error(
-        "role {role} cannot be deleted: it is held by {holders}; remove those, or set spec.deletionPolicy: Retain"
-    )]
-    RoleHeld { role: String, holders: String },
-    #[error("{0}")]
-    Cache(#[from] CacheError),
-    #[error("the guardrail and namespace caches stopped before their first list (shutting down)")]
-    PolicyCachesGone,
-    #[error("{0}")]
-    Account(#[from] crate::account::AccountRefusal),
-}
-
-impl From<kube::Error> for Error {
-    fn from(e: kube::Error) -> Self {
-        Error::Kube(Box::new(e))
-    }
-}
-
-impl Error {
-    /// Low-cardinality label for metrics.
-    pub fn metric_label(&self) -> String {
-        match self {
-            Error::Iam(e) => format!("iam_{}", e.label()),
-            Error::Eks(e) => format!("eks_{}", e.label()),
-            Error::Kube(_) => "kube".into(),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                _ => "finalizer".into(),
-            },
-            Error::RoleHeld { .. } => "role_held".into(),
-            Error::Cache(_) => "cache".into(),
-            Error::PolicyCachesGone => "policy_caches_gone".into(),
-            Error::Account(_) => "account".into(),
-        }
-    }
-
-    /// How soon trying again is worthwhile.
-    pub fn failure_class(&self) -> FailureClass {
-        match self {
-            Error::Iam(IamError::Throttled { .. }) => FailureClass::Throttled,
-            Error::Iam(e) if e.is_transient() => FailureClass::Transient,
-            Error::Iam(_) | Error::RoleHeld { .. } | Error::Cache(_) | Error::Account(_) => {
-                FailureClass::Persistent
-            }
-            Error::Eks(EksError::Throttled { .. }) => FailureClass::Throttled,
-            Error::Eks(e) if e.is_transient() => FailureClass::Transient,
-            Error::Eks(_) => FailureClass::Persistent,
-            // Conflicts, timeouts and unavailability of the API server pass.
-            Error::Kube(_) | Error::PolicyCachesGone => FailureClass::Transient,
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.failure_class(),
-                _ => FailureClass::Transient,
-            },
-        }
-    }
-}
-
 /// A ServiceAccount as the controller caches it: metadata only, with only the role ARN
 /// annotation.
 pub type CachedServiceAccount = PartialObjectMeta<ServiceAccount>;
-
-/// The caches a reconcile reads.
-pub struct Stores {
-    pub bindings: Store<CachedBinding>,
-    pub service_accounts: Store<CachedServiceAccount>,
-    pub service_accounts_by_namespace: Arc<RwLock<sa_index::NamespaceIndex>>,
-    pub guardrails: Store<IAMGuardrail>,
-    pub namespaces: Store<Namespace>,
-    pub claims: Arc<RwLock<ClaimIndex>>,
-    pub accounts: Store<IAMAccount>,
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub iam: Iam,
-    /// EKS, for Pod Identity associations (`None`: hatrack does not manage them).
-    pub eks: Option<Eks>,
-    pub settings: Settings,
-    /// Warning Events (folded into series while a problem repeats).
-    pub recorder: Recorder,
-    /// `reportingInstance` of the Normal Events written without the Recorder.
-    pub event_instance: String,
-    pub metrics: Arc<Metrics>,
-    pub resync: Duration,
-    /// All bindings (the controller's own cache, compacted: see [`cache`]).
-    pub bindings: Store<CachedBinding>,
-    /// ServiceAccount claims and bindings per namespace, kept in step with `bindings`.
-    pub claims: Arc<RwLock<ClaimIndex>>,
-    /// ServiceAccounts (metadata only), to annotate the ones that exist.
-    pub service_accounts: Store<CachedServiceAccount>,
-    /// Their names by namespace (a reconcile looks at its own namespace only).
-    pub service_accounts_by_namespace: Arc<RwLock<sa_index::NamespaceIndex>>,
-    /// All guardrails, re-checked before every IAM write.
-    pub guardrails: Store<IAMGuardrail>,
-    /// Namespaces (labels only), to know which guardrails apply.
-    pub namespaces: Store<Namespace>,
-    /// Consecutive failures per binding, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<CachedBinding>, u32>>,
-    /// OIDC provider existence, checked at most once per resync period.
-    oidc_provider_checked: Mutex<Option<(Instant, bool)>>,
-    /// IAMAccounts: the other AWS accounts bindings may name.
-    pub accounts: Store<IAMAccount>,
-    /// IAM clients of those accounts.
-    pub account_clients: accounts::AccountClients,
-    /// Managed policy documents by ARN and version, for guardrails' action rules.
-    pub managed_policies: enforce::ManagedPolicyCache,
-    /// Caps the workers resyncs hold, so changes never wait behind them.
-    pub resync_gate: resync_gate::SharedGate<ObjectRef<CachedBinding>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        iam: Iam,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-        stores: Stores,
-    ) -> Context {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let event_instance = reporter
-            .instance
-            .clone()
-            .unwrap_or_else(|| MANAGER.to_string());
-        Context {
-            account_clients: accounts::AccountClients::new(iam.clone(), iam.calls_per_second()),
-            accounts: stores.accounts,
-            recorder: Recorder::new(client.clone(), reporter),
-            event_instance,
-            client,
-            iam,
-            eks: None,
-            settings,
-            metrics,
-            resync,
-            bindings: stores.bindings,
-            claims: stores.claims,
-            service_accounts: stores.service_accounts,
-            service_accounts_by_namespace: stores.service_accounts_by_namespace,
-            guardrails: stores.guardrails,
-            namespaces: stores.namespaces,
-            failures: Mutex::new(HashMap::new()),
-            oidc_provider_checked: Mutex::new(None),
-            managed_policies: enforce::ManagedPolicyCache::default(),
-            resync_gate: Arc::new(Mutex::new(resync_gate::ResyncGate::new(1, resync))),
-        }
-    }
-
-    /// The resync period with ±10% jitter, so bindings created together do not resync together.
-    pub fn jittered_resync(&self) -> Duration {
-        self.resync.mul_f64(rand::random_range(0.9..1.1))
-    }
-
-    fn record_success(&self, obj: &ObjectRef<CachedBinding>) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(obj);
-        }
-    }
-
-    /// Backoff after a failure, by its class (see [`requeue`]).
-    fn backoff(&self, obj: &ObjectRef<CachedBinding>, class: FailureClass) -> Duration {
-        let n = self
-            .failures
-            .lock()
-            .map(|mut f| {
-                let n = f.entry(obj.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                *n
-            })
-            .unwrap_or(1);
-        retry_delay(class, n, rand::random::<f64>())
-    }
-
-    /// Whether the OIDC provider exists, asking IAM at most once per resync period.
-    pub async fn oidc_provider_exists(&self, arn: &str) -> Result<bool, IamError> {
-        if let Ok(cached) = self.oidc_provider_checked.lock()
-            && let Some((at, exists)) = *cached
-            && exists
-            && at.elapsed() < self.resync
-        {
-            return Ok(true);
-        }
-        let exists = self.iam.oidc_provider_exists(arn).await?;
-        if let Ok(mut cached) = self.oidc_provider_checked.lock() {
-            *cached = Some((Instant::now(), exists));
-        }
-        Ok(exists)
-    }
-}
 
 fn error_policy(binding: Arc<CachedBinding>, error: &Error, ctx: Arc<Context>) -> Action {
     let obj = ObjectRef::from_obj(binding.as_ref());
@@ -757,24 +557,5 @@ mod tests {
             reconcile_inputs(&b.clone().into()),
             reconcile_inputs(&deleting.into())
         );
-    }
-
-    #[test]
-    fn throttling_requeues_sooner_than_a_refusal() {
-        let throttled = Error::Iam(IamError::Throttled {
-            operation: "GetRole",
-            message: String::new(),
-        });
-        let refused = Error::Iam(IamError::Refused {
-            operation: "CreateRole",
-            code: "AccessDenied".into(),
-            message: String::new(),
-        });
-        assert_eq!(throttled.failure_class(), FailureClass::Throttled);
-        assert_eq!(refused.failure_class(), FailureClass::Persistent);
-        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
-            throttled,
-        )));
-        assert_eq!(wrapped.failure_class(), FailureClass::Throttled);
     }
 }

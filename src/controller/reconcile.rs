@@ -1,6 +1,8 @@
-//! One reconcile of one binding, as a pipeline: gather what surrounds the binding → judge it
-//! (pure, [`crate::judge`]) → decide what that means ([`super::decide`], pure) → read the role
-//! from IAM → diff (pure) → make the IAM writes → annotate ServiceAccounts → write status.
+//! One reconcile of one binding: gather what surrounds the binding → decide (pure: judge it,
+//! [`crate::judge`], and say what that means, [`super::decide`]) → execute (each edge reads
+//! what it changes and asks a pure function for the writes: the role, [`crate::role_sync`];
+//! the associations; the annotations) → report ([`super::report`], the one place that writes
+//! the binding's status). Each step ends in an outcome ([`Stop`] when it cannot go on).
 //! Cleanup on delete runs the same edges in reverse.
 
 use std::sync::Arc;
@@ -19,17 +21,15 @@ use super::cache::CachedBinding;
 use super::cleanup::cleanup;
 use super::decide::{self, Next, Requeue};
 use super::enforce;
-pub(super) use super::events::publish;
-use super::report::{aws_failure, is_ready};
-pub(super) use super::report::{build_status, not_ready, write_status};
+use super::events::publish;
+use super::report::{Stop, Synced, is_ready, report};
 use super::resync_gate::{Admission, ResyncSlot};
 use super::status::reason;
 use super::{Context, Error, FINALIZER, ROLE_ARN_ANNOTATION};
 use super::{accounts, adoption};
 use crate::claims::{Age, ClaimIndex};
-use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus};
+use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::guardrail::ManagedPolicyDocument;
-use crate::iam::IamError;
 use crate::judge::{self, Surroundings};
 use crate::naming;
 use crate::role::DesiredRole;
@@ -117,117 +117,21 @@ pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
-/// The reconcile of a live binding: [`make`] does the work and says how it ended; the result
-/// is reported here, the one place that writes its status.
+/// The reconcile of a live binding: [`make`] gathers, decides and executes, and says how it
+/// ended; [`report`] reports that, the one place that writes its status.
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    match make(binding, ctx).await {
-        Ok(synced) => {
-            // 9. Status.
-            let desired = &synced.desired;
-            let mut message = format!("IAM role {} is in sync", desired.role.role_name);
-            if let Some(kept) = &synced.boundary_kept {
-                message.push_str(&format!(
-                    "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
-                ));
-            }
-            let mut new_status = build_status(
-                binding,
-                true,
-                reason::SYNCED,
-                &message,
-                Some(desired),
-                synced.changed,
-            );
-            enforce::restored(binding, ctx, &mut new_status).await;
-            new_status.pod_identity_associations = synced.pod_identity_associations;
-            write_status(binding, ctx, new_status).await?;
-            ctx.metrics.binding_ready(&binding_key(binding), Some(true));
-            Ok(Action::requeue(ctx.jittered_resync()))
-        }
-        Err(Stop::NotReady {
-            reason,
-            message,
-            desired,
-            requeue,
-        }) => {
-            not_ready(binding, ctx, reason, &message, desired.as_deref()).await?;
-            Ok(requeue)
-        }
-        Err(Stop::NotReadyStatus { status, requeue }) => {
-            write_status(binding, ctx, *status).await?;
-            ctx.metrics
-                .binding_ready(&binding_key(binding), Some(false));
-            Ok(requeue)
-        }
-        Err(Stop::Aws(e, desired)) => Err(aws_failure(binding, ctx, e, desired.as_deref()).await),
-        Err(Stop::Reported(result)) => result,
-    }
+    let outcome = make(binding, ctx).await;
+    report(binding, ctx, outcome).await
 }
 
-/// What [`make`] achieved: the role in sync.
-struct Synced {
-    desired: DesiredRole,
-    /// Whether IAM was written to this time.
-    changed: bool,
-    boundary_kept: Option<String>,
-    pod_identity_associations: Vec<crate::crd::PodIdentityAssociationStatus>,
-}
-
-/// Why [`make`] stopped early.
-pub(super) enum Stop {
-    /// Ready=False with this reason (nothing more to write to IAM), then `requeue`.
-    NotReady {
-        reason: &'static str,
-        message: String,
-        desired: Option<Box<DesiredRole>>,
-        requeue: Action,
-    },
-    /// Ready=False with a status already built (guardrail enforcement adds its condition).
-    NotReadyStatus {
-        status: Box<IAMRoleBindingStatus>,
-        requeue: Action,
-    },
-    /// An AWS call failed: reported, then handed to the error policy.
-    Aws(IamError, Option<Box<DesiredRole>>),
-    /// A step that reports its own outcome (guardrail enforcement, associations), or a failure
-    /// to write to the API server.
-    Reported(Result<Action, Error>),
-}
-
-impl Stop {
-    pub(super) fn not_ready(
-        reason: &'static str,
-        message: String,
-        desired: Option<&DesiredRole>,
-        requeue: Action,
-    ) -> Stop {
-        Stop::NotReady {
-            reason,
-            message,
-            desired: desired.map(|d| Box::new(d.clone())),
-            requeue,
-        }
-    }
-
-    fn aws(e: IamError, desired: Option<&DesiredRole>) -> Stop {
-        Stop::Aws(e, desired.map(|d| Box::new(d.clone())))
-    }
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Stop {
-        Stop::Reported(Err(e))
-    }
-}
-
-/// Makes the role of a live binding: steps 1-8 of the pipeline (9, status, is [`apply`]'s).
+/// Makes the role of a live binding: steps 1-8; how they ended is [`report`]ed by [`apply`].
 async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
     //    for a change of the binding, its IAMAccount or its namespace's labels.
     let target = match accounts::target(binding, ctx, false).await {
         Ok(t) => t,
         Err(refusal) => {
-            return Err(Stop::not_ready(
+            return Err(Stop::ready_false(
                 refusal.reason(),
                 refusal.to_string(),
                 None,
@@ -291,7 +195,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
                 Requeue::Resync => Action::requeue(ctx.jittered_resync()),
                 Requeue::ResyncAtMost(most) => Action::requeue(ctx.jittered_resync().min(most)),
             };
-            return Err(Stop::not_ready(reason, message, desired, requeue));
+            return Err(Stop::ready_false(reason, message, desired, requeue));
         }
         // A violating binding's role loses its grants (see enforce). Spec errors are reported
         // before violations, so a violating binding's spec is a role.
@@ -311,7 +215,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     }
     let Some(mut desired) = judgement.desired.clone() else {
         // Unreachable: a judgement without a role has a problem, handled above.
-        return Err(Stop::Reported(Ok(Action::await_change())));
+        return Err(Stop::Unreported(Ok(Action::await_change())));
     };
     let applicable = judgement.applicable.clone();
 
@@ -327,7 +231,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
                 let message = format!(
                     "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
                 );
-                return Err(Stop::not_ready(
+                return Err(Stop::ready_false(
                     reason::OIDC_PROVIDER_MISSING,
                     message,
                     Some(&desired),
@@ -340,18 +244,13 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
 
     // 5. Pod Identity in another account: the chaining role at home, the target's trust.
     // Boxed, as the association steps are: kept off the stack of an already deep future.
-    let chain = match Box::pin(super::associations::chain_step(
+    let chain = Box::pin(super::associations::chain_step(
         binding,
         ctx,
         &target,
         &mut desired,
     ))
-    .await?
-    {
-        super::associations::ChainStep::None => None,
-        super::associations::ChainStep::Ready(c) => Some(c),
-        super::associations::ChainStep::Reported(action) => return Err(Stop::Reported(Ok(action))),
-    };
+    .await?;
 
     // 6. Read the role, diff, write; never touch a role hatrack does not own.
     let owner = Owner::of(settings, &ns, &name);
@@ -359,7 +258,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {
-            return Err(Stop::not_ready(
+            return Err(Stop::ready_false(
                 refusal.reason,
                 refusal.message,
                 None,
@@ -393,7 +292,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
                 naming::TAG_PREFIX,
                 settings.cluster_name
             );
-            return Err(Stop::not_ready(
+            return Err(Stop::ready_false(
                 reason::ROLE_NOT_OWNED,
                 message,
                 Some(&desired),
@@ -427,21 +326,15 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     }
 
     // 7. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
-    let pod_identity_associations = match Box::pin(super::associations::apply_step(
+    let pod_identity_associations = Box::pin(super::associations::apply_step(
         binding,
         ctx,
         &desired,
         chain.as_deref(),
     ))
-    .await?
-    {
-        super::associations::Step::Synced(a) => a,
-        super::associations::Step::Reported(action) => return Err(Stop::Reported(Ok(action))),
-    };
+    .await?;
     if let Some(chain) = &chain {
         Box::pin(super::associations::chain_trust_step(
-            binding,
-            ctx,
             chain,
             &desired,
             &pod_identity_associations,

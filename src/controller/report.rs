@@ -1,72 +1,269 @@
-//! Reporting a reconcile's outcome: the binding's status (written only when something a
-//! reader cares about changed), its Ready metric, and the Warning that goes with a refusal.
+//! Reporting a reconcile's outcome, the one place that writes a binding's status: [`report`]
+//! for a live binding (what [`super::reconcile`]'s steps came to), [`deleting`] for one whose
+//! cleanup waits. Status is written only when something a reader cares about changed; the
+//! Ready metric and the Warning that goes with a refusal are set here too.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::enforce;
 use super::events::publish;
 use super::reconcile::binding_key;
 use super::status::{self, reason};
 use super::{Context, Error, MANAGER};
-use crate::crd::{IAMRoleBinding, IAMRoleBindingStatus};
+use crate::crd::{IAMRoleBinding, IAMRoleBindingStatus, PodIdentityAssociationStatus};
+use crate::eks::EksError;
 use crate::iam::IamError;
 use crate::role::DesiredRole;
 
-/// Records an AWS failure in status and Events, and hands the error to the error policy
-/// (which backs off with jitter).
-pub(super) async fn aws_failure(
+/// What the reconcile of a live binding achieved: the role in sync.
+pub(super) struct Synced {
+    pub desired: DesiredRole,
+    /// Whether IAM was written to this time.
+    pub changed: bool,
+    pub boundary_kept: Option<String>,
+    pub pod_identity_associations: Vec<PodIdentityAssociationStatus>,
+}
+
+/// Why the reconcile of a live binding stopped before the role was in sync.
+pub(super) enum Stop {
+    /// Ready=False with this reason (nothing more to write), then `then`: a requeue, or an
+    /// error for the error policy.
+    NotReady {
+        reason: &'static str,
+        message: String,
+        desired: Option<Box<DesiredRole>>,
+        /// The associations to record, when the step that stopped knows them (else the
+        /// status keeps those it had).
+        associations: Option<Vec<PodIdentityAssociationStatus>>,
+        then: Result<Action, Error>,
+    },
+    /// Ready=False with a status already built (guardrail enforcement adds its condition),
+    /// and the Warning (reason, message) that goes with it when that Ready is new.
+    NotReadyStatus {
+        status: Box<IAMRoleBindingStatus>,
+        warning: Option<(&'static str, String)>,
+        requeue: Action,
+    },
+    /// An AWS call failed: its message in status and a Warning, then the error for the error
+    /// policy (which backs off with jitter).
+    Failed {
+        error: Error,
+        message: String,
+        desired: Option<Box<DesiredRole>>,
+    },
+    /// Nothing to report: a failure to write to the API server (handed to the error policy),
+    /// or an end without news.
+    Unreported(Result<Action, Error>),
+}
+
+fn boxed(desired: Option<&DesiredRole>) -> Option<Box<DesiredRole>> {
+    desired.map(|d| Box::new(d.clone()))
+}
+
+impl Stop {
+    /// Ready=False with `reason` and `message`, then `requeue`.
+    pub(super) fn ready_false(
+        reason: &'static str,
+        message: String,
+        desired: Option<&DesiredRole>,
+        requeue: Action,
+    ) -> Stop {
+        Stop::NotReady {
+            reason,
+            message,
+            desired: boxed(desired),
+            associations: None,
+            then: Ok(requeue),
+        }
+    }
+
+    /// An IAM call failed.
+    pub(super) fn aws(e: IamError, desired: Option<&DesiredRole>) -> Stop {
+        Stop::Failed {
+            message: e.to_string(),
+            error: e.into(),
+            desired: boxed(desired),
+        }
+    }
+
+    /// An EKS call failed.
+    pub(super) fn eks(e: EksError, desired: Option<&DesiredRole>) -> Stop {
+        Stop::Failed {
+            message: e.to_string(),
+            error: e.into(),
+            desired: boxed(desired),
+        }
+    }
+
+    /// An IAM call of the Pod Identity chaining steps failed: reported as Ready=False
+    /// AwsError like a refusal (the Warning only when it is new, and a failed status write
+    /// is the error), then the error.
+    pub(super) fn chain_aws(e: IamError, desired: Option<&DesiredRole>) -> Stop {
+        Stop::NotReady {
+            reason: reason::AWS_ERROR,
+            message: e.to_string(),
+            desired: boxed(desired),
+            associations: None,
+            then: Err(e.into()),
+        }
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Unreported(Err(e))
+    }
+}
+
+/// Reports how the reconcile of a live binding ended: its status, its Ready metric, the
+/// Events that go with it; returns what the controller does next.
+pub(super) async fn report(
     binding: &IAMRoleBinding,
     ctx: &Context,
-    e: IamError,
+    outcome: Result<Synced, Stop>,
+) -> Result<Action, Error> {
+    match outcome {
+        Ok(synced) => {
+            let desired = &synced.desired;
+            let mut message = format!("IAM role {} is in sync", desired.role.role_name);
+            if let Some(kept) = &synced.boundary_kept {
+                message.push_str(&format!(
+                    "; it keeps permissions boundary {kept} (hatrack never removes a boundary)"
+                ));
+            }
+            let mut new_status = build_status(
+                binding,
+                true,
+                reason::SYNCED,
+                &message,
+                Some(desired),
+                synced.changed,
+            );
+            enforce::restored(binding, ctx, &mut new_status).await;
+            new_status.pod_identity_associations = synced.pod_identity_associations;
+            write_status(binding, ctx, new_status).await?;
+            ctx.metrics.binding_ready(&binding_key(binding), Some(true));
+            Ok(Action::requeue(ctx.jittered_resync()))
+        }
+        Err(Stop::NotReady {
+            reason,
+            message,
+            desired,
+            associations,
+            then,
+        }) => {
+            not_ready(
+                binding,
+                ctx,
+                reason,
+                &message,
+                desired.as_deref(),
+                associations,
+            )
+            .await?;
+            then
+        }
+        Err(Stop::NotReadyStatus {
+            status,
+            warning,
+            requeue,
+        }) => {
+            if let Some((reason, message)) = warning {
+                warn_if_new(binding, ctx, reason, message).await;
+            }
+            write_status(binding, ctx, *status).await?;
+            ctx.metrics
+                .binding_ready(&binding_key(binding), Some(false));
+            Ok(requeue)
+        }
+        Err(Stop::Failed {
+            error,
+            message,
+            desired,
+        }) => {
+            failed(binding, ctx, &message, desired.as_deref()).await;
+            Err(error)
+        }
+        Err(Stop::Unreported(result)) => result,
+    }
+}
+
+/// Ready=False while a deleted binding's cleanup waits (`message` says for what).
+pub(super) async fn deleting(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    message: &str,
+) -> Result<(), Error> {
+    let st = build_status(binding, false, reason::DELETING, message, None, false);
+    write_status(binding, ctx, st).await
+}
+
+/// Records an AWS failure in status and Events; a failure to write the status is only logged,
+/// as the AWS error is the one the error policy needs.
+async fn failed(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    message: &str,
     desired: Option<&DesiredRole>,
-) -> Error {
-    let message = e.to_string();
+) {
     publish(
         ctx,
         binding,
         EventType::Warning,
         reason::AWS_ERROR,
         "Reconcile",
-        message.clone(),
+        message.to_string(),
     )
     .await;
-    let st = build_status(binding, false, reason::AWS_ERROR, &message, desired, false);
+    let st = build_status(binding, false, reason::AWS_ERROR, message, desired, false);
     if let Err(write_err) = write_status(binding, ctx, st).await {
         tracing::warn!(error = %write_err, "cannot write status");
     }
     ctx.metrics
         .binding_ready(&binding_key(binding), Some(false));
-    e.into()
 }
 
-pub(super) async fn not_ready(
-    binding: &IAMRoleBinding,
-    ctx: &Context,
-    reason: &str,
-    message: &str,
-    desired: Option<&DesiredRole>,
-) -> Result<(), Error> {
+/// The Warning of a Ready=False, published only when its reason or message is new (the
+/// Recorder folds repeats, but a resync that finds the same refusal says nothing new).
+async fn warn_if_new(binding: &IAMRoleBinding, ctx: &Context, reason: &str, message: String) {
     let was = binding.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
             .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()))
+            .map(|c| (c.reason.as_str(), c.message.as_str()))
     });
-    if was.as_ref() != Some(&(reason.to_string(), message.to_string())) {
+    if was != Some((reason, message.as_str())) {
         publish(
             ctx,
             binding,
             EventType::Warning,
             reason,
             "Reconcile",
-            message.to_string(),
+            message,
         )
         .await;
     }
-    let st = build_status(binding, false, reason, message, desired, false);
+}
+
+/// Ready=False with `reason`; the Warning only when the reason or message is new.
+async fn not_ready(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+    desired: Option<&DesiredRole>,
+    associations: Option<Vec<PodIdentityAssociationStatus>>,
+) -> Result<(), Error> {
+    warn_if_new(binding, ctx, reason, message.to_string()).await;
+    let mut st = build_status(binding, false, reason, message, desired, false);
+    if let Some(associations) = associations {
+        st.pod_identity_associations = associations;
+    }
     write_status(binding, ctx, st).await?;
     ctx.metrics
         .binding_ready(&binding_key(binding), Some(false));
@@ -112,7 +309,7 @@ pub(super) fn build_status(
 
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
-pub(super) async fn write_status(
+async fn write_status(
     binding: &IAMRoleBinding,
     ctx: &Context,
     new: IAMRoleBindingStatus,

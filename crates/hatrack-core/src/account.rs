@@ -96,9 +96,6 @@ pub fn account_problems(a: &IAMAccount) -> Vec<String> {
 /// still removed after they changed.
 pub fn resolve<'a>(
     binding: &IAMRoleBinding,
-    // The controller's settings: the account choice no longer depends on them (Pod Identity
-    // elsewhere is chained), kept so that callers need not change.
-    _settings: &Settings,
     accounts: impl IntoIterator<Item = &'a IAMAccount>,
     namespace_labels: &BTreeMap<String, String>,
     for_cleanup: bool,

@@ -194,7 +194,6 @@ pub fn judge<'a>(
     let mut problems = Vec::new();
     let account = match accounts::resolve(
         binding,
-        settings,
         around.accounts.iter().copied(),
         around.namespace_labels,
         false,

@@ -25,6 +25,7 @@ pub mod naming;
 pub mod orphan;
 pub mod policy;
 pub mod role;
+pub mod role_sync;
 pub mod settings;
 pub mod trust;
 pub mod validate;
