@@ -515,21 +515,6 @@ async fn cleanup_associations(binding: &IAMRoleBinding, ctx: &Context) -> Result
             .await;
             Ok(())
         }
-        Err(e) => Err(cleanup_failure(binding, ctx, e).await),
+        Err(e) => Err(super::cleanup::failure(binding, ctx, e).await),
     }
-}
-
-/// Records an EKS failure of a cleanup in Events (the finalizer retries it; the status is
-/// left as it is), and hands the error to the error policy.
-async fn cleanup_failure(binding: &IAMRoleBinding, ctx: &Context, e: EksError) -> Error {
-    publish(
-        ctx,
-        binding,
-        EventType::Warning,
-        reason::AWS_ERROR,
-        "Delete",
-        e.to_string(),
-    )
-    .await;
-    e.into()
 }

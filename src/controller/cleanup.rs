@@ -19,6 +19,25 @@ use super::{Context, Error, ROLE_ARN_ANNOTATION, accounts, enforce};
 use crate::crd::{DeletionPolicy, IAMRoleBinding};
 use crate::sync::{CleanupOutcome, Owner, delete_owned_role};
 
+/// Records an AWS failure of a cleanup in an Event (the finalizer retries it; the status is
+/// left as it is), and hands the error to the error policy.
+pub(super) async fn failure(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    e: impl Into<Error> + std::fmt::Display,
+) -> Error {
+    publish(
+        ctx,
+        binding,
+        EventType::Warning,
+        reason::AWS_ERROR,
+        "Delete",
+        e.to_string(),
+    )
+    .await;
+    e.into()
+}
+
 async fn remove_annotations(
     binding: &IAMRoleBinding,
     ctx: &Context,
@@ -128,18 +147,7 @@ pub(super) async fn cleanup(binding: &IAMRoleBinding, ctx: &Context) -> Result<A
             deleting(binding, ctx, &err.to_string()).await?;
             return Err(err);
         }
-        Err(e) => {
-            publish(
-                ctx,
-                binding,
-                EventType::Warning,
-                reason::AWS_ERROR,
-                "Delete",
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
-        }
+        Err(e) => return Err(failure(binding, ctx, e).await),
     }
     ctx.metrics.binding_ready(&binding_key(binding), None);
     Ok(Action::await_change())
