@@ -1,9 +1,9 @@
-//! The IAM half of a reconcile, free of Kubernetes: make the role in IAM match a desired role
-//! (read, decide the writes with [`crate::role_sync::writes`] (pure), make them), or delete
-//! it, and never touch a role someone else owns.
+//! The IAM half of a reconcile, free of Kubernetes: make the writes decided for a role
+//! ([`crate::role_sync::writes`], pure), or read, decide and write in one go, or delete it;
+//! never touch a role someone else owns.
 
 use crate::iam::{DeleteOutcome, Iam, IamError};
-use crate::role::{Change, DesiredRole};
+use crate::role::{Change, DesiredRole, Diff};
 pub use crate::role_sync::Owner;
 use crate::role_sync::{self, Writes};
 
@@ -21,28 +21,37 @@ pub enum SyncOutcome {
     NotOwned,
 }
 
-/// Brings the role to the desired state: reads it, makes the writes [`role_sync::writes`]
-/// decides (none for a role someone else owns), and decides again from a fresh read when a
-/// create finds the role made meanwhile.
+/// Brings the role to the desired state: reads it, decides the writes with
+/// [`role_sync::writes`] (none for a role someone else owns) and makes them ([`make_writes`]).
 pub async fn sync_role(
     iam: &Iam,
     desired: &DesiredRole,
     owner: &Owner,
 ) -> Result<SyncOutcome, IamError> {
-    let mut actual = iam.get_role(&desired.role.role_name).await?;
+    let actual = iam.get_role(&desired.role.role_name).await?;
+    match role_sync::writes(actual.as_ref(), &desired.role, owner) {
+        Writes::NotOwned => Ok(SyncOutcome::NotOwned),
+        Writes::Make(diff) => make_writes(iam, desired, owner, diff).await,
+    }
+}
+
+/// Makes the writes decided for the role, in order; when a create finds the role made
+/// meanwhile (an interrupted earlier reconcile, or another replica), reads it again and
+/// decides again from what is really there (once).
+pub async fn make_writes(
+    iam: &Iam,
+    desired: &DesiredRole,
+    owner: &Owner,
+    decided: Diff,
+) -> Result<SyncOutcome, IamError> {
+    let mut diff = decided;
     let mut retried_create = false;
     loop {
-        let diff = match role_sync::writes(actual.as_ref(), &desired.role, owner) {
-            Writes::NotOwned => return Ok(SyncOutcome::NotOwned),
-            Writes::Make(diff) => diff,
-        };
         let mut writes = Vec::new();
         let mut raced = false;
         for change in &diff.changes {
             match iam.apply(&desired.role, change).await {
                 Ok(()) => writes.push(change.operation()),
-                // Created meanwhile (an interrupted earlier reconcile, or another replica):
-                // read it again and diff against what is really there.
                 Err(IamError::AlreadyExists { .. })
                     if *change == Change::CreateRole && !retried_create =>
                 {
@@ -54,7 +63,11 @@ pub async fn sync_role(
         }
         if raced {
             retried_create = true;
-            actual = iam.get_role(&desired.role.role_name).await?;
+            let actual = iam.get_role(&desired.role.role_name).await?;
+            diff = match role_sync::writes(actual.as_ref(), &desired.role, owner) {
+                Writes::NotOwned => return Ok(SyncOutcome::NotOwned),
+                Writes::Make(diff) => diff,
+            };
             continue;
         }
         return Ok(SyncOutcome::Synced {

@@ -14,14 +14,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
+use super::decide::plan::Revocation;
 use super::events::publish;
 use super::report::{Stop, build_status};
 use super::status::reason;
 use super::{Context, Error};
-use crate::crd::{Enforcement, IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
-use crate::guardrail::{self, ManagedPolicyDocument, Violation};
+use crate::crd::{IAMGuardrail, IAMRoleBinding, IAMRoleBindingStatus, RetainPolicy};
+use crate::guardrail::{self, ManagedPolicyDocument};
 use crate::iam::{Iam, IamError};
-use crate::role::{Change, DesiredRole};
+use crate::role::Change;
 
 /// Condition type that says whether the role's grants are revoked.
 pub const GRANTS_REVOKED: &str = "GrantsRevoked";
@@ -96,78 +97,25 @@ impl ManagedPolicyCache {
     }
 }
 
-/// The writes that take every grant from a role: its inline policies deleted, its managed
-/// policies detached. Trust, tags and boundary stay, so the grants can be put back.
-pub fn revocation(actual: &crate::role::ActualRole) -> Vec<Change> {
-    let mut changes: Vec<Change> = actual
-        .inline_policies
-        .keys()
-        .map(|n| Change::DeleteRolePolicy(n.clone()))
-        .collect();
-    changes.extend(
-        actual
-            .managed_policy_arns
-            .iter()
-            .map(|a| Change::DetachRolePolicy(a.clone())),
-    );
-    changes
-}
-
-/// Handles a binding that violates a guardrail: unless every violated guardrail says
-/// `Report`, takes the role's grants away; returns what the reconcile reports.
-pub(super) async fn violated(
+/// Takes a violating binding's grants away, as decided ([`super::decide::plan::Revocation`]),
+/// and says what the reconcile reports: Ready False with the violation, and GrantsRevoked True
+/// saying what was taken (kept from the first revocation while later passes find nothing left
+/// to remove). A pass that revoked says so in its GrantsRevoked Event; one that found nothing
+/// to remove warns of the violation (when it is news).
+pub(super) async fn revoke(
     binding: &IAMRoleBinding,
     ctx: &Context,
     iam: &Iam,
-    desired: &DesiredRole,
-    violations: &[Violation],
-    applicable: &[&IAMGuardrail],
+    decided: Revocation,
 ) -> Result<Stop, Error> {
-    let mut message = violations
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    if guardrail::enforcement(violations, applicable) == Enforcement::Report {
-        message.push_str("; the role is left as it is (enforcement: Report)");
-        return Ok(Stop::ready_false(
-            reason::GUARDRAIL_VIOLATION,
-            message,
-            Some(desired),
-            Action::requeue(ctx.jittered_resync()),
-        ));
+    let role_name = &decided.desired.role.role_name;
+    for change in &decided.changes {
+        iam.apply(&decided.desired.role, change).await?;
     }
-    let role_name = &desired.role.role_name;
-    let actual = match iam.get_role(role_name).await {
-        Ok(a) => a,
-        Err(e) => return Err(e.into()),
-    };
-    let owner = crate::sync::Owner::of(&ctx.settings, &desired.namespace, &desired.name);
-    let owned = actual.as_ref().is_some_and(|a| owner.owns(&a.tags));
-    let Some(actual) = actual.filter(|_| owned) else {
-        // No role of ours: nothing to take away, and none is made.
-        message.push_str("; no IAM role is created or changed until the binding complies");
-        return Ok(Stop::ready_false(
-            reason::GUARDRAIL_VIOLATION,
-            message,
-            Some(desired),
-            Action::requeue(ctx.jittered_resync()),
-        ));
-    };
-    let changes = revocation(&actual);
-    let mut removed = Vec::new();
-    for change in &changes {
-        iam.apply(&desired.role, change).await?;
-        removed.push(match change {
-            Change::DeleteRolePolicy(n) => format!("deleted inline policy {n}"),
-            Change::DetachRolePolicy(a) => format!("detached managed policy {a}"),
-            other => other.operation().to_string(),
-        });
-    }
-    let inline = actual.inline_policies.len();
-    let managed = actual.managed_policy_arns.len();
+    let removed = decided.removed();
+    let mut message = decided.violations.clone();
     if !removed.is_empty() {
-        ctx.metrics.grants_revoked(inline, managed);
+        ctx.metrics.grants_revoked(decided.inline, decided.managed);
         tracing::warn!(role = %role_name, removed = ?removed, "revoked the grants of a role whose binding violates a guardrail");
         publish(
             ctx,
@@ -185,10 +133,6 @@ pub(super) async fn violated(
     message.push_str(&format!(
         "; the permission policies of IAM role {role_name} are revoked until the binding complies"
     ));
-    // Ready False with the violation, and GrantsRevoked True saying what was taken (kept from
-    // the first revocation while later passes find nothing left to remove). A pass that
-    // revoked said so in its GrantsRevoked Event; one that found nothing to remove warns of
-    // the violation (when it is news).
     let warning = removed
         .is_empty()
         .then(|| (reason::GUARDRAIL_VIOLATION, message.clone()));
@@ -197,7 +141,7 @@ pub(super) async fn violated(
         false,
         reason::GUARDRAIL_VIOLATION,
         &message,
-        Some(desired),
+        Some(&decided.desired),
         false,
     );
     let what = if removed.is_empty() {
@@ -349,20 +293,6 @@ pub async fn retain_on_delete(
 mod tests {
     use super::*;
     use iam_eval::{Decision, Principal, Request, evaluate};
-
-    #[test]
-    fn revocation_removes_every_permission_policy_and_nothing_else() {
-        let mut actual = crate::role::ActualRole::default();
-        actual
-            .inline_policies
-            .insert("a".into(), json!({"Statement": []}));
-        actual
-            .managed_policy_arns
-            .insert("arn:aws:iam::aws:policy/IAMFullAccess".into());
-        let ops: Vec<_> = revocation(&actual).iter().map(Change::operation).collect();
-        assert_eq!(ops, ["DeleteRolePolicy", "DetachRolePolicy"]);
-        assert!(revocation(&crate::role::ActualRole::default()).is_empty());
-    }
 
     #[test]
     fn a_retained_role_without_trust_admits_nobody() {

@@ -3,7 +3,6 @@
 //! itself in [`reconcile`].
 
 pub mod accounts;
-pub mod adoption;
 pub mod associations;
 pub mod cache;
 mod cleanup;

@@ -1,9 +1,10 @@
-//! One reconcile of one binding: gather what surrounds the binding → decide (pure: judge it,
-//! [`crate::judge`], and say what that means, [`super::decide`]) → execute (each edge reads
-//! what it changes and asks a pure function for the writes: the role, [`crate::role_sync`];
-//! the associations; the annotations) → report ([`super::report`], the one place that writes
-//! the binding's status). Each step ends in an outcome ([`Stop`] when it cannot go on).
-//! Cleanup on delete runs the same edges in reverse.
+//! One reconcile of one binding: gather (the account, what surrounds the binding from the
+//! caches, the judgement [`crate::judge`], and what the decision needs read from IAM) → decide
+//! ([`super::decide::plan`], pure: every write to the role and the ServiceAccounts, or the
+//! refusal) → execute → report ([`super::report`], the one place that writes the binding's
+//! status). The Pod Identity associations are an edge of their own inside execute, as their
+//! writes depend on ids EKS hands out. Each step ends in an outcome ([`Stop`] when it cannot
+//! go on). Cleanup on delete runs the edges in reverse.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,23 +18,23 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::accounts;
 use super::cache::CachedBinding;
 use super::cleanup::cleanup;
-use super::decide::{self, Next, Requeue};
+use super::decide::plan::{self, Make, Plan, Read, Refusal};
+use super::decide::{self, Requeue};
 use super::enforce;
 use super::events::publish;
 use super::report::{Stop, Synced, is_ready, report};
 use super::resync_gate::{Admission, ResyncSlot};
-use super::status::reason;
 use super::{Context, Error, FINALIZER, ROLE_ARN_ANNOTATION};
-use super::{accounts, adoption};
 use crate::claims::{Age, ClaimIndex};
 use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
 use crate::guardrail::ManagedPolicyDocument;
 use crate::judge::{self, Surroundings};
 use crate::naming;
 use crate::role::DesiredRole;
-use crate::sync::{Owner, SyncOutcome, sync_role};
+use crate::sync::{Owner, SyncOutcome, make_writes};
 
 /// Entry point called by the kube-runtime Controller, with the binding from its cache.
 #[tracing::instrument(skip_all, fields(binding = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()), generation = cached.metadata.generation))]
@@ -124,10 +125,12 @@ async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error>
     report(binding, ctx, outcome).await
 }
 
-/// Makes the role of a live binding: steps 1-8; how they ended is [`report`]ed by [`apply`].
+/// Makes the role of a live binding: gather (the account, the judgement, the reads it needs)
+/// → decide ([`plan::plan`], pure) → execute ([`execute`]); how it ended is [`report`]ed by
+/// [`apply`].
 async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
-    // 1. The account the role lives in (spec.account) and its IAM client; a refused one waits
-    //    for a change of the binding, its IAMAccount or its namespace's labels.
+    // Gather 1. The account the role lives in (spec.account) and its IAM client; a refused one
+    //    waits for a change of the binding, its IAMAccount or its namespace's labels.
     let target = match accounts::target(binding, ctx, false).await {
         Ok(t) => t,
         Err(refusal) => {
@@ -143,7 +146,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
 
-    // 2. Gather what surrounds the binding from the caches (shared, not copied) and judge it
+    // Gather 2. What surrounds the binding, from the caches (shared, not copied), judged
     //    (pure): guardrails are re-checked before any IAM write, as one may have been added
     //    after the binding was admitted. The managed policies' contents are read from IAM only
     //    when they are the one thing left to judge.
@@ -180,152 +183,146 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         }
     }
 
-    // 3. Decide (pure) what the judgement means for this reconcile.
-    match decide::after_judgement(&judgement) {
-        Next::Proceed => {}
-        Next::Refuse {
-            reason,
-            message,
-            with_role,
-            requeue,
-        } => {
-            let desired = judgement.desired.as_ref().filter(|_| with_role);
-            let requeue = match requeue {
-                Requeue::AwaitChange => Action::await_change(),
-                Requeue::Resync => Action::requeue(ctx.jittered_resync()),
-                Requeue::ResyncAtMost(most) => Action::requeue(ctx.jittered_resync().min(most)),
-            };
-            return Err(Stop::ready_false(reason, message, desired, requeue));
+    // Gather 3. What the decision needs read (known from the judgement: a refused binding
+    //    reads nothing): the OIDC provider, the Pod Identity chaining edge, the role, the
+    //    ServiceAccounts.
+    let owner = Owner::of(settings, &ns, &name);
+    let own_name = naming::role_name(&settings.cluster_identity(), &ns, &name);
+    let reads = plan::reads(binding, &judgement, settings.oidc_provider_arn());
+    let mut desired = judgement.desired.clone();
+    let mut read = Read::default();
+    if let Some(provider) = reads.oidc_provider {
+        match target.oidc_provider_exists(ctx, &provider).await {
+            Ok(exists) => read.oidc_provider = Some((provider, exists)),
+            Err(e) => return Err(Stop::aws(e, desired.as_ref())),
         }
-        // A violating binding's role loses its grants (see enforce). Spec errors are reported
-        // before violations, so a violating binding's spec is a role.
-        Next::Violated(violations) => {
-            if let Some(desired) = &judgement.desired {
-                return Err(enforce::violated(
-                    binding,
-                    ctx,
-                    &target.iam,
-                    desired,
-                    &violations,
-                    &judgement.applicable,
-                )
-                .await?);
+    }
+    let provider_missing = matches!(read.oidc_provider, Some((_, false)));
+    let mut chain = None;
+    if !provider_missing {
+        // Pod Identity in another account: the chaining role at home, the target's trust.
+        // Boxed, as the association steps are: kept off the stack of an already deep future.
+        if reads.chain
+            && let Some(d) = desired.as_mut()
+        {
+            chain = Box::pin(super::associations::chain_step(binding, ctx, &target, d)).await?;
+        }
+        if let Some(role_name) = &reads.role {
+            read.role = match target.iam.get_role(role_name).await {
+                Ok(r) => r,
+                Err(e) => return Err(Stop::aws(e, desired.as_ref())),
+            };
+            if reads.chain
+                && let Some(d) = &desired
+                && plan::needs_own_name_read(binding, d, read.role.as_ref(), &owner, &own_name)
+            {
+                match target.iam.get_role(&own_name).await {
+                    Ok(r) => read.own_name_role = Some(r),
+                    Err(e) => return Err(Stop::aws(e, desired.as_ref())),
+                }
             }
         }
     }
-    let Some(mut desired) = judgement.desired.clone() else {
-        // Unreachable: a judgement without a role has a problem, handled above.
-        return Err(Stop::Unreported(Ok(Action::await_change())));
-    };
-    let applicable = judgement.applicable.clone();
+    if reads.service_accounts {
+        read.service_accounts = service_accounts_in(ctx, &ns)
+            .iter()
+            .map(|sa| {
+                let current = sa.annotations().get(ROLE_ARN_ANNOTATION).cloned();
+                (sa.name_any(), current)
+            })
+            .collect();
+    }
 
-    // 4. IRSA needs the cluster's OIDC provider in IAM.
-    let uses_irsa = desired.uses_irsa();
-    let provider = settings.oidc_provider_arn();
-    if decide::needs_oidc_provider(&desired, provider.as_deref())
-        && let Some(provider) = provider
-    {
-        match target.oidc_provider_exists(ctx, &provider).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let message = format!(
-                    "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
-                );
-                return Err(Stop::ready_false(
-                    reason::OIDC_PROVIDER_MISSING,
-                    message,
-                    Some(&desired),
-                    Action::requeue(std::time::Duration::from_secs(300)),
-                ));
+    // Decide (pure), then execute.
+    match plan::plan(
+        binding,
+        &judgement,
+        desired.as_ref(),
+        &read,
+        &owner,
+        &own_name,
+    ) {
+        Plan::Refuse(refusal) => Err(refused(ctx, refusal)),
+        Plan::Revoke(revocation) => {
+            Err(enforce::revoke(binding, ctx, &target.iam, revocation).await?)
+        }
+        Plan::Make(make) => execute(binding, ctx, &target, *make, chain, &owner).await,
+    }
+}
+
+/// A refusal's report: Ready=False, then its requeue.
+fn refused(ctx: &Context, refusal: Refusal) -> Stop {
+    let requeue = match refusal.requeue {
+        Requeue::AwaitChange => Action::await_change(),
+        Requeue::Resync => Action::requeue(ctx.jittered_resync()),
+        Requeue::ResyncAtMost(most) => Action::requeue(ctx.jittered_resync().min(most)),
+        Requeue::Fixed(after) => Action::requeue(after),
+    };
+    Stop::ready_false(
+        refusal.reason,
+        refusal.message,
+        refusal.desired.as_ref(),
+        requeue,
+    )
+}
+
+/// Makes the writes decided for a role: an adopted role's ownership tags, the role's writes
+/// (with their Event), the Pod Identity associations' edge, the ServiceAccount annotations.
+async fn execute(
+    binding: &IAMRoleBinding,
+    ctx: &Context,
+    target: &accounts::Target,
+    make: Make,
+    chain: Option<Box<super::associations::Chain>>,
+    owner: &Owner,
+) -> Result<Synced, Stop> {
+    let Make {
+        desired,
+        adopt_tags,
+        role_writes,
+        annotations,
+    } = make;
+    let role_name = &desired.role.role_name;
+    if let Some(tags) = &adopt_tags {
+        if let Err(e) = target.iam.tag_role(role_name, tags).await {
+            return Err(Stop::aws(e, Some(&desired)));
+        }
+        tracing::info!(role = %role_name, "adopted IAM role: tagged as this binding's");
+    }
+    let (made, created, boundary_kept) =
+        match make_writes(&target.iam, &desired, owner, role_writes).await {
+            Ok(SyncOutcome::Synced {
+                writes,
+                created,
+                boundary_kept,
+            }) => (writes, created, boundary_kept),
+            // A create that found the role made meanwhile, by someone else.
+            Ok(SyncOutcome::NotOwned) => {
+                return Err(refused(ctx, plan::not_owned(&desired, owner)));
             }
             Err(e) => return Err(Stop::aws(e, Some(&desired))),
-        }
-    }
-
-    // 5. Pod Identity in another account: the chaining role at home, the target's trust.
-    // Boxed, as the association steps are: kept off the stack of an already deep future.
-    let chain = Box::pin(super::associations::chain_step(
-        binding,
-        ctx,
-        &target,
-        &mut desired,
-    ))
-    .await?;
-
-    // 6. Read the role, diff, write; never touch a role hatrack does not own.
-    let owner = Owner::of(settings, &ns, &name);
-    // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
-    match adoption::prepare(&target.iam, binding, &mut desired, &owner, &applicable).await {
-        Ok(Ok(())) => {}
-        Ok(Err(refusal)) => {
-            return Err(Stop::ready_false(
-                refusal.reason,
-                refusal.message,
-                None,
-                Action::requeue(ctx.jittered_resync()),
-            ));
-        }
-        Err(e) => return Err(Stop::aws(e, Some(&desired))),
-    }
-    let mut outcome = sync_role(&target.iam, &desired, &owner).await;
-    let current = naming::role_name(&settings.cluster_identity(), &ns, &name);
-    if binding.spec.adopt_role.is_none()
-        && matches!(outcome, Ok(SyncOutcome::NotOwned))
-        && desired.role.role_name != current
-    {
-        // The role an earlier version named after the cluster's name alone was claimed by a
-        // same-named cluster elsewhere: this cluster's role is the ARN-keyed one.
-        desired.role.role_name = current.clone();
-        desired.role.arn = settings.role_arn(&current);
-        outcome = sync_role(&target.iam, &desired, &owner).await;
-    }
-    let (made, created, boundary_kept) = match outcome {
-        Ok(SyncOutcome::Synced {
-            writes,
-            created,
-            boundary_kept,
-        }) => (writes, created, boundary_kept),
-        Ok(SyncOutcome::NotOwned) => {
-            let message = format!(
-                "IAM role {} exists but is not owned by this binding (its {} tags do not name cluster {:?}, namespace {ns:?}, name {name:?}); hatrack will not modify or delete it. Delete or retag the role, or rename the binding.",
-                desired.role.role_name,
-                naming::TAG_PREFIX,
-                settings.cluster_name
-            );
-            return Err(Stop::ready_false(
-                reason::ROLE_NOT_OWNED,
-                message,
-                Some(&desired),
-                Action::requeue(ctx.jittered_resync()),
-            ));
-        }
-        Err(e) => return Err(Stop::aws(e, Some(&desired))),
-    };
+        };
     if !made.is_empty() {
         let in_sync_before = binding.status.as_ref().and_then(|s| s.observed_generation)
             == binding.metadata.generation
             && is_ready(binding);
         let (reason, verb) = decide::sync_event(created, in_sync_before);
-        tracing::info!(role = %desired.role.role_name, calls = ?made, "{verb} IAM role");
+        tracing::info!(role = %role_name, calls = ?made, "{verb} IAM role");
         publish(
             ctx,
             binding,
             EventType::Normal,
             reason,
             "Reconcile",
-            format!(
-                "{verb} IAM role {} ({})",
-                desired.role.role_name,
-                made.join(", ")
-            ),
+            format!("{verb} IAM role {role_name} ({})", made.join(", ")),
         )
         .await;
     }
     if let Some(kept) = &boundary_kept {
-        tracing::info!(role = %desired.role.role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
+        tracing::info!(role = %role_name, boundary = %kept, "spec has no permissions boundary; the role keeps its boundary");
     }
 
-    // 7. EKS Pod Identity: one association per ServiceAccount, to the role just synced.
+    // EKS Pod Identity: one association per ServiceAccount, to the role just synced.
     let pod_identity_associations = Box::pin(super::associations::apply_step(
         binding,
         ctx,
@@ -342,8 +339,8 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         .await?;
     }
 
-    // 8. IRSA reads the role ARN from the ServiceAccount.
-    annotate_service_accounts(binding, ctx, &desired, uses_irsa).await?;
+    // IRSA reads the role ARN from the ServiceAccount.
+    annotate_service_accounts(binding, ctx, &desired, &annotations).await?;
 
     Ok(Synced {
         desired,
@@ -364,27 +361,23 @@ pub(super) fn namespace_labels(
         .unwrap_or_default()
 }
 
+/// Sets or takes back the role ARN annotation of each ServiceAccount as decided.
 async fn annotate_service_accounts(
     binding: &IAMRoleBinding,
     ctx: &Context,
     desired: &DesiredRole,
-    uses_irsa: bool,
+    annotations: &[(String, decide::Annotation)],
 ) -> Result<(), Error> {
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    for sa in service_accounts_in(ctx, &ns) {
-        let bound = binding.spec.service_accounts.contains(&sa.name_any());
-        let current = sa
-            .annotations()
-            .get(ROLE_ARN_ANNOTATION)
-            .map(String::as_str);
-        let value = match decide::annotation(bound && uses_irsa, current, &desired.role.arn) {
+    for (sa, change) in annotations {
+        let value = match change {
             decide::Annotation::Keep => continue,
             decide::Annotation::Set => json!(desired.role.arn),
             decide::Annotation::Remove => serde_json::Value::Null,
         };
         let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: value}}});
-        set_role_arn_annotation(&api, &sa.name_any(), patch).await?;
+        set_role_arn_annotation(&api, sa, patch).await?;
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ pub mod reason {
     pub const SYNCED: &str = "Synced";
     pub const ROLE_NOT_OWNED: &str = "RoleNotOwned";
     pub const OIDC_PROVIDER_MISSING: &str = "OidcProviderMissing";
+    /// The role `spec.adoptRole` names does not exist.
+    pub const ADOPTED_ROLE_MISSING: &str = "AdoptedRoleMissing";
     pub const AWS_ERROR: &str = "AwsError";
     pub const DELETING: &str = "Deleting";
     /// The reasons of a binding the judge refuses.
@@ -56,8 +58,8 @@ pub fn is_stalled(reason: &str) -> bool {
             | reason::GUARDRAIL_VIOLATION
             | reason::ACCOUNT_NOT_ALLOWED
             | reason::ACCOUNT_UNSUPPORTED
-            | crate::controller::adoption::ADOPTION_NOT_ALLOWED
-            | crate::controller::adoption::ADOPTED_ROLE_MISSING
+            | reason::ADOPTION_NOT_ALLOWED
+            | reason::ADOPTED_ROLE_MISSING
             | crate::controller::accounts::ACCOUNT_INVALID
             | reason::FOREIGN_POD_IDENTITY_ASSOCIATION
             | GUARDRAIL_INVALID

@@ -1,5 +1,8 @@
-//! What a reconcile does with the judge's decision, before any IAM write: pure, so each branch
-//! is a table test instead of an end-to-end run.
+//! The decide step of a reconcile: what the judge's decision means ([`after_judgement`]) and,
+//! with what gather read, everything the reconcile will write ([`plan::plan`]). Pure, so each
+//! branch is a table test instead of an end-to-end run.
+
+pub mod plan;
 
 use std::time::Duration;
 
@@ -15,6 +18,8 @@ pub enum Requeue {
     Resync,
     /// At the resync period, but no later than this (a conflict resolves when the holder goes).
     ResyncAtMost(Duration),
+    /// After this long (a missing OIDC provider is made by someone else, in minutes).
+    Fixed(Duration),
 }
 
 /// How soon a binding whose ServiceAccount another binding holds is looked at again, at most.
@@ -91,12 +96,6 @@ pub fn after_judgement(judgement: &Judgement<'_>) -> Next {
             requeue: Requeue::Resync,
         },
     }
-}
-
-/// Whether pods reach the role through IRSA, so the cluster's OIDC provider must exist and the
-/// ServiceAccounts carry the role ARN: from the role's trust mechanisms, not its document.
-pub fn needs_oidc_provider(desired: &crate::role::DesiredRole, provider: Option<&str>) -> bool {
-    desired.uses_irsa() && provider.is_some()
 }
 
 /// What a ServiceAccount's role ARN annotation needs.
@@ -297,39 +296,6 @@ mod tests {
                 (expect, next) => panic!("{case}: expected {expect:?}, got {next:?}"),
             }
         }
-    }
-
-    #[test]
-    fn irsa_is_known_from_the_trust_mechanisms() {
-        let settings = Settings::example();
-        let irsa = crate::role::desired_role(
-            &binding(
-                "a",
-                "2026-01-01T00:00:00Z",
-                json!({"serviceAccounts": ["api"]}),
-            ),
-            &settings,
-        )
-        .unwrap();
-        let pod = crate::role::desired_role(
-            &binding(
-                "b",
-                "2026-01-01T00:00:00Z",
-                json!({"serviceAccounts": ["api"], "trust": {"podIdentity": {}}}),
-            ),
-            &settings,
-        )
-        .unwrap();
-        assert!(needs_oidc_provider(
-            &irsa,
-            Some("arn:aws:iam::1:oidc-provider/x")
-        ));
-        assert!(!needs_oidc_provider(&irsa, None));
-        assert!(!needs_oidc_provider(
-            &pod,
-            Some("arn:aws:iam::1:oidc-provider/x")
-        ));
-        assert!(!pod.uses_irsa() && irsa.uses_irsa());
     }
 
     #[test]
