@@ -121,7 +121,7 @@ pub(super) fn binding_key(b: &IAMRoleBinding) -> String {
 /// The reconcile of a live binding: [`make`] gathers, decides and executes, and says how it
 /// ended; [`report`] reports that, the one place that writes its status.
 async fn apply(binding: &IAMRoleBinding, ctx: &Context) -> Result<Action, Error> {
-    let outcome = make(binding, ctx).await;
+    let outcome = Box::pin(make(binding, ctx)).await;
     report(binding, ctx, outcome).await
 }
 
@@ -246,7 +246,8 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
         Plan::Revoke(revocation) => {
             Err(enforce::revoke(binding, ctx, &target.iam, revocation).await?)
         }
-        Plan::Make(make) => execute(binding, ctx, &target, *make, chain, &owner).await,
+        // Boxed: the gathered state stays on the heap, not on a deep future's stack.
+        Plan::Make(make) => Box::pin(execute(binding, ctx, &target, *make, chain, &owner)).await,
     }
 }
 
