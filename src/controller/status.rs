@@ -58,7 +58,7 @@ pub fn is_stalled(reason: &str) -> bool {
             | reason::ACCOUNT_UNSUPPORTED
             | crate::controller::adoption::ADOPTION_NOT_ALLOWED
             | crate::controller::adoption::ADOPTED_ROLE_MISSING
-            | crate::controller::accounts::ACCOUNT_INVALID
+            | crate::controller::accounts::credentials::ACCOUNT_INVALID
             | reason::FOREIGN_POD_IDENTITY_ASSOCIATION
             | GUARDRAIL_INVALID
     )
