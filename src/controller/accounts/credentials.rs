@@ -9,9 +9,9 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tracing::Instrument;
 
-use super::super::Context;
 use super::AccountClients;
 use crate::account::account_problems;
+use crate::controller::Context;
 use crate::crd::IAMAccount;
 
 /// Ready reasons of an IAMAccount.
@@ -150,9 +150,9 @@ pub async fn status_writer(
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
         let status = IAMAccountStatus {
             observed_generation: a.metadata.generation,
-            conditions: super::super::status::with_ready(
+            conditions: crate::controller::status::with_ready(
                 &old.conditions,
-                super::super::status::ready_condition(
+                crate::controller::status::ready_condition(
                     ready,
                     reason,
                     &message,
@@ -165,7 +165,7 @@ pub async fn status_writer(
         if let Err(e) = api
             .patch_status(
                 &name,
-                &PatchParams::apply(super::super::MANAGER),
+                &PatchParams::apply(crate::controller::MANAGER),
                 &Patch::Merge(&serde_json::json!({"status": status})),
             )
             .await
@@ -199,7 +199,7 @@ mod tests {
                 && message.contains("AccessDenied: not trusted"),
             "{message}"
         );
-        assert!(super::super::super::status::is_stalled(ACCOUNT_INVALID));
-        assert!(!super::super::super::status::is_stalled(ASSUME_ROLE_FAILED));
+        assert!(crate::controller::status::is_stalled(ACCOUNT_INVALID));
+        assert!(!crate::controller::status::is_stalled(ASSUME_ROLE_FAILED));
     }
 }

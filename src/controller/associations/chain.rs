@@ -8,13 +8,13 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::super::accounts::Target;
-use super::super::report::Stop;
-use super::super::status::reason;
-use super::super::{Context, Error};
 use super::{read_actual, spec_changed};
 use crate::account::{self as accounts, AccountRefusal};
 use crate::association::{self, ActualAssociation, chain};
+use crate::controller::accounts::Target;
+use crate::controller::report::Stop;
+use crate::controller::status::reason;
+use crate::controller::{Context, Error};
 use crate::crd::{IAMRoleBinding, PodIdentityAssociationStatus};
 use crate::iam::Iam;
 use crate::role::DesiredRole;

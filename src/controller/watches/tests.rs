@@ -1,5 +1,5 @@
-use super::super::FINALIZER;
 use super::*;
+use crate::controller::FINALIZER;
 use crate::watch::Relist;
 use serde_json::json;
 
