@@ -1,6 +1,6 @@
 //! The IAMRoleBinding controller's wiring: watches, caches, the error policy, HTTP endpoints.
 //! What every reconcile shares is in [`context`], its errors in [`error`], the reconcile
-//! itself in [`reconcile`].
+//! itself in [`reconcile`], what the watches keep and re-queue in `watches`.
 
 pub mod accounts;
 pub mod associations;
@@ -19,27 +19,32 @@ pub mod requeue;
 pub mod resync_gate;
 pub mod sa_index;
 pub mod status;
+mod watches;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use self::cache::CachedBinding;
+use self::watches::{
+    bindings_in_namespace, bindings_naming, bindings_selected_by, compact_event, reconcile_inputs,
+    strip_binding, strip_service_account,
+};
 use crate::claims::ClaimIndex;
-use crate::crd::{IAMAccount, IAMGuardrail, IAMRoleBinding};
+use crate::crd::{IAMAccount, IAMRoleBinding};
 use crate::eks::{Eks, EksArgs};
 use crate::iam::{Iam, IamArgs};
 use crate::metrics::Metrics;
 use crate::settings::{ClusterArgs, Settings};
-use crate::watch::{Relist, WatchIndex};
+use crate::watch::Relist;
 
 pub use self::context::{Context, Stores};
 pub use self::error::Error;
@@ -89,76 +94,6 @@ fn error_policy(binding: Arc<CachedBinding>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(wait)
 }
 
-/// The bindings in `sa`'s namespace that name it.
-fn bindings_naming(
-    claims: &RwLock<ClaimIndex>,
-    sa: &CachedServiceAccount,
-) -> Vec<ObjectRef<CachedBinding>> {
-    let ns = sa.namespace().unwrap_or_default();
-    claims
-        .read()
-        .map(|c| c.claimants(&ns, &sa.name_any()))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|name| ObjectRef::new(&name).within(&ns))
-        .collect()
-}
-
-/// The claim index follows the bindings' watch through [`Relist`].
-impl WatchIndex<IAMRoleBinding> for ClaimIndex {
-    fn upsert(&mut self, b: &IAMRoleBinding) {
-        ClaimIndex::upsert(self, b);
-    }
-    fn remove(&mut self, b: &IAMRoleBinding) {
-        ClaimIndex::remove(self, b);
-    }
-}
-
-/// What of a binding decides whether a watch event needs a reconcile: the spec (generation;
-/// deletion bumps it too), finalizers and deletion. Status-only updates (our own status
-/// writes among them) are filtered out: they would re-read the role from IAM for nothing.
-/// kube's `predicate_filter` remembers each binding's last value (an hour; a binding not seen
-/// for that long counts as new).
-fn reconcile_inputs(b: &CachedBinding) -> Option<u64> {
-    let deleting = |b: &CachedBinding| Some(u64::from(b.metadata.deletion_timestamp.is_some()));
-    predicates::generation
-        .combine(predicates::finalizers)
-        .combine(deleting)
-        .hash_property(b)
-}
-
-/// The binding events as the cache and the controller take them: compacted.
-fn compact_event(event: watcher::Event<IAMRoleBinding>) -> watcher::Event<CachedBinding> {
-    use watcher::Event;
-    match event {
-        Event::Apply(b) => Event::Apply(b.into()),
-        Event::Delete(b) => Event::Delete(b.into()),
-        Event::Init => Event::Init,
-        Event::InitApply(b) => Event::InitApply(b.into()),
-        Event::InitDone => Event::InitDone,
-    }
-}
-
-/// Drops what the controller never reads from a cached binding: managedFields and
-/// annotations (kubectl's last-applied-configuration is a second copy of the spec).
-fn strip_binding(b: &mut IAMRoleBinding) {
-    b.metadata.managed_fields = None;
-    b.metadata.annotations = None;
-}
-
-/// Keeps of a ServiceAccount only its identity and the role ARN annotation.
-fn strip_service_account(sa: &mut CachedServiceAccount) {
-    sa.metadata.managed_fields = None;
-    sa.metadata.labels = None;
-    sa.metadata.owner_references = None;
-    if let Some(annotations) = sa.metadata.annotations.as_mut() {
-        annotations.retain(|k, _| k == ROLE_ARN_ANNOTATION);
-        if annotations.is_empty() {
-            sa.metadata.annotations = None;
-        }
-    }
-}
-
 /// How the controller loop runs (the parts of [`ControllerArgs`] that are not settings).
 #[derive(Debug, Clone, Default)]
 pub struct ControllerOptions {
@@ -181,40 +116,6 @@ impl From<&ControllerArgs> for ControllerOptions {
             eks: None,
         }
     }
-}
-
-/// The bindings in namespaces that a guardrail selects.
-fn bindings_selected_by(
-    bindings: &Store<CachedBinding>,
-    namespaces: &Store<Namespace>,
-    g: &IAMGuardrail,
-) -> Vec<ObjectRef<CachedBinding>> {
-    let selected: std::collections::HashSet<String> = namespaces
-        .state()
-        .iter()
-        .filter(|ns| {
-            crate::guardrail::selector_matches(g.spec.namespace_selector.as_ref(), ns.labels())
-        })
-        .map(|ns| ns.name_any())
-        .collect();
-    bindings
-        .state()
-        .iter()
-        .filter(|b| b.namespace().is_some_and(|ns| selected.contains(&ns)))
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
-fn bindings_in_namespace(
-    bindings: &Store<CachedBinding>,
-    ns: &str,
-) -> Vec<ObjectRef<CachedBinding>> {
-    bindings
-        .state()
-        .iter()
-        .filter(|b| b.namespace().as_deref() == Some(ns))
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
 }
 
 /// Guardrail changes the status controller may fall behind by before the guardrail watch waits
@@ -338,7 +239,7 @@ pub async fn run_with(
     ctx.eks = args.eks.clone();
     ctx.resync_gate = gate;
     let ctx = Arc::new(ctx);
-    let account_status = tokio::spawn(accounts::status_writer(
+    let account_status = tokio::spawn(accounts::credentials::status_writer(
         ctx.clone(),
         args.resync.min(Duration::from_secs(60)),
         account_tx,
@@ -486,75 +387,3 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
 }
 
 pub use crate::signal::shutdown_signal;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn binding(name: &str, sas: &[&str]) -> IAMRoleBinding {
-        serde_json::from_value(json!({
-            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
-            "metadata": {"name": name, "namespace": "ns", "generation": 1,
-                         "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"serviceAccounts": sas}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_relist_replaces_the_claim_index_when_complete() {
-        let index = RwLock::new(ClaimIndex::default());
-        let mut writer = Relist::default();
-        writer.apply(&index, &watcher::Event::Apply(binding("gone", &["api"])));
-        writer.apply(&index, &watcher::Event::Init);
-        writer.apply(
-            &index,
-            &watcher::Event::InitApply(binding("kept", &["web"])),
-        );
-        // Until the relist is done, the old index answers.
-        assert_eq!(index.read().unwrap().claimants("ns", "api"), vec!["gone"]);
-        writer.apply(&index, &watcher::Event::InitDone);
-        let live = index.read().unwrap();
-        assert!(live.claimants("ns", "api").is_empty());
-        assert_eq!(live.claimants("ns", "web"), vec!["kept"]);
-    }
-
-    #[test]
-    fn deletion_removes_claims() {
-        let index = RwLock::new(ClaimIndex::default());
-        let mut writer = Relist::default();
-        writer.apply(&index, &watcher::Event::Apply(binding("a", &["api"])));
-        writer.apply(&index, &watcher::Event::Delete(binding("a", &["api"])));
-        assert_eq!(index.read().unwrap().live_in_namespace("ns"), 0);
-    }
-
-    #[test]
-    fn status_only_updates_do_not_trigger_a_reconcile() {
-        let b = binding("a", &["api"]);
-        let mut with_status = b.clone();
-        with_status.status = Some(Default::default());
-        assert_eq!(
-            reconcile_inputs(&b.clone().into()),
-            reconcile_inputs(&with_status.into())
-        );
-        let mut finalized = b.clone();
-        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        assert_ne!(
-            reconcile_inputs(&b.clone().into()),
-            reconcile_inputs(&finalized.into())
-        );
-        let mut edited = b.clone();
-        edited.metadata.generation = Some(2);
-        assert_ne!(
-            reconcile_inputs(&b.clone().into()),
-            reconcile_inputs(&edited.into())
-        );
-        let mut deleting = b.clone();
-        deleting.metadata.deletion_timestamp = b.metadata.creation_timestamp.clone();
-        assert_ne!(
-            reconcile_inputs(&b.clone().into()),
-            reconcile_inputs(&deleting.into())
-        );
-    }
-}

@@ -60,7 +60,7 @@ pub fn is_stalled(reason: &str) -> bool {
             | reason::ACCOUNT_UNSUPPORTED
             | reason::ADOPTION_NOT_ALLOWED
             | reason::ADOPTED_ROLE_MISSING
-            | crate::controller::accounts::ACCOUNT_INVALID
+            | crate::controller::accounts::credentials::ACCOUNT_INVALID
             | reason::FOREIGN_POD_IDENTITY_ASSOCIATION
             | GUARDRAIL_INVALID
     )

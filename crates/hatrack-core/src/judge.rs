@@ -242,7 +242,7 @@ pub fn judge<'a>(
     );
 
     // The role's path is not known before IAM is read: path patterns are checked again by the
-    // controller when it reads the role (`controller::adoption::prepare`).
+    // controller when it reads the role (its decide step, `controller::decide::plan`).
     if let Some(role) = binding.spec.adopt_role.as_deref()
         && let Err(message) = adoption_allowed(&applicable, role, None)
     {
