@@ -22,7 +22,7 @@ use crate::crd::{IAMRoleBinding, PodIdentityAssociationStatus};
 use crate::eks::{Eks, EksError};
 use crate::role::DesiredRole;
 
-use self::chain::{Chain, cleanup_chaining_role};
+use self::chain::cleanup_chaining_role;
 pub(super) use self::chain::{Chain, chain_step, chain_trust_step};
 
 /// Whether the spec changed since the status was written.

@@ -244,7 +244,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     ) {
         Plan::Refuse(refusal) => Err(refused(ctx, refusal)),
         Plan::Revoke(revocation) => {
-            Err(enforce::revoke(binding, ctx, &target.iam, revocation).await?)
+            Err(enforce::revoke(binding, ctx, &target.iam, *revocation).await?)
         }
         // Boxed: the gathered state stays on the heap, not on a deep future's stack.
         Plan::Make(make) => Box::pin(execute(binding, ctx, &target, *make, chain, &owner)).await,
@@ -262,7 +262,7 @@ fn refused(ctx: &Context, refusal: Refusal) -> Stop {
     Stop::ready_false(
         refusal.reason,
         refusal.message,
-        refusal.desired.as_ref(),
+        refusal.desired.as_deref(),
         requeue,
     )
 }

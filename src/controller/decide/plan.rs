@@ -96,7 +96,7 @@ pub enum Plan {
     /// Report Ready=False; write nothing.
     Refuse(Refusal),
     /// A guardrail with teeth is violated: take the role's grants away.
-    Revoke(Revocation),
+    Revoke(Box<Revocation>),
     /// Make the role: these writes, then the associations' edge, then these annotations.
     Make(Box<Make>),
 }
@@ -106,7 +106,7 @@ pub enum Plan {
 pub struct Refusal {
     pub reason: &'static str,
     pub message: String,
-    pub desired: Option<DesiredRole>,
+    pub desired: Option<Box<DesiredRole>>,
     pub requeue: Requeue,
 }
 
@@ -229,7 +229,7 @@ pub fn plan(
         } => Plan::Refuse(Refusal {
             reason,
             message,
-            desired: with_role.then(|| desired.clone()),
+            desired: with_role.then(|| Box::new(desired.clone())),
             requeue,
         }),
         Next::Violated(violations) => violated(judgement, desired, &violations, read, owner),
@@ -253,7 +253,7 @@ fn violated(
         Plan::Refuse(Refusal {
             reason: judge::reason::GUARDRAIL_VIOLATION,
             message,
-            desired: Some(desired.clone()),
+            desired: Some(Box::new(desired.clone())),
             requeue: Requeue::Resync,
         })
     };
@@ -266,13 +266,13 @@ fn violated(
         message.push_str("; no IAM role is created or changed until the binding complies");
         return refuse(message);
     };
-    Plan::Revoke(Revocation {
+    Plan::Revoke(Box::new(Revocation {
         desired: desired.clone(),
         changes: revocation(actual),
         violations: message,
         inline: actual.inline_policies.len(),
         managed: actual.managed_policy_arns.len(),
-    })
+    }))
 }
 
 fn proceed(
@@ -288,7 +288,7 @@ fn proceed(
         Plan::Refuse(Refusal {
             reason,
             message,
-            desired: desired.cloned(),
+            desired: desired.map(|d| Box::new(d.clone())),
             requeue,
         })
     };
@@ -364,7 +364,7 @@ pub fn not_owned(desired: &DesiredRole, owner: &Owner) -> Refusal {
             owner.namespace,
             owner.name
         ),
-        desired: Some(desired.clone()),
+        desired: Some(Box::new(desired.clone())),
         requeue: Requeue::Resync,
     }
 }
