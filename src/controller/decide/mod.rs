@@ -139,7 +139,8 @@ mod tests {
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
-    fn binding(name: &str, created: &str, spec: Value) -> IAMRoleBinding {
+    /// A binding of namespace `team` (shared with the plan's tests).
+    pub(super) fn binding(name: &str, created: &str, spec: Value) -> IAMRoleBinding {
         serde_json::from_value(json!({
             "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
             "metadata": {"name": name, "namespace": "team", "creationTimestamp": created},
@@ -148,7 +149,7 @@ mod tests {
         .unwrap()
     }
 
-    fn guardrail(spec: Value) -> IAMGuardrail {
+    pub(super) fn guardrail(spec: Value) -> IAMGuardrail {
         serde_json::from_value(json!({
             "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
             "metadata": {"name": "g"}, "spec": spec

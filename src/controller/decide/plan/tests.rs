@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::claims::{Age, ClaimIndex};
-use crate::crd::IAMGuardrail;
 use crate::judge::{Surroundings, judge};
 use crate::settings::Settings;
 use serde_json::{Value, json};
@@ -10,21 +9,10 @@ use serde_json::{Value, json};
 const OWN_NAME: &str = "own-name";
 const PROVIDER: &str = "arn:aws:iam::111122223333:oidc-provider/x";
 
-fn binding(spec: Value) -> IAMRoleBinding {
-    serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
-        "metadata": {"name": "api", "namespace": "team", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": spec
-    }))
-    .unwrap()
-}
+use crate::controller::decide::tests::guardrail;
 
-fn guardrail(spec: Value) -> IAMGuardrail {
-    serde_json::from_value(json!({
-        "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMGuardrail",
-        "metadata": {"name": "g"}, "spec": spec
-    }))
-    .unwrap()
+fn binding(spec: Value) -> IAMRoleBinding {
+    crate::controller::decide::tests::binding("api", "2026-01-01T00:00:00Z", spec)
 }
 
 /// Judges `b` under guardrail `g` and plans it with `read`; also returns what gather was
