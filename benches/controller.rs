@@ -34,6 +34,8 @@
 mod bench_http;
 #[path = "controller/kube_api.rs"]
 mod kube_api;
+#[path = "support/proc_status.rs"]
+mod proc_status;
 #[path = "controller/process.rs"]
 mod process;
 #[path = "../tests/support/mod.rs"]

@@ -294,13 +294,7 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         .expect("create a foreign association");
     // Retained on purpose: its role and association stay, and are no orphans.
     delete_binding(client, ns, "retained").await;
-    wait_for(30, "retained binding gone", || async {
-        get_binding(client, ns, "retained")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(client, ns, "retained", 30).await;
     controller.stop().await;
     // Lost without its cleanup, while no controller runs (see `delete_by_force`).
     delete_by_force(client, ns, "lost").await;

@@ -101,8 +101,8 @@ impl End {
 }
 
 /// One family of crash points: binding `b` with IRSA or (with `eks`) Pod Identity, in the
-/// controller's account or (`in_b`) in account B through an IAMAccount. Each crash point gets
-/// a fresh namespace, a reset moto and a reset EKS.
+/// controller's account or (`in_b`) in account B through an IAMAccount, with a moto (and an EKS
+/// stand-in) of its own. Each crash point gets a fresh namespace, a reset moto and a reset EKS.
 struct Crashes {
     moto: Moto,
     eks: Option<EksStandIn>,
@@ -110,37 +110,29 @@ struct Crashes {
 }
 
 impl Crashes {
-    fn irsa() -> Self {
+    fn new(eks: Option<EksStandIn>, in_b: bool) -> Self {
         Crashes {
             moto: Moto::start(),
-            eks: None,
-            in_b: false,
+            eks,
+            in_b,
         }
+    }
+
+    fn irsa() -> Self {
+        Self::new(None, false)
     }
 
     fn irsa_in_b() -> Self {
-        Crashes {
-            moto: Moto::start(),
-            eks: None,
-            in_b: true,
-        }
+        Self::new(None, true)
     }
 
     async fn pod_identity() -> Self {
-        Crashes {
-            moto: Moto::start(),
-            eks: Some(eks_for_test_cluster().await),
-            in_b: false,
-        }
+        Self::new(Some(eks_for_test_cluster().await), false)
     }
 
     /// Pod Identity in B: the chaining role at home, the target role in B.
     async fn chained() -> Self {
-        Crashes {
-            moto: Moto::start(),
-            eks: Some(eks_for_test_cluster().await),
-            in_b: true,
-        }
+        Self::new(Some(eks_for_test_cluster().await), true)
     }
 
     /// The EKS stand-in of a Pod Identity family.

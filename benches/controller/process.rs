@@ -91,17 +91,7 @@ impl ControllerProcess {
 
     /// (VmRSS, VmHWM) in KiB.
     pub(super) fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        crate::proc_status::rss_kib(self.child.id())
     }
 
     pub(super) fn metrics(&self) -> Scrape {

@@ -149,6 +149,16 @@ impl ApiServer {
         self.shared.lock().requests.clone()
     }
 
+    /// How many of the requests received so far are `which`.
+    pub fn count_requests(&self, which: impl Fn(&RecordedRequest) -> bool) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| which(r))
+            .count()
+    }
+
     /// How many watch streams are open now: wait for it to know a watcher is connected.
     pub fn open_watches(&self) -> usize {
         self.shared.lock().events.receiver_count()
