@@ -18,6 +18,8 @@
 
 #[path = "support/http.rs"]
 mod bench_http;
+#[path = "support/proc_status.rs"]
+mod proc_status;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -29,6 +31,7 @@ use bench_http::http_get;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use proc_status::rss_kib;
 use serde_json::{Value, json};
 use support::moto::free_port;
 
@@ -96,18 +99,8 @@ impl Auditor {
 
     /// (VmRSS, VmHWM) in MiB.
     fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let (rss, hwm) = rss_kib(self.child.id());
+        (rss as f64 / 1024.0, hwm as f64 / 1024.0)
     }
 
     /// Waits (at most `secs`) until `done` holds for the scraped metrics.

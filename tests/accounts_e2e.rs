@@ -230,13 +230,7 @@ async fn orphaned_roles_are_reported_listed_and_deleted_only_when_configured() {
     }
     // A retained role is left behind on purpose: not an orphan.
     delete_binding(client, ns, "retained").await;
-    wait_for(60, "retained binding gone", || async {
-        get_binding(client, ns, "retained")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(client, ns, "retained", 60).await;
     syncing.stop().await;
     // Lost without their cleanup, while no controller runs (see `delete_by_force`).
     delete_by_force(client, ns, "lost-home").await;

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use aws_sdk_eks::operation::create_pod_identity_association::builders::CreatePodIdentityAssociationFluentBuilder;
 use hatrack::naming;
 use serde_json::json;
 use support::controller::*;
@@ -17,6 +18,29 @@ async fn setup() -> (TestNamespace, EksStandIn) {
     (t, eks_for_test_cluster().await)
 }
 
+/// A controller for `t`'s namespace keeping associations in `eks`, resyncing every 2 s.
+fn resyncing_controller(t: &TestNamespace, eks: &EksStandIn) -> RunningController {
+    t.controller()
+        .eks(eks)
+        .resync(Duration::from_secs(2))
+        .start()
+}
+
+/// Someone else's association (role `by-hand`, no hatrack tags) for ServiceAccount `sa` in
+/// `ns`, ready to send (with more fields if the test wants them).
+fn create_by_hand(
+    eks: &EksStandIn,
+    ns: &str,
+    sa: &str,
+) -> CreatePodIdentityAssociationFluentBuilder {
+    eks.sdk_client()
+        .create_pod_identity_association()
+        .cluster_name(settings().cluster_name)
+        .namespace(ns)
+        .service_account(sa)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/by-hand"))
+}
+
 fn pod_identity(sas: &[&str]) -> serde_json::Value {
     json!({"serviceAccounts": sas, "trust": {"podIdentity": {}}})
 }
@@ -25,11 +49,7 @@ fn pod_identity(sas: &[&str]) -> serde_json::Value {
 async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the_role() {
     let (t, eks) = setup().await;
     let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
-    let controller = t
-        .controller()
-        .eks(&eks)
-        .resync(Duration::from_secs(2))
-        .start();
+    let controller = resyncing_controller(&t, &eks);
     create_binding(client, ns, "app", pod_identity(&["api", "worker"])).await;
 
     // Role + one association per ServiceAccount, tagged as the binding's, in status.
@@ -123,19 +143,9 @@ async fn one_association_per_service_account_kept_in_sync_and_deleted_before_the
 async fn a_foreign_association_is_left_alone_and_reported() {
     let (t, eks) = setup().await;
     let (client, ns, moto) = (&t.client, t.ns.as_str(), &t.moto);
-    let controller = t
-        .controller()
-        .eks(&eks)
-        .resync(Duration::from_secs(2))
-        .start();
+    let controller = resyncing_controller(&t, &eks);
     let by_hand = format!("arn:aws:iam::{ACCOUNT}:role/by-hand");
-    let foreign = eks
-        .sdk_client()
-        .create_pod_identity_association()
-        .cluster_name(settings().cluster_name)
-        .namespace(ns)
-        .service_account("web")
-        .role_arn(&by_hand)
+    let foreign = create_by_hand(&eks, ns, "web")
         .tags("team", "web")
         .send()
         .await
@@ -207,21 +217,8 @@ async fn a_foreign_association_is_left_alone_and_reported() {
 async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gone() {
     let (t, eks) = setup().await;
     let (client, ns) = (&t.client, t.ns.as_str());
-    let controller = t
-        .controller()
-        .eks(&eks)
-        .resync(Duration::from_secs(2))
-        .start();
-    let foreign = eks
-        .sdk_client()
-        .create_pod_identity_association()
-        .cluster_name(settings().cluster_name)
-        .namespace(ns)
-        .service_account("web")
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/by-hand"))
-        .send()
-        .await
-        .unwrap();
+    let controller = resyncing_controller(&t, &eks);
+    let foreign = create_by_hand(&eks, ns, "web").send().await.unwrap();
     let foreign_id = foreign.association().unwrap().association_id().unwrap();
     create_binding(client, ns, "app", pod_identity(&["web"])).await;
     wait_ready_reason(client, ns, "app", "ForeignPodIdentityAssociation", 30).await;
@@ -243,11 +240,7 @@ async fn the_binding_takes_a_service_account_once_the_foreign_association_is_gon
 async fn irsa_bindings_make_no_eks_calls() {
     let (t, eks) = setup().await;
     let (client, ns) = (&t.client, t.ns.as_str());
-    let controller = t
-        .controller()
-        .eks(&eks)
-        .resync(Duration::from_secs(2))
-        .start();
+    let controller = resyncing_controller(&t, &eks);
     create_binding(client, ns, "app", json!({"serviceAccounts": ["api"]})).await;
     let b = wait_ready_reason(client, ns, "app", "Synced", 30).await;
     assert!(b.status.unwrap().pod_identity_associations.is_empty());
@@ -295,24 +288,13 @@ async fn orphaned_associations_are_reported_listed_and_deleted_only_when_configu
         wait_ready_reason(client, ns, name, "Synced", 30).await;
     }
     // Someone else's association, untagged: never hatrack's to judge.
-    eks.sdk_client()
-        .create_pod_identity_association()
-        .cluster_name(settings().cluster_name)
-        .namespace(ns)
-        .service_account("by-hand")
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/by-hand"))
+    create_by_hand(&eks, ns, "by-hand")
         .send()
         .await
         .expect("create a foreign association");
     // Retained on purpose: its role and association stay, and are no orphans.
     delete_binding(client, ns, "retained").await;
-    wait_for(30, "retained binding gone", || async {
-        get_binding(client, ns, "retained")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(client, ns, "retained", 30).await;
     controller.stop().await;
     // Lost without its cleanup, while no controller runs (see `delete_by_force`).
     delete_by_force(client, ns, "lost").await;

@@ -35,11 +35,7 @@ async fn status_write_conflicts_are_retried() {
     )
     .await;
     wait_ready_reason(&server.client(), NS, "a", "Synced", 60).await;
-    let failed = server
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/status") && r.method != "GET")
-        .count();
+    let failed = server.count_requests(|r| r.path.ends_with("/status") && r.method != "GET");
     assert!(
         failed >= 4,
         "expected the 3 refused status writes and a successful one, saw {failed}"
@@ -54,21 +50,17 @@ async fn dropped_and_expired_watches_are_relisted() {
     let client = server.client();
     create_binding(&client, NS, "a", json!({"serviceAccounts": ["api"]})).await;
     wait_ready_reason(&client, NS, "a", "Synced", 30).await;
-    let lists_before = server
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings"))
-        .count();
+    let lists_before = server.count_requests(|r| {
+        r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings")
+    });
     // History compacted, then every watch cut: resuming gets 410 Gone and must re-list.
     server.faults().expire_history();
     server.faults().drop_watches();
     create_binding(&client, NS, "b", json!({"serviceAccounts": ["web"]})).await;
     wait_ready_reason(&client, NS, "b", "Synced", 60).await;
-    let lists_after = server
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings"))
-        .count();
+    let lists_after = server.count_requests(|r| {
+        r.method == "GET" && !r.is_watch() && r.path.ends_with("/iamrolebindings")
+    });
     assert!(
         lists_after > lists_before,
         "the controller did not re-list after 410 Gone"
@@ -87,11 +79,8 @@ async fn server_errors_are_retried() {
         .fail_next(2, "PATCH", "/iamrolebindings/", 500);
     create_binding(&client, NS, "a", json!({"serviceAccounts": ["api"]})).await;
     wait_ready_reason(&client, NS, "a", "Synced", 60).await;
-    let refused = server
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.path.contains("/iamrolebindings/"))
-        .count();
+    let refused =
+        server.count_requests(|r| r.method == "PATCH" && r.path.contains("/iamrolebindings/"));
     assert!(
         refused >= 3,
         "expected 2 refused PATCHes and later successful ones, saw {refused}"
@@ -135,11 +124,7 @@ async fn no_binding_is_judged_before_the_guardrails_are_listed() {
         hatrack_roles(&moto).await.is_empty(),
         "a role was made before the guardrails were known"
     );
-    let refused = server
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.contains("/iamguardrails"))
-        .count();
+    let refused = server.count_requests(|r| r.method == "GET" && r.path.contains("/iamguardrails"));
     assert!(
         refused >= 4,
         "expected 3 refused guardrail lists and a good one, saw {refused}"
@@ -177,13 +162,9 @@ async fn a_failed_guardrail_status_write_is_retried_without_a_change_to_the_guar
         (c.status == "True" && c.reason == "Valid").then_some(())
     })
     .await;
-    let writes = server
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.path.contains("/iamguardrails/") && r.path.ends_with("/status") && r.method != "GET"
-        })
-        .count();
+    let writes = server.count_requests(|r| {
+        r.path.contains("/iamguardrails/") && r.path.ends_with("/status") && r.method != "GET"
+    });
     assert!(
         writes >= 3,
         "expected the 2 refused status writes and a successful one, saw {writes}"

@@ -101,46 +101,45 @@ impl End {
 }
 
 /// One family of crash points: binding `b` with IRSA or (with `eks`) Pod Identity, in the
-/// controller's account or (`in_b`) in account B through an IAMAccount. Each crash point gets
-/// a fresh namespace, a reset moto and a reset EKS.
-struct Crashes<'a> {
-    moto: &'a Moto,
-    eks: Option<&'a EksStandIn>,
+/// controller's account or (`in_b`) in account B through an IAMAccount, with a moto (and an EKS
+/// stand-in) of its own. Each crash point gets a fresh namespace, a reset moto and a reset EKS.
+struct Crashes {
+    moto: Moto,
+    eks: Option<EksStandIn>,
     in_b: bool,
 }
 
-impl<'a> Crashes<'a> {
-    fn irsa(moto: &'a Moto) -> Self {
+impl Crashes {
+    fn new(eks: Option<EksStandIn>, in_b: bool) -> Self {
         Crashes {
-            moto,
-            eks: None,
-            in_b: false,
+            moto: Moto::start(),
+            eks,
+            in_b,
         }
     }
 
-    fn irsa_in_b(moto: &'a Moto) -> Self {
-        Crashes {
-            moto,
-            eks: None,
-            in_b: true,
-        }
+    fn irsa() -> Self {
+        Self::new(None, false)
     }
 
-    fn pod_identity(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
-        Crashes {
-            moto,
-            eks: Some(eks),
-            in_b: false,
-        }
+    fn irsa_in_b() -> Self {
+        Self::new(None, true)
+    }
+
+    async fn pod_identity() -> Self {
+        Self::new(Some(eks_for_test_cluster().await), false)
     }
 
     /// Pod Identity in B: the chaining role at home, the target role in B.
-    fn chained(moto: &'a Moto, eks: &'a EksStandIn) -> Self {
-        Crashes {
-            moto,
-            eks: Some(eks),
-            in_b: true,
-        }
+    async fn chained() -> Self {
+        Self::new(Some(eks_for_test_cluster().await), true)
+    }
+
+    /// The EKS stand-in of a Pod Identity family.
+    fn eks(&self) -> &EksStandIn {
+        self.eks
+            .as_ref()
+            .expect("a Pod Identity family has an EKS stand-in")
     }
 
     /// A fresh IAM (with the cluster's OIDC provider where IRSA needs it), EKS and namespace
@@ -148,7 +147,7 @@ impl<'a> Crashes<'a> {
     /// if `in_b`).
     async fn fresh(&self) -> Cluster {
         self.moto.reset();
-        if let Some(eks) = self.eks {
+        if let Some(eks) = &self.eks {
             eks.reset();
         }
         let issuer = format!("https://{ISSUER_HOST_PATH}");
@@ -198,7 +197,7 @@ impl<'a> Crashes<'a> {
         };
         let mut controller =
             RunningController::builder_with_iam(c.client.clone(), iam, metrics).namespace(&c.ns);
-        if let Some(eks) = self.eks {
+        if let Some(eks) = &self.eks {
             controller = controller.eks_client(aws_sdk_eks::Client::from_conf(
                 eks.sdk_config().interceptor(crash).build(),
             ));
@@ -208,8 +207,8 @@ impl<'a> Crashes<'a> {
 
     /// A controller that does not crash, with a long resync so only watch events drive it.
     fn healthy(&self, c: &Cluster) -> RunningController {
-        let controller = RunningController::builder(c.client.clone(), self.moto).namespace(&c.ns);
-        match self.eks {
+        let controller = RunningController::builder(c.client.clone(), &self.moto).namespace(&c.ns);
+        match &self.eks {
             Some(eks) => controller.eks(eks).start(),
             None => controller.start(),
         }
@@ -355,43 +354,43 @@ fn assert_no_associations(eks: &EksStandIn, n: usize) {
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_create() {
-    let moto = Moto::start();
-    let crashes = Crashes::irsa(&moto);
+    let crashes = Crashes::irsa();
+    let moto = &crashes.moto;
     // CreateRole, PutRolePolicy, AttachRolePolicy: crash before each, and after the last.
     crashes
         .crash_at_every_step(
             3,
             async |_| {},
             End::Synced,
-            async |c, _| assert_role_matches(c, &moto, "b").await,
+            async |c, _| assert_role_matches(c, moto, "b").await,
         )
         .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_an_update() {
-    let moto = Moto::start();
-    let crashes = Crashes::irsa(&moto);
+    let crashes = Crashes::irsa();
+    let moto = &crashes.moto;
     // v1 → v2: UpdateAssumeRolePolicy, UpdateRole, PutRolePolicy, DeleteRolePolicy,
     // AttachRolePolicy, DetachRolePolicy.
     let prepare = async |c: &Cluster| crashes.sync_then_patch(c, spec_v2()).await;
     crashes
         .crash_at_every_step(6, prepare, End::Synced, async |c, _| {
             assert_observed_generation(c, 2).await;
-            assert_role_matches(c, &moto, "b").await;
+            assert_role_matches(c, moto, "b").await;
         })
         .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete() {
-    let moto = Moto::start();
-    let crashes = Crashes::irsa(&moto);
+    let crashes = Crashes::irsa();
+    let moto = &crashes.moto;
     // DetachRolePolicy, DeleteRolePolicy, DeleteRole.
     let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     crashes
         .crash_at_every_step(3, prepare, End::Gone, async |_, n| {
-            assert_no_roles(&moto, n).await
+            assert_no_roles(moto, n).await
         })
         .await;
 }
@@ -441,25 +440,25 @@ async fn assert_role_matches_in_b(c: &Cluster, moto: &Moto) {
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_create_in_another_account() {
-    let moto = Moto::start();
-    let crashes = Crashes::irsa_in_b(&moto);
+    let crashes = Crashes::irsa_in_b();
+    let moto = &crashes.moto;
     crashes
         .crash_at_every_step(
             3,
             async |_| {},
             End::Synced,
-            async |c, _| assert_role_matches_in_b(c, &moto).await,
+            async |c, _| assert_role_matches_in_b(c, moto).await,
         )
         .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_delete_in_another_account() {
-    let moto = Moto::start();
-    let crashes = Crashes::irsa_in_b(&moto);
+    let crashes = Crashes::irsa_in_b();
+    let moto = &crashes.moto;
     let prepare = async |c: &Cluster| {
         crashes.sync(c).await;
-        assert_role_matches_in_b(c, &moto).await;
+        assert_role_matches_in_b(c, moto).await;
         delete_binding(&c.client, &c.ns, "b").await;
     };
     crashes
@@ -468,7 +467,7 @@ async fn crash_at_every_step_of_a_delete_in_another_account() {
                 moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
                 "orphaned role in B after a crash at step {n}"
             );
-            assert!(hatrack_roles(&moto).await.is_empty());
+            assert!(hatrack_roles(moto).await.is_empty());
         })
         .await;
 }
@@ -537,9 +536,8 @@ fn assert_associations_deleted_before_roles(writes: &[String]) {
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_create() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::pod_identity(&moto, &eks);
+    let crashes = Crashes::pod_identity().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     assert_eq!(
         writes
@@ -555,8 +553,8 @@ async fn crash_at_every_step_of_a_pod_identity_create() {
             async |_| {},
             End::Synced,
             async |c, _| {
-                assert_role_matches(c, &moto, "b").await;
-                assert_associations_match(c, &eks).await;
+                assert_role_matches(c, moto, "b").await;
+                assert_associations_match(c, eks).await;
             },
         )
         .await;
@@ -564,9 +562,8 @@ async fn crash_at_every_step_of_a_pod_identity_create() {
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_update() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::pod_identity(&moto, &eks);
+    let crashes = Crashes::pod_identity().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let prepare = async |c: &Cluster| crashes.sync_then_patch(c, pod_spec_v2()).await;
     let writes = crashes.writes_of_flow(prepare, End::Synced).await;
     for op in [
@@ -578,25 +575,24 @@ async fn crash_at_every_step_of_a_pod_identity_update() {
     crashes
         .crash_at_every_step(writes.len(), prepare, End::Synced, async |c, _| {
             assert_observed_generation(c, 2).await;
-            assert_role_matches(c, &moto, "b").await;
-            assert_associations_match(c, &eks).await;
+            assert_role_matches(c, moto, "b").await;
+            assert_associations_match(c, eks).await;
         })
         .await;
 }
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_delete() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::pod_identity(&moto, &eks);
+    let crashes = Crashes::pod_identity().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // The associations name the role: they go first.
     assert_associations_deleted_before_roles(&writes);
     crashes
         .crash_at_every_step(writes.len(), prepare, End::Gone, async |_, n| {
-            assert_no_roles(&moto, n).await;
-            assert_no_associations(&eks, n);
+            assert_no_roles(moto, n).await;
+            assert_no_associations(eks, n);
         })
         .await;
 }
@@ -679,9 +675,8 @@ async fn wait_target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksS
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::chained(&moto, &eks);
+    let crashes = Crashes::chained().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let writes = crashes.writes_of_flow(async |_| {}, End::Synced).await;
     // Chaining role, target role, associations, then the target's trust of their ids.
     assert!(
@@ -697,8 +692,8 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
             async |c, _| {
                 // Synced may be the crashed controller's last word: wait for the healthy one to
                 // have set the target's trust (a write the crash can interrupt) before judging.
-                wait_target_trusts_association_ids(c, &moto, &eks).await;
-                assert_chain_matches(c, &moto, &eks).await;
+                wait_target_trusts_association_ids(c, moto, eks).await;
+                assert_chain_matches(c, moto, eks).await;
             },
         )
         .await;
@@ -710,12 +705,11 @@ async fn crash_at_every_step_of_a_pod_identity_create_in_another_account() {
 /// them back. The ids come from EKS, so a reconcile of a chain in sync writes nothing.
 #[tokio::test]
 async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::chained(&moto, &eks);
+    let crashes = Crashes::chained().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let c = crashes.fresh().await;
     let first = crashes.healthy(&c);
-    wait_target_trusts_association_ids(&c, &moto, &eks).await;
+    wait_target_trusts_association_ids(&c, moto, eks).await;
     first.stop().await;
 
     let api: kube::Api<hatrack::crd::IAMRoleBinding> =
@@ -756,7 +750,7 @@ async fn a_status_behind_the_associations_never_drops_a_trusted_external_id() {
         writes.is_empty(),
         "a chain in sync needs no write, whatever the status says: {writes:?}"
     );
-    assert_chain_matches(&c, &moto, &eks).await;
+    assert_chain_matches(&c, moto, eks).await;
 }
 
 /// Whether the target role in B trusts exactly the external ids of the namespace's
@@ -793,9 +787,8 @@ async fn target_trusts_association_ids(c: &Cluster, moto: &Moto, eks: &EksStandI
 
 #[tokio::test]
 async fn crash_at_every_step_of_a_pod_identity_delete_in_another_account() {
-    let moto = Moto::start();
-    let eks = eks_for_test_cluster().await;
-    let crashes = Crashes::chained(&moto, &eks);
+    let crashes = Crashes::chained().await;
+    let (moto, eks) = (&crashes.moto, crashes.eks());
     let prepare = async |c: &Cluster| crashes.sync_then_delete(c).await;
     let writes = crashes.writes_of_flow(prepare, End::Gone).await;
     // Associations first; then both roles.
@@ -808,14 +801,14 @@ async fn crash_at_every_step_of_a_pod_identity_delete_in_another_account() {
     crashes
         .crash_at_every_step(writes.len(), prepare, End::Gone, async |_, n| {
             assert!(
-                hatrack_roles(&moto).await.is_empty(),
+                hatrack_roles(moto).await.is_empty(),
                 "orphaned chaining role after a crash at step {n}"
             );
             assert!(
                 moto.roles_in(OTHER, "/hatrack/").await.is_empty(),
                 "orphaned target role after a crash at step {n}"
             );
-            assert_no_associations(&eks, n);
+            assert_no_associations(eks, n);
         })
         .await;
 }

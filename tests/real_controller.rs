@@ -31,15 +31,16 @@ use support::cluster::{
 use support::controller::{
     ACCOUNT, ISSUER_HOST_PATH, TestNamespace, associations_in, create_binding,
     create_service_account, delete_binding, get_binding, hatrack_roles, iam_role, patch_spec,
-    ready, role_arn_annotation, wait_for, wait_ready_reason,
+    ready, role_arn_annotation, wait_binding_gone, wait_for, wait_ready_reason,
 };
 use support::eks::EksStandIn;
 use support::moto::{Moto, free_port};
+use tokio::sync::{RwLock, RwLockReadGuard};
 
 /// The GitOps test runs a controller over all namespaces (as the chart does by default); the
 /// other tests each watch one namespace of their own. The GitOps test runs alone so that no
 /// two controllers ever reconcile the same binding.
-static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
@@ -344,23 +345,37 @@ fn managed(role: &hatrack::role::Role) -> BTreeSet<String> {
     role.managed_policy_arns.clone()
 }
 
+/// What most chart tests start from: a shared hold on the API server (see [`EXCLUSIVE`]), a
+/// fresh namespace with moto ([`TestNamespace::new`] with `prefix`), and the chart installed as
+/// release `name` of cluster `cluster_name` ([`install_chart`], `extra` values first) with its
+/// controller watching that namespace only.
+async fn chart_watching_its_namespace(
+    prefix: &str,
+    name: &str,
+    cluster_name: &str,
+    extra: &[String],
+) -> (RwLockReadGuard<'static, ()>, TestNamespace, Release) {
+    let shared = EXCLUSIVE.read().await;
+    let t = TestNamespace::new(prefix).await;
+    let mut values = extra.to_vec();
+    values.push(format!("controller.watchNamespace={}", t.ns));
+    let release = install_chart(t.cluster, name, cluster_name, &t.moto, &values).await;
+    (shared, t, release)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
-    let _shared = EXCLUSIVE.read().await;
-    let t = TestNamespace::new("team").await;
-    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
-    let release = install_chart(
-        cluster,
+    let (_shared, t, release) = chart_watching_its_namespace(
+        "team",
         "hatrack-life",
         "life",
-        moto,
         &[
             // Short resync, so drift in IAM is repaired within the test.
             "controller.resyncSeconds=3".into(),
-            format!("controller.watchNamespace={team}"),
         ],
     )
     .await;
+    let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
     let kubeconfig = cluster
         .service_account_kubeconfig(&release.namespace, &release.controller_sa)
         .await;
@@ -587,13 +602,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         note.len()
     );
     delete_binding(admin, team, "wide").await;
-    wait_for(60, "binding wide gone", || async {
-        get_binding(admin, team, "wide")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(admin, team, "wide", 60).await;
     guardrails
         .delete(
             &guardrail.metadata.name.clone().unwrap(),
@@ -617,13 +626,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let kept_role = hatrack::naming::role_name(&life_arn(), team, &kept);
     assert!(iam_role(moto, &kept_role).await.is_some());
     delete_binding(admin, team, &kept).await;
-    wait_for(60, "binding kept gone", || async {
-        get_binding(admin, team, &kept)
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(admin, team, &kept, 60).await;
     assert!(
         iam_role(moto, &kept_role).await.is_some(),
         "Retain keeps the role"
@@ -658,13 +661,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
     let r = iam_role(moto, &squatted).await.expect("the foreign role");
     assert!(r.managed_policy_arns.is_empty() && r.tags.is_empty());
     delete_binding(admin, team, &squatter).await;
-    wait_for(60, "binding squatter gone", || async {
-        get_binding(admin, team, &squatter)
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(admin, team, &squatter, 60).await;
     assert!(
         iam_role(moto, &squatted).await.is_some(),
         "a role hatrack does not own is never deleted"
@@ -719,13 +716,7 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
         .send()
         .await
         .expect("release the role");
-    wait_for(90, "binding app gone", || async {
-        get_binding(admin, team, "app")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_binding_gone(admin, team, "app", 90).await;
     assert!(iam_role(moto, &role_name).await.is_none(), "role deleted");
     assert_eq!(role_arn_annotation(admin, team, "api").await, None);
     wait_event(admin, team, "app", "RoleDeleted").await;
@@ -734,17 +725,9 @@ async fn the_controller_runs_the_lifecycle_as_the_charts_service_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_hands_over_on_the_real_lease_api_without_duplicate_writes() {
-    let _shared = EXCLUSIVE.read().await;
-    let t = TestNamespace::new("leaders").await;
+    let (_shared, t, release) =
+        chart_watching_its_namespace("leaders", "hatrack-leader", "leader", &[]).await;
     let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
-    let release = install_chart(
-        cluster,
-        "hatrack-leader",
-        "leader",
-        moto,
-        &[format!("controller.watchNamespace={team}")],
-    )
-    .await;
     let args = &release.controller_args;
     assert!(
         args.iter().any(|a| a == "--leader-election"),
@@ -941,17 +924,9 @@ async fn the_examples_apply_twice_and_diff_clean_after_the_controller_synced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_charts_default_guardrail_refuses_admin_bindings_in_the_controller() {
-    let _shared = EXCLUSIVE.read().await;
-    let t = TestNamespace::new("guarded").await;
+    let (_shared, t, release) =
+        chart_watching_its_namespace("guarded", "hatrack-guard", "guard", &[]).await;
     let (cluster, admin, team, moto) = (t.cluster, &t.client, &t.ns, &t.moto);
-    let release = install_chart(
-        cluster,
-        "hatrack-guard",
-        "guard",
-        moto,
-        &[format!("controller.watchNamespace={team}")],
-    )
-    .await;
     // The chart's default guardrail, found by its release label as an operator would.
     let stored: Api<IAMGuardrail> = Api::all(admin.clone());
     let installed = stored
