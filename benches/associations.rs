@@ -19,8 +19,7 @@
 //!
 //! Every wait is bounded in time; nothing here asserts a timing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hatrack_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -20,8 +20,7 @@
 mod bench_http;
 #[path = "support/proc_status.rs"]
 mod proc_status;
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hatrack_test_support as support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -38,8 +38,7 @@ mod kube_api;
 mod proc_status;
 #[path = "controller/process.rs"]
 mod process;
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hatrack_test_support as support;
 #[path = "controller/throttle.rs"]
 mod throttle;
 

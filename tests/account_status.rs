@@ -3,7 +3,7 @@
 //! Its own test binary (its own API server): a controller that cannot reach STS writes every
 //! IAMAccount's status, which would fight the controllers of other tests over theirs.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::sync::Arc;
 

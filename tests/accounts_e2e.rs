@@ -2,7 +2,7 @@
 //! the real kube-apiserver (tests/support/cluster.rs) and a real moto server serving IAM and
 //! STS for several accounts (assumed-role credentials act in the role's account).
 
-mod support;
+use hatrack_test_support as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! aws-sdk-iam and aws-sdk-sts over HTTP: credentials from `sts:AssumeRole` into a role of
 //! another account act in that account, which is what the controller's account clients rely on.
 
-mod support;
+use hatrack_test_support as support;
 
 use hatrack::crd::IAMRoleBinding;
 use hatrack::iam::AssumeRoleTarget;

@@ -1,7 +1,7 @@
 //! The in-process API server stand-in, driven through real kube clients, watchers and a
 //! `Controller`, so that the fault-injection tests built on it can trust what it does, and
 //! that it refuses what it does not serve (those tests run against the real API server).
-mod support;
+use hatrack_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

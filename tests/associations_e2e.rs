@@ -2,7 +2,7 @@
 //! stand-in (tests/support/eks.rs) driven through the real `aws-sdk-eks`, and hatrack's
 //! controller in-process between them, watching one fresh namespace per test.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::time::Duration;
 

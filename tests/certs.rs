@@ -3,7 +3,7 @@
 //! namespace and webhook configuration per test). A renewal conflict needs an injected 409:
 //! that one test runs against the in-process stand-in.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::time::Duration;
 

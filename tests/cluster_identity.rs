@@ -3,7 +3,7 @@
 //! modify or delete the other's, and a role made by an earlier version (named after the
 //! cluster's name alone) is migrated in place by the first cluster that owns it.
 
-mod support;
+use hatrack_test_support as support;
 
 use hatrack::crd::IAMRoleBinding;
 use hatrack::naming;

@@ -2,7 +2,7 @@
 //! one fresh namespace per test), a real moto IAM server, and hatrack's controller running
 //! in-process between them, watching that namespace.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::time::Duration;
 

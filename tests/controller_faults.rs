@@ -3,7 +3,7 @@
 //! that fails at start never lets a binding be judged without its guardrails; a guardrail status
 //! write that fails is tried again.
 
-mod support;
+use hatrack_test_support as support;
 
 use serde_json::json;
 use support::apiserver::ApiServer;

@@ -5,7 +5,7 @@
 //! association either. Against the real test API server: each crash point
 //! gets a fresh namespace and a reset moto.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,7 @@
 //! The EKS Pod Identity association stand-in (tests/support/eks.rs) by itself, driven by the
 //! real `aws-sdk-eks` client: shapes, ids and ARNs, the errors EKS answers with, paging.
 
-mod support;
+use hatrack_test_support as support;
 
 use aws_sdk_eks::error::ProvideErrorMetadata;
 use support::eks::EksStandIn;

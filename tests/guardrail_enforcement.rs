@@ -4,7 +4,7 @@
 //! attached managed policy; a restart with a violating binding in place never applies it;
 //! `deletionPolicy: Retain` keeps no trust, or is refused where a guardrail forbids it.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,6 @@
 //! The IAM half of reconcile against a real moto IAM server, through aws-sdk-iam over HTTP.
 
-mod support;
+use hatrack_test_support as support;
 
 use hatrack::crd::IAMRoleBinding;
 use hatrack::role::{self, DesiredRole};

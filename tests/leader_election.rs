@@ -2,7 +2,7 @@
 //! test): one leader at a time, hand-over on graceful stop and after a crash, a lease taken
 //! away. A renew conflict needs an injected 409: that one test runs against the stand-in.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 //! The audit watches the whole cluster: the tests run one at a time. StaticKeyExemptions are
 //! cluster-scoped: each test names its own after its namespace.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::path::Path;
 use std::process::Command;

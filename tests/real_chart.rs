@@ -14,7 +14,7 @@
 //! could not be installed beside it. Each release is uninstalled when its test ends, also when
 //! the test fails ([`Release`]'s Drop).
 
-mod support;
+use hatrack_test_support as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! cluster-admin in disguise, leader election on the real Lease API across a `kill -9`, and that
 //! applying the examples causes no churn (`kubectl diff` clean after the controller synced).
 
-mod support;
+use hatrack_test_support as support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! server's schema and CEL evaluation, unknown fields are pruned, and `kubectl get` / `kubectl
 //! explain` show what docs/binding.md says.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! (sigs.k8s.io/cli-utils/pkg/kstatus/status), both in .tools/gitops-health (scripts/gitops,
 //! built by scripts/install-test-deps.sh).
 
-mod support;
+use hatrack_test_support as support;
 
 use std::io::Write;
 use std::path::PathBuf;

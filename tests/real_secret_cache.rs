@@ -10,7 +10,7 @@
 //!
 //! scripts/bench.sh runs it (part `secret-cache`) and puts the printed table in BENCHMARKS.md.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::io::{Read, Write};
 

@@ -13,7 +13,7 @@
 //! (the webhook configuration is cluster-wide, and one test stops the webhook), each starting
 //! its own webhook process, killed when the test ends, passed or panicked.
 
-mod support;
+use hatrack_test_support as support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 
 #[path = "corpus/harness.rs"]
 mod harness;
-mod support;
+use hatrack_test_support as support;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -20,7 +20,7 @@ fn moto_binary() -> PathBuf {
     if let Ok(p) = std::env::var("HATRACK_MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let venv = crate::repository_root().join(".venv/bin/moto_server");
     if venv.exists() {
         return venv;
     }

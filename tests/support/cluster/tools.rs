@@ -2,7 +2,7 @@
 //! `.tools/` or through their variables, and files for them in the cluster's directory.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::TestCluster;
@@ -11,7 +11,7 @@ pub(super) fn tool(env: &str, name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = crate::repository_root()
         .join(".tools")
         .join(name);
     assert!(
