@@ -20,6 +20,10 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Every workspace member's manifest must be there for cargo to load the workspace: the core
+# crate, the test-only evaluator and the tests' harness (only the first is built).
+COPY crates ./crates
+COPY tests/support ./tests/support
 COPY benches ./benches
 # Cache mounts keep the registry and build directory between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
