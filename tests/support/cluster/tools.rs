@@ -11,9 +11,7 @@ pub(super) fn tool(env: &str, name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
-    let path = crate::repository_root()
-        .join(".tools")
-        .join(name);
+    let path = crate::repository_root().join(".tools").join(name);
     assert!(
         path.exists(),
         "{name} not found at {}: run scripts/install-test-deps.sh (it builds etcd and \
