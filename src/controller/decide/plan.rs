@@ -36,7 +36,7 @@ pub struct Read {
     /// when adopting), as IAM has it (`None`: no such role).
     pub role: Option<ActualRole>,
     /// The role under this cluster's own name, read when the role under the name in use is
-    /// someone else's ([`Reads::own_name`]): outer `None` when not read.
+    /// someone else's ([`needs_own_name_read`]): outer `None` when not read.
     pub own_name_role: Option<Option<ActualRole>>,
     /// The binding namespace's ServiceAccounts, with their role ARN annotation.
     pub service_accounts: Vec<(String, Option<String>)>,
