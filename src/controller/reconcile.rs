@@ -188,14 +188,14 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     //    ServiceAccounts.
     let owner = Owner::of(settings, &ns, &name);
     let own_name = naming::role_name(&settings.cluster_identity(), &ns, &name);
-    let reads = plan::reads(binding, &judgement, settings.oidc_provider_arn());
+    let next = decide::after_judgement(&judgement);
+    let reads = plan::reads(binding, &judgement, &next, settings.oidc_provider_arn());
     let mut desired = judgement.desired.clone();
     let mut read = Read::default();
     if let Some(provider) = reads.oidc_provider {
-        match target.oidc_provider_exists(ctx, &provider).await {
-            Ok(exists) => read.oidc_provider = Some((provider, exists)),
-            Err(e) => return Err(Stop::aws(e, desired.as_ref())),
-        }
+        let exists = target.oidc_provider_exists(ctx, &provider).await;
+        let exists = exists.map_err(|e| Stop::aws(e, desired.as_ref()))?;
+        read.oidc_provider = Some((provider, exists));
     }
     let provider_missing = matches!(read.oidc_provider, Some((_, false)));
     let mut chain = None;
@@ -208,18 +208,14 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
             chain = Box::pin(super::associations::chain_step(binding, ctx, &target, d)).await?;
         }
         if let Some(role_name) = &reads.role {
-            read.role = match target.iam.get_role(role_name).await {
-                Ok(r) => r,
-                Err(e) => return Err(Stop::aws(e, desired.as_ref())),
-            };
+            let role = target.iam.get_role(role_name).await;
+            read.role = role.map_err(|e| Stop::aws(e, desired.as_ref()))?;
             if reads.chain
                 && let Some(d) = &desired
                 && plan::needs_own_name_read(binding, d, read.role.as_ref(), &owner, &own_name)
             {
-                match target.iam.get_role(&own_name).await {
-                    Ok(r) => read.own_name_role = Some(r),
-                    Err(e) => return Err(Stop::aws(e, desired.as_ref())),
-                }
+                let own = target.iam.get_role(&own_name).await;
+                read.own_name_role = Some(own.map_err(|e| Stop::aws(e, Some(d)))?);
             }
         }
     }
@@ -237,6 +233,7 @@ async fn make(binding: &IAMRoleBinding, ctx: &Context) -> Result<Synced, Stop> {
     match plan::plan(
         binding,
         &judgement,
+        next,
         desired.as_ref(),
         &read,
         &owner,

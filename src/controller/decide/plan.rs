@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Annotation, Next, Requeue, after_judgement, annotation};
+use super::{Annotation, Next, Requeue, annotation};
 use crate::controller::status::reason::{
     ADOPTED_ROLE_MISSING, OIDC_PROVIDER_MISSING, ROLE_NOT_OWNED,
 };
@@ -57,20 +57,22 @@ pub struct Reads {
     pub chain: bool,
 }
 
-/// The reads a judgement needs: none when it refuses, the role only when a guardrail with
-/// teeth is violated, and everything when the role is to be made.
+/// The reads a judgement needs, given what it means (`next`, [`super::after_judgement`]):
+/// none when it refuses, the role only when a guardrail with teeth is violated, and everything
+/// when the role is to be made.
 pub fn reads(
     binding: &IAMRoleBinding,
     judgement: &Judgement<'_>,
+    next: &Next,
     oidc_provider: Option<String>,
 ) -> Reads {
     let Some(desired) = &judgement.desired else {
         return Reads::default();
     };
-    match after_judgement(judgement) {
+    match next {
         Next::Refuse { .. } => Reads::default(),
         Next::Violated(violations) => Reads {
-            role: (guardrail::enforcement(&violations, &judgement.applicable)
+            role: (guardrail::enforcement(violations, &judgement.applicable)
                 != Enforcement::Report)
                 .then(|| desired.role.role_name.clone()),
             ..Reads::default()
@@ -178,26 +180,25 @@ pub fn needs_own_name_read(
     owner: &Owner,
     own_name: &str,
 ) -> bool {
+    // Ownership is all `role_sync::writes` looks at before it refuses: no diff needed here.
     binding.spec.adopt_role.is_none()
         && desired.role.role_name != own_name
-        && matches!(
-            role_sync::writes(actual, &desired.role, owner),
-            Writes::NotOwned
-        )
+        && actual.is_some_and(|a| !owner.owns(&a.tags))
 }
 
-/// Decides the reconcile of a binding from its judgement, `desired` (the judgement's role,
-/// with the trust Pod Identity chaining set) and what gather `read`. `own_name`: the role name
-/// this cluster gives the binding now (see [`needs_own_name_read`]).
+/// Decides the reconcile of a binding from its judgement and what it means (`next`,
+/// [`super::after_judgement`]), `desired` (the judgement's role, with the trust Pod Identity
+/// chaining set) and what gather `read`. `own_name`: the role name this cluster gives the
+/// binding now (see [`needs_own_name_read`]).
 pub fn plan(
     binding: &IAMRoleBinding,
     judgement: &Judgement<'_>,
+    next: Next,
     desired: Option<&DesiredRole>,
     read: &Read,
     owner: &Owner,
     own_name: &str,
 ) -> Plan {
-    let next = after_judgement(judgement);
     let Some(desired) = desired else {
         // A judgement without a role has a spec problem, refused by after_judgement.
         return Plan::Refuse(match next {
@@ -283,27 +284,18 @@ fn proceed(
     owner: &Owner,
     own_name: &str,
 ) -> Plan {
-    let mut desired = desired.clone();
-    let refuse = |reason, message, desired: Option<&DesiredRole>, requeue| {
-        Plan::Refuse(Refusal {
-            reason,
-            message,
-            desired: desired.map(|d| Box::new(d.clone())),
-            requeue,
-        })
-    };
     // IRSA needs the cluster's OIDC provider in IAM.
     if let Some((provider, false)) = &read.oidc_provider {
-        let message = format!(
-            "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
-        );
-        return refuse(
-            OIDC_PROVIDER_MISSING,
-            message,
-            Some(&desired),
-            Requeue::Fixed(OIDC_PROVIDER_RETRY),
-        );
+        return Plan::Refuse(Refusal {
+            reason: OIDC_PROVIDER_MISSING,
+            message: format!(
+                "the IAM OIDC provider {provider} does not exist; create it for the cluster's issuer (eksctl utils associate-iam-oidc-provider) or use podIdentity trust"
+            ),
+            desired: Some(Box::new(desired.clone())),
+            requeue: Requeue::Fixed(OIDC_PROVIDER_RETRY),
+        });
     }
+    let mut desired = desired.clone();
     // An adopted role (spec.adoptRole) is tagged as this binding's first, where allowed.
     let mut actual = read.role.clone();
     let mut adopt_tags = None;

@@ -36,10 +36,12 @@ fn decide(b: &IAMRoleBinding, g: Value, read: &Read) -> (Reads, Plan, Option<Des
         },
     );
     let owner = Owner::of(&settings, "team", "api");
-    let reads = reads(b, &judgement, Some(PROVIDER.to_string()));
+    let next = crate::controller::decide::after_judgement(&judgement);
+    let reads = reads(b, &judgement, &next, Some(PROVIDER.to_string()));
     let planned = plan(
         b,
         &judgement,
+        next,
         judgement.desired.as_ref(),
         read,
         &owner,
