@@ -69,14 +69,18 @@ async fn a_guardrail_added_after_the_role_exists_revokes_its_grants_until_the_bi
     let (status, _, what) = condition(&b, "GrantsRevoked").expect("GrantsRevoked condition");
     assert_eq!(status, "True");
     assert!(
-        what.contains("deleted inline policy deploy") && what.contains(READ_ONLY),
+        what.contains("withheld until the binding complies: inline policy deploy")
+            && what.contains(&format!("managed policy {READ_ONLY}")),
         "{what}"
     );
     let note = wait_event(client, ns, "deployer", "GrantsRevoked", 20)
         .await
         .note
         .unwrap_or_default();
-    assert!(note.contains(&name), "{note}");
+    assert!(
+        note.contains(&name) && note.contains("deleted inline policy deploy"),
+        "{note}"
+    );
     let metrics = controller.metrics.encode();
     assert!(
         metrics.contains("hatrack_grants_revoked_total{kind=\"inline\"} 1")

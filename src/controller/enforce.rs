@@ -99,9 +99,10 @@ impl ManagedPolicyCache {
 
 /// Takes a violating binding's grants away, as decided ([`super::decide::plan::Revocation`]),
 /// and says what the reconcile reports: Ready False with the violation, and GrantsRevoked True
-/// saying what was taken (kept from the first revocation while later passes find nothing left
-/// to remove). A pass that revoked says so in its GrantsRevoked Event; one that found nothing
-/// to remove warns of the violation (when it is news).
+/// naming the binding's grants that are withheld (the same on every pass, so a pass that finds
+/// nothing left to remove changes no status). A pass that revoked names what it removed in its
+/// GrantsRevoked Event; one that found nothing to remove warns of the violation (when it is
+/// news).
 pub(super) async fn revoke(
     binding: &IAMRoleBinding,
     ctx: &Context,
@@ -144,17 +145,12 @@ pub(super) async fn revoke(
         Some(&decided.desired),
         false,
     );
-    let what = if removed.is_empty() {
-        previous_revocation(binding).unwrap_or_else(|| "the role holds no grants".into())
-    } else {
-        removed.join(", ")
-    };
     set_condition(
         &mut st,
         binding.metadata.generation,
         true,
         reason::GUARDRAIL_VIOLATION,
-        &what,
+        &decided.withheld(),
     );
     Ok(Stop::NotReadyStatus {
         status: Box::new(st),
@@ -163,19 +159,18 @@ pub(super) async fn revoke(
     })
 }
 
-fn previous_revocation(binding: &IAMRoleBinding) -> Option<String> {
-    binding.status.as_ref().and_then(|s| {
+fn was_revoked(binding: &IAMRoleBinding) -> bool {
+    binding.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
-            .find(|c| c.type_ == GRANTS_REVOKED && c.status == "True")
-            .map(|c| c.message.clone())
+            .any(|c| c.type_ == GRANTS_REVOKED && c.status == "True")
     })
 }
 
 /// Called when a binding is in sync again: if its grants had been revoked, says they are
 /// back (condition, Event, metric).
 pub async fn restored(binding: &IAMRoleBinding, ctx: &Context, st: &mut IAMRoleBindingStatus) {
-    if previous_revocation(binding).is_none() {
+    if !was_revoked(binding) {
         return;
     }
     let role = st.role_name.clone().unwrap_or_default();

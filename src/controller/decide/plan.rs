@@ -151,6 +151,23 @@ impl Revocation {
             })
             .collect()
     }
+
+    /// The binding's grants that stay off the role until it complies, in words. Taken from
+    /// the desired role, not from what this pass removed, so every pass says the same thing:
+    /// a later pass (or one that ran on a stale cache, before the first pass's status was
+    /// seen) finds nothing left to remove but withholds the same grants.
+    pub fn withheld(&self) -> String {
+        let role = &self.desired.role;
+        let grants: Vec<String> = (role.inline_policies.keys())
+            .map(|n| format!("inline policy {n}"))
+            .chain((role.managed_policy_arns.iter()).map(|a| format!("managed policy {a}")))
+            .collect();
+        if grants.is_empty() {
+            "the binding grants no permission policies; none are attached until it complies".into()
+        } else {
+            format!("withheld until the binding complies: {}", grants.join(", "))
+        }
+    }
 }
 
 /// The writes that take every grant from a role: its inline policies deleted, its managed

@@ -340,6 +340,27 @@ fn a_violation_revokes_the_grants_of_our_role_only() {
             assert_eq!((r.inline, r.managed), (1, 1));
             assert!(r.violations.contains("spec.maxSessionDuration"), "{r:?}");
             assert_eq!(r.removed().len(), 2);
+            let withheld = r.withheld();
+            assert!(
+                withheld.contains("inline policy ") && withheld.contains("managed policy arn:"),
+                "{withheld}"
+            );
+            // A later pass finds the role stripped (or runs on a cache that has not yet seen
+            // the first pass's status): nothing to remove, the same grants withheld.
+            let mut stripped = in_sync(&b);
+            stripped.inline_policies.clear();
+            stripped.managed_policy_arns.clear();
+            let read = Read {
+                role: Some(stripped),
+                ..Read::default()
+            };
+            match decide(&b, limit.clone(), &read).1 {
+                Plan::Revoke(again) => {
+                    assert!(again.changes.is_empty() && again.removed().is_empty());
+                    assert_eq!(again.withheld(), withheld);
+                }
+                other => panic!("expected a revocation, got {other:?}"),
+            }
         }
         other => panic!("expected a revocation, got {other:?}"),
     }
