@@ -277,3 +277,65 @@ async fn kubectl_get_and_explain_show_what_the_readme_says() {
         "{out}{err}"
     );
 }
+
+/// The controller writes a binding's status with `status::merge_patch`, which carries the
+/// resourceVersion of the copy the pass worked from. The real server takes it while the binding
+/// is unchanged and refuses it (409) once anything wrote the binding since — a status write
+/// included — so a pass on a stale copy overwrites nothing (its status, conditions of other
+/// types and Events are those of a newer pass).
+#[tokio::test]
+async fn a_status_write_from_a_stale_copy_is_refused() {
+    use hatrack::controller::status::merge_patch;
+    use hatrack::crd::IAMRoleBindingStatus;
+    use kube::api::{Patch, PatchParams};
+    let cluster = cluster_with_crds().await;
+    let ns = cluster.namespace("crd-stale").await;
+    bindings_api(cluster.client().await, &ns)
+        .create(
+            &PostParams::default(),
+            &binding("b", json!({"serviceAccounts": ["api"]})),
+        )
+        .await
+        .expect("create");
+    let api: Api<IAMRoleBinding> = Api::namespaced(cluster.client().await, &ns);
+    let copy = api.get("b").await.expect("get");
+    let version = copy.metadata.resource_version.clone();
+    let status = |role: &str| IAMRoleBindingStatus {
+        role_name: Some(role.into()),
+        ..Default::default()
+    };
+    let params = PatchParams::default();
+    let first = api
+        .patch_status(
+            "b",
+            &params,
+            &Patch::Merge(merge_patch(version.as_deref(), &status("first"))),
+        )
+        .await
+        .expect("a write from the current copy is taken");
+    // A second pass still working from the same copy: refused, the first write stands.
+    match api
+        .patch_status(
+            "b",
+            &params,
+            &Patch::Merge(merge_patch(version.as_deref(), &status("stale"))),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 409, "{s:?}"),
+        other => panic!("a write from a stale copy was not refused: {other:?}"),
+    }
+    let now = api.get("b").await.unwrap();
+    assert_eq!(now.status.unwrap().role_name.as_deref(), Some("first"));
+    // From the copy the first write returned, the next write is taken.
+    api.patch_status(
+        "b",
+        &params,
+        &Patch::Merge(merge_patch(
+            first.metadata.resource_version.as_deref(),
+            &status("next"),
+        )),
+    )
+    .await
+    .expect("a write from the newest copy is taken");
+}

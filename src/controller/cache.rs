@@ -1,6 +1,5 @@
 //! The IAMRoleBinding as the controller's cache holds it: the metadata as it came (less what
-//! `strip_binding` drops, and the resourceVersion), the spec and status as one compact JSON
-//! text.
+//! `strip_binding` drops), the spec, status and resourceVersion as one compact JSON text.
 //!
 //! Why: a deserialized spec is mostly allocator overhead. Each `BTreeMap` (inline policies,
 //! tags) costs a whole B-tree node even with one entry, and each inline policy document is a
@@ -16,12 +15,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::crd::{IAMRoleBinding, IAMRoleBindingSpec, IAMRoleBindingStatus};
 
-/// A cached IAMRoleBinding. Same kind, group, version and metadata (but the resourceVersion)
-/// as the binding it was made from; [`CachedBinding::to_binding`] gives that binding back.
+/// A cached IAMRoleBinding. Same kind, group, version and metadata (but the resourceVersion,
+/// kept in the body) as the binding it was made from; [`CachedBinding::to_binding`] gives that
+/// binding back.
 #[derive(Clone, Debug)]
 pub struct CachedBinding {
     pub metadata: ObjectMeta,
-    /// `{"spec": …, "status": …}`, as serialised by [`Body`].
+    /// `{"spec": …, "status": …, "resourceVersion": …}`, as serialised by [`BodyRef`].
     body: Box<str>,
 }
 
@@ -30,6 +30,8 @@ struct BodyRef<'a> {
     spec: &'a IAMRoleBindingSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: &'a Option<IAMRoleBindingStatus>,
+    #[serde(rename = "resourceVersion", skip_serializing_if = "Option::is_none")]
+    resource_version: &'a Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +39,8 @@ struct Body {
     spec: IAMRoleBindingSpec,
     #[serde(default)]
     status: Option<IAMRoleBindingStatus>,
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<String>,
 }
 
 /// The cached spec text does not parse back (it was written by [`CachedBinding::from`], so
@@ -51,17 +55,19 @@ pub struct CacheError {
 
 impl From<IAMRoleBinding> for CachedBinding {
     fn from(b: IAMRoleBinding) -> Self {
+        let mut metadata = b.metadata;
+        // The resourceVersion goes into the body, not the metadata: kube copies the
+        // metadata's into the store's and the scheduler's key of every binding. The status
+        // write sends it back as its precondition (a pass on a stale copy must not overwrite
+        // a newer status).
+        let resource_version = metadata.resource_version.take();
         let body = serde_json::to_string(&BodyRef {
             spec: &b.spec,
             status: &b.status,
+            resource_version: &resource_version,
         })
         // Serialising our own spec and status types (string keys only) cannot fail.
         .unwrap_or_default();
-        let mut metadata = b.metadata;
-        // Nothing reads a cached binding's resourceVersion (the watcher resumes from the
-        // events it parsed itself; status and finalizer patches do not send one), and kube
-        // copies it into the store's and the scheduler's key of every binding.
-        metadata.resource_version = None;
         CachedBinding {
             metadata,
             body: body.into_boxed_str(),
@@ -70,7 +76,7 @@ impl From<IAMRoleBinding> for CachedBinding {
 }
 
 impl CachedBinding {
-    /// The binding this was made from, without its resourceVersion.
+    /// The binding this was made from.
     pub fn to_binding(&self) -> Result<IAMRoleBinding, CacheError> {
         let body: Body = serde_json::from_str(&self.body).map_err(|source| CacheError {
             name: format!(
@@ -81,7 +87,10 @@ impl CachedBinding {
             source,
         })?;
         Ok(IAMRoleBinding {
-            metadata: self.metadata.clone(),
+            metadata: ObjectMeta {
+                resource_version: body.resource_version,
+                ..self.metadata.clone()
+            },
             spec: body.spec,
             status: body.status,
         })
@@ -158,12 +167,9 @@ mod tests {
         .unwrap()
     }
 
-    /// IAMRoleBinding itself has no PartialEq (kube's derive); its parts do. The cache drops
-    /// the resourceVersion, and only that.
+    /// IAMRoleBinding itself has no PartialEq (kube's derive); its parts do.
     fn assert_same(a: &IAMRoleBinding, b: &IAMRoleBinding) {
-        let mut b_meta = b.metadata.clone();
-        b_meta.resource_version = None;
-        assert_eq!(a.metadata, b_meta);
+        assert_eq!(a.metadata, b.metadata);
         assert_eq!(a.spec, b.spec);
         assert_eq!(a.status, b.status);
     }
@@ -226,7 +232,8 @@ mod tests {
         assert_eq!(
             body,
             json!({"spec": serde_json::to_value(&b.spec).unwrap(),
-                   "status": serde_json::to_value(&b.status).unwrap()})
+                   "status": serde_json::to_value(&b.status).unwrap(),
+                   "resourceVersion": "42"})
         );
         // Compact: no whitespace between tokens.
         assert!(!cached.body.contains(": ") && !cached.body.contains(", "));

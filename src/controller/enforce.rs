@@ -167,13 +167,25 @@ fn was_revoked(binding: &IAMRoleBinding) -> bool {
     })
 }
 
-/// Called when a binding is in sync again: if its grants had been revoked, says they are
-/// back (condition, Event, metric).
-pub async fn restored(binding: &IAMRoleBinding, ctx: &Context, st: &mut IAMRoleBindingStatus) {
+/// Called when a binding is in sync again: if its grants had been revoked, says in `st` that
+/// they are back, and returns whether it did (the caller announces it once the status is
+/// written: [`announce_restored`]).
+pub(super) fn restored(binding: &IAMRoleBinding, st: &mut IAMRoleBindingStatus) -> bool {
     if !was_revoked(binding) {
-        return;
+        return false;
     }
-    let role = st.role_name.clone().unwrap_or_default();
+    set_condition(
+        st,
+        binding.metadata.generation,
+        false,
+        "Compliant",
+        "the binding complies with its guardrails; its grants are in place",
+    );
+    true
+}
+
+/// The Event and metric of grants put back.
+pub(super) async fn announce_restored(ctx: &Context, binding: &IAMRoleBinding, role: &str) {
     ctx.metrics.grants_restored();
     publish(
         ctx,
@@ -184,13 +196,6 @@ pub async fn restored(binding: &IAMRoleBinding, ctx: &Context, st: &mut IAMRoleB
         format!("The binding complies with its guardrails again; the grants of IAM role {role} are restored"),
     )
     .await;
-    set_condition(
-        st,
-        binding.metadata.generation,
-        false,
-        "Compliant",
-        "the binding complies with its guardrails; its grants are in place",
-    );
 }
 
 fn set_condition(

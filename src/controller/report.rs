@@ -3,12 +3,13 @@
 //! cleanup waits. Status is written only when something a reader cares about changed; the
 //! Ready metric and the Warning that goes with a refusal are set here too.
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use super::enforce;
 use super::events::publish;
@@ -144,10 +145,18 @@ pub(super) async fn report(
                 Some(desired),
                 synced.changed,
             );
-            enforce::restored(binding, ctx, &mut new_status).await;
+            let restored = enforce::restored(binding, &mut new_status);
             new_status.pod_identity_associations = synced.pod_identity_associations;
-            write_status(binding, ctx, new_status).await?;
+            let written = write_status(binding, ctx, new_status).await?;
             ctx.metrics.binding_ready(&binding_key(binding), Some(true));
+            match written {
+                Written::Stale => return Ok(Action::requeue(STALE_COPY_RETRY)),
+                // Announced once: only the pass whose status says so first.
+                Written::Taken if restored => {
+                    enforce::announce_restored(ctx, binding, &desired.role.role_name).await
+                }
+                _ => {}
+            }
             Ok(Action::requeue(ctx.jittered_resync()))
         }
         Err(Stop::NotReady {
@@ -157,7 +166,7 @@ pub(super) async fn report(
             associations,
             then,
         }) => {
-            not_ready(
+            let written = not_ready(
                 binding,
                 ctx,
                 reason,
@@ -166,19 +175,26 @@ pub(super) async fn report(
                 associations,
             )
             .await?;
-            then
+            match (written, then) {
+                (Written::Stale, Ok(_)) => Ok(Action::requeue(STALE_COPY_RETRY)),
+                (_, then) => then,
+            }
         }
         Err(Stop::NotReadyStatus {
             status,
             warning,
             requeue,
         }) => {
-            if let Some((reason, message)) = warning {
-                warn_if_new(binding, ctx, reason, message).await;
-            }
-            write_status(binding, ctx, *status).await?;
+            let written = write_status(binding, ctx, *status).await?;
             ctx.metrics
                 .binding_ready(&binding_key(binding), Some(false));
+            match (written, warning) {
+                (Written::Stale, _) => return Ok(Action::requeue(STALE_COPY_RETRY)),
+                (Written::Taken, Some((reason, message))) => {
+                    warn_if_new(binding, ctx, reason, message).await
+                }
+                _ => {}
+            }
             Ok(requeue)
         }
         Err(Stop::Failed {
@@ -200,7 +216,7 @@ pub(super) async fn deleting(
     message: &str,
 ) -> Result<(), Error> {
     let st = build_status(binding, false, reason::DELETING, message, None, false);
-    write_status(binding, ctx, st).await
+    write_status(binding, ctx, st).await.map(|_| ())
 }
 
 /// Records an AWS failure in status and Events; a failure to write the status is only logged,
@@ -229,7 +245,9 @@ async fn failed(
 }
 
 /// The Warning of a Ready=False, published only when its reason or message is new (the
-/// Recorder folds repeats, but a resync that finds the same refusal says nothing new).
+/// Recorder folds repeats, but a resync that finds the same refusal says nothing new). Called
+/// after the status write was taken: the binding's status compared with is then the one the
+/// write replaced, not a stale copy.
 async fn warn_if_new(binding: &IAMRoleBinding, ctx: &Context, reason: &str, message: String) {
     let was = binding.status.as_ref().and_then(|s| {
         s.conditions
@@ -258,16 +276,18 @@ async fn not_ready(
     message: &str,
     desired: Option<&DesiredRole>,
     associations: Option<Vec<PodIdentityAssociationStatus>>,
-) -> Result<(), Error> {
-    warn_if_new(binding, ctx, reason, message.to_string()).await;
+) -> Result<Written, Error> {
     let mut st = build_status(binding, false, reason, message, desired, false);
     if let Some(associations) = associations {
         st.pod_identity_associations = associations;
     }
-    write_status(binding, ctx, st).await?;
+    let written = write_status(binding, ctx, st).await?;
     ctx.metrics
         .binding_ready(&binding_key(binding), Some(false));
-    Ok(())
+    if written == Written::Taken {
+        warn_if_new(binding, ctx, reason, message.to_string()).await;
+    }
+    Ok(written)
 }
 
 pub(super) fn build_status(
@@ -307,13 +327,37 @@ pub(super) fn build_status(
     }
 }
 
+/// How a status write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Nothing a reader cares about changed: nothing was sent.
+    Unchanged,
+    /// The API server took it.
+    Taken,
+    /// The binding changed after the copy this pass worked from was cached (409 on its
+    /// resourceVersion): nothing was written, and the pass runs again on the newer copy.
+    Stale,
+}
+
+/// How soon a pass whose status write met a newer binding runs again. Status-only changes
+/// trigger no reconcile (`watches::reconcile_inputs`), so this requeue is the one that comes.
+const STALE_COPY_RETRY: Duration = Duration::from_secs(1);
+
 /// Writes status only when something a reader cares about changed: a resync that finds the
 /// role in sync writes nothing to the API server either.
+///
+/// The patch carries the resourceVersion of the copy the pass worked from. Everything the
+/// status says that the pass did not work out itself (conditions of other types, associations,
+/// transition times) is carried over from that copy, and the Events that depend on what the
+/// status said before are published only after a taken write: a pass on a copy older than the
+/// last status write (a second pass queued by a guardrail's or ServiceAccount's event before
+/// the first pass's status reached the cache) must not overwrite that status or repeat its
+/// Events.
 async fn write_status(
     binding: &IAMRoleBinding,
     ctx: &Context,
     new: IAMRoleBindingStatus,
-) -> Result<(), Error> {
+) -> Result<Written, Error> {
     if !status::status_changed(binding.status.as_ref(), &new)
         && binding
             .status
@@ -321,22 +365,26 @@ async fn write_status(
             .and_then(|s| s.last_sync_time.clone())
             == new.last_sync_time
     {
-        return Ok(());
+        return Ok(Written::Unchanged);
     }
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<IAMRoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut patch = json!({"status": new});
-    // An empty list is not serialised, and a merge patch keeps what it does not name.
-    if new.pod_identity_associations.is_empty() {
-        patch["status"]["podIdentityAssociations"] = serde_json::Value::Null;
+    let patch = status::merge_patch(binding.metadata.resource_version.as_deref(), &new);
+    match api
+        .patch_status(
+            &binding.name_any(),
+            &PatchParams::apply(MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(Written::Taken),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!("the binding changed since this pass's copy; status not written");
+            Ok(Written::Stale)
+        }
+        Err(e) => Err(e.into()),
     }
-    api.patch_status(
-        &binding.name_any(),
-        &PatchParams::apply(MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 pub(super) fn is_ready(binding: &IAMRoleBinding) -> bool {

@@ -141,6 +141,24 @@ pub fn status_changed(old: Option<&IAMRoleBindingStatus>, new: &IAMRoleBindingSt
     strip(old) != strip(new)
 }
 
+/// The merge patch of a status write: the whole status (an empty association list as null,
+/// since a merge patch keeps what it does not name), with the resourceVersion of the copy
+/// it was worked out from as its precondition — the API server refuses it (409) when the
+/// binding changed since.
+pub fn merge_patch(
+    resource_version: Option<&str>,
+    new: &IAMRoleBindingStatus,
+) -> serde_json::Value {
+    let mut patch = serde_json::json!({ "status": new });
+    if new.pod_identity_associations.is_empty() {
+        patch["status"]["podIdentityAssociations"] = serde_json::Value::Null;
+    }
+    if let Some(version) = resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
+    patch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +257,22 @@ mod tests {
         b.role_name = Some("x".into());
         assert!(status_changed(Some(&a), &b));
         assert!(status_changed(None, &b));
+    }
+
+    #[test]
+    fn a_status_patch_carries_its_copys_resource_version() {
+        let new = IAMRoleBindingStatus {
+            role_name: Some("r".into()),
+            ..Default::default()
+        };
+        let patch = merge_patch(Some("42"), &new);
+        assert_eq!(
+            patch["metadata"],
+            serde_json::json!({"resourceVersion": "42"})
+        );
+        assert_eq!(patch["status"]["roleName"], "r");
+        assert!(patch["status"]["podIdentityAssociations"].is_null());
+        assert!(patch["status"].get("podIdentityAssociations").is_some());
+        assert!(merge_patch(None, &new).get("metadata").is_none());
     }
 }

@@ -253,7 +253,8 @@ impl TestNamespace {
     }
 }
 
-/// The value of the unlabelled metric `name` in a Prometheus text exposition.
+/// The value of the sample `name` (with its labels as exposed, if any) in a Prometheus text
+/// exposition.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
