@@ -220,7 +220,7 @@ impl Eks {
     where
         F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         self.limiter.until_ready().await;
         let result = fut

@@ -1,11 +1,13 @@
 //! IAMAccount status on the real API server: the controller says whether it obtains
-//! credentials in the account (`sts:AssumeRole` against a real moto STS), and why not.
+//! credentials in the account (`sts:AssumeRole` against a real moto STS), and why not (STS
+//! unreachable; STS refusing, from a stand-in, since moto's STS grants every AssumeRole).
 //! Its own test binary (its own API server): a controller that cannot reach STS writes every
 //! IAMAccount's status, which would fight the controllers of other tests over theirs.
 
 use hatrack_test_support as support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hatrack::crd::IAMAccount;
 use hatrack::metrics::Metrics;
@@ -25,6 +27,34 @@ async fn ready_of(api: &Api<IAMAccount>, name: &str) -> Option<(String, String, 
     }
     let c = st.conditions.into_iter().find(|c| c.type_ == "Ready")?;
     Some((c.status, c.reason, c.message))
+}
+
+/// STS answering every call as it answers an AssumeRole into a role that does not trust the
+/// caller: 403 AccessDenied, with a new request id each time (moto's STS grants every
+/// AssumeRole). Its URL and the count of calls.
+async fn sts_denying_assume_role() -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().fallback(move || {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let body = format!(
+                r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::111111111111:assumed-role/hatrack/x is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::222222222222:role/hatrack-operator</Message></Error><RequestId>denied-request-{n}</RequestId></ErrorResponse>"#
+            );
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                [
+                    ("content-type", "text/xml".to_string()),
+                    ("x-amzn-requestid", format!("denied-request-{n}")),
+                ],
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
 }
 
 #[tokio::test]
@@ -70,6 +100,37 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
         "{message}"
     );
     failing.stop().await;
+
+    // STS refuses: the status names STS's code and message, without the request id that is
+    // new on every call, and the account is not checked again before its retry timer (60 s
+    // here) — its own status write does not make it a new check.
+    let (sts, calls) = sts_denying_assume_role().await;
+    let refused = moto.shared_config().to_builder().endpoint_url(sts).build();
+    let metrics = Arc::new(Metrics::default());
+    let iam = hatrack::iam::Iam::from_sdk_config(&refused, 1000, metrics.clone());
+    let denied = RunningController::builder_with_iam(client.clone(), iam, metrics)
+        .namespace(&ns)
+        .start();
+    let (_, _, message) = wait_for(60, "Ready=False with STS's AccessDenied", || async {
+        ready_of(&api, &name)
+            .await
+            .filter(|r| r.1 == "AssumeRoleFailed" && r.2.contains("AccessDenied"))
+    })
+    .await;
+    assert!(
+        message.contains(
+            "AccessDenied: User: arn:aws:sts::111111111111:assumed-role/hatrack/x is not authorized"
+        ) && !message.contains("denied-request-"),
+        "{message}"
+    );
+    let seen = calls.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        (seen, calls.load(Ordering::SeqCst)),
+        (1, 1),
+        "AssumeRole calls when Ready=False was seen and 4 s later"
+    );
+    denied.stop().await;
 
     // The same account with a working STS: credentials obtained, Ready=True.
     let working = RunningController::builder(client.clone(), &moto)

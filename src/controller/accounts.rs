@@ -6,6 +6,7 @@
 //! the clients. Each IAMAccount's status (can the controller act there?) is [`credentials`].
 
 pub mod credentials;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -122,36 +123,6 @@ impl AccountClients {
             }
         }
         Ok(exists)
-    }
-}
-
-/// IAMAccounts, cached in `writer`; yields every account added, changed or deleted.
-pub fn watch(
-    client: kube::Client,
-    writer: kube::runtime::reflector::store::Writer<IAMAccount>,
-) -> impl futures::Stream<Item = Result<IAMAccount, kube::runtime::watcher::Error>> + Send {
-    use kube::runtime::{WatchStreamExt, watcher};
-    watcher(
-        kube::Api::<IAMAccount>::all(client),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|a: &mut IAMAccount| a.metadata.managed_fields = None)
-    .reflect(writer)
-    .touched_objects()
-}
-
-/// A filter passing an IAMAccount when its spec may have changed since last passed (a new
-/// generation, or first seen) or it is gone from `store` (deleted), not for status writes.
-pub fn spec_changes(store: Store<IAMAccount>) -> impl FnMut(&IAMAccount) -> bool {
-    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
-    move |a| {
-        let name = a.name_any();
-        if store.get(&ObjectRef::new(&name)).is_none() {
-            seen.remove(&name);
-            return true;
-        }
-        seen.insert(name, a.metadata.generation) != Some(a.metadata.generation)
     }
 }
 

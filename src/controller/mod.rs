@@ -198,12 +198,11 @@ pub async fn run_with(
     let (account_tx, account_rx) = tokio::sync::mpsc::unbounded_channel::<IAMAccount>();
     let account_stream = {
         let tx = account_tx.clone();
-        let mut changed = accounts::spec_changes(account_store.clone());
-        accounts::watch(client.clone(), account_writer).try_filter(move |a| {
-            // Its status is written off the watch path; only spec changes and deletions
-            // concern the bindings naming it.
+        // Only a new account, a spec change or a deletion concerns the bindings naming it and
+        // the status writer (which checks failed accounts again on its own timer): a status
+        // write, its own among them, is neither.
+        accounts::watch::spec_changes(client.clone(), account_writer).inspect_ok(move |a| {
             let _ = tx.send(a.clone());
-            std::future::ready(changed(a))
         })
     };
     let account_map = binding_store.clone();

@@ -322,11 +322,7 @@ impl Iam {
                 .provide_credentials()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    CredentialsUnavailable(
-                        aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                    )
-                }),
+                .map_err(|e| CredentialsUnavailable(crate::aws::error_text(&e))),
         )
     }
 
@@ -354,7 +350,7 @@ impl Iam {
     where
         F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         // The pause may be extended while we sleep, so look again after each.
         while let Some(wait) = self

@@ -91,9 +91,11 @@ pub async fn check_account(
     }
 }
 
-/// Writes each IAMAccount's status as it is added or changed: whether the controller obtains
-/// credentials there. An account that fails is checked again every `retry` until it works
-/// or changes.
+/// Writes each IAMAccount's status as it is added or its spec changes: whether the controller
+/// obtains credentials there. An account that fails, or whose status write fails, is checked
+/// again every `retry` until it works or changes. Its own status writes do not come back here
+/// (the watch passes spec changes only), and the status says the same of the same failure
+/// ([`crate::aws::error_text`]), so a failing account costs one STS call per `retry`.
 pub async fn status_writer(
     ctx: Arc<Context>,
     retry: Duration,
@@ -118,18 +120,20 @@ pub async fn status_writer(
             .instrument(tracing::info_span!("account_check", account = %name))
             .await;
         let (ready, reason, message) = account_ready(&a, &check);
-        if !ready
-            && reason != ACCOUNT_INVALID
-            && pending.lock().is_ok_and(|mut p| p.insert(name.clone()))
-        {
-            let (tx, pending, again) = (tx.clone(), pending.clone(), a.as_ref().clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(retry).await;
-                if let Ok(mut p) = pending.lock() {
-                    p.remove(&again.name_any());
-                }
-                let _ = tx.send(again);
-            });
+        let check_again = |a: &IAMAccount| {
+            if pending.lock().is_ok_and(|mut p| p.insert(a.name_any())) {
+                let (tx, pending, again) = (tx.clone(), pending.clone(), a.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(retry).await;
+                    if let Ok(mut p) = pending.lock() {
+                        p.remove(&again.name_any());
+                    }
+                    let _ = tx.send(again);
+                });
+            }
+        };
+        if !ready && reason != ACCOUNT_INVALID {
+            check_again(&a);
         }
         let old = a.status.clone().unwrap_or_default();
         let current = old.conditions.iter().find(|c| c.type_ == "Ready");
@@ -171,6 +175,7 @@ pub async fn status_writer(
             .await
         {
             tracing::warn!(account = %name, error = %e, "cannot write IAMAccount status");
+            check_again(&a);
         }
     }
 }
