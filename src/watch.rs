@@ -12,6 +12,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::crd::IAMGuardrail;
 
+mod changes;
+pub use changes::{SpecChanges, spec_changes};
+
 /// Namespaces, cached in `writer` with their name and labels only (labels decide which
 /// guardrails apply); yields every namespace added or changed.
 pub fn namespace_labels(
@@ -33,12 +36,13 @@ pub fn namespace_labels(
     .applied_objects()
 }
 
-/// IAMGuardrails, cached in `writer`; yields every guardrail added, changed or deleted.
+/// IAMGuardrails, cached in `writer`; yields every guardrail added, deleted or whose spec
+/// changed (not its status writes: [`SpecChanges`]).
 pub fn guardrails(
     client: kube::Client,
     writer: Writer<IAMGuardrail>,
 ) -> impl Stream<Item = Result<IAMGuardrail, watcher::Error>> + Send {
-    watcher(
+    let events = watcher(
         Api::<IAMGuardrail>::all(client),
         watcher::Config::default().any_semantic(),
     )
@@ -46,8 +50,8 @@ pub fn guardrails(
     .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
     // Shared so that a writer from `reflector::store_shared` hands each change to its
     // subscribers too (the guardrail status controller); a plain writer has none.
-    .reflect_shared(writer)
-    .touched_objects()
+    .reflect_shared(writer);
+    spec_changes(events)
 }
 
 /// An index kept from a watch of `K`: objects go in and out one at a time.

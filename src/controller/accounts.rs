@@ -6,7 +6,6 @@
 //! the clients. Each IAMAccount's status (can the controller act there?) is [`credentials`].
 
 pub mod credentials;
-pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +123,24 @@ impl AccountClients {
         }
         Ok(exists)
     }
+}
+
+/// IAMAccounts, cached in `writer`; yields each account added, deleted or whose spec changed:
+/// its status writes (the controller's own among them) neither re-queue the bindings naming
+/// it nor check it again ([`crate::watch::SpecChanges`]).
+pub fn watch(
+    client: kube::Client,
+    writer: kube::runtime::reflector::store::Writer<IAMAccount>,
+) -> impl futures::Stream<Item = Result<IAMAccount, kube::runtime::watcher::Error>> + Send {
+    use kube::runtime::{WatchStreamExt, watcher};
+    let events = watcher(
+        kube::Api::<IAMAccount>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|a: &mut IAMAccount| a.metadata.managed_fields = None)
+    .reflect(writer);
+    crate::watch::spec_changes(events)
 }
 
 /// The cached bindings whose `spec.account` is `account`.

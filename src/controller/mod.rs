@@ -201,7 +201,7 @@ pub async fn run_with(
         // Only a new account, a spec change or a deletion concerns the bindings naming it and
         // the status writer (which checks failed accounts again on its own timer): a status
         // write, its own among them, is neither.
-        accounts::watch::spec_changes(client.clone(), account_writer).inspect_ok(move |a| {
+        accounts::watch(client.clone(), account_writer).inspect_ok(move |a| {
             let _ = tx.send(a.clone());
         })
     };

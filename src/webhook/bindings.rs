@@ -73,8 +73,7 @@ impl BindingCache {
         let (bindings, bw) = reflector::store();
         let (accounts, aw) = reflector::store();
         let g = crate::watch::guardrails(client.clone(), gw).for_each(|_| async {});
-        let a = crate::controller::accounts::watch::spec_changes(client.clone(), aw)
-            .for_each(|_| async {});
+        let a = crate::controller::accounts::watch(client.clone(), aw).for_each(|_| async {});
         let b = watcher(
             Api::<IAMRoleBinding>::all(client),
             watcher::Config::default().any_semantic(),
