@@ -473,3 +473,64 @@ async fn a_controller_stopped_as_it_starts_stops() {
             .await;
     }
 }
+
+/// Writes to a guardrail that change no spec — its status (hatrack's guardrail status
+/// controller writes it right after a change; anyone may write it) or its labels — do not
+/// reconcile the bindings it selects again: each pass would re-read the role from IAM, and a
+/// cluster-wide guardrail selects every binding.
+#[tokio::test]
+async fn a_guardrails_status_or_label_write_does_not_requeue_the_bindings_it_selects() {
+    let t = TestNamespace::new("e2e").await;
+    let (client, ns) = (&t.client, t.ns.as_str());
+    let controller = t.controller().start();
+    create_binding(client, ns, "reader", json!({"serviceAccounts": ["api"]})).await;
+    wait_ready_reason(client, ns, "reader", "Synced", 30).await;
+    let passes = || {
+        metric(
+            &controller.metrics.encode(),
+            "hatrack_reconciles_total{result=\"ok\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    // A pass is counted after its status write: wait until the count holds still.
+    let settled_passes = || async {
+        wait_for(30, "the reconciles count to hold still", || async {
+            let seen = passes();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            (passes() == seen).then_some(seen)
+        })
+        .await
+    };
+    let before = settled_passes().await;
+    let guardrail =
+        create_guardrail_for(client, ns, "lenient", json!({"maxSessionDuration": 43200}))
+            .await
+            .metadata
+            .name
+            .unwrap();
+    // The new guardrail re-queues the binding: one pass.
+    wait_for(30, "the pass for the new guardrail", || async {
+        (passes() > before).then_some(())
+    })
+    .await;
+    let api: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
+    wait_for(30, "the guardrail's status", || async {
+        api.get(&guardrail).await.ok()?.status.map(|_| ())
+    })
+    .await;
+    let settled = settled_passes().await;
+
+    // Someone writes its status (the status controller writes it back) and labels it.
+    let params = kube::api::PatchParams::default();
+    let status = json!({"status": {"observedGeneration": 0, "conditions": []}});
+    api.patch_status(&guardrail, &params, &kube::api::Patch::Merge(status))
+        .await
+        .expect("status write");
+    let label = json!({"metadata": {"labels": {"reviewed": "yes"}}});
+    api.patch(&guardrail, &params, &kube::api::Patch::Merge(label))
+        .await
+        .expect("label");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(passes(), settled, "passes after writes that change no spec");
+    controller.stop().await;
+}
