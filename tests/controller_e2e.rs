@@ -44,11 +44,11 @@ async fn apply_edit_drift_and_delete() {
     let actual = iam.get_role(&name).await.unwrap().unwrap();
     assert_eq!(actual.managed_policy_arns.len(), 1);
     assert_eq!(actual.inline_policies.len(), 1);
-    wait_role_arn_annotation(client, ns, "api", &arn, 10).await;
+    wait_role_arn_annotation(client, ns, "api", &arn, 30).await;
 
     // a bound ServiceAccount that appears later is annotated then
     create_service_account(client, ns, "worker").await;
-    wait_role_arn_annotation(client, ns, "worker", &arn, 10).await;
+    wait_role_arn_annotation(client, ns, "worker", &arn, 30).await;
 
     // edit → role updated, observedGeneration advances
     patch_spec(client, ns, "reader", json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "description": "edited"})).await;
@@ -77,7 +77,7 @@ async fn apply_edit_drift_and_delete() {
     })
     .await;
     let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), ns);
-    let event = wait_for(10, "DriftCorrected event", || async {
+    let event = wait_for(30, "DriftCorrected event", || async {
         events
             .list(&Default::default())
             .await
@@ -126,7 +126,7 @@ async fn a_resync_of_bindings_in_sync_writes_nothing() {
         wait_ready_reason(client, ns, name, "Synced", 20).await;
     }
     for name in ["a", "b", "c"] {
-        wait_for(10, "ServiceAccount annotated", || async {
+        wait_for(30, "ServiceAccount annotated", || async {
             role_arn_annotation(client, ns, &format!("sa-{name}"))
                 .await
                 .map(|_| ())
@@ -427,7 +427,7 @@ async fn a_required_boundary_is_set_on_the_role() {
     );
     // The controller reports each guardrail's own health in its status.
     let guardrails: kube::Api<hatrack::crd::IAMGuardrail> = kube::Api::all(client.clone());
-    wait_for(10, "guardrail status Valid", || async {
+    wait_for(30, "guardrail status Valid", || async {
         let g = guardrails.get(&format!("{ns}-boundary")).await.ok()?;
         let s = g.status?;
         (s.observed_generation == g.metadata.generation
@@ -438,7 +438,7 @@ async fn a_required_boundary_is_set_on_the_role() {
     })
     .await;
     create_guardrail_for(client, ns, "broken", json!({"deniedActions": ["iam"]})).await;
-    let message = wait_for(10, "guardrail status Invalid", || async {
+    let message = wait_for(30, "guardrail status Invalid", || async {
         let s = guardrails.get(&format!("{ns}-broken")).await.ok()?.status?;
         s.conditions
             .iter()

@@ -156,17 +156,19 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 async fn exactly_one_of_two_instances_leads() {
     let (client, leases) = leases().await;
     let probe = Arc::new(Probe::default());
-    let a = Instance::start(&client, config(&leases, "a", 2), &probe);
-    let b = Instance::start(&client, config(&leases, "b", 2), &probe);
-    wait_for("a leader", Duration::from_secs(5), || probe.active() == 1).await;
+    // A 4 s lease, renewed every second: a loaded machine may delay one renewal by a second or
+    // two without the lease changing hands.
+    let a = Instance::start(&client, config(&leases, "a", 4), &probe);
+    let b = Instance::start(&client, config(&leases, "b", 4), &probe);
+    wait_for("a leader", Duration::from_secs(10), || probe.active() == 1).await;
     // Over several renew periods, the second never starts working too.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(probe.max_active.load(Ordering::SeqCst), 1);
     let starts = probe.starts();
     assert_eq!(starts.len(), 1, "leadership changed hands: {starts:?}");
     assert_eq!(holder(&leases).await.as_deref(), Some(starts[0].as_str()));
     let spec = lease(&leases).await.expect("lease").spec.expect("spec");
-    assert_eq!(spec.lease_duration_seconds, Some(2));
+    assert_eq!(spec.lease_duration_seconds, Some(4));
     assert!(spec.renew_time.is_some());
     a.stop().await;
     b.stop().await;
@@ -244,8 +246,9 @@ async fn a_renew_conflict_does_not_cost_leadership() {
         .filter(|r| r.method == "PUT")
         .count();
     server.faults().fail_next(1, "PUT", "/leases/hatrack", 409);
-    // Several renewals (every 500 ms), the first of which conflicts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Several renewals (every 500 ms; 3 at least in 3 s on a loaded machine), the first of
+    // which conflicts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let requests = server.requests();
     let puts = requests.iter().filter(|r| r.method == "PUT").count();
     assert!(

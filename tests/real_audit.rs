@@ -865,7 +865,7 @@ async fn exemptions_skip_until_they_expire_and_write_only_on_change() {
     );
     let m = audit.metrics.clone();
     let n = ns.clone();
-    wait_for(10, "the expiry in the metrics", || {
+    wait_for(30, "the expiry in the metrics", || {
         let (m, n) = (m.clone(), n.clone());
         async move {
             m.encode()

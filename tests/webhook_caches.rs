@@ -38,7 +38,7 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
     let team = team.as_str();
     let (cache, watches) = WatchCache::start(client.clone());
     let task = tokio::spawn(watches);
-    wait_for(10, "caches synced", || async {
+    wait_for(30, "caches synced", || async {
         cache.ready().then_some(())
     })
     .await;
@@ -58,7 +58,7 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
         .expect("create secret");
     label_namespace(&client, team, json!({"hatrack.dev/static-keys": "warn"})).await;
 
-    let facts = wait_for(10, "secret facts", || async {
+    let facts = wait_for(30, "secret facts", || async {
         match cache.lookup(RefKind::Secret, team, "aws") {
             Lookup::Found(f) => Some(f),
             _ => None,
@@ -70,7 +70,7 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
         "the credentials file must be classified as holding keys"
     );
     assert!(facts.key("password").is_some());
-    wait_for(10, "namespace mode", || async {
+    wait_for(30, "namespace mode", || async {
         (cache.namespace_mode(team) == Some(Mode::Warn)).then_some(())
     })
     .await;
@@ -98,7 +98,7 @@ async fn secret_facts_arrive_by_watch_and_no_value_survives_in_the_cache() {
         .delete("aws", &DeleteParams::default())
         .await
         .expect("delete secret");
-    wait_for(10, "secret forgotten", || async {
+    wait_for(30, "secret forgotten", || async {
         matches!(cache.lookup(RefKind::Secret, team, "aws"), Lookup::Missing).then_some(())
     })
     .await;
@@ -130,7 +130,7 @@ async fn binding_cache_sees_guardrails_bindings_and_namespace_labels() {
         .expect("create binding");
     let (cache, watches) = BindingCache::start(client.clone());
     let task = tokio::spawn(watches);
-    let ctx = wait_for(10, "binding caches filled", || async {
+    let ctx = wait_for(30, "binding caches filled", || async {
         let ctx = cache.context(sandbox);
         (ctx.guardrails
             .iter()
