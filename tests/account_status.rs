@@ -78,16 +78,16 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
 
     // A controller whose STS (and IAM) is a port nothing listens on: AssumeRole fails, and
     // the status says so, with the role and the SDK's reason.
-    let dead = moto
-        .shared_config()
-        .to_builder()
-        .endpoint_url(format!("http://127.0.0.1:{}", free_port()))
-        .build();
-    let metrics = Arc::new(Metrics::default());
-    let iam = hatrack::iam::Iam::from_sdk_config(&dead, 1000, metrics.clone());
-    let failing = RunningController::builder_with_iam(client.clone(), iam, metrics)
-        .namespace(&ns)
-        .start();
+    // A controller of this namespace whose AWS endpoints (STS among them) are at `url`.
+    let controller_with_aws_at = |url: String| {
+        let config = moto.shared_config().to_builder().endpoint_url(url).build();
+        let metrics = Arc::new(Metrics::default());
+        let iam = hatrack::iam::Iam::from_sdk_config(&config, 1000, metrics.clone());
+        RunningController::builder_with_iam(client.clone(), iam, metrics)
+            .namespace(&ns)
+            .start()
+    };
+    let failing = controller_with_aws_at(format!("http://127.0.0.1:{}", free_port()));
     let (status, _, message) = wait_for(60, "Ready=False AssumeRoleFailed", || async {
         ready_of(&api, &name)
             .await
@@ -105,12 +105,7 @@ async fn an_iam_account_says_whether_the_controller_obtains_credentials_there() 
     // new on every call, and the account is not checked again before its retry timer (60 s
     // here) — its own status write does not make it a new check.
     let (sts, calls) = sts_denying_assume_role().await;
-    let refused = moto.shared_config().to_builder().endpoint_url(sts).build();
-    let metrics = Arc::new(Metrics::default());
-    let iam = hatrack::iam::Iam::from_sdk_config(&refused, 1000, metrics.clone());
-    let denied = RunningController::builder_with_iam(client.clone(), iam, metrics)
-        .namespace(&ns)
-        .start();
+    let denied = controller_with_aws_at(sts);
     let (_, _, message) = wait_for(60, "Ready=False with STS's AccessDenied", || async {
         ready_of(&api, &name)
             .await
