@@ -110,8 +110,12 @@ fn string_map(object: &Value, field: &str, out: &mut Data, decode: bool) -> Resu
                     ));
                 };
                 let bytes = if decode {
+                    // As the API server decodes it (Go's base64 skips line breaks): `base64`
+                    // wraps its output at 76 columns, and a YAML block keeps the breaks.
+                    let unwrapped: String =
+                        s.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
                     base64::engine::general_purpose::STANDARD
-                        .decode(s.trim())
+                        .decode(unwrapped.trim())
                         .map_err(|e| format!("{field}.{k}: not valid base64: {e}"))?
                 } else {
                     s.as_bytes().to_vec()

@@ -285,7 +285,12 @@ pub fn check_documents(docs: &[Document], opts: &CheckOptions) -> CheckReport {
             });
             continue;
         }
-        let group = detect::templates::group_of(doc.api_version());
+        // A manifest without an apiVersion (kubectl would refuse it) is still judged as the
+        // built-in kind its name says, never let through unread.
+        let group = match doc.api_version() {
+            "" => detect::builtin_group(kind).unwrap_or(""),
+            api_version => detect::templates::group_of(api_version),
+        };
         if !opts.templates.is_workload(group, kind) {
             report.ignored += 1;
             continue;

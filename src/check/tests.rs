@@ -69,6 +69,25 @@ fn invalid_base64_in_a_secret_is_an_input_error() {
 }
 
 #[test]
+fn base64_wrapped_across_lines_is_read_as_the_api_server_reads_it() {
+    // `base64` wraps at 76 columns; pasted into a block scalar, the breaks stay.
+    use base64::Engine;
+    let file = "[default]\naws_access_key_id = AKIAZ7Q3EXAMPLEK3Y4N\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKE\n";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(file);
+    let wrapped: Vec<String> = (encoded.as_bytes().chunks(76))
+        .map(|c| format!("    {}", String::from_utf8_lossy(c)))
+        .collect();
+    assert!(wrapped.len() > 1);
+    let input = format!(
+        "{WORKLOAD}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: team}}\ndata:\n  aws_secret_access_key: |\n{}\n",
+        wrapped.join("\n")
+    );
+    let report = check_documents(&docs(&input), &CheckOptions::default());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.results[0].verdict, Verdict::Deny);
+}
+
+#[test]
 fn role_binding_findings_deny_and_render() {
     let d = docs(
         "apiVersion: hatrack.dev/v1alpha1\nkind: IAMRoleBinding\nmetadata: {name: rb, namespace: team}\n",

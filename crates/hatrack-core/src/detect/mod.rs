@@ -200,6 +200,28 @@ pub fn is_workload_kind(kind: &str) -> bool {
     pod_spec_path(kind).is_some()
 }
 
+/// The API group of the built-in workload `kind` (`apps` for a Deployment), if it is one.
+pub fn builtin_group(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" | "ReplicationController" => Some(""),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps"),
+        "Job" | "CronJob" => Some("batch"),
+        _ => None,
+    }
+}
+
+/// Whether `group` is where Kubernetes serves the built-in workload `kind` (the old
+/// `extensions` group included). A kind name alone says little: a `batch.volcano.sh` Job or
+/// an `apps.kruise.io` StatefulSet is another resource with another layout, judged only
+/// through the pod-templates list.
+pub fn is_builtin_workload(group: &str, kind: &str) -> bool {
+    match builtin_group(kind) {
+        Some("apps") => matches!(group, "apps" | "extensions"),
+        Some(builtin) => group == builtin,
+        None => false,
+    }
+}
+
 /// A workload to evaluate. `object` holds at least `spec` (a whole manifest, or the object of
 /// an admission request, possibly pruned to what the rules read); kind, namespace and name come
 /// from the caller (the admission request, or the manifest).
@@ -223,8 +245,8 @@ pub fn evaluate(
     }
 }
 
-/// Evaluates a workload of any kind `templates` knows besides the built-in ones (`group` is
-/// the object's API group). A custom kind's pod specs are judged together as one workload;
+/// Evaluates a built-in workload (in its own API group: [`is_builtin_workload`]) or one of a
+/// kind `templates` knows (`group` is the object's API group); `Ok(None)` for anything else. A custom kind's pod specs are judged together as one workload;
 /// the ones absent from the object are skipped.
 pub fn evaluate_with(
     target: &Target<'_>,
@@ -232,11 +254,11 @@ pub fn evaluate_with(
     templates: &PodTemplates,
     refs: &dyn ReferenceView,
 ) -> Result<Option<Evaluation>, DetectError> {
-    let Some(entry) = templates
-        .find(group, target.kind)
-        .filter(|_| pod_spec_path(target.kind).is_none() || !group.is_empty())
-    else {
+    if is_builtin_workload(group, target.kind) {
         return evaluate(target, refs);
+    }
+    let Some(entry) = templates.find(group, target.kind) else {
+        return Ok(None);
     };
     let mut merged: Option<Evaluation> = None;
     for pod in &entry.pods {

@@ -18,14 +18,18 @@ const MIN_SESSION_TOKEN_LEN: usize = 100;
 /// Shortest text that can hold a credential assignment: `seckey=` and a 40-char secret.
 const MIN_ASSIGNMENT_LEN: usize = 6 + SECRET_KEY_LEN;
 
-/// Env var names that carry static AWS credentials to the SDKs (and the Java SDK's names).
-const CREDENTIAL_NAMES: [&str; 6] = [
+/// Env var names that carry static AWS credentials to the SDKs (and the Java SDK's names,
+/// and the Ruby SDK's `AMAZON_` ones).
+const CREDENTIAL_NAMES: [&str; 9] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_ACCESS_KEY",
     "AWS_SECRET_KEY",
+    "AMAZON_ACCESS_KEY_ID",
+    "AMAZON_SECRET_ACCESS_KEY",
+    "AMAZON_SESSION_TOKEN",
 ];
 
 /// Something that looks like AWS key material, found in a text.

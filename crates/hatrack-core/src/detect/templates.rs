@@ -78,7 +78,11 @@ impl PodTemplates {
                     k.kind, k.group
                 )));
             }
-            if super::pod_spec_path(&k.kind).is_some() && k.group.is_empty() {
+            // The built-in kinds in their own groups, or in none (a core "Deployment" does
+            // not exist; the entry is a mistake).
+            if super::is_builtin_workload(&k.group, &k.kind)
+                || (k.group.is_empty() && super::is_workload_kind(&k.kind))
+            {
                 return Err(invalid(format!("{} is a built-in workload kind", k.kind)));
             }
             for p in &k.pods {
@@ -115,7 +119,7 @@ impl PodTemplates {
 
     /// Whether objects of this group and kind are judged (built-in workloads included).
     pub fn is_workload(&self, group: &str, kind: &str) -> bool {
-        super::is_workload_kind(kind) || self.find(group, kind).is_some()
+        super::is_builtin_workload(group, kind) || self.find(group, kind).is_some()
     }
 }
 
@@ -144,6 +148,22 @@ mod tests {
         }
         // A core Service is not a Knative Service.
         assert!(!t.is_workload("", "Service"));
+        // Built-in kinds in their own groups only: a Volcano Job is not a batch Job.
+        for (group, kind) in [
+            ("apps", "Deployment"),
+            ("extensions", "DaemonSet"),
+            ("batch", "CronJob"),
+            ("", "Pod"),
+        ] {
+            assert!(t.is_workload(group, kind), "{group} {kind}");
+        }
+        for (group, kind) in [
+            ("batch.volcano.sh", "Job"),
+            ("", "Deployment"),
+            ("example.com", "Pod"),
+        ] {
+            assert!(!t.is_workload(group, kind), "{group} {kind}");
+        }
         assert_eq!(group_of("serving.knative.dev/v1"), "serving.knative.dev");
         assert_eq!(group_of("v1"), "");
     }
@@ -153,6 +173,7 @@ mod tests {
         for bad in [
             "- {kind: X, resource: xs, pods: []}",
             "- {kind: Deployment, resource: d, pods: [{path: spec}]}",
+            "- {kind: Deployment, group: apps, resource: d, pods: [{path: spec}]}",
             "- {group: g, kind: X, resource: xs, pods: [{path: 'spec.items[]'}]}",
             "- {group: g, kind: X, resource: xs, pods: [{path: spec}], extra: 1}",
             "not a list",

@@ -1,6 +1,6 @@
 //! `command`, `args`, lifecycle hooks and probes, and the kubelet's `$(VAR)` expansion.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -168,5 +168,96 @@ fn var_expansion_is_bounded_and_warns() {
         e.warnings[0]
             .message
             .contains("exceeds what Linux passes to a process")
+    );
+}
+
+fn evaluate_custom(obj: &Value) -> Option<Evaluation> {
+    let templates = templates::PodTemplates::default();
+    let group = templates::group_of(obj["apiVersion"].as_str().unwrap_or(""));
+    let arena = bumpalo::Bump::new();
+    let json = Json::from_value(obj, &arena);
+    let target = Target {
+        kind: obj["kind"].as_str().unwrap_or(""),
+        namespace: "team",
+        name: "x",
+        object: &json,
+    };
+    evaluate_with(&target, group, &templates, &NoLookups).expect("evaluates")
+}
+
+#[test]
+fn keys_in_the_scripts_custom_kinds_run_are_found() {
+    // A Tekton step's `script` and an Argo script template's `source` are run like `command`.
+    let task = json!({"apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": "upload"},
+        "spec": {"steps": [{"name": "s", "image": "amazon/aws-cli",
+            "script": format!("#!/bin/sh\nexport AWS_ACCESS_KEY_ID={ID}\naws s3 cp x s3://b\n")}]}});
+    let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+        "metadata": {"name": "w"},
+        "spec": {"templates": [{"name": "t", "script": {"image": "python", "command": ["python"],
+            "source": format!("import boto3\nboto3.client('s3', aws_secret_access_key='{SECRET}')\n")}}]}});
+    let task_eval = evaluate_custom(&task).expect("a workload");
+    assert_eq!(rules(&task_eval), ["literal-access-key"]);
+    assert!(
+        task_eval.findings[0].path.ends_with(".script"),
+        "{:?}",
+        task_eval.findings
+    );
+    let workflow_eval = evaluate_custom(&workflow).expect("a workload");
+    assert_eq!(rules(&workflow_eval), ["literal-secret-key"]);
+    assert!(
+        workflow_eval.findings[0].path.ends_with(".source"),
+        "{:?}",
+        workflow_eval.findings
+    );
+    // A script without keys is clean.
+    let mut clean = task.clone();
+    clean["spec"]["steps"][0]["script"] = json!("aws s3 cp x s3://b");
+    assert!(
+        evaluate_custom(&clean)
+            .expect("a workload")
+            .findings
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_kind_named_like_a_builtin_in_another_group_is_not_judged_as_one() {
+    // A Volcano Job has no spec.template; judged as a batch Job it would be "malformed".
+    let volcano = json!({"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+        "metadata": {"name": "train"},
+        "spec": {"tasks": [{"name": "t", "template": {"spec": {"containers": [{"name": "c"}]}}}]}});
+    assert!(evaluate_custom(&volcano).is_none());
+    // The built-in Job is judged.
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c",
+            "env": [{"name": "AWS_ACCESS_KEY_ID", "value": ID}]}]}}}});
+    assert_eq!(
+        rules(&evaluate_custom(&job).expect("a workload")),
+        ["env-static-key"]
+    );
+}
+
+#[test]
+fn inline_tekton_task_specs_and_kruise_workloads_are_judged() {
+    let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "r"},
+        "spec": {"pipelineSpec": {"tasks": [{"name": "build", "taskSpec": {"steps": [
+            {"name": "push", "image": "amazon/aws-cli",
+             "env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}]}]}}],
+            "finally": [{"name": "notify", "taskSpec": {"steps": [{"name": "n", "image": "curl",
+                "script": format!("curl https://x/?k={ID}")}]}}]}}});
+    let e = evaluate_custom(&run).expect("a workload");
+    assert_eq!(rules(&e), ["env-static-key", "literal-access-key"]);
+    let task_run = json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
+        "spec": {"taskSpec": {"steps": [{"name": "s", "image": "x", "args": [ID]}]}}});
+    assert_eq!(
+        rules(&evaluate_custom(&task_run).expect("a workload")),
+        ["literal-access-key"]
+    );
+    let kruise = json!({"apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet", "metadata": {"name": "s"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c",
+            "env": [{"name": "AWS_ACCESS_KEY_ID", "value": ID}]}]}}}});
+    assert_eq!(
+        rules(&evaluate_custom(&kruise).expect("a workload")),
+        ["env-static-key"]
     );
 }

@@ -295,3 +295,59 @@ fn missing_referenced_secret_warns_and_is_judged_by_names() {
             .contains("Secret team/db could not be read")
     );
 }
+
+#[test]
+fn other_sdks_names_and_aws_named_secrets_are_credentials_too() {
+    // The Ruby SDK's AMAZON_ names are read like AWS_ ones; a literal under a name that says
+    // it is AWS's secret key, in its shape, is one (as the same key in a ConfigMap would be).
+    let obj = deployment(json!({"containers": [{"name": "app", "env": [
+        {"name": "AMAZON_ACCESS_KEY_ID", "value": "x"},
+        {"name": "AMAZON_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "AWS_S3_SECRET_ACCESS_KEY", "value": SECRET},
+        // Not AWS's by its name: Django's SECRET_KEY has the same shape.
+        {"name": "SECRET_KEY", "value": SECRET},
+        // AWS's name, not a key's shape.
+        {"name": "AWS_S3_SECRET_ACCESS_KEY_FILE", "value": "/run/secrets/s3"}
+    ]}]}));
+    let e = eval(&obj);
+    assert_eq!(
+        rules_and_paths(&e),
+        [
+            ("env-static-key", "spec.template.spec.containers[0].env[0]"),
+            ("env-static-key", "spec.template.spec.containers[0].env[1]"),
+            ("env-static-key", "spec.template.spec.containers[0].env[2]"),
+        ]
+    );
+    assert!(
+        e.findings[2].message.contains("AWS_S3_SECRET_ACCESS_KEY")
+            && !e.findings[2].message.contains(SECRET),
+        "{}",
+        e.findings[2].message
+    );
+}
+
+#[test]
+fn a_longer_name_from_a_readable_value_counts_only_when_the_value_is_key_material() {
+    // DISABLE_AWS_SESSION_TOKEN ends in a credential name; its value "true" is not one, read
+    // from a ConfigMap as it would be written as a literal. AWS_SESSION_TOKEN itself counts
+    // whatever the value.
+    let mut view = InMemoryView::default();
+    configmap(&mut view, "flags", &[("disable", "true"), ("token", "abc")]);
+    let obj = deployment(json!({"containers": [{"name": "app", "env": [
+        {"name": "DISABLE_AWS_SESSION_TOKEN", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "disable"}}},
+        {"name": "DISABLE_AWS_SESSION_TOKEN_TOO", "value": "true"},
+        {"name": "AWS_SESSION_TOKEN", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "token"}}}
+    ]}]}));
+    let e = eval_with(&obj, &view);
+    assert_eq!(
+        rules_and_paths(&e),
+        [("env-static-key", "spec.template.spec.containers[0].env[2]")]
+    );
+    // Key material under the longer name, from a readable Secret: counted.
+    let mut view = InMemoryView::default();
+    secret(&mut view, "ci", &[("id", ID)]);
+    let obj = deployment(json!({"containers": [{"name": "app", "env": [
+        {"name": "TF_VAR_aws_access_key_id", "valueFrom": {"secretKeyRef": {"name": "ci", "key": "id"}}}
+    ]}]}));
+    assert_eq!(rules(&eval_with(&obj, &view)), ["env-static-key"]);
+}

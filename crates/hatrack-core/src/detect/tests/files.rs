@@ -78,19 +78,25 @@ fn credentials_file_paths_are_compared_as_the_process_opens_them() {
 
 #[test]
 fn shared_credentials_file_in_unreadable_secret_is_denied() {
-    let obj = deployment(json!({
-        "containers": [{"name": "velero",
-            "env": [{"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/credentials/cloud"}],
-            "volumeMounts": [{"name": "creds", "mountPath": "/credentials"}]}],
-        "volumes": [{"name": "creds", "secret": {"secretName": "cloud-credentials"}}]
-    }));
-    let e = eval(&obj);
-    assert_eq!(rules(&e), ["shared-credentials-file"]);
-    assert_eq!(
-        e.findings[0].path,
-        "spec.template.spec.containers[0].env[0]"
-    );
-    assert!(e.findings[0].message.contains("cannot read"));
+    // The Java SDK v1 reads AWS_CREDENTIAL_PROFILES_FILE for the same file.
+    for var in [
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CREDENTIAL_PROFILES_FILE",
+    ] {
+        let obj = deployment(json!({
+            "containers": [{"name": "velero",
+                "env": [{"name": var, "value": "/credentials/cloud"}],
+                "volumeMounts": [{"name": "creds", "mountPath": "/credentials"}]}],
+            "volumes": [{"name": "creds", "secret": {"secretName": "cloud-credentials"}}]
+        }));
+        let e = eval(&obj);
+        assert_eq!(rules(&e), ["shared-credentials-file"], "{var}");
+        assert_eq!(
+            e.findings[0].path,
+            "spec.template.spec.containers[0].env[0]"
+        );
+        assert!(e.findings[0].message.contains("cannot read"));
+    }
 }
 
 #[test]

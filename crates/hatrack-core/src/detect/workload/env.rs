@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::super::DetectError;
 use super::super::expand;
-use super::super::facts::{KeyClass, ObjectFacts, RefKind};
+use super::super::facts::{KeyClass, ObjectFacts, RefKind, classify_value};
 use super::super::json::Object;
 use super::super::scan;
 use super::super::{RuleId, Warning};
@@ -14,9 +14,23 @@ use super::expansion::{Env, Expansion};
 use super::pod::{CPath, field_values};
 use super::{Cx, Known, keys_hold, ref_rule};
 
-/// The variables that name a file the SDKs read keys from.
-pub(super) const SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+/// The string fields of a container that custom kinds run as a script (Tekton, Argo).
+const SCRIPT_FIELDS: [&str; 2] = ["script", "source"];
+
+/// The variables that name a file the SDKs read keys from: the shared credentials file (the
+/// Java SDK v1 also reads `AWS_CREDENTIAL_PROFILES_FILE`), and the config file.
+const SHARED_CREDENTIALS_FILES: [&str; 2] = [
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CREDENTIAL_PROFILES_FILE",
+];
 const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+
+/// Whether `var` names the shared credentials file (case-insensitively).
+pub(super) fn names_shared_credentials_file(var: &str) -> bool {
+    SHARED_CREDENTIALS_FILES
+        .iter()
+        .any(|n| var.eq_ignore_ascii_case(n))
+}
 
 /// One `env[]` entry as written: (name, `value`, `valueFrom`).
 pub(super) type EnvEntry<'v> = (&'v str, Option<&'v str>, Option<&'v Object<'v>>);
@@ -31,6 +45,9 @@ pub(super) struct ContainerEnv<'v> {
     command: Vec<&'v str>,
     args: Vec<&'v str>,
     handlers: Vec<ExecHandler<'v>>,
+    /// Scripts the container runs that custom kinds add to it: a Tekton step's `script`, an
+    /// Argo script template's `source` (built-in containers have neither field).
+    scripts: Vec<(&'static str, &'v str)>,
     pub(super) working_dir: &'v str,
     /// Whether some string refers to a var (the expansion is worked out only then).
     expanding: bool,
@@ -62,6 +79,12 @@ impl Cx<'_> {
         let command = self.strings(c, "command", || format!("{cp}.command"))?;
         let args = self.strings(c, "args", || format!("{cp}.args"))?;
         let handlers = self.exec_handlers(c, cp)?;
+        let mut scripts = Vec::new();
+        for field in SCRIPT_FIELDS {
+            if let Some(script) = self.opt_str(c, field, || format!("{cp}.{field}"))? {
+                scripts.push((field, script));
+            }
+        }
         let working_dir = self
             .opt_str(c, "workingDir", || format!("{cp}.workingDir"))?
             .unwrap_or("");
@@ -80,6 +103,7 @@ impl Cx<'_> {
             command,
             args,
             handlers,
+            scripts,
             working_dir,
             expanding,
             exp,
@@ -101,8 +125,7 @@ impl Cx<'_> {
             let expanded = ce.exp.env.get(ei).and_then(Option::as_deref);
             let runtime = expanded.or(value);
 
-            if (var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE)
-                || var.eq_ignore_ascii_case(CONFIG_FILE))
+            if (names_shared_credentials_file(var) || var.eq_ignore_ascii_case(CONFIG_FILE))
                 && let Some(v) = runtime.filter(|v| !v.is_empty())
             {
                 aws_files.push((ei, var, v.to_string()));
@@ -110,7 +133,10 @@ impl Cx<'_> {
 
             if scan::is_credential_name(var) {
                 let source = match (runtime, value_from) {
-                    (_, Some(vf)) => self.credential_source(vf, cont, at)?,
+                    (_, Some(vf)) => {
+                        let exact = scan::is_exact_credential_name(var);
+                        self.credential_source(vf, exact, cont, at)?
+                    }
                     (Some(v), None) if scan::is_credential_value(var, v) => {
                         Some("a literal value".into())
                     }
@@ -125,6 +151,21 @@ impl Cx<'_> {
                         format!("env {var}"),
                     );
                 }
+                continue;
+            }
+
+            // A literal under a name that says it holds AWS's secret key, in the shape of one
+            // (`AWS_S3_SECRET_ACCESS_KEY`): judged as that key in a Secret or ConfigMap is.
+            if let Some(v) = runtime
+                && classify_value(var, v.as_bytes()) == KeyClass::AwsSecretKey
+            {
+                self.push(
+                    RuleId::EnvStaticKey,
+                    cont,
+                    at(),
+                    format!("env {var} sets an AWS secret access key (its name and shape say so) from a literal value"),
+                    format!("env {var}"),
+                );
                 continue;
             }
 
@@ -191,17 +232,24 @@ impl Cx<'_> {
         Ok(())
     }
 
-    /// Keys in `command`, `args` and exec handlers, as written and as expanded.
+    /// Keys in `command`, `args`, exec handlers and scripts, as written and as expanded (the
+    /// kubelet does not expand scripts: their tools substitute their own parameters).
     pub(super) fn commands(&mut self, ce: &mut ContainerEnv<'_>, cp: &CPath<'_>, name: &str) {
         let cont = Some(name);
         let ContainerEnv {
             command,
             args,
             handlers,
+            scripts,
             expanding,
             exp,
             ..
         } = ce;
+        for &(field, text) in scripts.iter() {
+            if let Some(hit) = scan::find_credentials(text) {
+                self.literal(hit, cont, format!("{cp}.{field}"), field, field, "");
+            }
+        }
         let expanding = *expanding;
         // `command` and `args`, expanded with the container's final env; probe exec commands,
         // expanded with the static env values only; lifecycle hooks' exec commands, which the
@@ -321,10 +369,13 @@ impl Cx<'_> {
     /// Where a credential-named env var gets a value from (for messages), or `None` when it
     /// gets none: an empty value of a readable Secret or ConfigMap, or an optional reference
     /// to a key or object that does not exist (the kubelet then does not set the variable).
-    /// Anything else the name says is a credential, whatever the value.
+    /// Anything else an exact name (`AWS_SESSION_TOKEN`) says is a credential, whatever the
+    /// value; a longer name that ends in one (`DISABLE_AWS_SESSION_TOKEN`) only when the value
+    /// that can be read is key material, as its literal would be.
     fn credential_source(
         &mut self,
         vf: &Object<'_>,
+        exact_name: bool,
         cont: Option<&str>,
         at: impl Fn() -> String + Copy,
     ) -> Result<Option<String>, DetectError> {
@@ -346,6 +397,7 @@ impl Cx<'_> {
             Known::Unknown => Some(source),
             Known::Found(facts) => match facts.key(key) {
                 Some(k) if k.class == KeyClass::Empty => None,
+                Some(k) if !exact_name && !k.class.is_credential() => None,
                 None if optional => None,
                 _ => Some(source),
             },

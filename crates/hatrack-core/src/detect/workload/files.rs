@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::super::expand;
 use super::super::facts::RefKind;
 use super::super::{RuleId, Warning};
-use super::env::{ContainerEnv, EnvEntry, NamedFile, SHARED_CREDENTIALS_FILE};
+use super::env::{ContainerEnv, EnvEntry, NamedFile, names_shared_credentials_file};
 use super::pod::{CPath, Mount, Volume, volume_path};
 use super::volumes::selected_keys;
 use super::{Cx, Known};
@@ -47,7 +47,7 @@ impl Cx<'_> {
             };
             let at = format!("{cp}.env[{ei}]");
             // A config file in a ConfigMap is usually role profiles: judged by content.
-            let configmaps_count = var.eq_ignore_ascii_case(SHARED_CREDENTIALS_FILE);
+            let configmaps_count = names_shared_credentials_file(var);
             self.credentials_file(vol, &keys, cont, at, what, configmaps_count);
         }
     }
