@@ -262,3 +262,65 @@ async fn readyz_is_503_until_every_cache_has_listed() {
         watches.abort();
     }
 }
+
+/// A Secret the webhook's caches have not seen yet — one `kubectl apply` or Helm release
+/// creates it a moment before the Deployment that reads it — is read from the API server
+/// before the review is answered, so its keys deny instead of passing with a warning. A
+/// reference to a Secret that does not exist is read, found absent, and judged as before.
+#[tokio::test]
+async fn a_secret_the_caches_have_not_seen_yet_is_read_from_the_api_server() {
+    let cluster = cluster().await;
+    let client = cluster.client().await;
+    let team = cluster.namespace("live").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &team);
+    let secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": team},
+        "data": {"AWS_ACCESS_KEY_ID": b64(ACCESS_KEY_ID)}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    // The caches as they are before the Secret's watch event arrives: lookups on, nothing
+    // known.
+    let refs: Arc<dyn ReferenceView> = Arc::new(hatrack::detect::InMemoryView::new());
+    let deployment = |secret: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "app", "namespace": team},
+            "spec": {"template": {"spec": {"containers": [{"name": "app",
+                "envFrom": [{"secretRef": {"name": secret}}]}]}}}
+        })
+    };
+    let bindings = || Arc::new(hatrack::webhook::bindings::StaticBindingView::default());
+
+    let without =
+        harness::start_with_live(Mode::Enforce, refs.clone(), bindings(), |_| {}, None).await;
+    let answer = without.admit_create(&deployment("aws"), "u-1").await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    assert!(answer["warnings"].to_string().contains("aws"), "{answer}");
+    without.stop().await;
+
+    let live = Some(client.clone());
+    let server = harness::start_with_live(Mode::Enforce, refs, bindings(), |_| {}, live).await;
+    let answer = server.admit_create(&deployment("aws"), "u-2").await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let message = answer["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Secret 'aws'") && !message.contains(ACCESS_KEY_ID),
+        "{message}"
+    );
+    let answer = server.admit_create(&deployment("not-there"), "u-3").await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    assert!(
+        answer["warnings"].to_string().contains("not-there"),
+        "{answer}"
+    );
+    let metrics = server.metrics().await;
+    for (result, count) in [("found", 1), ("absent", 1)] {
+        let sample = format!("hatrack_webhook_live_lookups_total{{result=\"{result}\"}} {count}");
+        assert!(metrics.contains(&sample), "{sample} in:\n{metrics}");
+    }
+    server.stop().await;
+}

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub exemption_objects: Family<ExemptionLabels, prometheus_client::metrics::gauge::Gauge>,
     /// notAfter of the certificate being served, as a Unix timestamp (alert well before it).
     pub certificate_expiry: prometheus_client::metrics::gauge::Gauge,
+    /// Referenced objects read from the API server because the caches lacked them, by result.
+    pub live_lookups: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +106,12 @@ impl Metrics {
             "When the serving certificate expires (Unix time)",
             certificate_expiry.clone(),
         );
+        let live_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "live_lookups",
+            "Referenced Secrets and ConfigMaps read from the API server because the watch caches did not hold them yet, by result (found, absent, failed, timeout)",
+            live_lookups.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -113,7 +121,15 @@ impl Metrics {
             exemptions,
             exemption_objects,
             certificate_expiry,
+            live_lookups,
         }
+    }
+
+    /// Counts one live lookup (or one review's lookups that ran out of time).
+    pub fn live_lookup(&self, result: &'static str) {
+        self.live_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Records the expiry of the certificate now served (ignores a certificate it cannot read).

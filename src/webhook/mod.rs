@@ -11,6 +11,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod prune;
 pub mod review;
@@ -208,12 +209,27 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, WebhookError> {
     listener.into_std().map_err(err)
 }
 
+/// How long one review may spend reading from the API server the Secrets and ConfigMaps its
+/// caches lack ([`live`]).
+pub const LIVE_LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+
 /// Binds both listeners, loads the certificate and serves, with `refs` as the view of the
 /// cluster. Returns once listening.
 pub async fn start(
     args: &WebhookArgs,
     refs: Arc<dyn ReferenceView>,
     binding_view: Arc<dyn BindingView>,
+) -> Result<Running, WebhookError> {
+    start_with_live(args, refs, binding_view, None).await
+}
+
+/// As [`start`]; with `live_client`, what `refs` lacks is read from the API server before a
+/// review is answered ([`live`]).
+pub async fn start_with_live(
+    args: &WebhookArgs,
+    refs: Arc<dyn ReferenceView>,
+    binding_view: Arc<dyn BindingView>,
+    live_client: Option<kube::Client>,
 ) -> Result<Running, WebhookError> {
     let settings = args.cluster.settings().map_err(WebhookError::Settings)?;
     let templates = args.policy.pod_templates()?;
@@ -247,6 +263,13 @@ pub async fn start(
         bindings: Arc::new(server::BindingAdmission {
             settings,
             view: binding_view,
+        }),
+        live: live_client.map(|client| {
+            Arc::new(live::LiveLookups::new(
+                client,
+                LIVE_LOOKUP_BUDGET,
+                metrics.clone(),
+            ))
         }),
     };
 
@@ -377,7 +400,8 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
             std::future::pending::<()>(),
         )));
     }
-    let running = start(&args, refs, binding_view).await?;
+    let live_client = client.clone().filter(|_| args.lookups == Lookups::On);
+    let running = start_with_live(&args, refs, binding_view, live_client).await?;
     crate::signal::shutdown_signal().await;
     for task in background {
         task.abort();

@@ -18,6 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::bindings::{BindingView, review_binding};
 use super::limits::{self, LimitArgs};
+use super::live::{LiveLookups, NotingMissing, WithFetched};
 use super::metrics::Metrics;
 use super::review::{self, Policy, ReviewError};
 use crate::detect::ReferenceView;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cluster settings and caches for `/validate/iamrolebindings`.
     pub bindings: Arc<BindingAdmission>,
+    /// Reads what the caches lack from the API server (`--lookups on`).
+    pub live: Option<Arc<LiveLookups>>,
 }
 
 /// What IAMRoleBinding admission needs.
@@ -165,7 +168,7 @@ async fn validate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let result = answer(&state, body);
+    let result = answer(&state, body).await;
     match &result {
         Ok(_) => {}
         Err(e) => {
@@ -204,12 +207,35 @@ async fn validate(
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
-fn answer(
+async fn answer(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Vec<u8>, review::Outcome), ApiError> {
     let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
-    let (review, outcome) = review::review(&body, &state.policy, state.refs.as_ref())?;
+    let refs = state.refs.as_ref();
+    let (review, outcome) = match &state.live {
+        None => review::review(&body, &state.policy, refs)?,
+        Some(live) => {
+            // Judged once; only when the caches lacked a referenced object is it read from
+            // the API server and the review judged again with it.
+            let noting = NotingMissing::new(refs);
+            let first = review::review(&body, &state.policy, &noting)?;
+            let missing = noting.into_missing();
+            let fetched = match missing.is_empty() {
+                true => Default::default(),
+                false => live.fetch(&missing).await,
+            };
+            if fetched.is_empty() {
+                first
+            } else {
+                let view = WithFetched {
+                    inner: refs,
+                    fetched,
+                };
+                review::review(&body, &state.policy, &view)?
+            }
+        }
+    };
     // Room for most answers (a denial with its message is a few hundred bytes) so the buffer
     // is not grown and copied from 8 bytes up.
     let mut bytes = Vec::with_capacity(1024);

@@ -235,13 +235,24 @@ pub async fn start_with_args(
     bindings: Arc<dyn webhook::BindingView>,
     change: impl FnOnce(&mut WebhookArgs),
 ) -> TestServer {
+    start_with_live(mode, refs, bindings, change, None).await
+}
+
+/// As [`start_with_args`]; with `live`, what `refs` lacks is read from that API server.
+pub async fn start_with_live(
+    mode: Mode,
+    refs: Arc<dyn ReferenceView>,
+    bindings: Arc<dyn webhook::BindingView>,
+    change: impl FnOnce(&mut WebhookArgs),
+    live: Option<kube::Client>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki("hatrack test CA");
     std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), &pki.key_pem).unwrap();
     let mut a = args(dir.path(), mode, Lookups::Off);
     change(&mut a);
-    let running = webhook::start(&a, refs, bindings)
+    let running = webhook::start_with_live(&a, refs, bindings, live)
         .await
         .expect("webhook starts");
     TestServer {
