@@ -2,10 +2,12 @@
 //! view that records every Secret and ConfigMap the rules read (and the facts they had), so
 //! [`super::state::AuditState`] knows which changes make the judgement stale.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::state::Workload;
-use crate::detect::{self, Lookup, ObjectFacts, Overlay, RefKind, ReferenceView, RuleId};
+use crate::detect::{
+    self, Lookup, ObjectFacts, Recorded, Recording, RefKind, ReferenceView, RuleId,
+};
 
 /// One finding as the audit keeps it (what a report result shows).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,48 +27,21 @@ pub(super) struct Dep {
     pub(super) facts: Option<Arc<ObjectFacts>>,
 }
 
-/// A view that remembers what was looked up, so a judgement knows what it depended on.
-pub struct Recording<'a> {
-    inner: &'a dyn ReferenceView,
-    seen: Mutex<Vec<Dep>>,
-}
-
-impl<'a> Recording<'a> {
-    pub fn new(inner: &'a dyn ReferenceView) -> Self {
-        Recording {
-            inner,
-            seen: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn into_deps(self) -> Vec<Dep> {
-        let mut seen = self.seen.into_inner().unwrap_or_default();
-        seen.sort_by(|a, b| (a.kind as u8, &a.name).cmp(&(b.kind as u8, &b.name)));
-        seen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
-        seen
-    }
-}
-
-impl Overlay for Recording<'_> {
-    fn inner(&self) -> &dyn ReferenceView {
-        self.inner
-    }
-
-    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
-        let found = self.inner.lookup(kind, namespace, name);
-        let facts = match &found {
-            Lookup::Found(f) => Some(f.clone()),
-            Lookup::Missing | Lookup::Disabled => None,
-        };
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.push(Dep {
-                kind,
-                name: name.into(),
-                facts,
-            });
-        }
-        found
-    }
+/// What a judgement read: each object once, with the facts it had then.
+fn deps_of(records: Vec<Recorded>) -> Vec<Dep> {
+    let mut deps: Vec<Dep> = (records.into_iter())
+        .map(|r| Dep {
+            kind: r.kind,
+            name: r.name.into(),
+            facts: match r.answer {
+                Lookup::Found(f) => Some(f),
+                Lookup::Missing | Lookup::Disabled => None,
+            },
+        })
+        .collect();
+    deps.sort_by(|a, b| (a.kind as u8, &a.name).cmp(&(b.kind as u8, &b.name)));
+    deps.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    deps
 }
 
 /// Judges one workload with the webhook's rules. A workload the rules cannot read (never the
@@ -102,5 +77,5 @@ pub(super) fn judge(w: &Workload<'_>, view: &dyn ReferenceView) -> (Vec<AuditFin
     let mut findings: Vec<AuditFinding> = findings;
     findings.sort();
     findings.dedup();
-    (findings, recording.into_deps())
+    (findings, deps_of(recording.into_records()))
 }

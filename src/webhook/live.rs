@@ -9,7 +9,7 @@
 //! names, with a warning, as before).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -17,7 +17,7 @@ use kube::Api;
 
 use super::cache::{configmap_facts, secret_facts};
 use super::metrics::Metrics;
-use crate::detect::{Lookup, ObjectFacts, Overlay, RefKind, ReferenceView};
+use crate::detect::{Lookup, ObjectFacts, Overlay, Recording, RefKind, ReferenceView};
 
 /// A referenced object: kind, namespace, name.
 pub type RefKey = (RefKind, String, String);
@@ -85,43 +85,15 @@ impl LiveLookups {
     }
 }
 
-/// A view that notes every reference the inner view does not hold.
-pub struct NotingMissing<'a> {
-    inner: &'a dyn ReferenceView,
-    missing: Mutex<Vec<RefKey>>,
-}
-
-impl<'a> NotingMissing<'a> {
-    pub fn new(inner: &'a dyn ReferenceView) -> Self {
-        NotingMissing {
-            inner,
-            missing: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The references the inner view did not hold, each once.
-    pub fn into_missing(self) -> Vec<RefKey> {
-        let mut missing = self.missing.into_inner().unwrap_or_default();
-        missing.sort_by(|a, b| (a.0 as u8, &a.1, &a.2).cmp(&(b.0 as u8, &b.1, &b.2)));
-        missing.dedup();
-        missing
-    }
-}
-
-impl Overlay for NotingMissing<'_> {
-    fn inner(&self) -> &dyn ReferenceView {
-        self.inner
-    }
-
-    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
-        let found = self.inner.lookup(kind, namespace, name);
-        if matches!(found, Lookup::Missing)
-            && let Ok(mut missing) = self.missing.lock()
-        {
-            missing.push((kind, namespace.to_string(), name.to_string()));
-        }
-        found
-    }
+/// The references the view of `recording` did not hold, each once.
+pub fn missing(recording: Recording<'_>) -> Vec<RefKey> {
+    let mut missing: Vec<RefKey> = (recording.into_records().into_iter())
+        .filter(|r| matches!(r.answer, Lookup::Missing))
+        .map(|r| (r.kind, r.namespace, r.name))
+        .collect();
+    missing.sort_by(|a, b| (a.0 as u8, &a.1, &a.2).cmp(&(b.0 as u8, &b.1, &b.2)));
+    missing.dedup();
+    missing
 }
 
 /// The inner view, with what live lookups found.
@@ -154,16 +126,16 @@ mod tests {
         let mut view = InMemoryView::new();
         let clean = classify_data([("password", b"hunter2".as_slice())]);
         view.insert(RefKind::Secret, "team", "db", clean);
-        let noting = NotingMissing::new(&view);
+        let recording = Recording::new(&view);
         assert!(matches!(
-            ReferenceView::lookup(&noting, RefKind::Secret, "team", "db"),
+            ReferenceView::lookup(&recording, RefKind::Secret, "team", "db"),
             Lookup::Found(_)
         ));
         for _ in 0..2 {
-            ReferenceView::lookup(&noting, RefKind::Secret, "team", "aws");
+            ReferenceView::lookup(&recording, RefKind::Secret, "team", "aws");
         }
-        ReferenceView::lookup(&noting, RefKind::ConfigMap, "team", "aws");
-        let missing = noting.into_missing();
+        ReferenceView::lookup(&recording, RefKind::ConfigMap, "team", "aws");
+        let missing = missing(recording);
         assert_eq!(
             missing,
             [

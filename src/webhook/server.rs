@@ -18,10 +18,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::bindings::{BindingView, review_binding};
 use super::limits::{self, LimitArgs};
-use super::live::{LiveLookups, NotingMissing, WithFetched};
+use super::live::{self, LiveLookups, WithFetched};
 use super::metrics::Metrics;
 use super::review::{self, Policy, ReviewError};
-use crate::detect::ReferenceView;
+use crate::detect::{Recording, ReferenceView};
 use crate::settings::Settings;
 
 /// What the handlers share.
@@ -218,9 +218,9 @@ async fn answer(
         Some(live) => {
             // Judged once; only when the caches lacked a referenced object is it read from
             // the API server and the review judged again with it.
-            let noting = NotingMissing::new(refs);
-            let first = review::review(&body, &state.policy, &noting)?;
-            let missing = noting.into_missing();
+            let recording = Recording::new(refs);
+            let first = review::review(&body, &state.policy, &recording)?;
+            let missing = live::missing(recording);
             let fetched = match missing.is_empty() {
                 true => Default::default(),
                 false => live.fetch(&missing).await,

@@ -6,7 +6,9 @@ mod view;
 
 use super::scan;
 
-pub use view::{FactsIndex, InMemoryView, Lookup, NoLookups, Overlay, ReferenceView};
+pub use view::{
+    FactsIndex, InMemoryView, Lookup, NoLookups, Overlay, Recorded, Recording, ReferenceView,
+};
 
 /// The label on a Namespace that overrides the webhook's mode for workloads in it.
 pub const MODE_LABEL: &str = "hatrack.dev/static-keys";

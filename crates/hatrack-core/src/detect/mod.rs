@@ -22,7 +22,7 @@ use serde_json::Value;
 pub use args::PolicyArgs;
 pub use facts::{
     FactsIndex, InMemoryView, KeyClass, KeyFact, Lookup, MODE_LABEL, NoLookups, ObjectFacts,
-    Overlay, RefKind, ReferenceView, classify_data, classify_value,
+    Overlay, Recorded, Recording, RefKind, ReferenceView, classify_data, classify_value,
 };
 pub use json::Json;
 pub use policy::{Decision, Mode, Verdict, decide, labelled_mode, mode_in};

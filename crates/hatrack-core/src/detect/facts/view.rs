@@ -79,6 +79,56 @@ pub trait Overlay: Send + Sync {
     }
 }
 
+/// One lookup a [`Recording`] saw: what was asked and what the inner view answered.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub kind: RefKind,
+    pub namespace: String,
+    pub name: String,
+    pub answer: Lookup,
+}
+
+/// A view that answers as an inner one and remembers every lookup and its answer: what a
+/// judgement depended on (the audit), or what the inner view lacked (the webhook's live
+/// lookups).
+pub struct Recording<'a> {
+    inner: &'a dyn ReferenceView,
+    seen: std::sync::Mutex<Vec<Recorded>>,
+}
+
+impl<'a> Recording<'a> {
+    pub fn new(inner: &'a dyn ReferenceView) -> Self {
+        Recording {
+            inner,
+            seen: Default::default(),
+        }
+    }
+
+    /// Every lookup, in the order made (repeats included).
+    pub fn into_records(self) -> Vec<Recorded> {
+        self.seen.into_inner().unwrap_or_default()
+    }
+}
+
+impl Overlay for Recording<'_> {
+    fn inner(&self) -> &dyn ReferenceView {
+        self.inner
+    }
+
+    fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
+        let answer = self.inner.lookup(kind, namespace, name);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(Recorded {
+                kind,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                answer: answer.clone(),
+            });
+        }
+        answer
+    }
+}
+
 impl<T: Overlay> ReferenceView for T {
     fn lookup(&self, kind: RefKind, namespace: &str, name: &str) -> Lookup {
         Overlay::lookup(self, kind, namespace, name)
