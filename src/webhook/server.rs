@@ -221,9 +221,10 @@ async fn answer(
             let recording = Recording::new(refs);
             let first = review::review(&body, &state.policy, &recording)?;
             let missing = live::missing(recording);
-            let fetched = match missing.is_empty() {
-                true => Default::default(),
-                false => live.fetch(&missing).await,
+            let fetched = if missing.is_empty() {
+                Default::default()
+            } else {
+                live.fetch(&missing).await
             };
             if fetched.is_empty() {
                 first
