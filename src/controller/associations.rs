@@ -30,6 +30,17 @@ fn spec_changed(binding: &IAMRoleBinding) -> bool {
     binding.status.as_ref().and_then(|s| s.observed_generation) != binding.metadata.generation
 }
 
+/// Whether a binding without Pod Identity may still have associations of its own, so that
+/// its reconcile must read EKS: its status records some, or its spec changed since its first
+/// generation and that change is not yet reconciled — an earlier generation may have wanted
+/// Pod Identity, and the status write that recorded its associations may not have landed (a
+/// pass on a stale copy is refused with 409; a crash). A binding that never changed costs no
+/// EKS call.
+fn may_have_own_associations(binding: &IAMRoleBinding) -> bool {
+    !recorded(binding).is_empty()
+        || (spec_changed(binding) && binding.metadata.generation.is_some_and(|g| g > 1))
+}
+
 /// How soon a binding blocked by a foreign association looks again (EKS is not watched).
 const FOREIGN_RETRY: Duration = Duration::from_secs(60);
 
@@ -198,8 +209,7 @@ pub(super) async fn apply_step(
         }),
         None => association::desired(binding, &ctx.settings, &desired.role.arn),
     };
-    // Bindings without Pod Identity, and without associations of their own, cost no EKS call.
-    if want.is_none() && recorded(binding).is_empty() {
+    if want.is_none() && !may_have_own_associations(binding) {
         return Ok(Vec::new());
     }
     let (plan, made, done) = match converge(
@@ -318,5 +328,47 @@ async fn cleanup_associations(binding: &IAMRoleBinding, ctx: &Context) -> Result
             Ok(())
         }
         Err(e) => Err(super::cleanup::failure(binding, ctx, e).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn binding(generation: i64, status: serde_json::Value) -> IAMRoleBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "hatrack.dev/v1alpha1", "kind": "IAMRoleBinding",
+            "metadata": {"name": "app", "namespace": "team", "generation": generation},
+            "spec": {"serviceAccounts": ["api"], "trust": {"irsa": {}}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_binding_without_pod_identity_reads_eks_only_when_it_may_have_associations() {
+        // Never changed: no EKS call, whatever its status says of generation 1.
+        assert!(!may_have_own_associations(&binding(1, json!(null))));
+        assert!(!may_have_own_associations(&binding(
+            1,
+            json!({"observedGeneration": 1})
+        )));
+        // Reconciled at its generation, nothing recorded: none.
+        assert!(!may_have_own_associations(&binding(
+            3,
+            json!({"observedGeneration": 3})
+        )));
+        // Recorded: read.
+        let recorded = json!({"observedGeneration": 3, "podIdentityAssociations": [
+            {"serviceAccount": "api", "associationId": "a-1", "associationArn": "arn:a"}]});
+        assert!(may_have_own_associations(&binding(3, recorded)));
+        // Edited and not reconciled since (the status that recorded Pod Identity associations
+        // of generation 2 may have been refused): read.
+        assert!(may_have_own_associations(&binding(
+            3,
+            json!({"observedGeneration": 1})
+        )));
+        assert!(may_have_own_associations(&binding(2, json!(null))));
     }
 }
