@@ -180,34 +180,41 @@ pub enum DetectError {
     },
 }
 
+/// The built-in workload kinds: (kind, API group, where the pod spec is).
+const BUILTIN_WORKLOADS: [(&str, &str, &[&str]); 8] = [
+    ("Pod", "", &["spec"]),
+    ("ReplicationController", "", &["spec", "template", "spec"]),
+    ("Deployment", "apps", &["spec", "template", "spec"]),
+    ("StatefulSet", "apps", &["spec", "template", "spec"]),
+    ("DaemonSet", "apps", &["spec", "template", "spec"]),
+    ("ReplicaSet", "apps", &["spec", "template", "spec"]),
+    ("Job", "batch", &["spec", "template", "spec"]),
+    (
+        "CronJob",
+        "batch",
+        &["spec", "jobTemplate", "spec", "template", "spec"],
+    ),
+];
+
+fn builtin_workload(
+    kind: &str,
+) -> Option<&'static (&'static str, &'static str, &'static [&'static str])> {
+    BUILTIN_WORKLOADS.iter().find(|(k, _, _)| *k == kind)
+}
+
 /// The workload kinds and where their pod spec is.
 pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
-    match kind {
-        "Pod" => Some(&["spec"]),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job" => Some(&["spec", "template", "spec"]),
-        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
-        _ => None,
-    }
+    builtin_workload(kind).map(|(_, _, path)| *path)
 }
 
 /// Whether objects of this kind are judged.
 pub fn is_workload_kind(kind: &str) -> bool {
-    pod_spec_path(kind).is_some()
+    builtin_workload(kind).is_some()
 }
 
 /// The API group of the built-in workload `kind` (`apps` for a Deployment), if it is one.
 pub fn builtin_group(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Pod" | "ReplicationController" => Some(""),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps"),
-        "Job" | "CronJob" => Some("batch"),
-        _ => None,
-    }
+    builtin_workload(kind).map(|(_, group, _)| *group)
 }
 
 /// Whether `group` is where Kubernetes serves the built-in workload `kind` (the old
@@ -246,8 +253,9 @@ pub fn evaluate(
 }
 
 /// Evaluates a built-in workload (in its own API group: [`is_builtin_workload`]) or one of a
-/// kind `templates` knows (`group` is the object's API group); `Ok(None)` for anything else. A custom kind's pod specs are judged together as one workload;
-/// the ones absent from the object are skipped.
+/// kind `templates` knows (`group` is the object's API group); `Ok(None)` for anything else.
+/// A custom kind's pod specs are judged together as one workload; the ones absent from the
+/// object are skipped.
 pub fn evaluate_with(
     target: &Target<'_>,
     group: &str,
