@@ -36,13 +36,13 @@ pub fn namespace_labels(
     .applied_objects()
 }
 
-/// IAMGuardrails, cached in `writer`; yields every guardrail added, deleted or whose spec
-/// changed (not its status writes: [`SpecChanges`]).
+/// IAMGuardrails, cached in `writer`; yields the watch's events (the webhook only caches
+/// them; the controller takes their spec changes: [`spec_changes`]).
 pub fn guardrails(
     client: kube::Client,
     writer: Writer<IAMGuardrail>,
-) -> impl Stream<Item = Result<IAMGuardrail, watcher::Error>> + Send {
-    let events = watcher(
+) -> impl Stream<Item = Result<watcher::Event<IAMGuardrail>, watcher::Error>> + Send {
+    watcher(
         Api::<IAMGuardrail>::all(client),
         watcher::Config::default().any_semantic(),
     )
@@ -50,8 +50,7 @@ pub fn guardrails(
     .modify(|g: &mut IAMGuardrail| g.metadata.managed_fields = None)
     // Shared so that a writer from `reflector::store_shared` hands each change to its
     // subscribers too (the guardrail status controller); a plain writer has none.
-    .reflect_shared(writer);
-    spec_changes(events)
+    .reflect_shared(writer)
 }
 
 /// An index kept from a watch of `K`: objects go in and out one at a time.

@@ -125,22 +125,23 @@ impl AccountClients {
     }
 }
 
-/// IAMAccounts, cached in `writer`; yields each account added, deleted or whose spec changed:
-/// its status writes (the controller's own among them) neither re-queue the bindings naming
-/// it nor check it again ([`crate::watch::SpecChanges`]).
+/// IAMAccounts, cached in `writer`; yields the watch's events (the webhook only caches them;
+/// the controller takes their spec changes, [`crate::watch::spec_changes`], so an account's
+/// status writes neither re-queue the bindings naming it nor check it again).
 pub fn watch(
     client: kube::Client,
     writer: kube::runtime::reflector::store::Writer<IAMAccount>,
-) -> impl futures::Stream<Item = Result<IAMAccount, kube::runtime::watcher::Error>> + Send {
+) -> impl futures::Stream<
+    Item = Result<kube::runtime::watcher::Event<IAMAccount>, kube::runtime::watcher::Error>,
+> + Send {
     use kube::runtime::{WatchStreamExt, watcher};
-    let events = watcher(
+    watcher(
         kube::Api::<IAMAccount>::all(client),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .modify(|a: &mut IAMAccount| a.metadata.managed_fields = None)
-    .reflect(writer);
-    crate::watch::spec_changes(events)
+    .reflect(writer)
 }
 
 /// The cached bindings whose `spec.account` is `account`.

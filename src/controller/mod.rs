@@ -193,7 +193,8 @@ pub async fn run_with(
             guardrail_store.clone(),
         ))
     });
-    let guardrail_stream = crate::watch::guardrails(client.clone(), guardrail_writer);
+    let guardrail_stream =
+        crate::watch::spec_changes(crate::watch::guardrails(client.clone(), guardrail_writer));
     let namespace_stream = crate::watch::namespace_labels(client.clone(), namespace_writer);
     let (account_tx, account_rx) = tokio::sync::mpsc::unbounded_channel::<IAMAccount>();
     let account_stream = {
@@ -201,9 +202,11 @@ pub async fn run_with(
         // Only a new account, a spec change or a deletion concerns the bindings naming it and
         // the status writer (which checks failed accounts again on its own timer): a status
         // write, its own among them, is neither.
-        accounts::watch(client.clone(), account_writer).inspect_ok(move |a| {
-            let _ = tx.send(a.clone());
-        })
+        crate::watch::spec_changes(accounts::watch(client.clone(), account_writer)).inspect_ok(
+            move |a| {
+                let _ = tx.send(a.clone());
+            },
+        )
     };
     let account_map = binding_store.clone();
     let sa_by_namespace = Arc::new(RwLock::new(sa_index::NamespaceIndex::default()));
