@@ -32,40 +32,51 @@ pub(super) fn pki() -> Pki {
     let ca_pem = ca_cert.pem();
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("CA issuer");
 
-    let serving_key = KeyPair::generate().expect("serving key");
-    let mut serving = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "localhost".to_string(),
-        "kubernetes.default.svc".to_string(),
-    ])
-    .expect("serving names");
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "kube-apiserver");
-    serving.distinguished_name = dn;
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let serving_cert = serving
-        .signed_by(&serving_key, &issuer)
-        .expect("serving certificate");
-
-    let admin_key = KeyPair::generate().expect("admin key");
-    let mut admin = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "hatrack-test-admin");
-    dn.push(DnType::OrganizationName, "system:masters");
-    admin.distinguished_name = dn;
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let admin_cert = admin
-        .signed_by(&admin_key, &issuer)
-        .expect("admin certificate");
+    let (serving_cert, serving_key) = leaf(
+        &issuer,
+        &["127.0.0.1", "localhost", "kubernetes.default.svc"],
+        &[(DnType::CommonName, "kube-apiserver")],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (admin_cert, admin_key) = leaf(
+        &issuer,
+        &[],
+        &[
+            (DnType::CommonName, "hatrack-test-admin"),
+            (DnType::OrganizationName, "system:masters"),
+        ],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
 
     let sa_key = KeyPair::generate().expect("service account signing key");
     Pki {
         ca_pem,
-        serving_cert: serving_cert.pem(),
-        serving_key: serving_key.serialize_pem(),
-        admin_cert: admin_cert.pem(),
-        admin_key: admin_key.serialize_pem(),
+        serving_cert,
+        serving_key,
+        admin_cert,
+        admin_key,
         sa_public: sa_key.public_key_pem(),
         sa_private: sa_key.serialize_pem(),
     }
+}
+
+/// A certificate signed by `issuer` for `names`, with subject `subject` and one extended key
+/// usage: (certificate PEM, key PEM).
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    names: &[&str],
+    subject: &[(DnType, &str)],
+    usage: ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let key = KeyPair::generate().expect("leaf key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).expect("certificate names");
+    let mut dn = DistinguishedName::new();
+    for (kind, value) in subject {
+        dn.push(kind.clone(), *value);
+    }
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![usage];
+    let cert = params.signed_by(&key, issuer).expect("leaf certificate");
+    (cert.pem(), key.serialize_pem())
 }
