@@ -375,13 +375,7 @@ impl Store {
             let message = "the name of the object does not match the name on the URL";
             return Err(ApiError::new(400, "BadRequest", message));
         }
-        Self::check_resource_version(t, &body, &stored)?;
-        let new = if t.status {
-            set_status(stored.clone(), body.get("status"))
-        } else {
-            set_status(body, stored.get("status"))
-        };
-        Ok((StatusCode::OK, self.update(t, stored, new)?))
+        self.write_over(t, stored, body)
     }
 
     pub(super) fn patch(
@@ -403,11 +397,23 @@ impl Store {
                 return Err(ApiError::new(415, "UnsupportedMediaType", message));
             }
         }
-        Self::check_resource_version(t, &patched, &stored)?;
+        self.write_over(t, stored, patched)
+    }
+
+    /// The common end of replace and patch: `written` (the whole object as the client would
+    /// have it) over `stored`, under its resourceVersion precondition; a status write keeps
+    /// the stored spec, any other write the stored status.
+    fn write_over(
+        &mut self,
+        t: &Target,
+        stored: Value,
+        written: Value,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        Self::check_resource_version(t, &written, &stored)?;
         let new = if t.status {
-            set_status(stored.clone(), patched.get("status"))
+            set_status(stored.clone(), written.get("status"))
         } else {
-            set_status(patched, stored.get("status"))
+            set_status(written, stored.get("status"))
         };
         Ok((StatusCode::OK, self.update(t, stored, new)?))
     }
